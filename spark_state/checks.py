@@ -1,0 +1,185 @@
+"""Cross-reference checks on a structurally valid (possibly partial) state: pure, no I/O.
+
+Each finding carries the field path it is about, so the loader can point at the file, line and column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .compat import KNOWN_GPUS, Support, known_bad_fix, trtllm_support, trtllm_version_for_image
+from .model import EngineService, NimService, PytorchService, State, host_gpu, host_services
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: Path
+    message: str
+    at_key: bool = False
+    warning: bool = False
+
+
+@dataclass
+class _Collector:
+    declared: Mapping[str, set[str]]
+    findings: list[Finding] = field(default_factory=list)
+
+    def error(self, path: Path, message: str, at_key: bool = False) -> None:
+        self.findings.append(Finding(path, message, at_key))
+
+    def warn(self, path: Path, message: str) -> None:
+        self.findings.append(Finding(path, message, warning=True))
+
+    def ref(self, path: Path, section: str, name: str | None, what: str) -> bool:
+        """Report a reference to an undeclared entry; True when it resolves."""
+        if name is None:
+            return False
+        if name not in self.declared.get(section, set()):
+            known = ", ".join(sorted(self.declared.get(section, set()))) or "none declared"
+            self.error(path, f"unknown {what} {name!r} (known: {known})")
+            return False
+        return True
+
+
+def image_trtllm_version(state: State, image_name: str) -> str | None:
+    image = state.images[image_name]
+    return image.trtllm_version or trtllm_version_for_image(image.ref)
+
+
+def check(state: State, declared: Mapping[str, set[str]] | None = None) -> list[Finding]:
+    """Every cross-reference problem in `state`. `declared` names entries that exist in the file even when
+    they failed validation (so a reference to them is not reported as unknown)."""
+    names = declared or {
+        "images": set(state.images),
+        "checkpoints": set(state.checkpoints),
+        "engines": set(state.engines),
+        "services": set(state.services),
+        "groups": set(state.groups),
+        "hosts": set(state.hosts),
+    }
+    c = _Collector(names)
+    _check_checkpoints(state, c)
+    _check_engines(state, c)
+    _check_services(state, c)
+    _check_hosts(state, c)
+    _check_bench(state, c)
+    _check_build_images(state, c)
+    return c.findings
+
+
+def _check_checkpoints(state: State, c: _Collector) -> None:
+    for name, ckpt in state.checkpoints.items():
+        path: Path = ("checkpoints", name, "tokenizer_from")
+        if ckpt.tokenizer_from == name:
+            c.error(path, "a checkpoint cannot take its tokenizer from itself")
+        elif c.ref(path, "checkpoints", ckpt.tokenizer_from, "checkpoint"):
+            source = state.checkpoints.get(ckpt.tokenizer_from)  # type: ignore[arg-type]
+            if source is not None and source.tokenizer_from is not None:
+                c.error(
+                    path,
+                    f"{ckpt.tokenizer_from!r} takes its own tokenizer from {source.tokenizer_from!r}; "
+                    "point at the checkpoint that carries the tokenizer",
+                )
+
+
+def _check_engines(state: State, c: _Collector) -> None:
+    for name, engine in state.engines.items():
+        c.ref(("engines", name, "checkpoint"), "checkpoints", engine.checkpoint, "checkpoint")
+        c.ref(("engines", name, "image"), "images", engine.image, "image")
+
+
+def _check_services(state: State, c: _Collector) -> None:
+    for name, svc in state.services.items():
+        base: Path = ("services", name)
+        if isinstance(svc, EngineService):
+            if c.ref(base + ("engine",), "engines", svc.engine, "engine") and svc.engine in state.engines:
+                engine = state.engines[svc.engine]
+                for flag in ("max_batch_size", "max_num_tokens", "max_seq_len"):
+                    served, built = getattr(svc, flag), getattr(engine, flag)
+                    if served is not None and served > built:
+                        c.error(base + (flag,), f"{served} exceeds the engine's {flag} ({built}); rebuild the engine")
+            c.ref(base + ("image",), "images", svc.image, "image")
+            c.ref(base + ("tokenizer",), "checkpoints", svc.tokenizer, "checkpoint")
+        elif isinstance(svc, PytorchService):
+            c.ref(base + ("checkpoint",), "checkpoints", svc.checkpoint, "checkpoint")
+            c.ref(base + ("image",), "images", svc.image, "image")
+            c.ref(base + ("tokenizer",), "checkpoints", svc.tokenizer, "checkpoint")
+        elif isinstance(svc, NimService):
+            c.ref(base + ("container",), "images", svc.container, "image")
+        for conc in svc.expect.aggregate_tok_s:
+            if conc not in state.bench.concurrency:
+                c.error(
+                    base + ("expect", "aggregate_tok_s", conc),
+                    f"the bench does not run concurrency {conc} (bench.concurrency: {state.bench.concurrency})",
+                    at_key=True,
+                )
+
+
+def _check_hosts(state: State, c: _Collector) -> None:
+    for gname, group in state.groups.items():
+        for i, sname in enumerate(group.services):
+            c.ref(("groups", gname, "services", i), "services", sname, "service")
+    addresses: dict[tuple[str, int], str] = {}
+    placed: set[str] = set()
+    for hname, host in state.hosts.items():
+        for i, gname in enumerate(host.groups):
+            c.ref(("hosts", hname, "groups", i), "groups", gname, "group")
+        for i, sname in enumerate(host.services):
+            c.ref(("hosts", hname, "services", i), "services", sname, "service")
+        key = (host.address, host.ssh_port)
+        if key in addresses:
+            c.error(("hosts", hname, "address"), f"{host.address}:{host.ssh_port} is also host {addresses[key]!r}")
+        addresses.setdefault(key, hname)
+        ports: dict[int, str] = {}
+        for sname in host_services(state, hname):
+            placed.add(sname)
+            svc = state.services.get(sname)
+            if svc is None:
+                continue
+            if svc.port in ports:
+                where: Path = ("hosts", hname, "services", host.services.index(sname)) if sname in host.services else (
+                    "hosts", hname, "groups"
+                )
+                c.error(where, f"port {svc.port} of {sname!r} is also used by {ports[svc.port]!r} on host {hname!r}")
+            ports.setdefault(svc.port, sname)
+    for sname in state.services:
+        if sname not in placed and state.hosts:
+            c.warn(("services", sname), f"service {sname!r} is placed on no host")
+
+
+def _check_bench(state: State, c: _Collector) -> None:
+    c.ref(("bench", "baseline"), "services", state.bench.baseline, "service")
+
+
+def _gpus_for(state: State, users: set[str]) -> set[str]:
+    """GPUs of the hosts serving any of the services in `users`; the fleet's GPU when none is placed."""
+    gpus = {host_gpu(state, h) for h in state.hosts if users & set(host_services(state, h))}
+    if not gpus:
+        gpus = {state.fleet.gpu}
+    return {g for g in gpus if g is not None}
+
+
+def _check_build_images(state: State, c: _Collector) -> None:
+    """An image whose TensorRT-LLM is known-bad for the GPU that would run it is refused before any build."""
+    usages: list[tuple[Path, str, set[str]]] = []
+    for name, engine in state.engines.items():
+        users = {s for s, svc in state.services.items() if isinstance(svc, EngineService) and svc.engine == name}
+        usages.append((("engines", name, "image"), engine.image, users))
+    for name, svc in state.services.items():
+        if isinstance(svc, (EngineService, PytorchService)) and svc.image is not None:
+            usages.append((("services", name, "image"), svc.image, {name}))
+    for path, image_name, users in usages:
+        if image_name not in state.images:
+            continue
+        version = image_trtllm_version(state, image_name)
+        ref = state.images[image_name].ref
+        for gpu_name in sorted(_gpus_for(state, users)):
+            gpu = KNOWN_GPUS[gpu_name]
+            verdict = trtllm_support(version, gpu)
+            if verdict.support is Support.KNOWN_BAD:
+                c.error(path, known_bad_fix(ref, version or "?", gpu))
+            elif verdict.support is not Support.VERIFIED:
+                c.warn(path, f"image {ref}: {verdict.reason}")

@@ -1,0 +1,200 @@
+"""Load a state file: YAML (round-trip, so every node keeps its line) → validated State, or every problem at once.
+
+Each problem is reported as `FILE:LINE:COL field.path: message` (1-based line and column).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from . import checks
+from .errors import Problem, StateFileError
+from .model import SERVICE_KINDS, Bench, Checkpoint, Engine, Fleet, Group, Host, ImageEntry, Paths, Service, State
+
+FieldPath = tuple[str | int, ...]
+
+_SECTION_ENTRY: dict[str, Any] = {
+    "images": ImageEntry,
+    "checkpoints": Checkpoint,
+    "engines": Engine,
+    "services": Service,
+    "groups": Group,
+    "hosts": Host,
+}
+_SECTION_SINGLE: dict[str, Any] = {"fleet": Fleet, "paths": Paths, "bench": Bench}
+_SERVICE_TAGS = set(SERVICE_KINDS.values())
+
+
+@dataclass(frozen=True)
+class LoadedState:
+    """A validated state plus what the loader learned on the way (file, warnings)."""
+
+    state: State
+    file: str
+    warnings: tuple[Problem, ...]
+
+
+def load_state(path: str | Path) -> LoadedState:
+    """Read and validate a state file. Raises StateFileError listing every problem found."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StateFileError([Problem(file, 1, 1, "<file>", f"cannot read: {exc}")]) from exc
+    return load_state_text(text, file)
+
+
+def load_state_text(text: str, file: str = "<string>") -> LoadedState:
+    yaml = YAML(typ="rt")
+    try:
+        root = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        message = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        raise StateFileError([Problem(file, line, col, "<yaml>", message or str(exc))]) from exc
+    except YAMLError as exc:
+        raise StateFileError([Problem(file, 1, 1, "<yaml>", str(exc))]) from exc
+    if root is None:
+        root = CommentedMap()
+    if not isinstance(root, CommentedMap):
+        raise StateFileError([Problem(file, 1, 1, "<root>", "the state file must be a mapping of sections")])
+
+    data = _plain(root)
+    problems: list[Problem] = []
+    try:
+        state = State.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc, root, file))
+        state = _partial_state(data)
+    findings = checks.check(state, _declared(data))
+    problems.extend(_locate(root, file, f.path, f.message, f.at_key) for f in findings if not f.warning)
+    if problems:
+        raise StateFileError(problems)
+    warnings = tuple(_locate(root, file, f.path, f.message, f.at_key) for f in findings if f.warning)
+    return LoadedState(state=state, file=file, warnings=warnings)
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's round-trip types → plain dict/list/str/int/float/bool for pydantic."""
+    if isinstance(node, dict):
+        return {_plain(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, bool):
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def _declared(data: dict[str, Any]) -> dict[str, set[str]]:
+    return {
+        section: {str(k) for k in data.get(section) or {}} if isinstance(data.get(section), dict) else set()
+        for section in _SECTION_ENTRY
+    }
+
+
+def _partial_state(data: dict[str, Any]) -> State:
+    """A State of only the entries that validate on their own, so cross-checks still run on the rest."""
+    parts: dict[str, Any] = {}
+    for section, model in _SECTION_SINGLE.items():
+        try:
+            parts[section] = model.model_validate(data.get(section) or {})
+        except ValidationError:
+            parts[section] = model()
+    for section, entry_type in _SECTION_ENTRY.items():
+        adapter: TypeAdapter[Any] = TypeAdapter(entry_type)
+        raw = data.get(section)
+        valid: dict[str, Any] = {}
+        for name, value in (raw.items() if isinstance(raw, dict) else []):
+            try:
+                valid[str(name)] = adapter.validate_python(value)
+            except ValidationError:
+                continue
+        parts[section] = valid
+    return State.model_construct(**parts)
+
+
+def _pydantic_problems(exc: ValidationError, root: CommentedMap, file: str) -> list[Problem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = list(err["loc"])
+        at_key = False
+        # Drop the service-kind tag pydantic inserts after the service name.
+        if len(loc) >= 3 and loc[0] == "services" and loc[2] in _SERVICE_TAGS:
+            del loc[2]
+        # Drop wrappers pydantic adds for validators ("function-after[...]") and dict keys ("[key]").
+        if loc and loc[-1] == "[key]":
+            loc.pop()
+            at_key = True
+        loc = [part for part in loc if not (isinstance(part, str) and part.startswith("function-"))]
+        message = err["msg"]
+        if err["type"] == "missing":
+            message = "required field missing"
+        elif err["type"] == "extra_forbidden":
+            message = "unknown field"
+            at_key = True
+        elif message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        problems.append(_locate(root, file, tuple(loc), message, at_key))
+    return problems
+
+
+def _locate(root: CommentedMap, file: str, path: FieldPath, message: str, at_key: bool) -> Problem:
+    line, col = position(root, path, at_key)
+    return Problem(file, line, col, _dotted(path) or "<root>", message)
+
+
+def _dotted(path: FieldPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) and not isinstance(part, bool) and out else (
+            f".{part}" if out else str(part)
+        )
+    return out
+
+
+def position(root: Any, path: FieldPath, at_key: bool = False) -> tuple[int, int]:
+    """1-based (line, column) of the node at `path`: its value, or its key when `at_key`.
+    A path that leaves the document (a missing field) points at the deepest node that exists."""
+    node = root
+    line, col = 0, 0
+    for i, part in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(node, CommentedMap):
+            key = _find_key(node, part)
+            if key is None:
+                break
+            kline, kcol = node.lc.key(key)
+            vline, vcol = node.lc.value(key)
+            line, col = (kline, kcol) if (last and at_key) or not last else (vline, vcol)
+            if not last and isinstance(node[key], (CommentedMap, CommentedSeq)):
+                line, col = kline, kcol
+            node = node[key]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            line, col = node.lc.item(part)
+            node = node[part]
+        else:
+            break
+    return line + 1, col + 1
+
+
+def _find_key(node: CommentedMap, part: str | int) -> Any:
+    if part in node:
+        return part
+    for key in node:
+        if str(key) == str(part):
+            return key
+    return None

@@ -1,0 +1,330 @@
+"""The desired-state schema (pydantic v2). Structure and per-field rules only; cross-references live in checks.py."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
+
+from . import quoting
+from .compat import KNOWN_GPUS
+
+# ---------------------------------------------------------------- field types
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+_HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+_ABS_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+# Docker image reference: [registry[:port]/]path[:tag][@sha256:digest]
+_IMAGE_REF = re.compile(
+    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]{1,5})?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+_ADDRESS = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+$|^[0-9a-fA-F:]+$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_SIZE = re.compile(r"^[0-9]+(?:[bkmg]|kb|mb|gb)?$", re.IGNORECASE)
+
+
+def _name(value: str) -> str:
+    if ".." in value or not _NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a safe name: use 1-63 of a-z 0-9 . _ -, starting with a letter or digit, "
+            "no '..' (names become paths and systemd unit names)"
+        )
+    return value
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> Any:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _abs_path(value: str) -> str:
+    if not _ABS_PATH.match(value) or "/../" in value + "/" or "/./" in value + "/" or "//" in value:
+        raise ValueError(f"{value!r} is not a clean absolute path (letters, digits, . _ + - and /; no '..')")
+    return value.rstrip("/") or "/"
+
+
+def _unit_word(value: str) -> str:
+    problem = quoting.systemd_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _shell_arg(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("a NUL byte cannot be passed as a command-line argument")
+    return value
+
+
+def _env_value(value: str) -> str:
+    problem = quoting.env_file_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
+EnvName = Annotated[str, _matching(_ENV_NAME, "an environment variable name (A-Z, 0-9, _)")]
+HfRepo = Annotated[str, _matching(_HF_REPO, "a Hugging Face repo id like 'nvidia/Llama-3.1-8B-Instruct-FP8'")]
+Revision = Annotated[str, _matching(_REVISION, "a git revision (branch, tag or commit sha)")]
+AbsPath = Annotated[str, AfterValidator(_abs_path)]
+ImageRef = Annotated[str, _matching(_IMAGE_REF, "a docker image reference like 'nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3'")]
+Address = Annotated[str, _matching(_ADDRESS, "a host name or IP address")]
+UnixUser = Annotated[str, _matching(_USER, "a unix user name")]
+ExtraArg = Annotated[str, AfterValidator(_unit_word)]
+ShellArg = Annotated[str, AfterValidator(_shell_arg)]
+EnvValue = Annotated[str, AfterValidator(_env_value)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+GpuName = Literal[tuple(KNOWN_GPUS)]  # type: ignore[valid-type]
+Quantization = Literal["fp8", "nvfp4"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- sections
+
+
+class Fleet(Strict):
+    gpu: GpuName | None = Field(
+        default="GB10", description="GPU every host is expected to have; null: learn it at preflight only."
+    )
+    reserved_memory_gib: float = Field(
+        default=8.0, ge=0, le=64, description="Unified memory kept for the OS and everything that is not a service."
+    )
+
+
+class Paths(Strict):
+    root: AbsPath = Field(default="/var/lib/spark-state", description="Checkpoints, engines and caches live here.")
+    units: AbsPath = Field(default="/etc/systemd/system", description="Where the systemd units are written.")
+    secrets: AbsPath = Field(default="/etc/spark-state/secrets", description="0600 env files with secrets.")
+    docker: AbsPath = Field(default="/usr/bin/docker", description="The docker CLI on the hosts.")
+
+
+def _image_shorthand(value: Any) -> Any:
+    return {"ref": value} if isinstance(value, str) else value
+
+
+class Image(Strict):
+    ref: ImageRef
+    trtllm_version: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+\.[0-9]+\.[0-9]+[A-Za-z0-9.+-]*$",
+        description="TensorRT-LLM inside the image when its tag does not tell (it is probed on the host anyway).",
+    )
+    size_gb: float | None = Field(default=None, gt=0, le=4096, description="Pulled size, for the disk budget.")
+
+
+ImageEntry = Annotated[Image, BeforeValidator(_image_shorthand)]
+
+
+class Checkpoint(Strict):
+    repo: HfRepo
+    revision: Revision = Field(default="main", description="Pin a commit sha for reproducible engines.")
+    tokenizer_from: Name | None = Field(
+        default=None, description="Take tokenizer and chat template from this checkpoint (NVFP4 repos lack one)."
+    )
+    secrets: list[EnvName] = Field(default_factory=list, description="Env-var names, e.g. HF_TOKEN for gated repos.")
+    size_gb: float | None = Field(default=None, gt=0, le=4096, description="Download size, for the disk budget.")
+
+
+class Engine(Strict):
+    checkpoint: Name
+    image: Name
+    quantization: Quantization
+    gemm_plugin: Literal["fp8", "nvfp4", "auto", "bfloat16", "float16", "disable"] | None = Field(
+        default=None, description="Defaults to the quantization (fp8 → fp8, nvfp4 → nvfp4)."
+    )
+    max_batch_size: int = Field(default=8, ge=1, le=2048)
+    max_input_len: int = Field(default=2048, ge=1, le=1048576)
+    max_seq_len: int = Field(default=4096, ge=1, le=1048576)
+    max_num_tokens: int = Field(default=4096, ge=1, le=1048576)
+    use_paged_context_fmha: bool = True
+    use_fp8_context_fmha: bool | None = Field(default=None, description="Defaults to true for fp8, false for nvfp4.")
+    dtype: Literal["bfloat16", "float16"] = "bfloat16"
+    convert_script: AbsPath = Field(
+        default="/app/tensorrt_llm/examples/models/core/llama/convert_checkpoint.py",
+        description="The checkpoint converter inside the image.",
+    )
+    convert_args: list[ShellArg] = Field(default_factory=list)
+    build_args: list[ShellArg] = Field(default_factory=list, description="Extra trtllm-build flags, verbatim.")
+
+    @model_validator(mode="after")
+    def _lengths_fit(self) -> Engine:
+        if self.max_input_len > self.max_seq_len:
+            raise ValueError(f"max_input_len ({self.max_input_len}) exceeds max_seq_len ({self.max_seq_len})")
+        return self
+
+
+class Expect(Strict):
+    ttft_p50_ms: float | None = Field(default=None, gt=0, description="Upper bound on median time to first token.")
+    decode_tok_s: float | None = Field(default=None, gt=0, description="Lower bound on per-stream decode rate.")
+    aggregate_tok_s: dict[Annotated[int, Field(ge=1, le=4096)], Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict, description="Lower bound on aggregate tok/s, by concurrency."
+    )
+    resident_gib: float | None = Field(default=None, gt=0, description="Upper bound on resident memory.")
+
+
+class _ServiceBase(Strict):
+    port: Port
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict, description="Plain environment for the container.")
+    secrets: list[EnvName] = Field(default_factory=list, description="Env-var names delivered in a 0600 file.")
+    extra_args: list[ExtraArg] = Field(default_factory=list, description="Extra server flags, verbatim.")
+    expect: Expect = Field(default_factory=Expect)
+    memory_gib: float | None = Field(default=None, gt=0, le=4096, description="Memory budget; overrides the estimate.")
+
+
+class _TrtllmServeFlags(Strict):
+    kv_cache_free_gpu_memory_fraction: float = Field(
+        default=0.4, gt=0, le=1, description="Share of free unified memory the KV cache may take."
+    )
+    max_batch_size: int | None = Field(default=None, ge=1, le=2048)
+    max_num_tokens: int | None = Field(default=None, ge=1, le=1048576)
+    max_seq_len: int | None = Field(default=None, ge=1, le=1048576)
+    tokenizer: Name | None = Field(default=None, description="Checkpoint whose tokenizer to serve with.")
+
+
+class EngineService(_ServiceBase, _TrtllmServeFlags):
+    """trtllm-serve with the TensorRT backend, serving a built engine."""
+
+    engine: Name
+    image: Name | None = Field(default=None, description="Serving image; defaults to the engine's build image.")
+
+
+class PytorchService(_ServiceBase, _TrtllmServeFlags):
+    """trtllm-serve with the PyTorch backend, serving a checkpoint directly (no engine build)."""
+
+    checkpoint: Name
+    backend: Literal["pytorch"]
+    image: Name
+
+
+class NimService(_ServiceBase):
+    """An NVIDIA NIM container."""
+
+    container: Name
+    container_port: Port = Field(default=8000, description="Port the NIM listens on inside the container.")
+    shm_size: Annotated[str, _matching(_SIZE, "a size like 16GB")] = "16GB"
+
+
+SERVICE_KINDS = {"engine": "trtllm-engine", "checkpoint": "trtllm-pytorch", "container": "nim"}
+
+
+def _service_kind(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        value = value.__dict__
+    if not isinstance(value, dict):
+        return None
+    present = [key for key in SERVICE_KINDS if key in value]
+    return SERVICE_KINDS[present[0]] if len(present) == 1 else None
+
+
+Service = Annotated[
+    Annotated[EngineService, Tag("trtllm-engine")]
+    | Annotated[PytorchService, Tag("trtllm-pytorch")]
+    | Annotated[NimService, Tag("nim")],
+    Discriminator(
+        _service_kind,
+        custom_error_type="service_kind",
+        custom_error_message="a service needs exactly one of: engine (trtllm-serve), checkpoint with "
+        "backend: pytorch, or container (NIM)",
+    ),
+]
+
+
+class Bench(Strict):
+    prompt: str = Field(
+        default="In one paragraph: what is retrieval-augmented generation and when is it the wrong tool?",
+        min_length=1,
+        max_length=100_000,
+    )
+    max_tokens: int = Field(default=200, ge=1, le=131072)
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    concurrency: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
+    serial_requests: int = Field(default=5, ge=1, le=10000)
+    warmup_requests: int = Field(default=1, ge=0, le=100)
+    requests_per_level: int | None = Field(
+        default=None, ge=1, le=100000, description="Requests per concurrency level; default 2 × concurrency."
+    )
+    timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    baseline: Name | None = Field(default=None, description="Service the delta table compares against.")
+
+
+class Group(Strict):
+    services: list[Name] = Field(default_factory=list)
+
+
+class Host(Strict):
+    address: Address
+    ssh_user: UnixUser = "root"
+    ssh_port: Port = 22
+    ssh_key: AbsPath | None = None
+    gpu: GpuName | None = Field(default=None, description="Overrides fleet.gpu for this host.")
+    groups: list[Name] = Field(default_factory=list)
+    services: list[Name] = Field(default_factory=list)
+
+
+class State(Strict):
+    """The whole desired state of a fleet."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "spark-state"},
+    )
+
+    fleet: Fleet = Field(default_factory=Fleet)
+    paths: Paths = Field(default_factory=Paths)
+    images: dict[Name, ImageEntry] = Field(default_factory=dict)
+    checkpoints: dict[Name, Checkpoint] = Field(default_factory=dict)
+    engines: dict[Name, Engine] = Field(default_factory=dict)
+    services: dict[Name, Service] = Field(default_factory=dict)
+    bench: Bench = Field(default_factory=Bench)
+    groups: dict[Name, Group] = Field(default_factory=dict)
+    hosts: dict[Name, Host] = Field(default_factory=dict)
+
+
+AnyService = EngineService | PytorchService | NimService
+
+
+def service_kind(service: AnyService) -> str:
+    if isinstance(service, EngineService):
+        return "trtllm-engine"
+    if isinstance(service, PytorchService):
+        return "trtllm-pytorch"
+    return "nim"
+
+
+def host_services(state: State, host_name: str) -> list[str]:
+    """Services placed on a host: its groups' services, then its own, each once, in order."""
+    host = state.hosts[host_name]
+    names: list[str] = []
+    for group in host.groups:
+        if group in state.groups:
+            names.extend(state.groups[group].services)
+    names.extend(host.services)
+    return [n for i, n in enumerate(names) if n not in names[:i]]
+
+
+def host_gpu(state: State, host_name: str) -> str | None:
+    """The GPU a host is declared to have (its own setting, else the fleet's)."""
+    return state.hosts[host_name].gpu or state.fleet.gpu

@@ -1,0 +1,443 @@
+"""The pure per-host plan: State → HostPlan (plain data). No SSH, no pyinfra.
+
+Everything a host should end up with is computed here: directories, the exact convert/build/serve command
+lines, engine fingerprints, systemd unit texts, ports, and disk and unified-memory budgets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import quoting
+from .checks import image_trtllm_version
+from .compat import KNOWN_GPUS, trtllm_support
+from .errors import UnknownHostError
+from .model import EngineService, NimService, PytorchService, State, host_gpu, host_services, service_kind
+from .templates import render
+
+PLAN_FORMAT = 1
+# A built rank0.engine is ~95% of the ModelOpt checkpoint it came from (FP8 8.6/9.08 GB, NVFP4 5.7/6.03 GB).
+ENGINE_TO_CHECKPOINT_SIZE = 0.95
+GIB_PER_GB = 1e9 / 2**30
+UNIT_PREFIX = "spark-state-"
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    name: str
+    ref: str
+    trtllm_version: str | None
+    support: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CheckpointPlan:
+    name: str
+    repo: str
+    revision: str
+    dir: str
+    secrets: tuple[str, ...]
+    size_gb: float | None
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    name: str
+    checkpoint: str
+    image: str
+    image_ref: str
+    trtllm_version: str | None
+    quantization: str
+    fingerprint: str
+    inputs: dict[str, Any]
+    dir: str  # final, fingerprinted directory; holds engine/ once the build succeeded
+    build_dir: str  # where convert and build write; renamed to `dir` only after success
+    convert_argv: tuple[str, ...]
+    build_argv: tuple[str, ...]
+    convert_command: str
+    build_command: str
+    size_gb: float | None
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    name: str
+    kind: str
+    port: int
+    image_ref: str
+    unit_name: str
+    unit_path: str
+    unit_text: str
+    container_name: str
+    run_argv: tuple[str, ...]
+    env_file: str | None
+    env: dict[str, str]
+    secrets: tuple[str, ...]
+    engine: str | None
+    engine_fingerprint: str | None
+    checkpoint: str | None
+    tokenizer_checkpoint: str | None
+    expect: dict[str, Any]
+    memory_gib: float | None
+
+
+@dataclass(frozen=True)
+class Budget:
+    disk_gb: float
+    disk_items: dict[str, float]
+    disk_unknown: tuple[str, ...]
+    memory_total_gib: float | None
+    memory_reserved_gib: float
+    memory_gib: float
+    memory_items: dict[str, float]
+    memory_unknown: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    host: str
+    address: str
+    ssh_user: str
+    ssh_port: int
+    gpu: str | None
+    compute_capability: str | None
+    images: tuple[ImagePlan, ...]
+    checkpoints: tuple[CheckpointPlan, ...]
+    engines: tuple[EnginePlan, ...]
+    services: tuple[ServicePlan, ...]
+    budget: Budget
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": PLAN_FORMAT, **asdict(self)}
+
+
+def plan_fleet(state: State, only_host: str | None = None) -> list[HostPlan]:
+    if only_host is not None and only_host not in state.hosts:
+        raise UnknownHostError(only_host, list(state.hosts))
+    return [plan_host(state, h) for h in state.hosts if only_host in (None, h)]
+
+
+def plan_host(state: State, host_name: str) -> HostPlan:
+    if host_name not in state.hosts:
+        raise UnknownHostError(host_name, list(state.hosts))
+    host = state.hosts[host_name]
+    gpu_name = host_gpu(state, host_name)
+    gpu = KNOWN_GPUS.get(gpu_name) if gpu_name else None
+    services = [s for s in host_services(state, host_name) if s in state.services]
+
+    engine_names = _ordered(
+        svc.engine for s in services if isinstance(svc := state.services[s], EngineService)
+    )
+    checkpoint_names = _ordered(_checkpoints_needed(state, services, engine_names))
+    image_names = _ordered(_images_needed(state, services, engine_names))
+
+    images = tuple(_plan_image(state, n, gpu) for n in image_names)
+    checkpoints = tuple(_plan_checkpoint(state, n) for n in checkpoint_names)
+    engines = tuple(plan_engine(state, n) for n in engine_names)
+    engines_by_name = {e.name: e for e in engines}
+    service_plans = tuple(_plan_service(state, s, engines_by_name) for s in services)
+
+    budget = _budget(state, gpu.unified_memory_gib if gpu else None, images, checkpoints, engines, service_plans)
+    warnings = list(_budget_warnings(host_name, budget))
+    warnings += [f"image {i.ref}: {i.reason}" for i in images if i.support not in ("verified",) and i.trtllm_version]
+    return HostPlan(
+        host=host_name,
+        address=host.address,
+        ssh_user=host.ssh_user,
+        ssh_port=host.ssh_port,
+        gpu=gpu.name if gpu else None,
+        compute_capability=gpu.compute_capability if gpu else None,
+        images=images,
+        checkpoints=checkpoints,
+        engines=engines,
+        services=service_plans,
+        budget=budget,
+        warnings=tuple(warnings),
+    )
+
+
+def _ordered(names: Any) -> list[str]:
+    out: list[str] = []
+    for n in names:
+        if n is not None and n not in out:
+            out.append(n)
+    return out
+
+
+def _tokenizer_checkpoint(state: State, service_name: str) -> str | None:
+    """The checkpoint whose tokenizer a trtllm-serve service loads: explicit, else the model's tokenizer_from,
+    else the model's own."""
+    svc = state.services[service_name]
+    if isinstance(svc, NimService):
+        return None
+    if svc.tokenizer:
+        return svc.tokenizer
+    model = state.engines[svc.engine].checkpoint if isinstance(svc, EngineService) else svc.checkpoint
+    return state.checkpoints[model].tokenizer_from or model
+
+
+def _checkpoints_needed(state: State, services: list[str], engines: list[str]) -> list[str]:
+    needed = [state.engines[e].checkpoint for e in engines]
+    for s in services:
+        svc = state.services[s]
+        if isinstance(svc, PytorchService):
+            needed.append(svc.checkpoint)
+        needed.append(_tokenizer_checkpoint(state, s))  # type: ignore[arg-type]
+    return [n for n in needed if n is not None]
+
+
+def _images_needed(state: State, services: list[str], engines: list[str]) -> list[str]:
+    needed = [state.engines[e].image for e in engines]
+    for s in services:
+        svc = state.services[s]
+        needed.append(svc.container if isinstance(svc, NimService) else svc.image)
+    return [n for n in needed if n is not None]
+
+
+def _plan_image(state: State, name: str, gpu: Any) -> ImagePlan:
+    version = image_trtllm_version(state, name)
+    ref = state.images[name].ref
+    if gpu is None or (version is None and not _is_trtllm_image(state, name)):
+        return ImagePlan(name, ref, version, "n/a", "")
+    verdict = trtllm_support(version, gpu)
+    return ImagePlan(name, ref, version, verdict.support.value, verdict.reason)
+
+
+def _is_trtllm_image(state: State, name: str) -> bool:
+    return any(e.image == name for e in state.engines.values()) or any(
+        isinstance(s, PytorchService) and s.image == name for s in state.services.values()
+    )
+
+
+def checkpoint_dir(state: State, name: str) -> str:
+    revision = state.checkpoints[name].revision.replace("/", "--")
+    return f"{state.paths.root}/checkpoints/{name}/{revision}"
+
+
+def _plan_checkpoint(state: State, name: str) -> CheckpointPlan:
+    c = state.checkpoints[name]
+    return CheckpointPlan(name, c.repo, c.revision, checkpoint_dir(state, name), tuple(c.secrets), c.size_gb)
+
+
+def engine_build_flags(state: State, name: str) -> list[str]:
+    """trtllm-build flags (without paths), exactly as the field report passes them."""
+    e = state.engines[name]
+    fp8_fmha = e.use_fp8_context_fmha if e.use_fp8_context_fmha is not None else e.quantization == "fp8"
+    flags = [
+        "--gemm_plugin", e.gemm_plugin or e.quantization,
+        "--max_batch_size", str(e.max_batch_size),
+        "--max_input_len", str(e.max_input_len),
+        "--max_seq_len", str(e.max_seq_len),
+        "--max_num_tokens", str(e.max_num_tokens),
+    ]  # fmt: skip
+    if e.use_paged_context_fmha:
+        flags += ["--use_paged_context_fmha", "enable"]
+    if fp8_fmha:
+        flags += ["--use_fp8_context_fmha", "enable"]
+    return flags + list(e.build_args)
+
+
+def plan_engine(state: State, name: str) -> EnginePlan:
+    e = state.engines[name]
+    ckpt = state.checkpoints[e.checkpoint]
+    image_ref = state.images[e.image].ref
+    version = image_trtllm_version(state, e.image)
+    build_flags = engine_build_flags(state, name)
+    convert_flags = ["--dtype", e.dtype, *e.convert_args]
+    inputs = {
+        "format": PLAN_FORMAT,
+        "image": image_ref,
+        "trtllm_version": version,
+        "checkpoint": {"repo": ckpt.repo, "revision": ckpt.revision},
+        "quantization": e.quantization,
+        "convert": {"script": e.convert_script, "flags": convert_flags},
+        "build": build_flags,
+    }
+    fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    final_dir = f"{state.paths.root}/engines/{name}/{fingerprint[:16]}"
+    build_dir = f"{final_dir}.partial"
+    docker = state.paths.docker
+    convert_argv = (
+        docker, "run", "--rm", "--gpus", "all", "--name", f"{UNIT_PREFIX}convert-{name}",
+        "-v", f"{checkpoint_dir(state, e.checkpoint)}:/ckpt:ro", "-v", f"{build_dir}:/work", image_ref,
+        "python3", e.convert_script, "--model_dir", "/ckpt", "--output_dir", "/work/trtllm-ckpt", *convert_flags,
+    )  # fmt: skip
+    build_argv = (
+        docker, "run", "--rm", "--gpus", "all", "--name", f"{UNIT_PREFIX}build-{name}",
+        "-v", f"{build_dir}:/work", image_ref,
+        "trtllm-build", "--checkpoint_dir", "/work/trtllm-ckpt", "--output_dir", "/work/engine", *build_flags,
+    )  # fmt: skip
+    size = ckpt.size_gb * ENGINE_TO_CHECKPOINT_SIZE if ckpt.size_gb else None
+    return EnginePlan(
+        name=name,
+        checkpoint=e.checkpoint,
+        image=e.image,
+        image_ref=image_ref,
+        trtllm_version=version,
+        quantization=e.quantization,
+        fingerprint=fingerprint,
+        inputs=inputs,
+        dir=final_dir,
+        build_dir=build_dir,
+        convert_argv=convert_argv,
+        build_argv=build_argv,
+        convert_command=quoting.sh_join(convert_argv),
+        build_command=quoting.sh_join(build_argv),
+        size_gb=size,
+    )
+
+
+def _serve_flags(svc: EngineService | PytorchService, defaults: Any) -> list[str]:
+    flags = []
+    for flag in ("max_batch_size", "max_num_tokens", "max_seq_len"):
+        value = getattr(svc, flag) if getattr(svc, flag) is not None else getattr(defaults, flag, None)
+        if value is not None:
+            flags += [f"--{flag}", str(value)]
+    return flags + ["--kv_cache_free_gpu_memory_fraction", f"{svc.kv_cache_free_gpu_memory_fraction:g}"]
+
+
+def _plan_service(state: State, name: str, engines: dict[str, EnginePlan]) -> ServicePlan:
+    svc = state.services[name]
+    docker = state.paths.docker
+    container = f"{UNIT_PREFIX}{name}"
+    env_file = f"{state.paths.secrets}/{name}.env" if (svc.env or svc.secrets) else None
+    run: list[str] = [docker, "run", "--rm", "--name", container, "--gpus", "all"]
+    engine_plan = engines.get(svc.engine) if isinstance(svc, EngineService) else None
+    tokenizer = _tokenizer_checkpoint(state, name)
+    checkpoint: str | None = None
+
+    if isinstance(svc, NimService):
+        image_ref = state.images[svc.container].ref
+        run += [f"--shm-size={svc.shm_size}", "-p", f"{svc.port}:{svc.container_port}"]
+        run += ["-v", f"{state.paths.root}/nim-cache/{name}:/opt/nim/.cache"]
+        if env_file:
+            run += ["--env-file", env_file]
+        run += [image_ref, *svc.extra_args]
+        description = f"NIM {image_ref} on :{svc.port}"
+    else:
+        tokenizer_dir = checkpoint_dir(state, tokenizer)  # type: ignore[arg-type]
+        run += ["-p", f"{svc.port}:{svc.port}"]
+        if isinstance(svc, EngineService):
+            assert engine_plan is not None
+            image_ref = state.images[svc.image or state.engines[svc.engine].image].ref
+            run += ["-v", f"{engine_plan.dir}/engine:/engine:ro", "-v", f"{tokenizer_dir}:/tokenizer:ro"]
+            model_arg, backend, defaults = "/engine", "tensorrt", state.engines[svc.engine]
+            description = f"trtllm-serve engine {svc.engine} on :{svc.port}"
+        else:
+            checkpoint = svc.checkpoint
+            image_ref = state.images[svc.image].ref
+            run += ["-v", f"{checkpoint_dir(state, svc.checkpoint)}:/model:ro", "-v", f"{tokenizer_dir}:/tokenizer:ro"]
+            model_arg, backend, defaults = "/model", "pytorch", None
+            description = f"trtllm-serve checkpoint {svc.checkpoint} (pytorch) on :{svc.port}"
+        if env_file:
+            run += ["--env-file", env_file]
+        run += [image_ref, "trtllm-serve", "serve", model_arg, "--tokenizer", "/tokenizer", "--backend", backend]
+        run += ["--host", "0.0.0.0", "--port", str(svc.port), *_serve_flags(svc, defaults), *svc.extra_args]
+
+    unit_name = f"{UNIT_PREFIX}{name}.service"
+    unit_text = render(
+        "service.unit.j2",
+        service={"name": name, "description": description},
+        exec_rm=quoting.systemd_join([docker, "rm", "-f", container]),
+        exec_start=quoting.systemd_join(run),
+        exec_stop=quoting.systemd_join([docker, "stop", "-t", "30", container]),
+    )
+    return ServicePlan(
+        name=name,
+        kind=service_kind(svc),
+        port=svc.port,
+        image_ref=image_ref,
+        unit_name=unit_name,
+        unit_path=f"{state.paths.units}/{unit_name}",
+        unit_text=unit_text,
+        container_name=container,
+        run_argv=tuple(run),
+        env_file=env_file,
+        env=dict(svc.env),
+        secrets=tuple(svc.secrets),
+        engine=svc.engine if isinstance(svc, EngineService) else None,
+        engine_fingerprint=engine_plan.fingerprint if engine_plan else None,
+        checkpoint=checkpoint or (engine_plan.checkpoint if engine_plan else None),
+        tokenizer_checkpoint=tokenizer,
+        expect=svc.expect.model_dump(),
+        memory_gib=svc.memory_gib,
+    )
+
+
+def _budget(
+    state: State,
+    total_gib: float | None,
+    images: tuple[ImagePlan, ...],
+    checkpoints: tuple[CheckpointPlan, ...],
+    engines: tuple[EnginePlan, ...],
+    services: tuple[ServicePlan, ...],
+) -> Budget:
+    disk: dict[str, float] = {}
+    disk_unknown: list[str] = []
+    for i in images:
+        size = state.images[i.name].size_gb
+        (disk.__setitem__(f"image {i.name}", size) if size else disk_unknown.append(f"image {i.name}"))
+    for c in checkpoints:
+        (disk.__setitem__(f"checkpoint {c.name}", c.size_gb) if c.size_gb else disk_unknown.append(f"checkpoint {c.name}"))
+    for e in engines:
+        if e.size_gb:
+            # The converted TensorRT-LLM checkpoint stays beside the engine, about as large.
+            disk[f"engine {e.name}"] = round(2 * e.size_gb, 2)
+        else:
+            disk_unknown.append(f"engine {e.name}")
+
+    memory: dict[str, float] = {}
+    memory_unknown: list[str] = []
+    free = (total_gib - state.fleet.reserved_memory_gib) if total_gib else None
+    engine_gib = {e.name: e.size_gb * GIB_PER_GB for e in engines if e.size_gb}
+    # Services start in order; each KV cache takes its fraction of what is free when it starts.
+    for s in services:
+        svc = state.services[s.name]
+        if s.memory_gib is not None:
+            need = s.memory_gib
+        elif isinstance(svc, NimService):
+            if svc.expect.resident_gib is None:
+                memory_unknown.append(s.name)
+                continue
+            need = svc.expect.resident_gib
+        else:
+            weights = engine_gib.get(s.engine) if s.engine else _checkpoint_gib(state, svc.checkpoint)  # type: ignore[union-attr]
+            if weights is None or free is None:
+                memory_unknown.append(s.name)
+                continue
+            need = weights + svc.kv_cache_free_gpu_memory_fraction * max(free - weights, 0.0)
+        memory[s.name] = round(need, 2)
+        if free is not None:
+            free -= need
+    return Budget(
+        disk_gb=round(sum(disk.values()), 2),
+        disk_items=disk,
+        disk_unknown=tuple(disk_unknown),
+        memory_total_gib=total_gib,
+        memory_reserved_gib=state.fleet.reserved_memory_gib,
+        memory_gib=round(sum(memory.values()), 2),
+        memory_items=memory,
+        memory_unknown=tuple(memory_unknown),
+    )
+
+
+def _checkpoint_gib(state: State, name: str) -> float | None:
+    size = state.checkpoints[name].size_gb
+    return size * GIB_PER_GB if size else None
+
+
+def _budget_warnings(host: str, budget: Budget) -> list[str]:
+    if budget.memory_total_gib is None:
+        return []
+    usable = budget.memory_total_gib - budget.memory_reserved_gib
+    if budget.memory_gib > usable:
+        return [
+            f"{host}: services would claim {budget.memory_gib:.1f} GiB of unified memory, more than the "
+            f"{usable:.1f} GiB left after reserving {budget.memory_reserved_gib:g} GiB"
+        ]
+    return []
