@@ -89,6 +89,11 @@ def _check_engines(state: State, c: _Collector) -> None:
     for name, engine in state.engines.items():
         c.ref(("engines", name, "checkpoint"), "checkpoints", engine.checkpoint, "checkpoint")
         c.ref(("engines", name, "image"), "images", engine.image, "image")
+        if engine.max_input_len > engine.max_seq_len:
+            c.error(
+                ("engines", name, "max_input_len"),
+                f"{engine.max_input_len} exceeds max_seq_len ({engine.max_seq_len})",
+            )
 
 
 def _check_services(state: State, c: _Collector) -> None:

@@ -109,9 +109,10 @@ def trtllm_support(trtllm_version: str | None, gpu: Gpu) -> Verdict:
 
 
 def known_bad_fix(image_ref: str, trtllm_version: str, gpu: Gpu) -> str:
-    """The message for a known-bad build image: names image, TensorRT-LLM version, GPU and the fix."""
+    """The message for a known-bad image: names image, TensorRT-LLM version, GPU and the fix."""
     return (
-        f"image {image_ref} ships TensorRT-LLM {trtllm_version}, which cannot build engines for "
-        f"{gpu.name} (compute capability {gpu.compute_capability}); use {RECOMMENDED_BUILD_IMAGE} "
-        "(TensorRT-LLM 1.1.0) or newer"
+        f"image {image_ref} ships TensorRT-LLM {trtllm_version}, known to fail on {gpu.name} "
+        f"(compute capability {gpu.compute_capability}): trtllm-build dies with 'Assertion failed: FP8 FMHA "
+        f"cannot be enabled except on Ada or Hopper or Blackwell Arch.'; use {RECOMMENDED_BUILD_IMAGE} "
+        "(TensorRT-LLM 1.1.0) instead"
     )

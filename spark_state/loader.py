@@ -5,18 +5,36 @@ Each problem is reported as `FILE:LINE:COL field.path: message` (1-based line an
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from . import checks
 from .errors import Problem, StateFileError
-from .model import SERVICE_KINDS, Bench, Checkpoint, Engine, Fleet, Group, Host, ImageEntry, Paths, Service, State
+from .model import (
+    SERVICE_KINDS,
+    Bench,
+    Checkpoint,
+    Engine,
+    EngineService,
+    Expect,
+    Fleet,
+    Group,
+    Host,
+    Image,
+    ImageEntry,
+    NimService,
+    Paths,
+    PytorchService,
+    Service,
+    State,
+)
 
 FieldPath = tuple[str | int, ...]
 
@@ -30,6 +48,11 @@ _SECTION_ENTRY: dict[str, Any] = {
 }
 _SECTION_SINGLE: dict[str, Any] = {"fleet": Fleet, "paths": Paths, "bench": Bench}
 _SERVICE_TAGS = set(SERVICE_KINDS.values())
+_SERVICE_MODELS: dict[str, type[BaseModel]] = {
+    "trtllm-engine": EngineService,
+    "trtllm-pytorch": PytorchService,
+    "nim": NimService,
+}
 
 
 @dataclass(frozen=True)
@@ -58,7 +81,10 @@ def load_state_text(text: str, file: str = "<string>") -> LoadedState:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        message = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        context = exc.context or ""
+        if exc.context and exc.context_mark and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
+            context += f" started at {exc.context_mark.line + 1}:{exc.context_mark.column + 1}"
+        message = ": ".join(str(part) for part in (context, exc.problem) if part)
         raise StateFileError([Problem(file, line, col, "<yaml>", message or str(exc))]) from exc
     except YAMLError as exc:
         raise StateFileError([Problem(file, 1, 1, "<yaml>", str(exc))]) from exc
@@ -132,9 +158,13 @@ def _pydantic_problems(exc: ValidationError, root: CommentedMap, file: str) -> l
     for err in exc.errors(include_url=False):
         loc = list(err["loc"])
         at_key = False
+        model = _model_at(loc)
         # Drop the service-kind tag pydantic inserts after the service name.
         if len(loc) >= 3 and loc[0] == "services" and loc[2] in _SERVICE_TAGS:
             del loc[2]
+        # An image given as a plain string: its error is about the string itself, not a `ref` field.
+        if len(loc) == 3 and loc[0] == "images" and loc[2] == "ref" and isinstance(_node(root, loc[:2]), str):
+            loc.pop()
         # Drop wrappers pydantic adds for validators ("function-after[...]") and dict keys ("[key]").
         if loc and loc[-1] == "[key]":
             loc.pop()
@@ -144,12 +174,49 @@ def _pydantic_problems(exc: ValidationError, root: CommentedMap, file: str) -> l
         if err["type"] == "missing":
             message = "required field missing"
         elif err["type"] == "extra_forbidden":
-            message = "unknown field"
+            message = _unknown_field_message(str(loc[-1]), model)
             at_key = True
         elif message.startswith("Value error, "):
             message = message[len("Value error, ") :]
         problems.append(_locate(root, file, tuple(loc), message, at_key))
     return problems
+
+
+def _model_at(loc: list[Any]) -> type[BaseModel] | None:
+    """The model that owns the last element of a pydantic error location (for 'unknown field' hints)."""
+    if len(loc) == 1:
+        return State
+    head = loc[0]
+    if len(loc) == 2 and head in _SECTION_SINGLE:
+        return _SECTION_SINGLE[head]
+    if head == "services" and len(loc) >= 3:
+        if len(loc) >= 5 and loc[3] == "expect":
+            return Expect
+        return _SERVICE_MODELS.get(loc[2]) if len(loc) == 4 else None
+    if len(loc) == 3 and head in _SECTION_ENTRY and head != "images":
+        return _SECTION_ENTRY[head]
+    if len(loc) == 3 and head == "images":
+        return Image
+    return None
+
+
+def _unknown_field_message(field: str, model: type[BaseModel] | None) -> str:
+    if model is None:
+        return "unknown field"
+    allowed = sorted(model.model_fields)
+    close = difflib.get_close_matches(field, allowed, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown field{hint} (allowed: {', '.join(allowed)})"
+
+
+def _node(root: Any, path: list[Any]) -> Any:
+    node = root
+    for part in path:
+        if isinstance(node, dict) and (key := _find_key(node, part)) is not None:
+            node = node[key]
+        else:
+            return None
+    return node
 
 
 def _locate(root: CommentedMap, file: str, path: FieldPath, message: str, at_key: bool) -> Problem:

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import EXAMPLE_STATE, REPO
+
+from spark_state.cli import main
+
+
+def test_validate_example_exits_0(capsys) -> None:
+    assert main(["validate", str(EXAMPLE_STATE)]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+def test_plan_prints_every_host(capsys) -> None:
+    assert main(["plan", str(EXAMPLE_STATE)]) == 0
+    out = capsys.readouterr().out
+    assert "spark-01" in out and "spark-02" in out and "trtllm-nvfp4" in out
+
+
+def test_plan_json_for_one_host(capsys) -> None:
+    assert main(["plan", str(EXAMPLE_STATE), "--host", "spark-02", "--json"]) == 0
+    plans = json.loads(capsys.readouterr().out)
+    assert [p["host"] for p in plans] == ["spark-02"]
+    assert [s["name"] for s in plans[0]["services"]] == ["trtllm-nvfp4"]
+    assert plans[0]["format"] == 1
+
+
+def test_plan_unknown_host_is_an_error(capsys) -> None:
+    assert main(["plan", str(EXAMPLE_STATE), "--host", "spark-99"]) == 1
+    assert "spark-99" in capsys.readouterr().err
+
+
+def test_committed_schema_is_current() -> None:
+    """spark-state.schema.json (used by yaml-language-server) must match the schema the code defines."""
+    out = subprocess.run(
+        [sys.executable, "-m", "spark_state.cli", "schema"], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout
+    assert json.loads(out) == json.loads((REPO / "spark-state.schema.json").read_text())

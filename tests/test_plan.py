@@ -1,0 +1,135 @@
+"""Unit tests of the pure plan: fingerprints, tokenizer wiring, budgets, secrets."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+import pytest
+from conftest import EXAMPLE_STATE
+
+from spark_state.compat import KNOWN_GPUS, Support, trtllm_support, trtllm_version_for_image, version_tuple
+from spark_state.loader import load_state, load_state_text
+from spark_state.plan import plan_engine, plan_fleet, plan_host
+
+EXAMPLE_TEXT = EXAMPLE_STATE.read_text()
+
+
+def _state(text: str = EXAMPLE_TEXT):
+    return load_state_text(text, "t.yaml").state
+
+
+def test_every_build_input_changes_the_fingerprint() -> None:
+    base = plan_engine(_state(), "llama31-8b-fp8").fingerprint
+    variants = [
+        EXAMPLE_TEXT.replace("max_batch_size: 8\n    max_input_len: 2048\n    max_seq_len: 4096\n    max_num_tokens: 4096\n"
+                             "    use_paged_context_fmha: true\n  llama31-8b-nvfp4",
+                             "max_batch_size: 16\n    max_input_len: 2048\n    max_seq_len: 4096\n    max_num_tokens: 4096\n"
+                             "    use_paged_context_fmha: true\n  llama31-8b-nvfp4"),
+        EXAMPLE_TEXT.replace("tritonserver:25.12", "tritonserver:26.03"),
+        EXAMPLE_TEXT.replace("repo: nvidia/Llama-3.1-8B-Instruct-FP8\n    revision: main",
+                             "repo: nvidia/Llama-3.1-8B-Instruct-FP8\n    revision: 0123abc"),
+        EXAMPLE_TEXT.replace("quantization: fp8             # --gemm_plugin fp8, --use_fp8_context_fmha enable",
+                             "quantization: fp8\n    use_fp8_context_fmha: false"),
+    ]
+    prints = {plan_engine(_state(v), "llama31-8b-fp8").fingerprint for v in variants}
+    assert base not in prints and len(prints) == len(variants)
+    # ... and what does not feed the build does not.
+    assert plan_engine(_state(EXAMPLE_TEXT.replace("port: 8003", "port: 8013")), "llama31-8b-fp8").fingerprint == base
+
+
+def test_seed_build_flags() -> None:
+    fp8 = plan_engine(_state(), "llama31-8b-fp8")
+    nvfp4 = plan_engine(_state(), "llama31-8b-nvfp4")
+    assert fp8.build_argv[fp8.build_argv.index("trtllm-build") :] == (
+        "trtllm-build", "--checkpoint_dir", "/work/trtllm-ckpt", "--output_dir", "/work/engine",
+        "--gemm_plugin", "fp8", "--max_batch_size", "8", "--max_input_len", "2048", "--max_seq_len", "4096",
+        "--max_num_tokens", "4096", "--use_paged_context_fmha", "enable", "--use_fp8_context_fmha", "enable",
+    )  # fmt: skip
+    assert "--use_fp8_context_fmha" not in nvfp4.build_argv
+    assert ("--gemm_plugin", "nvfp4") == nvfp4.build_argv[nvfp4.build_argv.index("--gemm_plugin") :][:2]
+    # Builds write to a .partial directory; the unit points at the final one.
+    assert nvfp4.build_dir == nvfp4.dir + ".partial"
+
+
+def test_nvfp4_is_served_with_the_fp8_tokenizer() -> None:
+    (plan,) = plan_fleet(_state(), "spark-02")
+    (svc,) = plan.services
+    assert svc.tokenizer_checkpoint == "llama31-8b-fp8"
+    assert "/var/lib/spark-state/checkpoints/llama31-8b-fp8/main:/tokenizer:ro" in svc.run_argv
+    # tokenizer_from on the checkpoint is enough without the explicit service setting.
+    text = EXAMPLE_TEXT.replace("    tokenizer: llama31-8b-fp8     # explicit; tokenizer_from on the checkpoint would choose the same\n", "")
+    (plan,) = plan_fleet(_state(text), "spark-02")
+    assert plan.services[0].tokenizer_checkpoint == "llama31-8b-fp8"
+    assert [c.name for c in plan.checkpoints] == ["llama31-8b-nvfp4", "llama31-8b-fp8"]
+
+
+def test_placement_per_host() -> None:
+    plans = {p.host: p for p in plan_fleet(_state())}
+    assert [s.name for s in plans["spark-01"].services] == ["trtllm-nvfp4", "nim-fp8", "trtllm-fp8"]
+    assert [s.name for s in plans["spark-02"].services] == ["trtllm-nvfp4"]
+    assert [e.name for e in plans["spark-02"].engines] == ["llama31-8b-nvfp4"]
+    assert [i.name for i in plans["spark-02"].images] == ["triton-25.12"]
+
+
+def test_revision_with_slash_stays_one_directory() -> None:
+    text = EXAMPLE_TEXT.replace("repo: nvidia/Llama-3.1-8B-Instruct-FP8\n    revision: main",
+                                "repo: nvidia/Llama-3.1-8B-Instruct-FP8\n    revision: refs/pr/1")
+    plan = plan_host(_state(text), "spark-01")
+    ckpt = next(c for c in plan.checkpoints if c.name == "llama31-8b-fp8")
+    assert PurePosixPath(ckpt.dir).parent == PurePosixPath("/var/lib/spark-state/checkpoints/llama31-8b-fp8")
+
+
+def test_secrets_go_to_an_env_file_never_the_unit() -> None:
+    text = EXAMPLE_TEXT.replace("    shm_size: 16GB\n", "    shm_size: 16GB\n    secrets: [NGC_API_KEY]\n    env: {NIM_LOG_LEVEL: info}\n")
+    plan = plan_host(_state(text), "spark-01")
+    nim = next(s for s in plan.services if s.name == "nim-fp8")
+    assert nim.env_file == "/etc/spark-state/secrets/nim-fp8.env"
+    assert ("--env-file", nim.env_file) == nim.run_argv[nim.run_argv.index("--env-file") :][:2]
+    assert nim.secrets == ("NGC_API_KEY",) and "NGC_API_KEY" not in nim.unit_text and "info" not in nim.unit_text
+
+
+def test_pytorch_backend_service_serves_the_checkpoint() -> None:
+    text = EXAMPLE_TEXT + "    services: [pt]\n"
+    text = text.replace("# The verification bench", "  pt: {checkpoint: llama31-8b-nvfp4, backend: pytorch, image: triton-25.12, port: 8010}\n\n# The verification bench")
+    plan = plan_host(_state(text), "spark-02")
+    pt = next(s for s in plan.services if s.name == "pt")
+    i = pt.run_argv.index("trtllm-serve")
+    assert pt.run_argv[i : i + 7] == ("trtllm-serve", "serve", "/model", "--tokenizer", "/tokenizer", "--backend", "pytorch")
+    assert pt.tokenizer_checkpoint == "llama31-8b-fp8" and pt.engine is None
+
+
+def test_memory_budget_claims_kv_fraction_of_what_is_free() -> None:
+    plan = plan_host(_state(), "spark-02")
+    b = plan.budget
+    weights = 6.03 * 0.95 * 1e9 / 2**30
+    assert b.memory_items["trtllm-nvfp4"] == pytest.approx(weights + 0.4 * (121.7 - 8 - weights), abs=0.01)
+    assert not plan.warnings
+
+
+def test_memory_over_budget_is_a_warning() -> None:
+    text = EXAMPLE_TEXT.replace("    shm_size: 16GB\n", "    shm_size: 16GB\n    memory_gib: 200\n")
+    plan = plan_host(_state(text), "spark-01")
+    assert any("more than the" in w for w in plan.warnings)
+
+
+def test_compat_table_and_verdicts() -> None:
+    gb10 = KNOWN_GPUS["GB10"]
+    assert trtllm_version_for_image("nvcr.io/nvidia/tritonserver:25.01-trtllm-python-py3") == "0.17.0.post1"
+    assert trtllm_version_for_image("nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3") == "1.1.0"
+    assert trtllm_version_for_image("nvcr.io/nvidia/tritonserver:26.03-trtllm-python-py3") == "1.2.0"
+    assert trtllm_version_for_image("nvcr.io/nvidia/tritonserver:25.12-py3") is None
+    assert version_tuple("0.17.0.post1") == (0, 17, 0)
+    assert trtllm_support("0.17.0.post1", gb10).support is Support.KNOWN_BAD
+    assert trtllm_support("1.1.0", gb10).support is Support.VERIFIED
+    assert trtllm_support("1.2.0", gb10).support is Support.UNVERIFIED
+    assert trtllm_support("0.21.0", gb10).support is Support.UNVERIFIED
+    assert trtllm_support(None, gb10).support is Support.UNKNOWN_VERSION
+
+
+def test_unverified_image_is_a_warning_not_an_error() -> None:
+    loaded = load_state_text(EXAMPLE_TEXT.replace("tritonserver:25.12", "tritonserver:26.03"), "w.yaml")
+    assert any("unverified" in w.message and w.field == "engines.llama31-8b-fp8.image" for w in loaded.warnings)
+
+
+def test_example_loads_without_warnings() -> None:
+    assert load_state(EXAMPLE_STATE).warnings == ()
