@@ -50,6 +50,50 @@ def _plan(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _sim_up(args: argparse.Namespace, console: Console) -> int:
+    from .sim import fleet
+
+    record = fleet.up(args.count, log=lambda m: console.print(f"[dim]{m}[/]"))
+    console.print(f"[green]rehearsal fleet up[/]: {len(record.hosts)} hosts; "
+                  "target them with `pyinfra inventory/sim.py deploys/serve.py`")
+    return EXIT_OK
+
+
+def _sim_down(args: argparse.Namespace, console: Console) -> int:
+    from .sim import fleet
+
+    fleet.require_root()
+    removed = fleet.down(log=lambda m: console.print(f"[dim]{m}[/]"))
+    remaining = fleet.leftovers()
+    if remaining:
+        console.print(f"[red]still present[/]: {', '.join(remaining)}")
+        return EXIT_ERROR
+    console.print(f"[green]rehearsal fleet down[/]: nothing left ({len(removed)} traces removed)")
+    return EXIT_OK
+
+
+def _sim_status(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from .sim import fleet
+
+    record, hosts, services = fleet.status()
+    table = Table(title="rehearsal fleet")
+    for col in ("host", "address", "machine", "ssh"):
+        table.add_column(col)
+    for h in hosts:
+        table.add_row(h.name, h.address, _mark(h.machine_running), _mark(h.ssh))
+    for name, ok in services.items():
+        table.add_row(name, "", _mark(ok), "")
+    console.print(table)
+    healthy = all(h.machine_running and h.ssh for h in hosts) and all(services.values())
+    return EXIT_OK if healthy else EXIT_ERROR
+
+
+def _mark(ok: bool) -> str:
+    return "[green]up[/]" if ok else "[red]down[/]"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spark-state", description="Keep DGX Spark machines serving LLMs exactly as a state file says."
@@ -69,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="also print unit texts")
     p.set_defaults(handler=_plan)
+
+    sim = sub.add_parser("sim", help="the rehearsal fleet: simulated Sparks on this machine (root)")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="ACTION")
+    p = sim_sub.add_parser("up", help="boot N simulated Sparks (cleans up a previous fleet first)")
+    p.add_argument("count", type=int)
+    p.set_defaults(handler=_sim_up)
+    p = sim_sub.add_parser("down", help="stop the fleet and remove every process, mount, namespace and link")
+    p.set_defaults(handler=_sim_down)
+    p = sim_sub.add_parser("status", help="show the fleet's hosts and services")
+    p.set_defaults(handler=_sim_status)
 
     return parser
 

@@ -41,3 +41,7 @@ class UnknownHostError(SparkStateError):
 
 class QuotingError(SparkStateError):
     """A word cannot be carried safely into a shell command or a systemd unit."""
+
+
+class SimError(SparkStateError):
+    """The rehearsal fleet could not be set up, inspected or torn down."""

@@ -1,0 +1,425 @@
+"""`spark-state sim up|down|status`: N simulated Sparks, each a systemd-nspawn machine booted with systemd as
+PID 1 in its own network namespace on a bridge, with sshd, docker and its own disk (an overlay upper layer and
+a docker directory). The registry and the hub listen on the bridge's gateway address."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import SimError
+from . import images, registry
+from .layout import BRIDGE, GATEWAY, HUB_PORT, Layout, host_address, host_name
+from .rootfs import ensure_rootfs
+
+NETNS_PREFIX = "ssim-"
+VETH_PREFIX = "ssim-h"
+GPU_DIR = "etc/spark-sim"
+UNIFIED_MEMORY_KIB = int(121.7 * 1024 * 1024)  # the Spark's 121.7 GiB of unified memory
+REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "ip", "nsenter", "ssh", "ssh-keygen", "openssl", "docker-registry",
+                  "mount", "umount", "tar")  # fmt: skip
+
+
+@dataclass
+class SimHost:
+    name: str
+    address: str
+    netns: str
+    veth: str
+    pid: int
+    dir: str
+
+
+@dataclass
+class FleetRecord:
+    hosts: list[SimHost]
+    ssh_key: str
+    hub_endpoint: str
+    registry_pid: int
+    hub_pid: int
+    started: float
+
+    @classmethod
+    def load(cls, layout: Layout) -> FleetRecord:
+        try:
+            data = json.loads(layout.fleet_file.read_text())
+        except FileNotFoundError:
+            raise SimError(f"no rehearsal fleet is up ({layout.fleet_file} missing); run `spark-state sim up N`")
+        data["hosts"] = [SimHost(**h) for h in data["hosts"]]
+        return cls(**data)
+
+    def save(self, layout: Layout) -> None:
+        layout.fleet_file.write_text(json.dumps(asdict(self), indent=2))
+
+
+def require_root() -> None:
+    if sys.platform != "linux":
+        raise SimError("the rehearsal fleet needs Linux (network namespaces, overlayfs, systemd-nspawn)")
+    if os.geteuid() != 0:
+        raise SimError("the rehearsal fleet needs root: it creates network namespaces, mounts and machines")
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+    if missing:
+        raise SimError(
+            f"missing tools: {', '.join(missing)}; on Debian: apt-get install debootstrap systemd-container "
+            "docker-registry openssh-client openssl iproute2"
+        )
+
+
+def _run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise SimError(f"{' '.join(argv)} failed: {(proc.stderr or proc.stdout).strip()[-800:]}")
+    return proc
+
+
+def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env)  # fmt: skip
+    return proc.pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _stop(pid: int, timeout: float) -> None:
+    if not _alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_port(address: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address, port), timeout=1) as sock:
+                if port != 22 or sock.recv(4).startswith(b"SSH"):
+                    return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def ssh_argv(record_key: str, address: str) -> list[str]:
+    return ["ssh", "-i", record_key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5",
+            f"root@{address}"]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- up
+
+
+def up(count: int, layout: Layout | None = None, log=print) -> FleetRecord:
+    if not 1 <= count <= 64:
+        raise SimError("a rehearsal fleet has 1 to 64 hosts")
+    require_root()
+    layout = layout or Layout.default()
+    down(layout, log=lambda *_: None)  # whatever a crash left behind goes first
+    started = time.monotonic()
+    host_root = ensure_rootfs(layout, "host", log)
+    image_root = ensure_rootfs(layout, "image", log)
+    layout.fleet.mkdir(parents=True, exist_ok=True)
+    _ensure_ssh_key(layout)
+
+    _run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+    _run(["ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE])
+    _run(["ip", "link", "set", BRIDGE, "up"])
+
+    ca_crt, _, _ = registry.ensure_certificates(layout)
+    registry_pid = _spawn(registry.registry_command(layout), layout.fleet / "registry.log")
+    hub_pid = _spawn([sys.executable, "-m", "spark_state.sim.hub", "--host", GATEWAY, "--port", str(HUB_PORT)],
+                     layout.fleet / "hub.log")  # fmt: skip
+    record = FleetRecord([], str(layout.ssh_key), f"http://{GATEWAY}:{HUB_PORT}", registry_pid, hub_pid, time.time())
+    record.save(layout)
+    if not _wait_port(GATEWAY, 443, 15) or not _wait_port(GATEWAY, HUB_PORT, 15):
+        raise SimError(f"registry or hub did not start; see {layout.fleet}/registry.log and hub.log")
+    images.publish_images(layout, image_root, f"https://{GATEWAY}", ca_crt, log)
+
+    for index in range(count):
+        record.hosts.append(_boot_host(layout, index, host_root, ca_crt, record))
+        record.save(layout)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda h: _wait_ready(layout, record, h), record.hosts))
+    log(f"{count} simulated Sparks up in {time.monotonic() - started:.1f} s: "
+        + ", ".join(f"{h.name}={h.address}" for h in record.hosts))  # fmt: skip
+    return record
+
+
+def _ensure_ssh_key(layout: Layout) -> None:
+    if layout.ssh_key.exists():
+        return
+    layout.ssh_key.parent.mkdir(parents=True, exist_ok=True)
+    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "spark-state-sim", "-f", str(layout.ssh_key)])
+
+
+def gpu_description() -> dict[str, object]:
+    from .standins.gpu import DEFAULT_GPU
+
+    return dict(DEFAULT_GPU)
+
+
+MEMINFO_UNIT = """[Unit]
+Description=Rehearsal fleet: report the Spark's 121.7 GiB unified memory in /proc/meminfo
+DefaultDependencies=no
+Before=sysinit.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/mount --bind /etc/spark-sim/meminfo /proc/meminfo
+
+[Install]
+WantedBy=sysinit.target
+"""
+
+
+def _meminfo() -> str:
+    total = UNIFIED_MEMORY_KIB
+    free = total - 3 * 1024 * 1024
+    return (
+        f"MemTotal:       {total} kB\nMemFree:        {free} kB\nMemAvailable:   {free + 1024 * 1024} kB\n"
+        f"Buffers:           10240 kB\nCached:          {1024 * 1024} kB\nSwapCached:            0 kB\n"
+        "SwapTotal:             0 kB\nSwapFree:              0 kB\n"
+    )
+
+
+def _boot_host(layout: Layout, index: int, lower: Path, ca_crt: Path, record: FleetRecord) -> SimHost:
+    name, address = host_name(index), host_address(index)
+    netns, veth = f"{NETNS_PREFIX}{name}", f"{VETH_PREFIX}{index + 1:02d}"
+    d = layout.host_dir(name)
+    for sub in ("upper", "work", "merged", "docker"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+
+    _run(["ip", "netns", "add", netns])
+    _run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns])
+    _run(["ip", "link", "set", veth, "master", BRIDGE, "up"])
+    for argv in (["addr", "add", f"{address}/24", "dev", "eth0"], ["link", "set", "eth0", "up"],
+                 ["link", "set", "lo", "up"], ["route", "add", "default", "via", GATEWAY]):  # fmt: skip
+        _run(["ip", "-n", netns, *argv])
+    # /proc/sys is read-only inside the machine; docker only needs forwarding already on.
+    _run(["nsenter", f"--net=/run/netns/{netns}", "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+
+    merged = d / "merged"
+    _run(["mount", "-t", "overlay", "overlay", "-o",
+          f"lowerdir={lower},upperdir={d / 'upper'},workdir={d / 'work'}", str(merged)])  # fmt: skip
+    _personalise(merged, name, address, ca_crt, layout, record)
+
+    argv = [
+        "systemd-nspawn", "-b", "-D", str(merged), "-M", name, f"--network-namespace-path=/run/netns/{netns}",
+        "--register=no", "--keep-unit", "--console=passive", "--capability=all", "--resolv-conf=off",
+        "--timezone=off", "--system-call-filter=add_key keyctl request_key bpf",
+        f"--bind={d / 'docker'}:/var/lib/docker",
+    ]  # fmt: skip
+    env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
+    pid = _spawn(argv, d / "console.log", env)
+    return SimHost(name, address, netns, veth, pid, str(d))
+
+
+def _personalise(root: Path, name: str, address: str, ca_crt: Path, layout: Layout, record: FleetRecord) -> None:
+    (root / "etc/hostname").write_text(f"{name}\n")
+    (root / "etc/machine-id").write_text(secrets.token_hex(16) + "\n")
+    (root / "etc/hosts").write_text(
+        f"127.0.0.1 localhost\n{address} {name}\n{GATEWAY} nvcr.io\n"
+        "::1 localhost ip6-localhost ip6-loopback\n"
+    )
+    (root / "etc/environment").write_text(f"HF_ENDPOINT={record.hub_endpoint}\nHF_HUB_DISABLE_TELEMETRY=1\n")
+    _run(["ssh-keygen", "-A", "-f", str(root)])
+    ssh_dir = root / "root/.ssh"
+    ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (ssh_dir / "authorized_keys").write_text(Path(f"{layout.ssh_key}.pub").read_text())
+    (ssh_dir / "authorized_keys").chmod(0o600)
+    certs = root / "etc/docker/certs.d/nvcr.io"
+    certs.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ca_crt, certs / "ca.crt")
+    # NVIDIA's driver userland, as stand-ins: nvidia-smi, the container runtime hook, and the GPU they describe.
+    site = root / "usr/local/lib/python3.11/dist-packages" / images.STANDIN_PACKAGE
+    site.mkdir(parents=True, exist_ok=True)
+    for source in images.STANDINS_DIR.glob("*.py"):
+        shutil.copy(source, site / source.name)
+    for command, module in (("nvidia-smi", "nvidia_smi"), ("nvidia-container-runtime-hook", "runtime_hook")):
+        target = root / "usr/bin" / command
+        target.write_text(images.PY_WRAPPER.format(package=images.STANDIN_PACKAGE, module=module))
+        target.chmod(0o755)
+    (root / GPU_DIR).mkdir(parents=True, exist_ok=True)
+    (root / GPU_DIR / "gpu.json").write_text(json.dumps(gpu_description(), indent=2) + "\n")
+    # The Spark's unified memory where tools read it: a bind over /proc/meminfo, made at boot (as lxcfs does).
+    (root / GPU_DIR / "meminfo").write_text(_meminfo())
+    unit = root / "etc/systemd/system/spark-sim-meminfo.service"
+    unit.write_text(MEMINFO_UNIT)
+    wants = root / "etc/systemd/system/sysinit.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / unit.name).unlink(missing_ok=True)
+    (wants / unit.name).symlink_to(f"/etc/systemd/system/{unit.name}")
+
+
+def _wait_ready(layout: Layout, record: FleetRecord, host: SimHost, timeout: float = 60) -> None:
+    if not _wait_port(host.address, 22, timeout):
+        raise SimError(f"{host.name} ({host.address}) did not answer SSH; see {host.dir}/console.log")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc = subprocess.run([*ssh_argv(record.ssh_key, host.address), "systemctl", "is-active", "docker"],
+                              capture_output=True, text=True)  # fmt: skip
+        if proc.stdout.strip() == "active":
+            return
+        if proc.stdout.strip() == "failed":
+            subprocess.run([*ssh_argv(record.ssh_key, host.address),
+                            "systemctl reset-failed docker.service docker.socket; systemctl start docker"],
+                           capture_output=True)  # fmt: skip
+        time.sleep(0.3)
+    raise SimError(f"docker did not become active on {host.name}; see `journalctl -u docker` there")
+
+
+# --------------------------------------------------------------------------- down
+
+
+def down(layout: Layout | None = None, log=print) -> list[str]:
+    """Stop every simulated host and service and remove every trace; returns what it removed."""
+    layout = layout or Layout.default()
+    removed: list[str] = []
+    record = None
+    if layout.fleet_file.exists():
+        try:
+            record = FleetRecord.load(layout)
+        except (SimError, ValueError, TypeError):
+            record = None
+    pids = [h.pid for h in record.hosts] if record else []
+    pids += _stray_nspawn_pids(layout)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda p: _stop(p, 20), set(pids)))
+    removed += [f"machine pid {p}" for p in set(pids)]
+    for pid in ([record.registry_pid, record.hub_pid] if record else []) + _stray_service_pids(layout):
+        if _alive(pid):
+            _stop(pid, 5)
+            removed.append(f"service pid {pid}")
+    for netns in _our_netns():
+        for pid in _run(["ip", "netns", "pids", netns], check=False).stdout.split():
+            _stop(int(pid), 3)
+        _run(["ip", "netns", "del", netns], check=False)
+        removed.append(f"netns {netns}")
+    for mount in sorted(_mounts_under(layout.fleet), key=len, reverse=True):
+        if _run(["umount", mount], check=False).returncode != 0:
+            _run(["umount", "-l", mount], check=False)
+        removed.append(f"mount {mount}")
+    for link in _our_links():
+        _run(["ip", "link", "del", link], check=False)
+        removed.append(f"link {link}")
+    if layout.fleet.exists():
+        shutil.rmtree(layout.fleet, ignore_errors=True)
+        removed.append(f"dir {layout.fleet}")
+    if removed:
+        log(f"removed {len(removed)} traces of the rehearsal fleet")
+    return removed
+
+
+def _cmdlines() -> dict[int, str]:
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                out[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+    return out
+
+
+def _stray_nspawn_pids(layout: Layout) -> list[int]:
+    marker = str(layout.fleet / "hosts")
+    return [p for p, c in _cmdlines().items() if c.startswith("systemd-nspawn ") and marker in c]
+
+
+def _stray_service_pids(layout: Layout) -> list[int]:
+    registry_config = str(layout.fleet / "registry.yml")
+    return [
+        p for p, c in _cmdlines().items()
+        if (c.startswith("docker-registry serve") and registry_config in c)
+        or ("spark_state.sim.hub" in c and f"--host {GATEWAY}" in c)
+    ]  # fmt: skip
+
+
+def _our_netns() -> list[str]:
+    out = _run(["ip", "netns", "list"], check=False).stdout.split("\n")
+    return [line.split()[0] for line in out if line.startswith(NETNS_PREFIX)]
+
+
+def _our_links() -> list[str]:
+    names = [line.split(":")[1].strip().split("@")[0] for line in
+             _run(["ip", "-o", "link", "show"], check=False).stdout.splitlines() if ":" in line]  # fmt: skip
+    return [n for n in names if n == BRIDGE or n.startswith(VETH_PREFIX)]
+
+
+def _mounts_under(path: Path) -> list[str]:
+    prefix = str(path) + "/"
+    mounts = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        target = line.split()[1].replace("\\040", " ")
+        if target.startswith(prefix) or target == str(path):
+            mounts.append(target)
+    return mounts
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass
+class HostStatus:
+    name: str
+    address: str
+    machine_running: bool
+    ssh: bool
+
+
+def status(layout: Layout | None = None) -> tuple[FleetRecord, list[HostStatus], dict[str, bool]]:
+    layout = layout or Layout.default()
+    record = FleetRecord.load(layout)
+    hosts = [
+        HostStatus(h.name, h.address, _alive(h.pid), _wait_port(h.address, 22, 1.5)) for h in record.hosts
+    ]
+    services = {
+        "registry (nvcr.io)": _alive(record.registry_pid) and _wait_port(GATEWAY, 443, 1),
+        f"hub ({record.hub_endpoint})": _alive(record.hub_pid) and _wait_port(GATEWAY, HUB_PORT, 1),
+    }
+    return record, hosts, services
+
+
+def leftovers(layout: Layout | None = None) -> list[str]:
+    """Anything of a fleet still present (used to prove `down` leaves nothing)."""
+    layout = layout or Layout.default()
+    found = [f"netns {n}" for n in _our_netns()] + [f"link {n}" for n in _our_links()]
+    found += [f"mount {m}" for m in _mounts_under(layout.fleet)]
+    found += [f"process {p}" for p in _stray_nspawn_pids(layout) + _stray_service_pids(layout)]
+    if layout.fleet.exists():
+        found.append(f"dir {layout.fleet}")
+    return found

@@ -1,0 +1,232 @@
+"""Stand-in NVIDIA images, built as real Docker image layers and pushed to the fleet's registry under their
+real names (nvcr.io/nvidia/tritonserver:TAG, the NIM image). No docker daemon is needed to build them."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from ..errors import SimError
+from .layout import Layout
+from .rootfs import PYTHON_SITE
+
+STANDINS_DIR = Path(__file__).parent / "standins"
+STANDIN_PACKAGE = "spark_sim_standins"
+MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
+PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class StandinImage:
+    repository: str  # path under nvcr.io
+    tag: str
+    release: str  # the NVIDIA container release it imitates
+    trtllm_version: str | None  # None: a NIM
+    warns_on_gb10: bool
+
+    @property
+    def ref(self) -> str:
+        return f"nvcr.io/{self.repository}:{self.tag}"
+
+
+IMAGES = (
+    StandinImage("nvidia/tritonserver", "25.01-trtllm-python-py3", "25.01", "0.17.0.post1", True),
+    StandinImage("nvidia/tritonserver", "25.12-trtllm-python-py3", "25.12", "1.1.0", False),
+    StandinImage("nvidia/tritonserver", "26.03-trtllm-python-py3", "26.03", "1.2.0", False),
+    StandinImage("nim/meta/llama-3.1-8b-instruct-dgx-spark", "latest", "1.14.0", None, False),
+)
+
+ENTRYPOINT = """#!/bin/sh
+# Stand-in for NVIDIA's container entrypoint: the banner, and the GPU warning the field report learned to trust.
+cat <<'EOF'
+
+=============================
+== {title} ==
+=============================
+
+NVIDIA Release {release} (spark-state rehearsal stand-in)
+
+EOF
+if [ -f /etc/spark-sim/gpu.json ]; then
+  if [ "{warns}" = yes ] && grep -q '"NVIDIA GB10"' /etc/spark-sim/gpu.json; then
+    echo "WARNING: Detected NVIDIA GB10 GPU, which may not yet be supported in this version of the container"
+  fi
+else
+  echo "WARNING: The NVIDIA Driver was not detected.  GPU functionality will not be available."
+  echo "   Use the NVIDIA Container Toolkit to start this container with GPU support; see"
+  echo "   https://docs.nvidia.com/datacenter/cloud-native/ ."
+fi
+exec "$@"
+"""
+
+PY_WRAPPER = "#!/usr/bin/python3\nimport sys\nfrom {package}.{module} import main\nsys.exit(main(sys.argv[1:]))\n"
+
+
+@dataclass(frozen=True)
+class Layer:
+    digest: str  # of the gzip blob
+    diff_id: str  # of the uncompressed tar
+    size: int
+    path: Path
+
+
+def standin_files(image: StandinImage) -> dict[str, tuple[bytes, int]]:
+    """path in image → (content, mode) for the stand-in layer of `image`."""
+    files: dict[str, tuple[bytes, int]] = {}
+    for source in sorted(STANDINS_DIR.glob("*.py")):
+        files[f"{PYTHON_SITE}/{STANDIN_PACKAGE}/{source.name}"] = (source.read_bytes(), 0o644)
+    title = "Triton Inference Server" if image.trtllm_version else "NVIDIA NIM"
+    entry = ENTRYPOINT.format(title=title, release=image.release, warns="yes" if image.warns_on_gb10 else "no")
+    files["opt/nvidia/nvidia_entrypoint.sh"] = (entry.encode(), 0o755)
+    if image.trtllm_version:
+        v = image.trtllm_version
+        files[f"{PYTHON_SITE}/tensorrt_llm/__init__.py"] = (f'__version__ = "{v}"\n'.encode(), 0o644)
+        files[f"{PYTHON_SITE}/tensorrt_llm-{v}.dist-info/METADATA"] = (
+            f"Metadata-Version: 2.1\nName: tensorrt_llm\nVersion: {v}\n".encode(), 0o644
+        )
+        files[f"{PYTHON_SITE}/tensorrt_llm-{v}.dist-info/INSTALLER"] = (b"pip\n", 0o644)
+        for command, module in (("trtllm-build", "trtllm_build"), ("trtllm-serve", "trtllm_serve")):
+            files[f"usr/local/bin/{command}"] = (PY_WRAPPER.format(package=STANDIN_PACKAGE, module=module).encode(), 0o755)
+        files["app/tensorrt_llm/examples/models/core/llama/convert_checkpoint.py"] = (
+            PY_WRAPPER.format(package=STANDIN_PACKAGE, module="convert_checkpoint").encode(), 0o755
+        )
+    else:
+        files["opt/nim/start_server.sh"] = (PY_WRAPPER.format(package=STANDIN_PACKAGE, module="nim_server").encode(), 0o755)
+    return files
+
+
+def image_config(image: StandinImage, diff_ids: list[str]) -> bytes:
+    env = [PATH_ENV, f"NVIDIA_PRODUCT_RELEASE={image.release}"]
+    cmd: list[str] = ["/bin/bash"] if image.trtllm_version else ["/opt/nim/start_server.sh"]
+    if image.trtllm_version:
+        env.append(f"TRTLLM_VERSION={image.trtllm_version}")
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Env": env, "Entrypoint": ["/opt/nvidia/nvidia_entrypoint.sh"], "Cmd": cmd, "WorkingDir": "/"},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created_by": "spark-state sim: debian bookworm base"}, {"created_by": f"stand-ins for {image.ref}"}],
+    }
+    return json.dumps(config, sort_keys=True).encode()
+
+
+def _layer_from_tar_bytes(tar_bytes: bytes, cache: Path) -> Layer:
+    diff_id = "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
+    blob = gzip.compress(tar_bytes, compresslevel=6, mtime=0)
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    path = cache / f"{digest.split(':')[1]}.tar.gz"
+    if not path.exists():
+        path.write_bytes(blob)
+    return Layer(digest, diff_id, len(blob), path)
+
+
+def standin_layer(image: StandinImage, cache: Path) -> Layer:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        dirs: set[str] = set()
+        for path, (content, mode) in sorted(standin_files(image).items()):
+            parts = path.split("/")[:-1]
+            for i in range(1, len(parts) + 1):
+                d = "/".join(parts[:i])
+                if d not in dirs:
+                    dirs.add(d)
+                    info = tarfile.TarInfo(d)
+                    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+                    tar.addfile(info)
+            info = tarfile.TarInfo(path)
+            info.size, info.mode, info.mtime = len(content), mode, 0
+            tar.addfile(info, io.BytesIO(content))
+    return _layer_from_tar_bytes(buf.getvalue(), cache)
+
+
+def base_layer(rootfs: Path, cache: Path) -> Layer:
+    """The Debian base layer, cached by the rootfs it was made from."""
+    record = cache / f"base-{rootfs.name}.json"
+    if record.exists():
+        data = json.loads(record.read_text())
+        layer = Layer(data["digest"], data["diff_id"], data["size"], Path(data["path"]))
+        if layer.path.exists():
+            return layer
+    tar = subprocess.run(
+        ["tar", "--numeric-owner", "--sort=name", "--mtime=@0", "-C", str(rootfs), "-cf", "-",
+         "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*", "--exclude=./.complete", "."],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if tar.returncode != 0:
+        raise SimError(f"tar of {rootfs} failed: {tar.stderr.decode()[-500:]}")
+    layer = _layer_from_tar_bytes(tar.stdout, cache)
+    record.write_text(json.dumps({"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size,
+                                  "path": str(layer.path)}))  # fmt: skip
+    return layer
+
+
+class RegistryClient:
+    """Just enough of the Docker Registry HTTP API v2 to push an image."""
+
+    def __init__(self, base_url: str, ca_file: Path) -> None:
+        self.http = httpx.Client(base_url=base_url, verify=str(ca_file), timeout=120)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def manifest_digest(self, repository: str, tag: str) -> str | None:
+        r = self.http.head(f"/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_TYPE})
+        return r.headers.get("Docker-Content-Digest") if r.status_code == 200 else None
+
+    def _push_blob(self, repository: str, digest: str, data: bytes) -> None:
+        if self.http.head(f"/v2/{repository}/blobs/{digest}").status_code == 200:
+            return
+        start = self.http.post(f"/v2/{repository}/blobs/uploads/")
+        if start.status_code != 202:
+            raise SimError(f"registry refused an upload to {repository}: {start.status_code} {start.text[:200]}")
+        location = start.headers["Location"]
+        sep = "&" if "?" in location else "?"
+        done = self.http.put(f"{location}{sep}digest={digest}", content=data,
+                             headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+        if done.status_code != 201:
+            raise SimError(f"registry refused blob {digest} for {repository}: {done.status_code} {done.text[:200]}")
+
+    def push(self, repository: str, tag: str, layers: list[Layer], config: bytes) -> str:
+        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+        for layer in layers:
+            self._push_blob(repository, layer.digest, layer.path.read_bytes())
+        self._push_blob(repository, config_digest, config)
+        manifest = json.dumps({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPE,
+            "config": {"mediaType": CONFIG_TYPE, "size": len(config), "digest": config_digest},
+            "layers": [{"mediaType": LAYER_TYPE, "size": l.size, "digest": l.digest} for l in layers],
+        }).encode()  # fmt: skip
+        r = self.http.put(f"/v2/{repository}/manifests/{tag}", content=manifest,
+                          headers={"Content-Type": MANIFEST_TYPE})  # fmt: skip
+        if r.status_code != 201:
+            raise SimError(f"registry refused manifest {repository}:{tag}: {r.status_code} {r.text[:200]}")
+        return "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+
+def publish_images(layout: Layout, rootfs: Path, registry_url: str, ca_file: Path, log=print) -> dict[str, str]:
+    """Build (cached) and push every stand-in image; returns ref → manifest digest."""
+    cache = layout.cache / "layers"
+    cache.mkdir(parents=True, exist_ok=True)
+    base = base_layer(rootfs, cache)
+    client = RegistryClient(registry_url, ca_file)
+    digests: dict[str, str] = {}
+    try:
+        for image in IMAGES:
+            layer = standin_layer(image, cache)
+            config = image_config(image, [base.diff_id, layer.diff_id])
+            digests[image.ref] = client.push(image.repository, image.tag, [base, layer], config)
+    finally:
+        client.close()
+    log(f"registry holds {len(digests)} stand-in images")
+    return digests

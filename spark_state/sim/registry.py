@@ -1,0 +1,55 @@
+"""The fleet's image registry: Debian's docker-registry over TLS, reached by the hosts as nvcr.io."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from ..errors import SimError
+from .layout import GATEWAY, REGISTRY_NAME, Layout
+
+CONFIG = """version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: {storage}
+  delete:
+    enabled: true
+http:
+  addr: {address}:443
+  tls:
+    certificate: {cert}
+    key: {key}
+"""
+
+
+def ensure_certificates(layout: Layout) -> tuple[Path, Path, Path]:
+    """(CA certificate, server certificate, server key); the server is valid for nvcr.io and the gateway IP."""
+    d = layout.ca_dir
+    ca_crt, ca_key, crt, key = d / "ca.crt", d / "ca.key", d / "registry.crt", d / "registry.key"
+    if all(p.exists() for p in (ca_crt, crt, key)):
+        return ca_crt, crt, key
+    d.mkdir(parents=True, exist_ok=True)
+    ext = d / "san.ext"
+    ext.write_text(f"subjectAltName=DNS:{REGISTRY_NAME},IP:{GATEWAY}\nbasicConstraints=CA:FALSE\n")
+    for argv in (
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",
+         "/CN=spark-state rehearsal CA", "-keyout", str(ca_key), "-out", str(ca_crt)],
+        ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={REGISTRY_NAME}",
+         "-keyout", str(key), "-out", str(d / "registry.csr")],
+        ["openssl", "x509", "-req", "-in", str(d / "registry.csr"), "-CA", str(ca_crt), "-CAkey", str(ca_key),
+         "-CAcreateserial", "-days", "3650", "-extfile", str(ext), "-out", str(crt)],
+    ):  # fmt: skip
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SimError(f"openssl failed: {proc.stderr[-500:]}")
+    return ca_crt, crt, key
+
+
+def registry_command(layout: Layout) -> list[str]:
+    _, crt, key = ensure_certificates(layout)
+    layout.registry_dir.mkdir(parents=True, exist_ok=True)
+    config = layout.fleet / "registry.yml"
+    config.write_text(CONFIG.format(storage=layout.registry_dir, address=GATEWAY, cert=crt, key=key))
+    return ["docker-registry", "serve", str(config)]

@@ -1,0 +1,341 @@
+"""A stand-in OpenAI-compatible LLM server with continuous-batching pacing (stdlib only: it runs in images).
+
+Behaves like trtllm-serve / NIM where spark-state relies on them: `/health`, `/v1/models`, `/metrics`,
+`/v1/chat/completions` and `/v1/completions` with SSE streaming, `max_tokens`, greedy determinism, the HTTP 400
+for a tokenizer without chat template. Tokens are paced by a step loop: every active stream gets one token per
+step, and a step takes longer the more streams are active, as in a real batched decoder.
+
+Quirks real servers differ in are switchable, so a client can be tested against each of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+ANSWER = (
+    "Retrieval-augmented generation pairs a language model with a search step: before answering, the system "
+    "retrieves passages from a document store, usually by embedding similarity, and places them in the prompt so "
+    "the model can ground its answer in current, private or citable sources rather than in whatever it memorised "
+    "during training. It shines when facts change faster than you can retrain, when answers must cite their "
+    "evidence, and when the corpus is too large for a context window. It is the wrong tool when the task needs "
+    "reasoning rather than lookup, when the corpus is small enough to fit in the prompt, when retrieval quality is "
+    "poor so the model is grounded in the wrong passages, or when latency budgets cannot absorb the extra search "
+    "hop; then fine-tuning, long context or a plain database query serves better."
+).split(" ")
+
+
+@dataclass
+class Pacing:
+    """Prefill time and decode step time as a function of active streams (linear between the given points)."""
+
+    ttft_ms: float
+    step_ms: dict[int, float]  # active streams -> milliseconds per decode step
+    slowdown: float = 1.0  # >1 simulates a regressed host
+
+    def step_seconds(self, active: int) -> float:
+        points = sorted(self.step_ms.items())
+        if len(points) == 1 or active <= points[0][0]:
+            ms = points[0][1]
+        else:
+            ms = points[-1][1]
+            for (n0, t0), (n1, t1) in zip(points, points[1:]):
+                if active <= n1:
+                    ms = t0 + (t1 - t0) * (active - n0) / (n1 - n0)
+                    break
+            else:  # beyond the table: keep the last slope
+                (n0, t0), (n1, t1) = points[-2], points[-1]
+                ms = t1 + (t1 - t0) / (n1 - n0) * (active - n1)
+        return ms * self.slowdown / 1000.0
+
+    def ttft_seconds(self) -> float:
+        return self.ttft_ms * self.slowdown / 1000.0
+
+
+@dataclass
+class Quirks:
+    role_first_chunk: bool = True  # vLLM/NIM send {"role": "assistant"} with no content first
+    usage: str = "separate"  # "separate" chunk with empty choices, "last" content chunk, or "none"
+    tokens_per_chunk: int = 1
+    send_done: bool = True  # False: end the stream by closing the connection
+    stop_after: int | None = None  # finish with "stop" after this many tokens (an early stop)
+    fail_requests: frozenset[int] = frozenset()  # request numbers (from 1) answered with HTTP 500
+    stall_requests: frozenset[int] = frozenset()  # request numbers that never answer
+
+
+@dataclass
+class ServerConfig:
+    model: str
+    pacing: Pacing
+    quirks: Quirks = field(default_factory=Quirks)
+    chat_template: bool = True
+    max_batch_size: int = 64
+    max_seq_len: int = 4096
+    owned_by: str = "tensorrt_llm"
+
+
+class BatchScheduler:
+    """The decode loop: one token per active stream per step; at most max_batch_size streams decode at once."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.active: dict[int, asyncio.Queue[int]] = {}
+        self.slots = asyncio.Semaphore(config.max_batch_size)
+        self._next_id = 0
+        self._loop_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self.completed_tokens = 0
+        self.completed_requests = 0
+
+    def start(self) -> None:
+        self._loop_task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        next_step = time.perf_counter()
+        while True:
+            if not self.active:
+                self._wake.clear()
+                await self._wake.wait()
+                next_step = time.perf_counter()
+            next_step += self.config.pacing.step_seconds(len(self.active))
+            delay = next_step - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                next_step = time.perf_counter()
+            for queue in list(self.active.values()):
+                queue.put_nowait(1)
+
+    async def tokens(self, count: int) -> AsyncIterator[int]:
+        """Yield token indices 0..count-1, paced: prefill for the first, then one per decode step."""
+        async with self.slots:
+            await asyncio.sleep(self.config.pacing.ttft_seconds())
+            yield 0
+            if count == 1:
+                return
+            stream_id = self._next_id
+            self._next_id += 1
+            queue: asyncio.Queue[int] = asyncio.Queue()
+            self.active[stream_id] = queue
+            self._wake.set()
+            try:
+                for index in range(1, count):
+                    await queue.get()
+                    yield index
+            finally:
+                del self.active[stream_id]
+
+
+class OpenAIServer:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.scheduler = BatchScheduler(config)
+        self.request_count = 0
+        self.started = time.time()
+        self.ready = False
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        self.scheduler.start()
+        self._server = await asyncio.start_server(self._handle, host, port, limit=1 << 20, backlog=1024)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        async with self._server:
+            await self._server.serve_forever()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self.scheduler._loop_task is not None:
+            self.scheduler._loop_task.cancel()
+
+    # ------------------------------------------------------------------ HTTP plumbing
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request_line = await reader.readline()
+                if not request_line:
+                    break
+                method, target, _ = request_line.decode("latin-1").split(" ", 2)
+                headers: dict[str, str] = {}
+                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    key, _, value = line.decode("latin-1").partition(":")
+                    headers[key.strip().lower()] = value.strip()
+                length = int(headers.get("content-length", "0") or 0)
+                body = await reader.readexactly(length) if length else b""
+                keep_alive = await self._route(method, target.split("?", 1)[0], body, writer)
+                if not keep_alive or headers.get("connection", "").lower() == "close":
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            try:
+                writer.close()
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+
+    async def _respond(
+        self, writer: asyncio.StreamWriter, status: int, payload: Any, content_type: str = "application/json"
+    ) -> bool:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable"}
+        head = (
+            f"HTTP/1.1 {status} {reason.get(status, 'Status')}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
+        )
+        writer.write(head.encode() + body)
+        await writer.drain()
+        return True
+
+    async def _route(self, method: str, path: str, body: bytes, writer: asyncio.StreamWriter) -> bool:
+        if path == "/health":
+            return await self._respond(writer, 200 if self.ready else 503, b"", "text/plain")
+        if path == "/v1/models" and method == "GET":
+            return await self._respond(writer, 200, {
+                "object": "list",
+                "data": [{"id": self.config.model, "object": "model", "created": int(self.started),
+                          "owned_by": self.config.owned_by, "max_model_len": self.config.max_seq_len}],
+            })  # fmt: skip
+        if path == "/metrics":
+            return await self._respond(writer, 200, self._metrics().encode(), "text/plain; version=0.0.4")
+        if path in ("/v1/chat/completions", "/v1/completions") and method == "POST":
+            return await self._completion(path.endswith("chat/completions"), body, writer)
+        return await self._respond(writer, 404, {"object": "error", "message": f"Not Found: {path}", "code": 404})
+
+    def _metrics(self) -> str:
+        s = self.scheduler
+        return (
+            "# TYPE num_requests_running gauge\n"
+            f"num_requests_running {len(s.active)}\n"
+            "# TYPE request_success_total counter\n"
+            f"request_success_total {s.completed_requests}\n"
+            "# TYPE generation_tokens_total counter\n"
+            f"generation_tokens_total {s.completed_tokens}\n"
+        )
+
+    # ------------------------------------------------------------------ completions
+
+    async def _completion(self, chat: bool, body: bytes, writer: asyncio.StreamWriter) -> bool:
+        self.request_count += 1
+        number = self.request_count
+        quirks = self.config.quirks
+        try:
+            request = json.loads(body or b"{}")
+        except json.JSONDecodeError as exc:
+            return await self._error(writer, 400, f"invalid JSON: {exc}")
+        if number in quirks.stall_requests:
+            await asyncio.sleep(3600)
+        if number in quirks.fail_requests:
+            return await self._error(writer, 500, "simulated internal error", "InternalServerError")
+        if not self.ready:
+            return await self._error(writer, 503, "model is still loading", "ServiceUnavailableError")
+        if chat and not self.config.chat_template:
+            return await self._error(writer, 400, "No chat template found for the given tokenizer and tools.")
+        if chat and not isinstance(request.get("messages"), list):
+            return await self._error(writer, 400, "'messages' is required")
+        max_tokens = int(request.get("max_tokens") or request.get("max_completion_tokens") or 16)
+        if max_tokens < 1:
+            return await self._error(writer, 400, "max_tokens must be at least 1")
+        count = max_tokens if quirks.stop_after is None else min(max_tokens, quirks.stop_after)
+        finish = "length" if count == max_tokens and quirks.stop_after is None else "stop"
+        prompt_tokens = len(json.dumps(request.get("messages") or request.get("prompt") or "").split())
+        rid = f"{'chatcmpl' if chat else 'cmpl'}-{number:08d}"
+        if request.get("stream"):
+            include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+            await self._stream(writer, chat, rid, count, finish, include_usage, prompt_tokens)
+            return quirks.send_done
+        text = "".join([t async for t in self._texts(count)])
+        self._account(count)
+        message = {"role": "assistant", "content": text} if chat else None
+        choice = {"index": 0, "finish_reason": finish, **({"message": message} if chat else {"text": text})}
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": count, "total_tokens": prompt_tokens + count}
+        return await self._respond(writer, 200, {
+            "id": rid, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
+            "model": self.config.model, "choices": [choice], "usage": usage,
+        })  # fmt: skip
+
+    async def _texts(self, count: int) -> AsyncIterator[str]:
+        async for index in self.scheduler.tokens(count):
+            word = ANSWER[index % len(ANSWER)]
+            yield word if index == 0 else " " + word
+
+    def _account(self, tokens: int) -> None:
+        self.scheduler.completed_tokens += tokens
+        self.scheduler.completed_requests += 1
+
+    async def _error(self, writer: asyncio.StreamWriter, status: int, message: str, kind: str = "BadRequestError") -> bool:
+        return await self._respond(
+            writer, status, {"object": "error", "message": message, "type": kind, "param": None, "code": status}
+        )
+
+    async def _stream(
+        self,
+        writer: asyncio.StreamWriter,
+        chat: bool,
+        rid: str,
+        count: int,
+        finish: str,
+        include_usage: bool,
+        prompt_tokens: int,
+    ) -> None:
+        quirks = self.config.quirks
+        created = int(time.time())
+        obj = "chat.completion.chunk" if chat else "text_completion"
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": count, "total_tokens": prompt_tokens + count}
+        headers = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+        headers += "Transfer-Encoding: chunked\r\n" if quirks.send_done else "Connection: close\r\n"
+        writer.write((headers + "\r\n").encode())
+
+        def event(choices: list[dict[str, Any]], with_usage: bool = False) -> None:
+            chunk: dict[str, Any] = {"id": rid, "object": obj, "created": created, "model": self.config.model,
+                                     "choices": choices}  # fmt: skip
+            if with_usage:
+                chunk["usage"] = usage
+            self._send(writer, f"data: {json.dumps(chunk)}\n\n".encode(), chunked=quirks.send_done)
+
+        def choice(text: str, finish_reason: str | None) -> dict[str, Any]:
+            if chat:
+                return {"index": 0, "delta": {"content": text}, "finish_reason": finish_reason}
+            return {"index": 0, "text": text, "finish_reason": finish_reason}
+
+        if chat and quirks.role_first_chunk:
+            event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        pending: list[str] = []
+        sent = 0
+        async for text in self._texts(count):
+            pending.append(text)
+            sent += 1
+            if len(pending) >= quirks.tokens_per_chunk or sent == count:
+                last = sent == count
+                event([choice("".join(pending), finish if last else None)],
+                      with_usage=last and include_usage and quirks.usage == "last")  # fmt: skip
+                pending = []
+                await writer.drain()
+        self._account(count)
+        if include_usage and quirks.usage == "separate":
+            event([], with_usage=True)
+        if quirks.send_done:
+            self._send(writer, b"data: [DONE]\n\n", chunked=True)
+            writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    @staticmethod
+    def _send(writer: asyncio.StreamWriter, data: bytes, chunked: bool) -> None:
+        writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n" if chunked else data)
+
+
+async def run_server(config: ServerConfig, host: str, port: int, load_seconds: float = 0.0) -> None:
+    """Serve until cancelled; /health answers 503 until the (simulated) model load is done."""
+    server = OpenAIServer(config)
+    await server.start(host, port)
+    await asyncio.sleep(load_seconds)
+    server.ready = True
+    await server.serve_forever()

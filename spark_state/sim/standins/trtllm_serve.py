@@ -1,0 +1,87 @@
+"""Stand-in `trtllm-serve serve`: refuses an engine built by another TensorRT-LLM, answers the chat-template
+400 for a tokenizer without one, and paces tokens like the field report's measurements."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+
+from .gpu import hold_memory, pacing_for, require_gpu, trtllm_version
+from .openai_server import ServerConfig, run_server
+
+
+def has_chat_template(tokenizer_dir: str) -> bool:
+    if os.path.exists(os.path.join(tokenizer_dir, "chat_template.jinja")):
+        return True
+    try:
+        with open(os.path.join(tokenizer_dir, "tokenizer_config.json")) as f:
+            return bool(json.load(f).get("chat_template"))
+    except (OSError, ValueError):
+        return False
+
+
+def _fail(message: str) -> int:
+    print(f"[TRT-LLM] [E] {message}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="trtllm-serve")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("model")
+    s.add_argument("--tokenizer", default=None)
+    s.add_argument("--backend", choices=["pytorch", "tensorrt", "_autodeploy"], default="pytorch")
+    s.add_argument("--host", default="localhost")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max_batch_size", type=int, default=2048)
+    s.add_argument("--max_num_tokens", type=int, default=8192)
+    s.add_argument("--max_seq_len", type=int, default=None)
+    s.add_argument("--kv_cache_free_gpu_memory_fraction", type=float, default=0.9)
+    s.add_argument("--log_level", default="info")
+    s.add_argument("--trust_remote_code", action="store_true")
+    args = p.parse_args(argv)
+    gpu = require_gpu()
+    version = trtllm_version()
+    print(f"[TensorRT-LLM] TensorRT-LLM version: {version}", flush=True)
+    try:
+        with open(os.path.join(args.model, "config.json")) as f:
+            model_config = json.load(f)
+    except (OSError, ValueError) as exc:
+        return _fail(f"cannot load model from {args.model}: {exc}")
+    if args.backend == "tensorrt":
+        built_by = model_config.get("version")
+        if built_by != version:
+            return _fail(
+                f"The engine in {args.model} was built with TensorRT-LLM {built_by}, but this runtime is "
+                f"TensorRT-LLM {version}; rebuild the engine with the same version."
+            )
+        if not os.path.exists(os.path.join(args.model, "rank0.engine")):
+            return _fail(f"no rank0.engine in {args.model}")
+        quant = (model_config.get("pretrained_config", {}).get("quantization") or {}).get("quant_algo")
+        max_batch = min(args.max_batch_size, model_config.get("build_config", {}).get("max_batch_size", 2048))
+    else:
+        from .convert_checkpoint import quant_algo
+
+        quant = quant_algo(args.model)[0]
+        max_batch = args.max_batch_size
+    profile = "trtllm-nvfp4" if quant == "NVFP4" else "trtllm-fp8"
+    tokenizer = args.tokenizer or args.model
+    config = ServerConfig(
+        model=args.model,
+        pacing=pacing_for(profile, gpu),
+        chat_template=has_chat_template(tokenizer),
+        max_batch_size=max_batch,
+        max_seq_len=args.max_seq_len or 4096,
+    )
+    memory = hold_memory(profile, gpu)  # noqa: F841 - held for the process lifetime
+    print(f"[TRT-LLM] [I] Serving {profile} on {args.host}:{args.port}", flush=True)
+    asyncio.run(run_server(config, args.host, args.port, load_seconds=20 * float(gpu["time_scale"])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
