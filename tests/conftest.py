@@ -7,3 +7,46 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_STATE = REPO / "inventory" / "state.yaml"
 
 sys.path.insert(0, str(REPO))
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from spark_state.sim import fleet as sim_fleet
+from spark_state.sim.fleet import FleetRecord, SimHost
+from spark_state.sim.layout import Layout
+
+FLEET_SIZE = int(os.environ.get("SPARK_STATE_TEST_HOSTS", "3"))
+
+
+class Fleet:
+    """The session's rehearsal fleet, with an SSH helper (OpenSSH with a shared ControlMaster per host)."""
+
+    def __init__(self, record: FleetRecord) -> None:
+        self.record = record
+        self.hosts: list[SimHost] = record.hosts
+
+    def ssh(self, host: SimHost, command: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        argv = sim_fleet.ssh_argv(self.record.ssh_key, host.address)
+        argv[1:1] = ["-o", "ControlMaster=auto", "-o", f"ControlPath=/tmp/spark-sim-test-%C", "-o", "ControlPersist=120"]
+        proc = subprocess.run([*argv, command], capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{host.name}: {command!r} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+
+@pytest.fixture(scope="session")
+def fleet() -> Iterator[Fleet]:
+    """One rehearsal fleet for the whole session; torn down at the end, and proven to leave nothing behind."""
+    if os.geteuid() != 0:
+        pytest.fail("the rehearsal-fleet tests need root (network namespaces, mounts, systemd-nspawn)")
+    layout = Layout.default()
+    record = sim_fleet.up(FLEET_SIZE, layout)
+    try:
+        yield Fleet(record)
+    finally:
+        sim_fleet.down(layout, log=lambda *_: None)
+        left = sim_fleet.leftovers(layout)
+        assert not left, f"sim down left traces behind: {left}"

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import json
+import ssl
 import subprocess
 import tarfile
 from dataclasses import dataclass
@@ -174,7 +175,7 @@ class RegistryClient:
     """Just enough of the Docker Registry HTTP API v2 to push an image."""
 
     def __init__(self, base_url: str, ca_file: Path) -> None:
-        self.http = httpx.Client(base_url=base_url, verify=str(ca_file), timeout=120)
+        self.http = httpx.Client(base_url=base_url, verify=ssl.create_default_context(cafile=str(ca_file)), timeout=120)
 
     def close(self) -> None:
         self.http.close()

@@ -1,0 +1,191 @@
+"""The rehearsal fleet behaves like a fleet of Sparks: real SSH, systemd, docker pulls under nvcr.io names,
+the real HF client, and stand-ins with the field report's traps."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+from conftest import Fleet
+
+TRITON = "nvcr.io/nvidia/tritonserver:{}-trtllm-python-py3"
+NIM = "nvcr.io/nim/meta/llama-3.1-8b-instruct-dgx-spark:latest"
+IMAGES = [TRITON.format("25.01"), TRITON.format("25.12"), TRITON.format("26.03"), NIM]
+
+
+def test_each_host_has_ssh_systemd_docker_and_its_identity(fleet: Fleet) -> None:
+    for index, host in enumerate(fleet.hosts):
+        out = fleet.ssh(host, "hostname; systemctl is-active ssh docker; cat /proc/1/comm").stdout.split()
+        assert out == [host.name, "active", "active", "systemd"]
+        assert host.address == f"10.200.0.{11 + index}"
+
+
+def test_hosts_have_separate_disks(fleet: Fleet) -> None:
+    first, second = fleet.hosts[:2]
+    fleet.ssh(first, "echo only-here > /root/isolation-marker")
+    assert fleet.ssh(first, "cat /root/isolation-marker").stdout.strip() == "only-here"
+    assert fleet.ssh(second, "test -e /root/isolation-marker", check=False).returncode == 1
+    fleet.ssh(first, "rm /root/isolation-marker")
+
+
+def test_hosts_report_the_sparks_unified_memory(fleet: Fleet) -> None:
+    line = fleet.ssh(fleet.hosts[0], "grep MemTotal /proc/meminfo").stdout.split()
+    assert round(int(line[1]) / 2**20, 1) == 121.7
+
+
+def test_nvidia_smi_on_the_host_reports_gb10(fleet: Fleet) -> None:
+    out = fleet.ssh(fleet.hosts[0], "nvidia-smi --query-gpu=name,compute_cap,memory.total --format=csv,noheader")
+    assert out.stdout.strip() == "NVIDIA GB10, 12.1, [N/A]"
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_docker_pull_of_real_image_names(fleet: Fleet, image: str) -> None:
+    host = fleet.hosts[-1]
+    fleet.ssh(host, f"docker pull -q {image}")
+    digest = fleet.ssh(host, f"docker image inspect --format '{{{{index .RepoDigests 0}}}}' {image}").stdout
+    assert digest.startswith(image.rsplit(":", 1)[0] + "@sha256:")
+
+
+def test_gpus_all_gives_containers_the_gpu(fleet: Fleet) -> None:
+    host = fleet.hosts[0]
+    image = TRITON.format("25.12")
+    fleet.ssh(host, f"docker pull -q {image}")
+    out = fleet.ssh(host, f"docker run --rm --gpus all {image} nvidia-smi").stdout
+    assert "NVIDIA GB10" in out and "WARNING: Detected NVIDIA GB10" not in out
+    # Without --gpus the runtime hook injects nothing: no driver, no nvidia-smi, as on a real machine.
+    out = fleet.ssh(host, f"docker run --rm {image} nvidia-smi", check=False)
+    assert out.returncode == 127 and "The NVIDIA Driver was not detected" in out.stdout
+
+
+def test_old_container_warns_about_gb10_and_reports_its_trtllm(fleet: Fleet) -> None:
+    host = fleet.hosts[0]
+    image = TRITON.format("25.01")
+    fleet.ssh(host, f"docker pull -q {image}")
+    out = fleet.ssh(host, f"docker run --rm --gpus all {image} python3 -c 'import tensorrt_llm; print(tensorrt_llm.__version__)'")
+    assert "WARNING: Detected NVIDIA GB10 GPU, which may not yet be supported" in out.stdout
+    assert out.stdout.strip().endswith("0.17.0.post1")
+
+
+def _download(fleet: Fleet, host, repo: str, target: str) -> None:
+    fleet.ssh(host, f"hf download {repo} --local-dir {target} --quiet")
+
+
+def test_hf_download_of_both_checkpoints_with_the_real_client(fleet: Fleet) -> None:
+    host = fleet.hosts[1]
+    _download(fleet, host, "nvidia/Llama-3.1-8B-Instruct-FP8", "/srv/ckpt/fp8")
+    _download(fleet, host, "nvidia/Llama-3.1-8B-Instruct-NVFP4", "/srv/ckpt/nvfp4")
+    files = fleet.ssh(host, "ls /srv/ckpt/nvfp4").stdout.split()
+    assert {"config.json", "hf_quant_config.json", "tokenizer_config.json", "model-00001-of-00002.safetensors"} <= set(files)
+    fp8_tok = json.loads(fleet.ssh(host, "cat /srv/ckpt/fp8/tokenizer_config.json").stdout)
+    nvfp4_tok = json.loads(fleet.ssh(host, "cat /srv/ckpt/nvfp4/tokenizer_config.json").stdout)
+    assert "chat_template" in fp8_tok and "chat_template" not in nvfp4_tok
+    quant = json.loads(fleet.ssh(host, "cat /srv/ckpt/nvfp4/hf_quant_config.json").stdout)["quantization"]
+    assert quant["quant_algo"] == "NVFP4" and quant["group_size"] == 16 and quant["kv_cache_quant_algo"] == "FP8"
+
+
+def _convert_and_build(fleet: Fleet, host, tag: str, workdir: str) -> tuple[int, str]:
+    image = TRITON.format(tag)
+    fleet.ssh(host, f"docker pull -q {image}; mkdir -p {workdir}")
+    _download(fleet, host, "nvidia/Llama-3.1-8B-Instruct-NVFP4", "/srv/ckpt/nvfp4")
+    fleet.ssh(host, f"docker run --rm --gpus all -v /srv/ckpt/nvfp4:/ckpt:ro -v {workdir}:/work {image} "
+                    "python3 /app/tensorrt_llm/examples/models/core/llama/convert_checkpoint.py "
+                    "--model_dir /ckpt --output_dir /work/trtllm-ckpt --dtype bfloat16")  # fmt: skip
+    build = fleet.ssh(host, f"docker run --rm --gpus all -v {workdir}:/work {image} trtllm-build "
+                            "--checkpoint_dir /work/trtllm-ckpt --output_dir /work/engine --gemm_plugin nvfp4 "
+                            "--max_batch_size 8 --max_input_len 2048 --max_seq_len 4096 --max_num_tokens 4096 "
+                            "--use_paged_context_fmha enable 2>&1", check=False)  # fmt: skip
+    return build.returncode, build.stdout
+
+
+def test_build_in_the_2501_image_dies_with_the_fp8_fmha_assertion(fleet: Fleet) -> None:
+    rc, log = _convert_and_build(fleet, fleet.hosts[0], "25.01", "/srv/build-2501")
+    assert rc != 0
+    assert "Compute capability: (12, 1)" in log
+    assert "Assertion failed: FP8 FMHA cannot be enabled except on Ada or Hopper or Blackwell Arch." in log
+    assert fleet.ssh(fleet.hosts[0], "test -e /srv/build-2501/engine/rank0.engine", check=False).returncode == 1
+
+
+def test_build_in_the_2512_image_writes_a_sparse_engine_of_real_size(fleet: Fleet) -> None:
+    host = fleet.hosts[0]
+    rc, log = _convert_and_build(fleet, host, "25.12", "/srv/build-2512")
+    assert rc == 0, log
+    assert "Failed to infer cluster info for NVIDIA GB10, treat it as a L40 node" in log
+    size, blocks = fleet.ssh(host, "stat -c '%s %b' /srv/build-2512/engine/rank0.engine").stdout.split()
+    assert int(size) == 5_700_000_000 and int(blocks) < 16
+    config = json.loads(fleet.ssh(host, "cat /srv/build-2512/engine/config.json").stdout)
+    assert config["version"] == "1.1.0" and config["build_config"]["gemm_plugin"] == "nvfp4"
+
+
+def _serve(fleet: Fleet, host, name: str, port: int, tokenizer: str, engine_dir: str) -> str:
+    image = TRITON.format("25.12")
+    fleet.ssh(host, f"docker rm -f {name} >/dev/null 2>&1; docker run -d --name {name} --gpus all -p {port}:{port} "
+                    f"-v {engine_dir}:/engine:ro -v {tokenizer}:/tokenizer:ro {image} trtllm-serve serve /engine "
+                    f"--tokenizer /tokenizer --backend tensorrt --host 0.0.0.0 --port {port} --max_batch_size 8 "
+                    "--max_num_tokens 4096 --max_seq_len 4096 --kv_cache_free_gpu_memory_fraction 0.4")  # fmt: skip
+    url = f"http://{host.address}:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(fleet.ssh(host, f"docker logs {name}", check=False).stdout)
+
+
+def _stream_200(url: str) -> tuple[float, float, int]:
+    """(ttft s, decode tok/s, tokens) of one streamed 200-token chat completion."""
+    body = {"model": "/engine", "messages": [{"role": "user", "content": "What is RAG?"}], "max_tokens": 200,
+            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
+    start = time.perf_counter()
+    first = last = 0.0
+    tokens = 0
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                last = time.perf_counter()
+                first = first or last
+    return first - start, (tokens - 1) / (last - first), tokens
+
+
+def test_served_standin_streams_at_the_seed_rate_and_refuses_chat_without_template(fleet: Fleet) -> None:
+    host = fleet.hosts[0]
+    rc, log = _convert_and_build(fleet, host, "25.12", "/srv/build-serve")
+    assert rc == 0, log
+    _download(fleet, host, "nvidia/Llama-3.1-8B-Instruct-FP8", "/srv/ckpt/fp8")
+    url = _serve(fleet, host, "nvfp4-fp8tok", 8004, "/srv/ckpt/fp8", "/srv/build-serve/engine")
+    ttft, decode, tokens = _stream_200(url)
+    assert tokens == 200
+    assert 0.020 < ttft < 0.080  # seed: 30.8 ms
+    assert 38.82 * 0.85 < decode < 38.82 * 1.10  # seed: 38.82 tok/s
+
+    bad = _serve(fleet, host, "nvfp4-owntok", 8005, "/srv/ckpt/nvfp4", "/srv/build-serve/engine")
+    r = httpx.post(f"{bad}/v1/chat/completions", json={"model": "/engine", "max_tokens": 5,
+                   "messages": [{"role": "user", "content": "hi"}]}, timeout=10)  # fmt: skip
+    assert r.status_code == 400
+    assert r.json()["message"] == "No chat template found for the given tokenizer and tools."
+    fleet.ssh(host, "docker rm -f nvfp4-fp8tok nvfp4-owntok")
+
+
+def test_pacing_is_configurable_per_host(fleet: Fleet) -> None:
+    host = fleet.hosts[0]
+    rc, _ = _convert_and_build(fleet, host, "25.12", "/srv/build-slow")
+    assert rc == 0
+    _download(fleet, host, "nvidia/Llama-3.1-8B-Instruct-FP8", "/srv/ckpt/fp8")
+    fleet.ssh(host, "cp /etc/spark-sim/gpu.json /root/gpu.json.bak && python3 -c \"import json; p='/etc/spark-sim/gpu.json'; "
+                    "d=json.load(open(p)); d['slowdown']=1.3; json.dump(d, open(p, 'w'))\"")  # fmt: skip
+    try:
+        url = _serve(fleet, host, "nvfp4-slow", 8006, "/srv/ckpt/fp8", "/srv/build-slow/engine")
+        _, decode, _ = _stream_200(url)
+        assert 38.82 / 1.3 * 0.85 < decode < 38.82 / 1.3 * 1.10
+    finally:
+        fleet.ssh(host, "mv /root/gpu.json.bak /etc/spark-sim/gpu.json; docker rm -f nvfp4-slow")
