@@ -50,6 +50,22 @@ def _plan(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _concurrency(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError("concurrency levels are positive integers")
+    return values
+
+
+def _bench(args: argparse.Namespace, console: Console) -> int:
+    from .bench.command import run_bench
+
+    return run_bench(args, console)
+
+
 def _sim_up(args: argparse.Namespace, console: Console) -> int:
     from .sim import fleet
 
@@ -113,6 +129,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="also print unit texts")
     p.set_defaults(handler=_plan)
+
+    p = sub.add_parser("bench", help="measure endpoints: TTFT, decode, aggregate tok/s; judge against the state")
+    p.add_argument("file", nargs="?", help="state file (its services, bench settings and expectations)")
+    p.add_argument("--inventory", help="pyinfra inventory to find the hosts (e.g. inventory/sim.py)")
+    p.add_argument("--host", help="only this host")
+    p.add_argument("--service", help="only this service")
+    p.add_argument("--url", help="bench any OpenAI-compatible endpoint instead, e.g. http://10.0.0.5:8000")
+    p.add_argument("--model", help="model name for --url (default: the first of /v1/models)")
+    p.add_argument("--prompt")
+    p.add_argument("--max-tokens", type=int)
+    p.add_argument("--serial", type=int, dest="serial_requests", help="serial requests after warm-up")
+    p.add_argument("--warmup", type=int, dest="warmup_requests")
+    p.add_argument("--concurrency", type=_concurrency, help="levels, e.g. 1,2,4,8")
+    p.add_argument("--requests-per-level", type=int)
+    p.add_argument("--duration", type=float, dest="duration_s", help="seconds per level instead of a count")
+    p.add_argument("--timeout", type=float, dest="timeout_s", help="per-request timeout (s)")
+    p.add_argument("--completions", action="store_true", help="use /v1/completions instead of chat")
+    p.add_argument("--baseline", help="service for the delta table (default: the state's bench.baseline)")
+    p.add_argument("--json", action="store_true", help="print the result document to stdout")
+    p.add_argument("--html", help="write an HTML report here")
+    p.add_argument("--results-dir", help="history directory (default ~/.local/state/spark-state/bench)")
+    p.add_argument("--no-save", action="store_true", help="keep no history of this run")
+    p.add_argument("--no-resident", action="store_true", help="do not measure container memory over SSH")
+    p.set_defaults(handler=_bench)
 
     sim = sub.add_parser("sim", help="the rehearsal fleet: simulated Sparks on this machine (root)")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="ACTION")

@@ -24,9 +24,9 @@ def _environment() -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
-        autoescape=False,
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
     )
 
 
-def render(name: str, **context: Any) -> str:
-    return _environment().get_template(name).render(**context)
+def render(template: str, **context: Any) -> str:
+    return _environment().get_template(template).render(**context)

@@ -135,6 +135,9 @@ class OpenAIServer:
         self.config = config
         self.scheduler = BatchScheduler(config)
         self.request_count = 0
+        # Per request: [received, first token sent, last token sent, tokens] on the monotonic clock, so a
+        # client on the same machine can separate its own overhead from the server's.
+        self.timings: dict[int, list[float]] = {}
         self.started = time.time()
         self.ready = False
         self._server: asyncio.base_events.Server | None = None
@@ -204,6 +207,8 @@ class OpenAIServer:
                 "data": [{"id": self.config.model, "object": "model", "created": int(self.started),
                           "owned_by": self.config.owned_by, "max_model_len": self.config.max_seq_len}],
             })  # fmt: skip
+        if path == "/debug/timings":
+            return await self._respond(writer, 200, {str(k): v for k, v in self.timings.items()})
         if path == "/metrics":
             return await self._respond(writer, 200, self._metrics().encode(), "text/plain; version=0.0.4")
         if path in ("/v1/chat/completions", "/v1/completions") and method == "POST":
@@ -226,6 +231,7 @@ class OpenAIServer:
     async def _completion(self, chat: bool, body: bytes, writer: asyncio.StreamWriter) -> bool:
         self.request_count += 1
         number = self.request_count
+        self.timings[number] = [time.perf_counter(), 0.0, 0.0, 0]
         quirks = self.config.quirks
         try:
             request = json.loads(body or b"{}")
@@ -310,6 +316,7 @@ class OpenAIServer:
             event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
         pending: list[str] = []
         sent = 0
+        timing = self.timings[int(rid.rsplit("-", 1)[1])]
         async for text in self._texts(count):
             pending.append(text)
             sent += 1
@@ -319,6 +326,9 @@ class OpenAIServer:
                       with_usage=last and include_usage and quirks.usage == "last")  # fmt: skip
                 pending = []
                 await writer.drain()
+                timing[2] = time.perf_counter()
+                timing[1] = timing[1] or timing[2]
+                timing[3] = sent
         self._account(count)
         if include_usage and quirks.usage == "separate":
             event([], with_usage=True)
@@ -339,3 +349,58 @@ async def run_server(config: ServerConfig, host: str, port: int, load_seconds: f
     await asyncio.sleep(load_seconds)
     server.ready = True
     await server.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """A server with fixed, known timing (for testing clients): `python -m ...openai_server --port 0 ...`.
+    Prints `listening on PORT` once ready."""
+    import argparse
+
+    p = argparse.ArgumentParser(description="stand-in OpenAI server with known timing")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--model", default="standin")
+    p.add_argument("--ttft-ms", type=float, default=30.0)
+    p.add_argument("--step-ms", type=float, default=20.0, help="inter-token gap, whatever the number of streams")
+    p.add_argument("--max-batch-size", type=int, default=1024)
+    p.add_argument("--no-role-chunk", action="store_true")
+    p.add_argument("--usage", choices=["separate", "last", "none"], default="separate")
+    p.add_argument("--tokens-per-chunk", type=int, default=1)
+    p.add_argument("--no-done", action="store_true")
+    p.add_argument("--stop-after", type=int, default=None)
+    p.add_argument("--fail", default="", help="comma-separated request numbers answered with HTTP 500")
+    p.add_argument("--stall", default="", help="comma-separated request numbers that never answer")
+    p.add_argument("--no-chat-template", action="store_true")
+    args = p.parse_args(argv)
+
+    def numbers(text: str) -> frozenset[int]:
+        return frozenset(int(x) for x in text.split(",") if x)
+
+    config = ServerConfig(
+        model=args.model,
+        pacing=Pacing(ttft_ms=args.ttft_ms, step_ms={1: args.step_ms}),
+        quirks=Quirks(
+            role_first_chunk=not args.no_role_chunk,
+            usage=args.usage,
+            tokens_per_chunk=args.tokens_per_chunk,
+            send_done=not args.no_done,
+            stop_after=args.stop_after,
+            fail_requests=numbers(args.fail),
+            stall_requests=numbers(args.stall),
+        ),
+        chat_template=not args.no_chat_template,
+        max_batch_size=args.max_batch_size,
+    )
+
+    async def run() -> None:
+        server = OpenAIServer(config)
+        port = await server.start(args.host, args.port)
+        server.ready = True
+        print(f"listening on {port}", flush=True)
+        await server.serve_forever()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""How far the bench client's figures are from the truth, on this machine (run on demand, prints figures).
+
+A stand-in server with known timing (TTFT, fixed inter-token gap) runs in its own process; the bench runner
+measures it at several concurrencies. Two truths are compared:
+  - configured: the TTFT and gap the server was told to use;
+  - server-observed: what the server itself recorded (received → first token written, same monotonic clock),
+    which removes the server's own scheduling jitter and leaves the client's overhead.
+
+    python bench/client_accuracy.py [--levels 1,8,64,256] [--runs 3]
+Targets (issue 5): TTFT within +2 ms at c=1 and +10 ms at c=64, decode within 2 %, c=256 runs to the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+
+import httpx
+
+from spark_state.bench.results import RequestResult
+from spark_state.bench.runner import BenchSettings, run_level
+from spark_state.bench.stats import percentile
+
+TTFT_MS, GAP_MS, TOKENS = 50.0, 20.0, 64
+
+
+def start_server() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spark_state.sim.standins.openai_server", "--port", "0",
+         "--ttft-ms", str(TTFT_MS), "--step-ms", str(GAP_MS)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    line = proc.stdout.readline() if proc.stdout else ""
+    return proc, f"http://127.0.0.1:{line.split()[-1]}"
+
+
+async def measure(url: str, concurrency: int) -> dict[str, float | None]:
+    settings = BenchSettings(max_tokens=TOKENS, concurrency=[concurrency], requests_per_level=2 * concurrency,
+                             timeout_s=600)  # fmt: skip
+    sink: list[RequestResult] = []
+    limits = httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8)
+    async with httpx.AsyncClient(limits=limits, timeout=600) as client:
+        await client.get(f"{url}/v1/models")  # the client's first request pays one-time setup costs
+        level = await run_level(client, url, "standin", settings, concurrency, sink=sink)
+        server = (await client.get(f"{url}/debug/timings")).json()
+    ok = [r for r in sink if r.ok]
+    server_ttft = [(t[1] - t[0]) * 1000 for t in server.values() if t[1]]
+    client_ttft = [r.ttft * 1000 for r in ok if r.ttft is not None]
+    return {
+        "completed": float(len(ok)),
+        "issued": float(len(sink)),
+        "ttft_p50": percentile(client_ttft, 50),
+        "ttft_err_vs_config": (percentile(client_ttft, 50) or 0) - TTFT_MS,
+        "ttft_err_vs_server": (percentile(client_ttft, 50) or 0) - (percentile(server_ttft, 50) or 0),
+        "decode_p50": level.per_stream_decode_tok_s["p50"],
+        "decode_err_pct": ((level.per_stream_decode_tok_s["p50"] or 0) / (1000 / GAP_MS) - 1) * 100,
+        "loop_lag_p99": level.client.loop_lag_p99_ms,
+        "limited": float(level.client.limited),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--levels", default="1,8,64,256")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    print(f"truth: TTFT {TTFT_MS:g} ms, gap {GAP_MS:g} ms ({1000 / GAP_MS:g} tok/s), {TOKENS} tokens; "
+          f"median of {args.runs} runs, each on a fresh server")  # fmt: skip
+    print(f"{'c':>4} {'done':>9} {'TTFT p50':>9} {'err/config':>11} {'err/server':>11} {'decode':>8} {'err %':>7} "
+          f"{'lag p99':>8} client-limited")  # fmt: skip
+    for c in levels:
+        runs = []
+        for _ in range(args.runs):
+            proc, url = start_server()
+            try:
+                runs.append(asyncio.run(measure(url, c)))
+            finally:
+                proc.terminate()
+                proc.wait()
+
+        def med(key: str) -> float:
+            return statistics.median(r[key] or 0.0 for r in runs)
+
+        print(f"{c:>4} {int(med('completed')):>4}/{int(med('issued')):<4} {med('ttft_p50'):>9.2f} "
+              f"{med('ttft_err_vs_config'):>+11.2f} {med('ttft_err_vs_server'):>+11.2f} {med('decode_p50'):>8.2f} "
+              f"{med('decode_err_pct'):>+7.2f} {med('loop_lag_p99'):>8.1f} {'yes' if med('limited') else 'no'}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

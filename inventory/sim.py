@@ -1,0 +1,10 @@
+"""pyinfra inventory of the rehearsal fleet (`spark-state sim up N`): the state file's hosts, in order, on the
+simulated Sparks. Same state file, same deploy, same checks as inventory/sparks.py.
+
+    pyinfra inventory/sim.py deploys/serve.py
+"""
+
+from spark_state.inventory import sim_hosts, state_path
+from spark_state.loader import load_state
+
+sparks = sim_hosts(load_state(state_path()).state)

@@ -1,0 +1,99 @@
+"""`spark-state bench`: drive the runner with a progress display, then tables, JSON, HTML and history."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..errors import SparkStateError
+from . import history, report
+from .fleet import Target, bench_target, settings_from_state, targets
+from .results import EndpointResult, Verdict, to_document
+from .runner import BenchSettings, run_endpoint
+from .verdict import deltas
+
+EXIT_OK, EXIT_ERROR, EXIT_FAILED = 0, 1, 2
+OVERRIDES = ("prompt", "max_tokens", "serial_requests", "warmup_requests", "concurrency", "requests_per_level",
+             "duration_s", "timeout_s")  # fmt: skip
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values = {key: getattr(args, key) for key in OVERRIDES}
+    if args.completions:
+        values["chat"] = False
+    return values
+
+
+def run_bench(args: argparse.Namespace, console: Console) -> int:
+    out = Console(stderr=True) if args.json else console
+    if args.url:
+        settings = BenchSettings()
+        for key, value in _overrides(args).items():
+            if value is not None:
+                setattr(settings, key, value)
+        jobs: list[tuple[str, Any]] = [(args.url, None)]
+        baseline_name = None
+    else:
+        if not args.file:
+            raise SparkStateError("give a state file, or --url for a single endpoint")
+        from ..inventory import load
+
+        state, entries = load(args.inventory, args.file)
+        settings = settings_from_state(state.bench, **_overrides(args))
+        chosen = targets(state, entries, args.host, args.service)
+        if not chosen:
+            raise SparkStateError("no service matches --host/--service on this fleet")
+        jobs = [(t.url, t) for t in chosen]
+        baseline_name = args.baseline or state.bench.baseline
+
+    results, verdicts = asyncio.run(_run_all(jobs, settings, args, out))
+    baseline = next((r for r in results if baseline_name and r.service == baseline_name), None)
+    delta_rows = deltas(results, baseline) if baseline else []
+    if not args.no_save:
+        base = Path(args.results_dir) if args.results_dir else None
+        for result in results:
+            verdict = next((v for v in verdicts if v.service == result.service and v.host == result.host), None)
+            history.save(result, verdict, base)
+    if args.html:
+        Path(args.html).write_text(report.html_report(results, verdicts, delta_rows, baseline_name))
+    if args.json:
+        print(json.dumps(to_document(results, verdicts, baseline_name), indent=2))
+    else:
+        report.show(console, results, verdicts, delta_rows, baseline_name)
+    if any(not v.passed for v in verdicts):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+async def _run_all(jobs: list[tuple[str, Target | None]], settings: BenchSettings, args: argparse.Namespace,
+                   console: Console) -> tuple[list[EndpointResult], list[Verdict]]:  # fmt: skip
+    results: list[EndpointResult] = []
+    verdicts: list[Verdict] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        for url, target in jobs:
+            label = f"{target.host}/{target.service}" if target else url
+            task = bar.add_task(label, total=None)
+
+            def progress(stage: str, done: int, total: int, task: Any = task, label: str = label) -> None:
+                bar.update(task, description=f"{label} {stage}", completed=done, total=total)
+
+            if target is None:
+                results.append(await run_endpoint(url, settings, model=args.model, progress=progress))
+                continue
+            resident = None
+            if not args.no_resident:
+                from ..remote import container_rss_gib
+
+                resident = await asyncio.to_thread(container_rss_gib, target.address, target.data, target.container)
+            result, verdict = await bench_target(target, settings, resident, progress)
+            results.append(result)
+            verdicts.append(verdict)
+            bar.remove_task(task)
+    return results, verdicts

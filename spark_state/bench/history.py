@@ -1,0 +1,50 @@
+"""Bench results kept as history: one versioned JSON document per run, per host and service."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .results import EndpointResult, Verdict, from_document, to_document
+
+
+def default_dir() -> Path:
+    base = os.environ.get("SPARK_STATE_HOME") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "spark-state"
+    )
+    return Path(base) / "bench"
+
+
+def _slot(base: Path, result: EndpointResult) -> Path:
+    host = result.host or "adhoc"
+    service = result.service or result.url.replace("://", "_").replace("/", "_").replace(":", "_")
+    return base / host / service
+
+
+def save(result: EndpointResult, verdict: Verdict | None, base: Path | None = None) -> Path:
+    base = base or default_dir()
+    slot = _slot(base, result)
+    slot.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    path = slot / f"{stamp}.json"
+    document: dict[str, Any] = to_document([result], [verdict] if verdict else [])
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(document, indent=2))
+    tmp.replace(path)
+    return path
+
+
+def latest(host: str, service: str, base: Path | None = None) -> EndpointResult | None:
+    slot = (base or default_dir()) / host / service
+    files = sorted(slot.glob("*.json")) if slot.is_dir() else []
+    for path in reversed(files):
+        try:
+            results, _ = from_document(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError):
+            continue
+        if results:
+            return results[0]
+    return None

@@ -1,0 +1,133 @@
+"""Bench output: rich tables in the field report's layout, and an HTML report with an inline SVG chart."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..templates import render
+from .results import EndpointResult, Verdict
+from .verdict import Delta
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _name(r: EndpointResult) -> str:
+    if r.service:
+        return f"{r.host}/{r.service}" if r.host else r.service
+    return r.url
+
+
+def serial_table(results: list[EndpointResult]) -> Table:
+    t = Table(title="serial (streaming, warm-up excluded)", title_justify="left")
+    t.add_column("stack", overflow="fold", min_width=12)
+    for col in ("TTFT p50 (ms)", "TTFT p90 (ms)", "decode (tok/s)", "wall p50 (s)", "tokens"):
+        t.add_column(col, justify="right")
+    t.add_column("notes")
+    for r in results:
+        s = r.serial
+        if s is None:
+            continue
+        notes = []
+        if s.early_stops:
+            notes.append(f"{s.early_stops} early stop(s)")
+        if s.fallback_token_counts:
+            notes.append(f"{s.fallback_token_counts} counted by chunks (no usage)")
+        if s.errors:
+            notes.append("; ".join(s.errors))
+        if s.client.limited:
+            notes.append("client-limited: " + "; ".join(s.client.reasons))
+        t.add_row(_name(r), _f(s.ttft_ms["p50"]), _f(s.ttft_ms["p90"]), _f(s.decode_tok_s["p50"], 2),
+                  _f(s.wall_s["p50"], 2), _f(s.completion_tokens_p50, 0), Text("; ".join(notes), style="yellow"))
+    return t
+
+
+def concurrency_table(results: list[EndpointResult]) -> Table:
+    levels = sorted({lv.concurrency for r in results for lv in r.levels})
+    t = Table(title="aggregate throughput (tok/s), closed loop", title_justify="left")
+    t.add_column("stack", overflow="fold", min_width=12)
+    for c in levels:
+        t.add_column(f"c={c}", justify="right")
+    t.add_column("notes")
+    for r in results:
+        cells, notes = [], []
+        for c in levels:
+            lv = r.level(c)
+            cells.append(_f(lv.aggregate_tok_s) if lv else "")
+            if lv and (lv.errors or lv.early_stops):
+                notes.append(f"c={c}: {lv.requests - lv.ok} failed, {lv.early_stops} early stop(s)")
+            if lv and lv.client.limited:
+                notes.append(f"c={c} client-limited ({'; '.join(lv.client.reasons)})")
+        t.add_row(_name(r), *cells, Text("; ".join(notes), style="yellow"))
+    return t
+
+
+def delta_table(deltas: list[Delta], baseline: str) -> Table:
+    top = next((d.concurrency for d in deltas if d.concurrency), None)
+    t = Table(title=f"delta vs {baseline}", title_justify="left")
+    for col in ("stack", "TTFT", "decode", f"c={top} aggregate"):
+        t.add_column(col, justify="left" if col == "stack" else "right")
+    for d in deltas:
+        t.add_row(f"{d.host}/{d.service}" if d.host else d.service,
+                  *("-" if v is None else f"{v:+.1f}%" for v in (d.ttft_pct, d.decode_pct, d.aggregate_pct)))
+    return t
+
+
+def verdict_table(verdicts: list[Verdict]) -> Table:
+    t = Table(title="verdict", title_justify="left")
+    for col in ("host", "service", "metric", "expected", "measured", "result", "note"):
+        t.add_column(col)
+    for v in verdicts:
+        for c in v.checks:
+            t.add_row(v.host or "-", v.service, c.metric, c.expected, _f(c.measured, 2),
+                      Text("pass", style="green") if c.ok else Text("FAIL", style="bold red"), c.note)
+        if not v.checks:
+            t.add_row(v.host or "-", v.service, "(no expectations)", "", "", Text("pass", style="green"), "")
+    return t
+
+
+def show(console: Console, results: list[EndpointResult], verdicts: list[Verdict], deltas: list[Delta],
+         baseline: str | None) -> None:  # fmt: skip
+    console.print(serial_table(results))
+    console.print(concurrency_table(results))
+    if deltas and baseline:
+        console.print(delta_table(deltas, baseline))
+    if verdicts:
+        console.print(verdict_table(verdicts))
+
+
+def chart_svg(results: list[EndpointResult], width: int = 640, height: int = 320) -> dict:
+    """Geometry for the throughput-vs-concurrency chart (x: concurrency on a log2 axis)."""
+    import math
+
+    levels = sorted({lv.concurrency for r in results for lv in r.levels})
+    top = max((lv.aggregate_tok_s or 0 for r in results for lv in r.levels), default=0) or 1.0
+    left, right, bottom, upper = 60, 20, 40, 20
+    span_x = max(math.log2(levels[-1]) - math.log2(levels[0]), 1) if levels else 1
+
+    def x(c: int) -> float:
+        return left + (math.log2(c) - math.log2(levels[0])) / span_x * (width - left - right)
+
+    def y(v: float) -> float:
+        return height - bottom - v / (top * 1.1) * (height - bottom - upper)
+
+    palette = ["#76b900", "#1f77b4", "#d62728", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+    series = []
+    for i, r in enumerate(results):
+        points = [(x(lv.concurrency), y(lv.aggregate_tok_s)) for lv in r.levels if lv.aggregate_tok_s]
+        series.append({"name": _name(r), "color": palette[i % len(palette)],
+                       "points": " ".join(f"{px:.1f},{py:.1f}" for px, py in points), "dots": points})
+    ticks_y = [top * 1.1 * k / 4 for k in range(5)]
+    return {
+        "width": width, "height": height, "left": left, "bottom": bottom, "upper": upper, "right": right,
+        "x_ticks": [(x(c), c) for c in levels], "y_ticks": [(y(v), round(v)) for v in ticks_y], "series": series,
+    }  # fmt: skip
+
+
+def html_report(results: list[EndpointResult], verdicts: list[Verdict], deltas: list[Delta],
+                baseline: str | None) -> str:  # fmt: skip
+    return render("bench_report.html.j2", results=results, verdicts=verdicts, deltas=deltas, baseline=baseline,
+                  chart=chart_svg(results), name=_name, f=_f)

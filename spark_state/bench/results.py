@@ -1,0 +1,154 @@
+"""Bench results as plain data, and their versioned JSON document."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+RESULT_FORMAT = "spark-state/bench/v1"
+
+
+@dataclass
+class RequestResult:
+    """One request as the client saw it. Times are perf_counter seconds."""
+
+    ok: bool
+    started: float
+    ended: float
+    sent: float = 0.0  # the request was on the wire: TTFT starts here (client queuing is send_delay)
+    status: int | None = None
+    error: str | None = None
+    first_token: float | None = None  # first chunk with non-empty content
+    last_token: float | None = None
+    completion_tokens: int = 0
+    tokens_from: str = "usage"  # "usage", or "chunks" when the server sent no usage (a flagged fallback)
+    content_chunks: int = 0
+    finish_reason: str | None = None
+    early_stop: bool = False  # ended before max_tokens: flagged, kept out of the averages
+    send_delay: float = 0.0  # start → request headers on the wire, less TCP connect: pool wait or a busy loop
+    saw_done: bool = False
+
+    @property
+    def ttft(self) -> float | None:
+        return None if self.first_token is None else self.first_token - (self.sent or self.started)
+
+    @property
+    def decode_tok_s(self) -> float | None:
+        if self.first_token is None or self.last_token is None or self.completion_tokens < 2:
+            return None
+        span = self.last_token - self.first_token
+        # Tokens after the first chunk; a server may pack several tokens per chunk.
+        first_chunk_tokens = self.completion_tokens / max(self.content_chunks, 1)
+        return (self.completion_tokens - first_chunk_tokens) / span if span > 0 else None
+
+    @property
+    def wall(self) -> float:
+        return self.ended - self.started
+
+
+@dataclass
+class ClientHealth:
+    """How the client itself was doing: a busy event loop or pool waits inflate the server's figures."""
+
+    loop_lag_p50_ms: float | None = None
+    loop_lag_p99_ms: float | None = None
+    loop_lag_max_ms: float | None = None
+    send_delay_p99_ms: float | None = None
+    limited: bool = False
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SerialResult:
+    requests: int
+    ok: int
+    ttft_ms: dict[str, float | None]
+    decode_tok_s: dict[str, float | None]
+    wall_s: dict[str, float | None]
+    completion_tokens_p50: float | None
+    early_stops: int
+    errors: list[str]
+    fallback_token_counts: int  # requests whose token count came from chunks, not usage
+    client: ClientHealth
+
+
+@dataclass
+class LevelResult:
+    concurrency: int
+    requests: int
+    ok: int
+    aggregate_tok_s: float | None
+    per_stream_decode_tok_s: dict[str, float | None]
+    ttft_ms: dict[str, float | None]
+    duration_s: float
+    completion_tokens: int
+    early_stops: int
+    errors: list[str]
+    client: ClientHealth
+
+
+@dataclass
+class EndpointResult:
+    url: str
+    model: str
+    host: str | None
+    service: str | None
+    started_at: str  # ISO-8601 UTC
+    settings: dict[str, Any]
+    serial: SerialResult | None
+    levels: list[LevelResult]
+    resident_gib: float | None = None
+
+    def level(self, concurrency: int) -> LevelResult | None:
+        return next((lv for lv in self.levels if lv.concurrency == concurrency), None)
+
+
+@dataclass
+class Check:
+    """One expectation against one measurement."""
+
+    metric: str
+    expected: str  # e.g. "<= 35 ms"
+    measured: float | None
+    ok: bool
+    note: str = ""
+
+
+@dataclass
+class Verdict:
+    service: str
+    host: str | None
+    checks: list[Check]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+def to_document(results: list[EndpointResult], verdicts: list[Verdict], baseline: str | None = None) -> dict[str, Any]:
+    return {
+        "format": RESULT_FORMAT,
+        "baseline": baseline,
+        "results": [asdict(r) for r in results],
+        "verdicts": [{**asdict(v), "passed": v.passed} for v in verdicts],
+    }
+
+
+def _client(data: dict[str, Any]) -> ClientHealth:
+    return ClientHealth(**data)
+
+
+def from_document(doc: dict[str, Any]) -> tuple[list[EndpointResult], list[Verdict]]:
+    if doc.get("format") != RESULT_FORMAT:
+        raise ValueError(f"not a bench result of format {RESULT_FORMAT}: {doc.get('format')!r}")
+    results = []
+    for r in doc["results"]:
+        serial = r.get("serial")
+        if serial is not None:
+            serial = SerialResult(**{**serial, "client": _client(serial["client"])})
+        levels = [LevelResult(**{**lv, "client": _client(lv["client"])}) for lv in r.get("levels", [])]
+        results.append(EndpointResult(**{**r, "serial": serial, "levels": levels}))
+    verdicts = [
+        Verdict(v["service"], v.get("host"), [Check(**c) for c in v["checks"]]) for v in doc.get("verdicts", [])
+    ]
+    return results, verdicts

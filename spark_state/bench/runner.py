@@ -1,0 +1,180 @@
+"""Run the bench against one endpoint: warm-up, a serial streaming run, then a closed-loop concurrency sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+
+from .client import LoopLagMonitor, stream_completion
+from .results import ClientHealth, EndpointResult, LevelResult, RequestResult, SerialResult
+from .stats import percentile, summary
+
+# The client says it limited a figure when its loop wakes this late (p99), or when requests left later than
+# this after they were started (a pool wait or a busy loop delays the request, and inflates its TTFT).
+LOOP_LAG_LIMIT_MS = 5.0
+SEND_DELAY_LIMIT_MS = 5.0
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class BenchSettings:
+    prompt: str = "In one paragraph: what is retrieval-augmented generation and when is it the wrong tool?"
+    max_tokens: int = 200
+    temperature: float = 0.0
+    serial_requests: int = 5
+    warmup_requests: int = 1
+    concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    requests_per_level: int | None = None  # default: 2 per stream
+    duration_s: float | None = None  # run each level this long instead of a request count
+    timeout_s: float = 120.0
+    chat: bool = True
+
+    def requests_at(self, concurrency: int) -> int:
+        return self.requests_per_level or 2 * concurrency
+
+
+def _errors(results: list[RequestResult]) -> list[str]:
+    counts = Counter(r.error for r in results if not r.ok and r.error)
+    return [f"{count}× {message}" for message, count in counts.most_common(10)]
+
+
+def _client_health(lag: LoopLagMonitor, results: list[RequestResult], first_wave: int = 0) -> ClientHealth:
+    """`first_wave` requests start together by construction; their queueing says nothing about the client."""
+    steady = sorted(results, key=lambda r: r.started)[first_wave:]
+    delays = [r.send_delay * 1000 for r in steady]
+    health = ClientHealth(
+        loop_lag_p50_ms=lag.p(50),
+        loop_lag_p99_ms=lag.p(99),
+        loop_lag_max_ms=max(lag.samples) * 1000 if lag.samples else None,
+        send_delay_p99_ms=percentile(delays, 99),
+    )
+    if health.loop_lag_p99_ms is not None and health.loop_lag_p99_ms > LOOP_LAG_LIMIT_MS:
+        health.reasons.append(f"event-loop lag p99 {health.loop_lag_p99_ms:.1f} ms > {LOOP_LAG_LIMIT_MS:g} ms")
+    if health.send_delay_p99_ms is not None and health.send_delay_p99_ms > SEND_DELAY_LIMIT_MS:
+        health.reasons.append(
+            f"request send delay p99 {health.send_delay_p99_ms:.1f} ms > {SEND_DELAY_LIMIT_MS:g} ms (pool wait or busy loop)"
+        )
+    health.limited = bool(health.reasons)
+    return health
+
+
+def _ms(values: list[float]) -> dict[str, float | None]:
+    return summary([v * 1000 for v in values])
+
+
+async def _one(client: httpx.AsyncClient, url: str, model: str, s: BenchSettings) -> RequestResult:
+    return await stream_completion(client, url, model, s.prompt, s.max_tokens, s.temperature, s.chat, s.timeout_s)
+
+
+async def discover_model(client: httpx.AsyncClient, url: str) -> str:
+    response = await client.get(f"{url}/v1/models", timeout=10)
+    response.raise_for_status()
+    models = response.json().get("data") or []
+    if not models:
+        raise ValueError(f"{url}/v1/models lists no model")
+    return str(models[0]["id"])
+
+
+async def run_serial(client: httpx.AsyncClient, url: str, model: str, s: BenchSettings,
+                     progress: Progress | None = None, sink: list[RequestResult] | None = None) -> SerialResult:  # fmt: skip
+    for i in range(s.warmup_requests):
+        await _one(client, url, model, s)
+        if progress:
+            progress("warm-up", i + 1, s.warmup_requests)
+    lag = LoopLagMonitor()
+    lag.start()
+    results = []
+    for i in range(s.serial_requests):
+        results.append(await _one(client, url, model, s))
+        if progress:
+            progress("serial", i + 1, s.serial_requests)
+    await lag.stop()
+    if sink is not None:
+        sink.extend(results)
+    good = [r for r in results if r.ok and not r.early_stop]
+    return SerialResult(
+        requests=len(results),
+        ok=sum(r.ok for r in results),
+        ttft_ms=_ms([r.ttft for r in good if r.ttft is not None]),
+        decode_tok_s=summary([r.decode_tok_s for r in good if r.decode_tok_s is not None]),
+        wall_s=summary([r.wall for r in good]),
+        completion_tokens_p50=percentile([float(r.completion_tokens) for r in results if r.ok], 50),
+        early_stops=sum(r.ok and r.early_stop for r in results),
+        errors=_errors(results),
+        fallback_token_counts=sum(r.ok and r.tokens_from == "chunks" for r in results),
+        client=_client_health(lag, results),
+    )
+
+
+async def run_level(client: httpx.AsyncClient, url: str, model: str, s: BenchSettings, concurrency: int,
+                    progress: Progress | None = None, sink: list[RequestResult] | None = None) -> LevelResult:  # fmt: skip
+    """`concurrency` closed-loop streams: each sends its next request as soon as the previous one ends."""
+    total = s.requests_at(concurrency)
+    results: list[RequestResult] = []
+    issued = 0
+    deadline = time.perf_counter() + s.duration_s if s.duration_s else None
+
+    async def stream_worker() -> None:
+        nonlocal issued
+        while (deadline is None and issued < total) or (deadline is not None and time.perf_counter() < deadline):
+            issued += 1
+            results.append(await _one(client, url, model, s))
+            if progress:
+                progress(f"c={concurrency}", len(results), total if deadline is None else len(results))
+
+    # Open the level's connections first, so no stream pays for a TCP handshake inside its TTFT.
+    await asyncio.gather(*(client.get(f"{url}/v1/models") for _ in range(concurrency)), return_exceptions=True)
+    lag = LoopLagMonitor()
+    lag.start()
+    begun = time.perf_counter()
+    await asyncio.gather(*(stream_worker() for _ in range(concurrency)))
+    await lag.stop()
+    if sink is not None:
+        sink.extend(results)
+    ok = [r for r in results if r.ok]
+    span = (max(r.ended for r in ok) - min(r.started for r in ok)) if ok else 0.0
+    tokens = sum(r.completion_tokens for r in ok)
+    good = [r for r in ok if not r.early_stop]
+    return LevelResult(
+        concurrency=concurrency,
+        requests=len(results),
+        ok=len(ok),
+        aggregate_tok_s=tokens / span if span > 0 else None,
+        per_stream_decode_tok_s=summary([r.decode_tok_s for r in good if r.decode_tok_s is not None]),
+        ttft_ms=_ms([r.ttft for r in good if r.ttft is not None]),
+        duration_s=time.perf_counter() - begun,
+        completion_tokens=tokens,
+        early_stops=sum(r.early_stop for r in ok),
+        errors=_errors(results),
+        client=_client_health(lag, results, first_wave=concurrency),
+    )
+
+
+async def run_endpoint(
+    url: str,
+    settings: BenchSettings,
+    model: str | None = None,
+    host: str | None = None,
+    service: str | None = None,
+    progress: Progress | None = None,
+) -> EndpointResult:
+    url = url.rstrip("/")
+    peak = max(settings.concurrency, default=1)
+    limits = httpx.Limits(max_connections=peak + 8, max_keepalive_connections=peak + 8)
+    timeout = httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s))
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        model = model or await discover_model(client, url)
+        serial = await run_serial(client, url, model, settings, progress) if settings.serial_requests else None
+        levels = [await run_level(client, url, model, settings, c, progress) for c in settings.concurrency]
+    return EndpointResult(
+        url=url, model=model, host=host, service=service, started_at=started_at,
+        settings=asdict(settings), serial=serial, levels=levels,
+    )  # fmt: skip

@@ -1,0 +1,83 @@
+"""Measured figures against a service's expectations, and deltas against a baseline (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .results import Check, EndpointResult, Verdict
+
+
+def judge(result: EndpointResult, expect: dict[str, Any], service: str, host: str | None = None) -> Verdict:
+    """One check per expectation: TTFT and resident memory are upper bounds, rates are lower bounds.
+    A figure that was not measured fails its check (it cannot be shown to meet it)."""
+    checks: list[Check] = []
+    serial = result.serial
+    if expect.get("ttft_p50_ms") is not None:
+        measured = serial.ttft_ms.get("p50") if serial else None
+        checks.append(_check("TTFT p50 (ms)", "<=", expect["ttft_p50_ms"], measured))
+    if expect.get("decode_tok_s") is not None:
+        measured = serial.decode_tok_s.get("p50") if serial else None
+        checks.append(_check("decode (tok/s)", ">=", expect["decode_tok_s"], measured))
+    for concurrency, floor in sorted((expect.get("aggregate_tok_s") or {}).items()):
+        level = result.level(int(concurrency))
+        checks.append(_check(f"aggregate c={concurrency} (tok/s)", ">=", floor, level.aggregate_tok_s if level else None))
+    if expect.get("resident_gib") is not None:
+        checks.append(_check("resident (GiB)", "<=", expect["resident_gib"], result.resident_gib))
+    for check in checks:
+        if check.measured is not None and _client_limited(result, check.metric):
+            check.note = (check.note + "; " if check.note else "") + "client-limited: see client health"
+    return Verdict(service=service, host=host, checks=checks)
+
+
+def _check(metric: str, op: str, bound: float, measured: float | None) -> Check:
+    if measured is None:
+        return Check(metric, f"{op} {bound:g}", None, False, "not measured")
+    ok = measured <= bound if op == "<=" else measured >= bound
+    return Check(metric, f"{op} {bound:g}", round(measured, 3), ok)
+
+
+def _client_limited(result: EndpointResult, metric: str) -> bool:
+    if metric.startswith("aggregate c="):
+        level = result.level(int(metric.split("=")[1].split()[0]))
+        return bool(level and level.client.limited)
+    return bool(result.serial and result.serial.client.limited)
+
+
+@dataclass(frozen=True)
+class Delta:
+    service: str
+    host: str | None
+    ttft_pct: float | None
+    decode_pct: float | None
+    aggregate_pct: float | None
+    concurrency: int | None
+
+
+def _pct(value: float | None, base: float | None) -> float | None:
+    if value is None or base is None or base == 0:
+        return None
+    return (value - base) / base * 100.0
+
+
+def deltas(results: list[EndpointResult], baseline: EndpointResult) -> list[Delta]:
+    """The seed's delta table: TTFT, decode and top-concurrency aggregate of each result vs the baseline."""
+    top = max((lv.concurrency for lv in baseline.levels), default=None)
+    base_level = baseline.level(top) if top is not None else None
+    out = []
+    for r in results:
+        if r is baseline:
+            continue
+        level = r.level(top) if top is not None else None
+        out.append(Delta(
+            service=r.service or r.url,
+            host=r.host,
+            ttft_pct=_pct(r.serial.ttft_ms.get("p50") if r.serial else None,
+                          baseline.serial.ttft_ms.get("p50") if baseline.serial else None),
+            decode_pct=_pct(r.serial.decode_tok_s.get("p50") if r.serial else None,
+                            baseline.serial.decode_tok_s.get("p50") if baseline.serial else None),
+            aggregate_pct=_pct(level.aggregate_tok_s if level else None,
+                               base_level.aggregate_tok_s if base_level else None),
+            concurrency=top,
+        ))  # fmt: skip
+    return out

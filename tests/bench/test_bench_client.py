@@ -1,0 +1,183 @@
+"""The bench client against a real HTTP server with known timing, and against each quirk real servers have."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from spark_state.bench.results import RequestResult, from_document, to_document
+from spark_state.bench.runner import BenchSettings, run_endpoint
+from spark_state.cli import main
+
+TTFT_MS, GAP_MS = 40.0, 10.0
+
+
+class KnownServer:
+    def __init__(self, *flags: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "spark_state.sim.standins.openai_server", "--port", "0",
+             "--ttft-ms", str(TTFT_MS), "--step-ms", str(GAP_MS), *flags],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        self.url = f"http://127.0.0.1:{self.proc.stdout.readline().split()[-1]}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> Iterator[KnownServer]:
+    srv = KnownServer(*getattr(request, "param", ()))
+    yield srv
+    srv.stop()
+
+
+def _run(url: str, **kw) -> tuple:
+    sink: list[RequestResult] = []
+    settings = BenchSettings(**{"max_tokens": 40, "serial_requests": 3, "warmup_requests": 1, "concurrency": [1],
+                                "timeout_s": 30, **kw})  # fmt: skip
+    result = asyncio.run(run_endpoint(url, settings))
+    return result, sink
+
+
+def test_serial_figures_match_known_timing(server: KnownServer) -> None:
+    result, _ = _run(server.url)
+    s = result.serial
+    assert s.ok == 3 and not s.errors and s.early_stops == 0
+    assert TTFT_MS - 1 <= s.ttft_ms["p50"] <= TTFT_MS + 8
+    assert s.decode_tok_s["p50"] == pytest.approx(1000 / GAP_MS, rel=0.03)
+    assert s.completion_tokens_p50 == 40 and s.fallback_token_counts == 0
+    assert result.model == "standin"
+    # aggregate at c=1: 40 tokens over TTFT + 39 gaps
+    assert result.level(1).aggregate_tok_s == pytest.approx(40 / (TTFT_MS / 1000 + 39 * GAP_MS / 1000), rel=0.08)
+
+
+def test_at_concurrency_64_figures_stay_near_the_truth(server: KnownServer) -> None:
+    result, _ = _run(server.url, serial_requests=0, warmup_requests=0, concurrency=[64], requests_per_level=128)
+    level = result.level(64)
+    assert level.ok == 128 and level.requests == 128
+    assert TTFT_MS - 1 <= level.ttft_ms["p50"] <= TTFT_MS + 25
+    assert level.per_stream_decode_tok_s["p50"] == pytest.approx(1000 / GAP_MS, rel=0.08)
+    assert level.client.loop_lag_p99_ms is not None
+
+
+@pytest.mark.parametrize("server", [("--no-role-chunk",)], indirect=True)
+def test_without_role_chunk(server: KnownServer) -> None:
+    result, _ = _run(server.url)
+    assert result.serial.ttft_ms["p50"] >= TTFT_MS - 1
+
+
+def test_role_only_first_chunk_does_not_count_as_first_token(server: KnownServer) -> None:
+    # The default server sends {"role": "assistant", "content": ""} at once, before prefill.
+    result, _ = _run(server.url)
+    assert result.serial.ttft_ms["p50"] >= TTFT_MS - 1
+
+
+@pytest.mark.parametrize("server", [("--usage", "last")], indirect=True)
+def test_usage_in_the_last_content_chunk(server: KnownServer) -> None:
+    result, _ = _run(server.url)
+    assert result.serial.completion_tokens_p50 == 40 and result.serial.fallback_token_counts == 0
+
+
+@pytest.mark.parametrize("server", [("--usage", "none")], indirect=True)
+def test_missing_usage_falls_back_to_chunks_and_says_so(server: KnownServer) -> None:
+    result, _ = _run(server.url)
+    assert result.serial.completion_tokens_p50 == 40
+    assert result.serial.fallback_token_counts == 3
+
+
+@pytest.mark.parametrize("server", [("--tokens-per-chunk", "4")], indirect=True)
+def test_several_tokens_per_chunk(server: KnownServer) -> None:
+    result, _ = _run(server.url)
+    s = result.serial
+    assert s.completion_tokens_p50 == 40
+    assert s.decode_tok_s["p50"] == pytest.approx(1000 / GAP_MS, rel=0.04)
+    # The first content chunk carries 4 tokens: it arrives after 3 decode steps.
+    assert TTFT_MS + 3 * GAP_MS - 1 <= s.ttft_ms["p50"] <= TTFT_MS + 3 * GAP_MS + 8
+
+
+@pytest.mark.parametrize("server", [("--no-done",)], indirect=True)
+def test_stream_ended_by_connection_close(server: KnownServer) -> None:
+    result, _ = _run(server.url)
+    assert result.serial.ok == 3 and result.serial.completion_tokens_p50 == 40
+
+
+@pytest.mark.parametrize("server", [("--stop-after", "15")], indirect=True)
+def test_early_stops_are_flagged_not_averaged(server: KnownServer) -> None:
+    result, _ = _run(server.url)
+    s = result.serial
+    assert s.early_stops == 3 and s.ok == 3
+    assert s.decode_tok_s["p50"] is None and s.ttft_ms["p50"] is None
+
+
+@pytest.mark.parametrize("server", [("--fail", "3")], indirect=True)
+def test_http_errors_are_reported_per_request(server: KnownServer) -> None:
+    result, _ = _run(server.url)  # request 1 is the warm-up, 3 is the second serial request
+    s = result.serial
+    assert s.requests == 3 and s.ok == 2
+    assert s.errors == ["1× HTTP 500: simulated internal error"]
+
+
+@pytest.mark.parametrize("server", [("--stall", "2")], indirect=True)
+def test_timeouts_are_reported_and_the_run_goes_on(server: KnownServer) -> None:
+    result, _ = _run(server.url, timeout_s=1.5)
+    s = result.serial
+    assert s.ok == 2 and s.errors == ["1× timed out after 1.5 s"]
+    assert result.level(1).ok == 2
+
+
+@pytest.mark.parametrize("server", [("--no-chat-template",)], indirect=True)
+def test_chat_template_400_is_reported(server: KnownServer) -> None:
+    result, _ = _run(server.url, concurrency=[])
+    assert result.serial.ok == 0
+    assert result.serial.errors == ["3× HTTP 400: No chat template found for the given tokenizer and tools."]
+
+
+def test_completions_endpoint(server: KnownServer) -> None:
+    result, _ = _run(server.url, chat=False)
+    assert result.serial.ok == 3 and result.serial.completion_tokens_p50 == 40
+
+
+def test_result_document_round_trips(server: KnownServer) -> None:
+    result, _ = _run(server.url)
+    doc = json.loads(json.dumps(to_document([result], [])))
+    (back,), verdicts = from_document(doc)
+    assert back == result and verdicts == []
+
+
+def test_cli_url_mode_json_and_html(server: KnownServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    html = tmp_path / "report.html"
+    code = main(["bench", "--url", server.url, "--max-tokens", "20", "--serial", "2", "--concurrency", "1,2",
+                 "--json", "--html", str(html), "--results-dir", str(tmp_path / "hist")])  # fmt: skip
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["format"] == "spark-state/bench/v1" and len(doc["results"]) == 1
+    text = html.read_text()
+    assert "<svg" in text and "<polyline" in text and "c=2" in text
+    assert len(list((tmp_path / "hist").rglob("*.json"))) == 1
+
+
+def test_cli_state_mode_fails_on_unmet_expectation(server: KnownServer, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    port = int(server.url.rsplit(":", 1)[1])
+    state = tmp_path / "state.yaml"
+    state.write_text(f"""
+images: {{nim: nvcr.io/nim/meta/llama-3.1-8b-instruct-dgx-spark:latest}}
+services:
+  fast: {{container: nim, port: {port}, expect: {{ttft_p50_ms: 200, decode_tok_s: 50}}}}
+bench: {{max_tokens: 20, serial_requests: 2, concurrency: [1]}}
+hosts: {{local: {{address: 127.0.0.1, services: [fast]}}}}
+""")
+    args = ["bench", str(state), "--no-resident", "--results-dir", str(tmp_path / "h")]
+    assert main(args) == 0
+    state.write_text(state.read_text().replace("decode_tok_s: 50", "decode_tok_s: 500"))
+    assert main(args) == 2
+    assert "FAIL" in capsys.readouterr().out

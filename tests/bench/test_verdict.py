@@ -1,0 +1,42 @@
+"""Pure logic of the verdict and the delta table."""
+
+from __future__ import annotations
+
+from spark_state.bench.results import ClientHealth, EndpointResult, LevelResult, SerialResult
+from spark_state.bench.stats import percentile
+from spark_state.bench.verdict import deltas, judge
+
+
+def _result(service: str, ttft: float, decode: float, agg8: float, resident: float | None = None) -> EndpointResult:
+    serial = SerialResult(5, 5, {"p50": ttft}, {"p50": decode}, {"p50": 5.0}, 200, 0, [], 0, ClientHealth())
+    level = LevelResult(8, 16, 16, agg8, {"p50": decode}, {"p50": ttft}, 10.0, 3200, 0, [], ClientHealth())
+    return EndpointResult("http://x", "m", "spark-01", service, "now", {}, serial, [level], resident)
+
+
+def test_percentile_interpolates() -> None:
+    assert percentile([1, 2, 3, 4], 50) == 2.5
+    assert percentile([5], 99) == 5
+    assert percentile([], 50) is None
+    assert percentile([0, 10], 90) == 9.0
+
+
+def test_judge_bounds() -> None:
+    r = _result("nvfp4", ttft=30.8, decode=38.82, agg8=264.7, resident=2.5)
+    v = judge(r, {"ttft_p50_ms": 35, "decode_tok_s": 35, "aggregate_tok_s": {8: 250}, "resident_gib": 4}, "nvfp4")
+    assert v.passed and [c.metric for c in v.checks] == [
+        "TTFT p50 (ms)", "decode (tok/s)", "aggregate c=8 (tok/s)", "resident (GiB)"]
+    v = judge(r, {"ttft_p50_ms": 30, "decode_tok_s": 40, "aggregate_tok_s": {8: 270}, "resident_gib": 2}, "nvfp4")
+    assert not v.passed and not any(c.ok for c in v.checks)
+
+
+def test_unmeasured_expectation_fails() -> None:
+    r = _result("nim", 54, 22, 175, resident=None)
+    v = judge(r, {"resident_gib": 12, "aggregate_tok_s": {4: 80}}, "nim")
+    assert [(c.ok, c.note) for c in v.checks] == [(False, "not measured"), (False, "not measured")]
+
+
+def test_deltas_like_the_seed() -> None:
+    nim = _result("nim", 54.0, 22.06, 175.2)
+    nvfp4 = _result("nvfp4", 30.8, 38.82, 264.7)
+    (d,) = deltas([nim, nvfp4], nim)
+    assert round(d.ttft_pct, 1) == -43.0 and round(d.decode_pct, 1) == 76.0 and round(d.aggregate_pct, 1) == 51.1
