@@ -271,7 +271,9 @@ class Host(Strict):
     ssh_user: UnixUser = "root"
     ssh_port: Port = 22
     ssh_key: AbsPath | None = None
-    gpu: GpuName | None = Field(default=None, description="Overrides fleet.gpu for this host.")
+    gpu: GpuName | Literal["detect"] | None = Field(
+        default=None, description="Overrides fleet.gpu for this host; 'detect': learn it at preflight only."
+    )
     groups: list[Name] = Field(default_factory=list)
     services: list[Name] = Field(default_factory=list)
 
@@ -319,5 +321,8 @@ def host_services(state: State, host_name: str) -> list[str]:
 
 
 def host_gpu(state: State, host_name: str) -> str | None:
-    """The GPU a host is declared to have (its own setting, else the fleet's)."""
-    return state.hosts[host_name].gpu or state.fleet.gpu
+    """The GPU a host is declared to have (its own setting, else the fleet's); None: learned at preflight."""
+    declared = state.hosts[host_name].gpu
+    if declared == "detect":
+        return None
+    return declared or state.fleet.gpu

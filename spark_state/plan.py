@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ class CheckpointPlan:
     dir: str
     secrets: tuple[str, ...]
     size_gb: float | None
+    fetch_image_ref: str  # downloads run inside this image (it ships huggingface_hub)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,10 @@ class HostPlan:
     address: str
     ssh_user: str
     ssh_port: int
+    root: str
+    units_dir: str
+    secrets_dir: str
+    docker: str
     gpu: str | None
     compute_capability: str | None
     images: tuple[ImagePlan, ...]
@@ -122,7 +128,9 @@ def plan_fleet(state: State, only_host: str | None = None) -> list[HostPlan]:
     return [plan_host(state, h) for h in state.hosts if only_host in (None, h)]
 
 
-def plan_host(state: State, host_name: str) -> HostPlan:
+def plan_host(state: State, host_name: str, probed: Mapping[str, str] | None = None) -> HostPlan:
+    """The plan for one host. `probed` maps image refs to the TensorRT-LLM version found inside the image on
+    the host, which wins over what the tag suggests (and so feeds the engine fingerprints)."""
     if host_name not in state.hosts:
         raise UnknownHostError(host_name, list(state.hosts))
     host = state.hosts[host_name]
@@ -136,9 +144,10 @@ def plan_host(state: State, host_name: str) -> HostPlan:
     checkpoint_names = _ordered(_checkpoints_needed(state, services, engine_names))
     image_names = _ordered(_images_needed(state, services, engine_names))
 
-    images = tuple(_plan_image(state, n, gpu) for n in image_names)
-    checkpoints = tuple(_plan_checkpoint(state, n) for n in checkpoint_names)
-    engines = tuple(plan_engine(state, n) for n in engine_names)
+    probed = probed or {}
+    images = tuple(_plan_image(state, n, gpu, probed) for n in image_names)
+    checkpoints = tuple(_plan_checkpoint(state, n, _fetch_image(state, n, services, engine_names)) for n in checkpoint_names)
+    engines = tuple(plan_engine(state, n, probed) for n in engine_names)
     engines_by_name = {e.name: e for e in engines}
     service_plans = tuple(_plan_service(state, s, engines_by_name) for s in services)
 
@@ -150,6 +159,10 @@ def plan_host(state: State, host_name: str) -> HostPlan:
         address=host.address,
         ssh_user=host.ssh_user,
         ssh_port=host.ssh_port,
+        root=state.paths.root,
+        units_dir=state.paths.units,
+        secrets_dir=state.paths.secrets,
+        docker=state.paths.docker,
         gpu=gpu.name if gpu else None,
         compute_capability=gpu.compute_capability if gpu else None,
         images=images,
@@ -199,9 +212,9 @@ def _images_needed(state: State, services: list[str], engines: list[str]) -> lis
     return [n for n in needed if n is not None]
 
 
-def _plan_image(state: State, name: str, gpu: Any) -> ImagePlan:
-    version = image_trtllm_version(state, name)
+def _plan_image(state: State, name: str, gpu: Any, probed: Mapping[str, str]) -> ImagePlan:
     ref = state.images[name].ref
+    version = probed.get(ref) or image_trtllm_version(state, name)
     if gpu is None or (version is None and not _is_trtllm_image(state, name)):
         return ImagePlan(name, ref, version, "n/a", "")
     verdict = trtllm_support(version, gpu)
@@ -219,9 +232,25 @@ def checkpoint_dir(state: State, name: str) -> str:
     return f"{state.paths.root}/checkpoints/{name}/{revision}"
 
 
-def _plan_checkpoint(state: State, name: str) -> CheckpointPlan:
+def _plan_checkpoint(state: State, name: str, fetch_image: str) -> CheckpointPlan:
     c = state.checkpoints[name]
-    return CheckpointPlan(name, c.repo, c.revision, checkpoint_dir(state, name), tuple(c.secrets), c.size_gb)
+    return CheckpointPlan(name, c.repo, c.revision, checkpoint_dir(state, name), tuple(c.secrets), c.size_gb,
+                          state.images[fetch_image].ref)  # fmt: skip
+
+
+def _fetch_image(state: State, checkpoint: str, services: list[str], engines: list[str]) -> str:
+    """A TensorRT-LLM image on this host that can download `checkpoint`: the image of whatever uses it."""
+    for name in engines:
+        if state.engines[name].checkpoint == checkpoint:
+            return state.engines[name].image
+    for s in services:
+        svc = state.services[s]
+        if isinstance(svc, NimService):
+            continue
+        if isinstance(svc, PytorchService) and svc.checkpoint == checkpoint or \
+                _tokenizer_checkpoint(state, s) == checkpoint:
+            return svc.image or state.engines[svc.engine].image  # type: ignore[union-attr]
+    raise AssertionError(f"checkpoint {checkpoint} is planned but nothing uses it")
 
 
 def engine_build_flags(state: State, name: str) -> list[str]:
@@ -242,11 +271,11 @@ def engine_build_flags(state: State, name: str) -> list[str]:
     return flags + list(e.build_args)
 
 
-def plan_engine(state: State, name: str) -> EnginePlan:
+def plan_engine(state: State, name: str, probed: Mapping[str, str] | None = None) -> EnginePlan:
     e = state.engines[name]
     ckpt = state.checkpoints[e.checkpoint]
     image_ref = state.images[e.image].ref
-    version = image_trtllm_version(state, e.image)
+    version = (probed or {}).get(image_ref) or image_trtllm_version(state, e.image)
     build_flags = engine_build_flags(state, name)
     convert_flags = ["--dtype", e.dtype, *e.convert_args]
     inputs = {

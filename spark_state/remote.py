@@ -6,6 +6,7 @@ import subprocess
 from typing import Any
 
 from . import quoting
+from .scripts import parse_resident, resident_command
 
 
 def ssh_argv(address: str, data: dict[str, Any]) -> list[str]:
@@ -25,10 +26,8 @@ def run(address: str, data: dict[str, Any], words: list[str], timeout: float = 6
                           timeout=timeout)  # fmt: skip
 
 
-def container_rss_gib(address: str, data: dict[str, Any], container: str) -> float | None:
-    """Resident memory of a container's processes (sum of RSS), as `docker top` reports it."""
-    proc = run(address, data, ["docker", "top", container, "-eo", "rss"])
-    if proc.returncode != 0:
-        return None
-    kib = [int(line) for line in proc.stdout.split()[1:] if line.isdigit()]
-    return sum(kib) / 2**20 if kib else None
+def container_resident_gib(address: str, data: dict[str, Any], container: str, docker: str = "docker") -> float | None:
+    """Memory a service's container holds (docker stats, else the RSS of its processes)."""
+    proc = subprocess.run([*ssh_argv(address, data), resident_command(docker, container)], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    return parse_resident(proc.stdout) if proc.returncode == 0 else None

@@ -89,9 +89,9 @@ async def _run_all(jobs: list[tuple[str, Target | None]], settings: BenchSetting
                 continue
             resident = None
             if not args.no_resident:
-                from ..remote import container_rss_gib
+                from ..remote import container_resident_gib
 
-                resident = await asyncio.to_thread(container_rss_gib, target.address, target.data, target.container)
+                resident = await asyncio.to_thread(container_resident_gib, target.address, target.data, target.container)
             result, verdict = await bench_target(target, settings, resident, progress)
             results.append(result)
             verdicts.append(verdict)

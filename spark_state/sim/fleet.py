@@ -26,6 +26,8 @@ NETNS_PREFIX = "ssim-"
 VETH_PREFIX = "ssim-h"
 GPU_DIR = "etc/spark-sim"
 UNIFIED_MEMORY_KIB = int(121.7 * 1024 * 1024)  # the Spark's 121.7 GiB of unified memory
+SPARK_DATA_DIR = "/var/lib/spark-state"
+SPARK_DISK_GB = 3700
 REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "ip", "nsenter", "ssh", "ssh-keygen", "openssl", "docker-registry",
                   "mount", "umount", "tar")  # fmt: skip
 
@@ -242,6 +244,8 @@ def _boot_host(layout: Layout, index: int, lower: Path, ca_crt: Path, record: Fl
         "--register=no", "--keep-unit", "--console=passive", "--capability=all", "--resolv-conf=off",
         "--timezone=off", "--system-call-filter=add_key keyctl request_key bpf",
         f"--bind={d / 'docker'}:/var/lib/docker",
+        # A Spark-sized disk for artifacts (3.7 TB, as shipped): sparse engines and small checkpoints fit in RAM.
+        f"--tmpfs={SPARK_DATA_DIR}:mode=0755,size={SPARK_DISK_GB}G",
     ]  # fmt: skip
     env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
     pid = _spawn(argv, d / "console.log", env)

@@ -1,0 +1,138 @@
+"""pyinfra operations for Sparks, in pyinfra's own shape: fact → compare → yield commands or `host.noop(...)`.
+
+Every operation reads the host through `SparkHostState(spec=...)`; pyinfra caches a fact per arguments, so
+all operations of one deploy share a single probe of the host.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import FileUploadCommand, StringCommand, operation
+
+from ..compare import checkpoint_ok, engine_ok, sha256
+from ..plan import CheckpointPlan, EnginePlan, HostPlan
+from ..quoting import sh_join, sh_word
+from .. import scripts
+from .facts import SparkHostState
+
+
+# pyinfra 3 runs a fact's command on every get_fact; one deploy decides everything from one probe per host.
+_SNAPSHOTS: dict[tuple[int, str, str], dict[str, Any]] = {}
+
+
+def observed(spec: str) -> dict[str, Any]:
+    """The host's probe snapshot for `spec`, taken once per deploy (state) and host."""
+    key = (id(host.state), host.name, spec)
+    if key not in _SNAPSHOTS:
+        _SNAPSHOTS[key] = host.get_fact(SparkHostState, spec=spec)
+    return _SNAPSHOTS[key]
+
+
+
+
+@operation()
+def preflight_gate(failures: list[str]):
+    """Fail this host, and only this host, before anything changes on it."""
+    if not failures:
+        host.noop("preflight passed")
+        return
+    yield sh_join(["sh", "-c", 'printf "spark-state preflight: %s\\n" "$@" >&2; exit 1', "preflight", *failures])
+
+
+@operation()
+def docker_image(ref: str, spec: str, docker: str = "docker"):
+    """The image is present locally (pulled under its own name)."""
+    if (observed(spec).get("images") or {}).get(ref):
+        host.noop(f"image {ref} is present")
+        return
+    yield sh_join([docker, "pull", ref])
+
+
+@operation()
+def managed_file(path: str, content: str, mode: str, spec: str):
+    """A file with exactly this content and mode (the probe reported its sha256 and mode)."""
+    current = (observed(spec).get("files") or {}).get(path) or _unit_file(observed(spec), path)
+    if current and current.get("sha256") == sha256(content) and current.get("mode") == f"0o{mode}":
+        host.noop(f"{path} is up to date")
+        return
+    # Create it with its final mode before any content arrives: secrets are never readable by others.
+    parent = path.rsplit("/", 1)[0]
+    yield StringCommand(f"umask 077 && mkdir -p {sh_word(parent)} && touch {sh_word(path)} && chmod {mode} {sh_word(path)}")
+    yield FileUploadCommand(io.BytesIO(content.encode()), path)
+    yield StringCommand("chmod", mode, sh_word(path))
+
+
+def _unit_file(observed: dict[str, Any], path: str) -> dict[str, Any] | None:
+    unit = (observed.get("units") or {}).get(path.rsplit("/", 1)[1])
+    return unit.get("file") if unit else None
+
+
+@operation()
+def checkpoint(plan: HostPlan, ckpt: CheckpointPlan, spec: str):
+    """The checkpoint is downloaded at its pinned revision and verified (its manifest says so)."""
+    ok, found = checkpoint_ok(observed(spec), ckpt.repo, ckpt.revision, ckpt.dir)
+    if ok:
+        host.noop(f"checkpoint {ckpt.name}: {found}")
+        return
+    yield scripts.fetch_command(plan, ckpt)
+
+
+@operation()
+def chat_template_guard(service: str, checkpoint_dir: str, message: str, spec: str):
+    """Refuse to start a chat service whose tokenizer has no chat template (trtllm-serve would answer 400)."""
+    if (observed(spec).get("chat_templates") or {}).get(checkpoint_dir) is True:
+        host.noop(f"{service}: tokenizer has a chat template")
+        return
+    check = (
+        "import json, os, sys\n"
+        "d = sys.argv[1]\n"
+        "ok = os.path.exists(os.path.join(d, 'chat_template.jinja')) or "
+        "bool(json.load(open(os.path.join(d, 'tokenizer_config.json'))).get('chat_template'))\n"
+        "sys.exit(0 if ok else 'spark-state: ' + sys.argv[2])\n"
+    )
+    yield sh_join(["python3", "-c", check, checkpoint_dir, message])
+
+
+@operation()
+def engine(plan: HostPlan, engine_plan: EnginePlan, spec: str):
+    """The engine is built for its fingerprint; the served engine switches only after a successful build."""
+    ok, found = engine_ok(observed(spec), engine_plan.fingerprint, engine_plan.dir, engine_plan.name)
+    if ok:
+        host.noop(f"engine {engine_plan.name}: {found}")
+        return
+    yield scripts.build_script(plan, engine_plan)
+
+
+@operation()
+def service_running(unit: str, restart: bool, spec: str):
+    """The unit is enabled and active; restarted when its unit file or environment changed."""
+    state = (observed(spec).get("units") or {}).get(unit) or {}
+    if state.get("enabled") != "enabled":
+        yield sh_join(["systemctl", "enable", unit])
+    if restart or state.get("active") != "active":
+        yield sh_join(["systemctl", "restart", unit])
+    elif state.get("enabled") == "enabled":
+        host.noop(f"{unit} is enabled and active")
+
+
+@operation()
+def service_healthy(service: str, port: int, timeout_s: int, restarting: bool, spec: str):
+    """/health and /v1/models answer 200 (waited for after a start or restart)."""
+    answer = (observed(spec).get("health") or {}).get(str(port)) or {}
+    if not restarting and answer.get("/health") == 200 and answer.get("/v1/models") == 200:
+        host.noop(f"{service} answers on :{port}")
+        return
+    yield scripts.wait_healthy_command(port, timeout_s)
+
+
+@operation()
+def stale_unit_removed(unit: str, units_dir: str, env_file: str, spec: str):
+    """A spark-state unit the state no longer declares is stopped, disabled and removed (artifacts are kept)."""
+    if unit not in (observed(spec).get("units") or {}):
+        host.noop(f"{unit} is absent")
+        return
+    yield sh_join(["systemctl", "disable", "--now", unit])
+    yield sh_join(["rm", "-f", f"{units_dir}/{unit}", env_file])

@@ -1,0 +1,233 @@
+"""Runs ON a Spark (python3, stdlib only), as one SSH command: everything spark-state needs to know about the
+host, as one JSON document. A spec (JSON, argv[1]) says which sections to gather.
+
+Sections: gpu, memory, disk, docker, images, manifests, engine_dirs, chat_templates, files, units, ports, health,
+containers.
+The TensorRT-LLM version inside an image is probed once per image id and cached in /var/cache/spark-state.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+
+PROBE_CACHE = "/var/cache/spark-state/trtllm-versions"
+TRTLLM_PROBE = "import importlib.metadata as m; print(m.version('tensorrt_llm'))"
+
+
+def run(argv, timeout=120):
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        return p.returncode, p.stdout, p.stderr
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 127, "", str(exc)
+
+
+def gpu():
+    if not shutil.which("nvidia-smi"):
+        return None
+    rc, out, _ = run(["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"])
+    if rc != 0 or not out.strip():
+        return None
+    name, cc, driver = [x.strip() for x in out.strip().splitlines()[0].split(",")]
+    return {"name": name, "compute_capability": cc, "driver_version": driver}
+
+
+def memory():
+    values = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            values[key] = int(rest.split()[0])
+    return {"total_gib": values["MemTotal"] / 2**20, "available_gib": values.get("MemAvailable", 0) / 2**20}
+
+
+def disk(path):
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    st = os.statvfs(path or "/")
+    return {"path": path, "free_gb": st.f_bavail * st.f_frsize / 1e9, "total_gb": st.f_blocks * st.f_frsize / 1e9}
+
+
+def docker():
+    if not shutil.which("docker"):
+        return {"present": False}
+    rc, out, err = run(["docker", "version", "--format", "{{.Server.Version}}"], 30)
+    hook = shutil.which("nvidia-container-runtime-hook") or shutil.which("nvidia-ctk")
+    return {"present": True, "running": rc == 0, "version": out.strip() if rc == 0 else None,
+            "error": err.strip()[-300:] if rc else None, "nvidia_runtime": bool(hook)}
+
+
+def images(refs, probe):
+    found = {}
+    for ref in refs:
+        rc, out, _ = run(["docker", "image", "inspect", "--format", "{{.Id}}|{{json .RepoDigests}}", ref], 30)
+        if rc != 0:
+            found[ref] = None
+            continue
+        image_id, digests = out.strip().split("|", 1)
+        entry = {"id": image_id, "digests": json.loads(digests) or [], "trtllm_version": None}
+        if ref in probe:
+            entry["trtllm_version"] = trtllm_version(ref, image_id)
+        found[ref] = entry
+    return found
+
+
+def trtllm_version(ref, image_id):
+    cache = os.path.join(PROBE_CACHE, image_id.replace(":", "-"))
+    try:
+        with open(cache) as f:
+            return f.read().strip() or None
+    except OSError:
+        pass
+    rc, out, _ = run(["docker", "run", "--rm", "--entrypoint", "python3", ref, "-c", TRTLLM_PROBE], 300)
+    version = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
+    os.makedirs(PROBE_CACHE, exist_ok=True)
+    with open(cache, "w") as f:
+        f.write(version)
+    return version or None
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def artifact(manifest_path):
+    """The manifest spark-state wrote into an artifact directory, and which of its files are gone or changed."""
+    manifest = read_json(manifest_path)
+    if manifest is None:
+        return None
+    base = os.path.dirname(manifest_path)
+    missing = []
+    for rel, size in sorted((manifest.get("files") or {}).items()):
+        try:
+            if os.path.getsize(os.path.join(base, rel)) != size:
+                missing.append(rel)
+        except OSError:
+            missing.append(rel)
+    return {"manifest": manifest, "missing": missing}
+
+
+def engine_builds(directory):
+    """Manifests of every finished build of one engine, oldest first."""
+    found = []
+    if os.path.isdir(directory):
+        for entry in os.listdir(directory):
+            path = os.path.join(directory, entry, ".spark-state.json")
+            manifest = read_json(path)
+            if manifest is not None:
+                found.append((os.path.getmtime(path), manifest))
+    return [m for _, m in sorted(found, key=lambda pair: pair[0])]
+
+
+def chat_template(directory):
+    if os.path.exists(os.path.join(directory, "chat_template.jinja")):
+        return True
+    config = read_json(os.path.join(directory, "tokenizer_config.json"))
+    if config is None:
+        return None
+    return bool(config.get("chat_template"))
+
+
+def file_info(path, with_text=False):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    st = os.stat(path)
+    return {"sha256": hashlib.sha256(data).hexdigest(), "mode": oct(st.st_mode & 0o777),
+            "text": data.decode("utf-8", "replace") if with_text and len(data) < 65536 else None}
+
+
+def units(directory, prefix):
+    names = sorted(n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".service")) \
+        if os.path.isdir(directory) else []
+    result = {n: {"file": file_info(os.path.join(directory, n), with_text=True)} for n in names}
+    if names:
+        for field, verb in (("active", "is-active"), ("enabled", "is-enabled")):
+            _, out, _ = run(["systemctl", verb, *names], 30)
+            for name, state in zip(names, out.split()):
+                result[name][field] = state
+    return result
+
+
+def listening_ports():
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "0A":  # LISTEN
+                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+        except OSError:
+            continue
+    return ports
+
+
+def containers(prefix):
+    if not shutil.which("docker"):
+        return {}
+    rc, out, _ = run(["docker", "ps", "-a", "--filter", f"name={prefix}", "--format",
+                      "{{.Names}}\t{{.State}}\t{{.Image}}\t{{.Ports}}"], 30)
+    found = {}
+    for line in out.splitlines() if rc == 0 else []:
+        name, state, image, ports = (line.split("\t") + ["", "", ""])[:4]
+        found[name] = {"state": state, "image": image, "ports": ports}
+    return found
+
+
+def health(port):
+    result = {}
+    for path in ("/health", "/v1/models"):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as r:
+                result[path] = r.status
+        except Exception as exc:  # noqa: BLE001 - any failure means "not answering"
+            result[path] = getattr(exc, "code", None) or str(exc)[:120]
+    return result
+
+
+def main():
+    spec = json.loads(sys.argv[1])
+    out = {}
+    if spec.get("gpu"):
+        out["gpu"] = gpu()
+    if spec.get("memory"):
+        out["memory"] = memory()
+    if spec.get("disk"):
+        out["disk"] = disk(spec["disk"])
+    if spec.get("docker"):
+        out["docker"] = docker()
+    if spec.get("images") is not None:
+        out["images"] = images(spec["images"], set(spec.get("probe", [])))
+    if spec.get("manifests") is not None:
+        out["manifests"] = {p: artifact(p) for p in spec["manifests"]}
+    if spec.get("engine_dirs") is not None:
+        out["engine_builds"] = {os.path.basename(d): engine_builds(d) for d in spec["engine_dirs"]}
+    if spec.get("chat_templates") is not None:
+        out["chat_templates"] = {d: chat_template(d) for d in spec["chat_templates"]}
+    if spec.get("files") is not None:
+        out["files"] = {p: file_info(p) for p in spec["files"]}  # hashes only: these may hold secrets
+    if spec.get("units"):
+        out["units"] = units(spec["units"]["dir"], spec["units"]["prefix"])
+    if spec.get("ports") is not None:
+        out["listening"] = sorted(listening_ports())
+    if spec.get("containers"):
+        out["containers"] = containers(spec["containers"])
+    if spec.get("health") is not None:
+        out["health"] = {str(p): health(p) for p in spec["health"]}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""After a deploy changed a host: run the verification bench on its services and print a short summary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import gevent
+import gevent.lock
+
+from pyinfra import host
+from pyinfra.api import StringCommand
+from pyinfra.api.operation import OperationMeta
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..bench import history
+from ..bench.fleet import Target, settings_from_state
+from ..bench.results import from_document
+from ..bench.run_target import job
+from ..bench.runner import BenchSettings
+from ..model import State
+from ..plan import HostPlan
+from ..scripts import parse_resident, resident_command
+
+
+def _resident_gib(docker: str, container: str) -> float | None:
+    ok, output = host.run_shell_command(StringCommand(resident_command(docker, container)))
+    return parse_resident("\n".join(output.stdout_lines)) if ok else None
+
+
+_BENCH_LOCK = gevent.lock.BoundedSemaphore(1)
+
+
+def _bench_in_clean_process(target: Target, settings: BenchSettings, resident: float | None) -> tuple[Any, Any]:
+    """One bench at a time, in its own process: pyinfra's CLI monkey-patches sockets and threads for gevent,
+    and hosts' measurements should not share the client's CPU."""
+    with _BENCH_LOCK:
+        proc = subprocess.run([sys.executable, "-m", "spark_state.bench.run_target"], input=job(target, settings, resident),
+                              capture_output=True, text=True)  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench of {target.service} on {target.host} failed: {proc.stderr[-2000:]}")
+    (result,), (verdict,) = from_document(json.loads(proc.stdout))
+    return result, verdict
+
+
+def _changed(metas: list[OperationMeta]) -> bool:
+    return any(m.did_change() for m in metas)
+
+
+def bench_and_summarise(state: State, plan: HostPlan, changes: dict[str, list[OperationMeta]],
+                        fail_on_miss: bool = True) -> None:  # fmt: skip
+    settings = settings_from_state(state.bench)
+    table = Table(title=f"spark-state: {plan.host} ({host.name})", title_justify="left")
+    for col in ("service", "changed", "health", "bench", "TTFT p50", "decode", "top aggregate"):
+        table.add_column(col)
+    failed = []
+    for svc in plan.services:
+        target = Target(plan.host, host.name, {}, svc.name, f"http://{host.name}:{svc.port}", svc.expect,
+                        svc.container_name)  # fmt: skip
+        resident = _resident_gib(plan.docker, svc.container_name)
+        result, verdict = _bench_in_clean_process(target, settings, resident)
+        history.save(result, verdict)
+        serial = result.serial
+        top = result.levels[-1] if result.levels else None
+        healthy = bool(serial and serial.ok)
+        if not verdict.passed:
+            failed.append(f"{svc.name}: " + ", ".join(
+                f"{c.metric} {c.measured} (want {c.expected})" for c in verdict.checks if not c.ok))  # fmt: skip
+        table.add_row(
+            svc.name,
+            "yes" if _changed(changes.get(svc.name, [])) else "no",
+            Text("ok", style="green") if healthy else Text("failing", style="red"),
+            Text("pass", style="green") if verdict.passed else Text("FAIL", style="bold red"),
+            f"{serial.ttft_ms['p50']:.1f} ms" if serial and serial.ttft_ms["p50"] is not None else "-",
+            f"{serial.decode_tok_s['p50']:.1f} tok/s" if serial and serial.decode_tok_s["p50"] is not None else "-",
+            f"c={top.concurrency}: {top.aggregate_tok_s:.1f} tok/s" if top and top.aggregate_tok_s else "-",
+        )
+    Console().print(table)
+    if failed and fail_on_miss:
+        raise RuntimeError("verification bench failed on " + plan.host + ": " + "; ".join(failed))

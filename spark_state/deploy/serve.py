@@ -1,0 +1,144 @@
+"""`@deploy` functions that reconcile one Spark to the state file. Users can call them from their own deploys:
+
+    from spark_state.deploy.serve import serve_spark
+    serve_spark()                     # this host, the state file of $SPARK_STATE_FILE or inventory/state.yaml
+
+Order: probe once → preflight (fail this host only, before any change) → images → checkpoints → chat-template
+guard → engines → env files and units → daemon-reload → start/restart what changed → remove dropped services →
+wait for health → verification bench and summary (when something changed, or spark_bench=always).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.api.operation import OperationMeta
+from pyinfra.operations import python, systemd
+from pyinfra.operations.util import any_changed
+
+from ..compare import env_file_text, probe_spec, sha256
+from ..inventory import state_path
+from ..loader import load_state
+from ..model import State
+from ..plan import UNIT_PREFIX, HostPlan, plan_host
+from ..preflight import chat_template_message, observed_trtllm_versions, preflight
+from .. import scripts
+from . import operations as ops
+from .report import bench_and_summarise
+
+FETCH_SCRIPT = (Path(__file__).parent / "fetch_checkpoint.py").read_text()
+HEALTH_TIMEOUT_S = 600
+
+
+def _snapshot(plan: HostPlan) -> tuple[str, dict[str, Any]]:
+    spec = json.dumps(probe_spec(plan, plan.root, plan.units_dir) | {"files": _files(plan)}, sort_keys=True)
+    return spec, ops.observed(spec)
+
+
+def _files(plan: HostPlan) -> list[str]:
+    files = [s.env_file for s in plan.services if s.env_file]
+    files += [env for c in plan.checkpoints if (env := scripts.checkpoint_env_file(plan, c))]
+    return files + [scripts.fetch_script_path(plan)]
+
+
+def _secrets_needed(plan: HostPlan) -> list[str]:
+    return [name for s in plan.services for name in s.secrets] + [n for c in plan.checkpoints for n in c.secrets]
+
+
+@deploy("spark-state: serve this Spark as the state file says")
+def serve_spark(state: State | None = None, host_name: str | None = None) -> None:
+    state = state or load_state(host.data.get("spark_state_file") or state_path()).state
+    name = host_name or host.data.get("spark_host") or host.name
+    environ = dict(os.environ)
+
+    plan = plan_host(state, name)
+    spec, observed = _snapshot(plan)
+    probed = observed_trtllm_versions(observed)
+    if any(probed.get(i.ref) not in (None, i.trtllm_version) for i in plan.images):
+        plan = plan_host(state, name, probed)  # the image knows its TensorRT-LLM better than its tag
+        spec, observed = _snapshot(plan)
+
+    failures = preflight(plan, observed, environ, _secrets_needed(plan), state.fleet.reserved_memory_gib)
+    ops.preflight_gate(name="spark-state preflight", failures=failures)
+    if failures:
+        return
+
+    changes: dict[str, list[OperationMeta]] = {"host": []}
+    for image in plan.images:
+        changes["host"].append(ops.docker_image(name=f"image {image.ref}", ref=image.ref, spec=spec, docker=plan.docker))
+
+    if plan.checkpoints:
+        changes["host"].append(ops.managed_file(name="checkpoint fetcher", path=scripts.fetch_script_path(plan),
+                                                content=FETCH_SCRIPT, mode="644", spec=spec))  # fmt: skip
+    for ckpt in plan.checkpoints:
+        env_file = scripts.checkpoint_env_file(plan, ckpt)
+        if env_file:
+            text = "".join(f"{k}={environ[k]}\n" for k in ckpt.secrets)
+            changes["host"].append(ops.managed_file(name=f"secrets for {ckpt.name}", path=env_file, content=text,
+                                                    mode="600", spec=spec))  # fmt: skip
+        changes["host"].append(ops.checkpoint(name=f"checkpoint {ckpt.name} ({ckpt.repo}@{ckpt.revision})",
+                                              plan=plan, ckpt=ckpt, spec=spec))  # fmt: skip
+
+    checkpoints = {c.name: c for c in plan.checkpoints}
+    for svc in plan.services:
+        if svc.tokenizer_checkpoint:
+            ckpt = checkpoints[svc.tokenizer_checkpoint]
+            ops.chat_template_guard(name=f"{svc.name}: tokenizer has a chat template", service=svc.name,
+                                    checkpoint_dir=ckpt.dir, spec=spec,
+                                    message=chat_template_message(svc.name, ckpt.name, ckpt.repo))  # fmt: skip
+
+    engine_ops = {e.name: ops.engine(name=f"engine {e.name} ({e.fingerprint[:16]})", plan=plan, engine_plan=e,
+                                     spec=spec) for e in plan.engines}  # fmt: skip
+
+    units = observed.get("units") or {}
+    files = observed.get("files") or {}
+    unit_ops: list[OperationMeta] = []
+    restarts: dict[str, bool] = {}
+    for svc in plan.services:
+        changes[svc.name] = [engine_ops[svc.engine]] if svc.engine else []
+        unit_changed = ((units.get(svc.unit_name) or {}).get("file") or {}).get("sha256") != sha256(svc.unit_text)
+        env_changed = False
+        if svc.env_file:
+            text = env_file_text(svc, environ) or ""
+            env_changed = (files.get(svc.env_file) or {}).get("sha256") != sha256(text)
+            changes[svc.name].append(ops.managed_file(name=f"{svc.name} environment", path=svc.env_file,
+                                                      content=text, mode="600", spec=spec))  # fmt: skip
+        unit_op = ops.managed_file(name=f"unit {svc.unit_name}", path=svc.unit_path, content=svc.unit_text,
+                                   mode="644", spec=spec)  # fmt: skip
+        unit_ops.append(unit_op)
+        changes[svc.name].append(unit_op)
+        # A new unit is started, not restarted; a changed one (engine, image, flags or env) is restarted.
+        restarts[svc.name] = svc.unit_name in units and (unit_changed or env_changed)
+
+    wanted = {s.unit_name for s in plan.services}
+    removals = [
+        ops.stale_unit_removed(name=f"remove {unit}", unit=unit, units_dir=plan.units_dir, spec=spec,
+                               env_file=f"{plan.secrets_dir}/{unit.removeprefix(UNIT_PREFIX).removesuffix('.service')}.env")
+        for unit in sorted(units) if unit not in wanted
+    ]  # fmt: skip
+    changes["host"] += removals
+    if unit_ops or removals:
+        systemd.daemon_reload(name="systemd daemon-reload", _if=any_changed(*unit_ops, *removals))
+
+    for svc in plan.services:
+        changes[svc.name].append(ops.service_running(name=f"{svc.unit_name} running", unit=svc.unit_name,
+                                                     restart=restarts[svc.name], spec=spec))  # fmt: skip
+    for svc in plan.services:
+        starting = restarts[svc.name] or (units.get(svc.unit_name) or {}).get("active") != "active"
+        ops.service_healthy(name=f"{svc.name} healthy on :{svc.port}", service=svc.name, port=svc.port,
+                            timeout_s=HEALTH_TIMEOUT_S, restarting=starting, spec=spec)  # fmt: skip
+
+    mode = str(host.data.get("spark_bench") or os.environ.get("SPARK_STATE_BENCH") or "on")
+    if mode not in ("on", "always", "off"):
+        raise ValueError(f"spark_bench must be on, always or off, not {mode!r}")
+    fail = str(host.data.get("spark_bench_fail") or os.environ.get("SPARK_STATE_BENCH_FAIL") or "yes")
+    every = [op for group in changes.values() for op in group]
+    if mode != "off" and plan.services:
+        condition = (lambda: True) if mode == "always" else any_changed(*every)
+        python.call(name="verification bench and summary", function=bench_and_summarise, state=state, plan=plan,
+                    changes=changes, fail_on_miss=fail.lower() not in ("no", "false", "0"), _if=condition)  # fmt: skip

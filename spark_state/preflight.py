@@ -1,0 +1,120 @@
+"""Preflight: can this host take its plan? Decided from one probe snapshot, before anything changes. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .compare import checkpoint_ok, engine_ok
+from .compat import Gpu, Support, known_bad_fix, trtllm_support
+from .plan import UNIT_PREFIX, HostPlan
+
+GIB_PER_GB = 1e9 / 2**30
+
+
+def observed_trtllm_versions(snapshot: dict[str, Any]) -> dict[str, str]:
+    """image ref → TensorRT-LLM version found inside the image on the host (probed images only)."""
+    return {ref: found["trtllm_version"] for ref, found in (snapshot.get("images") or {}).items()
+            if found and found.get("trtllm_version")}  # fmt: skip
+
+
+def preflight(plan: HostPlan, snapshot: dict[str, Any], environ: Mapping[str, str],
+              secrets_needed: list[str], reserved_gib: float) -> list[str]:  # fmt: skip
+    """Every reason this host must not be changed; empty when it may."""
+    failures: list[str] = []
+    gpu_fact = snapshot.get("gpu")
+    gpu: Gpu | None = None
+    if gpu_fact is None:
+        failures.append("no GPU answers nvidia-smi on this host (NVIDIA driver missing or not loaded)")
+    else:
+        gpu = Gpu(gpu_fact["name"], gpu_fact["compute_capability"])
+        if plan.gpu and gpu.name != plan.gpu:
+            failures.append(f"the state declares {plan.gpu} but this host has {gpu.name} ({gpu.compute_capability})")
+
+    probed = observed_trtllm_versions(snapshot)
+    if gpu is not None:
+        for image in plan.images:
+            version = probed.get(image.ref) or image.trtllm_version
+            if version is None:
+                continue
+            if trtllm_support(version, gpu).support is Support.KNOWN_BAD:
+                failures.append(known_bad_fix(image.ref, version, gpu))
+
+    docker = snapshot.get("docker") or {}
+    if not docker.get("present"):
+        failures.append("docker is not installed")
+    elif not docker.get("running"):
+        failures.append(f"docker is not running: {docker.get('error')}")
+    elif not docker.get("nvidia_runtime"):
+        failures.append("the NVIDIA container runtime is missing (nvidia-container-toolkit): `--gpus all` would fail")
+
+    failures += _disk(plan, snapshot)
+    failures += _memory(plan, snapshot, reserved_gib)
+    failures += _ports(plan, snapshot)
+    failures += _chat_templates(plan, snapshot)
+    missing = sorted({name for name in secrets_needed if name not in environ})
+    if missing:
+        failures.append(f"secrets not set in the environment of the machine running the deploy: {', '.join(missing)}")
+    return failures
+
+
+def _disk(plan: HostPlan, snapshot: dict[str, Any]) -> list[str]:
+    disk = snapshot.get("disk")
+    if not disk:
+        return []
+    need = 0.0
+    for c in plan.checkpoints:
+        if c.size_gb and not checkpoint_ok(snapshot, c.repo, c.revision, c.dir)[0]:
+            need += c.size_gb
+    for e in plan.engines:
+        if e.size_gb and not engine_ok(snapshot, e.fingerprint, e.dir, e.name)[0]:
+            need += 2 * e.size_gb
+    if need > disk["free_gb"]:
+        return [f"{disk['path']} has {disk['free_gb']:.1f} GB free; downloads and builds need about {need:.1f} GB"]
+    return []
+
+
+def _memory(plan: HostPlan, snapshot: dict[str, Any], reserved_gib: float) -> list[str]:
+    memory = snapshot.get("memory")
+    if not memory:
+        return []
+    usable = memory["total_gib"] - reserved_gib
+    if plan.budget.memory_gib > usable:
+        return [
+            f"services would claim about {plan.budget.memory_gib:.1f} GiB of unified memory; this host has "
+            f"{memory['total_gib']:.1f} GiB ({reserved_gib:g} reserved)"
+        ]
+    return []
+
+
+def _ports(plan: HostPlan, snapshot: dict[str, Any]) -> list[str]:
+    listening = set(snapshot.get("listening") or [])
+    ours = set()
+    for name, container in (snapshot.get("containers") or {}).items():
+        if name.startswith(UNIT_PREFIX) and container.get("state") == "running":
+            for part in str(container.get("ports", "")).split(","):
+                if "->" in part:
+                    ours.add(int(part.split("->")[0].rsplit(":", 1)[-1]))
+    return [f"port {s.port} (service {s.name}) is already used by something spark-state does not manage"
+            for s in plan.services if s.port in listening and s.port not in ours]  # fmt: skip
+
+
+def _chat_templates(plan: HostPlan, snapshot: dict[str, Any]) -> list[str]:
+    templates = snapshot.get("chat_templates") or {}
+    by_name = {c.name: c for c in plan.checkpoints}
+    failures = []
+    for s in plan.services:
+        if s.tokenizer_checkpoint is None:
+            continue
+        ckpt = by_name[s.tokenizer_checkpoint]
+        if templates.get(ckpt.dir) is False:
+            failures.append(chat_template_message(s.name, ckpt.name, ckpt.repo))
+    return failures
+
+
+def chat_template_message(service: str, checkpoint: str, repo: str) -> str:
+    return (
+        f"service {service}: the tokenizer of checkpoint {checkpoint} ({repo}) has no chat_template; "
+        "trtllm-serve would answer HTTP 400 'No chat template found for the given tokenizer and tools.' — "
+        "set tokenizer_from on the checkpoint (or tokenizer on the service) to a checkpoint that has one"
+    )
