@@ -80,7 +80,7 @@ def test_revision_with_slash_stays_one_directory() -> None:
 
 
 def test_secrets_go_to_an_env_file_never_the_unit() -> None:
-    text = EXAMPLE_TEXT.replace("    shm_size: 16GB\n", "    shm_size: 16GB\n    secrets: [NGC_API_KEY]\n    env: {NIM_LOG_LEVEL: info}\n")
+    text = EXAMPLE_TEXT.replace("    shm_size: 16GB\n", "    shm_size: 16GB\n    env: {NIM_LOG_LEVEL: info}\n")
     plan = plan_host(_state(text), "spark-01")
     nim = next(s for s in plan.services if s.name == "nim-fp8")
     assert nim.env_file == "/etc/spark-state/secrets/nim-fp8.env"
