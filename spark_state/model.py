@@ -37,7 +37,7 @@ _SIZE = re.compile(r"^[0-9]+(?:[bkmg]|kb|mb|gb)?$", re.IGNORECASE)
 
 
 def _name(value: str) -> str:
-    if ".." in value or not _NAME.match(value):
+    if ".." in value or not _NAME.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a safe name: use 1-63 of a-z 0-9 . _ -, starting with a letter or digit, "
             "no '..' (names become paths and systemd unit names)"
@@ -47,7 +47,7 @@ def _name(value: str) -> str:
 
 def _matching(pattern: re.Pattern[str], what: str) -> Any:
     def check(value: str) -> str:
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):
             raise ValueError(f"{value!r} is not {what}")
         return value
 
@@ -55,7 +55,7 @@ def _matching(pattern: re.Pattern[str], what: str) -> Any:
 
 
 def _abs_path(value: str) -> str:
-    if not _ABS_PATH.match(value) or "/../" in value + "/" or "/./" in value + "/" or "//" in value:
+    if not _ABS_PATH.fullmatch(value) or "/../" in value + "/" or "/./" in value + "/" or "//" in value:
         raise ValueError(f"{value!r} is not a clean absolute path (letters, digits, . _ + - and /; no '..')")
     return value.rstrip("/") or "/"
 

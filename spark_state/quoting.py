@@ -47,7 +47,7 @@ def systemd_word(word: str) -> str:
     problem = systemd_problem(word)
     if problem:
         raise QuotingError(f"{word!r}: {problem}")
-    if _SAFE_WORD.match(word):
+    if _SAFE_WORD.fullmatch(word):
         return word
     return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
