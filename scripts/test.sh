@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
-# Run the whole test suite: creates .venv (Python >= 3.11) with the package and its test extras, then pytest.
+# Run the whole test suite (root, Debian): installs what it needs, then pytest. The rehearsal-fleet tests
+# boot simulated Sparks; the first run builds their root filesystems (about two minutes), later runs reuse them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+./scripts/setup.sh
 exec .venv/bin/python -m pytest "$@"

@@ -66,6 +66,41 @@ def _bench(args: argparse.Namespace, console: Console) -> int:
     return run_bench(args, console)
 
 
+def _drift(args: argparse.Namespace, console: Console) -> int:
+    import os
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from . import drift
+    from .inventory import STATE_ENV, load_entries, state_path
+
+    if args.state:
+        os.environ[STATE_ENV] = args.state
+    state = load_state(state_path()).state
+    entries = load_entries(args.inventory)
+    results = drift.run_drift(state, entries, dict(os.environ), with_bench=args.bench, margin=args.margin,
+                              history_dir=Path(args.results_dir) if args.results_dir else None, host=args.host)
+    code = drift.exit_code(results)
+    if args.json:
+        print(json.dumps(drift.to_json(results), indent=2))
+        return code
+    for r in results:
+        if r.error:
+            console.print(f"[bold red]{r.host}[/] ({r.address}): unreachable or unreadable — {r.error}")
+            continue
+        if not r.drifted:
+            console.print(f"[green]{r.host}[/] ({r.address}): converged ({len(r.items)} items checked)")
+            continue
+        table = Table(title=f"{r.host} ({r.address}): {len(r.drifted)} drifted", title_justify="left")
+        for col in ("kind", "item", "desired", "observed"):
+            table.add_column(col, overflow="fold")
+        for item in r.drifted:
+            table.add_row(item.kind, item.name, item.desired, f"[red]{item.observed}[/]")
+        console.print(table)
+    return code
+
+
 def _sim_up(args: argparse.Namespace, console: Console) -> int:
     from .sim import fleet
 
@@ -153,6 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-save", action="store_true", help="keep no history of this run")
     p.add_argument("--no-resident", action="store_true", help="do not measure container memory over SSH")
     p.set_defaults(handler=_bench)
+
+    p = sub.add_parser("drift", help="what differs from the state, per host (read-only; exit 0 / 2 drift / 1 error)")
+    p.add_argument("inventory", help="pyinfra inventory, e.g. inventory/sparks.py or inventory/sim.py")
+    p.add_argument("--state", help="state file (default: $SPARK_STATE_FILE or inventory/state.yaml)")
+    p.add_argument("--host", help="only this host (its name in the state file)")
+    p.add_argument("--bench", action="store_true", help="also measure each service: expectations and last bench")
+    p.add_argument("--margin", type=float, default=0.10, help="bench regression allowed vs the last run (0.10)")
+    p.add_argument("--results-dir", help="bench history directory")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_drift)
 
     sim = sub.add_parser("sim", help="the rehearsal fleet: simulated Sparks on this machine (root)")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="ACTION")

@@ -10,6 +10,8 @@ from .quoting import sh_join, sh_word
 
 FETCH_SCRIPT_NAME = "fetch_checkpoint.py"
 TRTLLM_PROBE = "import importlib.metadata as m; print(m.version('tensorrt_llm'))"
+# Shared with probe_script.py (which runs on the host and cannot import this): one file per image id.
+TRTLLM_VERSION_CACHE = "/var/cache/spark-state/trtllm-versions"
 
 # Writes the engine's completion manifest: its fingerprint, inputs and the size of every engine file.
 ENGINE_MANIFEST_WRITER = """
@@ -48,19 +50,30 @@ def fetch_command(plan: HostPlan, ckpt: CheckpointPlan) -> str:
     return f"mkdir -p {sh_word(parent)} && {sh_join(argv)}"
 
 
+def trtllm_version_command(docker: str, ref: str) -> str:
+    """Print the TensorRT-LLM version inside an image, and remember it by image id for the host's probe."""
+    inspect = sh_join([docker, "image", "inspect", "--format", "{{.Id}}", ref])
+    probe = sh_join([docker, "run", "--rm", "--entrypoint", "python3", ref, "-c", TRTLLM_PROBE])
+    cache = sh_word(TRTLLM_VERSION_CACHE)
+    return (
+        f"(id=$({inspect}) && v=$({probe} | tail -n 1) && mkdir -p {cache} && "
+        f'printf "%s" "$v" > {cache}/$(echo "$id" | tr : -) && echo "$v")'
+    )
+
+
 def build_script(plan: HostPlan, engine: EnginePlan) -> str:
     """Convert and build into the .partial directory; check the image's real TensorRT-LLM first; write the
     manifest last; only then replace the final directory. A failed build leaves the served engine alone."""
     build, final = sh_word(engine.build_dir), sh_word(engine.dir)
     image = sh_word(engine.image_ref)
-    probe = sh_join([plan.docker, "run", "--rm", "--entrypoint", "python3", engine.image_ref, "-c", TRTLLM_PROBE])
+    probe = trtllm_version_command(plan.docker, engine.image_ref)
     expected = engine.trtllm_version or ""
     writer = sh_join(["python3", "-c", ENGINE_MANIFEST_WRITER, engine.build_dir, engine.fingerprint,
                       json.dumps(engine.inputs, sort_keys=True), expected, MANIFEST])  # fmt: skip
     return "\n".join([
         "set -e",
         f"rm -rf {build} && mkdir -p {build}",
-        f"found=$({probe} | tail -n 1)",
+        f"found=$( {probe} | tail -n 1)",  # the space keeps $( ( from reading as $((
         f'if [ -n {sh_word(expected)} ] && [ "$found" != {sh_word(expected)} ]; then',
         f'  echo "image "{image}" ships TensorRT-LLM $found, the plan expects "{sh_word(expected)} >&2; exit 1',
         "fi",

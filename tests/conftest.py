@@ -50,3 +50,9 @@ def fleet() -> Iterator[Fleet]:
         sim_fleet.down(layout, log=lambda *_: None)
         left = sim_fleet.leftovers(layout)
         assert not left, f"sim down left traces behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The end-to-end tests' directory: state file, bench history (SPARK_STATE_HOME), last pyinfra log."""
+    return tmp_path_factory.mktemp("deploy")

@@ -43,12 +43,15 @@ def preflight_gate(failures: list[str]):
 
 
 @operation()
-def docker_image(ref: str, spec: str, docker: str = "docker"):
-    """The image is present locally (pulled under its own name)."""
+def docker_image(ref: str, spec: str, docker: str = "docker", trtllm: bool = False):
+    """The image is present locally (pulled under its own name); for a TensorRT-LLM image, the version inside
+    it is read once and remembered by image id."""
     if (observed(spec).get("images") or {}).get(ref):
         host.noop(f"image {ref} is present")
         return
     yield sh_join([docker, "pull", ref])
+    if trtllm:
+        yield scripts.trtllm_version_command(docker, ref)
 
 
 @operation()

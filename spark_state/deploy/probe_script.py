@@ -14,7 +14,7 @@ import subprocess
 import sys
 import urllib.request
 
-PROBE_CACHE = "/var/cache/spark-state/trtllm-versions"
+PROBE_CACHE = "/var/cache/spark-state/trtllm-versions"  # same as scripts.TRTLLM_VERSION_CACHE
 TRTLLM_PROBE = "import importlib.metadata as m; print(m.version('tensorrt_llm'))"
 
 
@@ -61,7 +61,7 @@ def docker():
             "error": err.strip()[-300:] if rc else None, "nvidia_runtime": bool(hook)}
 
 
-def images(refs, probe):
+def images(refs, probe, cached_only=False):
     found = {}
     for ref in refs:
         rc, out, _ = run(["docker", "image", "inspect", "--format", "{{.Id}}|{{json .RepoDigests}}", ref], 30)
@@ -71,18 +71,19 @@ def images(refs, probe):
         image_id, digests = out.strip().split("|", 1)
         entry = {"id": image_id, "digests": json.loads(digests) or [], "trtllm_version": None}
         if ref in probe:
-            entry["trtllm_version"] = trtllm_version(ref, image_id)
+            entry["trtllm_version"] = trtllm_version(ref, image_id, cached_only)
         found[ref] = entry
     return found
 
 
-def trtllm_version(ref, image_id):
+def trtllm_version(ref, image_id, cached_only=False):
     cache = os.path.join(PROBE_CACHE, image_id.replace(":", "-"))
     try:
         with open(cache) as f:
             return f.read().strip() or None
     except OSError:
-        pass
+        if cached_only:  # a read-only look (drift) starts no container and writes no cache
+            return None
     rc, out, _ = run(["docker", "run", "--rm", "--entrypoint", "python3", ref, "-c", TRTLLM_PROBE], 300)
     version = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
     os.makedirs(PROBE_CACHE, exist_ok=True)
@@ -209,7 +210,7 @@ def main():
     if spec.get("docker"):
         out["docker"] = docker()
     if spec.get("images") is not None:
-        out["images"] = images(spec["images"], set(spec.get("probe", [])))
+        out["images"] = images(spec["images"], set(spec.get("probe", [])), bool(spec.get("read_only")))
     if spec.get("manifests") is not None:
         out["manifests"] = {p: artifact(p) for p in spec["manifests"]}
     if spec.get("engine_dirs") is not None:

@@ -69,8 +69,10 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
         return
 
     changes: dict[str, list[OperationMeta]] = {"host": []}
+    trtllm_refs = set(json.loads(spec)["probe"])
     for image in plan.images:
-        changes["host"].append(ops.docker_image(name=f"image {image.ref}", ref=image.ref, spec=spec, docker=plan.docker))
+        changes["host"].append(ops.docker_image(name=f"image {image.ref}", ref=image.ref, spec=spec,
+                                                docker=plan.docker, trtllm=image.ref in trtllm_refs))  # fmt: skip
 
     if plan.checkpoints:
         changes["host"].append(ops.managed_file(name="checkpoint fetcher", path=scripts.fetch_script_path(plan),

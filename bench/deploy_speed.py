@@ -1,0 +1,86 @@
+"""Converged re-run speed on the rehearsal fleet (run on demand as root; prints figures).
+
+For 1, 4 and 8 simulated Sparks, all already converged (one NVFP4 service each, bench off), times
+  converged: pyinfra -y inventory/sim.py deploys/serve.py
+  bare:      pyinfra -y inventory/sim.py bench/bare_deploy.py   (one fact, no operation)
+in the same run, medians over --runs. Targets (issue 4): converged ≤ 1.5 × bare; 8 hosts ≤ 1.3 × 1 host.
+
+    python bench/deploy_speed.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from spark_state.sim import fleet
+from spark_state.sim.layout import Layout
+
+REPO = Path(__file__).resolve().parent.parent
+PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+
+
+def state(hosts: int) -> str:
+    lines = [
+        "images: {triton: nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3}",
+        "checkpoints:",
+        "  fp8: {repo: nvidia/Llama-3.1-8B-Instruct-FP8}",
+        "  nvfp4: {repo: nvidia/Llama-3.1-8B-Instruct-NVFP4, tokenizer_from: fp8}",
+        "engines: {nvfp4: {checkpoint: nvfp4, image: triton, quantization: nvfp4}}",
+        "services: {chat: {engine: nvfp4, port: 8004}}",
+        "hosts:",
+    ]
+    lines += [f"  s{i:02d}: {{address: 10.9.1.{i + 1}, services: [chat]}}" for i in range(hosts)]
+    return "\n".join(lines) + "\n"
+
+
+def run(deploy: str, state_file: Path) -> float:
+    env = {**os.environ, "SPARK_STATE_FILE": str(state_file), "SPARK_STATE_BENCH": "off"}
+    started = time.perf_counter()
+    proc = subprocess.run([PYINFRA, "-y", "inventory/sim.py", deploy], cwd=REPO, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{deploy} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="leave the fleet up afterwards")
+    args = parser.parse_args()
+    layout = Layout.default()
+    fleet.up(8, layout, log=lambda m: print(m, flush=True))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            files = {}
+            for n in (1, 4, 8):
+                files[n] = Path(tmp) / f"state-{n}.yaml"
+                files[n].write_text(state(n))
+            print("converging 8 hosts once ...", flush=True)
+            run("deploys/serve.py", files[8])
+            rows = {}
+            for n in (1, 4, 8):
+                converged, bare = [], []
+                for _ in range(args.runs):  # interleaved, so drift in machine load hits both alike
+                    converged.append(run("deploys/serve.py", files[n]))
+                    bare.append(run("bench/bare_deploy.py", files[n]))
+                rows[n] = (statistics.median(converged), statistics.median(bare))
+            print(f"\nmedians over {args.runs} runs (seconds)")
+            print(f"{'hosts':>5} {'converged':>10} {'bare':>8} {'ratio':>6}")
+            for n, (c, b) in rows.items():
+                print(f"{n:>5} {c:>10.2f} {b:>8.2f} {c / b:>6.2f}")
+            print(f"8 hosts / 1 host (converged): {rows[8][0] / rows[1][0]:.2f}")
+    finally:
+        if not args.keep:
+            fleet.down(layout, log=lambda *_: None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The main job on the rehearsal fleet: set everything up, boot two simulated Sparks, and reconcile them to
+# inventory/state.yaml with the real deploy (pull, download, build, units, health, verification bench).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+export NGC_API_KEY=${NGC_API_KEY:-rehearsal-key}  # the stand-in NIM wants one, like the real one
+.venv/bin/spark-state validate inventory/state.yaml
+.venv/bin/spark-state sim up 2
+.venv/bin/pyinfra -y inventory/sim.py deploys/serve.py
+.venv/bin/pyinfra -y inventory/sim.py deploys/serve.py   # converged: changes nothing
+echo
+echo "The fleet is still up: try  .venv/bin/spark-state bench inventory/state.yaml --inventory inventory/sim.py"
+echo "                       and  .venv/bin/spark-state sim down"

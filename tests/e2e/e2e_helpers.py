@@ -1,0 +1,92 @@
+"""Shared by the end-to-end tests: a three-host state, a pyinfra runner, and evidence read from the hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from conftest import REPO, Fleet
+
+ALPHA, BETA, GAMMA = 0, 1, 2  # state hosts alpha, beta, gamma → sim hosts spark-01..03, in order
+ENGINE_ROOT = "/var/lib/spark-state/engines"
+
+
+def state_text(nvfp4_batch: int = 8, gamma: str = "nvfp4", alpha_fp8: bool = True, kv: float = 0.4) -> str:
+    """The seed's three stacks on three hosts, with a quick bench. `gamma` picks what the third host serves."""
+    alpha_services = ["nim-fp8", "trtllm-fp8"] if alpha_fp8 else ["nim-fp8"]
+    gamma_host = {
+        "nvfp4": "  gamma: {address: 10.9.0.3, groups: [nvfp4]}",
+        "old-image": "  gamma: {address: 10.9.0.3, gpu: detect, groups: [nvfp4], services: [old-fp8]}",
+        "no-template": "  gamma: {address: 10.9.0.3, groups: [nvfp4], services: [raw-nvfp4]}",
+    }[gamma]
+    old = "  old-fp8: {checkpoint: llama31-8b-fp8, image: triton-25.01, quantization: fp8}\n" if gamma == "old-image" else ""
+    old_service = "  old-fp8: {engine: old-fp8, port: 8013}\n" if gamma == "old-image" else ""
+    return f"""
+images:
+  triton-25.12: nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3
+  triton-25.01: nvcr.io/nvidia/tritonserver:25.01-trtllm-python-py3
+  nim-llama-8b: nvcr.io/nim/meta/llama-3.1-8b-instruct-dgx-spark:latest
+checkpoints:
+  llama31-8b-fp8: {{repo: nvidia/Llama-3.1-8B-Instruct-FP8, revision: main, size_gb: 9.08}}
+  llama31-8b-nvfp4: {{repo: nvidia/Llama-3.1-8B-Instruct-NVFP4, revision: main, tokenizer_from: llama31-8b-fp8, size_gb: 6.03}}
+  nvfp4-own-tokenizer: {{repo: nvidia/Llama-3.1-8B-Instruct-NVFP4, revision: main}}
+engines:
+  llama31-8b-fp8: {{checkpoint: llama31-8b-fp8, image: triton-25.12, quantization: fp8}}
+  llama31-8b-nvfp4: {{checkpoint: llama31-8b-nvfp4, image: triton-25.12, quantization: nvfp4, max_batch_size: {nvfp4_batch}}}
+{old}services:
+  nim-fp8: {{container: nim-llama-8b, port: 8000, secrets: [NGC_API_KEY], expect: {{decode_tok_s: 18}}}}
+  trtllm-fp8: {{engine: llama31-8b-fp8, port: 8003, expect: {{decode_tok_s: 20}}}}
+  trtllm-nvfp4: {{engine: llama31-8b-nvfp4, port: 8004, kv_cache_free_gpu_memory_fraction: {kv},
+                 expect: {{ttft_p50_ms: 60, decode_tok_s: 32, aggregate_tok_s: {{4: 100}}}}}}
+{old_service}  raw-nvfp4: {{checkpoint: nvfp4-own-tokenizer, backend: pytorch, image: triton-25.12, port: 8020}}
+bench: {{max_tokens: 40, serial_requests: 2, warmup_requests: 1, concurrency: [1, 4]}}
+groups:
+  nvfp4: {{services: [trtllm-nvfp4]}}
+hosts:
+  alpha: {{address: 10.9.0.1, groups: [nvfp4], services: {json.dumps(alpha_services)}}}
+  beta: {{address: 10.9.0.2, groups: [nvfp4]}}
+{gamma_host}
+"""
+
+
+def deploy(workdir: Path, text: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    state = workdir / "state.yaml"
+    state.write_text(text)
+    env = {**os.environ, "SPARK_STATE_FILE": str(state), "NGC_API_KEY": "rehearsal-key",
+           "SPARK_STATE_HOME": str(workdir / "home")}  # fmt: skip
+    confirm = [] if "--dry" in extra else ["-y"]  # -y would skip the change detection --dry is for
+    argv = [str(Path(sys.executable).parent / "pyinfra"), *confirm, "inventory/sim.py", "deploys/serve.py", *extra]
+    proc = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=1200)  # fmt: skip
+    (workdir / "last-deploy.log").write_text(proc.stdout)
+    return proc
+
+
+def host_clock(fleet: Fleet, index: int) -> str:
+    return fleet.ssh(fleet.hosts[index], "date +%s.%N").stdout.strip()
+
+
+def events(fleet: Fleet, index: int, since: str) -> list[str]:
+    """Docker events on a host since `since`: 'image pull NAME', 'container start NAME', ..."""
+    out = fleet.ssh(fleet.hosts[index], f"docker events --since {since} --until $(date +%s.%N) "
+                                        "--format '{{.Type}} {{.Action}} {{.Actor.Attributes.name}}'").stdout  # fmt: skip
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def started(fleet: Fleet, index: int, since: str) -> set[str]:
+    return {e.split()[2] for e in events(fleet, index, since) if e.startswith("container start ")}
+
+
+def answers(fleet: Fleet, index: int, port: int) -> bool:
+    try:
+        return httpx.get(f"http://{fleet.hosts[index].address}:{port}/v1/models", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def unit_files(fleet: Fleet, index: int) -> str:
+    return fleet.ssh(fleet.hosts[index], "cd /etc/systemd/system && sha256sum spark-state-*.service 2>/dev/null; true").stdout

@@ -1,0 +1,130 @@
+"""End to end on the rehearsal fleet: `pyinfra inventory/sim.py deploys/serve.py` from bare hosts to serving,
+idempotent, minimal on change, per-host preflight, and honest --dry. Evidence comes from the hosts themselves
+(docker events, units, files), not from pyinfra's own report alone.
+
+The tests run in order and build on each other, like an operator's week.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from conftest import Fleet
+from e2e_helpers import (
+    ALPHA,
+    BETA,
+    ENGINE_ROOT,
+    GAMMA,
+    answers,
+    deploy,
+    events,
+    host_clock,
+    started,
+    state_text,
+    unit_files,
+)
+
+
+def test_bare_hosts_converge_and_serve(fleet: Fleet, workdir: Path) -> None:
+    proc = deploy(workdir, state_text())
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    for index, ports in ((ALPHA, [8000, 8003, 8004]), (BETA, [8004]), (GAMMA, [8004])):
+        for port in ports:
+            assert answers(fleet, index, port), f"host {index} port {port}"
+    # placement: beta and gamma serve only NVFP4
+    assert not answers(fleet, BETA, 8000) and not answers(fleet, BETA, 8003)
+    assert "spark-state-nim-fp8.service" not in unit_files(fleet, BETA)
+    # the verification bench ran for every service and passed
+    history = sorted(p.parent.name + "@" + p.parent.parent.name for p in (workdir / "home" / "bench").rglob("*.json"))
+    assert history == sorted(["nim-fp8@alpha", "trtllm-fp8@alpha", "trtllm-nvfp4@alpha", "trtllm-nvfp4@beta",
+                              "trtllm-nvfp4@gamma"])  # fmt: skip
+    assert proc.stdout.count(" pass ") + proc.stdout.count("│ pass") >= 5 or "FAIL" not in proc.stdout
+    # the NVFP4 engine is served with the FP8 checkpoint's tokenizer (it has the chat template)
+    r = httpx.post(f"http://{fleet.hosts[BETA].address}:8004/v1/chat/completions", timeout=30, json={
+        "model": "/engine", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200, r.text
+    # secrets arrive as a 0600 file and never in the unit
+    out = fleet.ssh(fleet.hosts[ALPHA], "stat -c %a /etc/spark-state/secrets/nim-fp8.env; "
+                                        "grep -c rehearsal-key /etc/systemd/system/spark-state-nim-fp8.service; true").stdout  # fmt: skip
+    assert out.split() == ["600", "0"]
+
+
+def test_second_run_changes_nothing(fleet: Fleet, workdir: Path) -> None:
+    marks = [host_clock(fleet, i) for i in range(3)]
+    units_before = [unit_files(fleet, i) for i in range(3)]
+    engines_before = fleet.ssh(fleet.hosts[ALPHA], f"ls -la --time-style=full-iso {ENGINE_ROOT}/*/").stdout
+    proc = deploy(workdir, state_text())
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "Grand total" in proc.stdout
+    total = next(line for line in proc.stdout.splitlines() if "Grand total" in line).split()
+    assert total[-3:] == ["-", "-", total[-4]], f"changes reported: {total}"  # success '-' error '-' = no change
+    for i in range(3):
+        assert events(fleet, i, marks[i]) == [], f"host {i} saw docker activity"
+        assert unit_files(fleet, i) == units_before[i]
+    assert fleet.ssh(fleet.hosts[ALPHA], f"ls -la --time-style=full-iso {ENGINE_ROOT}/*/").stdout == engines_before
+    assert "spark-state: alpha" not in proc.stdout  # nothing changed: no bench, no summary table
+
+
+def test_one_build_flag_rebuilds_one_engine_and_restarts_its_services(fleet: Fleet, workdir: Path) -> None:
+    marks = [host_clock(fleet, i) for i in range(3)]
+    proc = deploy(workdir, state_text(nvfp4_batch=16))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    for i in (ALPHA, BETA, GAMMA):
+        seen = events(fleet, i, marks[i])
+        builds = {e.split()[2] for e in seen if e.startswith("container create spark-state-build-")}
+        assert builds == {"spark-state-build-llama31-8b-nvfp4"}, seen
+        assert not any(" pull " in e or "fetch" in e for e in seen), seen
+        services = {n for n in started(fleet, i, marks[i]) if n.startswith("spark-state-")
+                    and not n.startswith(("spark-state-build-", "spark-state-convert-", "spark-state-fetch-"))}
+        assert services == {"spark-state-trtllm-nvfp4"}, seen
+    assert answers(fleet, ALPHA, 8004) and answers(fleet, ALPHA, 8003) and answers(fleet, ALPHA, 8000)
+    # the old engine build is kept (artifacts are never pruned implicitly)
+    assert len(fleet.ssh(fleet.hosts[BETA], f"ls -d {ENGINE_ROOT}/llama31-8b-nvfp4/*/").stdout.split()) == 2
+
+
+def test_known_bad_image_fails_preflight_on_that_host_only(fleet: Fleet, workdir: Path) -> None:
+    mark = host_clock(fleet, GAMMA)
+    units_before = unit_files(fleet, GAMMA)
+    proc = deploy(workdir, state_text(nvfp4_batch=16, gamma="old-image"))
+    assert proc.returncode != 0
+    out = proc.stdout
+    assert "nvcr.io/nvidia/tritonserver:25.01-trtllm-python-py3 ships TensorRT-LLM 0.17.0.post1" in out
+    assert "NVIDIA GB10" in out and "25.12-trtllm-python-py3" in out
+    assert events(fleet, GAMMA, mark) == [] and unit_files(fleet, GAMMA) == units_before
+    assert answers(fleet, GAMMA, 8004)  # what it served, it still serves
+    assert not answers(fleet, GAMMA, 8013)
+    # the other hosts went through the whole run without an error
+    for index in (ALPHA, BETA):
+        assert f"[{fleet.hosts[index].address}] Error" not in out
+        assert f"[{fleet.hosts[index].address}] No changes" in out
+
+
+def test_checkpoint_without_chat_template_is_refused_before_start(fleet: Fleet, workdir: Path) -> None:
+    proc = deploy(workdir, state_text(nvfp4_batch=16, gamma="no-template"))
+    assert proc.returncode != 0
+    assert "raw-nvfp4" in proc.stdout and "has no chat_template" in proc.stdout
+    assert "spark-state-raw-nvfp4.service" not in unit_files(fleet, GAMMA)
+    assert not answers(fleet, GAMMA, 8020)
+    assert answers(fleet, GAMMA, 8004)
+
+
+def test_dry_run_lists_pending_changes_and_changes_nothing(fleet: Fleet, workdir: Path) -> None:
+    before = [unit_files(fleet, i) for i in range(3)]
+    marks = [host_clock(fleet, i) for i in range(3)]
+    proc = deploy(workdir, state_text(nvfp4_batch=16, kv=0.35), "--dry")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "unit spark-state-trtllm-nvfp4.service" in proc.stdout
+    assert [unit_files(fleet, i) for i in range(3)] == before
+    assert all(events(fleet, i, marks[i]) == [] for i in range(3))
+
+
+def test_removed_service_loses_its_unit_but_keeps_artifacts(fleet: Fleet, workdir: Path) -> None:
+    proc = deploy(workdir, state_text(nvfp4_batch=16, alpha_fp8=False))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "spark-state-trtllm-fp8.service" not in unit_files(fleet, ALPHA)
+    assert not answers(fleet, ALPHA, 8003) and answers(fleet, ALPHA, 8004)
+    assert fleet.ssh(fleet.hosts[ALPHA], f"ls {ENGINE_ROOT}/llama31-8b-fp8/*/engine/rank0.engine").returncode == 0
+    # and it comes back when declared again
+    proc = deploy(workdir, state_text(nvfp4_batch=16))
+    assert proc.returncode == 0 and answers(fleet, ALPHA, 8003)

@@ -1,0 +1,166 @@
+"""`spark-state drift` on the rehearsal fleet: exit 0 when converged, 2 naming exactly what drifted (host and
+item), read-only on the hosts, and 0 again after a deploy. Runs after test_deploy.py on the same fleet."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, Fleet
+from e2e_helpers import ALPHA, BETA, ENGINE_ROOT, GAMMA, answers, deploy, state_text
+
+from spark_state.sim.layout import GATEWAY
+
+HOSTS = {ALPHA: "alpha", BETA: "beta", GAMMA: "gamma"}
+NVFP4_HOSTS = ("alpha", "beta", "gamma")
+
+
+def drift(workdir: Path, text: str, *extra: str) -> tuple[int, dict]:
+    state = workdir / "drift-state.yaml"
+    state.write_text(text)
+    env = {**os.environ, "SPARK_STATE_FILE": str(state), "NGC_API_KEY": "rehearsal-key",
+           "SPARK_STATE_HOME": str(workdir / "home")}  # fmt: skip
+    proc = subprocess.run([str(Path(sys.executable).parent / "spark-state"), "drift", "inventory/sim.py", "--json",
+                           *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.stdout, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def drifted(report: dict) -> set[tuple[str, str, str]]:
+    return {(h["host"], d["kind"], d["name"]) for h in report["hosts"] for d in h["drift"]}
+
+
+def host_fingerprint(fleet: Fleet, index: int) -> str:
+    """Files, units and containers of a host, to prove a check changed nothing."""
+    return fleet.ssh(fleet.hosts[index], (
+        "find /etc/systemd/system /etc/spark-state /var/lib/spark-state /var/cache/spark-state -xdev "
+        "-path '*/proc' -prune -o -printf '%p %s %T@ %m\\n' 2>/dev/null | sort | sha256sum; "
+        "systemctl list-units 'spark-state-*' --all --no-legend --plain | sort; "
+        "docker ps -a --no-trunc --format '{{.ID}} {{.Names}} {{.Status}}' | sed 's/Up [^)]*/Up/' | sort"
+    )).stdout  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def converged(fleet: Fleet, workdir: Path) -> str:
+    text = state_text(nvfp4_batch=16)
+    proc = deploy(workdir, text)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    return text
+
+
+def test_converged_fleet_exits_0_and_the_check_changes_nothing(fleet: Fleet, workdir: Path, converged: str) -> None:
+    before = [host_fingerprint(fleet, i) for i in HOSTS]
+    code, report = drift(workdir, converged)
+    assert (code, drifted(report)) == (0, set())
+    assert all(h["in_sync"] for h in report["hosts"])
+    assert [host_fingerprint(fleet, i) for i in HOSTS] == before
+
+
+def test_unit_edited_by_hand(fleet: Fleet, workdir: Path, converged: str) -> None:
+    unit = "/etc/systemd/system/spark-state-trtllm-nvfp4.service"
+    fleet.ssh(fleet.hosts[BETA], f"cp {unit} /root/unit.bak && sed -i 's/RestartSec=5/RestartSec=1/' {unit}")
+    try:
+        code, report = drift(workdir, converged)
+        assert (code, drifted(report)) == (2, {("beta", "unit", "spark-state-trtllm-nvfp4.service")})
+    finally:
+        fleet.ssh(fleet.hosts[BETA], f"mv /root/unit.bak {unit}")
+
+
+def test_service_stopped(fleet: Fleet, workdir: Path, converged: str) -> None:
+    fleet.ssh(fleet.hosts[ALPHA], "systemctl stop spark-state-trtllm-fp8")
+    try:
+        code, report = drift(workdir, converged)
+        assert code == 2
+        assert drifted(report) == {("alpha", "service", "trtllm-fp8"), ("alpha", "health", "trtllm-fp8 :8003")}
+    finally:
+        fleet.ssh(fleet.hosts[ALPHA], "systemctl start spark-state-trtllm-fp8")
+        deadline = time.monotonic() + 60
+        while not answers(fleet, ALPHA, 8003) and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+
+def test_engine_file_deleted(fleet: Fleet, workdir: Path, converged: str) -> None:
+    engine = fleet.ssh(fleet.hosts[BETA], f"ls -t {ENGINE_ROOT}/llama31-8b-nvfp4/*/engine/rank0.engine | head -1").stdout.strip()
+    fleet.ssh(fleet.hosts[BETA], f"mv {engine} /root/rank0.engine.bak")
+    try:
+        code, report = drift(workdir, converged)
+        assert (code, drifted(report)) == (2, {("beta", "engine", "llama31-8b-nvfp4")})
+        item = next(d for h in report["hosts"] for d in h["drift"])
+        assert "engine/rank0.engine" in item["observed"]
+    finally:
+        fleet.ssh(fleet.hosts[BETA], f"mv /root/rank0.engine.bak {engine}")
+
+
+def test_checkpoint_revision_bumped(workdir: Path, converged: str) -> None:
+    text = converged.replace("repo: nvidia/Llama-3.1-8B-Instruct-NVFP4, revision: main",
+                             "repo: nvidia/Llama-3.1-8B-Instruct-NVFP4, revision: v1")  # fmt: skip
+    code, report = drift(workdir, text)
+    assert code == 2
+    assert drifted(report) == {
+        item for host in NVFP4_HOSTS for item in (
+            (host, "checkpoint", "llama31-8b-nvfp4"), (host, "engine", "llama31-8b-nvfp4"),
+            (host, "unit", "spark-state-trtllm-nvfp4.service"))
+    }  # fmt: skip
+
+
+def test_image_bumped_to_2603(workdir: Path, converged: str) -> None:
+    text = converged.replace("tritonserver:25.12-trtllm-python-py3", "tritonserver:26.03-trtllm-python-py3")
+    code, report = drift(workdir, text)
+    assert code == 2
+    expected = set()
+    for host in NVFP4_HOSTS:
+        expected |= {(host, "image", "nvcr.io/nvidia/tritonserver:26.03-trtllm-python-py3"),
+                     (host, "engine", "llama31-8b-nvfp4"), (host, "unit", "spark-state-trtllm-nvfp4.service")}
+    expected |= {("alpha", "engine", "llama31-8b-fp8"), ("alpha", "unit", "spark-state-trtllm-fp8.service")}
+    assert drifted(report) == expected
+    engine = next(d for h in report["hosts"] if h["host"] == "beta" for d in h["drift"] if d["kind"] == "engine")
+    assert "TensorRT-LLM 1.2.0" in engine["desired"] and "TensorRT-LLM 1.1.0" in engine["observed"]
+
+
+def test_slowed_standin_is_performance_drift(fleet: Fleet, workdir: Path, converged: str) -> None:
+    gpu = "/etc/spark-sim/gpu.json"
+    slow = "python3 -c \"import json; d=json.load(open('{0}')); d['slowdown']={1}; json.dump(d, open('{0}', 'w'))\""
+    fleet.ssh(fleet.hosts[GAMMA], slow.format(gpu, 1.3) + " && systemctl restart spark-state-trtllm-nvfp4")
+    try:
+        deadline = time.monotonic() + 60
+        while not answers(fleet, GAMMA, 8004) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        code, report = drift(workdir, converged, "--bench")
+        assert code == 2
+        hosts = {h for h, _, _ in drifted(report)}
+        kinds = {k for _, k, _ in drifted(report)}
+        names = {n.split()[0] for _, _, n in drifted(report)}
+        assert hosts == {"gamma"} and kinds <= {"bench", "bench-history"} and names == {"trtllm-nvfp4"}
+        assert ("gamma", "bench-history", "trtllm-nvfp4 decode (tok/s)") in drifted(report)
+    finally:
+        fleet.ssh(fleet.hosts[GAMMA], slow.format(gpu, 1.0) + " && systemctl restart spark-state-trtllm-nvfp4")
+        deadline = time.monotonic() + 60
+        while not answers(fleet, GAMMA, 8004) and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+
+def test_unreachable_host_is_an_error_for_that_host_only(fleet: Fleet, workdir: Path, converged: str) -> None:
+    netns = fleet.hosts[GAMMA].netns
+    subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "down"], check=True)
+    try:
+        code, report = drift(workdir, converged)
+        assert code == 1
+        by_host = {h["host"]: h for h in report["hosts"]}
+        assert by_host["gamma"]["error"] and by_host["alpha"]["error"] is None and by_host["beta"]["error"] is None
+        assert by_host["alpha"]["in_sync"] and not by_host["alpha"]["drift"]
+    finally:
+        subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
+        subprocess.run(["ip", "-n", netns, "route", "replace", "default", "via", GATEWAY], check=True)
+
+
+def test_after_a_deploy_drift_exits_0_again(fleet: Fleet, workdir: Path, converged: str) -> None:
+    bumped = converged.replace("tritonserver:25.12-trtllm-python-py3", "tritonserver:26.03-trtllm-python-py3")
+    proc = deploy(workdir, bumped)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    code, report = drift(workdir, bumped)
+    assert (code, drifted(report)) == (0, set())

@@ -1,0 +1,114 @@
+"""Pure preflight and desired-vs-observed comparison on synthetic probe snapshots."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from conftest import EXAMPLE_STATE
+
+from spark_state.compare import compare, env_file_text, manifest_path, sha256
+from spark_state.loader import load_state
+from spark_state.plan import HostPlan, plan_host
+from spark_state.preflight import observed_trtllm_versions, preflight
+
+STATE = load_state(EXAMPLE_STATE).state
+ENV = {"NGC_API_KEY": "k"}
+
+
+def converged(plan: HostPlan) -> dict[str, Any]:
+    """The snapshot of a host that is exactly as planned."""
+    return {
+        "gpu": {"name": "NVIDIA GB10", "compute_capability": "12.1", "driver_version": "580"},
+        "memory": {"total_gib": 121.7, "available_gib": 110.0},
+        "disk": {"path": "/var/lib/spark-state", "free_gb": 3000.0, "total_gb": 3700.0},
+        "docker": {"present": True, "running": True, "version": "28", "nvidia_runtime": True},
+        "images": {i.ref: {"id": "sha256:1", "digests": [i.ref + "@sha256:1"], "trtllm_version": i.trtllm_version}
+                   for i in plan.images},
+        "manifests": {**{manifest_path(c.dir): {"manifest": {"repo": c.repo, "revision": c.revision, "sha": "s"},
+                                                "missing": []} for c in plan.checkpoints},
+                      **{manifest_path(e.dir): {"manifest": {"fingerprint": e.fingerprint, "trtllm_version":
+                                                             e.trtllm_version}, "missing": []} for e in plan.engines}},
+        "engine_builds": {},
+        "chat_templates": {c.dir: c.name != "llama31-8b-nvfp4" for c in plan.checkpoints},
+        "files": {s.env_file: {"sha256": sha256(env_file_text(s, ENV)), "mode": "0o600"}
+                  for s in plan.services if s.env_file},
+        "units": {s.unit_name: {"file": {"sha256": sha256(s.unit_text), "mode": "0o644"}, "active": "active",
+                                "enabled": "enabled"} for s in plan.services},
+        "listening": sorted(s.port for s in plan.services),
+        "containers": {s.container_name: {"state": "running", "ports": f"0.0.0.0:{s.port}->{s.port}/tcp"}
+                       for s in plan.services},
+        "health": {str(s.port): {"/health": 200, "/v1/models": 200} for s in plan.services},
+    }  # fmt: skip
+
+
+PLAN = plan_host(STATE, "spark-01")
+
+
+def _preflight(snapshot: dict[str, Any], env: dict[str, str] = ENV) -> list[str]:
+    return preflight(PLAN, snapshot, env, ["NGC_API_KEY"], 8.0)
+
+
+def test_converged_host_passes_preflight_and_compares_clean() -> None:
+    snap = converged(PLAN)
+    assert _preflight(snap) == []
+    items = compare(PLAN, snap, ENV)
+    assert [i for i in items if not i.ok] == []
+    assert {i.kind for i in items} == {"image", "checkpoint", "engine", "unit", "env", "service", "health"}
+
+
+def test_known_bad_image_by_tag_and_by_probe() -> None:
+    snap = converged(PLAN)
+    ref = "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
+    snap["images"][ref]["trtllm_version"] = "0.17.0.post1"  # the image says otherwise than its tag
+    assert observed_trtllm_versions(snap)[ref] == "0.17.0.post1"
+    (failure,) = _preflight(snap)
+    assert ref in failure and "0.17.0.post1" in failure and "NVIDIA GB10" in failure and "25.12" in failure
+
+
+def test_host_problems_are_all_reported() -> None:
+    snap = converged(PLAN)
+    snap["gpu"] = None
+    snap["docker"]["nvidia_runtime"] = False
+    snap["disk"]["free_gb"] = 1.0
+    for m in snap["manifests"].values():
+        m["manifest"] = {}
+    snap["listening"].append(8003)
+    del snap["containers"]["spark-state-trtllm-fp8"]
+    failures = _preflight(snap, env={})
+    assert len(failures) == 5, failures
+    joined = "\n".join(failures)
+    for phrase in ("no GPU answers nvidia-smi", "NVIDIA container runtime is missing", "GB free",
+                   "port 8003 (service trtllm-fp8) is already used", "secrets not set"):  # fmt: skip
+        assert phrase in joined
+
+
+def test_tokenizer_without_chat_template_fails_preflight() -> None:
+    text = EXAMPLE_STATE.read_text().replace(
+        "    tokenizer: llama31-8b-fp8     # explicit; tokenizer_from on the checkpoint would choose the same\n", ""
+    ).replace("    tokenizer_from: llama31-8b-fp8\n", "")
+    from spark_state.loader import load_state_text
+
+    plan = plan_host(load_state_text(text, "t.yaml").state, "spark-02")
+    snap = converged(plan)
+    (failure,) = preflight(plan, snap, ENV, [], 8.0)
+    assert "trtllm-nvfp4" in failure and "no chat_template" in failure and "tokenizer_from" in failure
+    snap["chat_templates"] = {}  # not downloaded yet: the deploy's guard decides after the download
+    assert preflight(plan, snap, ENV, [], 8.0) == []
+
+
+def test_compare_names_each_drifted_item() -> None:
+    snap = converged(PLAN)
+    changed = copy.deepcopy(snap)
+    changed["units"]["spark-state-nim-fp8.service"]["file"]["sha256"] = "0" * 64
+    changed["units"]["spark-state-trtllm-fp8.service"]["active"] = "inactive"
+    changed["health"]["8003"] = {"/health": "Connection refused", "/v1/models": "Connection refused"}
+    changed["units"]["spark-state-old.service"] = {"file": {"sha256": "1"}, "active": "active", "enabled": "enabled"}
+    engine = next(e for e in PLAN.engines if e.name == "llama31-8b-fp8")
+    changed["manifests"][manifest_path(engine.dir)]["missing"] = ["engine/rank0.engine"]
+    drifted = {(i.kind, i.name) for i in compare(PLAN, changed, ENV) if not i.ok}
+    assert drifted == {("unit", "spark-state-nim-fp8.service"), ("service", "trtllm-fp8"),
+                       ("health", "trtllm-fp8 :8003"), ("stale-unit", "spark-state-old.service"),
+                       ("engine", "llama31-8b-fp8")}  # fmt: skip
+    # a secret that changed on the deploying machine changes the env file's desired content
+    assert {(i.kind, i.ok) for i in compare(PLAN, snap, {"NGC_API_KEY": "other"}) if i.kind == "env"} == {("env", False)}
