@@ -16,35 +16,34 @@ def show_plans(console: Console, plans: list[HostPlan], verbose: bool = False) -
         console.print(_host_panel(plan, verbose))
 
 
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> Table:
+    table = Table(title=title, title_justify="left", expand=True)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def _host_panel(plan: HostPlan, verbose: bool) -> Panel:
     parts: list = []
     gpu = f"{plan.gpu} (SM {plan.compute_capability})" if plan.gpu else "GPU learned at preflight"
     parts.append(Text(f"{plan.ssh_user}@{plan.address}:{plan.ssh_port} · {gpu}", style="dim"))
 
     if plan.images:
-        t = Table(title="images", title_justify="left", expand=True)
-        for col in ("name", "ref", "TensorRT-LLM", "on this GPU"):
-            t.add_column(col)
-        for i in plan.images:
-            style = {"known-bad": "red", "verified": "green", "unverified": "yellow"}.get(i.support, "")
-            t.add_row(i.name, i.ref, i.trtllm_version or "-", Text(i.support, style=style))
-        parts.append(t)
+        styles = {"known-bad": "red", "verified": "green", "unverified": "yellow"}
+        parts.append(_table("images", ("name", "ref", "TensorRT-LLM", "on this GPU"), [
+            (i.name, i.ref, i.trtllm_version or "-", Text(i.support, style=styles.get(i.support, "")))
+            for i in plan.images]))  # fmt: skip
 
     if plan.checkpoints:
-        t = Table(title="checkpoints", title_justify="left", expand=True)
-        for col in ("name", "repo@revision", "directory", "size"):
-            t.add_column(col)
-        for c in plan.checkpoints:
-            t.add_row(c.name, f"{c.repo}@{c.revision}", c.dir, f"{c.size_gb:g} GB" if c.size_gb else "?")
-        parts.append(t)
+        parts.append(_table("checkpoints", ("name", "repo@revision", "directory", "size"), [
+            (c.name, f"{c.repo}@{c.revision}", c.dir, f"{c.size_gb:g} GB" if c.size_gb else "?")
+            for c in plan.checkpoints]))  # fmt: skip
 
     if plan.engines:
-        t = Table(title="engines", title_justify="left", expand=True)
-        for col in ("name", "quant", "fingerprint", "directory"):
-            t.add_column(col)
-        for e in plan.engines:
-            t.add_row(e.name, e.quantization, e.fingerprint[:16], e.dir)
-        parts.append(t)
+        parts.append(_table("engines", ("name", "quant", "fingerprint", "directory"), [
+            (e.name, e.quantization, e.fingerprint[:16], e.dir) for e in plan.engines]))  # fmt: skip
         for e in plan.engines:
             parts.append(Text(f"convert {e.name}:", style="bold"))
             parts.append(Syntax(e.convert_command, "bash", word_wrap=True))
@@ -52,13 +51,10 @@ def _host_panel(plan: HostPlan, verbose: bool) -> Panel:
             parts.append(Syntax(e.build_command, "bash", word_wrap=True))
 
     if plan.services:
-        t = Table(title="services", title_justify="left", expand=True)
-        for col in ("name", "kind", "port", "unit", "memory budget"):
-            t.add_column(col)
-        for s in plan.services:
-            mem = plan.budget.memory_items.get(s.name)
-            t.add_row(s.name, s.kind, str(s.port), s.unit_name, f"{mem:.1f} GiB" if mem is not None else "?")
-        parts.append(t)
+        memory = plan.budget.memory_items
+        parts.append(_table("services", ("name", "kind", "port", "unit", "memory budget"), [
+            (s.name, s.kind, str(s.port), s.unit_name, f"{memory[s.name]:.1f} GiB" if s.name in memory else "?")
+            for s in plan.services]))  # fmt: skip
         if verbose:
             for s in plan.services:
                 parts.append(Text(s.unit_path, style="bold"))

@@ -1,22 +1,21 @@
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_STATE = REPO / "inventory" / "state.yaml"
 
 sys.path.insert(0, str(REPO))
 
-import os
-import subprocess
-from collections.abc import Iterator
-
-import pytest
-
-from spark_state.sim import fleet as sim_fleet
-from spark_state.sim.fleet import FleetRecord, SimHost
-from spark_state.sim.layout import Layout
+from spark_state.sim import fleet as sim_fleet  # noqa: E402 - after the path is set
+from spark_state.sim.fleet import FleetRecord, SimHost  # noqa: E402
+from spark_state.sim.layout import Layout  # noqa: E402
 
 FLEET_SIZE = int(os.environ.get("SPARK_STATE_TEST_HOSTS", "3"))
 
@@ -30,7 +29,7 @@ class Fleet:
 
     def ssh(self, host: SimHost, command: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         argv = sim_fleet.ssh_argv(self.record.ssh_key, host.address)
-        argv[1:1] = ["-o", "ControlMaster=auto", "-o", f"ControlPath=/tmp/spark-sim-test-%C", "-o", "ControlPersist=120"]
+        argv[1:1] = ["-o", "ControlMaster=auto", "-o", "ControlPath=/tmp/spark-sim-test-%C", "-o", "ControlPersist=120"]
         proc = subprocess.run([*argv, command], capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"{host.name}: {command!r} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")

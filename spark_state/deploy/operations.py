@@ -12,12 +12,11 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
+from .. import scripts
 from ..compare import checkpoint_ok, engine_ok, sha256
 from ..plan import CheckpointPlan, EnginePlan, HostPlan
 from ..quoting import sh_join, sh_word
-from .. import scripts
 from .facts import SparkHostState
-
 
 # pyinfra 3 runs a fact's command on every get_fact; one deploy decides everything from one probe per host.
 _SNAPSHOTS: dict[tuple[int, str, str], dict[str, Any]] = {}

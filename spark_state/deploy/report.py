@@ -9,7 +9,6 @@ from typing import Any
 
 import gevent
 import gevent.lock
-
 from pyinfra import host
 from pyinfra.api import StringCommand
 from pyinfra.api.operation import OperationMeta

@@ -21,13 +21,13 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import python, systemd
 from pyinfra.operations.util import any_changed
 
+from .. import scripts
 from ..compare import env_file_text, probe_spec, sha256
 from ..inventory import state_path
 from ..loader import load_state
 from ..model import State
 from ..plan import UNIT_PREFIX, HostPlan, plan_host
 from ..preflight import chat_template_message, observed_trtllm_versions, preflight
-from .. import scripts
 from . import operations as ops
 from .report import bench_and_summarise
 

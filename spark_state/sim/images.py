@@ -206,7 +206,7 @@ class RegistryClient:
             "schemaVersion": 2,
             "mediaType": MANIFEST_TYPE,
             "config": {"mediaType": CONFIG_TYPE, "size": len(config), "digest": config_digest},
-            "layers": [{"mediaType": LAYER_TYPE, "size": l.size, "digest": l.digest} for l in layers],
+            "layers": [{"mediaType": LAYER_TYPE, "size": layer.size, "digest": layer.digest} for layer in layers],
         }).encode()  # fmt: skip
         r = self.http.put(f"/v2/{repository}/manifests/{tag}", content=manifest,
                           headers={"Content-Type": MANIFEST_TYPE})  # fmt: skip

@@ -83,7 +83,8 @@ def started(fleet: Fleet, index: int, since: str) -> set[str]:
 
 def answers(fleet: Fleet, index: int, port: int) -> bool:
     try:
-        return httpx.get(f"http://{fleet.hosts[index].address}:{port}/v1/models", timeout=3).status_code == 200
+        base = f"http://{fleet.hosts[index].address}:{port}"
+        return all(httpx.get(base + path, timeout=3).status_code == 200 for path in ("/health", "/v1/models"))
     except httpx.HTTPError:
         return False
 

@@ -202,6 +202,8 @@ class OpenAIServer:
         if path == "/health":
             return await self._respond(writer, 200 if self.ready else 503, b"", "text/plain")
         if path == "/v1/models" and method == "GET":
+            if not self.ready:
+                return await self._error(writer, 503, "model is still loading", "ServiceUnavailableError")
             return await self._respond(writer, 200, {
                 "object": "list",
                 "data": [{"id": self.config.model, "object": "model", "created": int(self.started),
