@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 PROBE_CACHE = "/var/cache/spark-state/trtllm-versions"  # same as scripts.TRTLLM_VERSION_CACHE
 TRTLLM_PROBE = "import importlib.metadata as m; print(m.version('tensorrt_llm'))"
@@ -200,33 +201,39 @@ def health(port):
 
 def main():
     spec = json.loads(sys.argv[1])
-    out = {}
+    # Sections that wait on docker, systemctl or HTTP run side by side: one probe should cost one round trip.
+    jobs = {}
     if spec.get("gpu"):
-        out["gpu"] = gpu()
+        jobs["gpu"] = (gpu,)
     if spec.get("memory"):
-        out["memory"] = memory()
+        jobs["memory"] = (memory,)
     if spec.get("disk"):
-        out["disk"] = disk(spec["disk"])
+        jobs["disk"] = (disk, spec["disk"])
     if spec.get("docker"):
-        out["docker"] = docker()
+        jobs["docker"] = (docker,)
     if spec.get("images") is not None:
-        out["images"] = images(spec["images"], set(spec.get("probe", [])), bool(spec.get("read_only")))
+        jobs["images"] = (images, spec["images"], set(spec.get("probe", [])), bool(spec.get("read_only")))
     if spec.get("manifests") is not None:
-        out["manifests"] = {p: artifact(p) for p in spec["manifests"]}
+        jobs["manifests"] = (lambda paths: {p: artifact(p) for p in paths}, spec["manifests"])
     if spec.get("engine_dirs") is not None:
-        out["engine_builds"] = {os.path.basename(d): engine_builds(d) for d in spec["engine_dirs"]}
+        jobs["engine_builds"] = (lambda dirs: {os.path.basename(d): engine_builds(d) for d in dirs}, spec["engine_dirs"])
     if spec.get("chat_templates") is not None:
-        out["chat_templates"] = {d: chat_template(d) for d in spec["chat_templates"]}
-    if spec.get("files") is not None:
-        out["files"] = {p: file_info(p) for p in spec["files"]}  # hashes only: these may hold secrets
+        jobs["chat_templates"] = (lambda dirs: {d: chat_template(d) for d in dirs}, spec["chat_templates"])
+    if spec.get("files") is not None:  # hashes only: these may hold secrets
+        jobs["files"] = (lambda paths: {p: file_info(p) for p in paths}, spec["files"])
     if spec.get("units"):
-        out["units"] = units(spec["units"]["dir"], spec["units"]["prefix"])
+        jobs["units"] = (units, spec["units"]["dir"], spec["units"]["prefix"])
     if spec.get("ports") is not None:
-        out["listening"] = sorted(listening_ports())
+        jobs["listening"] = (lambda: sorted(listening_ports()),)
     if spec.get("containers"):
-        out["containers"] = containers(spec["containers"])
-    if spec.get("health") is not None:
-        out["health"] = {str(p): health(p) for p in spec["health"]}
+        jobs["containers"] = (containers, spec["containers"])
+    for port in spec.get("health") or []:
+        jobs[f"health:{port}"] = (health, port)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = {key: pool.submit(job[0], *job[1:]) for key, job in jobs.items()}
+        out = {key: f.result() for key, f in futures.items() if not key.startswith("health:")}
+        if spec.get("health") is not None:
+            out["health"] = {key.split(":", 1)[1]: f.result() for key, f in futures.items() if key.startswith("health:")}
     print(json.dumps(out))
 
 

@@ -1,5 +1,8 @@
 """The rehearsal fleet behaves like a fleet of Sparks: real SSH, systemd, docker pulls under nvcr.io names,
-the real HF client, and stand-ins with the field report's traps."""
+the real HF client, and stand-ins with the field report's traps.
+
+These share the session fleet with the end-to-end tests, whose services hold ports 8000-8020: the containers
+started here use 18004-18006 and /srv."""
 
 from __future__ import annotations
 
@@ -162,13 +165,13 @@ def test_served_standin_streams_at_the_seed_rate_and_refuses_chat_without_templa
     rc, log = _convert_and_build(fleet, host, "25.12", "/srv/build-serve")
     assert rc == 0, log
     _download(fleet, host, "nvidia/Llama-3.1-8B-Instruct-FP8", "/srv/ckpt/fp8")
-    url = _serve(fleet, host, "nvfp4-fp8tok", 8004, "/srv/ckpt/fp8", "/srv/build-serve/engine")
+    url = _serve(fleet, host, "nvfp4-fp8tok", 18004, "/srv/ckpt/fp8", "/srv/build-serve/engine")
     ttft, decode, tokens = _stream_200(url)
     assert tokens == 200
     assert 0.020 < ttft < 0.080  # seed: 30.8 ms
     assert 38.82 * 0.85 < decode < 38.82 * 1.10  # seed: 38.82 tok/s
 
-    bad = _serve(fleet, host, "nvfp4-owntok", 8005, "/srv/ckpt/nvfp4", "/srv/build-serve/engine")
+    bad = _serve(fleet, host, "nvfp4-owntok", 18005, "/srv/ckpt/nvfp4", "/srv/build-serve/engine")
     r = httpx.post(f"{bad}/v1/chat/completions", json={"model": "/engine", "max_tokens": 5,
                    "messages": [{"role": "user", "content": "hi"}]}, timeout=10)  # fmt: skip
     assert r.status_code == 400
@@ -184,7 +187,7 @@ def test_pacing_is_configurable_per_host(fleet: Fleet) -> None:
     fleet.ssh(host, "cp /etc/spark-sim/gpu.json /root/gpu.json.bak && python3 -c \"import json; p='/etc/spark-sim/gpu.json'; "
                     "d=json.load(open(p)); d['slowdown']=1.3; json.dump(d, open(p, 'w'))\"")  # fmt: skip
     try:
-        url = _serve(fleet, host, "nvfp4-slow", 8006, "/srv/ckpt/fp8", "/srv/build-slow/engine")
+        url = _serve(fleet, host, "nvfp4-slow", 18006, "/srv/ckpt/fp8", "/srv/build-slow/engine")
         _, decode, _ = _stream_200(url)
         assert 38.82 / 1.3 * 0.85 < decode < 38.82 / 1.3 * 1.10
     finally:
