@@ -92,9 +92,7 @@ def _ports(plan: HostPlan, snapshot: dict[str, Any]) -> list[str]:
     ours = set()
     for name, container in (snapshot.get("containers") or {}).items():
         if name.startswith(UNIT_PREFIX) and container.get("state") == "running":
-            for part in str(container.get("ports", "")).split(","):
-                if "->" in part:
-                    ours.add(int(part.split("->")[0].rsplit(":", 1)[-1]))
+            ours.update(container.get("published") or [])
     return [f"port {s.port} (service {s.name}) is already used by something spark-state does not manage"
             for s in plan.services if s.port in listening and s.port not in ours]  # fmt: skip
 

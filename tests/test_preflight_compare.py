@@ -36,7 +36,7 @@ def converged(plan: HostPlan) -> dict[str, Any]:
         "units": {s.unit_name: {"file": {"sha256": sha256(s.unit_text), "mode": "0o644"}, "active": "active",
                                 "enabled": "enabled"} for s in plan.services},
         "listening": sorted(s.port for s in plan.services),
-        "containers": {s.container_name: {"state": "running", "ports": f"0.0.0.0:{s.port}->{s.port}/tcp"}
+        "containers": {s.container_name: {"state": "running", "published": [s.port]}
                        for s in plan.services},
         "health": {str(s.port): {"/health": 200, "/v1/models": 200} for s in plan.services},
     }  # fmt: skip

@@ -10,9 +10,10 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
-import urllib.request
+from urllib.parse import quote
 from concurrent.futures import ThreadPoolExecutor
 
 PROBE_CACHE = "/var/cache/spark-state/trtllm-versions"  # same as scripts.TRTLLM_VERSION_CACHE
@@ -53,26 +54,57 @@ def disk(path):
     return {"path": path, "free_gb": st.f_bavail * st.f_frsize / 1e9, "total_gb": st.f_blocks * st.f_frsize / 1e9}
 
 
+def http_get(path, port=None, unix=None, timeout=30):
+    """(status, body) of a plain HTTP/1.0 GET — no urllib/http.client import: the probe should start fast."""
+    family = socket.AF_UNIX if unix else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(unix or ("127.0.0.1", port))
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def docker_api(path):
+    """(status, JSON) from the Docker Engine API — far cheaper than one docker CLI process per question."""
+    target = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not target.startswith("unix://"):
+        raise OSError(f"DOCKER_HOST {target} is not a unix socket")
+    status, body = http_get(path, unix=target[len("unix://"):])
+    return status, (json.loads(body) if body.strip() else None)
+
+
 def docker():
     if not shutil.which("docker"):
         return {"present": False}
-    rc, out, err = run(["docker", "version", "--format", "{{.Server.Version}}"], 30)
     hook = shutil.which("nvidia-container-runtime-hook") or shutil.which("nvidia-ctk")
-    return {"present": True, "running": rc == 0, "version": out.strip() if rc == 0 else None,
-            "error": err.strip()[-300:] if rc else None, "nvidia_runtime": bool(hook)}
+    try:
+        status, info = docker_api("/version")
+        running, version, error = status == 200, (info or {}).get("Version"), None if status == 200 else str(info)
+    except OSError as exc:
+        running, version, error = False, None, str(exc)
+    return {"present": True, "running": running, "version": version, "error": error, "nvidia_runtime": bool(hook)}
 
 
 def images(refs, probe, cached_only=False):
     found = {}
     for ref in refs:
-        rc, out, _ = run(["docker", "image", "inspect", "--format", "{{.Id}}|{{json .RepoDigests}}", ref], 30)
-        if rc != 0:
+        try:
+            status, info = docker_api(f"/images/{quote(ref, safe='/:@')}/json")
+        except OSError:
+            status, info = 0, None
+        if status != 200:
             found[ref] = None
             continue
-        image_id, digests = out.strip().split("|", 1)
-        entry = {"id": image_id, "digests": json.loads(digests) or [], "trtllm_version": None}
+        entry = {"id": info["Id"], "digests": info.get("RepoDigests") or [], "trtllm_version": None}
         if ref in probe:
-            entry["trtllm_version"] = trtllm_version(ref, image_id, cached_only)
+            entry["trtllm_version"] = trtllm_version(ref, info["Id"], cached_only)
         found[ref] = entry
     return found
 
@@ -177,14 +209,17 @@ def listening_ports():
 
 
 def containers(prefix):
-    if not shutil.which("docker"):
+    """Our containers: name → state, image and the host ports they publish."""
+    query = quote(json.dumps({"name": [prefix]}))
+    try:
+        status, listing = docker_api(f"/containers/json?all=1&filters={query}")
+    except OSError:
         return {}
-    rc, out, _ = run(["docker", "ps", "-a", "--filter", f"name={prefix}", "--format",
-                      "{{.Names}}\t{{.State}}\t{{.Image}}\t{{.Ports}}"], 30)
     found = {}
-    for line in out.splitlines() if rc == 0 else []:
-        name, state, image, ports = (line.split("\t") + ["", "", ""])[:4]
-        found[name] = {"state": state, "image": image, "ports": ports}
+    for c in listing if status == 200 else []:
+        name = (c.get("Names") or ["/"])[0].lstrip("/")
+        published = sorted({p["PublicPort"] for p in c.get("Ports") or [] if p.get("PublicPort")})
+        found[name] = {"state": c.get("State"), "image": c.get("Image"), "published": published}
     return found
 
 
@@ -192,10 +227,9 @@ def health(port):
     result = {}
     for path in ("/health", "/v1/models"):
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as r:
-                result[path] = r.status
-        except Exception as exc:  # noqa: BLE001 - any failure means "not answering"
-            result[path] = getattr(exc, "code", None) or str(exc)[:120]
+            result[path] = http_get(path, port=port, timeout=3)[0]
+        except (OSError, ValueError, IndexError) as exc:
+            result[path] = str(exc)[:120] or type(exc).__name__
     return result
 
 

@@ -29,7 +29,6 @@ from ..model import State
 from ..plan import UNIT_PREFIX, HostPlan, plan_host
 from ..preflight import chat_template_message, observed_trtllm_versions, preflight
 from . import operations as ops
-from .report import bench_and_summarise
 
 FETCH_SCRIPT = (Path(__file__).parent / "fetch_checkpoint.py").read_text()
 HEALTH_TIMEOUT_S = 600
@@ -48,6 +47,12 @@ def _files(plan: HostPlan) -> list[str]:
 
 def _secrets_needed(plan: HostPlan) -> list[str]:
     return [name for s in plan.services for name in s.secrets] + [n for c in plan.checkpoints for n in c.secrets]
+
+
+def _bench_and_summarise(**kwargs: Any) -> None:
+    from .report import bench_and_summarise  # imported only when a bench runs: a converged run stays light
+
+    bench_and_summarise(**kwargs)
 
 
 @deploy("spark-state: serve this Spark as the state file says")
@@ -142,5 +147,5 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
     every = [op for group in changes.values() for op in group]
     if mode != "off" and plan.services:
         condition = (lambda: True) if mode == "always" else any_changed(*every)
-        python.call(name="verification bench and summary", function=bench_and_summarise, state=state, plan=plan,
+        python.call(name="verification bench and summary", function=_bench_and_summarise, state=state, plan=plan,
                     changes=changes, fail_on_miss=fail.lower() not in ("no", "false", "0"), _if=condition)  # fmt: skip
