@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-from . import quoting
 from .scripts import parse_resident, resident_command
 
 
@@ -19,11 +18,6 @@ def ssh_argv(address: str, data: dict[str, Any]) -> list[str]:
     if str(data.get("ssh_strict_host_key_checking", "")).lower() == "no":
         argv += ["-o", "StrictHostKeyChecking=no"]
     return [*argv, f"{data.get('ssh_user', 'root')}@{address}"]
-
-
-def run(address: str, data: dict[str, Any], words: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*ssh_argv(address, data), quoting.sh_join(words)], capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
 
 
 def container_resident_gib(address: str, data: dict[str, Any], container: str, docker: str = "docker") -> float | None:

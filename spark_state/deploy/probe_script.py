@@ -13,8 +13,8 @@ import shutil
 import socket
 import subprocess
 import sys
-from urllib.parse import quote
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
 
 PROBE_CACHE = "/var/cache/spark-state/trtllm-versions"  # same as scripts.TRTLLM_VERSION_CACHE
 TRTLLM_PROBE = "import importlib.metadata as m; print(m.version('tensorrt_llm'))"

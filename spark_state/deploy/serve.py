@@ -28,6 +28,7 @@ from ..loader import load_state
 from ..model import State
 from ..plan import UNIT_PREFIX, HostPlan, plan_host
 from ..preflight import chat_template_message, observed_trtllm_versions, preflight
+from ..quoting import env_file_line
 from . import operations as ops
 
 FETCH_SCRIPT = (Path(__file__).parent / "fetch_checkpoint.py").read_text()
@@ -85,7 +86,7 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
     for ckpt in plan.checkpoints:
         env_file = scripts.checkpoint_env_file(plan, ckpt)
         if env_file:
-            text = "".join(f"{k}={environ[k]}\n" for k in ckpt.secrets)
+            text = "".join(env_file_line(k, environ[k]) + "\n" for k in ckpt.secrets)
             changes["host"].append(ops.managed_file(name=f"secrets for {ckpt.name}", path=env_file, content=text,
                                                     mode="600", spec=spec))  # fmt: skip
         changes["host"].append(ops.checkpoint(name=f"checkpoint {ckpt.name} ({ckpt.repo}@{ckpt.revision})",

@@ -180,10 +180,6 @@ class RegistryClient:
     def close(self) -> None:
         self.http.close()
 
-    def manifest_digest(self, repository: str, tag: str) -> str | None:
-        r = self.http.head(f"/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_TYPE})
-        return r.headers.get("Docker-Content-Digest") if r.status_code == 200 else None
-
     def _push_blob(self, repository: str, digest: str, data: bytes) -> None:
         if self.http.head(f"/v2/{repository}/blobs/{digest}").status_code == 200:
             return

@@ -34,10 +34,6 @@ class Layout:
         return self.cache / "registry"
 
     @property
-    def hub_dir(self) -> Path:
-        return self.cache / "hub"
-
-    @property
     def ca_dir(self) -> Path:
         return self.cache / "ca"
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-import time
-
 import json
 import os
+import sys
+import time
 
 # Not `from .gpu import read_gpu`: that pulls in the server (asyncio); nvidia-smi must start fast.
 GPU_FILE = os.environ.get("SPARK_SIM_GPU_FILE", "/etc/spark-sim/gpu.json")
