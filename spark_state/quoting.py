@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from .errors import QuotingError
 
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9_@+=:,./-]+$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, C1 and Unicode line separators
 
 
 def sh_word(word: str) -> str:
@@ -34,7 +34,7 @@ def sh_join(words: Iterable[str]) -> str:
 def systemd_problem(word: str) -> str | None:
     """Why `word` cannot stand in a systemd command line, or None when it can."""
     if _CONTROL.search(word):
-        return "control characters (newline, tab, ...) cannot be carried in a systemd unit"
+        return "control characters and line separators (newline, tab, U+0085, U+2028 ...) cannot be carried in a systemd unit"
     if "%" in word:
         return "'%' would be expanded by systemd as a unit specifier"
     if "$" in word:

@@ -53,18 +53,37 @@ def docker_image(ref: str, spec: str, docker: str = "docker", trtllm: bool = Fal
         yield scripts.trtllm_version_command(docker, ref)
 
 
-@operation()
-def managed_file(path: str, content: str, mode: str, spec: str):
-    """A file with exactly this content and mode (the probe reported its sha256 and mode)."""
-    current = (observed(spec).get("files") or {}).get(path) or _unit_file(observed(spec), path)
-    if current and current.get("sha256") == sha256(content) and current.get("mode") == f"0o{mode}":
-        host.noop(f"{path} is up to date")
-        return
-    # Create it with its final mode before any content arrives: secrets are never readable by others.
+def _upload(path: str, content: str, mode: str):
+    """Commands that write `content` to `path` with `mode`; the file exists with its final mode before any
+    content arrives, so secrets are never readable by others."""
     parent = path.rsplit("/", 1)[0]
     yield StringCommand(f"umask 077 && mkdir -p {sh_word(parent)} && touch {sh_word(path)} && chmod {mode} {sh_word(path)}")
     yield FileUploadCommand(io.BytesIO(content.encode()), path)
     yield StringCommand("chmod", mode, sh_word(path))
+
+
+def _up_to_date(spec: str, path: str, content: str, mode: str) -> bool:
+    current = (observed(spec).get("files") or {}).get(path) or _unit_file(observed(spec), path)
+    return bool(current) and current.get("sha256") == sha256(content) and current.get("mode") == f"0o{mode}"
+
+
+@operation()
+def managed_file(path: str, content: str, mode: str, spec: str):
+    """A file with exactly this content and mode (the probe reported its sha256 and mode)."""
+    if _up_to_date(spec, path, content, mode):
+        host.noop(f"{path} is up to date")
+        return
+    yield from _upload(path, content, mode)
+
+
+@operation()
+def unit_file(path: str, content: str, spec: str):
+    """A systemd unit with exactly this text; systemd re-reads its units when it changed."""
+    if _up_to_date(spec, path, content, "644"):
+        host.noop(f"{path} is up to date")
+        return
+    yield from _upload(path, content, "644")
+    yield StringCommand("systemctl", "daemon-reload")
 
 
 def _unit_file(observed: dict[str, Any], path: str) -> dict[str, Any] | None:
@@ -73,12 +92,14 @@ def _unit_file(observed: dict[str, Any], path: str) -> dict[str, Any] | None:
 
 
 @operation()
-def checkpoint(plan: HostPlan, ckpt: CheckpointPlan, spec: str):
-    """The checkpoint is downloaded at its pinned revision and verified (its manifest says so)."""
+def checkpoint(plan: HostPlan, ckpt: CheckpointPlan, fetcher: str, spec: str):
+    """The checkpoint is downloaded at its pinned revision and verified (its manifest says so). `fetcher` is
+    the script that downloads and verifies inside the image; it is put on the host with each download."""
     ok, found = checkpoint_ok(observed(spec), ckpt.repo, ckpt.revision, ckpt.dir)
     if ok:
         host.noop(f"checkpoint {ckpt.name}: {found}")
         return
+    yield from _upload(scripts.fetch_script_path(plan), fetcher, "644")
     yield scripts.fetch_command(plan, ckpt)
 
 
@@ -109,25 +130,21 @@ def engine(plan: HostPlan, engine_plan: EnginePlan, spec: str):
 
 
 @operation()
-def service_running(unit: str, restart: bool, spec: str):
-    """The unit is enabled and active; restarted when its unit file or environment changed."""
+def service_running(unit: str, port: int, restart: bool, timeout_s: int, spec: str):
+    """The unit is enabled and active, restarted when its unit file or environment changed, and answering
+    /health and /v1/models (waited for after a start or restart)."""
     state = (observed(spec).get("units") or {}).get(unit) or {}
+    answer = (observed(spec).get("health") or {}).get(str(port)) or {}
+    healthy = answer.get("/health") == 200 and answer.get("/v1/models") == 200
+    starting = restart or state.get("active") != "active"
     if state.get("enabled") != "enabled":
         yield sh_join(["systemctl", "enable", unit])
-    if restart or state.get("active") != "active":
+    if starting:
         yield sh_join(["systemctl", "restart", unit])
+    if starting or not healthy:
+        yield scripts.wait_healthy_command(port, timeout_s)
     elif state.get("enabled") == "enabled":
-        host.noop(f"{unit} is enabled and active")
-
-
-@operation()
-def service_healthy(service: str, port: int, timeout_s: int, restarting: bool, spec: str):
-    """/health and /v1/models answer 200 (waited for after a start or restart)."""
-    answer = (observed(spec).get("health") or {}).get(str(port)) or {}
-    if not restarting and answer.get("/health") == 200 and answer.get("/v1/models") == 200:
-        host.noop(f"{service} answers on :{port}")
-        return
-    yield scripts.wait_healthy_command(port, timeout_s)
+        host.noop(f"{unit} is enabled, active and answering on :{port}")
 
 
 @operation()
@@ -138,3 +155,4 @@ def stale_unit_removed(unit: str, units_dir: str, env_file: str, spec: str):
         return
     yield sh_join(["systemctl", "disable", "--now", unit])
     yield sh_join(["rm", "-f", f"{units_dir}/{unit}", env_file])
+    yield StringCommand("systemctl", "daemon-reload")

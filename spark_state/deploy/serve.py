@@ -4,8 +4,8 @@
     serve_spark()                     # this host, the state file of $SPARK_STATE_FILE or inventory/state.yaml
 
 Order: probe once → preflight (fail this host only, before any change) → images → checkpoints → chat-template
-guard → engines → env files and units → daemon-reload → start/restart what changed → remove dropped services →
-wait for health → verification bench and summary (when something changed, or spark_bench=always).
+guard → engines → env files and units (daemon-reload when one changed) → remove dropped services → start or
+restart what changed and wait for health → verification bench and summary (after a change, or spark_bench=always).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import python, systemd
+from pyinfra.operations import python
 from pyinfra.operations.util import any_changed
 
 from .. import scripts
@@ -43,7 +43,7 @@ def _snapshot(plan: HostPlan) -> tuple[str, dict[str, Any]]:
 def _files(plan: HostPlan) -> list[str]:
     files = [s.env_file for s in plan.services if s.env_file]
     files += [env for c in plan.checkpoints if (env := scripts.checkpoint_env_file(plan, c))]
-    return files + [scripts.fetch_script_path(plan)]
+    return files
 
 
 def _secrets_needed(plan: HostPlan) -> list[str]:
@@ -80,9 +80,6 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
         changes["host"].append(ops.docker_image(name=f"image {image.ref}", ref=image.ref, spec=spec,
                                                 docker=plan.docker, trtllm=image.ref in trtllm_refs))  # fmt: skip
 
-    if plan.checkpoints:
-        changes["host"].append(ops.managed_file(name="checkpoint fetcher", path=scripts.fetch_script_path(plan),
-                                                content=FETCH_SCRIPT, mode="644", spec=spec))  # fmt: skip
     for ckpt in plan.checkpoints:
         env_file = scripts.checkpoint_env_file(plan, ckpt)
         if env_file:
@@ -90,7 +87,7 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
             changes["host"].append(ops.managed_file(name=f"secrets for {ckpt.name}", path=env_file, content=text,
                                                     mode="600", spec=spec))  # fmt: skip
         changes["host"].append(ops.checkpoint(name=f"checkpoint {ckpt.name} ({ckpt.repo}@{ckpt.revision})",
-                                              plan=plan, ckpt=ckpt, spec=spec))  # fmt: skip
+                                              plan=plan, ckpt=ckpt, fetcher=FETCH_SCRIPT, spec=spec))  # fmt: skip
 
     checkpoints = {c.name: c for c in plan.checkpoints}
     for svc in plan.services:
@@ -105,7 +102,6 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
 
     units = observed.get("units") or {}
     files = observed.get("files") or {}
-    unit_ops: list[OperationMeta] = []
     restarts: dict[str, bool] = {}
     for svc in plan.services:
         changes[svc.name] = [engine_ops[svc.engine]] if svc.engine else []
@@ -116,30 +112,21 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
             env_changed = (files.get(svc.env_file) or {}).get("sha256") != sha256(text)
             changes[svc.name].append(ops.managed_file(name=f"{svc.name} environment", path=svc.env_file,
                                                       content=text, mode="600", spec=spec))  # fmt: skip
-        unit_op = ops.managed_file(name=f"unit {svc.unit_name}", path=svc.unit_path, content=svc.unit_text,
-                                   mode="644", spec=spec)  # fmt: skip
-        unit_ops.append(unit_op)
-        changes[svc.name].append(unit_op)
+        changes[svc.name].append(ops.unit_file(name=f"unit {svc.unit_name}", path=svc.unit_path,
+                                               content=svc.unit_text, spec=spec))  # fmt: skip
         # A new unit is started, not restarted; a changed one (engine, image, flags or env) is restarted.
         restarts[svc.name] = svc.unit_name in units and (unit_changed or env_changed)
 
     wanted = {s.unit_name for s in plan.services}
-    removals = [
-        ops.stale_unit_removed(name=f"remove {unit}", unit=unit, units_dir=plan.units_dir, spec=spec,
-                               env_file=f"{plan.secrets_dir}/{unit.removeprefix(UNIT_PREFIX).removesuffix('.service')}.env")
-        for unit in sorted(units) if unit not in wanted
-    ]  # fmt: skip
-    changes["host"] += removals
-    if unit_ops or removals:
-        systemd.daemon_reload(name="systemd daemon-reload", _if=any_changed(*unit_ops, *removals))
+    for unit in sorted(set(units) - wanted):
+        env_file = f"{plan.secrets_dir}/{unit.removeprefix(UNIT_PREFIX).removesuffix('.service')}.env"
+        changes["host"].append(ops.stale_unit_removed(name=f"remove {unit}", unit=unit, units_dir=plan.units_dir,
+                                                      env_file=env_file, spec=spec))  # fmt: skip
 
     for svc in plan.services:
         changes[svc.name].append(ops.service_running(name=f"{svc.unit_name} running", unit=svc.unit_name,
-                                                     restart=restarts[svc.name], spec=spec))  # fmt: skip
-    for svc in plan.services:
-        starting = restarts[svc.name] or (units.get(svc.unit_name) or {}).get("active") != "active"
-        ops.service_healthy(name=f"{svc.name} healthy on :{svc.port}", service=svc.name, port=svc.port,
-                            timeout_s=HEALTH_TIMEOUT_S, restarting=starting, spec=spec)  # fmt: skip
+                                                     port=svc.port, restart=restarts[svc.name],
+                                                     timeout_s=HEALTH_TIMEOUT_S, spec=spec))  # fmt: skip
 
     mode = str(host.data.get("spark_bench") or os.environ.get("SPARK_STATE_BENCH") or "on")
     if mode not in ("on", "always", "off"):
