@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -52,7 +53,10 @@ def run_bench(args: argparse.Namespace, console: Console) -> int:
         jobs = [(t.url, t) for t in chosen]
         baseline_name = args.baseline or state.bench.baseline
 
-    results, verdicts = asyncio.run(_run_all(jobs, settings, args, out))
+    try:
+        results, verdicts = asyncio.run(_run_all(jobs, settings, args, out))
+    except (httpx.HTTPError, OSError, ValueError) as exc:
+        raise SparkStateError(f"cannot bench {', '.join(url for url, _ in jobs)}: {exc}") from exc
     baseline = next((r for r in results if baseline_name and r.service == baseline_name), None)
     delta_rows = deltas(results, baseline) if baseline else []
     if not args.no_save:

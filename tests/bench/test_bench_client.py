@@ -181,3 +181,8 @@ hosts: {{local: {{address: 127.0.0.1, services: [fast]}}}}
     state.write_text(state.read_text().replace("decode_tok_s: 50", "decode_tok_s: 500"))
     assert main(args) == 2
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_unreachable_endpoint_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--url", "http://127.0.0.1:9", "--no-save", "--serial", "1", "--concurrency", "1"]) == 1
+    assert "cannot bench http://127.0.0.1:9" in capsys.readouterr().err
