@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,8 +40,6 @@ class HostDrift:
 
 
 def probe_host(address: str, data: dict[str, Any], plan: HostPlan) -> dict[str, Any]:
-    import subprocess
-
     spec = probe_spec(plan, plan.root, plan.units_dir) | {"read_only": True}
     proc = subprocess.run([*ssh_argv(address, data), probe_command(spec)], capture_output=True, text=True,
                           timeout=180)  # fmt: skip
@@ -111,14 +111,14 @@ def _regressions(host: str, service: str, now: EndpointResult, last: EndpointRes
 def run_drift(state: State, entries: list[tuple[str, dict[str, Any]]], environ: Mapping[str, str],
               with_bench: bool = False, margin: float = DEFAULT_MARGIN,
               history_dir: Path | None = None, host: str | None = None) -> list[HostDrift]:  # fmt: skip
-    results = []
-    for address, data in entries:
-        if host not in (None, data["spark_host"]):
-            continue
-        drift = check_host(state, address, data, environ)
-        if with_bench and drift.error is None:
-            drift.items += bench_items(state, address, data, margin, history_dir)
-        results.append(drift)
+    chosen = [(address, data) for address, data in entries if host in (None, data["spark_host"])]
+    # Hosts are probed side by side (each probe is one SSH command); benches run one at a time.
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda entry: check_host(state, entry[0], entry[1], environ), chosen))
+    if with_bench:
+        for drift, (address, data) in zip(results, chosen):
+            if drift.error is None:
+                drift.items += bench_items(state, address, data, margin, history_dir)
     return results
 
 
