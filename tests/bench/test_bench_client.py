@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from spark_state.bench.results import RequestResult, from_document, to_document
+from spark_state.bench.results import EndpointResult, from_document, to_document
 from spark_state.bench.runner import BenchSettings, run_endpoint
 from spark_state.cli import main
 
@@ -40,16 +40,15 @@ def server(request: pytest.FixtureRequest) -> Iterator[KnownServer]:
     srv.stop()
 
 
-def _run(url: str, **kw) -> tuple:
-    sink: list[RequestResult] = []
+def _run(url: str, **kw) -> EndpointResult:
     settings = BenchSettings(**{"max_tokens": 40, "serial_requests": 3, "warmup_requests": 1, "concurrency": [1],
                                 "timeout_s": 30, **kw})  # fmt: skip
     result = asyncio.run(run_endpoint(url, settings))
-    return result, sink
+    return result
 
 
 def test_serial_figures_match_known_timing(server: KnownServer) -> None:
-    result, _ = _run(server.url)
+    result = _run(server.url)
     s = result.serial
     assert s.ok == 3 and not s.errors and s.early_stops == 0
     assert TTFT_MS - 1 <= s.ttft_ms["p50"] <= TTFT_MS + 8
@@ -61,7 +60,7 @@ def test_serial_figures_match_known_timing(server: KnownServer) -> None:
 
 
 def test_at_concurrency_64_figures_stay_near_the_truth(server: KnownServer) -> None:
-    result, _ = _run(server.url, serial_requests=0, warmup_requests=0, concurrency=[64], requests_per_level=128)
+    result = _run(server.url, serial_requests=0, warmup_requests=0, concurrency=[64], requests_per_level=128)
     level = result.level(64)
     assert level.ok == 128 and level.requests == 128
     assert TTFT_MS - 1 <= level.ttft_ms["p50"] <= TTFT_MS + 25
@@ -71,32 +70,32 @@ def test_at_concurrency_64_figures_stay_near_the_truth(server: KnownServer) -> N
 
 @pytest.mark.parametrize("server", [("--no-role-chunk",)], indirect=True)
 def test_without_role_chunk(server: KnownServer) -> None:
-    result, _ = _run(server.url)
+    result = _run(server.url)
     assert result.serial.ttft_ms["p50"] >= TTFT_MS - 1
 
 
 def test_role_only_first_chunk_does_not_count_as_first_token(server: KnownServer) -> None:
     # The default server sends {"role": "assistant", "content": ""} at once, before prefill.
-    result, _ = _run(server.url)
+    result = _run(server.url)
     assert result.serial.ttft_ms["p50"] >= TTFT_MS - 1
 
 
 @pytest.mark.parametrize("server", [("--usage", "last")], indirect=True)
 def test_usage_in_the_last_content_chunk(server: KnownServer) -> None:
-    result, _ = _run(server.url)
+    result = _run(server.url)
     assert result.serial.completion_tokens_p50 == 40 and result.serial.fallback_token_counts == 0
 
 
 @pytest.mark.parametrize("server", [("--usage", "none")], indirect=True)
 def test_missing_usage_falls_back_to_chunks_and_says_so(server: KnownServer) -> None:
-    result, _ = _run(server.url)
+    result = _run(server.url)
     assert result.serial.completion_tokens_p50 == 40
     assert result.serial.fallback_token_counts == 3
 
 
 @pytest.mark.parametrize("server", [("--tokens-per-chunk", "4")], indirect=True)
 def test_several_tokens_per_chunk(server: KnownServer) -> None:
-    result, _ = _run(server.url)
+    result = _run(server.url)
     s = result.serial
     assert s.completion_tokens_p50 == 40
     assert s.decode_tok_s["p50"] == pytest.approx(1000 / GAP_MS, rel=0.04)
@@ -106,13 +105,13 @@ def test_several_tokens_per_chunk(server: KnownServer) -> None:
 
 @pytest.mark.parametrize("server", [("--no-done",)], indirect=True)
 def test_stream_ended_by_connection_close(server: KnownServer) -> None:
-    result, _ = _run(server.url)
+    result = _run(server.url)
     assert result.serial.ok == 3 and result.serial.completion_tokens_p50 == 40
 
 
 @pytest.mark.parametrize("server", [("--stop-after", "15")], indirect=True)
 def test_early_stops_are_flagged_not_averaged(server: KnownServer) -> None:
-    result, _ = _run(server.url)
+    result = _run(server.url)
     s = result.serial
     assert s.early_stops == 3 and s.ok == 3
     assert s.decode_tok_s["p50"] is None and s.ttft_ms["p50"] is None
@@ -120,7 +119,7 @@ def test_early_stops_are_flagged_not_averaged(server: KnownServer) -> None:
 
 @pytest.mark.parametrize("server", [("--fail", "3")], indirect=True)
 def test_http_errors_are_reported_per_request(server: KnownServer) -> None:
-    result, _ = _run(server.url)  # request 1 is the warm-up, 3 is the second serial request
+    result = _run(server.url)  # request 1 is the warm-up, 3 is the second serial request
     s = result.serial
     assert s.requests == 3 and s.ok == 2
     assert s.errors == ["1× HTTP 500: simulated internal error"]
@@ -128,7 +127,7 @@ def test_http_errors_are_reported_per_request(server: KnownServer) -> None:
 
 @pytest.mark.parametrize("server", [("--stall", "2")], indirect=True)
 def test_timeouts_are_reported_and_the_run_goes_on(server: KnownServer) -> None:
-    result, _ = _run(server.url, timeout_s=1.5)
+    result = _run(server.url, timeout_s=1.5)
     s = result.serial
     assert s.ok == 2 and s.errors == ["1× timed out after 1.5 s"]
     assert result.level(1).ok == 2
@@ -136,18 +135,18 @@ def test_timeouts_are_reported_and_the_run_goes_on(server: KnownServer) -> None:
 
 @pytest.mark.parametrize("server", [("--no-chat-template",)], indirect=True)
 def test_chat_template_400_is_reported(server: KnownServer) -> None:
-    result, _ = _run(server.url, concurrency=[])
+    result = _run(server.url, concurrency=[])
     assert result.serial.ok == 0
     assert result.serial.errors == ["3× HTTP 400: No chat template found for the given tokenizer and tools."]
 
 
 def test_completions_endpoint(server: KnownServer) -> None:
-    result, _ = _run(server.url, chat=False)
+    result = _run(server.url, chat=False)
     assert result.serial.ok == 3 and result.serial.completion_tokens_p50 == 40
 
 
 def test_result_document_round_trips(server: KnownServer) -> None:
-    result, _ = _run(server.url)
+    result = _run(server.url)
     doc = json.loads(json.dumps(to_document([result], [])))
     (back,), verdicts = from_document(doc)
     assert back == result and verdicts == []
