@@ -13,7 +13,6 @@ Targets (issue 5): TTFT within +2 ms at c=1 and +10 ms at c=64, decode within 2 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import sys
 import httpx
 
 from spark_state.bench.results import RequestResult
-from spark_state.bench.runner import BenchSettings, run_level
+from spark_state.bench.runner import BenchSettings, run_level, run_measured
 from spark_state.bench.stats import percentile
 
 TTFT_MS, GAP_MS, TOKENS = 50.0, 20.0, 64
@@ -41,10 +40,9 @@ async def measure(url: str, concurrency: int) -> dict[str, float | None]:
     settings = BenchSettings(max_tokens=TOKENS, concurrency=[concurrency], requests_per_level=2 * concurrency,
                              timeout_s=600)  # fmt: skip
     sink: list[RequestResult] = []
-    limits = httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8)
-    async with httpx.AsyncClient(limits=limits, timeout=600) as client:
+    async with httpx.AsyncClient(timeout=600) as client:
         await client.get(f"{url}/v1/models")  # the client's first request pays one-time setup costs
-        level = await run_level(client, url, "standin", settings, concurrency, sink=sink)
+        level = await run_level(url, "standin", settings, concurrency, sink=sink)
         server = (await client.get(f"{url}/debug/timings")).json()
     ok = [r for r in sink if r.ok]
     server_ttft = [(t[1] - t[0]) * 1000 for t in server.values() if t[1]]
@@ -77,7 +75,7 @@ def main() -> None:
         for _ in range(args.runs):
             proc, url = start_server()
             try:
-                runs.append(asyncio.run(measure(url, c)))
+                runs.append(run_measured(measure(url, c)))
             finally:
                 proc.terminate()
                 proc.wait()

@@ -4,7 +4,6 @@ and writes nothing, plus HTTP reads of the services."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 from collections.abc import Mapping
@@ -15,6 +14,7 @@ from typing import Any
 
 from .bench import history
 from .bench.fleet import Target, bench_target, settings_from_state
+from .bench.runner import run_measured
 from .bench.results import EndpointResult
 from .compare import Item, compare, probe_spec
 from .deploy.facts import probe_command
@@ -77,7 +77,7 @@ def bench_items(state: State, address: str, data: dict[str, Any], margin: float,
         target = Target(name, address, data, service, f"http://{address}:{svc.port}", svc.expect.model_dump(),
                         f"spark-state-{service}")  # fmt: skip
         resident = container_resident_gib(address, data, target.container)
-        result, verdict = asyncio.run(bench_target(target, settings, resident))
+        result, verdict = run_measured(bench_target(target, settings, resident))
         for check in verdict.checks:
             items.append(Item(name, "bench", f"{service} {check.metric}", check.expected,
                               "-" if check.measured is None else f"{check.measured:g}", check.ok))  # fmt: skip

@@ -10,10 +10,9 @@ import json
 import time
 from typing import Any
 
-import httpx
-
 from .results import RequestResult
 from .stats import percentile
+from .wire import StreamConnection, WireError
 
 
 def request_body(model: str, prompt: str, max_tokens: int, temperature: float, chat: bool) -> dict[str, Any]:
@@ -31,30 +30,8 @@ def request_body(model: str, prompt: str, max_tokens: int, temperature: float, c
     return body
 
 
-class _Trace:
-    """httpcore trace hook: when the request headers went out, and how long connecting took."""
-
-    def __init__(self) -> None:
-        self.headers_sent: float | None = None
-        self.body_sent: float | None = None
-        self.connect_started: float | None = None
-        self.connect_time = 0.0
-
-    async def __call__(self, event: str, info: dict[str, Any]) -> None:
-        now = time.perf_counter()
-        if event == "connection.connect_tcp.started":
-            self.connect_started = now
-        elif event == "connection.connect_tcp.complete" and self.connect_started is not None:
-            self.connect_time = now - self.connect_started
-        elif event == "http11.send_request_headers.started" and self.headers_sent is None:
-            self.headers_sent = now
-        elif event == "http11.send_request_body.complete" and self.body_sent is None:
-            self.body_sent = now
-
-
 async def stream_completion(
-    client: httpx.AsyncClient,
-    base_url: str,
+    connection: StreamConnection,
     model: str,
     prompt: str,
     max_tokens: int,
@@ -65,42 +42,32 @@ async def stream_completion(
     """Send one streaming request; never raises for server or network trouble (it is recorded instead)."""
     path = "/v1/chat/completions" if chat else "/v1/completions"
     body = json.dumps(request_body(model, prompt, max_tokens, temperature, chat)).encode()
-    trace = _Trace()
     started = time.perf_counter()
     result = RequestResult(ok=False, started=started, ended=started)
-    usage_tokens: int | None = None
+    usage: list[int] = []  # completion_tokens from the last usage block seen
+
+    def on_line(line: bytes, now: float) -> None:
+        tokens = _handle_line(line.strip(), now, result)
+        if tokens is not None:
+            usage.append(tokens)
+
     try:
         async with asyncio.timeout(timeout):
-            async with client.stream(
-                "POST", base_url + path, content=body, headers={"Content-Type": "application/json"},
-                extensions={"trace": trace},
-            ) as response:  # fmt: skip
-                result.status = response.status_code
-                if response.status_code != 200:
-                    text = (await response.aread()).decode(errors="replace")
-                    result.error = f"HTTP {response.status_code}: {_error_message(text)}"
-                    return result
-                buffer = b""
-                async for data in response.aiter_bytes():
-                    now = time.perf_counter()
-                    buffer += data
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
-                        usage_tokens = _handle_line(line.strip(), now, result, usage_tokens)
-                if buffer.strip():
-                    usage_tokens = _handle_line(buffer.strip(), time.perf_counter(), result, usage_tokens)
+            response = await connection.post(path, body, on_line)
+        result.status, result.sent = response.status, response.sent
+        result.send_delay = max(0.0, response.sent - started - response.connect_time)
+        if response.status != 200:
+            result.error = f"HTTP {response.status}: {_error_message(response.body.decode(errors='replace'))}"
     except TimeoutError:
         result.error = f"timed out after {timeout:g} s"
-    except httpx.HTTPError as exc:
+    except (WireError, OSError) as exc:
         result.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     finally:
         result.ended = time.perf_counter()
-        if trace.headers_sent is not None:
-            result.send_delay = max(0.0, trace.headers_sent - started - trace.connect_time)
-        result.sent = trace.body_sent or trace.headers_sent or started
+        result.sent = result.sent or started
     if result.error is None:
-        if usage_tokens is not None:
-            result.completion_tokens = usage_tokens
+        if usage:
+            result.completion_tokens = usage[-1]
         else:
             result.completion_tokens, result.tokens_from = result.content_chunks, "chunks"
         if result.first_token is None:
@@ -111,18 +78,20 @@ async def stream_completion(
     return result
 
 
-def _handle_line(line: bytes, now: float, result: RequestResult, usage_tokens: int | None) -> int | None:
+def _handle_line(line: bytes, now: float, result: RequestResult) -> int | None:
+    """Record one SSE line; returns `usage.completion_tokens` when the line carries it."""
     if not line.startswith(b"data:"):
-        return usage_tokens  # comments, event names, keep-alives
+        return None  # comments, event names, keep-alives
     payload = line[5:].strip()
     if payload == b"[DONE]":
         result.saw_done = True
-        return usage_tokens
+        return None
     try:
         chunk = json.loads(payload)
     except ValueError:
-        return usage_tokens
+        return None
     usage = chunk.get("usage")
+    usage_tokens = None
     if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
         usage_tokens = int(usage["completion_tokens"])
     for choice in chunk.get("choices") or []:

@@ -16,7 +16,7 @@ from ..errors import SparkStateError
 from . import history, report
 from .fleet import Target, bench_target, settings_from_state, targets
 from .results import EndpointResult, Verdict, to_document
-from .runner import BenchSettings, run_endpoint
+from .runner import BenchSettings, run_endpoint, run_measured
 from .verdict import deltas
 
 EXIT_OK, EXIT_ERROR, EXIT_FAILED = 0, 1, 2
@@ -54,7 +54,7 @@ def run_bench(args: argparse.Namespace, console: Console) -> int:
         baseline_name = args.baseline or state.bench.baseline
 
     try:
-        results, verdicts = asyncio.run(_run_all(jobs, settings, args, out))
+        results, verdicts = run_measured(_run_all(jobs, settings, args, out))
     except (httpx.HTTPError, OSError, ValueError) as exc:
         raise SparkStateError(f"cannot bench {', '.join(url for url, _ in jobs)}: {exc}") from exc
     baseline = next((r for r in results if baseline_name and r.service == baseline_name), None)

@@ -27,6 +27,12 @@ class RequestResult:
     early_stop: bool = False  # ended before max_tokens: flagged, kept out of the averages
     send_delay: float = 0.0  # start → request headers on the wire, less TCP connect: pool wait or a busy loop
     saw_done: bool = False
+    due: float | None = None  # when the request should have left: level start or the stream's previous end
+
+    @property
+    def dispatch_lag(self) -> float:
+        """Due → on the wire: what the client added before the server could start (TTFT excludes it)."""
+        return max(0.0, (self.sent or self.started) - (self.started if self.due is None else self.due))
 
     @property
     def ttft(self) -> float | None:
@@ -70,6 +76,7 @@ class SerialResult:
     errors: list[str]
     fallback_token_counts: int  # requests whose token count came from chunks, not usage
     client: ClientHealth
+    dispatch_lag_ms: dict[str, float | None] = field(default_factory=dict)  # next to TTFT: their sum is the wait
 
 
 @dataclass
@@ -85,6 +92,7 @@ class LevelResult:
     early_stops: int
     errors: list[str]
     client: ClientHealth
+    dispatch_lag_ms: dict[str, float | None] = field(default_factory=dict)  # next to TTFT: their sum is the wait
 
 
 @dataclass

@@ -5,14 +5,13 @@ would measure gevent. This process has a plain asyncio loop to itself."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from dataclasses import asdict
 
 from .fleet import Target, bench_target
 from .results import to_document
-from .runner import BenchSettings
+from .runner import BenchSettings, run_measured
 
 
 def job(target: Target, settings: BenchSettings, resident_gib: float | None) -> str:
@@ -22,7 +21,7 @@ def job(target: Target, settings: BenchSettings, resident_gib: float | None) -> 
 def main() -> None:
     spec = json.load(sys.stdin)
     target = Target(**spec["target"])
-    result, verdict = asyncio.run(bench_target(target, BenchSettings(**spec["settings"]), spec["resident_gib"]))
+    result, verdict = run_measured(bench_target(target, BenchSettings(**spec["settings"]), spec["resident_gib"]))
     json.dump(to_document([result], [verdict]), sys.stdout)
 
 
