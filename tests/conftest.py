@@ -55,3 +55,10 @@ def fleet() -> Iterator[Fleet]:
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The end-to-end tests' directory: state file, bench history (SPARK_STATE_HOME), last pyinfra log."""
     return tmp_path_factory.mktemp("deploy")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that use the rehearsal fleet carry the `fleet` marker: `pytest -m "not fleet"` is the fast subset."""
+    for item in items:
+        if "fleet" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.fleet)

@@ -66,6 +66,9 @@ def test_at_concurrency_64_figures_stay_near_the_truth(server: KnownServer) -> N
     assert TTFT_MS - 1 <= level.ttft_ms["p50"] <= TTFT_MS + 25
     assert level.per_stream_decode_tok_s["p50"] == pytest.approx(1000 / GAP_MS, rel=0.08)
     assert level.client.loop_lag_p99_ms is not None
+    # every request's dispatch lag (due → on the wire) is summarised next to TTFT
+    assert level.dispatch_lag_ms["n"] == 128 and 0 <= level.dispatch_lag_ms["p50"] <= level.dispatch_lag_ms["max"]
+    assert result.serial is None
 
 
 @pytest.mark.parametrize("server", [("--no-role-chunk",)], indirect=True)
@@ -150,6 +153,12 @@ def test_result_document_round_trips(server: KnownServer) -> None:
     doc = json.loads(json.dumps(to_document([result], [])))
     (back,), verdicts = from_document(doc)
     assert back == result and verdicts == []
+    assert doc["results"][0]["serial"]["dispatch_lag_ms"]["n"] == 3
+    # history written before dispatch lag was recorded still reads
+    for part in [doc["results"][0]["serial"], *doc["results"][0]["levels"]]:
+        del part["dispatch_lag_ms"]
+    (old,), _ = from_document(doc)
+    assert old.serial.dispatch_lag_ms == {} and old.serial.ttft_ms == result.serial.ttft_ms
 
 
 def test_cli_url_mode_json_and_html(server: KnownServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
