@@ -26,10 +26,11 @@ from spark_state.bench.stats import percentile
 TTFT_MS, GAP_MS, TOKENS = 50.0, 20.0, 64
 
 
-def start_server() -> tuple[subprocess.Popen[str], str]:
+def start_server(ttft_ms: float = TTFT_MS, gap_ms: float = GAP_MS) -> tuple[subprocess.Popen[str], str]:
+    """The known-timing stand-in in its own process; returns it and its URL once it listens."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "spark_state.sim.standins.openai_server", "--port", "0",
-         "--ttft-ms", str(TTFT_MS), "--step-ms", str(GAP_MS)],
+         "--ttft-ms", str(ttft_ms), "--step-ms", str(gap_ms)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     line = proc.stdout.readline() if proc.stdout else ""

@@ -22,10 +22,10 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+import client_accuracy  # beside this script
 import httpx
 
 from spark_state.bench.results import RequestResult
@@ -37,13 +37,7 @@ PROMPT = "In one paragraph: what is retrieval-augmented generation and when is i
 
 
 def start_server() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "spark_state.sim.standins.openai_server", "--port", "0",
-         "--ttft-ms", str(TTFT_MS), "--step-ms", str(GAP_MS)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    line = proc.stdout.readline() if proc.stdout else ""
-    return proc, f"http://127.0.0.1:{line.split()[-1]}"
+    return client_accuracy.start_server(TTFT_MS, GAP_MS)
 
 
 def true_aggregate(concurrency: int) -> float:

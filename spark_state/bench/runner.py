@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 import httpx
 
 from .client import LoopLagMonitor, stream_completion
-from .wire import StreamConnection
 from .results import ClientHealth, EndpointResult, LevelResult, RequestResult, SerialResult
 from .stats import percentile, summary
+from .wire import StreamConnection
 
 # The client says it limited a figure when its loop wakes this late (p99), or when requests left later than
 # this after they were started (a pool wait or a busy loop delays the request, and inflates its TTFT).
