@@ -89,15 +89,18 @@ def _drift(args: argparse.Namespace, console: Console) -> int:
         if r.error:
             console.print(f"[bold red]{r.host}[/] ({r.address}): unreachable or unreadable — {r.error}")
             continue
+        note = r.performance_note()
         if not r.drifted:
             console.print(f"[green]{r.host}[/] ({r.address}): converged ({len(r.items)} items checked)")
-            continue
-        table = Table(title=f"{r.host} ({r.address}): {len(r.drifted)} drifted", title_justify="left")
-        for col in ("kind", "item", "desired", "observed"):
-            table.add_column(col, overflow="fold")
-        for item in r.drifted:
-            table.add_row(item.kind, item.name, item.desired, f"[red]{item.observed}[/]")
-        console.print(table)
+        else:
+            table = Table(title=f"{r.host} ({r.address}): {len(r.drifted)} drifted", title_justify="left")
+            for col in ("kind", "item", "desired", "observed"):
+                table.add_column(col, overflow="fold")
+            for item in r.drifted:
+                table.add_row(item.kind, item.name, item.desired, f"[red]{item.observed}[/]")
+            console.print(table)
+        if note:
+            console.print(f"{r.host}: {note}")
     return code
 
 
@@ -120,6 +123,24 @@ def _sim_down(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]still present[/]: {', '.join(remaining)}")
         return EXIT_ERROR
     console.print(f"[green]rehearsal fleet down[/]: nothing left ({len(removed)} traces removed)")
+    return EXIT_OK
+
+
+def _sim_upgrade(args: argparse.Namespace, console: Console) -> int:
+    from .sim import upgrade
+
+    now = upgrade.upgrade(args.host, driver=args.driver, cuda=args.cuda, kernel=args.kernel, toolkit=args.toolkit)
+    console.print(f"{args.host} now reports: driver {now['driver']}, CUDA {now['cuda']}, kernel {now['kernel']}, "
+                  f"container toolkit {now['toolkit']}")  # fmt: skip
+    return EXIT_OK
+
+
+def _sim_slow(args: argparse.Namespace, console: Console) -> int:
+    from .sim import upgrade
+
+    updated = upgrade.slow(args.host, args.factor)
+    console.print(f"{args.host}: GPU stand-in ×{args.factor:g} slower"
+                  + (f" (running now in {', '.join(updated)})" if updated else " (no GPU container running)"))  # fmt: skip
     return EXIT_OK
 
 
@@ -208,6 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_sim_down)
     p = sim_sub.add_parser("status", help="show the fleet's hosts and services")
     p.set_defaults(handler=_sim_status)
+    p = sim_sub.add_parser("upgrade", help="make one simulated Spark report a new driver, CUDA, kernel or toolkit")
+    p.add_argument("host", help="a simulated host, e.g. spark-02")
+    p.add_argument("--driver", help="NVIDIA driver version nvidia-smi reports, e.g. 590.10")
+    p.add_argument("--cuda", help="CUDA version nvidia-smi reports, e.g. 13.1")
+    p.add_argument("--kernel", help="kernel release (/proc/sys/kernel/osrelease), e.g. 6.11.0-1016-nvidia")
+    p.add_argument("--toolkit", help="NVIDIA container toolkit version, e.g. 1.18.0")
+    p.set_defaults(handler=_sim_upgrade)
+    p = sim_sub.add_parser("slow", help="make one simulated Spark's GPU stand-in FACTOR times slower (1 restores)")
+    p.add_argument("host", help="a simulated host, e.g. spark-02")
+    p.add_argument("factor", type=float, help="e.g. 1.5; 1 restores full speed")
+    p.set_defaults(handler=_sim_slow)
 
     return parser
 

@@ -52,6 +52,8 @@ def probe_spec(plan: HostPlan, root: str, units_dir: str, with_health: bool = Tr
         "memory": True,
         "disk": root,
         "docker": True,
+        "host": True,
+        "baseline": plan.baseline_path,
         "images": sorted({i.ref for i in plan.images}),
         "probe": trtllm_refs,
         "manifests": [manifest_path(c.dir) for c in plan.checkpoints] + [manifest_path(e.dir) for e in plan.engines],

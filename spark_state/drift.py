@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import baseline
 from .bench import history
 from .bench.fleet import Target, bench_target, settings_from_state
 from .bench.runner import run_measured
-from .bench.results import EndpointResult
 from .compare import Item, compare, probe_spec
 from .deploy.facts import probe_command
 from .model import State
@@ -33,10 +33,24 @@ class HostDrift:
     address: str
     items: list[Item] = field(default_factory=list)
     error: str | None = None
+    baseline: dict[str, Any] | None = None  # the host's last good deploy, as the host keeps it
 
     @property
     def drifted(self) -> list[Item]:
         return [i for i in self.items if not i.ok]
+
+    def performance_note(self) -> str | None:
+        """What the bench says against the baseline, in one line (None without a baseline bench)."""
+        figures = [i for i in self.items if i.kind == "baseline-bench"]
+        if not figures:
+            return None
+        upgraded = [f"{i.name} {i.desired.split(' (')[0]} → {i.observed}" for i in self.items
+                    if i.kind == "host" and not i.ok]  # fmt: skip
+        worse = [i for i in figures if not i.ok]
+        since = f" after {'; '.join(upgraded)}" if upgraded else ""
+        if worse:
+            return f"bench: {len(worse)} of {len(figures)} figures worse than the baseline{since}"
+        return f"bench: all {len(figures)} figures within the margin of the baseline{since} — performance unchanged"
 
 
 def probe_host(address: str, data: dict[str, Any], plan: HostPlan) -> dict[str, Any]:
@@ -59,14 +73,17 @@ def check_host(state: State, address: str, data: dict[str, Any], environ: Mappin
             plan = plan_host(state, name, probed)
             snapshot = probe_host(address, data, plan)
         result.items = compare(plan, snapshot, environ)
+        result.baseline = baseline.valid(snapshot.get("baseline"))
+        result.items += baseline.host_items(name, result.baseline, baseline.host_facts(snapshot),
+                                            baseline.image_ids(snapshot))  # fmt: skip
     except (ConnectionError, OSError, ValueError) as exc:
         result.error = str(exc)
     return result
 
 
-def bench_items(state: State, address: str, data: dict[str, Any], margin: float,
-                history_dir: Path | None) -> list[Item]:  # fmt: skip
-    """Each service against its expectations and against its last recorded bench."""
+def bench_items(state: State, address: str, data: dict[str, Any], margin: float, history_dir: Path | None,
+                recorded: dict[str, Any] | None = None) -> list[Item]:  # fmt: skip
+    """Each service against its expectations, its last recorded bench and the host's baseline figures."""
     from .model import host_services
 
     name = data["spark_host"]
@@ -81,30 +98,14 @@ def bench_items(state: State, address: str, data: dict[str, Any], margin: float,
         for check in verdict.checks:
             items.append(Item(name, "bench", f"{service} {check.metric}", check.expected,
                               "-" if check.measured is None else f"{check.measured:g}", check.ok))  # fmt: skip
+        figures = baseline.bench_figures(result)
         last = history.latest(name, service, history_dir)
         if last is not None:
-            items.extend(_regressions(name, service, result, last, margin))
-    return items
-
-
-def _regressions(host: str, service: str, now: EndpointResult, last: EndpointResult, margin: float) -> list[Item]:
-    pairs: list[tuple[str, float | None, float | None, bool]] = []  # metric, now, then, higher is better
-    if now.serial and last.serial:
-        pairs.append(("TTFT p50 (ms)", now.serial.ttft_ms.get("p50"), last.serial.ttft_ms.get("p50"), False))
-        pairs.append(("decode (tok/s)", now.serial.decode_tok_s.get("p50"), last.serial.decode_tok_s.get("p50"), True))
-    for level in now.levels:
-        before = last.level(level.concurrency)
-        if before is not None:
-            pairs.append((f"aggregate c={level.concurrency} (tok/s)", level.aggregate_tok_s, before.aggregate_tok_s, True))
-    items = []
-    for metric, value, then, higher_better in pairs:
-        if value is None or then is None or then == 0:
-            continue
-        change = (value - then) / then
-        worse = -change if higher_better else change
-        items.append(Item(host, "bench-history", f"{service} {metric}",
-                          f"within {margin:.0%} of {then:.1f} ({last.started_at})",
-                          f"{value:.1f} ({change:+.1%})", worse <= margin))  # fmt: skip
+            items += baseline.figure_items(name, service, "bench-history", figures, baseline.bench_figures(last),
+                                           last.started_at, margin)  # fmt: skip
+        if recorded is not None and service in recorded["bench"]:
+            items += baseline.figure_items(name, service, "baseline-bench", figures, recorded["bench"][service],
+                                           f"baseline {recorded.get('recorded_at', '?')}", margin)  # fmt: skip
     return items
 
 
@@ -118,7 +119,7 @@ def run_drift(state: State, entries: list[tuple[str, dict[str, Any]]], environ: 
     if with_bench:
         for drift, (address, data) in zip(results, chosen):
             if drift.error is None:
-                drift.items += bench_items(state, address, data, margin, history_dir)
+                drift.items += bench_items(state, address, data, margin, history_dir, drift.baseline)
     return results
 
 
@@ -134,6 +135,7 @@ def to_json(results: list[HostDrift]) -> dict[str, Any]:
         "exit_code": exit_code(results),
         "hosts": [
             {"host": r.host, "address": r.address, "error": r.error,
+             "baseline_recorded_at": (r.baseline or {}).get("recorded_at"), "performance": r.performance_note(),
              "drift": [vars(i) for i in r.drifted], "in_sync": [vars(i) for i in r.items if i.ok]}
             for r in results
         ],

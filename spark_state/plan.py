@@ -118,6 +118,11 @@ class HostPlan:
     budget: Budget
     warnings: tuple[str, ...] = field(default=())
 
+    @property
+    def baseline_path(self) -> str:
+        """The host's baseline (spark_state.baseline), written after a deploy whose bench passed."""
+        return f"{self.root}/baseline.json"
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": PLAN_FORMAT, **asdict(self)}
 

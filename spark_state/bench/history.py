@@ -11,11 +11,16 @@ from typing import Any
 from .results import EndpointResult, Verdict, from_document, to_document
 
 
-def default_dir() -> Path:
+def state_home() -> Path:
+    """Where spark-state keeps what it remembers on the control machine ($SPARK_STATE_HOME, else XDG state)."""
     base = os.environ.get("SPARK_STATE_HOME") or os.path.join(
         os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "spark-state"
     )
-    return Path(base) / "bench"
+    return Path(base)
+
+
+def default_dir() -> Path:
+    return state_home() / "bench"
 
 
 def _slot(base: Path, result: EndpointResult) -> Path:

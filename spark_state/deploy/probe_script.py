@@ -1,8 +1,8 @@
 """Runs ON a Spark (python3, stdlib only), as one SSH command: everything spark-state needs to know about the
 host, as one JSON document. A spec (JSON, argv[1]) says which sections to gather.
 
-Sections: gpu, memory, disk, docker, images, manifests, engine_dirs, chat_templates, files, units, ports, health,
-containers.
+Sections: gpu, memory, disk, docker, host, baseline, images, manifests, engine_dirs, chat_templates, files, units,
+ports, health, containers.
 The TensorRT-LLM version inside an image is probed once per image id and cached in /var/cache/spark-state.
 """
 
@@ -36,6 +36,39 @@ def gpu():
         return None
     name, cc, driver = [x.strip() for x in out.strip().splitlines()[0].split(",")]
     return {"name": name, "compute_capability": cc, "driver_version": driver}
+
+
+def host_versions():
+    """What a DGX OS upgrade changes under the services: CUDA (as nvidia-smi reports it), kernel, OS release and
+    the NVIDIA container toolkit. The driver comes with `gpu`, docker's version with `docker`."""
+    cuda = None
+    if shutil.which("nvidia-smi"):
+        rc, out, _ = run(["nvidia-smi"], 30)
+        marker = "CUDA Version:"
+        if rc == 0 and marker in out:
+            cuda = out.split(marker, 1)[1].split()[0].strip("|") or None
+    kernel = read_text("/proc/sys/kernel/osrelease")  # what `uname -r` prints
+    release = {}
+    for line in (read_text("/etc/os-release") or "").splitlines():
+        key, _, value = line.partition("=")
+        release[key] = value.strip().strip('"')
+    toolkit = None
+    for tool in ("nvidia-container-toolkit", "nvidia-container-runtime-hook"):
+        if shutil.which(tool):  # prints "NVIDIA Container Runtime Hook version 1.17.8" then "commit: ..."
+            rc, out, _ = run([tool, "--version"], 30)
+            words = out.strip().splitlines()[0].split() if rc == 0 and out.strip() else []
+            toolkit = words[-1] if words else None
+            break
+    return {"cuda": cuda, "kernel": kernel, "os": release.get("PRETTY_NAME") or release.get("VERSION_ID"),
+            "container_toolkit": toolkit}
+
+
+def read_text(path):
+    try:
+        with open(path) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 def memory():
@@ -245,6 +278,10 @@ def main():
         jobs["disk"] = (disk, spec["disk"])
     if spec.get("docker"):
         jobs["docker"] = (docker,)
+    if spec.get("host"):
+        jobs["host"] = (host_versions,)
+    if spec.get("baseline"):
+        jobs["baseline"] = (read_json, spec["baseline"])
     if spec.get("images") is not None:
         jobs["images"] = (images, spec["images"], set(spec.get("probe", [])), bool(spec.get("read_only")))
     if spec.get("manifests") is not None:

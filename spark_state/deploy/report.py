@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .. import baseline
 from ..bench import history
 from ..bench.fleet import Target, settings_from_state
 from ..bench.results import from_document
@@ -23,7 +24,9 @@ from ..bench.run_target import job
 from ..bench.runner import BenchSettings
 from ..model import State
 from ..plan import HostPlan
+from ..quoting import sh_word
 from ..scripts import parse_resident, resident_command
+from .facts import SparkHostState
 
 
 def _resident_gib(docker: str, container: str) -> float | None:
@@ -50,9 +53,30 @@ def _changed(metas: list[OperationMeta]) -> bool:
     return any(m.did_change() for m in metas)
 
 
+def _record_baseline(plan: HostPlan, figures: dict[str, dict[str, float]]) -> str:
+    """Write the host's new baseline on the host and in the control machine's history; facts are probed again
+    now, after this run's pulls and restarts."""
+    spec = {"gpu": True, "docker": True, "host": True, "images": sorted({i.ref for i in plan.images})}
+    now = host.get_fact(SparkHostState, spec=json.dumps(spec, sort_keys=True))
+    document = baseline.make_baseline(plan.host, baseline.host_facts(now), baseline.image_ids(now), figures)
+    path = plan.baseline_path
+    text = json.dumps(document, indent=2, sort_keys=True)
+    ok, output = host.run_shell_command(StringCommand(
+        f"mkdir -p {sh_word(plan.root)} && printf '%s\\n' {sh_word(text)} > {sh_word(path + '.tmp')} "
+        f"&& mv {sh_word(path + '.tmp')} {sh_word(path)}"))  # fmt: skip
+    if not ok:
+        raise RuntimeError(f"could not write the baseline {path} on {plan.host}: {' '.join(output.stderr_lines)[-500:]}")
+    baseline.save_local(document)
+    facts = ", ".join(f"{baseline.HOST_FACTS[k]} {v}" for k, v in document["facts"].items() if v)
+    return f"baseline recorded on {plan.host}: {facts}"
+
+
 def bench_and_summarise(state: State, plan: HostPlan, changes: dict[str, list[OperationMeta]],
-                        fail_on_miss: bool = True) -> None:  # fmt: skip
+                        since_baseline: list[str] | None = None, fail_on_miss: bool = True) -> None:  # fmt: skip
+    """Bench every service of the host, print the summary, record a new baseline when all passed, and fail the
+    host when one missed its expectations (unless `fail_on_miss` is off)."""
     settings = settings_from_state(state.bench)
+    figures: dict[str, dict[str, float]] = {}
     table = Table(title=f"spark-state: {plan.host} ({host.name})", title_justify="left")
     for col in ("service", "changed", "health", "bench", "TTFT p50", "decode", "top aggregate"):
         table.add_column(col)
@@ -63,6 +87,7 @@ def bench_and_summarise(state: State, plan: HostPlan, changes: dict[str, list[Op
         resident = _resident_gib(plan.docker, svc.container_name)
         result, verdict = _bench_in_clean_process(target, settings, resident)
         history.save(result, verdict)
+        figures[svc.name] = baseline.bench_figures(result)
         serial = result.serial
         top = result.levels[-1] if result.levels else None
         healthy = bool(serial and serial.ok)
@@ -78,6 +103,11 @@ def bench_and_summarise(state: State, plan: HostPlan, changes: dict[str, list[Op
             f"{serial.decode_tok_s['p50']:.1f} tok/s" if serial and serial.decode_tok_s["p50"] is not None else "-",
             f"c={top.concurrency}: {top.aggregate_tok_s:.1f} tok/s" if top and top.aggregate_tok_s else "-",
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if since_baseline:
+        console.print(f"{plan.host} since its last baseline: " + "; ".join(since_baseline))
+    if not failed:
+        console.print(_record_baseline(plan, figures))
     if failed and fail_on_miss:
         raise RuntimeError("verification bench failed on " + plan.host + ": " + "; ".join(failed))

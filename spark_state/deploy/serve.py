@@ -5,7 +5,8 @@
 
 Order: probe once → preflight (fail this host only, before any change) → images → checkpoints → chat-template
 guard → engines → env files and units (daemon-reload when one changed) → remove dropped services → start or
-restart what changed and wait for health → verification bench and summary (after a change, or spark_bench=always).
+restart what changed and wait for health → verification bench and summary (after a change, when the host changed
+since its baseline, or spark_bench=always) → a new baseline when every service passed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import python
 from pyinfra.operations.util import any_changed
 
-from .. import scripts
+from .. import baseline, scripts
 from ..compare import env_file_text, probe_spec, sha256
 from ..inventory import state_path
 from ..loader import load_state
@@ -128,12 +129,19 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
                                                      port=svc.port, restart=restarts[svc.name],
                                                      timeout_s=HEALTH_TIMEOUT_S, spec=spec))  # fmt: skip
 
+    # A host that changed under its services since its last good deploy (driver, CUDA, kernel, OS, docker,
+    # toolkit, images) is benched again even when no file changed: the bench tells whether the upgrade hurt.
+    since_baseline = baseline.changes(baseline.valid(observed.get("baseline")), baseline.host_facts(observed),
+                                      baseline.image_ids(observed))  # fmt: skip
+
     mode = str(host.data.get("spark_bench") or os.environ.get("SPARK_STATE_BENCH") or "on")
     if mode not in ("on", "always", "off"):
         raise ValueError(f"spark_bench must be on, always or off, not {mode!r}")
     fail = str(host.data.get("spark_bench_fail") or os.environ.get("SPARK_STATE_BENCH_FAIL") or "yes")
     every = [op for group in changes.values() for op in group]
     if mode != "off" and plan.services:
-        condition = (lambda: True) if mode == "always" else any_changed(*every)
+        changed = any_changed(*every)
+        condition = (lambda: True) if mode == "always" or since_baseline else changed
         python.call(name="verification bench and summary", function=_bench_and_summarise, state=state, plan=plan,
-                    changes=changes, fail_on_miss=fail.lower() not in ("no", "false", "0"), _if=condition)  # fmt: skip
+                    changes=changes, since_baseline=since_baseline, fail_on_miss=fail.lower() not in ("no", "false", "0"),
+                    _if=condition)  # fmt: skip

@@ -193,8 +193,8 @@ def gpu_description() -> dict[str, object]:
     return dict(DEFAULT_GPU)
 
 
-MEMINFO_UNIT = """[Unit]
-Description=Rehearsal fleet: report the Spark's 121.7 GiB unified memory in /proc/meminfo
+PROC_UNIT = """[Unit]
+Description=Rehearsal fleet: the Spark's 121.7 GiB unified memory in /proc/meminfo, its kernel release in /proc/sys
 DefaultDependencies=no
 Before=sysinit.target
 
@@ -202,6 +202,7 @@ Before=sysinit.target
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/bin/mount --bind /etc/spark-sim/meminfo /proc/meminfo
+ExecStart=/bin/mount --bind /etc/spark-sim/osrelease /proc/sys/kernel/osrelease
 
 [Install]
 WantedBy=sysinit.target
@@ -281,8 +282,10 @@ def _personalise(root: Path, name: str, address: str, ca_crt: Path, layout: Layo
     (root / GPU_DIR / "gpu.json").write_text(json.dumps(gpu_description(), indent=2) + "\n")
     # The Spark's unified memory where tools read it: a bind over /proc/meminfo, made at boot (as lxcfs does).
     (root / GPU_DIR / "meminfo").write_text(_meminfo())
-    unit = root / "etc/systemd/system/spark-sim-meminfo.service"
-    unit.write_text(MEMINFO_UNIT)
+    # The kernel release the host reports (`sim upgrade --kernel` rewrites it in place, under the bind).
+    (root / GPU_DIR / "osrelease").write_text(os.uname().release + "\n")
+    unit = root / "etc/systemd/system/spark-sim-proc.service"
+    unit.write_text(PROC_UNIT)
     wants = root / "etc/systemd/system/sysinit.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     (wants / unit.name).unlink(missing_ok=True)

@@ -66,6 +66,21 @@ def deploy(workdir: Path, text: str, *extra: str) -> subprocess.CompletedProcess
     return proc
 
 
+def drift(workdir: Path, text: str, *extra: str) -> tuple[int, dict]:
+    state = workdir / "drift-state.yaml"
+    state.write_text(text)
+    env = {**os.environ, "SPARK_STATE_FILE": str(state), "NGC_API_KEY": "rehearsal-key",
+           "SPARK_STATE_HOME": str(workdir / "home")}  # fmt: skip
+    proc = subprocess.run([str(Path(sys.executable).parent / "spark-state"), "drift", "inventory/sim.py", "--json",
+                           *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.stdout, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def drifted(report: dict) -> set[tuple[str, str, str]]:
+    return {(h["host"], d["kind"], d["name"]) for h in report["hosts"] for d in h["drift"]}
+
+
 def host_clock(fleet: Fleet, index: int) -> str:
     return fleet.ssh(fleet.hosts[index], "date +%s.%N").stdout.strip()
 

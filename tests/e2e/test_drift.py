@@ -3,36 +3,18 @@ item), read-only on the hosts, and 0 again after a deploy. Runs after test_deplo
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Fleet
-from e2e_helpers import ALPHA, BETA, ENGINE_ROOT, GAMMA, answers, deploy, state_text
+from conftest import Fleet
+from e2e_helpers import ALPHA, BETA, ENGINE_ROOT, GAMMA, answers, deploy, drift, drifted, state_text
 
 from spark_state.sim.layout import GATEWAY
 
 HOSTS = {ALPHA: "alpha", BETA: "beta", GAMMA: "gamma"}
 NVFP4_HOSTS = ("alpha", "beta", "gamma")
-
-
-def drift(workdir: Path, text: str, *extra: str) -> tuple[int, dict]:
-    state = workdir / "drift-state.yaml"
-    state.write_text(text)
-    env = {**os.environ, "SPARK_STATE_FILE": str(state), "NGC_API_KEY": "rehearsal-key",
-           "SPARK_STATE_HOME": str(workdir / "home")}  # fmt: skip
-    proc = subprocess.run([str(Path(sys.executable).parent / "spark-state"), "drift", "inventory/sim.py", "--json",
-                           *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert proc.stdout, proc.stderr
-    return proc.returncode, json.loads(proc.stdout)
-
-
-def drifted(report: dict) -> set[tuple[str, str, str]]:
-    return {(h["host"], d["kind"], d["name"]) for h in report["hosts"] for d in h["drift"]}
 
 
 def host_fingerprint(fleet: Fleet, index: int) -> str:

@@ -23,6 +23,7 @@ DEFAULT_GPU: dict[str, Any] = {
     "memory_scale": 1 / 64,  # resident memory held = seed figure × this, so a fleet fits on a small machine
     "time_scale": 0.1,  # convert/build/load durations = seed figure × this
     "slowdown": 1.0,  # token pacing multiplier: 1.3 simulates a host regressed by 30 %
+    "toolkit_version": "1.17.8",  # the NVIDIA container toolkit (runtime hook) installed on the host
 }
 
 # The field report's measurements (29-token prompt, 200-token greedy completion, streaming).
@@ -65,7 +66,7 @@ def pacing_for(profile: str, gpu: dict[str, Any]) -> Pacing:
         if streams > 1:
             wall_ms = streams * SEED_MAX_TOKENS / aggregate * 1000.0
             steps[streams] = (wall_ms - ttft) / (SEED_MAX_TOKENS - 1)
-    return Pacing(ttft_ms=ttft, step_ms=steps, slowdown=float(gpu.get("slowdown", 1.0)))
+    return Pacing(ttft_ms=ttft, step_ms=steps, slowdown=float(gpu.get("slowdown", 1.0)), slowdown_file=GPU_FILE)
 
 
 def hold_memory(profile: str, gpu: dict[str, Any]) -> bytearray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,25 @@ class Pacing:
     ttft_ms: float
     step_ms: dict[int, float]  # active streams -> milliseconds per decode step
     slowdown: float = 1.0  # >1 simulates a regressed host
+    # A GPU description whose "slowdown" is followed while serving (`spark-state sim slow`): like a GPU whose
+    # clocks drop, a running server gets slower at once, with no restart.
+    slowdown_file: str | None = None
+    _checked: float = field(default=0.0, repr=False)
+    _mtime: float = field(default=0.0, repr=False)
+
+    def _factor(self) -> float:
+        now = time.monotonic()
+        if self.slowdown_file is not None and now - self._checked > 0.5:
+            self._checked = now
+            try:
+                mtime = os.stat(self.slowdown_file).st_mtime
+                if mtime != self._mtime:
+                    with open(self.slowdown_file) as f:
+                        self.slowdown = float(json.load(f).get("slowdown", 1.0))
+                    self._mtime = mtime
+            except (OSError, ValueError, TypeError, AttributeError):
+                pass  # keep the last known factor
+        return self.slowdown
 
     def step_seconds(self, active: int) -> float:
         points = sorted(self.step_ms.items())
@@ -50,10 +70,10 @@ class Pacing:
             else:  # beyond the table: keep the last slope
                 (n0, t0), (n1, t1) = points[-2], points[-1]
                 ms = t1 + (t1 - t0) / (n1 - n0) * (active - n1)
-        return ms * self.slowdown / 1000.0
+        return ms * self._factor() / 1000.0
 
     def ttft_seconds(self) -> float:
-        return self.ttft_ms * self.slowdown / 1000.0
+        return self.ttft_ms * self._factor() / 1000.0
 
 
 @dataclass

@@ -9,6 +9,8 @@ import os
 import shutil
 import sys
 
+GPU_FILE = "/etc/spark-sim/gpu.json"
+DEFAULT_VERSION = "1.17.8"
 INJECT = {
     "/usr/bin/nvidia-smi": "usr/bin/nvidia-smi",
     "/etc/spark-sim/gpu.json": "etc/spark-sim/gpu.json",
@@ -16,6 +18,20 @@ INJECT = {
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] in (["--version"], ["-version"]):
+        # nvidia-container-toolkit's hook prints two lines (seen from 1.10 to 1.20):
+        #   NVIDIA Container Runtime Hook version 1.17.8
+        #   commit: <sha>
+        try:
+            with open(GPU_FILE) as f:
+                version = json.load(f).get("toolkit_version") or DEFAULT_VERSION
+        except (OSError, ValueError):
+            version = DEFAULT_VERSION
+        print(f"NVIDIA Container Runtime Hook version {version}\ncommit: 0000000000000000000000000000000000000000")
+        return 0
+    if argv[:1] != ["prestart"]:
+        print(f"unknown command {' '.join(argv[:1])!r}; the runtime calls `prestart`", file=sys.stderr)
+        return 1
     state = json.load(sys.stdin)
     bundle = state.get("bundle") or state.get("bundlePath") or "."
     with open(os.path.join(bundle, "config.json")) as f:

@@ -1,0 +1,168 @@
+"""A host's baseline: what it was (driver, CUDA, kernel, OS, docker, container toolkit, image digests) and how
+fast its services were when it last deployed cleanly — and what has changed since. Pure: plain data in, items out.
+
+The deploy records a baseline after a run in which every service of the host passed its verification bench
+(on the host at HostPlan.baseline_path, and in the control machine's history); drift and the next deploy compare the
+host's probe with it, so an upgrade that leaves every file in place still shows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .bench.history import state_home
+from .bench.results import EndpointResult
+from .compare import Item
+
+BASELINE_FORMAT = "spark-state/baseline/v1"
+
+# Host facts, in the order they are reported, with the words a person reads them by.
+HOST_FACTS = {
+    "driver": "NVIDIA driver",
+    "cuda": "CUDA (driver API)",
+    "kernel": "kernel",
+    "os": "OS release",
+    "docker": "docker engine",
+    "container_toolkit": "NVIDIA container toolkit",
+}
+TTFT = "TTFT p50 (ms)"
+DECODE = "decode (tok/s)"
+LOWER_IS_BETTER = frozenset({TTFT})
+
+
+def host_facts(snapshot: Mapping[str, Any]) -> dict[str, str | None]:
+    """The baseline's host fields from a probe snapshot (sections gpu, docker and host)."""
+    gpu = snapshot.get("gpu") or {}
+    host = snapshot.get("host") or {}
+    docker = snapshot.get("docker") or {}
+    return {
+        "driver": gpu.get("driver_version"),
+        "cuda": host.get("cuda"),
+        "kernel": host.get("kernel"),
+        "os": host.get("os"),
+        "docker": docker.get("version"),
+        "container_toolkit": host.get("container_toolkit"),
+    }
+
+
+def image_ids(snapshot: Mapping[str, Any]) -> dict[str, str | None]:
+    """ref → the local image id the ref names now (a re-pushed tag pulled again shows as a new id)."""
+    return {ref: (entry or {}).get("id") for ref, entry in sorted((snapshot.get("images") or {}).items())}
+
+
+def bench_figures(result: EndpointResult) -> dict[str, float]:
+    """The figures a bench is compared by: serial TTFT p50 and decode p50, aggregate at each concurrency."""
+    figures: dict[str, float | None] = {}
+    if result.serial:
+        figures[TTFT] = result.serial.ttft_ms.get("p50")
+        figures[DECODE] = result.serial.decode_tok_s.get("p50")
+    for level in result.levels:
+        figures[f"aggregate c={level.concurrency} (tok/s)"] = level.aggregate_tok_s
+    return {name: value for name, value in figures.items() if value is not None}
+
+
+def make_baseline(host: str, facts: Mapping[str, str | None], images: Mapping[str, str | None],
+                  bench: Mapping[str, Mapping[str, float]], recorded_at: str | None = None) -> dict[str, Any]:  # fmt: skip
+    return {
+        "format": BASELINE_FORMAT,
+        "host": host,
+        "recorded_at": recorded_at or datetime.now(UTC).isoformat(timespec="seconds"),
+        "facts": dict(facts),
+        "images": dict(images),
+        "bench": {service: dict(figures) for service, figures in sorted(bench.items())},
+    }
+
+
+def valid(document: Any) -> dict[str, Any] | None:
+    """The baseline document, or None when it is absent or not one of ours (it is then re-recorded)."""
+    if isinstance(document, dict) and document.get("format") == BASELINE_FORMAT:
+        if all(isinstance(document.get(k), dict) for k in ("facts", "images", "bench")):
+            return document
+    return None
+
+
+def changes(baseline: Mapping[str, Any] | None, facts: Mapping[str, str | None],
+            images: Mapping[str, str | None]) -> list[str]:  # fmt: skip
+    """What differs from the baseline, in words ("NVIDIA driver 580.95.05 → 590.10"); [] when nothing does."""
+    if baseline is None:
+        return ["no baseline recorded yet"]
+    out = []
+    for key, label in HOST_FACTS.items():
+        then, now = baseline["facts"].get(key), facts.get(key)
+        if then != now:
+            out.append(f"{label} {then or 'unknown'} → {now or 'unknown'}")
+    for ref, then in sorted(baseline["images"].items()):
+        now = images.get(ref)
+        if ref in images and then != now:
+            out.append(f"image {ref} {_short(then)} → {_short(now)}")
+    return out
+
+
+def host_items(host: str, baseline: Mapping[str, Any] | None, facts: Mapping[str, str | None],
+               images: Mapping[str, str | None]) -> list[Item]:  # fmt: skip
+    """One `host` item per baseline field: in sync, or drift naming the value then and now."""
+    if baseline is None:
+        return [Item(host, "host", "baseline", "recorded after a deploy whose bench passed", "none recorded yet", True)]
+    since = f"baseline {baseline.get('recorded_at', '?')}"
+    items = []
+    for key, label in HOST_FACTS.items():
+        then, now = baseline["facts"].get(key), facts.get(key)
+        items.append(Item(host, "host", label, f"{then or 'unknown'} ({since})", now or "unknown", then == now))
+    for ref, then in sorted(baseline["images"].items()):
+        if ref in images:  # an image the state no longer uses is not this host's drift
+            now = images[ref]
+            items.append(Item(host, "host", f"image {ref}", f"{_short(then)} ({since})", _short(now), then == now))
+    return items
+
+
+def figure_items(host: str, service: str, kind: str, now: Mapping[str, float], then: Mapping[str, float],
+                 label: str, margin: float) -> list[Item]:  # fmt: skip
+    """Each figure measured now against the same figure then: drift when it is worse by more than `margin`."""
+    items = []
+    for metric, value in now.items():
+        before = then.get(metric)
+        if before is None or before == 0:
+            continue
+        change = (value - before) / before
+        worse = change if metric in LOWER_IS_BETTER else -change
+        items.append(Item(host, kind, f"{service} {metric}", f"within {margin:.0%} of {before:.1f} ({label})",
+                          f"{value:.1f} ({change:+.1%})", worse <= margin))  # fmt: skip
+    return items
+
+
+def _short(image_id: str | None) -> str:
+    return (image_id or "absent").removeprefix("sha256:")[:12]
+
+
+# ----------------------------------------------------------------------------- the control machine's copy
+
+
+def local_dir() -> Path:
+    return state_home() / "baselines"
+
+
+def save_local(document: Mapping[str, Any], base: Path | None = None) -> Path:
+    """Keep every recorded baseline (one file per deploy that recorded one), newest last by name."""
+    slot = (base or local_dir()) / str(document["host"])
+    slot.mkdir(parents=True, exist_ok=True)
+    path = slot / (datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + ".json")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(document, indent=2, sort_keys=True))
+    tmp.replace(path)
+    return path
+
+
+def latest_local(host: str, base: Path | None = None) -> dict[str, Any] | None:
+    slot = (base or local_dir()) / host
+    for path in sorted(slot.glob("*.json"), reverse=True) if slot.is_dir() else []:
+        try:
+            document = valid(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+        if document is not None:
+            return document
+    return None

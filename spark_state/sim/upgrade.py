@@ -1,0 +1,100 @@
+"""`spark-state sim upgrade HOST …` and `spark-state sim slow HOST FACTOR`: change what one simulated Spark
+reports, as a DGX OS update would (driver and CUDA versions in nvidia-smi, the kernel release, the container
+toolkit's version), or how fast its GPU stand-in serves.
+
+Files are changed from outside, through the host's overlay (mounted on this machine); the running containers'
+copy of the GPU description is refreshed from inside the host, through its namespaces (nsenter), so no SSH login
+is needed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from ..errors import SimError
+from .fleet import GPU_DIR, FleetRecord, SimHost, require_root
+from .layout import Layout
+
+GPU_JSON = f"/{GPU_DIR}/gpu.json"
+
+
+def _host(name: str, layout: Layout) -> SimHost:
+    record = FleetRecord.load(layout)
+    for host in record.hosts:
+        if host.name == name:
+            return host
+    raise SimError(f"no simulated Spark named {name!r}; the fleet has {', '.join(h.name for h in record.hosts)}")
+
+
+def _root(host: SimHost) -> Path:
+    return Path(host.dir) / "merged"
+
+
+def _update_gpu(host: SimHost, changes: dict[str, Any]) -> dict[str, Any]:
+    path = _root(host) / GPU_DIR / "gpu.json"
+    gpu = json.loads(path.read_text())
+    gpu.update(changes)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(gpu, indent=2) + "\n")
+    tmp.replace(path)  # nvidia-smi never reads half a file
+    return gpu
+
+
+def _init_pid(host: SimHost) -> int:
+    """The host's PID 1 (systemd), seen from here: the nspawn process's child."""
+    try:
+        children = Path(f"/proc/{host.pid}/task/{host.pid}/children").read_text().split()
+    except OSError as exc:
+        raise SimError(f"{host.name} is not running (nspawn pid {host.pid}): {exc}") from exc
+    if not children:
+        raise SimError(f"{host.name} has no init process under nspawn pid {host.pid}")
+    return int(children[0])
+
+
+def host_exec(host: SimHost, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a command inside the simulated host (its mount, PID, network, UTS and IPC namespaces)."""
+    pid = _init_pid(host)
+    return subprocess.run(["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", *argv],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def upgrade(name: str, driver: str | None = None, cuda: str | None = None, kernel: str | None = None,
+            toolkit: str | None = None, layout: Layout | None = None) -> dict[str, str]:  # fmt: skip
+    """What the host reports after the upgrade: {"driver", "cuda", "kernel", "toolkit"}."""
+    require_root()
+    host = _host(name, layout or Layout.default())
+    changes = {k: v for k, v in (("driver_version", driver), ("cuda_version", cuda), ("toolkit_version", toolkit)) if v}
+    gpu = _update_gpu(host, changes) if changes else json.loads((_root(host) / GPU_DIR / "gpu.json").read_text())
+    release = _root(host) / GPU_DIR / "osrelease"
+    if kernel:
+        # In place (same inode): the host sees this file through a bind mount over /proc/sys/kernel/osrelease.
+        with open(release, "r+") as f:
+            f.truncate(0)
+            f.write(kernel + "\n")
+    return {"driver": str(gpu.get("driver_version", "")), "cuda": str(gpu.get("cuda_version", "")),
+            "kernel": release.read_text().strip(), "toolkit": str(gpu.get("toolkit_version", ""))}  # fmt: skip
+
+
+def slow(name: str, factor: float, layout: Layout | None = None) -> list[str]:
+    """Make the host's GPU stand-in `factor` times slower (1 restores it), now: the host's GPU description and
+    the copy inside every running GPU container. Returns the containers updated."""
+    if not factor > 0 or factor != factor or factor == float("inf"):
+        raise SimError(f"slowdown factor must be a positive number, not {factor}")
+    require_root()
+    host = _host(name, layout or Layout.default())
+    _update_gpu(host, {"slowdown": factor})
+    listing = host_exec(host, ["docker", "ps", "--format", "{{.Names}}"])
+    if listing.returncode != 0:
+        raise SimError(f"docker on {name}: {listing.stderr.strip()}")
+    updated = []
+    for container in listing.stdout.split():
+        probe = host_exec(host, ["docker", "exec", container, "test", "-f", GPU_JSON])
+        if probe.returncode != 0:
+            continue  # not a GPU container: the runtime hook put no GPU description in it
+        copied = host_exec(host, ["docker", "cp", GPU_JSON, f"{container}:{GPU_JSON}"])
+        if copied.returncode != 0:
+            raise SimError(f"could not update {container} on {name}: {copied.stderr.strip()}")
+        updated.append(container)
+    return updated
