@@ -29,6 +29,7 @@ HOST_FACTS = {
     "docker": "docker engine",
     "container_toolkit": "NVIDIA container toolkit",
 }
+NO_BASELINE = "no baseline recorded yet"
 TTFT = "TTFT p50 (ms)"
 DECODE = "decode (tok/s)"
 LOWER_IS_BETTER = frozenset({TTFT})
@@ -49,9 +50,18 @@ def host_facts(snapshot: Mapping[str, Any]) -> dict[str, str | None]:
     }
 
 
-def image_ids(snapshot: Mapping[str, Any]) -> dict[str, str | None]:
-    """ref → the local image id the ref names now (a re-pushed tag pulled again shows as a new id)."""
-    return {ref: (entry or {}).get("id") for ref, entry in sorted((snapshot.get("images") or {}).items())}
+def image_digests(snapshot: Mapping[str, Any]) -> dict[str, str | None]:
+    """ref → the registry digest the host pulled it at (its local image id when it has none), None when absent.
+    A tag re-pushed and pulled again shows as a new digest."""
+    out: dict[str, str | None] = {}
+    for ref, entry in sorted((snapshot.get("images") or {}).items()):
+        if not entry:
+            out[ref] = None
+            continue
+        repository = ref.split("@", 1)[0].rsplit(":", 1)[0] if "/" in ref else ref
+        pulled = [d.split("@", 1)[1] for d in entry.get("digests") or [] if d.split("@", 1)[0] == repository]
+        out[ref] = pulled[0] if pulled else entry.get("id")
+    return out
 
 
 def bench_figures(result: EndpointResult) -> dict[str, float]:
@@ -89,7 +99,7 @@ def changes(baseline: Mapping[str, Any] | None, facts: Mapping[str, str | None],
             images: Mapping[str, str | None]) -> list[str]:  # fmt: skip
     """What differs from the baseline, in words ("NVIDIA driver 580.95.05 → 590.10"); [] when nothing does."""
     if baseline is None:
-        return ["no baseline recorded yet"]
+        return [NO_BASELINE]
     out = []
     for key, label in HOST_FACTS.items():
         then, now = baseline["facts"].get(key), facts.get(key)

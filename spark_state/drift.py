@@ -75,7 +75,7 @@ def check_host(state: State, address: str, data: dict[str, Any], environ: Mappin
         result.items = compare(plan, snapshot, environ)
         result.baseline = baseline.valid(snapshot.get("baseline"))
         result.items += baseline.host_items(name, result.baseline, baseline.host_facts(snapshot),
-                                            baseline.image_ids(snapshot))  # fmt: skip
+                                            baseline.image_digests(snapshot))  # fmt: skip
     except (ConnectionError, OSError, ValueError) as exc:
         result.error = str(exc)
     return result

@@ -21,7 +21,7 @@ TRITON = "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
 
 
 def _recorded(**facts: str) -> dict:
-    return baseline.make_baseline("spark-02", {**baseline.host_facts(SNAPSHOT), **facts}, baseline.image_ids(SNAPSHOT),
+    return baseline.make_baseline("spark-02", {**baseline.host_facts(SNAPSHOT), **facts}, baseline.image_digests(SNAPSHOT),
                                   {"trtllm-nvfp4": {baseline.TTFT: 31.0, baseline.DECODE: 38.8}}, "2026-11-24T10:00:00+00:00")  # fmt: skip
 
 
@@ -30,12 +30,16 @@ def test_facts_come_from_the_gpu_docker_and_host_sections() -> None:
                                              "os": "Ubuntu 24.04.3 LTS", "docker": "20.10.24",
                                              "container_toolkit": "1.17.8"}  # fmt: skip
     assert baseline.host_facts({}) == dict.fromkeys(baseline.HOST_FACTS)  # no driver, no docker: unknown, not a crash
-    assert baseline.image_ids(SNAPSHOT) == {TRITON: "sha256:aaaa1111bbbb2222", "nvcr.io/nim/meta/llama:latest": None}
+    assert baseline.image_digests(SNAPSHOT) == {TRITON: "sha256:aaaa1111bbbb2222", "nvcr.io/nim/meta/llama:latest": None}
+    # pulled from a registry: the digest it was pulled at, not the local id
+    pulled = {"images": {TRITON: {"id": "sha256:aaaa", "digests": ["other/repo@sha256:ffff",
+                                                                   "nvcr.io/nvidia/tritonserver@sha256:9999"]}}}
+    assert baseline.image_digests(pulled) == {TRITON: "sha256:9999"}
 
 
 def test_an_unchanged_host_has_no_changes_and_every_item_in_sync() -> None:
     recorded = _recorded()
-    facts, images = baseline.host_facts(SNAPSHOT), baseline.image_ids(SNAPSHOT)
+    facts, images = baseline.host_facts(SNAPSHOT), baseline.image_digests(SNAPSHOT)
     assert baseline.changes(recorded, facts, images) == []
     items = baseline.host_items("spark-02", recorded, facts, images)
     assert items and all(i.ok and i.kind == "host" for i in items)
@@ -45,7 +49,7 @@ def test_an_unchanged_host_has_no_changes_and_every_item_in_sync() -> None:
 def test_a_driver_upgrade_is_named_with_then_and_now() -> None:
     recorded = _recorded()
     upgraded = {**SNAPSHOT, "gpu": {**SNAPSHOT["gpu"], "driver_version": "590.10.01"}}
-    facts, images = baseline.host_facts(upgraded), baseline.image_ids(upgraded)
+    facts, images = baseline.host_facts(upgraded), baseline.image_digests(upgraded)
     assert baseline.changes(recorded, facts, images) == ["NVIDIA driver 580.95.05 → 590.10.01"]
     (drift,) = [i for i in baseline.host_items("spark-02", recorded, facts, images) if not i.ok]
     assert (drift.name, drift.observed) == ("NVIDIA driver", "590.10.01")
@@ -56,7 +60,7 @@ def test_a_retagged_image_and_a_new_kernel_both_show() -> None:
     recorded = _recorded()
     later = {**SNAPSHOT, "host": {**SNAPSHOT["host"], "kernel": "6.14.0-1001-nvidia"},
              "images": {**SNAPSHOT["images"], TRITON: {"id": "sha256:cccc3333dddd4444"}}}  # fmt: skip
-    assert baseline.changes(recorded, baseline.host_facts(later), baseline.image_ids(later)) == [
+    assert baseline.changes(recorded, baseline.host_facts(later), baseline.image_digests(later)) == [
         "kernel 6.11.0-1016-nvidia → 6.14.0-1001-nvidia", f"image {TRITON} aaaa1111bbbb → cccc3333dddd"]
 
 

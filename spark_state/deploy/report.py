@@ -58,7 +58,7 @@ def _record_baseline(plan: HostPlan, figures: dict[str, dict[str, float]]) -> st
     now, after this run's pulls and restarts."""
     spec = {"gpu": True, "docker": True, "host": True, "images": sorted({i.ref for i in plan.images})}
     now = host.get_fact(SparkHostState, spec=json.dumps(spec, sort_keys=True))
-    document = baseline.make_baseline(plan.host, baseline.host_facts(now), baseline.image_ids(now), figures)
+    document = baseline.make_baseline(plan.host, baseline.host_facts(now), baseline.image_digests(now), figures)
     path = plan.baseline_path
     text = json.dumps(document, indent=2, sort_keys=True)
     ok, output = host.run_shell_command(StringCommand(
@@ -105,7 +105,9 @@ def bench_and_summarise(state: State, plan: HostPlan, changes: dict[str, list[Op
         )
     console = Console()
     console.print(table)
-    if since_baseline:
+    if since_baseline == [baseline.NO_BASELINE]:
+        console.print(f"{plan.host}: {baseline.NO_BASELINE}")
+    elif since_baseline:
         console.print(f"{plan.host} since its last baseline: " + "; ".join(since_baseline))
     if not failed:
         console.print(_record_baseline(plan, figures))

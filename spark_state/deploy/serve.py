@@ -132,7 +132,7 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
     # A host that changed under its services since its last good deploy (driver, CUDA, kernel, OS, docker,
     # toolkit, images) is benched again even when no file changed: the bench tells whether the upgrade hurt.
     since_baseline = baseline.changes(baseline.valid(observed.get("baseline")), baseline.host_facts(observed),
-                                      baseline.image_ids(observed))  # fmt: skip
+                                      baseline.image_digests(observed))  # fmt: skip
 
     mode = str(host.data.get("spark_bench") or os.environ.get("SPARK_STATE_BENCH") or "on")
     if mode not in ("on", "always", "off"):
