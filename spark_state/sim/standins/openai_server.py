@@ -135,11 +135,17 @@ class BatchScheduler:
                 if step():
                     del self.active[stream_id]
 
-    async def stream(self, count: int, emit: Callable[[int], None]) -> None:
+    async def stream(self, count: int, emit: Callable[[int], None], arrived: float | None = None) -> None:
         """Call `emit(index)` for token indices 0..count-1, paced: prefill for the first, then one per decode
-        step. `emit` raising ConnectionError (the client went away) ends the stream with that error."""
+        step. `emit` raising ConnectionError (the client went away) ends the stream with that error.
+
+        Prefill counts from `arrived` (when the request's first bytes reached the server) unless the request
+        had to wait for a batch slot: then from when it got one. So the known TTFT holds from arrival, however
+        long this one-process server took to read the requests of a burst ahead of it."""
+        waited = self.slots.locked()
         async with self.slots:
-            await asyncio.sleep(self.config.pacing.ttft_seconds())
+            begun = time.perf_counter() if waited or arrived is None else arrived
+            await asyncio.sleep(max(0.0, begun + self.config.pacing.ttft_seconds() - time.perf_counter()))
             emit(0)
             if count == 1:
                 return
@@ -168,15 +174,27 @@ class BatchScheduler:
             finally:
                 self.active.pop(stream_id, None)
 
-    async def tokens(self, count: int) -> AsyncIterator[int]:
+    async def tokens(self, count: int, arrived: float | None = None) -> AsyncIterator[int]:
         """Token indices 0..count-1 with the same pacing, for answers that are not streamed."""
         queue: asyncio.Queue[int] = asyncio.Queue()
-        producer = asyncio.get_running_loop().create_task(self.stream(count, queue.put_nowait))
+        producer = asyncio.get_running_loop().create_task(self.stream(count, queue.put_nowait, arrived))
         try:
             for _ in range(count):
                 yield await queue.get()
         finally:
             producer.cancel()
+
+
+class _ArrivalReader(asyncio.StreamReader):
+    """Remembers when bytes reached an empty buffer: the arrival of a request's first bytes, stamped in the
+    loop's I/O callback, before any handler runs (the stamp the server's timings count from)."""
+
+    arrived = 0.0
+
+    def feed_data(self, data: bytes) -> None:
+        if not self._buffer:  # type: ignore[attr-defined]
+            self.arrived = time.perf_counter()
+        super().feed_data(data)
 
 
 def _word(index: int) -> str:
@@ -189,7 +207,7 @@ class OpenAIServer:
         self.config = config
         self.scheduler = BatchScheduler(config)
         self.request_count = 0
-        # Per request: [received, first token sent, last token sent, tokens] on the monotonic clock, so a
+        # Per request: [arrived, first token sent, last token sent, tokens] on the monotonic clock, so a
         # client on the same machine can separate its own overhead from the server's.
         self.timings: dict[int, list[float]] = {}
         self.started = time.time()
@@ -198,7 +216,11 @@ class OpenAIServer:
 
     async def start(self, host: str, port: int) -> int:
         self.scheduler.start()
-        self._server = await asyncio.start_server(self._handle, host, port, limit=1 << 20, backlog=1024)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: asyncio.StreamReaderProtocol(_ArrivalReader(limit=1 << 20, loop=loop), self._handle),
+            host, port, backlog=1024,
+        )  # fmt: skip
         return self._server.sockets[0].getsockname()[1]
 
     async def serve_forever(self) -> None:
@@ -223,6 +245,8 @@ class OpenAIServer:
                     if exc.partial.strip():
                         raise
                     break
+                # taken now: a body arriving later into an emptied buffer would move the stamp
+                arrived = reader.arrived if isinstance(reader, _ArrivalReader) else time.perf_counter()
                 request_line, *lines = head.decode("latin-1").split("\r\n")
                 method, target, _ = request_line.split(" ", 2)
                 headers: dict[str, str] = {}
@@ -232,7 +256,7 @@ class OpenAIServer:
                         headers[key.strip().lower()] = value.strip()
                 length = int(headers.get("content-length", "0") or 0)
                 body = await reader.readexactly(length) if length else b""
-                keep_alive = await self._route(method, target.split("?", 1)[0], body, writer)
+                keep_alive = await self._route(method, target.split("?", 1)[0], body, writer, arrived)
                 if not keep_alive or headers.get("connection", "").lower() == "close":
                     break
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
@@ -257,7 +281,8 @@ class OpenAIServer:
         await writer.drain()
         return True
 
-    async def _route(self, method: str, path: str, body: bytes, writer: asyncio.StreamWriter) -> bool:
+    async def _route(self, method: str, path: str, body: bytes, writer: asyncio.StreamWriter,
+                     arrived: float) -> bool:  # fmt: skip
         if path == "/health":
             return await self._respond(writer, 200 if self.ready else 503, b"", "text/plain")
         if path == "/v1/models" and method == "GET":
@@ -273,7 +298,7 @@ class OpenAIServer:
         if path == "/metrics":
             return await self._respond(writer, 200, self._metrics().encode(), "text/plain; version=0.0.4")
         if path in ("/v1/chat/completions", "/v1/completions") and method == "POST":
-            return await self._completion(path.endswith("chat/completions"), body, writer)
+            return await self._completion(path.endswith("chat/completions"), body, writer, arrived)
         return await self._respond(writer, 404, {"object": "error", "message": f"Not Found: {path}", "code": 404})
 
     def _metrics(self) -> str:
@@ -289,10 +314,10 @@ class OpenAIServer:
 
     # ------------------------------------------------------------------ completions
 
-    async def _completion(self, chat: bool, body: bytes, writer: asyncio.StreamWriter) -> bool:
+    async def _completion(self, chat: bool, body: bytes, writer: asyncio.StreamWriter, arrived: float) -> bool:
         self.request_count += 1
         number = self.request_count
-        self.timings[number] = [time.perf_counter(), 0.0, 0.0, 0]
+        self.timings[number] = [arrived, 0.0, 0.0, 0]
         quirks = self.config.quirks
         try:
             request = json.loads(body or b"{}")
@@ -319,7 +344,7 @@ class OpenAIServer:
             include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
             await self._stream(writer, chat, rid, count, finish, include_usage, prompt_tokens)
             return quirks.send_done
-        text = "".join([t async for t in self._texts(count)])
+        text = "".join([t async for t in self._texts(count, arrived)])
         self._account(count)
         message = {"role": "assistant", "content": text} if chat else None
         choice = {"index": 0, "finish_reason": finish, **({"message": message} if chat else {"text": text})}
@@ -329,8 +354,8 @@ class OpenAIServer:
             "model": self.config.model, "choices": [choice], "usage": usage,
         })  # fmt: skip
 
-    async def _texts(self, count: int) -> AsyncIterator[str]:
-        async for index in self.scheduler.tokens(count):
+    async def _texts(self, count: int, arrived: float) -> AsyncIterator[str]:
+        async for index in self.scheduler.tokens(count, arrived):
             yield _word(index)
 
     def _account(self, tokens: int) -> None:
@@ -358,15 +383,15 @@ class OpenAIServer:
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": count, "total_tokens": prompt_tokens + count}
         headers = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
         headers += "Transfer-Encoding: chunked\r\n" if quirks.send_done else "Connection: close\r\n"
-        writer.write((headers + "\r\n").encode())
+        head = (headers + "\r\n").encode()
 
         # Every chunk shares its envelope; only the choice (and, once, usage) differs: encode the envelope once.
         envelope = json.dumps({"id": rid, "object": obj, "created": created, "model": self.config.model})[:-1]
 
-        def event(choices: list[dict[str, Any]], with_usage: bool = False) -> None:
+        def event(choices: list[dict[str, Any]], with_usage: bool = False) -> bytes:
             tail = f', "usage": {json.dumps(usage)}' if with_usage else ""
-            data = f'data: {envelope}, "choices": {json.dumps(choices)}{tail}}}\n\n'
-            self._send(writer, data.encode(), chunked=quirks.send_done)
+            return self._frame(f'data: {envelope}, "choices": {json.dumps(choices)}{tail}}}\n\n'.encode(),
+                               chunked=quirks.send_done)  # fmt: skip
 
         def choice(text: str, finish_reason: str | None) -> dict[str, Any]:
             if chat:
@@ -374,7 +399,8 @@ class OpenAIServer:
             return {"index": 0, "text": text, "finish_reason": finish_reason}
 
         if chat and quirks.role_first_chunk:
-            event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+            head += event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        writer.write(head)  # status, headers and the role chunk in one send
         pending: list[str] = []
         timing = self.timings[int(rid.rsplit("-", 1)[1])]
 
@@ -385,25 +411,26 @@ class OpenAIServer:
             sent = index + 1
             if len(pending) >= quirks.tokens_per_chunk or sent == count:
                 last = sent == count
-                event([choice("".join(pending), finish if last else None)],
-                      with_usage=last and include_usage and quirks.usage == "last")  # fmt: skip
+                data = event([choice("".join(pending), finish if last else None)],
+                             with_usage=last and include_usage and quirks.usage == "last")  # fmt: skip
+                if last:  # the answer's end in the same write: one send per stream in the final step
+                    if include_usage and quirks.usage == "separate":
+                        data += event([], with_usage=True)
+                    if quirks.send_done:
+                        data += self._frame(b"data: [DONE]\n\n", chunked=True) + b"0\r\n\r\n"
+                writer.write(data)
                 pending.clear()
                 timing[2] = time.perf_counter()
                 timing[1] = timing[1] or timing[2]
                 timing[3] = sent
 
-        await self.scheduler.stream(count, emit)
+        await self.scheduler.stream(count, emit, timing[0])
         self._account(count)
-        if include_usage and quirks.usage == "separate":
-            event([], with_usage=True)
-        if quirks.send_done:
-            self._send(writer, b"data: [DONE]\n\n", chunked=True)
-            writer.write(b"0\r\n\r\n")
         await writer.drain()
 
     @staticmethod
-    def _send(writer: asyncio.StreamWriter, data: bytes, chunked: bool) -> None:
-        writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n" if chunked else data)
+    def _frame(data: bytes, chunked: bool) -> bytes:
+        return f"{len(data):x}\r\n".encode() + data + b"\r\n" if chunked else data
 
 
 async def run_server(config: ServerConfig, host: str, port: int, load_seconds: float = 0.0) -> None:
