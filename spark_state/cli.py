@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, dest="duration_s", help="seconds per level instead of a count")
     p.add_argument("--timeout", type=float, dest="timeout_s", help="per-request timeout (s)")
     p.add_argument("--completions", action="store_true", help="use /v1/completions instead of chat")
+    p.add_argument("--ignore-eos", action="store_true", default=None,
+                   help="ask for exactly --max-tokens tokens (trtllm-serve, vLLM/NIM): figures comparable across stacks")
     p.add_argument("--baseline", help="service for the delta table (default: the state's bench.baseline)")
     p.add_argument("--json", action="store_true", help="print the result document to stdout")
     p.add_argument("--html", help="write an HTML report here")

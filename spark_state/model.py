@@ -259,6 +259,11 @@ class Bench(Strict):
         default=None, ge=1, le=100000, description="Requests per concurrency level; default 2 × concurrency."
     )
     timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    ignore_eos: bool = Field(
+        default=False,
+        description="Ask for exactly max_tokens tokens (trtllm-serve and vLLM/NIM accept ignore_eos) for figures "
+        "comparable across stacks; off, answers end at EOS as users get them.",
+    )
     baseline: Name | None = Field(default=None, description="Service the delta table compares against.")
 
 

@@ -15,7 +15,9 @@ from .stats import percentile
 from .wire import StreamConnection, WireError
 
 
-def request_body(model: str, prompt: str, max_tokens: int, temperature: float, chat: bool) -> dict[str, Any]:
+def request_body(model: str, prompt: str, max_tokens: int, temperature: float, chat: bool,
+                 ignore_eos: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Only fields trtllm-serve's request models accept (they forbid extra fields) and vLLM/NIM accept too."""
     body: dict[str, Any] = {
         "model": model,
         "max_tokens": max_tokens,
@@ -23,6 +25,8 @@ def request_body(model: str, prompt: str, max_tokens: int, temperature: float, c
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    if ignore_eos:
+        body["ignore_eos"] = True
     if chat:
         body["messages"] = [{"role": "user", "content": prompt}]
     else:
@@ -38,10 +42,11 @@ async def stream_completion(
     temperature: float = 0.0,
     chat: bool = True,
     timeout: float = 120.0,
+    ignore_eos: bool = False,
 ) -> RequestResult:
     """Send one streaming request; never raises for server or network trouble (it is recorded instead)."""
     path = "/v1/chat/completions" if chat else "/v1/completions"
-    body = json.dumps(request_body(model, prompt, max_tokens, temperature, chat)).encode()
+    body = json.dumps(request_body(model, prompt, max_tokens, temperature, chat, ignore_eos)).encode()
     started = time.perf_counter()
     result = RequestResult(ok=False, started=started, ended=started)
     usage: list[int] = []  # completion_tokens from the last usage block seen

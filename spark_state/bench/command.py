@@ -21,7 +21,7 @@ from .verdict import deltas
 
 EXIT_OK, EXIT_ERROR, EXIT_FAILED = 0, 1, 2
 OVERRIDES = ("prompt", "max_tokens", "serial_requests", "warmup_requests", "concurrency", "requests_per_level",
-             "duration_s", "timeout_s")  # fmt: skip
+             "duration_s", "timeout_s", "ignore_eos")  # fmt: skip
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

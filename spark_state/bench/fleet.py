@@ -33,6 +33,7 @@ def settings_from_state(bench: Bench, **overrides: Any) -> BenchSettings:
         concurrency=list(bench.concurrency),
         requests_per_level=bench.requests_per_level,
         timeout_s=bench.timeout_s,
+        ignore_eos=bench.ignore_eos,
     )
     for key, value in overrides.items():
         if value is not None:

@@ -33,7 +33,7 @@ def serial_table(results: list[EndpointResult]) -> Table:
             continue
         notes = []
         if s.early_stops:
-            notes.append(f"{s.early_stops} early stop(s)")
+            notes.append(f"{s.early_stops} ended before max_tokens")
         if s.fallback_token_counts:
             notes.append(f"{s.fallback_token_counts} counted by chunks (no usage)")
         if s.errors:
@@ -58,7 +58,7 @@ def concurrency_table(results: list[EndpointResult]) -> Table:
             lv = r.level(c)
             cells.append(_f(lv.aggregate_tok_s) if lv else "")
             if lv and (lv.errors or lv.early_stops):
-                notes.append(f"c={c}: {lv.requests - lv.ok} failed, {lv.early_stops} early stop(s)")
+                notes.append(f"c={c}: {lv.requests - lv.ok} failed, {lv.early_stops} ended before max_tokens")
             if lv and lv.client.limited:
                 notes.append(f"c={c} client-limited ({'; '.join(lv.client.reasons)})")
         t.add_row(_name(r), *cells, Text("; ".join(notes), style="yellow"))

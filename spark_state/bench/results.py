@@ -24,7 +24,7 @@ class RequestResult:
     tokens_from: str = "usage"  # "usage", or "chunks" when the server sent no usage (a flagged fallback)
     content_chunks: int = 0
     finish_reason: str | None = None
-    early_stop: bool = False  # ended before max_tokens: flagged, kept out of the averages
+    early_stop: bool = False  # ended before max_tokens (EOS, a stop word): counted, measured, reported
     send_delay: float = 0.0  # start → request headers on the wire, less TCP connect: pool wait or a busy loop
     saw_done: bool = False
     due: float | None = None  # when the request should have left: level start or the stream's previous end

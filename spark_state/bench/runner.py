@@ -50,6 +50,9 @@ class BenchSettings:
     duration_s: float | None = None  # run each level this long instead of a request count
     timeout_s: float = 120.0
     chat: bool = True
+    # Ask for exactly max_tokens tokens (`ignore_eos`, which trtllm-serve and vLLM/NIM accept; plain OpenAI
+    # endpoints do not): comparable figures across stacks. Off: answers end at EOS, as users get them.
+    ignore_eos: bool = False
 
     def requests_at(self, concurrency: int) -> int:
         return self.requests_per_level or 2 * concurrency
@@ -85,7 +88,8 @@ def _ms(values: list[float]) -> dict[str, float | None]:
 
 
 async def _one(connection: StreamConnection, model: str, s: BenchSettings) -> RequestResult:
-    return await stream_completion(connection, model, s.prompt, s.max_tokens, s.temperature, s.chat, s.timeout_s)
+    return await stream_completion(connection, model, s.prompt, s.max_tokens, s.temperature, s.chat, s.timeout_s,
+                                   s.ignore_eos)  # fmt: skip
 
 
 async def discover_model(client: httpx.AsyncClient, url: str) -> str:
@@ -124,7 +128,7 @@ async def _serial(connection: StreamConnection, model: str, s: BenchSettings, pr
     await lag.stop()
     if sink is not None:
         sink.extend(results)
-    good = [r for r in results if r.ok and not r.early_stop]
+    good = [r for r in results if r.ok]  # an answer that ended at EOS is measured like any other
     return SerialResult(
         requests=len(results),
         ok=sum(r.ok for r in results),
@@ -189,7 +193,7 @@ async def run_level(url: str, model: str, s: BenchSettings, concurrency: int,
     ok = [r for r in results if r.ok]
     span = (max(r.ended for r in ok) - min(r.started for r in ok)) if ok else 0.0
     tokens = sum(r.completion_tokens for r in ok)
-    good = [r for r in ok if not r.early_stop]
+    good = ok  # figures from whatever arrived; answers that ended at EOS are counted, not dropped
     return LevelResult(
         concurrency=concurrency,
         requests=len(results),

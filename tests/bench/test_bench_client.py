@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from spark_state.bench.results import EndpointResult, from_document, to_document
@@ -113,11 +114,14 @@ def test_stream_ended_by_connection_close(server: KnownServer) -> None:
 
 
 @pytest.mark.parametrize("server", [("--stop-after", "15")], indirect=True)
-def test_early_stops_are_flagged_not_averaged(server: KnownServer) -> None:
+def test_answers_that_end_early_are_measured_and_reported(server: KnownServer) -> None:
     result = _run(server.url)
     s = result.serial
-    assert s.early_stops == 3 and s.ok == 3
-    assert s.decode_tok_s["p50"] is None and s.ttft_ms["p50"] is None
+    assert s.early_stops == 3 and s.ok == 3 and s.completion_tokens_p50 == 15
+    # measured from what arrived: 15 tokens are enough for TTFT and decode
+    assert TTFT_MS - 1 <= s.ttft_ms["p50"] <= TTFT_MS + 8
+    assert s.decode_tok_s["p50"] == pytest.approx(1000 / GAP_MS, rel=0.03)
+    assert result.level(1).aggregate_tok_s == pytest.approx(15 / (TTFT_MS / 1000 + 14 * GAP_MS / 1000), rel=0.08)
 
 
 @pytest.mark.parametrize("server", [("--fail", "3")], indirect=True)
@@ -194,3 +198,54 @@ hosts: {{local: {{address: 127.0.0.1, services: [fast]}}}}
 def test_unreachable_endpoint_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--url", "http://127.0.0.1:9", "--no-save", "--serial", "1", "--concurrency", "1"]) == 1
     assert "cannot bench http://127.0.0.1:9" in capsys.readouterr().err
+
+
+EXAMPLE_PROMPT = "In one paragraph: what is retrieval-augmented generation and when is it the wrong tool?"
+
+
+def test_answers_end_at_eos_and_the_bench_measures_them(server: KnownServer) -> None:
+    """The field report's answer to its prompt is 165 tokens: a real server stops there, below a 200 ceiling."""
+    result = _run(server.url, prompt=EXAMPLE_PROMPT, max_tokens=200, serial_requests=2, requests_per_level=2)
+    s, level = result.serial, result.level(1)
+    assert s.completion_tokens_p50 == 165 and s.early_stops == 2 and s.ok == 2
+    assert s.ttft_ms["p50"] is not None and s.decode_tok_s["p50"] == pytest.approx(1000 / GAP_MS, rel=0.03)
+    assert level.aggregate_tok_s == pytest.approx(165 / (TTFT_MS / 1000 + 164 * GAP_MS / 1000), rel=0.05)
+    assert result.settings["ignore_eos"] is False  # the result says how it asked
+
+
+def test_ignore_eos_asks_for_every_token(server: KnownServer) -> None:
+    result = _run(server.url, prompt=EXAMPLE_PROMPT, max_tokens=200, serial_requests=1, concurrency=[1],
+                  requests_per_level=1, ignore_eos=True)  # fmt: skip
+    assert result.serial.completion_tokens_p50 == 200 and result.serial.early_stops == 0
+    assert result.settings["ignore_eos"] is True
+
+
+def _chat(url: str, **fields: object) -> httpx.Response:
+    body = {"model": "standin", "messages": [{"role": "user", "content": EXAMPLE_PROMPT}], **fields}
+    return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+
+
+def test_length_fields_as_trtllm_serve_reads_them(server: KnownServer) -> None:
+    answer = _chat(server.url, max_tokens=200).json()
+    assert answer["usage"]["completion_tokens"] == 165 and answer["choices"][0]["finish_reason"] == "stop"
+    answer = _chat(server.url, max_completion_tokens=100).json()  # the newer name of the same limit
+    assert answer["usage"]["completion_tokens"] == 100 and answer["choices"][0]["finish_reason"] == "length"
+    answer = _chat(server.url, max_tokens=200, min_tokens=180).json()  # runs past EOS up to min_tokens
+    assert answer["usage"]["completion_tokens"] == 180 and answer["choices"][0]["finish_reason"] == "stop"
+    other = _chat(server.url, max_tokens=400, messages=[{"role": "user", "content": "Name three rivers."}]).json()
+    assert 40 <= other["usage"]["completion_tokens"] < 400  # another prompt, another (fixed) length
+
+
+def test_unknown_request_fields_are_refused_like_trtllm_serve(server: KnownServer) -> None:
+    refused = _chat(server.url, max_tokens=8, max_token=8)  # a typo
+    assert refused.status_code == 400 and "max_token: Extra inputs are not permitted" in refused.json()["message"]
+    refused = _chat(server.url, max_tokens=8, stream_options={"include_usage": True})
+    assert refused.status_code == 400 and "only be defined when stream is true" in refused.json()["message"]
+    refused = _chat(server.url, max_tokens=8, stream=True, stream_options={"include_usag": True})
+    assert refused.status_code == 400 and "stream_options.include_usag" in refused.json()["message"]
+
+
+@pytest.mark.parametrize("server", [("--unknown-fields", "ignore")], indirect=True)
+def test_unknown_request_fields_are_ignored_like_vllm(server: KnownServer) -> None:
+    answer = _chat(server.url, max_tokens=8, max_token=8)
+    assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 8

@@ -30,7 +30,8 @@ def main(argv: list[str]) -> int:
         os.makedirs(os.path.dirname(marker), exist_ok=True)
         with open(marker, "w") as f:
             json.dump({"profile": "hf-fp8-42d9515+chk1", "backend": "vllm"}, f)
-    config = ServerConfig(model=MODEL, pacing=pacing_for("nim-vllm-fp8", gpu), max_batch_size=256, owned_by="system")
+    config = ServerConfig(model=MODEL, pacing=pacing_for("nim-vllm-fp8", gpu), max_batch_size=256, owned_by="system",
+                          unknown_fields="ignore")  # vLLM inside NIM logs unknown fields and goes on
     memory = hold_memory("nim-vllm-fp8", gpu)  # noqa: F841 - held for the process lifetime
     print(f"INFO Uvicorn running on http://0.0.0.0:{port}", flush=True)
     asyncio.run(run_server(config, "0.0.0.0", port, load_seconds=load))

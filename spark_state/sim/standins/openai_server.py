@@ -11,12 +11,52 @@ Quirks real servers differ in are switchable, so a client can be tested against 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+# The field report's example prompt and how long a greedy Llama 3.1 8B answer to it is: it ends at EOS after
+# 165 tokens (7.3 s on NIM, 5.1 s on NVFP4), well before the bench's 200-token ceiling.
+EXAMPLE_PROMPT = "In one paragraph: what is retrieval-augmented generation and when is it the wrong tool?"
+EXAMPLE_ANSWER_TOKENS = 165
+
+# Request fields each real server accepts. trtllm-serve's request models forbid extra fields (pydantic
+# extra="forbid" in tensorrt_llm/serve/openai_protocol.py: a typo is a 400); vLLM, inside NIM, allows them and
+# only logs "The following fields were present in the request but ignored" (vllm/entrypoints/openai/protocol.py).
+TRTLLM_CHAT_FIELDS = frozenset({
+    "messages", "prompt_token_ids", "model", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs",
+    "max_completion_tokens", "max_tokens", "n", "presence_penalty", "response_format", "seed", "stop", "stream",
+    "stream_options", "temperature", "top_p", "tools", "tool_choice", "parallel_tool_calls", "user",
+    "reasoning_effort", "prompt_ignore_length", "best_of", "use_beam_search", "top_k", "top_p_min", "min_p",
+    "repetition_penalty", "length_penalty", "early_stopping", "stop_token_ids", "include_stop_str_in_output",
+    "ignore_eos", "min_tokens", "skip_special_tokens", "spaces_between_special_tokens", "truncate_prompt_tokens",
+    "lora_request", "echo", "add_generation_prompt", "add_special_tokens", "documents", "chat_template",
+    "chat_template_kwargs", "disaggregated_params", "cache_salt",
+})  # fmt: skip
+TRTLLM_COMPLETION_FIELDS = frozenset({
+    "model", "prompt", "best_of", "echo", "frequency_penalty", "logit_bias", "logprobs", "max_tokens", "n",
+    "presence_penalty", "seed", "stop", "stream", "stream_options", "suffix", "temperature", "top_p", "user",
+    "lora_request", "prompt_ignore_length", "use_beam_search", "top_k", "top_p_min", "min_p", "repetition_penalty",
+    "length_penalty", "early_stopping", "stop_token_ids", "include_stop_str_in_output", "ignore_eos", "min_tokens",
+    "skip_special_tokens", "spaces_between_special_tokens", "truncate_prompt_tokens", "return_context_logits",
+    "detokenize", "add_special_tokens", "response_format", "disaggregated_params",
+})  # fmt: skip
+STREAM_OPTIONS_FIELDS = frozenset({"include_usage", "continuous_usage_stats"})
+
+
+def answer_tokens(prompt: str) -> int:
+    """How many tokens the stand-in's greedy answer to `prompt` has before EOS: the field report's 165 for its
+    example prompt, otherwise a fixed length between 40 and 399 derived from the prompt (same prompt, same
+    length, as greedy decoding gives)."""
+    if prompt.strip() == EXAMPLE_PROMPT:
+        return EXAMPLE_ANSWER_TOKENS
+    return 40 + int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big") % 360
+
 
 ANSWER = (
     "Retrieval-augmented generation pairs a language model with a search step: before answering, the system "
@@ -96,6 +136,7 @@ class ServerConfig:
     max_batch_size: int = 64
     max_seq_len: int = 4096
     owned_by: str = "tensorrt_llm"
+    unknown_fields: str = "refuse"  # "refuse" as trtllm-serve does (HTTP 400), "ignore" as vLLM/NIM does (a log line)
 
 
 class BatchScheduler:
@@ -195,6 +236,20 @@ class _ArrivalReader(asyncio.StreamReader):
         if not self._buffer:  # type: ignore[attr-defined]
             self.arrived = time.perf_counter()
         super().feed_data(data)
+
+
+def _prompt_text(value: Any) -> str:
+    """The prompt as text: a completion prompt, or the contents of the chat messages in order."""
+    if isinstance(value, str):
+        return value
+    parts = []
+    for message in value if isinstance(value, list) else []:
+        content = message.get("content") if isinstance(message, dict) else message
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts += [p.get("text", "") for p in content if isinstance(p, dict)]
+    return "\n".join(parts)
 
 
 def _word(index: int) -> str:
@@ -333,12 +388,25 @@ class OpenAIServer:
             return await self._error(writer, 400, "No chat template found for the given tokenizer and tools.")
         if chat and not isinstance(request.get("messages"), list):
             return await self._error(writer, 400, "'messages' is required")
-        max_tokens = int(request.get("max_tokens") or request.get("max_completion_tokens") or 16)
-        if max_tokens < 1:
+        refused = self._refused_fields(request, chat)
+        if refused:
+            return await self._error(writer, 400, refused)
+        prompt = _prompt_text(request.get("messages") if chat else request.get("prompt"))
+        prompt_tokens = len(prompt.split())
+        limit = request.get("max_tokens") if chat is False else (request.get("max_completion_tokens")
+                                                                 or request.get("max_tokens"))  # fmt: skip
+        limit = int(limit) if limit is not None else self.config.max_seq_len - prompt_tokens
+        if limit < 1:
             return await self._error(writer, 400, "max_tokens must be at least 1")
-        count = max_tokens if quirks.stop_after is None else min(max_tokens, quirks.stop_after)
-        finish = "length" if count == max_tokens and quirks.stop_after is None else "stop"
-        prompt_tokens = len(json.dumps(request.get("messages") or request.get("prompt") or "").split())
+        # A greedy answer ends at EOS unless asked not to (ignore_eos) or to run on (min_tokens).
+        natural = answer_tokens(prompt)
+        if request.get("ignore_eos"):
+            natural = limit
+        natural = max(natural, int(request.get("min_tokens") or 0))
+        if quirks.stop_after is not None:
+            natural = min(natural, quirks.stop_after)
+        count = min(limit, natural)
+        finish = "length" if count == limit and quirks.stop_after is None else "stop"
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{number:08d}"
         if request.get("stream"):
             include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
@@ -357,6 +425,26 @@ class OpenAIServer:
     async def _texts(self, count: int, arrived: float) -> AsyncIterator[str]:
         async for index in self.scheduler.tokens(count, arrived):
             yield _word(index)
+
+    def _refused_fields(self, request: Any, chat: bool) -> str | None:
+        """The 400 message trtllm-serve gives for fields its request model does not know; vLLM ignores them."""
+        if not isinstance(request, dict):
+            return "the request body must be a JSON object"
+        known = TRTLLM_CHAT_FIELDS if chat else TRTLLM_COMPLETION_FIELDS
+        extra = sorted(set(request) - known)
+        if self.config.unknown_fields != "refuse":
+            if extra:
+                print(f"WARNING The following fields were present in the request but ignored: {set(extra)}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+            return None
+        options = request.get("stream_options")
+        if isinstance(options, dict):
+            extra += [f"stream_options.{k}" for k in sorted(set(options) - STREAM_OPTIONS_FIELDS)]
+            if not request.get("stream"):
+                return "Stream options can only be defined when stream is true."
+        if extra:
+            return "; ".join(f"{name}: Extra inputs are not permitted" for name in extra)
+        return None
 
     def _account(self, tokens: int) -> None:
         self.scheduler.completed_tokens += tokens
@@ -462,6 +550,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fail", default="", help="comma-separated request numbers answered with HTTP 500")
     p.add_argument("--stall", default="", help="comma-separated request numbers that never answer")
     p.add_argument("--no-chat-template", action="store_true")
+    p.add_argument("--unknown-fields", choices=["refuse", "ignore"], default="refuse",
+                   help="request fields the server does not know: refuse (trtllm-serve) or ignore (vLLM/NIM)")
     args = p.parse_args(argv)
 
     def numbers(text: str) -> frozenset[int]:
@@ -481,6 +571,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
         chat_template=not args.no_chat_template,
         max_batch_size=args.max_batch_size,
+        unknown_fields=args.unknown_fields,
     )
 
     async def run() -> None:
