@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import quoting
-from .plan import UNIT_PREFIX, HostPlan, ServicePlan
+from .plan import NIM_UID, UNIT_PREFIX, HostPlan, ServicePlan
 
 MANIFEST = ".spark-state.json"
 
@@ -60,10 +60,11 @@ def probe_spec(plan: HostPlan, root: str, units_dir: str, with_health: bool = Tr
         "engine_dirs": sorted({e.dir.rsplit("/", 1)[0] for e in plan.engines}),
         "chat_templates": sorted({c.dir for c in plan.checkpoints}),
         "files": [s.env_file for s in plan.services if s.env_file],
+        "owners": [s.cache_dir for s in plan.services if s.cache_dir],
         "units": {"dir": units_dir, "prefix": UNIT_PREFIX},
         "ports": [s.port for s in plan.services],
         "containers": UNIT_PREFIX,
-        "health": [s.port for s in plan.services] if with_health else [],
+        "health": [[s.port, s.health_path] for s in plan.services] if with_health else [],
     }
 
 
@@ -137,13 +138,24 @@ def compare(plan: HostPlan, snapshot: dict[str, Any], environ: Mapping[str, str]
                 and observed_env.get("mode") == "0o600"
             seen = "absent" if observed_env is None else f"sha256 {observed_env['sha256'][:12]}, {observed_env['mode'][2:]}"
             items.append(Item(host, "env", svc.env_file, desired_env, seen, ok))
+        if svc.cache_dir:
+            owner = (snapshot.get("owners") or {}).get(svc.cache_dir)
+            seen = "absent" if owner is None else f"owned by {owner[0]}:{owner[1]}"
+            items.append(Item(host, "cache", svc.cache_dir, f"owned by {NIM_UID}:{NIM_UID}", seen,
+                              owner == [NIM_UID, NIM_UID]))  # fmt: skip
+        running = (snapshot.get("containers") or {}).get(svc.container_name) or {}
+        if unit_ok and running.get("state") == "running" and running.get("identity") != svc.identity:
+            items.append(Item(host, "service", f"{svc.name} container", f"started from unit {svc.identity}",
+                              f"running an older version than installed ({running.get('identity') or 'unlabelled'})",
+                              False))  # fmt: skip
         state = f"{(unit or {}).get('enabled', 'absent')}/{(unit or {}).get('active', 'absent')}"
         items.append(Item(host, "service", svc.name, "enabled/active", state, state == "enabled/active"))
         if str(svc.port) in health:
             answer = health[str(svc.port)]
-            ok = answer.get("/health") == 200 and answer.get("/v1/models") == 200
-            items.append(Item(host, "health", f"{svc.name} :{svc.port}", "/health 200, /v1/models 200",
-                              f"/health {answer.get('/health')}, /v1/models {answer.get('/v1/models')}", ok))  # fmt: skip
+            ok = answer.get(svc.health_path) == 200 and answer.get("/v1/models") == 200
+            items.append(Item(host, "health", f"{svc.name} :{svc.port}", f"{svc.health_path} 200, /v1/models 200",
+                              f"{svc.health_path} {answer.get(svc.health_path)}, /v1/models {answer.get('/v1/models')}",
+                              ok))  # fmt: skip
     wanted = {s.unit_name for s in plan.services}
     for name, unit in sorted(units.items()):
         if name not in wanted:

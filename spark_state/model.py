@@ -179,6 +179,11 @@ class Expect(Strict):
 
 class _ServiceBase(Strict):
     port: Port
+    health_timeout_s: int | None = Field(
+        default=None, ge=10, le=86400,
+        description="How long a start may take before the service counts as failed (default 600 s for "
+        "trtllm-serve, 1800 s for a NIM, whose first start downloads its model profile).",
+    )
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, description="Plain environment for the container.")
     secrets: list[EnvName] = Field(default_factory=list, description="Env-var names delivered in a 0600 file.")
     extra_args: list[ExtraArg] = Field(default_factory=list, description="Extra server flags, verbatim.")

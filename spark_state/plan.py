@@ -85,6 +85,11 @@ class ServicePlan:
     tokenizer_checkpoint: str | None
     expect: dict[str, Any]
     memory_gib: float | None
+    # NIM documents /v1/health/ready (503 until the model is loaded); trtllm-serve answers /health.
+    health_path: str = "/health"
+    health_timeout_s: int = 600
+    cache_dir: str | None = None  # a NIM's model cache on the host, writable by the container's UID 1000
+    identity: str = ""  # the unit this service's container must have been started from (IDENTITY_LABEL)
 
 
 @dataclass(frozen=True)
@@ -335,6 +340,13 @@ def _serve_flags(svc: EngineService | PytorchService, defaults: Any) -> list[str
     return flags + ["--kv_cache_free_gpu_memory_fraction", f"{svc.kv_cache_free_gpu_memory_fraction:g}"]
 
 
+IDENTITY_LABEL = "spark-state.identity"
+NIM_CACHE = "/opt/nim/.cache"  # where a NIM keeps downloaded model profiles (NIM docs: mount a host dir here)
+NIM_UID = 1000  # NIM containers run as this user: the cache must be writable by it
+HEALTH_TIMEOUT_S = {"nim": 1800}  # a NIM's first start downloads its model profile into the cache
+DEFAULT_HEALTH_TIMEOUT_S = 600
+
+
 def _plan_service(state: State, name: str, engines: dict[str, EnginePlan]) -> ServicePlan:
     svc = state.services[name]
     docker = state.paths.docker
@@ -345,10 +357,12 @@ def _plan_service(state: State, name: str, engines: dict[str, EnginePlan]) -> Se
     tokenizer = _tokenizer_checkpoint(state, name)
     checkpoint: str | None = None
 
+    cache_dir = None
     if isinstance(svc, NimService):
         image_ref = state.images[svc.container].ref
+        cache_dir = f"{state.paths.root}/nim-cache/{name}"
         run += [f"--shm-size={svc.shm_size}", "-p", f"{svc.port}:{svc.container_port}"]
-        run += ["-v", f"{state.paths.root}/nim-cache/{name}:/opt/nim/.cache"]
+        run += ["-v", f"{cache_dir}:{NIM_CACHE}"]
         if env_file:
             run += ["--env-file", env_file]
         run += [image_ref, *svc.extra_args]
@@ -374,13 +388,21 @@ def _plan_service(state: State, name: str, engines: dict[str, EnginePlan]) -> Se
         run += ["--host", "0.0.0.0", "--port", str(svc.port), *_serve_flags(svc, defaults), *svc.extra_args]
 
     unit_name = f"{UNIT_PREFIX}{name}.service"
-    unit_text = render(
-        "service.unit.j2",
-        service={"name": name, "description": description},
-        exec_rm=quoting.systemd_join([docker, "rm", "-f", container]),
-        exec_start=quoting.systemd_join(run),
-        exec_stop=quoting.systemd_join([docker, "stop", "-t", "30", container]),
-    )
+
+    def unit(argv: list[str]) -> str:
+        return render(
+            "service.unit.j2",
+            service={"name": name, "description": description},
+            exec_rm=quoting.systemd_join([docker, "rm", "-f", container]),
+            exec_start=quoting.systemd_join(argv),
+            exec_stop=quoting.systemd_join([docker, "stop", "-t", "30", container]),
+        )
+
+    # The container carries the identity of the unit that started it, so a unit installed but never restarted
+    # (a run that failed between the two) shows as a container running an older version than installed.
+    identity = hashlib.sha256(unit(run).encode()).hexdigest()[:16]
+    run[run.index("--name") + 2 : run.index("--name") + 2] = ["--label", f"{IDENTITY_LABEL}={identity}"]
+    unit_text = unit(run)
     return ServicePlan(
         name=name,
         kind=service_kind(svc),
@@ -400,6 +422,10 @@ def _plan_service(state: State, name: str, engines: dict[str, EnginePlan]) -> Se
         tokenizer_checkpoint=tokenizer,
         expect=svc.expect.model_dump(),
         memory_gib=svc.memory_gib,
+        health_path="/v1/health/ready" if isinstance(svc, NimService) else "/health",
+        health_timeout_s=svc.health_timeout_s or HEALTH_TIMEOUT_S.get(service_kind(svc), DEFAULT_HEALTH_TIMEOUT_S),
+        cache_dir=cache_dir,
+        identity=identity,
     )
 
 

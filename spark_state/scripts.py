@@ -86,21 +86,23 @@ def build_script(plan: HostPlan, engine: EnginePlan) -> str:
     ])  # fmt: skip
 
 
-def wait_healthy_command(port: int, timeout_s: int) -> str:
-    """Poll /health and /v1/models on the host until both answer 200 (stdlib python3, no curl needed)."""
+def wait_healthy_command(port: int, timeout_s: int, ready_path: str = "/health") -> str:
+    """Poll the service's readiness path (trtllm-serve: /health; NIM: /v1/health/ready) and /v1/models on the
+    host until both answer 200 (stdlib python3, no curl needed)."""
+    paths = (ready_path, "/v1/models")
     code = (
         "import sys, time, urllib.request\n"
         f"deadline = time.time() + {timeout_s}\n"
         "while time.time() < deadline:\n"
         "    try:\n"
         f"        ok = all(urllib.request.urlopen('http://127.0.0.1:{port}' + p, timeout=3).status == 200\n"
-        "                 for p in ('/health', '/v1/models'))\n"
+        f"                 for p in {paths!r})\n"
         "    except Exception:\n"
         "        ok = False\n"
         "    if ok:\n"
         "        sys.exit(0)\n"
         "    time.sleep(1)\n"
-        f"sys.exit('port {port}: /health and /v1/models did not answer 200 within {timeout_s} s')\n"
+        f"sys.exit('port {port}: {ready_path} and /v1/models did not answer 200 within {timeout_s} s')\n"
     )
     return sh_join(["python3", "-c", code])
 

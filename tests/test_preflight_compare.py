@@ -36,9 +36,11 @@ def converged(plan: HostPlan) -> dict[str, Any]:
         "units": {s.unit_name: {"file": {"sha256": sha256(s.unit_text), "mode": "0o644"}, "active": "active",
                                 "enabled": "enabled"} for s in plan.services},
         "listening": sorted(s.port for s in plan.services),
-        "containers": {s.container_name: {"state": "running", "published": [s.port]}
+        "containers": {s.container_name: {"state": "running", "published": [s.port], "identity": s.identity}
                        for s in plan.services},
-        "health": {str(s.port): {"/health": 200, "/v1/models": 200} for s in plan.services},
+        # each service on its own readiness path: /health (trtllm-serve), /v1/health/ready (NIM)
+        "health": {str(s.port): {s.health_path: 200, "/v1/models": 200} for s in plan.services},
+        "owners": {s.cache_dir: [1000, 1000] for s in plan.services if s.cache_dir},
     }  # fmt: skip
 
 
@@ -54,7 +56,18 @@ def test_converged_host_passes_preflight_and_compares_clean() -> None:
     assert _preflight(snap) == []
     items = compare(PLAN, snap, ENV)
     assert [i for i in items if not i.ok] == []
-    assert {i.kind for i in items} == {"image", "checkpoint", "engine", "unit", "env", "service", "health"}
+    assert {i.kind for i in items} == {"image", "checkpoint", "engine", "unit", "env", "service", "health", "cache"}
+    nim = next(i for i in items if i.kind == "health" and i.name.startswith("nim-fp8"))
+    assert nim.desired == "/v1/health/ready 200, /v1/models 200"
+
+
+def test_a_nim_answering_only_health_or_a_cache_root_owns_is_drift() -> None:
+    snap = converged(PLAN)
+    snap["health"]["8000"] = {"/v1/health/ready": 404, "/v1/models": 200}  # NIM has no /health: nothing answers
+    cache = next(s.cache_dir for s in PLAN.services if s.cache_dir)
+    snap["owners"] = {cache: [0, 0]}
+    drifted = {(i.kind, i.observed) for i in compare(PLAN, snap, ENV) if not i.ok}
+    assert drifted == {("health", "/v1/health/ready 404, /v1/models 200"), ("cache", "owned by 0:0")}
 
 
 def test_known_bad_image_by_tag_and_by_probe() -> None:
@@ -112,3 +125,27 @@ def test_compare_names_each_drifted_item() -> None:
                        ("engine", "llama31-8b-fp8")}  # fmt: skip
     # a secret that changed on the deploying machine changes the env file's desired content
     assert {(i.kind, i.ok) for i in compare(PLAN, snap, {"NGC_API_KEY": "other"}) if i.kind == "env"} == {("env", False)}
+
+
+def test_a_container_started_from_an_older_unit_is_drift() -> None:
+    """A run wrote the new unit and failed before restarting: the unit file is current, the container is not."""
+    snap = converged(PLAN)
+    svc = PLAN.services[0]
+    assert f"--label spark-state.identity={svc.identity}" in svc.unit_text
+    snap["containers"][svc.container_name]["identity"] = "0123456789abcdef"
+    (item,) = [i for i in compare(PLAN, snap, ENV) if not i.ok]
+    assert (item.kind, item.name) == ("service", f"{svc.name} container")
+    assert item.observed == "running an older version than installed (0123456789abcdef)"
+    # a stopped container, or a unit that is itself out of date, is reported by the other items instead
+    snap["containers"][svc.container_name]["state"] = "exited"
+    assert [i for i in compare(PLAN, snap, ENV) if not i.ok] == []
+
+
+def test_the_identity_follows_every_change_to_the_unit() -> None:
+    changed = plan_host(STATE.model_copy(update={"services": {
+        **STATE.services, "trtllm-nvfp4": STATE.services["trtllm-nvfp4"].model_copy(
+            update={"kv_cache_free_gpu_memory_fraction": 0.5})}}), "spark-01")  # fmt: skip
+    before = {s.name: s.identity for s in PLAN.services}
+    after = {s.name: s.identity for s in changed.services}
+    assert after["trtllm-nvfp4"] != before["trtllm-nvfp4"]
+    assert {k: v for k, v in after.items() if k != "trtllm-nvfp4"} == {k: v for k, v in before.items() if k != "trtllm-nvfp4"}

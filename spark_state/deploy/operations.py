@@ -130,21 +130,49 @@ def engine(plan: HostPlan, engine_plan: EnginePlan, spec: str):
 
 
 @operation()
-def service_running(unit: str, port: int, restart: bool, timeout_s: int, spec: str):
+def service_running(unit: str, port: int, restart: bool, timeout_s: int, spec: str, ready_path: str = "/health",
+                    container: str | None = None, identity: str | None = None):
     """The unit is enabled and active, restarted when its unit file or environment changed, and answering
-    /health and /v1/models (waited for after a start or restart)."""
+    its readiness path and /v1/models (waited for after a start or restart).
+
+    + unit: the systemd unit
+    + port: the host port the service answers on
+    + restart: restart it (its unit text or environment changed)
+    + timeout_s: how long a start may take before this host fails
+    + ready_path: `/health` for trtllm-serve, `/v1/health/ready` for a NIM
+    + container, identity: the service's container and the identity label the current unit gives it; a
+      running container with another identity was started from an older unit and is restarted
+    """
     state = (observed(spec).get("units") or {}).get(unit) or {}
+    running = (observed(spec).get("containers") or {}).get(container or "") or {}
+    if identity and running.get("state") == "running" and running.get("identity") != identity:
+        restart = True  # a restart an earlier run lost: the unit is current, the container is not
     answer = (observed(spec).get("health") or {}).get(str(port)) or {}
-    healthy = answer.get("/health") == 200 and answer.get("/v1/models") == 200
+    healthy = answer.get(ready_path) == 200 and answer.get("/v1/models") == 200
     starting = restart or state.get("active") != "active"
     if state.get("enabled") != "enabled":
         yield sh_join(["systemctl", "enable", unit])
     if starting:
         yield sh_join(["systemctl", "restart", unit])
     if starting or not healthy:
-        yield scripts.wait_healthy_command(port, timeout_s)
+        yield scripts.wait_healthy_command(port, timeout_s, ready_path)
     elif state.get("enabled") == "enabled":
         host.noop(f"{unit} is enabled, active and answering on :{port}")
+
+
+@operation()
+def nim_cache(path: str, uid: int, spec: str):
+    """A NIM's model cache directory exists and belongs to the container's user (NIM runs as UID 1000 and
+    exits when it cannot write its cache).
+
+    + path: the cache directory on the host (mounted at /opt/nim/.cache)
+    + uid: the user (and group) the NIM container runs as
+    """
+    current = (observed(spec).get("owners") or {}).get(path)
+    if current == [uid, uid]:
+        host.noop(f"{path} belongs to {uid}:{uid}")
+        return
+    yield sh_join(["install", "-d", "-m", "0755", "-o", str(uid), "-g", str(uid), path])
 
 
 @operation()

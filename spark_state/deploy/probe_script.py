@@ -214,6 +214,15 @@ def file_info(path, with_text=False):
             "text": data.decode("utf-8", "replace") if with_text and len(data) < 65536 else None}
 
 
+def owner(path):
+    """[uid, gid] of a path, or None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_uid, st.st_gid]
+
+
 def units(directory, prefix):
     names = sorted(n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".service")) \
         if os.path.isdir(directory) else []
@@ -242,7 +251,8 @@ def listening_ports():
 
 
 def containers(prefix):
-    """Our containers: name → state, image and the host ports they publish."""
+    """Our containers: name → state, image, the host ports they publish and the identity label of the unit
+    that started them (plan.IDENTITY_LABEL)."""
     query = quote(json.dumps({"name": [prefix]}))
     try:
         status, listing = docker_api(f"/containers/json?all=1&filters={query}")
@@ -252,13 +262,15 @@ def containers(prefix):
     for c in listing if status == 200 else []:
         name = (c.get("Names") or ["/"])[0].lstrip("/")
         published = sorted({p["PublicPort"] for p in c.get("Ports") or [] if p.get("PublicPort")})
-        found[name] = {"state": c.get("State"), "image": c.get("Image"), "published": published}
+        found[name] = {"state": c.get("State"), "image": c.get("Image"), "published": published,
+                       "identity": (c.get("Labels") or {}).get("spark-state.identity")}
     return found
 
 
-def health(port):
+def health(port, ready_path="/health"):
+    """What the service answers on its readiness path (trtllm-serve: /health; NIM: /v1/health/ready)."""
     result = {}
-    for path in ("/health", "/v1/models"):
+    for path in (ready_path, "/v1/models"):
         try:
             result[path] = http_get(path, port=port, timeout=3)[0]
         except (OSError, ValueError, IndexError) as exc:
@@ -290,6 +302,8 @@ def main():
         jobs["engine_builds"] = (lambda dirs: {os.path.basename(d): engine_builds(d) for d in dirs}, spec["engine_dirs"])
     if spec.get("chat_templates") is not None:
         jobs["chat_templates"] = (lambda dirs: {d: chat_template(d) for d in dirs}, spec["chat_templates"])
+    if spec.get("owners") is not None:
+        jobs["owners"] = (lambda paths: {p: owner(p) for p in paths}, spec["owners"])
     if spec.get("files") is not None:  # hashes only: these may hold secrets
         jobs["files"] = (lambda paths: {p: file_info(p) for p in paths}, spec["files"])
     if spec.get("units"):
@@ -298,8 +312,8 @@ def main():
         jobs["listening"] = (lambda: sorted(listening_ports()),)
     if spec.get("containers"):
         jobs["containers"] = (containers, spec["containers"])
-    for port in spec.get("health") or []:
-        jobs[f"health:{port}"] = (health, port)
+    for port, ready_path in spec.get("health") or []:
+        jobs[f"health:{port}"] = (health, port, ready_path)
     with ThreadPoolExecutor(max_workers=8) as pool:
         futures = {key: pool.submit(job[0], *job[1:]) for key, job in jobs.items()}
         out = {key: f.result() for key, f in futures.items() if not key.startswith("health:")}

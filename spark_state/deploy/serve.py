@@ -27,13 +27,12 @@ from ..compare import env_file_text, probe_spec, sha256
 from ..inventory import state_path
 from ..loader import load_state
 from ..model import State
-from ..plan import UNIT_PREFIX, HostPlan, plan_host
+from ..plan import NIM_UID, UNIT_PREFIX, HostPlan, plan_host
 from ..preflight import chat_template_message, observed_trtllm_versions, preflight
 from ..quoting import env_file_line
 from . import operations as ops
 
 FETCH_SCRIPT = (Path(__file__).parent / "fetch_checkpoint.py").read_text()
-HEALTH_TIMEOUT_S = 600
 
 
 def _snapshot(plan: HostPlan) -> tuple[str, dict[str, Any]]:
@@ -113,6 +112,9 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
             env_changed = (files.get(svc.env_file) or {}).get("sha256") != sha256(text)
             changes[svc.name].append(ops.managed_file(name=f"{svc.name} environment", path=svc.env_file,
                                                       content=text, mode="600", spec=spec))  # fmt: skip
+        if svc.cache_dir:
+            changes[svc.name].append(ops.nim_cache(name=f"{svc.name} model cache", path=svc.cache_dir, uid=NIM_UID,
+                                                   spec=spec))  # fmt: skip
         changes[svc.name].append(ops.unit_file(name=f"unit {svc.unit_name}", path=svc.unit_path,
                                                content=svc.unit_text, spec=spec))  # fmt: skip
         # A new unit is started, not restarted; a changed one (engine, image, flags or env) is restarted.
@@ -127,7 +129,9 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
     for svc in plan.services:
         changes[svc.name].append(ops.service_running(name=f"{svc.unit_name} running", unit=svc.unit_name,
                                                      port=svc.port, restart=restarts[svc.name],
-                                                     timeout_s=HEALTH_TIMEOUT_S, spec=spec))  # fmt: skip
+                                                     timeout_s=svc.health_timeout_s, ready_path=svc.health_path,
+                                                     container=svc.container_name, identity=svc.identity,
+                                                     spec=spec))  # fmt: skip
 
     # A host that changed under its services since its last good deploy (driver, CUDA, kernel, OS, docker,
     # toolkit, images) is benched again even when no file changed: the bench tells whether the upgrade hurt.

@@ -114,7 +114,9 @@ def image_config(image: StandinImage, diff_ids: list[str]) -> bytes:
     config = {
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Env": env, "Entrypoint": ["/opt/nvidia/nvidia_entrypoint.sh"], "Cmd": cmd, "WorkingDir": "/"},
+        "config": {"Env": env, "Entrypoint": ["/opt/nvidia/nvidia_entrypoint.sh"], "Cmd": cmd, "WorkingDir": "/",
+                   # NIM containers run as UID 1000 (NIM docs: the cache volume must be writable by it)
+                   **({} if image.trtllm_version else {"User": "1000"})},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
         "history": [{"created_by": "spark-state sim: debian bookworm base"}, {"created_by": f"stand-ins for {image.ref}"}],
     }

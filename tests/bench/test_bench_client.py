@@ -209,7 +209,7 @@ def test_answers_end_at_eos_and_the_bench_measures_them(server: KnownServer) -> 
     s, level = result.serial, result.level(1)
     assert s.completion_tokens_p50 == 165 and s.early_stops == 2 and s.ok == 2
     assert s.ttft_ms["p50"] is not None and s.decode_tok_s["p50"] == pytest.approx(1000 / GAP_MS, rel=0.03)
-    assert level.aggregate_tok_s == pytest.approx(165 / (TTFT_MS / 1000 + 164 * GAP_MS / 1000), rel=0.05)
+    assert level.aggregate_tok_s == pytest.approx(165 / (TTFT_MS / 1000 + 164 * GAP_MS / 1000), rel=0.08)  # as the serial test: c=1 closed loop
     assert result.settings["ignore_eos"] is False  # the result says how it asked
 
 

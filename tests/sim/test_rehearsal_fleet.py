@@ -192,3 +192,52 @@ def test_pacing_is_configurable_per_host(fleet: Fleet) -> None:
         assert 38.82 / 1.3 * 0.85 < decode < 38.82 / 1.3 * 1.10
     finally:
         fleet.ssh(host, "mv /root/gpu.json.bak /etc/spark-sim/gpu.json; docker rm -f nvfp4-slow")
+
+
+def _status(url: str) -> int | str:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+
+
+def test_nim_runs_as_uid_1000_on_its_documented_health_paths_and_caches_its_profile(fleet: Fleet) -> None:
+    host = fleet.hosts[-1]
+    run = ("docker rm -f nim-probe >/dev/null 2>&1; docker run -d --name nim-probe --gpus all -e NGC_API_KEY=k "
+           f"-p 18008:8000 -v /srv/nim-cache:/opt/nim/.cache {NIM}")  # fmt: skip
+    # a cache that only root may write: the NIM (UID 1000) exits with a permission error
+    fleet.ssh(host, "rm -rf /srv/nim-cache && install -d -o 0 -g 0 -m 0755 /srv/nim-cache && " + run)
+    deadline = time.monotonic() + 30
+    while fleet.ssh(host, "docker inspect -f '{{.State.Running}}' nim-probe").stdout.strip() == "true":
+        assert time.monotonic() < deadline, "the NIM kept running with a cache it cannot write"
+        time.sleep(0.3)
+    logs = fleet.ssh(host, "docker logs nim-probe 2>&1").stdout
+    assert "PermissionError" in logs and "writable by UID 1000" in logs
+
+    url = f"http://{host.address}:18008"
+    for start, message in (("first", "Downloading model profile"), ("second", "Using cached model profile")):
+        if start == "first":
+            fleet.ssh(host, "chown 1000:1000 /srv/nim-cache && " + run)
+        else:
+            fleet.ssh(host, "docker restart nim-probe >/dev/null")
+        began = time.monotonic()
+        while _status(url + "/v1/health/live") != 200:  # the server is up before the model is
+            assert time.monotonic() - began < 30
+            time.sleep(0.2)
+        if start == "first":
+            assert _status(url + "/v1/health/ready") == 503
+        while _status(url + "/v1/health/ready") != 200:
+            assert time.monotonic() - began < 120
+            time.sleep(0.2)
+        took = time.monotonic() - began
+        assert message in fleet.ssh(host, "docker logs nim-probe 2>&1").stdout
+        if start == "first":
+            first_took = took
+        else:
+            assert took < first_took / 2, (took, first_took)  # the profile came from the cache
+    assert _status(url + "/v1/models") == 200 and _status(url + "/v1/metrics") == 200
+    assert _status(url + "/health") == 404  # NIM documents no /health
+    assert fleet.ssh(host, "docker exec nim-probe id -u").stdout.strip() == "1000"
+    owner = fleet.ssh(host, "stat -c %u /srv/nim-cache/ngc/hub/*/profile.json").stdout.strip()
+    assert owner == "1000"
+    fleet.ssh(host, "docker rm -f nim-probe >/dev/null")

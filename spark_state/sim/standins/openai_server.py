@@ -137,6 +137,9 @@ class ServerConfig:
     max_seq_len: int = 4096
     owned_by: str = "tensorrt_llm"
     unknown_fields: str = "refuse"  # "refuse" as trtllm-serve does (HTTP 400), "ignore" as vLLM/NIM does (a log line)
+    # NIM's documented routes (NIM API reference): /v1/health/live (the server is up), /v1/health/ready (503 until
+    # the model is loaded), /v1/models, /v1/metrics; no /health. trtllm-serve: /health, /metrics.
+    nim_routes: bool = False
 
 
 class BatchScheduler:
@@ -338,8 +341,11 @@ class OpenAIServer:
 
     async def _route(self, method: str, path: str, body: bytes, writer: asyncio.StreamWriter,
                      arrived: float) -> bool:  # fmt: skip
-        if path == "/health":
+        ready_path, metrics_path = ("/v1/health/ready", "/v1/metrics") if self.config.nim_routes else ("/health", "/metrics")
+        if path == ready_path:
             return await self._respond(writer, 200 if self.ready else 503, b"", "text/plain")
+        if path == "/v1/health/live" and self.config.nim_routes:
+            return await self._respond(writer, 200, b"", "text/plain")
         if path == "/v1/models" and method == "GET":
             if not self.ready:
                 return await self._error(writer, 503, "model is still loading", "ServiceUnavailableError")
@@ -350,7 +356,7 @@ class OpenAIServer:
             })  # fmt: skip
         if path == "/debug/timings":
             return await self._respond(writer, 200, {str(k): v for k, v in self.timings.items()})
-        if path == "/metrics":
+        if path == metrics_path:
             return await self._respond(writer, 200, self._metrics().encode(), "text/plain; version=0.0.4")
         if path in ("/v1/chat/completions", "/v1/completions") and method == "POST":
             return await self._completion(path.endswith("chat/completions"), body, writer, arrived)
@@ -521,10 +527,14 @@ class OpenAIServer:
         return f"{len(data):x}\r\n".encode() + data + b"\r\n" if chunked else data
 
 
-async def run_server(config: ServerConfig, host: str, port: int, load_seconds: float = 0.0) -> None:
-    """Serve until cancelled; /health answers 503 until the (simulated) model load is done."""
+async def run_server(config: ServerConfig, host: str, port: int, load_seconds: float = 0.0,
+                     prepare: Callable[[], None] | None = None) -> None:  # fmt: skip
+    """Serve until cancelled; the readiness path answers 503 until `prepare` (run off the loop, e.g. a model
+    download) and the simulated model load are done."""
     server = OpenAIServer(config)
     await server.start(host, port)
+    if prepare is not None:
+        await asyncio.get_running_loop().run_in_executor(None, prepare)
     await asyncio.sleep(load_seconds)
     server.ready = True
     await server.serve_forever()
