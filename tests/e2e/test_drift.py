@@ -117,7 +117,9 @@ def test_slowed_standin_is_performance_drift(fleet: Fleet, workdir: Path, conver
         hosts = {h for h, _, _ in drifted(report)}
         kinds = {k for _, k, _ in drifted(report)}
         names = {n.split()[0] for _, _, n in drifted(report)}
-        assert hosts == {"gamma"} and kinds <= {"bench", "bench-history"} and names == {"trtllm-nvfp4"}
+        # against its expectations, its last bench and the baseline of its last good deploy
+        assert hosts == {"gamma"} and kinds <= {"bench", "bench-history", "baseline-bench"} and names == {"trtllm-nvfp4"}
+        assert ("gamma", "baseline-bench", "trtllm-nvfp4 decode (tok/s)") in drifted(report)
         assert ("gamma", "bench-history", "trtllm-nvfp4 decode (tok/s)") in drifted(report)
     finally:
         fleet.ssh(fleet.hosts[GAMMA], slow.format(gpu, 1.0) + " && systemctl restart spark-state-trtllm-nvfp4")
