@@ -96,10 +96,14 @@ def started(fleet: Fleet, index: int, since: str) -> set[str]:
     return {e.split()[2] for e in events(fleet, index, since) if e.startswith("container start ")}
 
 
+NIM_PORT = 8000  # the state's NIM; it answers on NIM's documented readiness path, not /health
+
+
 def answers(fleet: Fleet, index: int, port: int) -> bool:
+    ready = "/v1/health/ready" if port == NIM_PORT else "/health"
     try:
         base = f"http://{fleet.hosts[index].address}:{port}"
-        return all(httpx.get(base + path, timeout=3).status_code == 200 for path in ("/health", "/v1/models"))
+        return all(httpx.get(base + path, timeout=3).status_code == 200 for path in (ready, "/v1/models"))
     except httpx.HTTPError:
         return False
 
