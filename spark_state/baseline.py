@@ -9,7 +9,7 @@ host's probe with it, so an upgrade that leaves every file in place still shows.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,21 +95,23 @@ def valid(document: Any) -> dict[str, Any] | None:
     return None
 
 
+def _fields(baseline: Mapping[str, Any], facts: Mapping[str, str | None],
+            images: Mapping[str, str | None]) -> Iterator[tuple[str, str, str, bool]]:  # fmt: skip
+    """Each baseline field as (label, then, now, unchanged), then and now as a person reads them."""
+    for key, label in HOST_FACTS.items():
+        then, now = baseline["facts"].get(key), facts.get(key)
+        yield label, then or "unknown", now or "unknown", then == now
+    for ref, then in sorted(baseline["images"].items()):
+        if ref in images:  # an image the state no longer uses is not this host's drift
+            yield f"image {ref}", _short(then), _short(images[ref]), then == images[ref]
+
+
 def changes(baseline: Mapping[str, Any] | None, facts: Mapping[str, str | None],
             images: Mapping[str, str | None]) -> list[str]:  # fmt: skip
     """What differs from the baseline, in words ("NVIDIA driver 580.95.05 → 590.10"); [] when nothing does."""
     if baseline is None:
         return [NO_BASELINE]
-    out = []
-    for key, label in HOST_FACTS.items():
-        then, now = baseline["facts"].get(key), facts.get(key)
-        if then != now:
-            out.append(f"{label} {then or 'unknown'} → {now or 'unknown'}")
-    for ref, then in sorted(baseline["images"].items()):
-        now = images.get(ref)
-        if ref in images and then != now:
-            out.append(f"image {ref} {_short(then)} → {_short(now)}")
-    return out
+    return [f"{label} {then} → {now}" for label, then, now, same in _fields(baseline, facts, images) if not same]
 
 
 def host_items(host: str, baseline: Mapping[str, Any] | None, facts: Mapping[str, str | None],
@@ -118,15 +120,8 @@ def host_items(host: str, baseline: Mapping[str, Any] | None, facts: Mapping[str
     if baseline is None:
         return [Item(host, "host", "baseline", "recorded after a deploy whose bench passed", "none recorded yet", True)]
     since = f"baseline {baseline.get('recorded_at', '?')}"
-    items = []
-    for key, label in HOST_FACTS.items():
-        then, now = baseline["facts"].get(key), facts.get(key)
-        items.append(Item(host, "host", label, f"{then or 'unknown'} ({since})", now or "unknown", then == now))
-    for ref, then in sorted(baseline["images"].items()):
-        if ref in images:  # an image the state no longer uses is not this host's drift
-            now = images[ref]
-            items.append(Item(host, "host", f"image {ref}", f"{_short(then)} ({since})", _short(now), then == now))
-    return items
+    return [Item(host, "host", label, f"{then} ({since})", now, same)
+            for label, then, now, same in _fields(baseline, facts, images)]  # fmt: skip
 
 
 def figure_items(host: str, service: str, kind: str, now: Mapping[str, float], then: Mapping[str, float],

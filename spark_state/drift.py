@@ -34,6 +34,7 @@ class HostDrift:
     items: list[Item] = field(default_factory=list)
     error: str | None = None
     baseline: dict[str, Any] | None = None  # the host's last good deploy, as the host keeps it
+    since_baseline: list[str] = field(default_factory=list)  # what changed since, in words
 
     @property
     def drifted(self) -> list[Item]:
@@ -44,10 +45,8 @@ class HostDrift:
         figures = [i for i in self.items if i.kind == "baseline-bench"]
         if not figures:
             return None
-        upgraded = [f"{i.name} {i.desired.split(' (')[0]} → {i.observed}" for i in self.items
-                    if i.kind == "host" and not i.ok]  # fmt: skip
         worse = [i for i in figures if not i.ok]
-        since = f" after {'; '.join(upgraded)}" if upgraded else ""
+        since = f" after {'; '.join(self.since_baseline)}" if self.since_baseline else ""
         if worse:
             return f"bench: {len(worse)} of {len(figures)} figures worse than the baseline{since}"
         return f"bench: all {len(figures)} figures within the margin of the baseline{since} — performance unchanged"
@@ -74,8 +73,10 @@ def check_host(state: State, address: str, data: dict[str, Any], environ: Mappin
             snapshot = probe_host(address, data, plan)
         result.items = compare(plan, snapshot, environ)
         result.baseline = baseline.valid(snapshot.get("baseline"))
-        result.items += baseline.host_items(name, result.baseline, baseline.host_facts(snapshot),
-                                            baseline.image_digests(snapshot))  # fmt: skip
+        facts, digests = baseline.host_facts(snapshot), baseline.image_digests(snapshot)
+        result.items += baseline.host_items(name, result.baseline, facts, digests)
+        if result.baseline is not None:
+            result.since_baseline = baseline.changes(result.baseline, facts, digests)
     except (ConnectionError, OSError, ValueError) as exc:
         result.error = str(exc)
     return result
