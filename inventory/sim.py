@@ -4,7 +4,8 @@ simulated Sparks. Same state file, same deploy, same checks as inventory/sparks.
     pyinfra inventory/sim.py deploys/serve.py
 """
 
-from spark_state.inventory import sim_hosts, state_path
-from spark_state.loader import load_state
+from spark_state.sim.inventory import sim_hosts
+from spark_state.state.inventory import state_path
+from spark_state.state.loader import load_state
 
 sparks = sim_hosts(load_state(state_path()).state)

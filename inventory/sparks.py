@@ -4,7 +4,7 @@
 The state file is inventory/state.yaml, or $SPARK_STATE_FILE.
 """
 
-from spark_state.inventory import real_hosts, state_path
-from spark_state.loader import load_state
+from spark_state.state.inventory import real_hosts, state_path
+from spark_state.state.loader import load_state
 
 sparks = real_hosts(load_state(state_path()).state)

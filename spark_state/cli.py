@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.panel import Panel
 
 from .errors import SparkStateError, StateFileError
-from .loader import load_state
-from .model import State
+from .state.loader import load_state
+from .state.model import State
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -38,8 +38,8 @@ def _schema(args: argparse.Namespace, console: Console) -> int:
 
 
 def _plan(args: argparse.Namespace, console: Console) -> int:
-    from .plan import plan_fleet
-    from .plan_view import show_plans
+    from .plan.host_plan import plan_fleet
+    from .plan.view import show_plans
 
     loaded = load_state(args.file)
     plans = plan_fleet(loaded.state, args.host)
@@ -73,7 +73,7 @@ def _drift(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
 
     from . import drift
-    from .inventory import STATE_ENV, load_entries, state_path
+    from .state.inventory import STATE_ENV, load_entries, state_path
 
     if args.state:
         os.environ[STATE_ENV] = args.state

@@ -12,16 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import baseline
 from .bench import history
 from .bench.fleet import Target, bench_target, settings_from_state
 from .bench.runner import run_measured
-from .compare import Item, compare, probe_spec
 from .deploy.facts import probe_command
-from .model import State
-from .plan import HostPlan, plan_host
-from .preflight import observed_trtllm_versions
-from .remote import container_resident_gib, ssh_argv
+from .observe import baseline
+from .observe.compare import Item, compare, probe_spec
+from .observe.preflight import observed_trtllm_versions
+from .observe.remote import container_resident_gib, ssh_argv
+from .plan.host_plan import HostPlan, plan_host
+from .state.model import State
 
 EXIT_CONVERGED, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
 DEFAULT_MARGIN = 0.10  # a bench figure this much worse than the last recorded one is drift
@@ -85,7 +85,7 @@ def check_host(state: State, address: str, data: dict[str, Any], environ: Mappin
 def bench_items(state: State, address: str, data: dict[str, Any], margin: float, history_dir: Path | None,
                 recorded: dict[str, Any] | None = None) -> list[Item]:  # fmt: skip
     """Each service against its expectations, its last recorded bench and the host's baseline figures."""
-    from .model import host_services
+    from .state.model import host_services
 
     name = data["spark_host"]
     settings = settings_from_state(state.bench)

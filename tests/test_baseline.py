@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from spark_state import baseline
 from spark_state.bench.results import ClientHealth, EndpointResult, LevelResult, SerialResult
+from spark_state.observe import baseline
 
 SNAPSHOT = {
     "gpu": {"name": "NVIDIA GB10", "compute_capability": "12.1", "driver_version": "580.95.05"},

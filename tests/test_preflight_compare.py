@@ -7,10 +7,10 @@ from typing import Any
 
 from conftest import EXAMPLE_STATE
 
-from spark_state.compare import compare, env_file_text, manifest_path, sha256
-from spark_state.loader import load_state
-from spark_state.plan import HostPlan, plan_host
-from spark_state.preflight import observed_trtllm_versions, preflight
+from spark_state.observe.compare import compare, env_file_text, manifest_path, sha256
+from spark_state.observe.preflight import observed_trtllm_versions, preflight
+from spark_state.plan.host_plan import HostPlan, plan_host
+from spark_state.state.loader import load_state
 
 STATE = load_state(EXAMPLE_STATE).state
 ENV = {"NGC_API_KEY": "k"}
@@ -100,7 +100,7 @@ def test_tokenizer_without_chat_template_fails_preflight() -> None:
     text = EXAMPLE_STATE.read_text().replace(
         "    tokenizer: llama31-8b-fp8     # explicit; tokenizer_from on the checkpoint would choose the same\n", ""
     ).replace("    tokenizer_from: llama31-8b-fp8\n", "")
-    from spark_state.loader import load_state_text
+    from spark_state.state.loader import load_state_text
 
     plan = plan_host(load_state_text(text, "t.yaml").state, "spark-02")
     snap = converged(plan)

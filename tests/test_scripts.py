@@ -7,9 +7,15 @@ import subprocess
 import pytest
 from conftest import EXAMPLE_STATE
 
-from spark_state.loader import load_state
-from spark_state.plan import plan_host
-from spark_state.scripts import build_script, fetch_command, parse_resident, resident_command, wait_healthy_command
+from spark_state.plan.host_plan import plan_host
+from spark_state.plan.scripts import (
+    build_script,
+    fetch_command,
+    parse_resident,
+    resident_command,
+    wait_healthy_command,
+)
+from spark_state.state.loader import load_state
 
 PLAN = plan_host(load_state(EXAMPLE_STATE).state, "spark-01")
 

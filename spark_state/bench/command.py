@@ -43,7 +43,7 @@ def run_bench(args: argparse.Namespace, console: Console) -> int:
     else:
         if not args.file:
             raise SparkStateError("give a state file, or --url for a single endpoint")
-        from ..inventory import load
+        from ..state.inventory import load
 
         state, entries = load(args.inventory, args.file)
         settings = settings_from_state(state.bench, **_overrides(args))
@@ -93,7 +93,7 @@ async def _run_all(jobs: list[tuple[str, Target | None]], settings: BenchSetting
                 continue
             resident = None
             if not args.no_resident:
-                from ..remote import container_resident_gib
+                from ..observe.remote import container_resident_gib
 
                 resident = await asyncio.to_thread(container_resident_gib, target.address, target.data, target.container)
             result, verdict = await bench_target(target, settings, resident, progress)

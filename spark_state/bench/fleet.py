@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..model import Bench, State, host_services
-from ..plan import UNIT_PREFIX
+from ..plan.host_plan import UNIT_PREFIX
+from ..state.model import Bench, State, host_services
 from .results import EndpointResult, Verdict
 from .runner import BenchSettings, Progress, run_endpoint
 from .verdict import judge

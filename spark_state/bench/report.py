@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..templates import render
+from ..plan.templates import render
 from .results import EndpointResult, Verdict
 from .verdict import Delta
 

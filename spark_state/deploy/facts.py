@@ -9,9 +9,9 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from ..quoting import sh_word
+from ..plan.quoting import sh_word
 
-PROBE_SCRIPT = (Path(__file__).parent / "probe_script.py").read_text()
+PROBE_SCRIPT = (Path(__file__).parent.parent / "on_host" / "probe.py").read_text()
 
 
 def probe_command(spec: dict[str, Any]) -> str:

@@ -12,10 +12,10 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
-from .. import scripts
-from ..compare import checkpoint_ok, engine_ok, sha256
-from ..plan import CheckpointPlan, EnginePlan, HostPlan
-from ..quoting import sh_join, sh_word
+from ..observe.compare import checkpoint_ok, engine_ok, sha256
+from ..plan import scripts
+from ..plan.host_plan import CheckpointPlan, EnginePlan, HostPlan
+from ..plan.quoting import sh_join, sh_word
 from .facts import SparkHostState
 
 # pyinfra 3 runs a fact's command on every get_fact; one deploy decides everything from one probe per host.

@@ -16,16 +16,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .. import baseline
 from ..bench import history
 from ..bench.fleet import Target, settings_from_state
 from ..bench.results import from_document
 from ..bench.run_target import job
 from ..bench.runner import BenchSettings
-from ..model import State
-from ..plan import HostPlan
-from ..quoting import sh_word
-from ..scripts import parse_resident, resident_command
+from ..observe import baseline
+from ..plan.host_plan import HostPlan
+from ..plan.quoting import sh_word
+from ..plan.scripts import parse_resident, resident_command
+from ..state.model import State
 from .facts import SparkHostState
 
 

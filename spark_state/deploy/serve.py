@@ -22,17 +22,18 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import python
 from pyinfra.operations.util import any_changed
 
-from .. import baseline, scripts
-from ..compare import env_file_text, probe_spec, sha256
-from ..inventory import state_path
-from ..loader import load_state
-from ..model import State
-from ..plan import NIM_UID, UNIT_PREFIX, HostPlan, plan_host
-from ..preflight import chat_template_message, observed_trtllm_versions, preflight
-from ..quoting import env_file_line
+from ..observe import baseline
+from ..observe.compare import env_file_text, probe_spec, sha256
+from ..observe.preflight import chat_template_message, observed_trtllm_versions, preflight
+from ..plan import scripts
+from ..plan.host_plan import NIM_UID, UNIT_PREFIX, HostPlan, plan_host
+from ..plan.quoting import env_file_line
+from ..state.inventory import state_path
+from ..state.loader import load_state
+from ..state.model import State
 from . import operations as ops
 
-FETCH_SCRIPT = (Path(__file__).parent / "fetch_checkpoint.py").read_text()
+FETCH_SCRIPT = (Path(__file__).parent.parent / "on_host" / "fetch_checkpoint.py").read_text()
 
 
 def _snapshot(plan: HostPlan) -> tuple[str, dict[str, Any]]:

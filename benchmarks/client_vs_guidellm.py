@@ -10,7 +10,7 @@ Both tools' aggregates use one definition: Σ completion tokens / (last end − 
 
 guidellm is not a dependency of spark-state; install it beside the project for this script only:
     python3 -m venv .venv-guidellm && .venv-guidellm/bin/pip install guidellm
-    python bench/client_vs_guidellm.py [--levels 1,8,64,256] [--runs 3] [--guidellm .venv-guidellm/bin/guidellm]
+    python benchmarks/client_vs_guidellm.py [--levels 1,8,64,256] [--runs 3] [--guidellm .venv-guidellm/bin/guidellm]
 Targets (issue 14): c=64 not client-limited, TTFT p50 within +2 ms, aggregate within 1 %; c=256 completes,
 aggregate within 3 %, TTFT p50 within +10 ms; c ≤ 8 as before.
 """

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..plan.host_plan import UNIT_PREFIX, HostPlan
+from ..state.compat import Gpu, Support, known_bad_fix, trtllm_support
 from .compare import checkpoint_ok, engine_ok
-from .compat import Gpu, Support, known_bad_fix, trtllm_support
-from .plan import UNIT_PREFIX, HostPlan
 
 GIB_PER_GB = 1e9 / 2**30
 

@@ -15,8 +15,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from ..errors import Problem, StateFileError
 from . import checks
-from .errors import Problem, StateFileError
 from .model import (
     SERVICE_KINDS,
     Bench,

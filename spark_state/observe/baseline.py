@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .bench.history import state_home
-from .bench.results import EndpointResult
+from ..bench.history import state_home
+from ..bench.results import EndpointResult
 from .compare import Item
 
 BASELINE_FORMAT = "spark-state/baseline/v1"

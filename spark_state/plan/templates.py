@@ -11,11 +11,11 @@ import jinja2
 
 def templates_dir() -> Path:
     """templates/ beside the package in a checkout, or the copy shipped inside an installed wheel."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_templates", here.parent / "templates"):
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "_templates", package.parent / "templates"):
         if candidate.is_dir():
             return candidate
-    raise FileNotFoundError(f"no templates directory near {here}")
+    raise FileNotFoundError(f"no templates directory near {package}")
 
 
 @cache

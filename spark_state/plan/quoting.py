@@ -13,7 +13,7 @@ import re
 import shlex
 from collections.abc import Iterable
 
-from .errors import QuotingError
+from ..errors import QuotingError
 
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9_@+=:,./-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, C1 and Unicode line separators

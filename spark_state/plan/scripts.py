@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from .compare import MANIFEST, manifest_path
-from .plan import UNIT_PREFIX, CheckpointPlan, EnginePlan, HostPlan
+from ..observe.compare import MANIFEST, manifest_path
+from .host_plan import UNIT_PREFIX, CheckpointPlan, EnginePlan, HostPlan
 from .quoting import sh_join, sh_word
 
 FETCH_SCRIPT_NAME = "fetch_checkpoint.py"

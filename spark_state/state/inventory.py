@@ -1,6 +1,6 @@
-"""pyinfra inventories from the state file: the real fleet (addresses as declared) or the rehearsal fleet
-(the state's hosts mapped, in order, onto the simulated Sparks). Each host carries `spark_host`, its name in
-the state file, so the deploy plans it the same way wherever it runs."""
+"""pyinfra inventories from the state file: the real fleet, at the addresses it declares (the rehearsal fleet's
+inventory is spark_state.sim.inventory). Each host carries `spark_host`, its name in the state file, so the
+deploy plans it the same way wherever it runs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import runpy
 from pathlib import Path
 from typing import Any
 
-from .errors import SparkStateError
+from ..errors import SparkStateError
 from .loader import load_state
 from .model import State
 
@@ -24,7 +24,7 @@ def state_path(override: str | None = None) -> Path:
     return Path(override or os.environ.get(STATE_ENV) or DEFAULT_STATE)
 
 
-def _ssh_data(state: State, name: str) -> dict[str, Any]:
+def ssh_data(state: State, name: str) -> dict[str, Any]:
     host = state.hosts[name]
     data: dict[str, Any] = {"spark_host": name, "ssh_user": host.ssh_user, "ssh_port": host.ssh_port}
     if host.ssh_key:
@@ -33,29 +33,7 @@ def _ssh_data(state: State, name: str) -> dict[str, Any]:
 
 
 def real_hosts(state: State) -> list[HostEntry]:
-    return [(host.address, _ssh_data(state, name)) for name, host in state.hosts.items()]
-
-
-def sim_hosts(state: State) -> list[HostEntry]:
-    from .sim.fleet import FleetRecord
-    from .sim.layout import Layout
-
-    record = FleetRecord.load(Layout.default())
-    names = list(state.hosts)
-    if len(record.hosts) < len(names):
-        raise SparkStateError(
-            f"the state declares {len(names)} hosts but the rehearsal fleet has {len(record.hosts)}; "
-            f"run `spark-state sim up {len(names)}`"
-        )
-    entries = []
-    for name, sim in zip(names, record.hosts):
-        data = _ssh_data(state, name)
-        data.update({
-            "ssh_user": "root", "ssh_port": 22, "ssh_key": record.ssh_key, "ssh_known_hosts_file": "/dev/null",
-            "ssh_strict_host_key_checking": "no", "sim_host": sim.name,
-        })  # fmt: skip
-        entries.append((sim.address, data))
-    return entries
+    return [(host.address, ssh_data(state, name)) for name, host in state.hosts.items()]
 
 
 def load_entries(inventory_file: str | Path) -> list[HostEntry]:

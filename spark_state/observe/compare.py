@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import quoting
-from .plan import NIM_UID, UNIT_PREFIX, HostPlan, ServicePlan
+from ..plan import quoting
+from ..plan.host_plan import NIM_UID, UNIT_PREFIX, HostPlan, ServicePlan
 
 MANIFEST = ".spark-state.json"
 

@@ -2,10 +2,10 @@
 
 For 1, 4 and 8 simulated Sparks, all already converged (one NVFP4 service each, bench off), times
   converged: pyinfra -y inventory/sim.py deploys/serve.py
-  bare:      pyinfra -y inventory/sim.py bench/bare_deploy.py   (one fact, no operation)
+  bare:      pyinfra -y inventory/sim.py benchmarks/bare_deploy.py   (one fact, no operation)
 in the same run, medians over --runs. Targets (issue 4): converged ≤ 1.5 × bare; 8 hosts ≤ 1.3 × 1 host.
 
-    python bench/deploy_speed.py [--runs 5]
+    python benchmarks/deploy_speed.py [--runs 5]
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def main() -> None:
                 converged, bare = [], []
                 for _ in range(args.runs):  # interleaved, so drift in machine load hits both alike
                     converged.append(run("deploys/serve.py", files[n]))
-                    bare.append(run("bench/bare_deploy.py", files[n]))
+                    bare.append(run("benchmarks/bare_deploy.py", files[n]))
                 rows[n] = (statistics.median(converged), statistics.median(bare))
             print(f"\nmedians over {args.runs} runs (seconds)")
             print(f"{'hosts':>5} {'converged':>10} {'bare':>8} {'ratio':>6}")

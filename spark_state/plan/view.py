@@ -8,7 +8,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from .plan import HostPlan
+from .host_plan import HostPlan
 
 
 def show_plans(console: Console, plans: list[HostPlan], verbose: bool = False) -> None:

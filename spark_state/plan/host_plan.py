@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import UnknownHostError
+from ..state.checks import image_trtllm_version
+from ..state.compat import KNOWN_GPUS, trtllm_support
+from ..state.model import EngineService, NimService, PytorchService, State, host_gpu, host_services, service_kind
 from . import quoting
-from .checks import image_trtllm_version
-from .compat import KNOWN_GPUS, trtllm_support
-from .errors import UnknownHostError
-from .model import EngineService, NimService, PytorchService, State, host_gpu, host_services, service_kind
 from .templates import render
 
 PLAN_FORMAT = 1
@@ -125,7 +125,7 @@ class HostPlan:
 
     @property
     def baseline_path(self) -> str:
-        """The host's baseline (spark_state.baseline), written after a deploy whose bench passed."""
+        """The host's baseline (spark_state.observe.baseline), written after a deploy whose bench passed."""
         return f"{self.root}/baseline.json"
 
     def to_dict(self) -> dict[str, Any]:

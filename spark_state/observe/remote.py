@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-from .scripts import parse_resident, resident_command
+from ..plan.scripts import parse_resident, resident_command
 
 
 def ssh_argv(address: str, data: dict[str, Any]) -> list[str]:

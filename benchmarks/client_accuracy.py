@@ -6,7 +6,7 @@ measures it at several concurrencies. Two truths are compared:
   - server-observed: what the server itself recorded (received → first token written, same monotonic clock),
     which removes the server's own scheduling jitter and leaves the client's overhead.
 
-    python bench/client_accuracy.py [--levels 1,8,64,256] [--runs 3]
+    python benchmarks/client_accuracy.py [--levels 1,8,64,256] [--runs 3]
 Targets (issue 5): TTFT within +2 ms at c=1 and +10 ms at c=64, decode within 2 %, c=256 runs to the end.
 """
 

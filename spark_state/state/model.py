@@ -15,7 +15,7 @@ from pydantic import (
     Tag,
 )
 
-from . import quoting
+from ..plan import quoting
 from .compat import KNOWN_GPUS
 
 # ---------------------------------------------------------------- field types
