@@ -10,17 +10,17 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 from rich.panel import Panel
 
-from .errors import SparkStateError, StateFileError
+from .errors import Outcome, SimError, SparkStateError, StateFileError
 from .state.loader import load_state
 from .state.model import State
 
-EXIT_OK = 0
-EXIT_ERROR = 1
+EXIT_ERROR = 1  # an error: nothing or not everything could be done
+EXIT_CODES = {Outcome.OK: 0, Outcome.FINDINGS: 2, Outcome.HOST_ERRORS: EXIT_ERROR}
 
-Handler = Callable[[argparse.Namespace, Console], int]
+Handler = Callable[[argparse.Namespace, Console], Outcome]
 
 
-def _validate(args: argparse.Namespace, console: Console) -> int:
+def _validate(args: argparse.Namespace, console: Console) -> Outcome:
     loaded = load_state(args.file)
     for warning in loaded.warnings:
         print(f"{warning} (warning)", file=sys.stderr)
@@ -29,15 +29,15 @@ def _validate(args: argparse.Namespace, console: Console) -> int:
         f"[green]valid[/]: {args.file} — {len(s.hosts)} hosts, {len(s.services)} services, "
         f"{len(s.engines)} engines, {len(s.checkpoints)} checkpoints, {len(s.images)} images"
     )
-    return EXIT_OK
+    return Outcome.OK
 
 
-def _schema(args: argparse.Namespace, console: Console) -> int:
+def _schema(args: argparse.Namespace, console: Console) -> Outcome:
     print(json.dumps(State.model_json_schema(), indent=2))
-    return EXIT_OK
+    return Outcome.OK
 
 
-def _plan(args: argparse.Namespace, console: Console) -> int:
+def _plan(args: argparse.Namespace, console: Console) -> Outcome:
     from .plan.host_plan import plan_fleet
     from .plan.view import show_plans
 
@@ -47,7 +47,7 @@ def _plan(args: argparse.Namespace, console: Console) -> int:
         print(json.dumps([p.to_dict() for p in plans], indent=2))
     else:
         show_plans(console, plans, verbose=args.verbose)
-    return EXIT_OK
+    return Outcome.OK
 
 
 def _concurrency(text: str) -> list[int]:
@@ -60,13 +60,13 @@ def _concurrency(text: str) -> list[int]:
     return values
 
 
-def _bench(args: argparse.Namespace, console: Console) -> int:
+def _bench(args: argparse.Namespace, console: Console) -> Outcome:
     from .bench.command import run_bench
 
     return run_bench(args, console)
 
 
-def _drift(args: argparse.Namespace, console: Console) -> int:
+def _drift(args: argparse.Namespace, console: Console) -> Outcome:
     import os
     from pathlib import Path
 
@@ -81,10 +81,10 @@ def _drift(args: argparse.Namespace, console: Console) -> int:
     entries = load_entries(args.inventory)
     results = drift.run_drift(state, entries, dict(os.environ), with_bench=args.bench, margin=args.margin,
                               history_dir=Path(args.results_dir) if args.results_dir else None, host=args.host)
-    code = drift.exit_code(results)
+    outcome = drift.outcome(results)
     if args.json:
-        print(json.dumps(drift.to_json(results), indent=2))
-        return code
+        print(json.dumps(drift.to_json(results, EXIT_CODES[outcome]), indent=2))
+        return outcome
     for r in results:
         if r.error:
             console.print(f"[bold red]{r.host}[/] ({r.address}): unreachable or unreadable — {r.error}")
@@ -101,50 +101,49 @@ def _drift(args: argparse.Namespace, console: Console) -> int:
             console.print(table)
         if note:
             console.print(f"{r.host}: {note}")
-    return code
+    return outcome
 
 
-def _sim_up(args: argparse.Namespace, console: Console) -> int:
+def _sim_up(args: argparse.Namespace, console: Console) -> Outcome:
     from .sim import fleet
 
     record = fleet.up(args.count, log=lambda m: console.print(f"[dim]{m}[/]"))
     console.print(f"[green]rehearsal fleet up[/]: {len(record.hosts)} hosts; "
                   "target them with `pyinfra inventory/sim.py deploys/serve.py`")
-    return EXIT_OK
+    return Outcome.OK
 
 
-def _sim_down(args: argparse.Namespace, console: Console) -> int:
+def _sim_down(args: argparse.Namespace, console: Console) -> Outcome:
     from .sim import fleet
 
     fleet.require_root()
     removed = fleet.down(log=lambda m: console.print(f"[dim]{m}[/]"))
     remaining = fleet.leftovers()
     if remaining:
-        console.print(f"[red]still present[/]: {', '.join(remaining)}")
-        return EXIT_ERROR
+        raise SimError(f"still present after sim down: {', '.join(remaining)}")
     console.print(f"[green]rehearsal fleet down[/]: nothing left ({len(removed)} traces removed)")
-    return EXIT_OK
+    return Outcome.OK
 
 
-def _sim_upgrade(args: argparse.Namespace, console: Console) -> int:
+def _sim_upgrade(args: argparse.Namespace, console: Console) -> Outcome:
     from .sim import upgrade
 
     now = upgrade.upgrade(args.host, driver=args.driver, cuda=args.cuda, kernel=args.kernel, toolkit=args.toolkit)
     console.print(f"{args.host} now reports: driver {now['driver']}, CUDA {now['cuda']}, kernel {now['kernel']}, "
                   f"container toolkit {now['toolkit']}")  # fmt: skip
-    return EXIT_OK
+    return Outcome.OK
 
 
-def _sim_slow(args: argparse.Namespace, console: Console) -> int:
+def _sim_slow(args: argparse.Namespace, console: Console) -> Outcome:
     from .sim import upgrade
 
     updated = upgrade.slow(args.host, args.factor)
     console.print(f"{args.host}: GPU stand-in ×{args.factor:g} slower"
                   + (f" (running now in {', '.join(updated)})" if updated else " (no GPU container running)"))  # fmt: skip
-    return EXIT_OK
+    return Outcome.OK
 
 
-def _sim_status(args: argparse.Namespace, console: Console) -> int:
+def _sim_status(args: argparse.Namespace, console: Console) -> Outcome:
     from rich.table import Table
 
     from .sim import fleet
@@ -159,7 +158,7 @@ def _sim_status(args: argparse.Namespace, console: Console) -> int:
         table.add_row(name, "", _mark(ok), "")
     console.print(table)
     healthy = all(h.machine_running and h.ssh for h in hosts) and all(services.values())
-    return EXIT_OK if healthy else EXIT_ERROR
+    return Outcome.OK if healthy else Outcome.HOST_ERRORS
 
 
 def _mark(ok: bool) -> str:
@@ -252,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True)
     handler: Handler = args.handler
     try:
-        return handler(args, console)
+        return EXIT_CODES[handler(args, console)]
     except StateFileError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -4,8 +4,6 @@ and writes nothing, plus HTTP reads of the services."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,15 +13,14 @@ from typing import Any
 from .bench import history
 from .bench.fleet import Target, bench_target, settings_from_state
 from .bench.runner import run_measured
-from .deploy.facts import probe_command
+from .errors import ConnectError, Outcome, ProbeError
 from .observe import baseline
-from .observe.compare import Item, compare, probe_spec
-from .observe.preflight import observed_trtllm_versions
-from .observe.remote import container_resident_gib, ssh_argv
-from .plan.host_plan import HostPlan, plan_host
+from .observe.compare import Item, compare
+from .observe.probe import observe
+from .plan.host_plan import plan_host
+from .remote import container_resident_gib, probe_over_ssh
 from .state.model import State
 
-EXIT_CONVERGED, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
 DEFAULT_MARGIN = 0.10  # a bench figure this much worse than the last recorded one is drift
 
 
@@ -52,48 +49,34 @@ class HostDrift:
         return f"bench: all {len(figures)} figures within the margin of the baseline{since} — performance unchanged"
 
 
-def probe_host(address: str, data: dict[str, Any], plan: HostPlan) -> dict[str, Any]:
-    spec = probe_spec(plan, plan.root, plan.units_dir) | {"read_only": True}
-    proc = subprocess.run([*ssh_argv(address, data), probe_command(spec)], capture_output=True, text=True,
-                          timeout=180)  # fmt: skip
-    if proc.returncode != 0:
-        raise ConnectionError((proc.stderr or proc.stdout).strip()[-500:] or f"ssh exited {proc.returncode}")
-    return json.loads(proc.stdout)
-
-
 def check_host(state: State, address: str, data: dict[str, Any], environ: Mapping[str, str]) -> HostDrift:
     name = data["spark_host"]
     result = HostDrift(name, address)
     try:
-        plan = plan_host(state, name)
-        snapshot = probe_host(address, data, plan)
-        probed = observed_trtllm_versions(snapshot)
-        if any(probed.get(i.ref) not in (None, i.trtllm_version) for i in plan.images):
-            plan = plan_host(state, name, probed)
-            snapshot = probe_host(address, data, plan)
-        result.items = compare(plan, snapshot, environ)
-        result.baseline = baseline.valid(snapshot.get("baseline"))
-        facts, digests = baseline.host_facts(snapshot), baseline.image_digests(snapshot)
-        result.items += baseline.host_items(name, result.baseline, facts, digests)
-        if result.baseline is not None:
-            result.since_baseline = baseline.changes(result.baseline, facts, digests)
-    except (ConnectionError, OSError, ValueError) as exc:
+        observed = observe(state, name, lambda spec: probe_over_ssh(address, data, spec), read_only=True)
+    except (ProbeError, ConnectError) as exc:
         result.error = str(exc)
+        return result
+    snapshot = observed.snapshot
+    result.items = compare(observed.plan, snapshot, environ)
+    result.baseline = baseline.valid(snapshot.baseline)
+    facts, digests = baseline.host_facts(snapshot), baseline.image_digests(snapshot)
+    result.items += baseline.host_items(name, result.baseline, facts, digests)
+    if result.baseline is not None:
+        result.since_baseline = baseline.changes(result.baseline, facts, digests)
     return result
 
 
 def bench_items(state: State, address: str, data: dict[str, Any], margin: float, history_dir: Path | None,
                 recorded: dict[str, Any] | None = None) -> list[Item]:  # fmt: skip
     """Each service against its expectations, its last recorded bench and the host's baseline figures."""
-    from .state.model import host_services
-
     name = data["spark_host"]
     settings = settings_from_state(state.bench)
     items = []
-    for service in host_services(state, name):
-        svc = state.services[service]
-        target = Target(name, address, data, service, f"http://{address}:{svc.port}", svc.expect.model_dump(),
-                        f"spark-state-{service}")  # fmt: skip
+    plan = plan_host(state, name)
+    for svc in plan.services:
+        service = svc.name
+        target = Target.for_service(address, data, plan, svc)
         resident = container_resident_gib(address, data, target.container)
         result, verdict = run_measured(bench_target(target, settings, resident))
         for check in verdict.checks:
@@ -124,16 +107,16 @@ def run_drift(state: State, entries: list[tuple[str, dict[str, Any]]], environ: 
     return results
 
 
-def exit_code(results: list[HostDrift]) -> int:
+def outcome(results: list[HostDrift]) -> Outcome:
     if any(r.error for r in results):
-        return EXIT_ERROR
-    return EXIT_DRIFT if any(r.drifted for r in results) else EXIT_CONVERGED
+        return Outcome.HOST_ERRORS
+    return Outcome.FINDINGS if any(r.drifted for r in results) else Outcome.OK
 
 
-def to_json(results: list[HostDrift]) -> dict[str, Any]:
+def to_json(results: list[HostDrift], exit_code: int) -> dict[str, Any]:
     return {
         "format": "spark-state/drift/v1",
-        "exit_code": exit_code(results),
+        "exit_code": exit_code,
         "hosts": [
             {"host": r.host, "address": r.address, "error": r.error,
              "baseline_recorded_at": (r.baseline or {}).get("recorded_at"), "performance": r.performance_note(),

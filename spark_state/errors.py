@@ -1,8 +1,35 @@
-"""Every error spark-state raises. Only the CLI turns these into exit codes and panels."""
+"""Every error spark-state raises on purpose, and how a command can end. Only the CLI (spark_state/cli.py) turns
+these into exit codes and panels; the deploy's pyinfra boundary turns them into a failed host.
+
+    SparkStateError                 the base: catch this to catch everything below
+    ├── StateFileError              the state file is unreadable or invalid (every problem, FILE:LINE:COL field)
+    ├── UnknownHostError            a command named a host the state file does not declare
+    ├── InventoryError              an inventory names no spark-state host, or the fleet is too small for it
+    ├── QuotingError                a word cannot be carried safely into a shell command or a systemd unit
+    ├── HostError                   one host could not be read or changed (the others carry on)
+    │   ├── ConnectError            unreachable: SSH refused, timed out, or the probe could not run
+    │   ├── ProbeError              the probe answered something that is not a probe's answer
+    │   └── StepError               a step on the host failed (bench process, baseline write)
+    ├── BenchError                  an endpoint could not be measured (unreachable, not OpenAI-compatible)
+    └── SimError                    the rehearsal fleet could not be set up, inspected or torn down
+
+Foreign errors are mapped where they enter: httpx and OSError in the bench's runner and command (BenchError),
+subprocess and SSH in spark_state/remote.py (ConnectError), probe JSON in observe/snapshot.py (ProbeError).
+A missed expectation or a drifted host is not an error: it is an `Outcome`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
+
+
+class Outcome(Enum):
+    """How a command that ran to its end came out; the CLI maps it to an exit code (0, 2 and 1)."""
+
+    OK = "ok"  # converged, every expectation met
+    FINDINGS = "findings"  # drift found, or an expectation missed
+    HOST_ERRORS = "host-errors"  # some host could not be checked (the others were)
 
 
 class SparkStateError(Exception):
@@ -39,8 +66,32 @@ class UnknownHostError(SparkStateError):
         super().__init__(f"unknown host {host!r}; the state file declares: {', '.join(known) or 'none'}")
 
 
+class InventoryError(SparkStateError):
+    """An inventory names no spark-state host, or the rehearsal fleet has fewer hosts than the state."""
+
+
 class QuotingError(SparkStateError):
     """A word cannot be carried safely into a shell command or a systemd unit."""
+
+
+class HostError(SparkStateError):
+    """One host could not be read or changed; the others carry on."""
+
+
+class ConnectError(HostError):
+    """The host could not be reached, or the probe could not run on it."""
+
+
+class ProbeError(HostError):
+    """The host's probe answered something that is not a probe's answer."""
+
+
+class StepError(HostError):
+    """A step on a host failed: the bench process, writing the baseline, a missed expectation in the deploy."""
+
+
+class BenchError(SparkStateError):
+    """An endpoint could not be measured (unreachable, not OpenAI-compatible, no model listed)."""
 
 
 class SimError(SparkStateError):

@@ -9,6 +9,7 @@ import pytest
 
 from spark_state.bench.results import ClientHealth, EndpointResult, LevelResult, SerialResult
 from spark_state.observe import baseline
+from spark_state.observe.snapshot import Snapshot
 
 SNAPSHOT = {
     "gpu": {"name": "NVIDIA GB10", "compute_capability": "12.1", "driver_version": "580.95.05"},
@@ -21,25 +22,25 @@ TRITON = "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
 
 
 def _recorded(**facts: str) -> dict:
-    return baseline.make_baseline("spark-02", {**baseline.host_facts(SNAPSHOT), **facts}, baseline.image_digests(SNAPSHOT),
+    return baseline.make_baseline("spark-02", {**baseline.host_facts(Snapshot.parse(SNAPSHOT)), **facts}, baseline.image_digests(Snapshot.parse(SNAPSHOT)),
                                   {"trtllm-nvfp4": {baseline.TTFT: 31.0, baseline.DECODE: 38.8}}, "2026-11-24T10:00:00+00:00")  # fmt: skip
 
 
 def test_facts_come_from_the_gpu_docker_and_host_sections() -> None:
-    assert baseline.host_facts(SNAPSHOT) == {"driver": "580.95.05", "cuda": "13.0", "kernel": "6.11.0-1016-nvidia",
+    assert baseline.host_facts(Snapshot.parse(SNAPSHOT)) == {"driver": "580.95.05", "cuda": "13.0", "kernel": "6.11.0-1016-nvidia",
                                              "os": "Ubuntu 24.04.3 LTS", "docker": "20.10.24",
                                              "container_toolkit": "1.17.8"}  # fmt: skip
-    assert baseline.host_facts({}) == dict.fromkeys(baseline.HOST_FACTS)  # no driver, no docker: unknown, not a crash
-    assert baseline.image_digests(SNAPSHOT) == {TRITON: "sha256:aaaa1111bbbb2222", "nvcr.io/nim/meta/llama:latest": None}
+    assert baseline.host_facts(Snapshot.parse({})) == dict.fromkeys(baseline.HOST_FACTS)  # no driver, no docker: unknown, not a crash
+    assert baseline.image_digests(Snapshot.parse(SNAPSHOT)) == {TRITON: "sha256:aaaa1111bbbb2222", "nvcr.io/nim/meta/llama:latest": None}
     # pulled from a registry: the digest it was pulled at, not the local id
     pulled = {"images": {TRITON: {"id": "sha256:aaaa", "digests": ["other/repo@sha256:ffff",
                                                                    "nvcr.io/nvidia/tritonserver@sha256:9999"]}}}
-    assert baseline.image_digests(pulled) == {TRITON: "sha256:9999"}
+    assert baseline.image_digests(Snapshot.parse(pulled)) == {TRITON: "sha256:9999"}
 
 
 def test_an_unchanged_host_has_no_changes_and_every_item_in_sync() -> None:
     recorded = _recorded()
-    facts, images = baseline.host_facts(SNAPSHOT), baseline.image_digests(SNAPSHOT)
+    facts, images = baseline.host_facts(Snapshot.parse(SNAPSHOT)), baseline.image_digests(Snapshot.parse(SNAPSHOT))
     assert baseline.changes(recorded, facts, images) == []
     items = baseline.host_items("spark-02", recorded, facts, images)
     assert items and all(i.ok and i.kind == "host" for i in items)
@@ -49,7 +50,7 @@ def test_an_unchanged_host_has_no_changes_and_every_item_in_sync() -> None:
 def test_a_driver_upgrade_is_named_with_then_and_now() -> None:
     recorded = _recorded()
     upgraded = {**SNAPSHOT, "gpu": {**SNAPSHOT["gpu"], "driver_version": "590.10.01"}}
-    facts, images = baseline.host_facts(upgraded), baseline.image_digests(upgraded)
+    facts, images = baseline.host_facts(Snapshot.parse(upgraded)), baseline.image_digests(Snapshot.parse(upgraded))
     assert baseline.changes(recorded, facts, images) == ["NVIDIA driver 580.95.05 → 590.10.01"]
     (drift,) = [i for i in baseline.host_items("spark-02", recorded, facts, images) if not i.ok]
     assert (drift.name, drift.observed) == ("NVIDIA driver", "590.10.01")
@@ -60,13 +61,13 @@ def test_a_retagged_image_and_a_new_kernel_both_show() -> None:
     recorded = _recorded()
     later = {**SNAPSHOT, "host": {**SNAPSHOT["host"], "kernel": "6.14.0-1001-nvidia"},
              "images": {**SNAPSHOT["images"], TRITON: {"id": "sha256:cccc3333dddd4444"}}}  # fmt: skip
-    assert baseline.changes(recorded, baseline.host_facts(later), baseline.image_digests(later)) == [
+    assert baseline.changes(recorded, baseline.host_facts(Snapshot.parse(later)), baseline.image_digests(Snapshot.parse(later))) == [
         "kernel 6.11.0-1016-nvidia → 6.14.0-1001-nvidia", f"image {TRITON} aaaa1111bbbb → cccc3333dddd"]
 
 
 def test_no_baseline_yet_is_a_reason_to_bench_but_not_drift() -> None:
-    assert baseline.changes(None, baseline.host_facts(SNAPSHOT), {}) == ["no baseline recorded yet"]
-    (item,) = baseline.host_items("spark-02", None, baseline.host_facts(SNAPSHOT), {})
+    assert baseline.changes(None, baseline.host_facts(Snapshot.parse(SNAPSHOT)), {}) == ["no baseline recorded yet"]
+    (item,) = baseline.host_items("spark-02", None, baseline.host_facts(Snapshot.parse(SNAPSHOT)), {})
     assert item.ok and item.observed == "none recorded yet"
     assert baseline.valid({"format": "something else"}) is None and baseline.valid("[]") is None
     assert baseline.valid(_recorded()) is not None
@@ -74,7 +75,7 @@ def test_no_baseline_yet_is_a_reason_to_bench_but_not_drift() -> None:
 
 def test_an_image_the_state_dropped_is_not_drift() -> None:
     recorded = _recorded()
-    items = baseline.host_items("spark-02", recorded, baseline.host_facts(SNAPSHOT), {TRITON: "sha256:aaaa1111bbbb2222"})
+    items = baseline.host_items("spark-02", recorded, baseline.host_facts(Snapshot.parse(SNAPSHOT)), {TRITON: "sha256:aaaa1111bbbb2222"})
     assert all(i.ok for i in items) and not any("nim" in i.name for i in items)
 
 

@@ -7,8 +7,11 @@ from typing import Any
 
 from conftest import EXAMPLE_STATE
 
-from spark_state.observe.compare import compare, env_file_text, manifest_path, sha256
-from spark_state.observe.preflight import observed_trtllm_versions, preflight
+from spark_state.observe.compare import compare, sha256
+from spark_state.observe.preflight import preflight
+from spark_state.observe.snapshot import Snapshot
+from spark_state.plan.host_plan import manifest_path
+from spark_state.plan.scripts import env_file_text
 from spark_state.plan.host_plan import HostPlan, plan_host
 from spark_state.state.loader import load_state
 
@@ -31,7 +34,7 @@ def converged(plan: HostPlan) -> dict[str, Any]:
                                                              e.trtllm_version}, "missing": []} for e in plan.engines}},
         "engine_builds": {},
         "chat_templates": {c.dir: c.name != "llama31-8b-nvfp4" for c in plan.checkpoints},
-        "files": {s.env_file: {"sha256": sha256(env_file_text(s, ENV)), "mode": "0o600"}
+        "files": {s.env_file: {"sha256": sha256(env_file_text(s.env, s.secrets, ENV)), "mode": "0o600"}
                   for s in plan.services if s.env_file},
         "units": {s.unit_name: {"file": {"sha256": sha256(s.unit_text), "mode": "0o644"}, "active": "active",
                                 "enabled": "enabled"} for s in plan.services},
@@ -48,13 +51,13 @@ PLAN = plan_host(STATE, "spark-01")
 
 
 def _preflight(snapshot: dict[str, Any], env: dict[str, str] = ENV) -> list[str]:
-    return preflight(PLAN, snapshot, env, ["NGC_API_KEY"], 8.0)
+    return preflight(PLAN, Snapshot.parse(snapshot), env, ["NGC_API_KEY"], 8.0)
 
 
 def test_converged_host_passes_preflight_and_compares_clean() -> None:
     snap = converged(PLAN)
     assert _preflight(snap) == []
-    items = compare(PLAN, snap, ENV)
+    items = compare(PLAN, Snapshot.parse(snap), ENV)
     assert [i for i in items if not i.ok] == []
     assert {i.kind for i in items} == {"image", "checkpoint", "engine", "unit", "env", "service", "health", "cache"}
     nim = next(i for i in items if i.kind == "health" and i.name.startswith("nim-fp8"))
@@ -66,7 +69,7 @@ def test_a_nim_answering_only_health_or_a_cache_root_owns_is_drift() -> None:
     snap["health"]["8000"] = {"/v1/health/ready": 404, "/v1/models": 200}  # NIM has no /health: nothing answers
     cache = next(s.cache_dir for s in PLAN.services if s.cache_dir)
     snap["owners"] = {cache: [0, 0]}
-    drifted = {(i.kind, i.observed) for i in compare(PLAN, snap, ENV) if not i.ok}
+    drifted = {(i.kind, i.observed) for i in compare(PLAN, Snapshot.parse(snap), ENV) if not i.ok}
     assert drifted == {("health", "/v1/health/ready 404, /v1/models 200"), ("cache", "owned by 0:0")}
 
 
@@ -74,7 +77,7 @@ def test_known_bad_image_by_tag_and_by_probe() -> None:
     snap = converged(PLAN)
     ref = "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
     snap["images"][ref]["trtllm_version"] = "0.17.0.post1"  # the image says otherwise than its tag
-    assert observed_trtllm_versions(snap)[ref] == "0.17.0.post1"
+    assert Snapshot.parse(snap).trtllm_versions()[ref] == "0.17.0.post1"
     (failure,) = _preflight(snap)
     assert ref in failure and "0.17.0.post1" in failure and "NVIDIA GB10" in failure and "25.12" in failure
 
@@ -104,10 +107,10 @@ def test_tokenizer_without_chat_template_fails_preflight() -> None:
 
     plan = plan_host(load_state_text(text, "t.yaml").state, "spark-02")
     snap = converged(plan)
-    (failure,) = preflight(plan, snap, ENV, [], 8.0)
+    (failure,) = preflight(plan, Snapshot.parse(snap), ENV, [], 8.0)
     assert "trtllm-nvfp4" in failure and "no chat_template" in failure and "tokenizer_from" in failure
     snap["chat_templates"] = {}  # not downloaded yet: the deploy's guard decides after the download
-    assert preflight(plan, snap, ENV, [], 8.0) == []
+    assert preflight(plan, Snapshot.parse(snap), ENV, [], 8.0) == []
 
 
 def test_compare_names_each_drifted_item() -> None:
@@ -116,15 +119,15 @@ def test_compare_names_each_drifted_item() -> None:
     changed["units"]["spark-state-nim-fp8.service"]["file"]["sha256"] = "0" * 64
     changed["units"]["spark-state-trtllm-fp8.service"]["active"] = "inactive"
     changed["health"]["8003"] = {"/health": "Connection refused", "/v1/models": "Connection refused"}
-    changed["units"]["spark-state-old.service"] = {"file": {"sha256": "1"}, "active": "active", "enabled": "enabled"}
+    changed["units"]["spark-state-old.service"] = {"file": {"sha256": "1", "mode": "0o644"}, "active": "active", "enabled": "enabled"}
     engine = next(e for e in PLAN.engines if e.name == "llama31-8b-fp8")
     changed["manifests"][manifest_path(engine.dir)]["missing"] = ["engine/rank0.engine"]
-    drifted = {(i.kind, i.name) for i in compare(PLAN, changed, ENV) if not i.ok}
+    drifted = {(i.kind, i.name) for i in compare(PLAN, Snapshot.parse(changed), ENV) if not i.ok}
     assert drifted == {("unit", "spark-state-nim-fp8.service"), ("service", "trtllm-fp8"),
                        ("health", "trtllm-fp8 :8003"), ("stale-unit", "spark-state-old.service"),
                        ("engine", "llama31-8b-fp8")}  # fmt: skip
     # a secret that changed on the deploying machine changes the env file's desired content
-    assert {(i.kind, i.ok) for i in compare(PLAN, snap, {"NGC_API_KEY": "other"}) if i.kind == "env"} == {("env", False)}
+    assert {(i.kind, i.ok) for i in compare(PLAN, Snapshot.parse(snap), {"NGC_API_KEY": "other"}) if i.kind == "env"} == {("env", False)}
 
 
 def test_a_container_started_from_an_older_unit_is_drift() -> None:
@@ -133,12 +136,12 @@ def test_a_container_started_from_an_older_unit_is_drift() -> None:
     svc = PLAN.services[0]
     assert f"--label spark-state.identity={svc.identity}" in svc.unit_text
     snap["containers"][svc.container_name]["identity"] = "0123456789abcdef"
-    (item,) = [i for i in compare(PLAN, snap, ENV) if not i.ok]
+    (item,) = [i for i in compare(PLAN, Snapshot.parse(snap), ENV) if not i.ok]
     assert (item.kind, item.name) == ("service", f"{svc.name} container")
     assert item.observed == "running an older version than installed (0123456789abcdef)"
     # a stopped container, or a unit that is itself out of date, is reported by the other items instead
     snap["containers"][svc.container_name]["state"] = "exited"
-    assert [i for i in compare(PLAN, snap, ENV) if not i.ok] == []
+    assert [i for i in compare(PLAN, Snapshot.parse(snap), ENV) if not i.ok] == []
 
 
 def test_the_identity_follows_every_change_to_the_unit() -> None:

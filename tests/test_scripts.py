@@ -15,6 +15,7 @@ from spark_state.plan.scripts import (
     resident_command,
     wait_healthy_command,
 )
+from spark_state.plan.quoting import sh_word
 from spark_state.state.loader import load_state
 
 PLAN = plan_host(load_state(EXAMPLE_STATE).state, "spark-01")
@@ -31,13 +32,14 @@ def test_build_script_is_valid_sh_and_swaps_only_after_success(engine) -> None:
     _sh_syntax_ok(script)
     lines = script.splitlines()
     assert lines[0] == "set -e"
-    assert lines.index(engine.build_command) < next(i for i, line in enumerate(lines) if line.startswith("rm -rf " + engine.dir + " "))
+    build = next(i for i, line in enumerate(lines) if sh_word(engine.build_command) in line)
+    assert "progress" in lines[build] and build < next(i for i, line in enumerate(lines) if line.startswith("rm -rf " + engine.dir + " "))
 
 
 def test_other_host_commands_are_valid_sh() -> None:
     for ckpt in PLAN.checkpoints:
         _sh_syntax_ok(fetch_command(PLAN, ckpt))
-    _sh_syntax_ok(wait_healthy_command(8004, 60))
+    _sh_syntax_ok(wait_healthy_command(PLAN, 8004, 60))
     _sh_syntax_ok(resident_command("docker", "spark-state-nim-fp8"))
 
 

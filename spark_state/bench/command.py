@@ -12,14 +12,13 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import SparkStateError
+from ..errors import BenchError, Outcome, SparkStateError
 from . import history, report
 from .fleet import Target, bench_target, settings_from_state, targets
 from .results import EndpointResult, Verdict, to_document
 from .runner import BenchSettings, run_endpoint, run_measured
 from .verdict import deltas
 
-EXIT_OK, EXIT_ERROR, EXIT_FAILED = 0, 1, 2
 OVERRIDES = ("prompt", "max_tokens", "serial_requests", "warmup_requests", "concurrency", "requests_per_level",
              "duration_s", "timeout_s", "ignore_eos")  # fmt: skip
 
@@ -31,7 +30,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-def run_bench(args: argparse.Namespace, console: Console) -> int:
+def run_bench(args: argparse.Namespace, console: Console) -> Outcome:
     out = Console(stderr=True) if args.json else console
     if args.url:
         settings = BenchSettings()
@@ -56,7 +55,7 @@ def run_bench(args: argparse.Namespace, console: Console) -> int:
     try:
         results, verdicts = run_measured(_run_all(jobs, settings, args, out))
     except (httpx.HTTPError, OSError, ValueError) as exc:
-        raise SparkStateError(f"cannot bench {', '.join(url for url, _ in jobs)}: {exc}") from exc
+        raise BenchError(f"cannot bench {', '.join(url for url, _ in jobs)}: {exc}") from exc
     baseline = next((r for r in results if baseline_name and r.service == baseline_name), None)
     delta_rows = deltas(results, baseline) if baseline else []
     if not args.no_save:
@@ -70,9 +69,7 @@ def run_bench(args: argparse.Namespace, console: Console) -> int:
         print(json.dumps(to_document(results, verdicts, baseline_name), indent=2))
     else:
         report.show(console, results, verdicts, delta_rows, baseline_name)
-    if any(not v.passed for v in verdicts):
-        return EXIT_FAILED
-    return EXIT_OK
+    return Outcome.FINDINGS if any(not v.passed for v in verdicts) else Outcome.OK
 
 
 async def _run_all(jobs: list[tuple[str, Target | None]], settings: BenchSettings, args: argparse.Namespace,
@@ -93,7 +90,7 @@ async def _run_all(jobs: list[tuple[str, Target | None]], settings: BenchSetting
                 continue
             resident = None
             if not args.no_resident:
-                from ..observe.remote import container_resident_gib
+                from ..remote import container_resident_gib
 
                 resident = await asyncio.to_thread(container_resident_gib, target.address, target.data, target.container)
             result, verdict = await bench_target(target, settings, resident, progress)

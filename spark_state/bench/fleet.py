@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..plan.host_plan import UNIT_PREFIX
-from ..state.model import Bench, State, host_services
+from ..plan.host_plan import HostPlan, ServicePlan, plan_host
+from ..state.model import Bench, State
 from .results import EndpointResult, Verdict
 from .runner import BenchSettings, Progress, run_endpoint
 from .verdict import judge
@@ -21,6 +21,16 @@ class Target:
     url: str
     expect: dict[str, Any]
     container: str
+
+    @classmethod
+    def for_service(cls, address: str, data: dict[str, Any], plan: HostPlan, svc: ServicePlan) -> Target:
+        """The one way a service becomes a bench target (deploy, drift and `spark-state bench` alike)."""
+        return cls(plan.host, address, data, svc.name, service_url(address, svc.port), svc.expect, svc.container_name)
+
+
+def service_url(address: str, port: int) -> str:
+    """http://ADDRESS:PORT, with an IPv6 address in brackets (RFC 3986)."""
+    return f"http://[{address}]:{port}" if ":" in address else f"http://{address}:{port}"
 
 
 def settings_from_state(bench: Bench, **overrides: Any) -> BenchSettings:
@@ -45,15 +55,10 @@ def targets(state: State, entries: list[tuple[str, dict[str, Any]]], host: str |
             service: str | None = None) -> list[Target]:  # fmt: skip
     out = []
     for address, data in entries:
-        name = data["spark_host"]
-        if host not in (None, name):
+        if host not in (None, data["spark_host"]):
             continue
-        for svc_name in host_services(state, name):
-            if service not in (None, svc_name) or svc_name not in state.services:
-                continue
-            svc = state.services[svc_name]
-            url = f"http://{address}:{svc.port}"
-            out.append(Target(name, address, data, svc_name, url, svc.expect.model_dump(), f"{UNIT_PREFIX}{svc_name}"))
+        plan = plan_host(state, data["spark_host"])
+        out += [Target.for_service(address, data, plan, svc) for svc in plan.services if service in (None, svc.name)]
     return out
 
 

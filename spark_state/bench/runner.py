@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from ..errors import BenchError
 from .client import LoopLagMonitor, stream_completion
 from .results import ClientHealth, EndpointResult, LevelResult, RequestResult, SerialResult
 from .stats import percentile, summary
@@ -97,7 +98,7 @@ async def discover_model(client: httpx.AsyncClient, url: str) -> str:
     response.raise_for_status()
     models = response.json().get("data") or []
     if not models:
-        raise ValueError(f"{url}/v1/models lists no model")
+        raise BenchError(f"{url}/v1/models lists no model")
     return str(models[0]["id"])
 
 

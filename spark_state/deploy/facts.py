@@ -1,110 +1,105 @@
-"""pyinfra facts about a Spark. One probe script answers them all, so the whole picture of a host costs one
-SSH round trip (`SparkHostState`); the narrow facts are there for users' own deploys."""
+"""pyinfra facts about a Spark. One probe (spark_state/on_host/probe.py) answers them all, so the whole picture
+of a host costs one SSH round trip; `process()` parses it once into a typed Snapshot. The narrow facts are there
+for users' own deploys."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
+from pyinfra import host
 from pyinfra.api import FactBase
 
-from ..plan.quoting import sh_word
-
-PROBE_SCRIPT = (Path(__file__).parent.parent / "on_host" / "probe.py").read_text()
-
-
-def probe_command(spec: dict[str, Any]) -> str:
-    return f"python3 -c {sh_word(PROBE_SCRIPT)} {sh_word(json.dumps(spec, sort_keys=True))}"
+from ..observe.probe import ProbeSpec, probe_command
+from ..observe.snapshot import DiskFact, DockerFact, GpuFact, ImageFact, MemoryFact, Snapshot, UnitFact
 
 
-class _Probe(FactBase):
-    abstract = True
+class SparkHostState(FactBase[Snapshot]):
+    """Everything the deploy and the drift check compare, as a Snapshot. Build `spec` with
+    spark_state.observe.probe.probe_spec(plan)."""
 
     def requires_command(self, *args: Any, **kwargs: Any) -> str:
         return "python3"
 
-    def _section(self, data: dict[str, Any]) -> Any:
-        return data
+    def command(self, spec: ProbeSpec) -> str:
+        return probe_command(spec)
 
-    def process(self, output: list[str]) -> Any:
-        return self._section(json.loads("\n".join(output)))
-
-
-class SparkHostState(_Probe):
-    """Everything the deploy and the drift check compare, from one probe. `spec` is a JSON document naming
-    the sections (see probe_script.py); build it with spark_state.deploy.preflight.probe_spec(plan)."""
-
-    def command(self, spec: str) -> str:
-        return probe_command(json.loads(spec))
+    def process(self, output: list[str]) -> Snapshot:
+        return Snapshot.parse(json.loads("\n".join(output)))
 
 
-class SparkGpu(_Probe):
-    """The GPU: {"name", "compute_capability", "driver_version"}, or None without a working driver."""
-
-    def command(self) -> str:
-        return probe_command({"gpu": True})
-
-    def _section(self, data: dict[str, Any]) -> Any:
-        return data.get("gpu")
+# pyinfra 3 runs a fact's command on every get_fact; one deploy decides everything from one probe per host.
+_TAKEN: dict[tuple[int, str, ProbeSpec], Snapshot] = {}
 
 
-class UnifiedMemory(_Probe):
-    """{"total_gib", "available_gib"} from /proc/meminfo (GB10's memory is shared by CPU and GPU)."""
-
-    def command(self) -> str:
-        return probe_command({"memory": True})
-
-    def _section(self, data: dict[str, Any]) -> Any:
-        return data["memory"]
+def snapshot(spec: ProbeSpec) -> Snapshot:
+    """This host's Snapshot for `spec`, probed once per deploy (pyinfra state) and host."""
+    key = (id(host.state), host.name, spec)
+    if key not in _TAKEN:
+        _TAKEN[key] = host.get_fact(SparkHostState, spec=spec)
+    return _TAKEN[key]
 
 
-class FreeDisk(_Probe):
-    """{"path", "free_gb", "total_gb"} of the filesystem that holds `path` (or its nearest existing parent)."""
+class _Section(SparkHostState):
+    abstract = True
+    spec = ProbeSpec()
 
-    def command(self, path: str) -> str:
-        return probe_command({"disk": path})
-
-    def _section(self, data: dict[str, Any]) -> Any:
-        return data["disk"]
+    def command(self, *args: Any, **kwargs: Any) -> str:
+        return probe_command(self.spec)
 
 
-class DockerRuntime(_Probe):
-    """{"present", "running", "version", "nvidia_runtime"}: docker and the NVIDIA container runtime hook."""
+class SparkGpu(_Section):
+    """The GPU (name, compute capability, driver), or None without a working driver."""
 
-    def command(self) -> str:
-        return probe_command({"docker": True})
+    spec = ProbeSpec(gpu=True)
 
-    def _section(self, data: dict[str, Any]) -> Any:
-        return data["docker"]
-
-
-class DockerImages(_Probe):
-    """ref → {"id", "digests", "trtllm_version"} or None when not present. `probe` lists refs whose
-    TensorRT-LLM version is read from inside the image (once per image id, cached on the host)."""
-
-    def command(self, refs: tuple[str, ...], probe: tuple[str, ...] = ()) -> str:
-        return probe_command({"images": list(refs), "probe": list(probe)})
-
-    def _section(self, data: dict[str, Any]) -> Any:
-        return data["images"]
+    def process(self, output: list[str]) -> GpuFact | None:  # type: ignore[override]
+        return super().process(output).gpu
 
 
-class ArtifactManifests(_Probe):
-    """path → the JSON manifest spark-state wrote when a checkpoint or engine was complete, or None."""
+class UnifiedMemory(_Section):
+    """Total and available GiB from /proc/meminfo (GB10's memory is shared by CPU and GPU)."""
 
-    def command(self, paths: tuple[str, ...]) -> str:
-        return probe_command({"manifests": list(paths)})
+    spec = ProbeSpec(memory=True)
 
-    def _section(self, data: dict[str, Any]) -> Any:
-        return data["manifests"]
+    def process(self, output: list[str]) -> MemoryFact | None:  # type: ignore[override]
+        return super().process(output).memory
 
 
-class SparkUnits(_Probe):
-    """unit name → {"file": {"sha256", "mode", "text"}, "active", "enabled"} for units named `prefix`*."""
+class DockerRuntime(_Section):
+    """Docker and the NVIDIA container runtime hook."""
 
-    def command(self, directory: str = "/etc/systemd/system", prefix: str = "spark-state-") -> str:
-        return probe_command({"units": {"dir": directory, "prefix": prefix}})
+    spec = ProbeSpec(docker=True)
 
-    def _section(self, data: dict[str, Any]) -> Any:
-        return data["units"]
+    def process(self, output: list[str]) -> DockerFact | None:  # type: ignore[override]
+        return super().process(output).docker
+
+
+class FreeDisk(SparkHostState):
+    """Free and total GB of the filesystem that holds `path` (or its nearest existing parent)."""
+
+    def command(self, path: str) -> str:  # type: ignore[override]
+        return probe_command(ProbeSpec(disk=path))
+
+    def process(self, output: list[str]) -> DiskFact | None:  # type: ignore[override]
+        return super().process(output).disk
+
+
+class DockerImages(SparkHostState):
+    """ref → ImageFact, or None when not present."""
+
+    def command(self, refs: tuple[str, ...]) -> str:  # type: ignore[override]
+        return probe_command(ProbeSpec(images=tuple(refs)))
+
+    def process(self, output: list[str]) -> dict[str, ImageFact | None]:  # type: ignore[override]
+        return super().process(output).images
+
+
+class SparkUnits(SparkHostState):
+    """unit name → UnitFact for units named `prefix`* in `directory`."""
+
+    def command(self, directory: str = "/etc/systemd/system", prefix: str = "spark-state-") -> str:  # type: ignore[override]
+        return probe_command(ProbeSpec(units_dir=directory, units_prefix=prefix))
+
+    def process(self, output: list[str]) -> dict[str, UnitFact]:  # type: ignore[override]
+        return super().process(output).units

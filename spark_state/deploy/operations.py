@@ -1,56 +1,46 @@
-"""pyinfra operations for Sparks, in pyinfra's own shape: fact → compare → yield commands or `host.noop(...)`.
+"""pyinfra operations for Sparks, in pyinfra's own shape: desired state in, the host's Snapshot (one probe per
+deploy, `facts.snapshot(spec)`) compared with it, commands or `host.noop(...)` out. Restarts are chained by
+the caller with `_if=any_changed(...)` on the operations that changed a unit or its environment, as
+pyinfra's own `systemd.service(restarted=True, _if=...)` is.
 
-Every operation reads the host through `SparkHostState(spec=...)`; pyinfra caches a fact per arguments, so
-all operations of one deploy share a single probe of the host.
+Each operation is tested as data: tests/operations/<operation>/<case>.json holds a probe answer and the
+arguments in, the commands out (tests/test_operations.py).
 """
 
 from __future__ import annotations
 
 import io
-from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
-from ..observe.compare import checkpoint_ok, engine_ok, sha256
+from ..observe.compare import checkpoint_ok, engine_ok, lost_restart, sha256, unit_current
+from ..observe.probe import ProbeSpec
 from ..plan import scripts
-from ..plan.host_plan import CheckpointPlan, EnginePlan, HostPlan
+from ..plan.host_plan import CheckpointPlan, EnginePlan, HostPlan, ServicePlan
 from ..plan.quoting import sh_join, sh_word
-from .facts import SparkHostState
-
-# pyinfra 3 runs a fact's command on every get_fact; one deploy decides everything from one probe per host.
-_SNAPSHOTS: dict[tuple[int, str, str], dict[str, Any]] = {}
+from .facts import snapshot
 
 
-def observed(spec: str) -> dict[str, Any]:
-    """The host's probe snapshot for `spec`, taken once per deploy (state) and host."""
-    key = (id(host.state), host.name, spec)
-    if key not in _SNAPSHOTS:
-        _SNAPSHOTS[key] = host.get_fact(SparkHostState, spec=spec)
-    return _SNAPSHOTS[key]
+class ShownCommand(StringCommand):
+    """A long step (pull, download, build, health wait) whose output pyinfra prints as it arrives, at any
+    verbosity: its progress lines are the only sign of life for minutes."""
 
-
+    def execute(self, state, host, connector_arguments):  # type: ignore[no-untyped-def]
+        connector_arguments.update(self.connector_arguments)
+        return host.run_shell_command(self, print_output=True, print_input=state.print_input, **connector_arguments)
 
 
 @operation()
 def preflight_gate(failures: list[str]):
-    """Fail this host, and only this host, before anything changes on it."""
+    """Fail this host, and only this host, before anything changes on it.
+
+    + failures: every reason preflight found (empty: the host may be changed)
+    """
     if not failures:
         host.noop("preflight passed")
         return
     yield sh_join(["sh", "-c", 'printf "spark-state preflight: %s\\n" "$@" >&2; exit 1', "preflight", *failures])
-
-
-@operation()
-def docker_image(ref: str, spec: str, docker: str = "docker", trtllm: bool = False):
-    """The image is present locally (pulled under its own name); for a TensorRT-LLM image, the version inside
-    it is read once and remembered by image id."""
-    if (observed(spec).get("images") or {}).get(ref):
-        host.noop(f"image {ref} is present")
-        return
-    yield sh_join([docker, "pull", ref])
-    if trtllm:
-        yield scripts.trtllm_version_command(docker, ref)
 
 
 def _upload(path: str, content: str, mode: str):
@@ -62,14 +52,20 @@ def _upload(path: str, content: str, mode: str):
     yield StringCommand("chmod", mode, sh_word(path))
 
 
-def _up_to_date(spec: str, path: str, content: str, mode: str) -> bool:
-    current = (observed(spec).get("files") or {}).get(path) or _unit_file(observed(spec), path)
-    return bool(current) and current.get("sha256") == sha256(content) and current.get("mode") == f"0o{mode}"
+def _up_to_date(spec: ProbeSpec, path: str, content: str, mode: str) -> bool:
+    current = snapshot(spec).file(path)
+    return current is not None and current.sha256 == sha256(content) and current.mode == f"0o{mode}"
 
 
 @operation()
-def managed_file(path: str, content: str, mode: str, spec: str):
-    """A file with exactly this content and mode (the probe reported its sha256 and mode)."""
+def managed_file(path: str, content: str, mode: str, spec: ProbeSpec):
+    """A file with exactly this content and mode (the probe reported its sha256 and mode).
+
+    + path: where on the host
+    + content: the whole text
+    + mode: octal, e.g. "600" for secrets, "644" for programs
+    + spec: the deploy's probe (its `files` must name `path`)
+    """
     if _up_to_date(spec, path, content, mode):
         host.noop(f"{path} is up to date")
         return
@@ -77,8 +73,13 @@ def managed_file(path: str, content: str, mode: str, spec: str):
 
 
 @operation()
-def unit_file(path: str, content: str, spec: str):
-    """A systemd unit with exactly this text; systemd re-reads its units when it changed."""
+def unit_file(path: str, content: str, spec: ProbeSpec):
+    """A systemd unit with exactly this text; systemd re-reads its units when it changed.
+
+    + path: the unit file (in the units directory the probe lists)
+    + content: the unit text
+    + spec: the deploy's probe
+    """
     if _up_to_date(spec, path, content, "644"):
         host.noop(f"{path} is up to date")
         return
@@ -86,99 +87,139 @@ def unit_file(path: str, content: str, spec: str):
     yield StringCommand("systemctl", "daemon-reload")
 
 
-def _unit_file(observed: dict[str, Any], path: str) -> dict[str, Any] | None:
-    unit = (observed.get("units") or {}).get(path.rsplit("/", 1)[1])
-    return unit.get("file") if unit else None
+@operation()
+def docker_image(plan: HostPlan, ref: str, spec: ProbeSpec, read_trtllm_version: bool = False):
+    """The image is present locally (pulled under its own name, with progress lines); for a TensorRT-LLM image,
+    the version inside it is read once and remembered by image id.
+
+    + plan: the host's plan (docker binary, helper and cache paths)
+    + ref: the image reference as the state declares it
+    + read_trtllm_version: read the TensorRT-LLM version inside it after the pull
+    + spec: the deploy's probe
+    """
+    if snapshot(spec).images.get(ref):
+        host.noop(f"image {ref} is present")
+        return
+    yield ShownCommand(scripts.pull_command(plan, ref))
+    if read_trtllm_version:
+        yield scripts.trtllm_version_command(plan, ref)
 
 
 @operation()
-def checkpoint(plan: HostPlan, ckpt: CheckpointPlan, fetcher: str, spec: str):
-    """The checkpoint is downloaded at its pinned revision and verified (its manifest says so). `fetcher` is
-    the script that downloads and verifies inside the image; it is put on the host with each download."""
-    ok, found = checkpoint_ok(observed(spec), ckpt.repo, ckpt.revision, ckpt.dir)
+def checkpoint(plan: HostPlan, ckpt: CheckpointPlan, spec: ProbeSpec):
+    """The checkpoint is downloaded at its pinned revision and verified (its manifest says so), inside its image
+    by the fetcher (uploaded before, to plan.fetch_script_path), which prints progress while it downloads.
+
+    + plan: the host's plan
+    + ckpt: the checkpoint's plan (repo, revision, directory, image, secrets)
+    + spec: the deploy's probe
+    """
+    ok, found = checkpoint_ok(snapshot(spec), ckpt.repo, ckpt.revision, ckpt.dir)
     if ok:
         host.noop(f"checkpoint {ckpt.name}: {found}")
         return
-    yield from _upload(scripts.fetch_script_path(plan), fetcher, "644")
-    yield scripts.fetch_command(plan, ckpt)
+    yield ShownCommand(scripts.fetch_command(plan, ckpt))
 
 
 @operation()
-def chat_template_guard(service: str, checkpoint_dir: str, message: str, spec: str):
-    """Refuse to start a chat service whose tokenizer has no chat template (trtllm-serve would answer 400)."""
-    if (observed(spec).get("chat_templates") or {}).get(checkpoint_dir) is True:
+def chat_template_guard(plan: HostPlan, service: str, checkpoint_dir: str, message: str, spec: ProbeSpec):
+    """Refuse to start a chat service whose tokenizer has no chat template (trtllm-serve would answer 400).
+
+    + service: the service that loads the tokenizer
+    + checkpoint_dir: the checkpoint whose tokenizer it loads
+    + message: what the host fails with when there is no template
+    + spec: the deploy's probe
+    """
+    if snapshot(spec).chat_templates.get(checkpoint_dir) is True:
         host.noop(f"{service}: tokenizer has a chat template")
         return
-    check = (
-        "import json, os, sys\n"
-        "d = sys.argv[1]\n"
-        "ok = os.path.exists(os.path.join(d, 'chat_template.jinja')) or "
-        "bool(json.load(open(os.path.join(d, 'tokenizer_config.json'))).get('chat_template'))\n"
-        "sys.exit(0 if ok else 'spark-state: ' + sys.argv[2])\n"
-    )
-    yield sh_join(["python3", "-c", check, checkpoint_dir, message])
+    yield scripts.chat_template_command(plan, checkpoint_dir, message)
 
 
 @operation()
-def engine(plan: HostPlan, engine_plan: EnginePlan, spec: str):
-    """The engine is built for its fingerprint; the served engine switches only after a successful build."""
-    ok, found = engine_ok(observed(spec), engine_plan.fingerprint, engine_plan.dir, engine_plan.name)
+def engine(plan: HostPlan, engine_plan: EnginePlan, spec: ProbeSpec):
+    """The engine is built for its fingerprint; the served engine switches only after a successful build.
+
+    + plan: the host's plan
+    + engine_plan: the engine's plan (fingerprint, directories, convert and build commands)
+    + spec: the deploy's probe
+    """
+    ok, found = engine_ok(snapshot(spec), engine_plan.fingerprint, engine_plan.dir, engine_plan.name)
     if ok:
         host.noop(f"engine {engine_plan.name}: {found}")
         return
-    yield scripts.build_script(plan, engine_plan)
+    yield ShownCommand(scripts.build_script(plan, engine_plan))
 
 
 @operation()
-def service_running(unit: str, port: int, restart: bool, timeout_s: int, spec: str, ready_path: str = "/health",
-                    container: str | None = None, identity: str | None = None):
-    """The unit is enabled and active, restarted when its unit file or environment changed, and answering
-    its readiness path and /v1/models (waited for after a start or restart).
-
-    + unit: the systemd unit
-    + port: the host port the service answers on
-    + restart: restart it (its unit text or environment changed)
-    + timeout_s: how long a start may take before this host fails
-    + ready_path: `/health` for trtllm-serve, `/v1/health/ready` for a NIM
-    + container, identity: the service's container and the identity label the current unit gives it; a
-      running container with another identity was started from an older unit and is restarted
-    """
-    state = (observed(spec).get("units") or {}).get(unit) or {}
-    running = (observed(spec).get("containers") or {}).get(container or "") or {}
-    if identity and running.get("state") == "running" and running.get("identity") != identity:
-        restart = True  # a restart an earlier run lost: the unit is current, the container is not
-    answer = (observed(spec).get("health") or {}).get(str(port)) or {}
-    healthy = answer.get(ready_path) == 200 and answer.get("/v1/models") == 200
-    starting = restart or state.get("active") != "active"
-    if state.get("enabled") != "enabled":
-        yield sh_join(["systemctl", "enable", unit])
-    if starting:
-        yield sh_join(["systemctl", "restart", unit])
-    if starting or not healthy:
-        yield scripts.wait_healthy_command(port, timeout_s, ready_path)
-    elif state.get("enabled") == "enabled":
-        host.noop(f"{unit} is enabled, active and answering on :{port}")
-
-
-@operation()
-def nim_cache(path: str, uid: int, spec: str):
+def nim_cache(path: str, uid: int, spec: ProbeSpec):
     """A NIM's model cache directory exists and belongs to the container's user (NIM runs as UID 1000 and
     exits when it cannot write its cache).
 
     + path: the cache directory on the host (mounted at /opt/nim/.cache)
     + uid: the user (and group) the NIM container runs as
+    + spec: the deploy's probe
     """
-    current = (observed(spec).get("owners") or {}).get(path)
-    if current == [uid, uid]:
+    if snapshot(spec).owners.get(path) == (uid, uid):
         host.noop(f"{path} belongs to {uid}:{uid}")
         return
     yield sh_join(["install", "-d", "-m", "0755", "-o", str(uid), "-g", str(uid), path])
 
 
+@operation(is_idempotent=False)
+def service_restarted(plan: HostPlan, svc: ServicePlan, spec: ProbeSpec):
+    """Restart a running service and wait for it to answer; chain it with `_if=any_changed(unit_op, env_op)`.
+    A service that was not running is left to `service_running`, which starts it (a new unit is started once,
+    not started and restarted).
+
+    + plan: the host's plan
+    + svc: the service (unit, port, readiness path, health timeout)
+    + spec: the deploy's probe
+    """
+    unit = snapshot(spec).units.get(svc.unit_name)
+    if unit is None or unit.active != "active":
+        host.noop(f"{svc.unit_name} is not running; it is started, not restarted")
+        return
+    yield sh_join(["systemctl", "restart", svc.unit_name])
+    yield ShownCommand(scripts.wait_healthy_command(plan, svc.port, svc.health_timeout_s, svc.health_path))
+
+
 @operation()
-def stale_unit_removed(unit: str, units_dir: str, env_file: str, spec: str):
-    """A spark-state unit the state no longer declares is stopped, disabled and removed (artifacts are kept)."""
-    if unit not in (observed(spec).get("units") or {}):
+def service_running(plan: HostPlan, svc: ServicePlan, spec: ProbeSpec):
+    """The unit is enabled and active and answers its readiness path and /v1/models (waited for after a start).
+    A container that runs but was started from an older unit than the current one (a restart an earlier run
+    lost) is restarted.
+
+    + plan: the host's plan
+    + svc: the service (unit, port, container, identity, readiness path, health timeout)
+    + spec: the deploy's probe
+    """
+    found = snapshot(spec)
+    unit = found.units.get(svc.unit_name)
+    enabled = unit is not None and unit.enabled == "enabled"
+    active = unit is not None and unit.active == "active"
+    relaunch = not active or (unit_current(svc, found) and lost_restart(svc, found))
+    if not enabled:
+        yield sh_join(["systemctl", "enable", svc.unit_name])
+    if relaunch:
+        yield sh_join(["systemctl", "restart", svc.unit_name])
+    if relaunch or not found.answers(svc.port, svc.health_path):
+        yield ShownCommand(scripts.wait_healthy_command(plan, svc.port, svc.health_timeout_s, svc.health_path))
+    elif enabled:
+        host.noop(f"{svc.unit_name} is enabled, active and answering on :{svc.port}")
+
+
+@operation()
+def stale_unit_removed(unit: str, units_dir: str, env_file: str, spec: ProbeSpec):
+    """A spark-state unit the state no longer declares is stopped, disabled and removed with its env file
+    (artifacts are kept).
+
+    + unit: the unit's name
+    + units_dir: where unit files live
+    + env_file: the service's env file
+    + spec: the deploy's probe
+    """
+    if unit not in snapshot(spec).units:
         host.noop(f"{unit} is absent")
         return
     yield sh_join(["systemctl", "disable", "--now", unit])

@@ -21,7 +21,9 @@ from ..bench.fleet import Target, settings_from_state
 from ..bench.results import from_document
 from ..bench.run_target import job
 from ..bench.runner import BenchSettings
+from ..errors import StepError
 from ..observe import baseline
+from ..observe.probe import host_facts_spec
 from ..plan.host_plan import HostPlan
 from ..plan.quoting import sh_word
 from ..plan.scripts import parse_resident, resident_command
@@ -44,7 +46,7 @@ def _bench_in_clean_process(target: Target, settings: BenchSettings, resident: f
         proc = subprocess.run([sys.executable, "-m", "spark_state.bench.run_target"], input=job(target, settings, resident),
                               capture_output=True, text=True)  # fmt: skip
     if proc.returncode != 0:
-        raise RuntimeError(f"bench of {target.service} on {target.host} failed: {proc.stderr[-2000:]}")
+        raise StepError(f"bench of {target.service} on {target.host} failed: {proc.stderr[-2000:]}")
     (result,), (verdict,) = from_document(json.loads(proc.stdout))
     return result, verdict
 
@@ -56,8 +58,7 @@ def _changed(metas: list[OperationMeta]) -> bool:
 def _record_baseline(plan: HostPlan, figures: dict[str, dict[str, float]]) -> str:
     """Write the host's new baseline on the host and in the control machine's history; facts are probed again
     now, after this run's pulls and restarts."""
-    spec = {"gpu": True, "docker": True, "host": True, "images": sorted({i.ref for i in plan.images})}
-    now = host.get_fact(SparkHostState, spec=json.dumps(spec, sort_keys=True))
+    now = host.get_fact(SparkHostState, spec=host_facts_spec(plan))  # not the deploy's snapshot: taken after it
     document = baseline.make_baseline(plan.host, baseline.host_facts(now), baseline.image_digests(now), figures)
     path = plan.baseline_path
     text = json.dumps(document, indent=2, sort_keys=True)
@@ -65,7 +66,7 @@ def _record_baseline(plan: HostPlan, figures: dict[str, dict[str, float]]) -> st
         f"mkdir -p {sh_word(plan.root)} && printf '%s\\n' {sh_word(text)} > {sh_word(path + '.tmp')} "
         f"&& mv {sh_word(path + '.tmp')} {sh_word(path)}"))  # fmt: skip
     if not ok:
-        raise RuntimeError(f"could not write the baseline {path} on {plan.host}: {' '.join(output.stderr_lines)[-500:]}")
+        raise StepError(f"could not write the baseline {path} on {plan.host}: {' '.join(output.stderr_lines)[-500:]}")
     baseline.save_local(document)
     facts = ", ".join(f"{baseline.HOST_FACTS[k]} {v}" for k, v in document["facts"].items() if v)
     return f"baseline recorded on {plan.host}: {facts}"
@@ -82,8 +83,7 @@ def bench_and_summarise(state: State, plan: HostPlan, changes: dict[str, list[Op
         table.add_column(col)
     failed = []
     for svc in plan.services:
-        target = Target(plan.host, host.name, {}, svc.name, f"http://{host.name}:{svc.port}", svc.expect,
-                        svc.container_name)  # fmt: skip
+        target = Target.for_service(host.name, {}, plan, svc)
         resident = _resident_gib(plan.docker, svc.container_name)
         result, verdict = _bench_in_clean_process(target, settings, resident)
         history.save(result, verdict)
@@ -112,4 +112,4 @@ def bench_and_summarise(state: State, plan: HostPlan, changes: dict[str, list[Op
     if not failed:
         console.print(_record_baseline(plan, figures))
     if failed and fail_on_miss:
-        raise RuntimeError("verification bench failed on " + plan.host + ": " + "; ".join(failed))
+        raise StepError("verification bench failed on " + plan.host + ": " + "; ".join(failed))

@@ -11,7 +11,6 @@ since its baseline, or spark_bench=always) → a new baseline when every service
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -22,29 +21,21 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import python
 from pyinfra.operations.util import any_changed
 
+from ..errors import SparkStateError
 from ..observe import baseline
-from ..observe.compare import env_file_text, probe_spec, sha256
-from ..observe.preflight import chat_template_message, observed_trtllm_versions, preflight
-from ..plan import scripts
-from ..plan.host_plan import NIM_UID, UNIT_PREFIX, HostPlan, plan_host
-from ..plan.quoting import env_file_line
+from ..observe.preflight import chat_template_message, preflight
+from ..observe.probe import observe
+from ..plan.host_plan import NIM_UID, UNIT_PREFIX, HostPlan
+from ..plan.scripts import env_file_text
 from ..state.inventory import state_path
 from ..state.loader import load_state
 from ..state.model import State
 from . import operations as ops
+from .facts import snapshot
 
-FETCH_SCRIPT = (Path(__file__).parent.parent / "on_host" / "fetch_checkpoint.py").read_text()
-
-
-def _snapshot(plan: HostPlan) -> tuple[str, dict[str, Any]]:
-    spec = json.dumps(probe_spec(plan, plan.root, plan.units_dir) | {"files": _files(plan)}, sort_keys=True)
-    return spec, ops.observed(spec)
-
-
-def _files(plan: HostPlan) -> list[str]:
-    files = [s.env_file for s in plan.services if s.env_file]
-    files += [env for c in plan.checkpoints if (env := scripts.checkpoint_env_file(plan, c))]
-    return files
+ON_HOST = Path(__file__).parent.parent / "on_host"
+HELPER = (ON_HOST / "spark_host.py").read_text()
+FETCHER = (ON_HOST / "fetch_checkpoint.py").read_text()
 
 
 def _secrets_needed(plan: HostPlan) -> list[str]:
@@ -57,18 +48,19 @@ def _bench_and_summarise(**kwargs: Any) -> None:
     bench_and_summarise(**kwargs)
 
 
+def _setting(name: str, env: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = str(host.data.get(name) or os.environ.get(env) or default).lower()
+    if value not in allowed:
+        raise SparkStateError(f"{name} must be {', '.join(allowed[:-1])} or {allowed[-1]}, not {value!r}")
+    return value
+
+
 @deploy("spark-state: serve this Spark as the state file says")
 def serve_spark(state: State | None = None, host_name: str | None = None) -> None:
     state = state or load_state(host.data.get("spark_state_file") or state_path()).state
     name = host_name or host.data.get("spark_host") or host.name
     environ = dict(os.environ)
-
-    plan = plan_host(state, name)
-    spec, observed = _snapshot(plan)
-    probed = observed_trtllm_versions(observed)
-    if any(probed.get(i.ref) not in (None, i.trtllm_version) for i in plan.images):
-        plan = plan_host(state, name, probed)  # the image knows its TensorRT-LLM better than its tag
-        spec, observed = _snapshot(plan)
+    plan, spec, observed = observe(state, name, snapshot)
 
     failures = preflight(plan, observed, environ, _secrets_needed(plan), state.fleet.reserved_memory_gib)
     ops.preflight_gate(name="spark-state preflight", failures=failures)
@@ -76,77 +68,71 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
         return
 
     changes: dict[str, list[OperationMeta]] = {"host": []}
-    trtllm_refs = set(json.loads(spec)["probe"])
+    ops.managed_file(name="spark-state host helper", path=plan.helper_path, content=HELPER, mode="644", spec=spec)
     for image in plan.images:
-        changes["host"].append(ops.docker_image(name=f"image {image.ref}", ref=image.ref, spec=spec,
-                                                docker=plan.docker, trtllm=image.ref in trtllm_refs))  # fmt: skip
+        changes["host"].append(ops.docker_image(name=f"image {image.ref}", plan=plan, ref=image.ref, spec=spec,
+                                                read_trtllm_version=image.ref in spec.probe))  # fmt: skip
 
+    if plan.checkpoints:
+        ops.managed_file(name="checkpoint fetcher", path=plan.fetch_script_path, content=FETCHER, mode="644", spec=spec)
     for ckpt in plan.checkpoints:
-        env_file = scripts.checkpoint_env_file(plan, ckpt)
+        env_file = plan.checkpoint_env_file(ckpt)
         if env_file:
-            text = "".join(env_file_line(k, environ[k]) + "\n" for k in ckpt.secrets)
-            changes["host"].append(ops.managed_file(name=f"secrets for {ckpt.name}", path=env_file, content=text,
-                                                    mode="600", spec=spec))  # fmt: skip
+            changes["host"].append(ops.managed_file(name=f"secrets for {ckpt.name}", path=env_file, mode="600",
+                                                    content=env_file_text({}, ckpt.secrets, environ) or "",
+                                                    spec=spec))  # fmt: skip
         changes["host"].append(ops.checkpoint(name=f"checkpoint {ckpt.name} ({ckpt.repo}@{ckpt.revision})",
-                                              plan=plan, ckpt=ckpt, fetcher=FETCH_SCRIPT, spec=spec))  # fmt: skip
+                                              plan=plan, ckpt=ckpt, spec=spec))  # fmt: skip
 
     checkpoints = {c.name: c for c in plan.checkpoints}
     for svc in plan.services:
         if svc.tokenizer_checkpoint:
             ckpt = checkpoints[svc.tokenizer_checkpoint]
-            ops.chat_template_guard(name=f"{svc.name}: tokenizer has a chat template", service=svc.name,
+            ops.chat_template_guard(name=f"{svc.name}: tokenizer has a chat template", plan=plan, service=svc.name,
                                     checkpoint_dir=ckpt.dir, spec=spec,
                                     message=chat_template_message(svc.name, ckpt.name, ckpt.repo))  # fmt: skip
 
     engine_ops = {e.name: ops.engine(name=f"engine {e.name} ({e.fingerprint[:16]})", plan=plan, engine_plan=e,
                                      spec=spec) for e in plan.engines}  # fmt: skip
 
-    units = observed.get("units") or {}
-    files = observed.get("files") or {}
-    restarts: dict[str, bool] = {}
+    # What a restart follows from: the unit's text (engine, image, flags) and its environment.
+    restart_after: dict[str, list[OperationMeta]] = {}
     for svc in plan.services:
         changes[svc.name] = [engine_ops[svc.engine]] if svc.engine else []
-        unit_changed = ((units.get(svc.unit_name) or {}).get("file") or {}).get("sha256") != sha256(svc.unit_text)
-        env_changed = False
+        restart_after[svc.name] = []
         if svc.env_file:
-            text = env_file_text(svc, environ) or ""
-            env_changed = (files.get(svc.env_file) or {}).get("sha256") != sha256(text)
-            changes[svc.name].append(ops.managed_file(name=f"{svc.name} environment", path=svc.env_file,
-                                                      content=text, mode="600", spec=spec))  # fmt: skip
+            restart_after[svc.name].append(ops.managed_file(name=f"{svc.name} environment", path=svc.env_file,
+                                                            content=env_file_text(svc.env, svc.secrets, environ) or "",
+                                                            mode="600", spec=spec))  # fmt: skip
         if svc.cache_dir:
             changes[svc.name].append(ops.nim_cache(name=f"{svc.name} model cache", path=svc.cache_dir, uid=NIM_UID,
                                                    spec=spec))  # fmt: skip
-        changes[svc.name].append(ops.unit_file(name=f"unit {svc.unit_name}", path=svc.unit_path,
-                                               content=svc.unit_text, spec=spec))  # fmt: skip
-        # A new unit is started, not restarted; a changed one (engine, image, flags or env) is restarted.
-        restarts[svc.name] = svc.unit_name in units and (unit_changed or env_changed)
+        restart_after[svc.name].append(ops.unit_file(name=f"unit {svc.unit_name}", path=svc.unit_path,
+                                                     content=svc.unit_text, spec=spec))  # fmt: skip
+        changes[svc.name] += restart_after[svc.name]
 
     wanted = {s.unit_name for s in plan.services}
-    for unit in sorted(set(units) - wanted):
-        env_file = f"{plan.secrets_dir}/{unit.removeprefix(UNIT_PREFIX).removesuffix('.service')}.env"
+    for unit in sorted(set(observed.units) - wanted):
+        env_file = plan.service_env_file(unit.removeprefix(UNIT_PREFIX).removesuffix(".service"))
         changes["host"].append(ops.stale_unit_removed(name=f"remove {unit}", unit=unit, units_dir=plan.units_dir,
                                                       env_file=env_file, spec=spec))  # fmt: skip
 
     for svc in plan.services:
-        changes[svc.name].append(ops.service_running(name=f"{svc.unit_name} running", unit=svc.unit_name,
-                                                     port=svc.port, restart=restarts[svc.name],
-                                                     timeout_s=svc.health_timeout_s, ready_path=svc.health_path,
-                                                     container=svc.container_name, identity=svc.identity,
-                                                     spec=spec))  # fmt: skip
+        changes[svc.name].append(ops.service_restarted(name=f"{svc.unit_name} restarted", plan=plan, svc=svc,
+                                                       spec=spec, _if=any_changed(*restart_after[svc.name])))  # fmt: skip
+        changes[svc.name].append(ops.service_running(name=f"{svc.unit_name} running", plan=plan, svc=svc, spec=spec))
 
     # A host that changed under its services since its last good deploy (driver, CUDA, kernel, OS, docker,
     # toolkit, images) is benched again even when no file changed: the bench tells whether the upgrade hurt.
-    since_baseline = baseline.changes(baseline.valid(observed.get("baseline")), baseline.host_facts(observed),
+    since_baseline = baseline.changes(baseline.valid(observed.baseline), baseline.host_facts(observed),
                                       baseline.image_digests(observed))  # fmt: skip
 
-    mode = str(host.data.get("spark_bench") or os.environ.get("SPARK_STATE_BENCH") or "on")
-    if mode not in ("on", "always", "off"):
-        raise ValueError(f"spark_bench must be on, always or off, not {mode!r}")
-    fail = str(host.data.get("spark_bench_fail") or os.environ.get("SPARK_STATE_BENCH_FAIL") or "yes")
+    mode = _setting("spark_bench", "SPARK_STATE_BENCH", "on", ("on", "always", "off"))
+    fail = _setting("spark_bench_fail", "SPARK_STATE_BENCH_FAIL", "yes", ("yes", "no", "true", "false", "1", "0"))
     every = [op for group in changes.values() for op in group]
     if mode != "off" and plan.services:
         changed = any_changed(*every)
         condition = (lambda: True) if mode == "always" or since_baseline else changed
         python.call(name="verification bench and summary", function=_bench_and_summarise, state=state, plan=plan,
-                    changes=changes, since_baseline=since_baseline, fail_on_miss=fail.lower() not in ("no", "false", "0"),
+                    changes=changes, since_baseline=since_baseline, fail_on_miss=fail in ("yes", "true", "1"),
                     _if=condition)  # fmt: skip

@@ -17,6 +17,7 @@ from typing import Any
 from ..bench.history import state_home
 from ..bench.results import EndpointResult
 from .compare import Item
+from .snapshot import Snapshot
 
 BASELINE_FORMAT = "spark-state/baseline/v1"
 
@@ -35,32 +36,29 @@ DECODE = "decode (tok/s)"
 LOWER_IS_BETTER = frozenset({TTFT})
 
 
-def host_facts(snapshot: Mapping[str, Any]) -> dict[str, str | None]:
+def host_facts(snapshot: Snapshot) -> dict[str, str | None]:
     """The baseline's host fields from a probe snapshot (sections gpu, docker and host)."""
-    gpu = snapshot.get("gpu") or {}
-    host = snapshot.get("host") or {}
-    docker = snapshot.get("docker") or {}
     return {
-        "driver": gpu.get("driver_version"),
-        "cuda": host.get("cuda"),
-        "kernel": host.get("kernel"),
-        "os": host.get("os"),
-        "docker": docker.get("version"),
-        "container_toolkit": host.get("container_toolkit"),
+        "driver": snapshot.gpu.driver_version if snapshot.gpu else None,
+        "cuda": snapshot.host.cuda,
+        "kernel": snapshot.host.kernel,
+        "os": snapshot.host.os,
+        "docker": snapshot.docker.version if snapshot.docker else None,
+        "container_toolkit": snapshot.host.container_toolkit,
     }
 
 
-def image_digests(snapshot: Mapping[str, Any]) -> dict[str, str | None]:
+def image_digests(snapshot: Snapshot) -> dict[str, str | None]:
     """ref → the registry digest the host pulled it at (its local image id when it has none), None when absent.
     A tag re-pushed and pulled again shows as a new digest."""
     out: dict[str, str | None] = {}
-    for ref, entry in sorted((snapshot.get("images") or {}).items()):
+    for ref, entry in sorted(snapshot.images.items()):
         if not entry:
             out[ref] = None
             continue
         repository = ref.split("@", 1)[0].rsplit(":", 1)[0] if "/" in ref else ref
-        pulled = [d.split("@", 1)[1] for d in entry.get("digests") or [] if d.split("@", 1)[0] == repository]
-        out[ref] = pulled[0] if pulled else entry.get("id")
+        pulled = [d.split("@", 1)[1] for d in entry.digests if d.split("@", 1)[0] == repository]
+        out[ref] = pulled[0] if pulled else entry.id
     return out
 
 

@@ -3,35 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from ..plan.host_plan import UNIT_PREFIX, HostPlan
 from ..state.compat import Gpu, Support, known_bad_fix, trtllm_support
 from .compare import checkpoint_ok, engine_ok
+from .snapshot import DockerFact, Snapshot
 
 GIB_PER_GB = 1e9 / 2**30
 
 
-def observed_trtllm_versions(snapshot: dict[str, Any]) -> dict[str, str]:
-    """image ref → TensorRT-LLM version found inside the image on the host (probed images only)."""
-    return {ref: found["trtllm_version"] for ref, found in (snapshot.get("images") or {}).items()
-            if found and found.get("trtllm_version")}  # fmt: skip
-
-
-def preflight(plan: HostPlan, snapshot: dict[str, Any], environ: Mapping[str, str],
+def preflight(plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str],
               secrets_needed: list[str], reserved_gib: float) -> list[str]:  # fmt: skip
     """Every reason this host must not be changed; empty when it may."""
     failures: list[str] = []
-    gpu_fact = snapshot.get("gpu")
+    gpu_fact = snapshot.gpu
     gpu: Gpu | None = None
     if gpu_fact is None:
         failures.append("no GPU answers nvidia-smi on this host (NVIDIA driver missing or not loaded)")
     else:
-        gpu = Gpu(gpu_fact["name"], gpu_fact["compute_capability"])
+        gpu = Gpu(gpu_fact.name, gpu_fact.compute_capability)
         if plan.gpu and gpu.name != plan.gpu:
             failures.append(f"the state declares {plan.gpu} but this host has {gpu.name} ({gpu.compute_capability})")
 
-    probed = observed_trtllm_versions(snapshot)
+    probed = snapshot.trtllm_versions()
     if gpu is not None:
         for image in plan.images:
             version = probed.get(image.ref) or image.trtllm_version
@@ -40,12 +34,12 @@ def preflight(plan: HostPlan, snapshot: dict[str, Any], environ: Mapping[str, st
             if trtllm_support(version, gpu).support is Support.KNOWN_BAD:
                 failures.append(known_bad_fix(image.ref, version, gpu))
 
-    docker = snapshot.get("docker") or {}
-    if not docker.get("present"):
+    docker = snapshot.docker or DockerFact(present=False)
+    if not docker.present:
         failures.append("docker is not installed")
-    elif not docker.get("running"):
-        failures.append(f"docker is not running: {docker.get('error')}")
-    elif not docker.get("nvidia_runtime"):
+    elif not docker.running:
+        failures.append(f"docker is not running: {docker.error}")
+    elif not docker.nvidia_runtime:
         failures.append("the NVIDIA container runtime is missing (nvidia-container-toolkit): `--gpus all` would fail")
 
     failures += _disk(plan, snapshot)
@@ -58,8 +52,8 @@ def preflight(plan: HostPlan, snapshot: dict[str, Any], environ: Mapping[str, st
     return failures
 
 
-def _disk(plan: HostPlan, snapshot: dict[str, Any]) -> list[str]:
-    disk = snapshot.get("disk")
+def _disk(plan: HostPlan, snapshot: Snapshot) -> list[str]:
+    disk = snapshot.disk
     if not disk:
         return []
     need = 0.0
@@ -69,36 +63,36 @@ def _disk(plan: HostPlan, snapshot: dict[str, Any]) -> list[str]:
     for e in plan.engines:
         if e.size_gb and not engine_ok(snapshot, e.fingerprint, e.dir, e.name)[0]:
             need += 2 * e.size_gb
-    if need > disk["free_gb"]:
-        return [f"{disk['path']} has {disk['free_gb']:.1f} GB free; downloads and builds need about {need:.1f} GB"]
+    if need > disk.free_gb:
+        return [f"{disk.path} has {disk.free_gb:.1f} GB free; downloads and builds need about {need:.1f} GB"]
     return []
 
 
-def _memory(plan: HostPlan, snapshot: dict[str, Any], reserved_gib: float) -> list[str]:
-    memory = snapshot.get("memory")
+def _memory(plan: HostPlan, snapshot: Snapshot, reserved_gib: float) -> list[str]:
+    memory = snapshot.memory
     if not memory:
         return []
-    usable = memory["total_gib"] - reserved_gib
+    usable = memory.total_gib - reserved_gib
     if plan.budget.memory_gib > usable:
         return [
             f"services would claim about {plan.budget.memory_gib:.1f} GiB of unified memory; this host has "
-            f"{memory['total_gib']:.1f} GiB ({reserved_gib:g} reserved)"
+            f"{memory.total_gib:.1f} GiB ({reserved_gib:g} reserved)"
         ]
     return []
 
 
-def _ports(plan: HostPlan, snapshot: dict[str, Any]) -> list[str]:
-    listening = set(snapshot.get("listening") or [])
-    ours = set()
-    for name, container in (snapshot.get("containers") or {}).items():
-        if name.startswith(UNIT_PREFIX) and container.get("state") == "running":
-            ours.update(container.get("published") or [])
+def _ports(plan: HostPlan, snapshot: Snapshot) -> list[str]:
+    listening = snapshot.listening
+    ours: set[int] = set()
+    for name, container in snapshot.containers.items():
+        if name.startswith(UNIT_PREFIX) and container.state == "running":
+            ours.update(container.published)
     return [f"port {s.port} (service {s.name}) is already used by something spark-state does not manage"
             for s in plan.services if s.port in listening and s.port not in ours]  # fmt: skip
 
 
-def _chat_templates(plan: HostPlan, snapshot: dict[str, Any]) -> list[str]:
-    templates = snapshot.get("chat_templates") or {}
+def _chat_templates(plan: HostPlan, snapshot: Snapshot) -> list[str]:
+    templates = snapshot.chat_templates
     by_name = {c.name: c for c in plan.checkpoints}
     failures = []
     for s in plan.services:

@@ -8,10 +8,37 @@ import json
 import os
 import shutil
 import sys
+import threading
+import time
 
 from huggingface_hub import HfApi, snapshot_download
 
 MANIFEST = ".spark-state.json"
+PROGRESS_EVERY = float(os.environ.get("SPARK_STATE_PROGRESS_EVERY", "15"))
+
+
+def on_disk(directory):
+    """Bytes under directory, partial downloads (huggingface_hub's .incomplete files) included."""
+    total = 0
+    for base, _, names in os.walk(directory):
+        for name in names:
+            try:
+                total += os.path.getsize(os.path.join(base, name))
+            except OSError:
+                pass  # renamed from .incomplete while we walked
+    return total
+
+
+def report_progress(label, directory, expected, done):
+    """A line every PROGRESS_EVERY seconds: bytes so far of the snapshot's size, percent, elapsed and ETA."""
+    started = time.monotonic()
+    first = on_disk(directory)  # a resumed download starts from what is already there
+    while not done.wait(PROGRESS_EVERY):
+        have, elapsed = on_disk(directory), time.monotonic() - started
+        rate = (have - first) / elapsed if elapsed > 0 else 0
+        eta = f", ETA {int((expected - have) / rate)}s" if rate > 0 and expected > have else ""
+        share = f" ({100 * have / expected:.0f}%)" if expected else ""
+        print(f"download {label}: {have / 1e9:.2f} of {expected / 1e9:.2f} GB{share}, {int(elapsed)}s{eta}", flush=True)
 
 
 def git_blob_sha1(path):
@@ -41,7 +68,14 @@ def main():
     api = HfApi()
     sha = api.model_info(args.repo, revision=args.revision).sha
     entries = [e for e in api.list_repo_tree(args.repo, revision=sha, recursive=True) if hasattr(e, "size")]
-    snapshot_download(repo_id=args.repo, revision=sha, local_dir=partial)
+    done = threading.Event()
+    watcher = threading.Thread(target=report_progress, daemon=True,
+                               args=(f"{args.repo}@{args.revision}", partial, sum(e.size for e in entries), done))
+    watcher.start()
+    try:
+        snapshot_download(repo_id=args.repo, revision=sha, local_dir=partial)
+    finally:
+        done.set()
     files = {}
     for entry in entries:
         path = os.path.join(partial, entry.path)

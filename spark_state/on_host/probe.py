@@ -3,7 +3,8 @@ host, as one JSON document. A spec (JSON, argv[1]) says which sections to gather
 
 Sections: gpu, memory, disk, docker, host, baseline, images, manifests, engine_dirs, chat_templates, files, units,
 ports, health, containers.
-The TensorRT-LLM version inside an image is probed once per image id and cached in /var/cache/spark-state.
+The TensorRT-LLM version inside an image is probed once per image id and cached in the spec's `trtllm_cache`
+directory (HostPlan.trtllm_versions_dir), one file per image id, shared with the helper's trtllm-version.
 """
 
 import hashlib
@@ -16,7 +17,6 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
-PROBE_CACHE = "/var/cache/spark-state/trtllm-versions"  # same as scripts.TRTLLM_VERSION_CACHE
 TRTLLM_PROBE = "import importlib.metadata as m; print(m.version('tensorrt_llm'))"
 
 
@@ -125,7 +125,7 @@ def docker():
     return {"present": True, "running": running, "version": version, "error": error, "nvidia_runtime": bool(hook)}
 
 
-def images(refs, probe, cached_only=False):
+def images(refs, probe, cache_dir, cached_only=False):
     found = {}
     for ref in refs:
         try:
@@ -137,13 +137,13 @@ def images(refs, probe, cached_only=False):
             continue
         entry = {"id": info["Id"], "digests": info.get("RepoDigests") or [], "trtllm_version": None}
         if ref in probe:
-            entry["trtllm_version"] = trtllm_version(ref, info["Id"], cached_only)
+            entry["trtllm_version"] = trtllm_version(ref, info["Id"], cache_dir, cached_only)
         found[ref] = entry
     return found
 
 
-def trtllm_version(ref, image_id, cached_only=False):
-    cache = os.path.join(PROBE_CACHE, image_id.replace(":", "-"))
+def trtllm_version(ref, image_id, cache_dir, cached_only=False):
+    cache = os.path.join(cache_dir, image_id.replace(":", "-"))
     try:
         with open(cache) as f:
             return f.read().strip() or None
@@ -152,7 +152,7 @@ def trtllm_version(ref, image_id, cached_only=False):
             return None
     rc, out, _ = run(["docker", "run", "--rm", "--entrypoint", "python3", ref, "-c", TRTLLM_PROBE], 300)
     version = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
-    os.makedirs(PROBE_CACHE, exist_ok=True)
+    os.makedirs(cache_dir, exist_ok=True)
     with open(cache, "w") as f:
         f.write(version)
     return version or None
@@ -295,7 +295,8 @@ def main():
     if spec.get("baseline"):
         jobs["baseline"] = (read_json, spec["baseline"])
     if spec.get("images") is not None:
-        jobs["images"] = (images, spec["images"], set(spec.get("probe", [])), bool(spec.get("read_only")))
+        jobs["images"] = (images, spec["images"], set(spec.get("probe") or []), spec.get("trtllm_cache"),
+                          bool(spec.get("read_only")))
     if spec.get("manifests") is not None:
         jobs["manifests"] = (lambda paths: {p: artifact(p) for p in paths}, spec["manifests"])
     if spec.get("engine_dirs") is not None:
@@ -306,9 +307,9 @@ def main():
         jobs["owners"] = (lambda paths: {p: owner(p) for p in paths}, spec["owners"])
     if spec.get("files") is not None:  # hashes only: these may hold secrets
         jobs["files"] = (lambda paths: {p: file_info(p) for p in paths}, spec["files"])
-    if spec.get("units"):
-        jobs["units"] = (units, spec["units"]["dir"], spec["units"]["prefix"])
-    if spec.get("ports") is not None:
+    if spec.get("units_dir"):
+        jobs["units"] = (units, spec["units_dir"], spec["units_prefix"])
+    if spec.get("ports"):
         jobs["listening"] = (lambda: sorted(listening_ports()),)
     if spec.get("containers"):
         jobs["containers"] = (containers, spec["containers"])

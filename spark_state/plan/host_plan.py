@@ -24,6 +24,7 @@ PLAN_FORMAT = 1
 ENGINE_TO_CHECKPOINT_SIZE = 0.95
 GIB_PER_GB = 1e9 / 2**30
 UNIT_PREFIX = "spark-state-"
+MANIFEST = ".spark-state.json"  # written into a checkpoint or engine directory once it is complete
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,41 @@ class HostPlan:
         """The host's baseline (spark_state.observe.baseline), written after a deploy whose bench passed."""
         return f"{self.root}/baseline.json"
 
+    @property
+    def lib_dir(self) -> str:
+        """The programs spark-state puts on the host (spark_state/on_host/), each uploaded with its first use."""
+        return f"{self.root}/lib"
+
+    @property
+    def helper_path(self) -> str:
+        return f"{self.lib_dir}/spark_host.py"
+
+    @property
+    def fetch_script_path(self) -> str:
+        return f"{self.lib_dir}/fetch_checkpoint.py"
+
+    @property
+    def trtllm_versions_dir(self) -> str:
+        """The TensorRT-LLM version found inside each image, one file per image id (read by the probe)."""
+        return f"{self.root}/cache/trtllm-versions"
+
+    def checkpoint_env_file(self, ckpt: CheckpointPlan) -> str | None:
+        return f"{self.secrets_dir}/checkpoint-{ckpt.name}.env" if ckpt.secrets else None
+
+    def service_env_file(self, service: str) -> str:
+        """The 0600 env file of a service (also of one the state no longer declares, to remove it)."""
+        return service_env_file(self.secrets_dir, service)
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": PLAN_FORMAT, **asdict(self)}
+
+
+def service_env_file(secrets_dir: str, service: str) -> str:
+    return f"{secrets_dir}/{service}.env"
+
+
+def manifest_path(directory: str) -> str:
+    return f"{directory}/{MANIFEST}"
 
 
 def plan_fleet(state: State, only_host: str | None = None) -> list[HostPlan]:
@@ -351,7 +385,7 @@ def _plan_service(state: State, name: str, engines: dict[str, EnginePlan]) -> Se
     svc = state.services[name]
     docker = state.paths.docker
     container = f"{UNIT_PREFIX}{name}"
-    env_file = f"{state.paths.secrets}/{name}.env" if (svc.env or svc.secrets) else None
+    env_file = service_env_file(state.paths.secrets, name) if (svc.env or svc.secrets) else None
     run: list[str] = [docker, "run", "--rm", "--name", container, "--gpus", "all"]
     engine_plan = engines.get(svc.engine) if isinstance(svc, EngineService) else None
     tokenizer = _tokenizer_checkpoint(state, name)

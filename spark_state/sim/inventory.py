@@ -3,7 +3,7 @@ Sparks of `spark-state sim up` (inventory/sim.py)."""
 
 from __future__ import annotations
 
-from ..errors import SparkStateError
+from ..errors import InventoryError
 from ..state.inventory import HostEntry, ssh_data
 from ..state.model import State
 from .fleet import FleetRecord
@@ -14,7 +14,7 @@ def sim_hosts(state: State) -> list[HostEntry]:
     record = FleetRecord.load(Layout.default())
     names = list(state.hosts)
     if len(record.hosts) < len(names):
-        raise SparkStateError(
+        raise InventoryError(
             f"the state declares {len(names)} hosts but the rehearsal fleet has {len(record.hosts)}; "
             f"run `spark-state sim up {len(names)}`"
         )

@@ -9,7 +9,7 @@ import runpy
 from pathlib import Path
 from typing import Any
 
-from ..errors import SparkStateError
+from ..errors import InventoryError
 from .loader import load_state
 from .model import State
 
@@ -46,7 +46,7 @@ def load_entries(inventory_file: str | Path) -> list[HostEntry]:
         ):
             entries.extend(e for e in value if e not in entries)
     if not entries:
-        raise SparkStateError(f"{inventory_file} defines no spark-state hosts")
+        raise InventoryError(f"{inventory_file} defines no spark-state hosts")
     return entries
 
 

@@ -1,0 +1,169 @@
+"""Runs ON a Spark (python3, standard library only), uploaded by the deploy to HostPlan.helper_path: the small
+programs the deploy's commands call, kept in one file rather than in shell strings.
+
+    spark_host.py pull DOCKER REF                       docker pull, with progress lines while it runs
+    spark_host.py trtllm-version DOCKER REF CACHE_DIR   print the TensorRT-LLM inside an image; remember it by id
+    spark_host.py chat-template DIR MESSAGE             exit non-zero with MESSAGE when DIR's tokenizer has none
+    spark_host.py engine-manifest BUILD FINGERPRINT INPUTS VERSION NAME   write an engine's completion manifest
+    spark_host.py wait-healthy PORT TIMEOUT PATH...     until every PATH answers 200 on 127.0.0.1:PORT
+    spark_host.py progress LABEL -- ARGV...             run ARGV, printing a line every PROGRESS_EVERY seconds
+
+Progress lines go to stdout, one per event or interval, so a log captured to a file reads well: pyinfra prints
+them as they arrive (the deploy runs these commands with their output shown).
+"""
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+TRTLLM_PROBE = "import importlib.metadata as m; print(m.version('tensorrt_llm'))"
+PROGRESS_EVERY = float(os.environ.get("SPARK_STATE_PROGRESS_EVERY", "15"))
+
+
+def say(line):
+    print(line, flush=True)
+
+
+def clock(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def pull(docker, ref):
+    """docker pull without a terminal prints one line per layer event ("Pulling fs layer", "Download complete",
+    "Pull complete"); those become layer counts with elapsed time, every interval and at each completion."""
+    started = time.monotonic()
+    layers, downloaded, extracted = set(), set(), set()
+    last = [0.0]
+
+    def report(force=False):
+        now = time.monotonic()
+        if force or now - last[0] >= PROGRESS_EVERY:
+            last[0] = now
+            total = len(layers) or 1
+            say(f"pull {ref}: {len(downloaded)}/{len(layers)} layers downloaded, {len(extracted)}/{len(layers)} "
+                f"extracted ({100 * len(extracted) // total}%), {clock(now - started)}")  # fmt: skip
+
+    proc = subprocess.Popen([docker, "pull", ref], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tail = []
+    for line in proc.stdout:
+        line = line.rstrip()
+        tail = (tail + [line])[-20:]
+        layer, _, event = line.partition(": ")
+        if event in ("Pulling fs layer", "Waiting", "Already exists"):
+            layers.add(layer)
+        if event in ("Download complete", "Already exists"):
+            downloaded.add(layer)
+        if event in ("Pull complete", "Already exists"):
+            extracted.add(layer)
+            report(force=True)
+        else:
+            report()
+    code = proc.wait()
+    if code != 0:
+        sys.stderr.write("\n".join(tail) + "\n")
+        sys.exit(code)
+    say(f"pull {ref}: done in {clock(time.monotonic() - started)}")
+
+
+def trtllm_version(docker, ref, cache_dir):
+    image_id = subprocess.run([docker, "image", "inspect", "--format", "{{.Id}}", ref], capture_output=True,
+                              text=True, check=True).stdout.strip()  # fmt: skip
+    out = subprocess.run([docker, "run", "--rm", "--entrypoint", "python3", ref, "-c", TRTLLM_PROBE],
+                         capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    version = out.splitlines()[-1] if out else ""
+    os.makedirs(cache_dir, exist_ok=True)
+    with open(os.path.join(cache_dir, image_id.replace(":", "-")), "w") as f:
+        f.write(version)
+    say(version)
+
+
+def chat_template(directory, message):
+    if os.path.exists(os.path.join(directory, "chat_template.jinja")):
+        return
+    with open(os.path.join(directory, "tokenizer_config.json")) as f:
+        if json.load(f).get("chat_template"):
+            return
+    sys.exit("spark-state: " + message)
+
+
+def engine_manifest(build, fingerprint, inputs, version, name):
+    """The engine's completion manifest: its fingerprint, inputs and the size of every engine file."""
+    files = {}
+    for base, _, names in os.walk(os.path.join(build, "engine")):
+        for entry in names:
+            path = os.path.join(base, entry)
+            files[os.path.relpath(path, build)] = os.path.getsize(path)
+    manifest = {"kind": "engine", "fingerprint": fingerprint, "inputs": json.loads(inputs), "trtllm_version": version,
+                "files": files}  # fmt: skip
+    with open(os.path.join(build, name), "w") as f:
+        json.dump(manifest, f, indent=2)
+
+
+def wait_healthy(port, timeout, *paths):
+    started = time.monotonic()
+    deadline, last = started + float(timeout), started
+    while time.monotonic() < deadline:
+        answers = {}
+        for path in paths:
+            try:
+                answers[path] = urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3).status
+            except (OSError, http.client.HTTPException) as exc:  # refused, reset, 503 while loading: "not yet"
+                answers[path] = getattr(exc, "code", type(exc).__name__)
+        if all(code == 200 for code in answers.values()):
+            say(f"port {port}: healthy after {clock(time.monotonic() - started)}")
+            return
+        if time.monotonic() - last >= PROGRESS_EVERY:
+            last = time.monotonic()
+            seen = ", ".join(f"{p} {c}" for p, c in answers.items())
+            say(f"port {port}: waiting for {' and '.join(paths)} ({seen}), {clock(last - started)} of {clock(float(timeout))}")
+        time.sleep(1)
+    sys.exit(f"port {port}: {' and '.join(paths)} did not answer 200 within {timeout} s")
+
+
+def progress(label, argv):
+    """Run argv with its output kept (the last lines are printed when it fails), one progress line per interval
+    naming the elapsed time and the child's latest output line."""
+    started = time.monotonic()
+    latest, tail = [""], []
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def read():
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line:
+                latest[0] = line[:160]
+                tail.append(line)
+                del tail[:-40]
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    while proc.poll() is None:
+        reader.join(PROGRESS_EVERY)
+        if proc.poll() is None:
+            say(f"{label}: {clock(time.monotonic() - started)} elapsed; {latest[0]}")
+    reader.join()
+    if proc.returncode != 0:
+        sys.stderr.write("\n".join(tail) + "\n")
+        sys.exit(f"{label}: failed after {clock(time.monotonic() - started)} (exit {proc.returncode})")
+    say(f"{label}: done in {clock(time.monotonic() - started)}; {latest[0]}")
+
+
+def main(argv):
+    command, args = argv[0], argv[1:]
+    if command == "progress":
+        split = args.index("--")
+        progress(" ".join(args[:split]), args[split + 1:])
+        return
+    handlers = {"pull": pull, "trtllm-version": trtllm_version, "chat-template": chat_template,
+                "engine-manifest": engine_manifest, "wait-healthy": wait_healthy}  # fmt: skip
+    handlers[command](*args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
