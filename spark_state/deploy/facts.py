@@ -5,6 +5,7 @@ for users' own deploys."""
 from __future__ import annotations
 
 import json
+import weakref
 from typing import Any
 
 from pyinfra import host
@@ -29,15 +30,17 @@ class SparkHostState(FactBase[Snapshot]):
 
 
 # pyinfra 3 runs a fact's command on every get_fact; one deploy decides everything from one probe per host.
-_TAKEN: dict[tuple[int, str, ProbeSpec], Snapshot] = {}
+# Kept per pyinfra State (weakly: a finished deploy's snapshots go with it), then per host and spec.
+_TAKEN: weakref.WeakKeyDictionary[Any, dict[tuple[str, ProbeSpec], Snapshot]] = weakref.WeakKeyDictionary()
 
 
 def snapshot(spec: ProbeSpec) -> Snapshot:
     """This host's Snapshot for `spec`, probed once per deploy (pyinfra state) and host."""
-    key = (id(host.state), host.name, spec)
-    if key not in _TAKEN:
-        _TAKEN[key] = host.get_fact(SparkHostState, spec=spec)
-    return _TAKEN[key]
+    taken = _TAKEN.setdefault(host.state, {})
+    key = (host.name, spec)
+    if key not in taken:
+        taken[key] = host.get_fact(SparkHostState, spec=spec)
+    return taken[key]
 
 
 class _Section(SparkHostState):

@@ -1,0 +1,128 @@
+"""Operations as data, the way pyinfra tests its own (tests/operations/<op>/<case>.json): a probe answer and the
+operation's arguments in, the commands it yields (or its noop) out.
+
+A case file:
+    {"args": {...}, "probe": {...}, "commands": [...], "noop": "..."}
+- args: the operation's arguments. `plan`, `svc`, `ckpt` and `engine_plan` name objects of the example state's
+  plan for spark-01 (a host name, a service, a checkpoint, an engine); `spec` is always that plan's probe spec.
+- probe: what on_host/probe.py answered (only the sections the case needs). "@unit_sha:SERVICE",
+  "@identity:SERVICE" and "@env_sha:SERVICE" stand for the values of the plan, so cases survive a unit change.
+- commands: each a string, ["shown", string] for a command whose output pyinfra prints as it runs, or
+  ["upload", path, sha256 of the content].
+`UPDATE_GOLDEN=1` rewrites `commands` and `noop` from what the operations yield now (review the diff).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import EXAMPLE_STATE
+from pyinfra.api import FileUploadCommand, StringCommand
+from pyinfra.context import ctx_host
+
+from spark_state.deploy import operations
+from spark_state.deploy.facts import SparkHostState
+from spark_state.observe.compare import sha256
+from spark_state.observe.probe import probe_spec
+from spark_state.observe.snapshot import Snapshot
+from spark_state.plan.host_plan import HostPlan, plan_host
+from spark_state.plan.scripts import env_file_text
+from spark_state.state.loader import load_state
+
+CASES = Path(__file__).parent / "operations"
+STATE = load_state(EXAMPLE_STATE).state
+ENV = {"NGC_API_KEY": "nvapi-test"}
+
+
+class FakeState:
+    """A deploy of its own (facts.snapshot keeps one probe per pyinfra state)."""
+
+
+class FakeHost:
+    """What an operation touches of pyinfra's host: its name, state, facts and noop."""
+
+    def __init__(self, probe: dict[str, Any]) -> None:
+        self.name = "spark-under-test"
+        self.state = FakeState()  # a new deploy: facts.snapshot() probes afresh
+        self.data: dict[str, Any] = {}
+        self.probe = probe
+        self.noops: list[str] = []
+
+    def get_fact(self, cls: type, **kwargs: Any) -> Snapshot:
+        assert cls is SparkHostState, cls
+        return Snapshot.parse(self.probe)
+
+    def noop(self, description: str) -> None:
+        self.noops.append(description)
+
+
+def _placeholders(value: Any, plan: HostPlan) -> Any:
+    services = {s.name: s for s in plan.services}
+    if isinstance(value, dict):
+        return {_placeholders(k, plan): _placeholders(v, plan) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_placeholders(v, plan) for v in value]
+    if isinstance(value, str) and value.startswith("@"):
+        kind, _, name = value[1:].partition(":")
+        svc = services[name]
+        return {"unit_sha": lambda: sha256(svc.unit_text), "identity": lambda: svc.identity,
+                "env_sha": lambda: sha256(env_file_text(svc.env, svc.secrets, ENV) or "")}[kind]()  # fmt: skip
+    return value
+
+
+def _arguments(op: Any, args: dict[str, Any], plan: HostPlan) -> dict[str, Any]:
+    resolved = dict(args)
+    by_name = {"svc": plan.services, "ckpt": plan.checkpoints, "engine_plan": plan.engines}
+    for key, items in by_name.items():
+        if key in resolved:
+            resolved[key] = next(i for i in items if i.name == resolved[key])
+    if "plan" in resolved:
+        resolved["plan"] = plan
+    if "content" in resolved and isinstance(resolved["content"], dict):  # {"unit": SERVICE} or {"env": SERVICE}
+        (kind, name), = resolved["content"].items()
+        svc = next(s for s in plan.services if s.name == name)
+        resolved["content"] = svc.unit_text if kind == "unit" else env_file_text(svc.env, svc.secrets, ENV)
+    return resolved | ({"spec": probe_spec(plan)} if "spec" in inspect.signature(op).parameters else {})
+
+
+def _rendered(command: Any) -> Any:
+    if isinstance(command, FileUploadCommand):
+        command.src.seek(0)
+        return ["upload", command.dest, hashlib.sha256(command.src.read()).hexdigest()]
+    if isinstance(command, operations.ShownCommand):
+        return ["shown", command.get_raw_value()]
+    if isinstance(command, StringCommand):
+        return command.get_raw_value()
+    return command
+
+
+def _cases() -> list[Path]:
+    return sorted(CASES.glob("*/*.json"))
+
+
+@pytest.mark.parametrize("path", _cases(), ids=[f"{p.parent.name}/{p.stem}" for p in _cases()])
+def test_operation(path: Path) -> None:
+    case = json.loads(path.read_text())
+    plan = plan_host(STATE, "spark-01")
+    op = getattr(operations, path.parent.name)
+    fake = FakeHost(_placeholders(case.get("probe", {}), plan))
+    with ctx_host.use(fake):
+        commands = [_rendered(c) for c in op._inner(**_arguments(op._inner, case["args"], plan))]
+    noop = fake.noops[0] if fake.noops else None
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(json.dumps(case | {"commands": commands, "noop": noop}, indent=2) + "\n")
+    assert commands == case["commands"]
+    assert noop == case.get("noop")
+    assert bool(commands) != bool(noop), "an operation either acts or says why not"
+
+
+def test_every_operation_has_cases() -> None:
+    names = {name for name, value in vars(operations).items() if hasattr(value, "_inner")}
+    covered = {p.parent.name for p in _cases()}
+    assert names - covered == set(), f"operations without data tests: {sorted(names - covered)}"
