@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 from rich.panel import Panel
 
+from .console import make_console, make_table
 from .errors import Outcome, SimError, SparkStateError, StateFileError
 from .state.loader import load_state
 from .state.model import State
@@ -70,8 +71,6 @@ def _drift(args: argparse.Namespace, console: Console) -> Outcome:
     import os
     from pathlib import Path
 
-    from rich.table import Table
-
     from . import drift
     from .state.inventory import STATE_ENV, load_entries, state_path
 
@@ -93,14 +92,42 @@ def _drift(args: argparse.Namespace, console: Console) -> Outcome:
         if not r.drifted:
             console.print(f"[green]{r.host}[/] ({r.address}): converged ({len(r.items)} items checked)")
         else:
-            table = Table(title=f"{r.host} ({r.address}): {len(r.drifted)} drifted", title_justify="left")
-            for col in ("kind", "item", "desired", "observed"):
-                table.add_column(col, overflow="fold")
+            table = make_table(f"{r.host} ({r.address}): {len(r.drifted)} drifted", "kind", "item", "desired", "observed")
             for item in r.drifted:
                 table.add_row(item.kind, item.name, item.desired, f"[red]{item.observed}[/]")
             console.print(table)
         if note:
             console.print(f"{r.host}: {note}")
+    return outcome
+
+
+def _status(args: argparse.Namespace, console: Console) -> Outcome:
+    import os
+    from pathlib import Path
+
+    from . import status
+    from .state.inventory import STATE_ENV, load_entries, state_path
+
+    if args.state:
+        os.environ[STATE_ENV] = args.state
+    state = load_state(state_path()).state
+    hosts = status.fleet_status(state, load_entries(args.inventory),
+                                Path(args.results_dir) if args.results_dir else None, args.host)  # fmt: skip
+    outcome = status.outcome(hosts)
+    if args.json:
+        print(json.dumps(status.to_json(hosts, EXIT_CODES[outcome]), indent=2))
+        return outcome
+    for h in hosts:
+        if h.error:
+            console.print(f"[bold red]{h.host}[/] ({h.address}): unreachable or unreadable — {h.error}")
+            continue
+        table = make_table(f"{h.host} ({h.address})", "service", "port", "unit", "container", "since", "health",
+                           "last bench", "image")  # fmt: skip
+        for s in h.services:
+            health = f"[green]{s.health}[/]" if s.healthy else f"[red]{s.health}[/]"
+            bench = f"[red]{s.bench}[/]" if s.bench.startswith("FAIL") else s.bench
+            table.add_row(s.service, str(s.port), s.unit, s.running, s.since, health, bench, s.image)
+        console.print(table)
     return outcome
 
 
@@ -144,14 +171,10 @@ def _sim_slow(args: argparse.Namespace, console: Console) -> Outcome:
 
 
 def _sim_status(args: argparse.Namespace, console: Console) -> Outcome:
-    from rich.table import Table
-
     from .sim import fleet
 
     record, hosts, services = fleet.status()
-    table = Table(title="rehearsal fleet")
-    for col in ("host", "address", "machine", "ssh"):
-        table.add_column(col)
+    table = make_table("rehearsal fleet", "host", "address", "machine", "ssh")
     for h in hosts:
         table.add_row(h.name, h.address, _mark(h.machine_running), _mark(h.ssh))
     for name, ok in services.items():
@@ -221,6 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_drift)
 
+    p = sub.add_parser("status", help="per host and service: what runs, since when, health, last bench verdict "
+                                      "(read-only; exit 0 / 2 something down / 1 error)")  # fmt: skip
+    p.add_argument("inventory", help="pyinfra inventory, e.g. inventory/sparks.py or inventory/sim.py")
+    p.add_argument("--state", help="state file (default: $SPARK_STATE_FILE or inventory/state.yaml)")
+    p.add_argument("--host", help="only this host (its name in the state file)")
+    p.add_argument("--results-dir", help="bench history directory")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_status)
+
     sim = sub.add_parser("sim", help="the rehearsal fleet: simulated Sparks on this machine (root)")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="ACTION")
     p = sim_sub.add_parser("up", help="boot N simulated Sparks (cleans up a previous fleet first)")
@@ -247,8 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
-    err = Console(stderr=True)
+    console = make_console()
+    err = make_console(stderr=True)
     handler: Handler = args.handler
     try:
         return EXIT_CODES[handler(args, console)]

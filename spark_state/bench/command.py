@@ -12,6 +12,7 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..console import make_console
 from ..errors import BenchError, Outcome, SparkStateError
 from . import history, report
 from .fleet import Target, bench_target, settings_from_state, targets
@@ -31,7 +32,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_bench(args: argparse.Namespace, console: Console) -> Outcome:
-    out = Console(stderr=True) if args.json else console
+    out = make_console(stderr=True) if args.json else console
     if args.url:
         settings = BenchSettings()
         for key, value in _overrides(args).items():

@@ -43,13 +43,19 @@ def save(result: EndpointResult, verdict: Verdict | None, base: Path | None = No
 
 
 def latest(host: str, service: str, base: Path | None = None) -> EndpointResult | None:
+    found = latest_verdict(host, service, base)
+    return found[0] if found else None
+
+
+def latest_verdict(host: str, service: str, base: Path | None = None) -> tuple[EndpointResult, Verdict | None] | None:
+    """The newest readable bench of a service, with its verdict when it was judged."""
     slot = (base or default_dir()) / host / service
     files = sorted(slot.glob("*.json")) if slot.is_dir() else []
     for path in reversed(files):
         try:
-            results, _ = from_document(json.loads(path.read_text()))
+            results, verdicts = from_document(json.loads(path.read_text()))
         except (ValueError, KeyError, TypeError):
             continue
         if results:
-            return results[0]
+            return results[0], (verdicts[0] if verdicts else None)
     return None

@@ -25,8 +25,8 @@ def serial_table(results: list[EndpointResult]) -> Table:
     t = Table(title="serial (streaming, warm-up excluded)", title_justify="left")
     t.add_column("stack", overflow="fold", min_width=12)
     for col in ("TTFT p50 (ms)", "TTFT p90 (ms)", "decode (tok/s)", "wall p50 (s)", "tokens"):
-        t.add_column(col, justify="right")
-    t.add_column("notes")
+        t.add_column(col, justify="right", overflow="fold")
+    t.add_column("notes", overflow="fold")
     for r in results:
         s = r.serial
         if s is None:
@@ -50,8 +50,8 @@ def concurrency_table(results: list[EndpointResult]) -> Table:
     t = Table(title="aggregate throughput (tok/s), closed loop", title_justify="left")
     t.add_column("stack", overflow="fold", min_width=12)
     for c in levels:
-        t.add_column(f"c={c}", justify="right")
-    t.add_column("notes")
+        t.add_column(f"c={c}", justify="right", overflow="fold")
+    t.add_column("notes", overflow="fold")
     for r in results:
         cells, notes = [], []
         for c in levels:
@@ -69,7 +69,7 @@ def delta_table(deltas: list[Delta], baseline: str) -> Table:
     top = next((d.concurrency for d in deltas if d.concurrency), None)
     t = Table(title=f"delta vs {baseline}", title_justify="left")
     for col in ("stack", "TTFT", "decode", f"c={top} aggregate"):
-        t.add_column(col, justify="left" if col == "stack" else "right")
+        t.add_column(col, justify="left" if col == "stack" else "right", overflow="fold")
     for d in deltas:
         t.add_row(f"{d.host}/{d.service}" if d.host else d.service,
                   *("-" if v is None else f"{v:+.1f}%" for v in (d.ttft_pct, d.decode_pct, d.aggregate_pct)))
@@ -79,7 +79,7 @@ def delta_table(deltas: list[Delta], baseline: str) -> Table:
 def verdict_table(verdicts: list[Verdict]) -> Table:
     t = Table(title="verdict", title_justify="left")
     for col in ("host", "service", "metric", "expected", "measured", "result", "note"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for v in verdicts:
         for c in v.checks:
             t.add_row(v.host or "-", v.service, c.metric, c.expected, _f(c.measured, 2),

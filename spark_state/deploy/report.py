@@ -12,8 +12,6 @@ import gevent.lock
 from pyinfra import host
 from pyinfra.api import StringCommand
 from pyinfra.api.operation import OperationMeta
-from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from ..bench import history
@@ -21,6 +19,7 @@ from ..bench.fleet import Target, settings_from_state
 from ..bench.results import from_document
 from ..bench.run_target import job
 from ..bench.runner import BenchSettings
+from ..console import make_console, make_table
 from ..errors import StepError
 from ..observe import baseline
 from ..observe.probe import host_facts_spec
@@ -78,9 +77,8 @@ def bench_and_summarise(state: State, plan: HostPlan, changes: dict[str, list[Op
     host when one missed its expectations (unless `fail_on_miss` is off)."""
     settings = settings_from_state(state.bench)
     figures: dict[str, dict[str, float]] = {}
-    table = Table(title=f"spark-state: {plan.host} ({host.name})", title_justify="left")
-    for col in ("service", "changed", "health", "bench", "TTFT p50", "decode", "top aggregate"):
-        table.add_column(col)
+    table = make_table(f"spark-state: {plan.host} ({host.name})", "service", "changed", "health", "bench", "TTFT p50",
+                       "decode", "top aggregate")  # fmt: skip
     failed = []
     for svc in plan.services:
         target = Target.for_service(host.name, {}, plan, svc)
@@ -103,7 +101,7 @@ def bench_and_summarise(state: State, plan: HostPlan, changes: dict[str, list[Op
             f"{serial.decode_tok_s['p50']:.1f} tok/s" if serial and serial.decode_tok_s["p50"] is not None else "-",
             f"c={top.concurrency}: {top.aggregate_tok_s:.1f} tok/s" if top and top.aggregate_tok_s else "-",
         )
-    console = Console()
+    console = make_console()
     console.print(table)
     if since_baseline == [baseline.NO_BASELINE]:
         console.print(f"{plan.host}: {baseline.NO_BASELINE}")

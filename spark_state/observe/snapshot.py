@@ -92,6 +92,8 @@ class ContainerFact:
     image: str | None = None
     published: tuple[int, ...] = ()
     identity: str | None = None
+    status: str | None = None  # docker's own words: "Up 2 hours", "Exited (1) 3 minutes ago"
+    created: int | None = None  # unix time the container was created (started from its unit)
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,7 @@ def _parse(doc: Mapping[str, Any]) -> Snapshot:
                for name, u in (doc.get("units") or {}).items()},
         listening=frozenset(int(p) for p in doc.get("listening") or ()),
         containers={name: ContainerFact(c.get("state"), c.get("image"), tuple(c.get("published") or ()),
-                                        c.get("identity")) for name, c in (doc.get("containers") or {}).items()},
+                                        c.get("identity"), c.get("status"), c.get("created"))
+                    for name, c in (doc.get("containers") or {}).items()},
         health={int(port): dict(answer) for port, answer in (doc.get("health") or {}).items()},
     )  # fmt: skip

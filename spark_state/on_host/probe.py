@@ -263,7 +263,8 @@ def containers(prefix):
         name = (c.get("Names") or ["/"])[0].lstrip("/")
         published = sorted({p["PublicPort"] for p in c.get("Ports") or [] if p.get("PublicPort")})
         found[name] = {"state": c.get("State"), "image": c.get("Image"), "published": published,
-                       "identity": (c.get("Labels") or {}).get("spark-state.identity")}
+                       "identity": (c.get("Labels") or {}).get("spark-state.identity"),
+                       "status": c.get("Status"), "created": c.get("Created")}
     return found
 
 

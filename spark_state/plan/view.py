@@ -19,7 +19,7 @@ def show_plans(console: Console, plans: list[HostPlan], verbose: bool = False) -
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> Table:
     table = Table(title=title, title_justify="left", expand=True)
     for col in columns:
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for row in rows:
         table.add_row(*row)
     return table

@@ -1,0 +1,106 @@
+"""`spark-state status INVENTORY`: per host and service, what runs, since when, whether it answers, and its last
+bench verdict. Read-only: one probe per host (side by side) and the control machine's bench history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .bench import history
+from .errors import ConnectError, Outcome, ProbeError
+from .observe.probe import ProbeSpec, observe
+from .observe.snapshot import Snapshot
+from .remote import probe_over_ssh
+from .state.model import State
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    service: str
+    port: int
+    unit: str  # enabled/active
+    running: str  # docker's own words ("Up 2 hours"), or what is missing
+    since: str  # when its container was started, UTC
+    image: str
+    healthy: bool
+    health: str
+    bench: str  # "pass 2026-11-25T03:10:00" / "FAIL ..." / "never benched"
+
+
+@dataclass
+class HostStatus:
+    host: str
+    address: str
+    services: list[ServiceStatus] = field(default_factory=list)
+    error: str | None = None
+
+
+def _since(created: int | None) -> str:
+    return datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%d %H:%M UTC") if created else "-"
+
+
+def _bench(host: str, service: str, history_dir: Path | None) -> str:
+    found = history.latest_verdict(host, service, history_dir)
+    if found is None:
+        return "never benched"
+    result, verdict = found
+    when = result.started_at[:16].replace("T", " ")
+    if verdict is None:
+        return f"measured {when} (no expectations)"
+    return f"{'pass' if verdict.passed else 'FAIL'} {when}"
+
+
+def host_status(state: State, address: str, data: dict[str, Any], history_dir: Path | None,
+                probe: Callable[[ProbeSpec], Snapshot]) -> HostStatus:  # fmt: skip
+    name = data["spark_host"]
+    result = HostStatus(name, address)
+    try:
+        observed = observe(state, name, probe, read_only=True)
+    except (ConnectError, ProbeError) as exc:
+        result.error = str(exc)
+        return result
+    snapshot = observed.snapshot
+    for svc in observed.plan.services:
+        unit = snapshot.units.get(svc.unit_name)
+        container = snapshot.containers.get(svc.container_name)
+        answer = snapshot.health.get(svc.port, {})
+        result.services.append(ServiceStatus(
+            service=svc.name,
+            port=svc.port,
+            unit=unit.status if unit else "no unit",
+            running=(container.status or container.state or "?") if container else "no container",
+            since=_since(container.created if container and container.state == "running" else None),
+            image=container.image if container and container.image else svc.image_ref,
+            healthy=snapshot.answers(svc.port, svc.health_path),
+            health=f"{svc.health_path} {answer.get(svc.health_path, '-')}",
+            bench=_bench(name, svc.name, history_dir),
+        ))  # fmt: skip
+    return result
+
+
+def fleet_status(state: State, entries: list[tuple[str, dict[str, Any]]], history_dir: Path | None = None,
+                 host: str | None = None) -> list[HostStatus]:  # fmt: skip
+    chosen = [(address, data) for address, data in entries if host in (None, data["spark_host"])]
+
+    def one(entry: tuple[str, dict[str, Any]]) -> HostStatus:
+        address, data = entry
+        return host_status(state, address, data, history_dir, lambda spec: probe_over_ssh(address, data, spec))
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(one, chosen))
+
+
+def outcome(hosts: list[HostStatus]) -> Outcome:
+    if any(h.error for h in hosts):
+        return Outcome.HOST_ERRORS
+    return Outcome.OK if all(s.healthy and s.unit == "enabled/active" for h in hosts for s in h.services) else Outcome.FINDINGS
+
+
+def to_json(hosts: list[HostStatus], exit_code: int) -> dict[str, Any]:
+    return {"format": "spark-state/status/v1", "exit_code": exit_code,
+            "hosts": [{"host": h.host, "address": h.address, "error": h.error,
+                       "services": [vars(s) for s in h.services]} for h in hosts]}  # fmt: skip
