@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.panel import Panel
@@ -67,19 +70,23 @@ def _bench(args: argparse.Namespace, console: Console) -> Outcome:
     return run_bench(args, console)
 
 
-def _drift(args: argparse.Namespace, console: Console) -> Outcome:
-    import os
-    from pathlib import Path
-
-    from . import drift
+def _fleet(args: argparse.Namespace) -> tuple[State, list[tuple[str, dict[str, Any]]], Path | None]:
+    """The state (--state, else $SPARK_STATE_FILE or inventory/state.yaml), the inventory's hosts and the bench
+    history directory, for the commands that read a fleet."""
     from .state.inventory import STATE_ENV, load_entries, state_path
 
     if args.state:
-        os.environ[STATE_ENV] = args.state
+        os.environ[STATE_ENV] = args.state  # the inventory file reads it too
     state = load_state(state_path()).state
-    entries = load_entries(args.inventory)
+    return state, load_entries(args.inventory), Path(args.results_dir) if args.results_dir else None
+
+
+def _drift(args: argparse.Namespace, console: Console) -> Outcome:
+    from . import drift
+
+    state, entries, history_dir = _fleet(args)
     results = drift.run_drift(state, entries, dict(os.environ), with_bench=args.bench, margin=args.margin,
-                              history_dir=Path(args.results_dir) if args.results_dir else None, host=args.host)
+                              history_dir=history_dir, host=args.host)  # fmt: skip
     outcome = drift.outcome(results)
     if args.json:
         print(json.dumps(drift.to_json(results, EXIT_CODES[outcome]), indent=2))
@@ -102,17 +109,10 @@ def _drift(args: argparse.Namespace, console: Console) -> Outcome:
 
 
 def _status(args: argparse.Namespace, console: Console) -> Outcome:
-    import os
-    from pathlib import Path
-
     from . import status
-    from .state.inventory import STATE_ENV, load_entries, state_path
 
-    if args.state:
-        os.environ[STATE_ENV] = args.state
-    state = load_state(state_path()).state
-    hosts = status.fleet_status(state, load_entries(args.inventory),
-                                Path(args.results_dir) if args.results_dir else None, args.host)  # fmt: skip
+    state, entries, history_dir = _fleet(args)
+    hosts = status.fleet_status(state, entries, history_dir, args.host)
     outcome = status.outcome(hosts)
     if args.json:
         print(json.dumps(status.to_json(hosts, EXIT_CODES[outcome]), indent=2))
@@ -288,10 +288,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         err.print(Panel(f"{len(exc.problems)} problem(s); nothing was changed on any host.", title="invalid state",
-                        border_style="red"))
+                        border_style="red", expand=False))
         return EXIT_ERROR
     except SparkStateError as exc:
-        err.print(Panel(str(exc), title=type(exc).__name__, border_style="red"))
+        err.print(Panel(str(exc), title=type(exc).__name__, border_style="red", expand=False))
         return EXIT_ERROR
 
 

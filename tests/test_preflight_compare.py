@@ -10,9 +10,8 @@ from conftest import EXAMPLE_STATE
 from spark_state.observe.compare import compare, sha256
 from spark_state.observe.preflight import preflight
 from spark_state.observe.snapshot import Snapshot
-from spark_state.plan.host_plan import manifest_path
+from spark_state.plan.host_plan import HostPlan, manifest_path, plan_host
 from spark_state.plan.scripts import env_file_text
-from spark_state.plan.host_plan import HostPlan, plan_host
 from spark_state.state.loader import load_state
 
 STATE = load_state(EXAMPLE_STATE).state

@@ -8,6 +8,7 @@ import pytest
 from conftest import EXAMPLE_STATE
 
 from spark_state.plan.host_plan import plan_host
+from spark_state.plan.quoting import sh_word
 from spark_state.plan.scripts import (
     build_script,
     fetch_command,
@@ -15,7 +16,6 @@ from spark_state.plan.scripts import (
     resident_command,
     wait_healthy_command,
 )
-from spark_state.plan.quoting import sh_word
 from spark_state.state.loader import load_state
 
 PLAN = plan_host(load_state(EXAMPLE_STATE).state, "spark-01")

@@ -60,7 +60,8 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
     state = state or load_state(host.data.get("spark_state_file") or state_path()).state
     name = host_name or host.data.get("spark_host") or host.name
     environ = dict(os.environ)
-    plan, spec, observed = observe(state, name, snapshot)
+    observation = observe(state, name, snapshot)
+    plan, spec, observed = observation.plan, observation.spec, observation.snapshot
 
     failures = preflight(plan, observed, environ, _secrets_needed(plan), state.fleet.reserved_memory_gib)
     ops.preflight_gate(name="spark-state preflight", failures=failures)

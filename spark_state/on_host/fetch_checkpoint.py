@@ -68,14 +68,15 @@ def main():
     api = HfApi()
     sha = api.model_info(args.repo, revision=args.revision).sha
     entries = [e for e in api.list_repo_tree(args.repo, revision=sha, recursive=True) if hasattr(e, "size")]
+    label, expected, started = f"{args.repo}@{args.revision}", sum(e.size for e in entries), time.monotonic()
     done = threading.Event()
-    watcher = threading.Thread(target=report_progress, daemon=True,
-                               args=(f"{args.repo}@{args.revision}", partial, sum(e.size for e in entries), done))
+    watcher = threading.Thread(target=report_progress, args=(label, partial, expected, done), daemon=True)
     watcher.start()
     try:
         snapshot_download(repo_id=args.repo, revision=sha, local_dir=partial)
     finally:
         done.set()
+    print(f"download {label}: {expected / 1e9:.2f} GB in {int(time.monotonic() - started)}s", flush=True)
     files = {}
     for entry in entries:
         path = os.path.join(partial, entry.path)

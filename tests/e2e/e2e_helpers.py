@@ -67,11 +67,16 @@ def deploy(workdir: Path, text: str, *extra: str) -> subprocess.CompletedProcess
 
 
 def drift(workdir: Path, text: str, *extra: str) -> tuple[int, dict]:
-    state = workdir / "drift-state.yaml"
+    return read_fleet("drift", workdir, text, *extra)
+
+
+def read_fleet(command: str, workdir: Path, text: str, *extra: str) -> tuple[int, dict]:
+    """`spark-state drift|status inventory/sim.py --json` with this state text: (exit code, report)."""
+    state = workdir / f"{command}-state.yaml"
     state.write_text(text)
     env = {**os.environ, "SPARK_STATE_FILE": str(state), "NGC_API_KEY": "rehearsal-key",
            "SPARK_STATE_HOME": str(workdir / "home")}  # fmt: skip
-    proc = subprocess.run([str(Path(sys.executable).parent / "spark-state"), "drift", "inventory/sim.py", "--json",
+    proc = subprocess.run([str(Path(sys.executable).parent / "spark-state"), command, "inventory/sim.py", "--json",
                            *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.stdout, proc.stderr
     return proc.returncode, json.loads(proc.stdout)

@@ -47,6 +47,15 @@ def test_bare_hosts_converge_and_serve(fleet: Fleet, workdir: Path) -> None:
     r = httpx.post(f"http://{fleet.hosts[BETA].address}:8004/v1/chat/completions", timeout=30, json={
         "model": "/engine", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 200, r.text
+    # a captured log reads whole: service names uncut, progress for each pull, download and build
+    log = proc.stdout
+    assert "…" not in log
+    for name in ("trtllm-nvfp4", "trtllm-fp8", "nim-fp8"):
+        assert f"│ {name} " in log, name
+    assert "pull nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3: done in" in log
+    assert "download nvidia/Llama-3.1-8B-Instruct-NVFP4@main:" in log
+    assert "build llama31-8b-nvfp4: done in" in log and "convert llama31-8b-nvfp4: done in" in log
+    assert "port 8004: healthy after" in log
     # secrets arrive as a 0600 file and never in the unit
     out = fleet.ssh(fleet.hosts[ALPHA], "stat -c %a /etc/spark-state/secrets/nim-fp8.env; "
                                         "grep -c rehearsal-key /etc/systemd/system/spark-state-nim-fp8.service; true").stdout  # fmt: skip

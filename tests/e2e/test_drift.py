@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Fleet
-from e2e_helpers import ALPHA, BETA, ENGINE_ROOT, GAMMA, answers, deploy, drift, drifted, state_text
+from e2e_helpers import ALPHA, BETA, ENGINE_ROOT, GAMMA, answers, deploy, drift, drifted, read_fleet, state_text
 
 from spark_state.sim.layout import GATEWAY
 
@@ -43,6 +43,17 @@ def test_converged_fleet_exits_0_and_the_check_changes_nothing(fleet: Fleet, wor
     assert [host_fingerprint(fleet, i) for i in HOSTS] == before
 
 
+def test_status_shows_what_runs_since_when_health_and_the_last_verdict(workdir: Path, converged: str) -> None:
+    code, report = read_fleet("status", workdir, converged)
+    rows = {(h["host"], s["service"]): s for h in report["hosts"] for s in h["services"]}
+    assert code == 0 and set(rows) == {("alpha", "nim-fp8"), ("alpha", "trtllm-fp8"), ("alpha", "trtllm-nvfp4"),
+                                       ("beta", "trtllm-nvfp4"), ("gamma", "trtllm-nvfp4")}  # fmt: skip
+    for row in rows.values():
+        assert row["unit"] == "enabled/active" and row["running"].startswith("Up") and row["healthy"], row
+        assert row["since"].endswith("UTC") and row["bench"].startswith("pass "), row
+    assert rows[("alpha", "nim-fp8")]["health"] == "/v1/health/ready 200"
+
+
 def test_unit_edited_by_hand(fleet: Fleet, workdir: Path, converged: str) -> None:
     unit = "/etc/systemd/system/spark-state-trtllm-nvfp4.service"
     fleet.ssh(fleet.hosts[BETA], f"cp {unit} /root/unit.bak && sed -i 's/RestartSec=5/RestartSec=1/' {unit}")
@@ -59,6 +70,9 @@ def test_service_stopped(fleet: Fleet, workdir: Path, converged: str) -> None:
         code, report = drift(workdir, converged)
         assert code == 2
         assert drifted(report) == {("alpha", "service", "trtllm-fp8"), ("alpha", "health", "trtllm-fp8 :8003")}
+        code, report = read_fleet("status", workdir, converged, "--host", "alpha")
+        (row,) = [s for s in report["hosts"][0]["services"] if s["service"] == "trtllm-fp8"]
+        assert code == 2 and row["unit"] == "enabled/inactive" and not row["healthy"], row
     finally:
         fleet.ssh(fleet.hosts[ALPHA], "systemctl start spark-state-trtllm-fp8")
         deadline = time.monotonic() + 60
