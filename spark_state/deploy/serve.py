@@ -3,10 +3,11 @@
     from spark_state.deploy.serve import serve_spark
     serve_spark()                     # this host, the state file of $SPARK_STATE_FILE or inventory/state.yaml
 
-Order: probe once → preflight (fail this host only, before any change) → images → checkpoints → chat-template
-guard → engines → env files and units (daemon-reload when one changed) → remove dropped services → start or
-restart what changed and wait for health → verification bench and summary (after a change, when the host changed
-since its baseline, or spark_bench=always) → a new baseline when every service passed.
+Order: probe once → preflight (fail this host only, before any change) → host helper → images → checkpoints →
+chat-template guard → engines → env files and units (daemon-reload when one changed) → remove dropped services →
+restart what changed (chained with `_if` on its unit and env file), start what is not running, wait for health →
+verification bench and summary (after a change, when the host changed since its baseline, or spark_bench=always)
+→ a new baseline when every service passed.
 """
 
 from __future__ import annotations
