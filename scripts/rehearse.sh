@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-export NGC_API_KEY=${NGC_API_KEY:-rehearsal-key}  # the stand-in NIM wants one, like the real one
+export NGC_API_KEY=${NGC_API_KEY:-rehearsal-key}  # the rehearsal nvcr.io's NGC key (spark_state/sim/registry.py): NIM pulls need it
 .venv/bin/spark-state validate inventory/state.yaml
 .venv/bin/spark-state sim up 2
 .venv/bin/pyinfra -y inventory/sim.py deploys/serve.py

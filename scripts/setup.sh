@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 APT_PACKAGES=(python3 python3-venv python3-pip debootstrap systemd-container docker-registry openssh-client openssl
-              iproute2 ca-certificates tar gzip)
+              iproute2 ca-certificates tar gzip e2fsprogs util-linux coreutils)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -105,6 +105,8 @@ def _drift(args: argparse.Namespace, console: Console) -> Outcome:
             console.print(table)
         if note:
             console.print(f"{r.host}: {note}")
+        for item in r.unchecked:
+            console.print(f"{r.host}: [yellow]not checked[/] {item.kind} {item.name}: {item.desired}")
     return outcome
 
 
@@ -167,6 +169,15 @@ def _sim_slow(args: argparse.Namespace, console: Console) -> Outcome:
     updated = upgrade.slow(args.host, args.factor)
     console.print(f"{args.host}: GPU stand-in ×{args.factor:g} slower"
                   + (f" (running now in {', '.join(updated)})" if updated else " (no GPU container running)"))  # fmt: skip
+    return Outcome.OK
+
+
+def _sim_reboot(args: argparse.Namespace, console: Console) -> Outcome:
+    from .sim import upgrade
+
+    seconds = upgrade.reboot(args.host)
+    console.print(f"{args.host} rebooted: SSH and docker answer again after {seconds:.1f} s "
+                  "(its services start by themselves; `spark-state drift` says when they answer)")  # fmt: skip
     return Outcome.OK
 
 
@@ -269,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel", help="kernel release (/proc/sys/kernel/osrelease), e.g. 6.11.0-1016-nvidia")
     p.add_argument("--toolkit", help="NVIDIA container toolkit version, e.g. 1.18.0")
     p.set_defaults(handler=_sim_upgrade)
+    p = sim_sub.add_parser("reboot", help="reboot one simulated Spark through its own systemd (same disk and address)")
+    p.add_argument("host", help="a simulated host, e.g. spark-02")
+    p.set_defaults(handler=_sim_reboot)
     p = sim_sub.add_parser("slow", help="make one simulated Spark's GPU stand-in FACTOR times slower (1 restores)")
     p.add_argument("host", help="a simulated host, e.g. spark-02")
     p.add_argument("factor", type=float, help="e.g. 1.5; 1 restores full speed")

@@ -18,7 +18,7 @@ from .observe import baseline
 from .observe.compare import Item, compare
 from .observe.probe import observe
 from .plan.host_plan import plan_host
-from .remote import container_resident_gib, probe_over_ssh
+from .remote import container_resident_gib, probe_host
 from .state.model import State
 
 DEFAULT_MARGIN = 0.10  # a bench figure this much worse than the last recorded one is drift
@@ -37,6 +37,11 @@ class HostDrift:
     def drifted(self) -> list[Item]:
         return [i for i in self.items if not i.ok]
 
+    @property
+    def unchecked(self) -> list[Item]:
+        """What this machine cannot check (it does not change the outcome)."""
+        return [i for i in self.items if i.unchecked]
+
     def performance_note(self) -> str | None:
         """What the bench says against the baseline, in one line (None without a baseline bench)."""
         figures = [i for i in self.items if i.kind == "baseline-bench"]
@@ -53,7 +58,7 @@ def check_host(state: State, address: str, data: dict[str, Any], environ: Mappin
     name = data["spark_host"]
     result = HostDrift(name, address)
     try:
-        observed = observe(state, name, lambda spec: probe_over_ssh(address, data, spec), read_only=True)
+        observed = observe(state, name, lambda spec: probe_host(address, data, spec), read_only=True)
     except (ProbeError, ConnectError) as exc:
         result.error = str(exc)
         return result
@@ -120,7 +125,8 @@ def to_json(results: list[HostDrift], exit_code: int) -> dict[str, Any]:
         "hosts": [
             {"host": r.host, "address": r.address, "error": r.error,
              "baseline_recorded_at": (r.baseline or {}).get("recorded_at"), "performance": r.performance_note(),
-             "drift": [vars(i) for i in r.drifted], "in_sync": [vars(i) for i in r.items if i.ok]}
+             "drift": [vars(i) for i in r.drifted], "in_sync": [vars(i) for i in r.items if i.ok and not i.unchecked],
+             "unchecked": [vars(i) for i in r.unchecked]}
             for r in results
         ],
     }  # fmt: skip

@@ -1,47 +1,76 @@
-"""Read-only commands on a fleet host over OpenSSH, for the CLI's bench and drift (the deploy uses pyinfra)."""
+"""Read-only commands on fleet hosts for drift, status and the bench, through pyinfra's own connector and the
+inventory's connection data (ssh_hostname, ssh_user, ssh_port, ssh_key, known hosts, _sudo, _sudo_password):
+the one way spark-state reaches a host, the deploy's way. Privileged reads (0600 files, docker) use sudo exactly
+when the inventory says the host's user needs it.
+
+Foreign errors (SSH, pyinfra) become ConnectError here.
+"""
 
 from __future__ import annotations
 
 import json
-import subprocess
+import logging
+import threading
 from typing import Any
+
+from pyinfra.api import Config, Inventory, State, StringCommand
+from pyinfra.api.exceptions import ConnectError as PyinfraConnectError
+from pyinfra.api.exceptions import PyinfraError
 
 from .errors import ConnectError
 from .observe.probe import ProbeSpec, probe_command
 from .observe.snapshot import Snapshot
 from .plan.scripts import parse_resident, resident_command
 
+SUDO_ARGUMENTS = ("_sudo", "_sudo_user", "_sudo_password", "_use_sudo_login", "_preserve_sudo_env")
+_connected = threading.local()  # one connection per host and thread: pyinfra's connector is not shared across hubs
 
-def ssh_argv(address: str, data: dict[str, Any]) -> list[str]:
-    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
-            "-p", str(data.get("ssh_port", 22))]  # fmt: skip
-    if data.get("ssh_key"):
-        argv += ["-i", str(data["ssh_key"])]
-    if data.get("ssh_known_hosts_file"):
-        argv += ["-o", f"UserKnownHostsFile={data['ssh_known_hosts_file']}"]
-    if str(data.get("ssh_strict_host_key_checking", "")).lower() == "no":
-        argv += ["-o", "StrictHostKeyChecking=no"]
-    return [*argv, f"{data.get('ssh_user', 'root')}@{address}"]
+
+def _host(address: str, data: dict[str, Any]) -> Any:
+    hosts: dict[tuple[str, str], Any] = _connected.__dict__.setdefault("hosts", {})
+    key = (address, json.dumps({k: v for k, v in data.items() if k.startswith("ssh_")}, sort_keys=True, default=str))
+    if key not in hosts:
+        name = str(data.get("spark_host") or address)
+        inventory = Inventory(([(name, {**data, "ssh_hostname": address})], {}))
+        State(inventory, Config())  # binds the inventory's hosts to a state, which connecting needs
+        logging.getLogger("pyinfra").setLevel(logging.CRITICAL)  # its connect errors come back to us as ConnectError
+        host = inventory.get_host(name)
+        try:
+            host.connect(show_errors=False, raise_exceptions=True)
+        except (PyinfraConnectError, PyinfraError, OSError) as exc:
+            raise ConnectError(f"{name} ({address}): cannot connect over SSH as {data.get('ssh_user', 'root')}: "
+                               f"{exc}") from exc  # fmt: skip
+        hosts[key] = host
+    return hosts[key]
+
+
+def run(address: str, data: dict[str, Any], command: str, timeout: int = 180) -> tuple[bool, str, str]:
+    """(succeeded, stdout, stderr) of one shell command on the host, with the inventory's sudo settings."""
+    host = _host(address, data)
+    sudo = {k: data[k] for k in SUDO_ARGUMENTS if data.get(k)}
+    try:
+        ok, output = host.run_shell_command(StringCommand(command), _timeout=timeout, **sudo)
+    except (PyinfraError, OSError, TimeoutError) as exc:
+        raise ConnectError(f"{data.get('spark_host', address)} ({address}): {exc}") from exc
+    return ok, "\n".join(output.stdout_lines), "\n".join(output.stderr_lines)
+
+
+def probe_host(address: str, data: dict[str, Any], spec: ProbeSpec) -> Snapshot:
+    """The host's Snapshot for `spec`; ConnectError when it cannot be reached or the probe cannot run."""
+    ok, stdout, stderr = run(address, data, probe_command(spec))
+    if not ok:
+        raise ConnectError(f"{data.get('spark_host', address)} ({address}): the probe failed: {(stderr or stdout)[-500:]}")
+    try:
+        document = json.loads(stdout)
+    except ValueError as exc:
+        raise ConnectError(f"{address}: the probe did not answer JSON: {stdout[-200:]!r}") from exc
+    return Snapshot.parse(document)
 
 
 def container_resident_gib(address: str, data: dict[str, Any], container: str, docker: str = "docker") -> float | None:
-    """Memory a service's container holds (docker stats, else the RSS of its processes)."""
-    proc = subprocess.run([*ssh_argv(address, data), resident_command(docker, container)], capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
-    return parse_resident(proc.stdout) if proc.returncode == 0 else None
-
-
-def probe_over_ssh(address: str, data: dict[str, Any], spec: ProbeSpec) -> Snapshot:
-    """The host's Snapshot for `spec`; ConnectError when the host cannot be reached or the probe cannot run."""
+    """Memory a service's container holds (docker stats, else the RSS of its processes); None when unknown."""
     try:
-        proc = subprocess.run([*ssh_argv(address, data), probe_command(spec)], capture_output=True, text=True,
-                              timeout=180)  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ConnectError(f"{address}: {exc}") from exc
-    if proc.returncode != 0:
-        raise ConnectError((proc.stderr or proc.stdout).strip()[-500:] or f"{address}: ssh exited {proc.returncode}")
-    try:
-        document = json.loads(proc.stdout)
-    except ValueError as exc:
-        raise ConnectError(f"{address}: the probe did not answer JSON: {proc.stdout[-200:]!r}") from exc
-    return Snapshot.parse(document)
+        ok, stdout, _ = run(address, data, resident_command(docker, container), timeout=60)
+    except ConnectError:
+        return None
+    return parse_resident(stdout) if ok else None

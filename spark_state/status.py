@@ -14,7 +14,7 @@ from .bench import history
 from .errors import ConnectError, Outcome, ProbeError
 from .observe.probe import ProbeSpec, observe
 from .observe.snapshot import Snapshot
-from .remote import probe_over_ssh
+from .remote import probe_host
 from .state.model import State
 
 
@@ -88,7 +88,7 @@ def fleet_status(state: State, entries: list[tuple[str, dict[str, Any]]], histor
 
     def one(entry: tuple[str, dict[str, Any]]) -> HostStatus:
         address, data = entry
-        return host_status(state, address, data, history_dir, lambda spec: probe_over_ssh(address, data, spec))
+        return host_status(state, address, data, history_dir, lambda spec: probe_host(address, data, spec))
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         return list(pool.map(one, chosen))

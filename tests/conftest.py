@@ -21,18 +21,28 @@ FLEET_SIZE = int(os.environ.get("SPARK_STATE_TEST_HOSTS", "3"))
 
 
 class Fleet:
-    """The session's rehearsal fleet, with an SSH helper (OpenSSH with a shared ControlMaster per host)."""
+    """The session's rehearsal fleet. Evidence comes from inside each machine as root (`root`, through its
+    namespaces: root has no SSH login, as on DGX OS); `ssh` logs in as the operator, as a user would."""
 
     def __init__(self, record: FleetRecord) -> None:
         self.record = record
         self.hosts: list[SimHost] = record.hosts
 
-    def ssh(self, host: SimHost, command: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        argv = sim_fleet.ssh_argv(self.record.ssh_key, host.address)
-        argv[1:1] = ["-o", "ControlMaster=auto", "-o", "ControlPath=/tmp/spark-sim-test-%C", "-o", "ControlPersist=120"]
-        proc = subprocess.run([*argv, command], capture_output=True, text=True, timeout=timeout)
+    def root(self, host: SimHost, command: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        script = f"set -a; . /etc/environment; set +a; cd /root; {command}"  # a login's environment, not ours
+        proc = sim_fleet.host_exec(host, ["env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                          "HOME=/root", "sh", "-c", script], timeout=timeout)  # fmt: skip
         if check and proc.returncode != 0:
             raise AssertionError(f"{host.name}: {command!r} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def ssh(self, host: SimHost, command: str, user: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        argv = ["ssh", "-i", self.record.ssh_key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5",
+                f"{user or self.record.operator}@{host.address}", command]  # fmt: skip
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{host.name}: ssh {command!r} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc
 
 

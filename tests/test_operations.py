@@ -7,8 +7,8 @@ A case file:
   plan for spark-01 (a host name, a service, a checkpoint, an engine); `spec` is always that plan's probe spec.
 - probe: what on_host/probe.py answered (only the sections the case needs). "@unit_sha:SERVICE",
   "@identity:SERVICE" and "@env_sha:SERVICE" stand for the values of the plan, so cases survive a unit change.
-- commands: each a string, ["shown", string] for a command whose output pyinfra prints as it runs, or
-  ["upload", path, sha256 of the content].
+- commands: each a string, ["shown", string] for a command whose output pyinfra prints as it runs,
+  ["stdin", string, what it reads on stdin], or ["upload", path, sha256 of the content].
 `UPDATE_GOLDEN=1` rewrites `commands` and `noop` from what the operations yield now (review the diff).
 """
 
@@ -84,6 +84,9 @@ def _arguments(op: Any, args: dict[str, Any], plan: HostPlan) -> dict[str, Any]:
             resolved[key] = next(i for i in items if i.name == resolved[key])
     if "plan" in resolved:
         resolved["plan"] = plan
+    if isinstance(resolved.get("password"), dict):  # {"secret": NAME}: the test environment's value, wrapped
+        name = resolved["password"]["secret"]
+        resolved["password"] = operations.Secret(name, ENV[name])
     if "content" in resolved and isinstance(resolved["content"], dict):  # {"unit": SERVICE} or {"env": SERVICE}
         (kind, name), = resolved["content"].items()
         svc = next(s for s in plan.services if s.name == name)
@@ -97,6 +100,8 @@ def _rendered(command: Any) -> Any:
         return ["upload", command.dest, hashlib.sha256(command.src.read()).hexdigest()]
     if isinstance(command, operations.ShownCommand):
         return ["shown", command.get_raw_value()]
+    if isinstance(command, StringCommand) and command.connector_arguments.get("_stdin"):
+        return ["stdin", command.get_raw_value(), command.connector_arguments["_stdin"]]
     if isinstance(command, StringCommand):
         return command.get_raw_value()
     return command

@@ -151,3 +151,24 @@ def test_the_identity_follows_every_change_to_the_unit() -> None:
     after = {s.name: s.identity for s in changed.services}
     assert after["trtllm-nvfp4"] != before["trtllm-nvfp4"]
     assert {k: v for k, v in after.items() if k != "trtllm-nvfp4"} == {k: v for k, v in before.items() if k != "trtllm-nvfp4"}
+
+
+def test_an_env_file_whose_secret_is_not_here_is_unchecked_not_drift() -> None:
+    from spark_state.drift import HostDrift, outcome
+    from spark_state.errors import Outcome
+
+    items = compare(PLAN, Snapshot.parse(converged(PLAN)), {})
+    (env,) = [i for i in items if i.kind == "env"]
+    assert env.ok and env.unchecked and "NGC_API_KEY not set on this machine" in env.desired
+    drift = HostDrift("spark-01", "10.0.0.1", items)
+    assert drift.drifted == [] and drift.unchecked == [env] and outcome([drift]) is Outcome.OK
+
+
+def test_a_nim_image_to_pull_without_an_ngc_key_is_refused_naming_the_image() -> None:
+    nim = next(i.ref for i in PLAN.images if i.ref.startswith("nvcr.io/nim/"))
+    snap = converged(PLAN)
+    assert not [f for f in _preflight(snap, env={}) if nim in f]  # present: nothing to pull, no key needed
+    snap["images"][nim] = None
+    (failure,) = [f for f in _preflight(snap, env={}) if nim in f]
+    assert "NGC_API_KEY" in failure and "nvcr.io" in failure
+    assert not [f for f in _preflight(snap) if nim in f]  # with the key it may go ahead

@@ -105,6 +105,35 @@ def docker_image(plan: HostPlan, ref: str, spec: ProbeSpec, read_trtllm_version:
         yield scripts.trtllm_version_command(plan, ref)
 
 
+class Secret:
+    """A value that must not appear in pyinfra's output or logs: its repr says only what it is."""
+
+    def __init__(self, name: str, value: str) -> None:
+        self.name, self.value = name, value
+
+    def __repr__(self) -> str:
+        return f"<secret {self.name}>"
+
+
+@operation()
+def registry_login(plan: HostPlan, registry: str, user: str, password: Secret, image: str, spec: ProbeSpec):
+    """The host's docker is logged in to `registry` before `image` is pulled from it (only then: an image already
+    present needs no login). The password goes to `docker login --password-stdin` over the SSH channel's stdin —
+    never in an argv, a file or pyinfra's output.
+
+    + plan: the host's plan (docker binary, helper path, host name for messages)
+    + registry: e.g. nvcr.io
+    + user: e.g. $oauthtoken (NGC)
+    + password: the key, wrapped so it never prints
+    + image: the image that needs the login
+    + spec: the deploy's probe
+    """
+    if snapshot(spec).images.get(image):
+        host.noop(f"image {image} is present: no login to {registry} needed")
+        return
+    yield StringCommand(scripts.docker_login_command(plan, registry, user, image), _stdin=password.value)
+
+
 @operation()
 def checkpoint(plan: HostPlan, ckpt: CheckpointPlan, spec: ProbeSpec):
     """The checkpoint is downloaded at its pinned revision and verified (its manifest says so), inside its image

@@ -26,12 +26,18 @@ from ..observe.probe import host_facts_spec
 from ..plan.host_plan import HostPlan
 from ..plan.quoting import sh_word
 from ..plan.scripts import parse_resident, resident_command
+from ..remote import SUDO_ARGUMENTS
 from ..state.model import State
 from .facts import SparkHostState
 
 
+def _sudo() -> dict[str, Any]:
+    """The inventory's sudo settings, for commands this module runs itself (operations get them from pyinfra)."""
+    return {key: host.data.get(key) for key in SUDO_ARGUMENTS if host.data.get(key)}
+
+
 def _resident_gib(docker: str, container: str) -> float | None:
-    ok, output = host.run_shell_command(StringCommand(resident_command(docker, container)))
+    ok, output = host.run_shell_command(StringCommand(resident_command(docker, container)), **_sudo())
     return parse_resident("\n".join(output.stdout_lines)) if ok else None
 
 
@@ -61,7 +67,7 @@ def _record_baseline(plan: HostPlan, figures: dict[str, dict[str, float]]) -> st
     document = baseline.make_baseline(plan.host, baseline.host_facts(now), baseline.image_digests(now), figures)
     path = plan.baseline_path
     text = json.dumps(document, indent=2, sort_keys=True)
-    ok, output = host.run_shell_command(StringCommand(
+    ok, output = host.run_shell_command(**_sudo(), command=StringCommand(
         f"mkdir -p {sh_word(plan.root)} && printf '%s\\n' {sh_word(text)} > {sh_word(path + '.tmp')} "
         f"&& mv {sh_word(path + '.tmp')} {sh_word(path)}"))  # fmt: skip
     if not ok:
@@ -77,11 +83,12 @@ def bench_and_summarise(state: State, plan: HostPlan, changes: dict[str, list[Op
     host when one missed its expectations (unless `fail_on_miss` is off)."""
     settings = settings_from_state(state.bench)
     figures: dict[str, dict[str, float]] = {}
-    table = make_table(f"spark-state: {plan.host} ({host.name})", "service", "changed", "health", "bench", "TTFT p50",
+    address = host.data.get("ssh_hostname") or host.name
+    table = make_table(f"spark-state: {plan.host} ({address})", "service", "changed", "health", "bench", "TTFT p50",
                        "decode", "top aggregate")  # fmt: skip
     failed = []
     for svc in plan.services:
-        target = Target.for_service(host.name, {}, plan, svc)
+        target = Target.for_service(address, {}, plan, svc)
         resident = _resident_gib(plan.docker, svc.container_name)
         result, verdict = _bench_in_clean_process(target, settings, resident)
         history.save(result, verdict)

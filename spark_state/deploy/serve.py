@@ -28,6 +28,7 @@ from ..observe.preflight import chat_template_message, preflight
 from ..observe.probe import observe
 from ..plan.host_plan import NIM_UID, UNIT_PREFIX, HostPlan
 from ..plan.scripts import env_file_text
+from ..state.compat import NGC_KEY_ENV, NGC_REGISTRY, NGC_USER, needs_ngc_login
 from ..state.inventory import state_path
 from ..state.loader import load_state
 from ..state.model import State
@@ -72,6 +73,10 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
     changes: dict[str, list[OperationMeta]] = {"host": []}
     ops.managed_file(name="spark-state host helper", path=plan.helper_path, content=HELPER, mode="644", spec=spec)
     for image in plan.images:
+        if needs_ngc_login(image.ref):  # preflight made sure the key is here when the image must be pulled
+            ops.registry_login(name=f"docker login {NGC_REGISTRY} for {image.ref}", plan=plan, registry=NGC_REGISTRY,
+                               user=NGC_USER, password=ops.Secret(NGC_KEY_ENV, environ.get(NGC_KEY_ENV, "")),
+                               image=image.ref, spec=spec)  # fmt: skip
         changes["host"].append(ops.docker_image(name=f"image {image.ref}", plan=plan, ref=image.ref, spec=spec,
                                                 read_trtllm_version=image.ref in spec.probe))  # fmt: skip
 
@@ -83,8 +88,9 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
             changes["host"].append(ops.managed_file(name=f"secrets for {ckpt.name}", path=env_file, mode="600",
                                                     content=env_file_text({}, ckpt.secrets, environ) or "",
                                                     spec=spec))  # fmt: skip
+        # The download keeps the operator's login environment under sudo (HF_ENDPOINT for a mirror, proxies).
         changes["host"].append(ops.checkpoint(name=f"checkpoint {ckpt.name} ({ckpt.repo}@{ckpt.revision})",
-                                              plan=plan, ckpt=ckpt, spec=spec))  # fmt: skip
+                                              plan=plan, ckpt=ckpt, spec=spec, _preserve_sudo_env=True))  # fmt: skip
 
     checkpoints = {c.name: c for c in plan.checkpoints}
     for svc in plan.services:

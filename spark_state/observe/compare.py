@@ -21,6 +21,7 @@ class Item:
     desired: str
     observed: str
     ok: bool
+    unchecked: bool = False  # could not be checked from here (e.g. a secret not in this machine's environment)
 
 
 def sha256(text: str) -> str:
@@ -98,10 +99,14 @@ def _service_items(host: str, svc: ServicePlan, snapshot: Snapshot, environ: Map
     if svc.env_file:
         text = env_file_text(svc.env, svc.secrets, environ)
         seen_env = snapshot.files.get(svc.env_file)
-        desired_env = "unknown (secret missing here)" if text is None else f"sha256 {sha256(text)[:12]}, 0600"
-        ok = text is not None and seen_env is not None and seen_env.sha256 == sha256(text) and seen_env.mode == "0o600"
         seen = "absent" if seen_env is None else f"sha256 {seen_env.sha256[:12]}, {seen_env.mode[2:]}"
-        items.append(Item(host, "env", svc.env_file, desired_env, seen, ok))
+        if text is None:  # what the file should hold is unknown here: not drift, and said so
+            missing = ", ".join(name for name in svc.secrets if name not in environ)
+            items.append(Item(host, "env", svc.env_file, f"unknown: {missing} not set on this machine", seen, True,
+                              unchecked=True))  # fmt: skip
+        else:
+            ok = seen_env is not None and seen_env.sha256 == sha256(text) and seen_env.mode == "0o600"
+            items.append(Item(host, "env", svc.env_file, f"sha256 {sha256(text)[:12]}, 0600", seen, ok))
     if svc.cache_dir:
         owner = snapshot.owners.get(svc.cache_dir)
         seen = "absent" if owner is None else f"owned by {owner[0]}:{owner[1]}"
@@ -114,9 +119,14 @@ def _service_items(host: str, svc: ServicePlan, snapshot: Snapshot, environ: Map
     items.append(Item(host, "service", svc.name, "enabled/active", status, status == "enabled/active"))
     if svc.port in snapshot.health:
         answer = snapshot.health[svc.port]
+        healthy = snapshot.answers(svc.port, svc.health_path)
+        # Up (or coming up) but not ready yet — refused, reset or 503 while it loads after a boot or restart. A 404 or
+        # another answer is not "starting": something else answers there.
+        loading = all(not isinstance(code, int) or code == 503 for code in answer.values())
+        starting = not healthy and loading and unit is not None and unit.active in ("active", "activating")
+        seen = f"{svc.health_path} {answer.get(svc.health_path)}, /v1/models {answer.get('/v1/models')}"
         items.append(Item(host, "health", f"{svc.name} :{svc.port}", f"{svc.health_path} 200, /v1/models 200",
-                          f"{svc.health_path} {answer.get(svc.health_path)}, /v1/models {answer.get('/v1/models')}",
-                          snapshot.answers(svc.port, svc.health_path)))  # fmt: skip
+                          f"starting ({seen})" if starting else seen, healthy))  # fmt: skip
     return items
 
 

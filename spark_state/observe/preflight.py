@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..plan.host_plan import UNIT_PREFIX, HostPlan
-from ..state.compat import Gpu, Support, known_bad_fix, trtllm_support
+from ..state.compat import NGC_KEY_ENV, NGC_REGISTRY, Gpu, Support, known_bad_fix, needs_ngc_login, trtllm_support
 from .compare import checkpoint_ok, engine_ok
 from .snapshot import DockerFact, Snapshot
 
@@ -46,6 +46,10 @@ def preflight(plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str],
     failures += _memory(plan, snapshot, reserved_gib)
     failures += _ports(plan, snapshot)
     failures += _chat_templates(plan, snapshot)
+    for image in plan.images:
+        if needs_ngc_login(image.ref) and snapshot.images.get(image.ref) is None and NGC_KEY_ENV not in environ:
+            failures.append(f"image {image.ref} must be pulled from {NGC_REGISTRY}, which needs an NGC API key: "
+                            f"set {NGC_KEY_ENV} on the machine running the deploy")  # fmt: skip
     missing = sorted({name for name in secrets_needed if name not in environ})
     if missing:
         failures.append(f"secrets not set in the environment of the machine running the deploy: {', '.join(missing)}")

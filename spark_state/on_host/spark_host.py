@@ -7,6 +7,7 @@ programs the deploy's commands call, kept in one file rather than in shell strin
     spark_host.py engine-manifest BUILD FINGERPRINT INPUTS VERSION NAME   write an engine's completion manifest
     spark_host.py wait-healthy PORT TIMEOUT PATH...     until every PATH answers 200 on 127.0.0.1:PORT
     spark_host.py progress LABEL -- ARGV...             run ARGV, printing a line every PROGRESS_EVERY seconds
+    spark_host.py docker-login DOCKER REGISTRY USER IMAGE HOST   `docker login`, the password on this stdin
 
 Progress lines go to stdout, one per event or interval, so a log captured to a file reads well: pyinfra prints
 them as they arrive (the deploy runs these commands with their output shown).
@@ -154,6 +155,18 @@ def progress(label, argv):
     say(f"{label}: done in {clock(time.monotonic() - started)}; {latest[0]}")
 
 
+def docker_login(docker, registry, user, image, host):
+    """docker login with the password passed from our stdin to docker's (--password-stdin): never in an argv, never
+    in a file. docker keeps the credential in root's ~/.docker/config.json, as `docker login` always does."""
+    password = sys.stdin.read().strip()
+    proc = subprocess.run([docker, "login", registry, "--username", user, "--password-stdin"], input=password + "\n",
+                          capture_output=True, text=True)  # fmt: skip
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        sys.exit(f"{image} on {host}: docker login {registry} refused the key ({detail[0]}) — check NGC_API_KEY")
+    say(f"logged in to {registry} as {user} for {image}")
+
+
 def main(argv):
     command, args = argv[0], argv[1:]
     if command == "progress":
@@ -161,7 +174,7 @@ def main(argv):
         progress(" ".join(args[:split]), args[split + 1:])
         return
     handlers = {"pull": pull, "trtllm-version": trtllm_version, "chat-template": chat_template,
-                "engine-manifest": engine_manifest, "wait-healthy": wait_healthy}  # fmt: skip
+                "engine-manifest": engine_manifest, "wait-healthy": wait_healthy, "docker-login": docker_login}  # fmt: skip
     handlers[command](*args)
 
 

@@ -46,6 +46,11 @@ def pull_command(plan: HostPlan, ref: str) -> str:
     return helper(plan, "pull", plan.docker, ref)
 
 
+def docker_login_command(plan: HostPlan, registry: str, user: str, image: str) -> str:
+    """`docker login` through the helper; the password must come on the command's stdin."""
+    return helper(plan, "docker-login", plan.docker, registry, user, image, plan.host)
+
+
 def trtllm_version_command(plan: HostPlan, ref: str) -> str:
     """Print the TensorRT-LLM version inside an image, and remember it by image id for the host's probe."""
     return helper(plan, "trtllm-version", plan.docker, ref, plan.trtllm_versions_dir)

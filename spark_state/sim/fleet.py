@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import SimError
 from . import images, registry
 from .layout import BRIDGE, GATEWAY, HUB_PORT, Layout, host_address, host_name
-from .rootfs import ensure_rootfs
+from .rootfs import OPERATOR, OPERATOR_UID, ensure_rootfs
 
 NETNS_PREFIX = "ssim-"
 VETH_PREFIX = "ssim-h"
@@ -29,7 +29,7 @@ UNIFIED_MEMORY_KIB = int(121.7 * 1024 * 1024)  # the Spark's 121.7 GiB of unifie
 SPARK_DATA_DIR = "/var/lib/spark-state"
 SPARK_DISK_GB = 3700
 REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "ip", "nsenter", "ssh", "ssh-keygen", "openssl", "docker-registry",
-                  "mount", "umount", "tar")  # fmt: skip
+                  "mount", "umount", "tar", "mkfs.ext4", "chroot")  # fmt: skip
 
 
 @dataclass
@@ -50,6 +50,11 @@ class FleetRecord:
     registry_pid: int
     hub_pid: int
     started: float
+    operator: str = OPERATOR
+    sudo_password: str = ""  # of the hosts in password_hosts; this file is root's alone (0600)
+    password_hosts: tuple[str, ...] = ()  # sudo asks these hosts' operator for a password; the others do not
+    docker_hosts: tuple[str, ...] = ()  # the operator may use docker without sudo here only (the docker group)
+    door_pid: int = 0  # nvcr.io's token-auth front (ngc_auth.py) before the registry
 
     @classmethod
     def load(cls, layout: Layout) -> FleetRecord:
@@ -58,9 +63,13 @@ class FleetRecord:
         except FileNotFoundError:
             raise SimError(f"no rehearsal fleet is up ({layout.fleet_file} missing); run `spark-state sim up N`")
         data["hosts"] = [SimHost(**h) for h in data["hosts"]]
+        for key in ("password_hosts", "docker_hosts"):
+            data[key] = tuple(data.get(key) or ())
         return cls(**data)
 
     def save(self, layout: Layout) -> None:
+        layout.fleet_file.touch(mode=0o600)
+        layout.fleet_file.chmod(0o600)
         layout.fleet_file.write_text(json.dumps(asdict(self), indent=2))
 
 
@@ -77,8 +86,8 @@ def require_root() -> None:
         )
 
 
-def _run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(argv, capture_output=True, text=True)
+def _run(argv: list[str], check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, capture_output=True, text=True, input=stdin)
     if check and proc.returncode != 0:
         raise SimError(f"{' '.join(argv)} failed: {(proc.stderr or proc.stdout).strip()[-800:]}")
     return proc
@@ -135,10 +144,35 @@ def _wait_port(address: str, port: int, timeout: float) -> bool:
     return False
 
 
-def ssh_argv(record_key: str, address: str) -> list[str]:
-    return ["ssh", "-i", record_key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5",
-            f"root@{address}"]  # fmt: skip
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def init_pid(host: SimHost) -> int:
+    """The host's PID 1 (systemd), seen from here: the child of systemd-nspawn, itself the machine supervisor's
+    child (spark_state.sim.machine), which starts it again after a reboot."""
+    pid = host.pid
+    for _ in range(2):
+        children = _children(pid)
+        if not children:
+            raise SimError(f"{host.name} has no running machine under pid {host.pid} (rebooting, or down)")
+        pid = children[0]
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "systemd-nspawn":
+                return pid
+        except OSError as exc:
+            raise SimError(f"{host.name}: pid {pid} vanished: {exc}") from exc
+    return pid
+
+
+def host_exec(host: SimHost, argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a command inside the simulated host (its mount, PID, network, UTS and IPC namespaces)."""
+    pid = init_pid(host)
+    return subprocess.run(["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", *argv],
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- up
@@ -162,19 +196,27 @@ def up(count: int, layout: Layout | None = None, log=print) -> FleetRecord:
 
     ca_crt, _, _ = registry.ensure_certificates(layout)
     registry_pid = _spawn(registry.registry_command(layout), layout.fleet / "registry.log")
+    door_argv, door_env = registry.door_command(layout)
+    door_pid = _spawn(door_argv, layout.fleet / "ngc-auth.log", door_env)
     hub_pid = _spawn([sys.executable, "-m", "spark_state.sim.hub", "--host", GATEWAY, "--port", str(HUB_PORT)],
                      layout.fleet / "hub.log")  # fmt: skip
-    record = FleetRecord([], str(layout.ssh_key), f"http://{GATEWAY}:{HUB_PORT}", registry_pid, hub_pid, time.time())
+    # Both sudo paths are exercised: the second host asks its operator for a password, the others do not; only
+    # the first lets the operator use docker without sudo.
+    names = [host_name(i) for i in range(count)]
+    record = FleetRecord([], str(layout.ssh_key), f"http://{GATEWAY}:{HUB_PORT}", registry_pid, hub_pid, time.time(),
+                         sudo_password=secrets.token_urlsafe(12), password_hosts=tuple(names[1:2]),
+                         docker_hosts=tuple(names[:1]), door_pid=door_pid)  # fmt: skip
     record.save(layout)
-    if not _wait_port(GATEWAY, 443, 15) or not _wait_port(GATEWAY, HUB_PORT, 15):
-        raise SimError(f"registry or hub did not start; see {layout.fleet}/registry.log and hub.log")
-    images.publish_images(layout, image_root, f"https://{GATEWAY}", ca_crt, log)
+    backend_host, _, backend_port = registry.BACKEND.partition(":")
+    if not all(_wait_port(a, p, 15) for a, p in ((GATEWAY, 443), (GATEWAY, HUB_PORT), (backend_host, int(backend_port)))):
+        raise SimError(f"registry, its nvcr.io door or the hub did not start; see {layout.fleet}/*.log")
+    images.publish_images(layout, image_root, f"http://{registry.BACKEND}", ca_crt, log)
 
     for index in range(count):
         record.hosts.append(_boot_host(layout, index, host_root, ca_crt, record))
         record.save(layout)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda h: _wait_ready(layout, record, h), record.hosts))
+        list(pool.map(wait_ready, record.hosts))
     log(f"{count} simulated Sparks up in {time.monotonic() - started:.1f} s: "
         + ", ".join(f"{h.name}={h.address}" for h in record.hosts))  # fmt: skip
     return record
@@ -240,17 +282,33 @@ def _boot_host(layout: Layout, index: int, lower: Path, ca_crt: Path, record: Fl
           f"lowerdir={lower},upperdir={d / 'upper'},workdir={d / 'work'}", str(merged)])  # fmt: skip
     _personalise(merged, name, address, ca_crt, layout, record)
 
+    disk = _data_disk(d)
     argv = [
+        sys.executable, "-m", "spark_state.sim.machine",  # restarts nspawn when the machine reboots itself
         "systemd-nspawn", "-b", "-D", str(merged), "-M", name, f"--network-namespace-path=/run/netns/{netns}",
         "--register=no", "--keep-unit", "--console=passive", "--capability=all", "--resolv-conf=off",
         "--timezone=off", "--system-call-filter=add_key keyctl request_key bpf",
         f"--bind={d / 'docker'}:/var/lib/docker",
-        # A Spark-sized disk for artifacts (3.7 TB, as shipped): sparse engines and small checkpoints fit in RAM.
-        f"--tmpfs={SPARK_DATA_DIR}:mode=0755,size={SPARK_DISK_GB}G",
+        f"--bind={disk}:{SPARK_DATA_DIR}",
     ]  # fmt: skip
     env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
     pid = _spawn(argv, d / "console.log", env)
     return SimHost(name, address, netns, veth, pid, str(d))
+
+
+def _data_disk(host_dir: Path) -> Path:
+    """A Spark-sized disk for artifacts (3.7 TB, as shipped): a sparse ext4 image, loop-mounted, so engines and
+    checkpoints survive a reboot and `df` says what a Spark says. Few inodes (-T largefile4) and no background
+    inode-table zeroing (noinit_itable) keep it at tens of MB on this machine's disk."""
+    image, mountpoint = host_dir / "disk.img", host_dir / "disk"
+    mountpoint.mkdir(exist_ok=True)
+    if not image.exists():
+        with open(image, "wb") as f:
+            f.truncate(SPARK_DISK_GB * 10**9)
+        _run(["mkfs.ext4", "-F", "-q", "-m", "0", "-T", "largefile4", "-E", "lazy_itable_init=1,lazy_journal_init=1",
+              str(image)])  # fmt: skip
+    _run(["mount", "-o", "loop,noinit_itable", str(image), str(mountpoint)])
+    return mountpoint
 
 
 def _personalise(root: Path, name: str, address: str, ca_crt: Path, layout: Layout, record: FleetRecord) -> None:
@@ -262,10 +320,7 @@ def _personalise(root: Path, name: str, address: str, ca_crt: Path, layout: Layo
     )
     (root / "etc/environment").write_text(f"HF_ENDPOINT={record.hub_endpoint}\nHF_HUB_DISABLE_TELEMETRY=1\n")
     _run(["ssh-keygen", "-A", "-f", str(root)])
-    ssh_dir = root / "root/.ssh"
-    ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    (ssh_dir / "authorized_keys").write_text(Path(f"{layout.ssh_key}.pub").read_text())
-    (ssh_dir / "authorized_keys").chmod(0o600)
+    _operator(root, name, layout, record)
     certs = root / "etc/docker/certs.d/nvcr.io"
     certs.mkdir(parents=True, exist_ok=True)
     shutil.copy(ca_crt, certs / "ca.crt")
@@ -292,19 +347,38 @@ def _personalise(root: Path, name: str, address: str, ca_crt: Path, layout: Layo
     (wants / unit.name).symlink_to(f"/etc/systemd/system/{unit.name}")
 
 
-def _wait_ready(layout: Layout, record: FleetRecord, host: SimHost, timeout: float = 60) -> None:
+def _operator(root: Path, name: str, layout: Layout, record: FleetRecord) -> None:
+    """The operator logs in with the fleet's key and uses sudo: without a password, or with one on the hosts in
+    record.password_hosts (Debian's `%sudo ALL=(ALL:ALL) ALL`); in the docker group only on record.docker_hosts."""
+    ssh_dir = root / "home" / record.operator / ".ssh"
+    ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (ssh_dir / "authorized_keys").write_text(Path(f"{layout.ssh_key}.pub").read_text())
+    (ssh_dir / "authorized_keys").chmod(0o600)
+    for path in (ssh_dir, ssh_dir / "authorized_keys"):
+        os.chown(path, OPERATOR_UID, OPERATOR_UID)
+    sudoers = root / "etc/sudoers.d/spark-operator"
+    if name in record.password_hosts:
+        hashed = _run(["openssl", "passwd", "-6", "-stdin"], stdin=record.sudo_password).stdout.strip()
+        _run(["chroot", str(root), "chpasswd", "--encrypted"], stdin=f"{record.operator}:{hashed}\n")
+        sudoers.unlink(missing_ok=True)
+    else:
+        sudoers.write_text(f"{record.operator} ALL=(ALL:ALL) NOPASSWD: ALL\n")
+        sudoers.chmod(0o440)
+    if name in record.docker_hosts:
+        _run(["chroot", str(root), "usermod", "--append", "--groups", "docker", record.operator])
+
+
+def wait_ready(host: SimHost, timeout: float = 60) -> None:
+    """Until the machine answers SSH and its docker is active (after boot, or a reboot)."""
     if not _wait_port(host.address, 22, timeout):
         raise SimError(f"{host.name} ({host.address}) did not answer SSH; see {host.dir}/console.log")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        proc = subprocess.run([*ssh_argv(record.ssh_key, host.address), "systemctl", "is-active", "docker"],
-                              capture_output=True, text=True)  # fmt: skip
+        proc = host_exec(host, ["systemctl", "is-active", "docker"])
         if proc.stdout.strip() == "active":
             return
         if proc.stdout.strip() == "failed":
-            subprocess.run([*ssh_argv(record.ssh_key, host.address),
-                            "systemctl reset-failed docker.service docker.socket; systemctl start docker"],
-                           capture_output=True)  # fmt: skip
+            host_exec(host, ["sh", "-c", "systemctl reset-failed docker.service docker.socket; systemctl start docker"])
         time.sleep(0.3)
     raise SimError(f"docker did not become active on {host.name}; see `journalctl -u docker` there")
 
@@ -327,7 +401,7 @@ def down(layout: Layout | None = None, log=print) -> list[str]:
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda p: _stop(p, 20), set(pids)))
     removed += [f"machine pid {p}" for p in set(pids)]
-    for pid in ([record.registry_pid, record.hub_pid] if record else []) + _stray_service_pids(layout):
+    for pid in ([record.registry_pid, record.hub_pid, record.door_pid] if record else []) + _stray_service_pids(layout):
         if _alive(pid):
             _stop(pid, 5)
             removed.append(f"service pid {pid}")
@@ -364,7 +438,8 @@ def _cmdlines() -> dict[int, str]:
 
 def _stray_nspawn_pids(layout: Layout) -> list[int]:
     marker = str(layout.fleet / "hosts")
-    return [p for p, c in _cmdlines().items() if c.startswith("systemd-nspawn ") and marker in c]
+    return [p for p, c in _cmdlines().items()
+            if (c.startswith("systemd-nspawn ") or "spark_state.sim.machine systemd-nspawn " in c) and marker in c]  # fmt: skip
 
 
 def _stray_service_pids(layout: Layout) -> list[int]:
@@ -373,6 +448,7 @@ def _stray_service_pids(layout: Layout) -> list[int]:
         p for p, c in _cmdlines().items()
         if (c.startswith("docker-registry serve") and registry_config in c)
         or ("spark_state.sim.hub" in c and f"--host {GATEWAY}" in c)
+        or ("spark_state.sim.ngc_auth" in c and f"--listen {GATEWAY}:443" in c)
     ]  # fmt: skip
 
 
@@ -415,7 +491,7 @@ def status(layout: Layout | None = None) -> tuple[FleetRecord, list[HostStatus],
         HostStatus(h.name, h.address, _alive(h.pid), _wait_port(h.address, 22, 1.5)) for h in record.hosts
     ]
     services = {
-        "registry (nvcr.io)": _alive(record.registry_pid) and _wait_port(GATEWAY, 443, 1),
+        "registry (nvcr.io)": _alive(record.registry_pid) and _alive(record.door_pid) and _wait_port(GATEWAY, 443, 1),
         f"hub ({record.hub_endpoint})": _alive(record.hub_pid) and _wait_port(GATEWAY, HUB_PORT, 1),
     }
     return record, hosts, services

@@ -4,13 +4,13 @@ Sparks of `spark-state sim up` (inventory/sim.py)."""
 from __future__ import annotations
 
 from ..errors import InventoryError
-from ..state.inventory import HostEntry, ssh_data
+from ..state.inventory import InventoryHost, ssh_data
 from ..state.model import State
 from .fleet import FleetRecord
 from .layout import Layout
 
 
-def sim_hosts(state: State) -> list[HostEntry]:
+def sim_hosts(state: State) -> list[InventoryHost]:
     record = FleetRecord.load(Layout.default())
     names = list(state.hosts)
     if len(record.hosts) < len(names):
@@ -18,12 +18,15 @@ def sim_hosts(state: State) -> list[HostEntry]:
             f"the state declares {len(names)} hosts but the rehearsal fleet has {len(record.hosts)}; "
             f"run `spark-state sim up {len(names)}`"
         )
-    entries = []
+    hosts = []
     for name, sim in zip(names, record.hosts):
         data = ssh_data(state, name)
         data.update({
-            "ssh_user": "root", "ssh_port": 22, "ssh_key": record.ssh_key, "ssh_known_hosts_file": "/dev/null",
-            "ssh_strict_host_key_checking": "no", "sim_host": sim.name,
+            "ssh_hostname": sim.address, "ssh_user": record.operator, "ssh_port": 22, "ssh_key": record.ssh_key,
+            "ssh_known_hosts_file": "/dev/null", "ssh_strict_host_key_checking": "no", "sim_host": sim.name,
+            "_sudo": True,
         })  # fmt: skip
-        entries.append((sim.address, data))
-    return entries
+        if sim.name in record.password_hosts:
+            data["_sudo_password"] = record.sudo_password  # host data, as pyinfra takes it; never in the state file
+        hosts.append((name, data))
+    return hosts

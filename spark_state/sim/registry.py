@@ -1,8 +1,11 @@
-"""The fleet's image registry: Debian's docker-registry over TLS, reached by the hosts as nvcr.io."""
+"""The fleet's image registry, reached by the hosts as nvcr.io: Debian's docker-registry on the loopback
+interface, behind an NGC-style token-auth door over TLS (ngc_auth.py) on the bridge's gateway address."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 from ..errors import SimError
@@ -17,11 +20,11 @@ storage:
   delete:
     enabled: true
 http:
-  addr: {address}:443
-  tls:
-    certificate: {cert}
-    key: {key}
+  addr: {backend}
 """
+BACKEND = "127.0.0.1:15000"  # only this machine reaches the registry itself (the fleet publishes here)
+# The NGC API key the rehearsal nvcr.io accepts (user $oauthtoken); the tests and scripts/rehearse.sh use it.
+NGC_KEY = "rehearsal-key"
 
 
 def ensure_certificates(layout: Layout) -> tuple[Path, Path, Path]:
@@ -48,8 +51,15 @@ def ensure_certificates(layout: Layout) -> tuple[Path, Path, Path]:
 
 
 def registry_command(layout: Layout) -> list[str]:
-    _, crt, key = ensure_certificates(layout)
     layout.registry_dir.mkdir(parents=True, exist_ok=True)
     config = layout.fleet / "registry.yml"
-    config.write_text(CONFIG.format(storage=layout.registry_dir, address=GATEWAY, cert=crt, key=key))
+    config.write_text(CONFIG.format(storage=layout.registry_dir, backend=BACKEND))
     return ["docker-registry", "serve", str(config)]
+
+
+def door_command(layout: Layout) -> tuple[list[str], dict[str, str]]:
+    """The nvcr.io front door and its environment (the NGC key goes there, not into argv)."""
+    _, crt, key = ensure_certificates(layout)
+    argv = [sys.executable, "-m", "spark_state.sim.ngc_auth", "--listen", f"{GATEWAY}:443", "--cert", str(crt),
+            "--key", str(key), "--backend", BACKEND]  # fmt: skip
+    return argv, {**os.environ, "SPARK_SIM_NGC_KEY": NGC_KEY}

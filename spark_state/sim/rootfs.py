@@ -16,12 +16,15 @@ SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 PYTHON_SITE = "usr/local/lib/python3.11/dist-packages"  # bookworm's python3 is 3.11
 HF_REQUIREMENT = "huggingface_hub>=1.0"
+# DGX OS's first-boot setup creates the operator's account (UID 1000, in sudo); the field report works as nvidia.
+OPERATOR = "nvidia"
+OPERATOR_UID = 1000
 
 PACKAGES = {
-    # A Spark as far as the product can tell: systemd as PID 1, sshd, docker, python3 for pyinfra facts.
+    # A Spark as far as the product can tell: systemd as PID 1, sshd, docker, sudo, python3 for pyinfra facts.
     "host": [
         "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "iproute2", "procps", "curl",
-        "ca-certificates", "docker.io", "kmod",
+        "ca-certificates", "docker.io", "kmod", "sudo",
     ],
     # What the stand-in NVIDIA images are built on.
     "image": ["python3", "procps", "ca-certificates"],
@@ -36,7 +39,7 @@ sys.exit(main())
 
 
 def recipe_digest(kind: str) -> str:
-    recipe = f"{SUITE} {MIRROR} {sorted(PACKAGES[kind])} {HF_REQUIREMENT} v2"
+    recipe = f"{SUITE} {MIRROR} {sorted(PACKAGES[kind])} {HF_REQUIREMENT} {OPERATOR} v3"
     return hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
 
@@ -95,12 +98,15 @@ def _trim(root: Path) -> None:
 
 
 def _prepare_host(root: Path) -> None:
-    """What every simulated host shares: key-only root SSH, no per-clone secrets in the shared layer."""
+    """What every simulated host shares: the operator account, SSH for it by key only and none for root (as DGX
+    OS ships), no per-clone secrets in the shared layer."""
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
+    _run(["chroot", str(root), "useradd", "--create-home", "--uid", str(OPERATOR_UID), "--shell", "/bin/bash",
+          "--groups", "sudo", OPERATOR])  # fmt: skip
     (root / "etc/ssh/sshd_config.d").mkdir(parents=True, exist_ok=True)
     (root / "etc/ssh/sshd_config.d/spark-sim.conf").write_text(
-        "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\nMaxStartups 100:30:200\nMaxSessions 100\n"
+        "PermitRootLogin no\nPasswordAuthentication no\nUseDNS no\nMaxStartups 100:30:200\nMaxSessions 100\n"
     )
     (root / "etc/machine-id").write_text("")
     # No consoles to serve; a getty on the passive console only adds noise.

@@ -1,6 +1,6 @@
-"""`spark-state sim upgrade HOST …` and `spark-state sim slow HOST FACTOR`: change what one simulated Spark
-reports, as a DGX OS update would (driver and CUDA versions in nvidia-smi, the kernel release, the container
-toolkit's version), or how fast its GPU stand-in serves.
+"""`spark-state sim upgrade HOST …`, `sim slow HOST FACTOR` and `sim reboot HOST`: change what one simulated
+Spark reports, as a DGX OS update would (driver and CUDA versions in nvidia-smi, the kernel release, the container
+toolkit's version), how fast its GPU stand-in serves, or reboot it through its own systemd.
 
 Files are changed from outside, through the host's overlay (mounted on this machine); the running containers'
 copy of the GPU description is refreshed from inside the host, through its namespaces (nsenter), so no SSH login
@@ -9,12 +9,12 @@ is needed."""
 from __future__ import annotations
 
 import json
-import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import SimError
-from .fleet import GPU_DIR, FleetRecord, SimHost, require_root
+from .fleet import GPU_DIR, FleetRecord, SimHost, host_exec, init_pid, require_root, wait_ready
 from .layout import Layout
 
 GPU_JSON = f"/{GPU_DIR}/gpu.json"
@@ -40,24 +40,6 @@ def _update_gpu(host: SimHost, changes: dict[str, Any]) -> dict[str, Any]:
     tmp.write_text(json.dumps(gpu, indent=2) + "\n")
     tmp.replace(path)  # nvidia-smi never reads half a file
     return gpu
-
-
-def _init_pid(host: SimHost) -> int:
-    """The host's PID 1 (systemd), seen from here: the nspawn process's child."""
-    try:
-        children = Path(f"/proc/{host.pid}/task/{host.pid}/children").read_text().split()
-    except OSError as exc:
-        raise SimError(f"{host.name} is not running (nspawn pid {host.pid}): {exc}") from exc
-    if not children:
-        raise SimError(f"{host.name} has no init process under nspawn pid {host.pid}")
-    return int(children[0])
-
-
-def host_exec(host: SimHost, argv: list[str]) -> subprocess.CompletedProcess[str]:
-    """Run a command inside the simulated host (its mount, PID, network, UTS and IPC namespaces)."""
-    pid = _init_pid(host)
-    return subprocess.run(["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", *argv],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
 
 
 def upgrade(name: str, driver: str | None = None, cuda: str | None = None, kernel: str | None = None,
@@ -98,3 +80,27 @@ def slow(name: str, factor: float, layout: Layout | None = None) -> list[str]:
             raise SimError(f"could not update {container} on {name}: {copied.stderr.strip()}")
         updated.append(container)
     return updated
+
+
+def reboot(name: str, layout: Layout | None = None, wait: bool = True) -> float:
+    """Reboot one simulated Spark through its own systemd (`systemctl reboot` inside: services stop, the machine
+    starts again on the same disk and address); with `wait`, until SSH and docker answer again. Returns seconds."""
+    require_root()
+    layout = layout or Layout.default()
+    host = _host(name, layout)
+    started = time.monotonic()
+    before = init_pid(host)
+    host_exec(host, ["systemctl", "reboot"])
+    deadline = started + 120
+    while time.monotonic() < deadline:  # the old systemd goes away, a new one comes
+        try:
+            if init_pid(host) != before:
+                break
+        except SimError:
+            pass  # between the two machines
+        time.sleep(0.2)
+    else:
+        raise SimError(f"{name} did not reboot within 120 s; see {host.dir}/console.log")
+    if wait:
+        wait_ready(host)
+    return time.monotonic() - started

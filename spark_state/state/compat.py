@@ -116,3 +116,16 @@ def known_bad_fix(image_ref: str, trtllm_version: str, gpu: Gpu) -> str:
         f"cannot be enabled except on Ada or Hopper or Blackwell Arch.'; use {RECOMMENDED_BUILD_IMAGE} "
         "(TensorRT-LLM 1.1.0) instead"
     )
+
+
+# NGC (docs.nvidia.com/ngc): `docker login nvcr.io` with user `$oauthtoken` and the NGC API key as password;
+# NVIDIA's public images (nvcr.io/nvidia/...) pull anonymously, NIM images (nvcr.io/nim/...) need the key.
+NGC_REGISTRY = "nvcr.io"
+NGC_USER = "$oauthtoken"
+NGC_KEY_ENV = "NGC_API_KEY"
+NGC_PUBLIC_PREFIXES = ("nvcr.io/nvidia/",)
+
+
+def needs_ngc_login(image_ref: str) -> bool:
+    """Pulling this image needs `docker login nvcr.io` with an NGC API key."""
+    return image_ref.startswith(f"{NGC_REGISTRY}/") and not image_ref.startswith(NGC_PUBLIC_PREFIXES)

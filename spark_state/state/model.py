@@ -278,7 +278,9 @@ class Group(Strict):
 
 class Host(Strict):
     address: Address
-    ssh_user: UnixUser = "root"
+    ssh_user: UnixUser = Field(
+        default="nvidia", description="The operator account (DGX OS's first user); it uses sudo. Root has no SSH login."
+    )
     ssh_port: Port = 22
     ssh_key: AbsPath | None = None
     gpu: GpuName | Literal["detect"] | None = Field(

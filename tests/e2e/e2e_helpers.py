@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 from conftest import REPO, Fleet
 
+from spark_state.sim.registry import NGC_KEY
+
 ALPHA, BETA, GAMMA = 0, 1, 2  # state hosts alpha, beta, gamma → sim hosts spark-01..03, in order
 ENGINE_ROOT = "/var/lib/spark-state/engines"
 
@@ -53,11 +55,11 @@ hosts:
 """
 
 
-def deploy(workdir: Path, text: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def deploy(workdir: Path, text: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     state = workdir / "state.yaml"
     state.write_text(text)
-    env = {**os.environ, "SPARK_STATE_FILE": str(state), "NGC_API_KEY": "rehearsal-key",
-           "SPARK_STATE_HOME": str(workdir / "home")}  # fmt: skip
+    env = {**os.environ, "SPARK_STATE_FILE": str(state), "NGC_API_KEY": NGC_KEY,
+           "SPARK_STATE_HOME": str(workdir / "home"), **(env or {})}  # fmt: skip
     confirm = [] if "--dry" in extra else ["-y"]  # -y would skip the change detection --dry is for
     argv = [str(Path(sys.executable).parent / "pyinfra"), *confirm, "inventory/sim.py", "deploys/serve.py", *extra]
     proc = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -74,7 +76,7 @@ def read_fleet(command: str, workdir: Path, text: str, *extra: str) -> tuple[int
     """`spark-state drift|status inventory/sim.py --json` with this state text: (exit code, report)."""
     state = workdir / f"{command}-state.yaml"
     state.write_text(text)
-    env = {**os.environ, "SPARK_STATE_FILE": str(state), "NGC_API_KEY": "rehearsal-key",
+    env = {**os.environ, "SPARK_STATE_FILE": str(state), "NGC_API_KEY": NGC_KEY,
            "SPARK_STATE_HOME": str(workdir / "home")}  # fmt: skip
     proc = subprocess.run([str(Path(sys.executable).parent / "spark-state"), command, "inventory/sim.py", "--json",
                            *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
@@ -87,12 +89,12 @@ def drifted(report: dict) -> set[tuple[str, str, str]]:
 
 
 def host_clock(fleet: Fleet, index: int) -> str:
-    return fleet.ssh(fleet.hosts[index], "date +%s.%N").stdout.strip()
+    return fleet.root(fleet.hosts[index], "date +%s.%N").stdout.strip()
 
 
 def events(fleet: Fleet, index: int, since: str) -> list[str]:
     """Docker events on a host since `since`: 'image pull NAME', 'container start NAME', ..."""
-    out = fleet.ssh(fleet.hosts[index], f"docker events --since {since} --until $(date +%s.%N) "
+    out = fleet.root(fleet.hosts[index], f"docker events --since {since} --until $(date +%s.%N) "
                                         "--format '{{.Type}} {{.Action}} {{.Actor.Attributes.name}}'").stdout  # fmt: skip
     return [line for line in out.splitlines() if line.strip()]
 
@@ -114,4 +116,4 @@ def answers(fleet: Fleet, index: int, port: int) -> bool:
 
 
 def unit_files(fleet: Fleet, index: int) -> str:
-    return fleet.ssh(fleet.hosts[index], "cd /etc/systemd/system && sha256sum spark-state-*.service 2>/dev/null; true").stdout
+    return fleet.root(fleet.hosts[index], "cd /etc/systemd/system && sha256sum spark-state-*.service 2>/dev/null; true").stdout

@@ -56,8 +56,9 @@ def test_bare_hosts_converge_and_serve(fleet: Fleet, workdir: Path) -> None:
     assert "download nvidia/Llama-3.1-8B-Instruct-NVFP4@main:" in log
     assert "build llama31-8b-nvfp4: done in" in log and "convert llama31-8b-nvfp4: done in" in log
     assert "port 8004: healthy after" in log
+    assert "[alpha] " in log and not any(f"[{h.address}]" in log for h in fleet.hosts)
     # secrets arrive as a 0600 file and never in the unit
-    out = fleet.ssh(fleet.hosts[ALPHA], "stat -c %a /etc/spark-state/secrets/nim-fp8.env; "
+    out = fleet.root(fleet.hosts[ALPHA], "stat -c %a /etc/spark-state/secrets/nim-fp8.env; "
                                         "grep -c rehearsal-key /etc/systemd/system/spark-state-nim-fp8.service; true").stdout  # fmt: skip
     assert out.split() == ["600", "0"]
 
@@ -65,7 +66,7 @@ def test_bare_hosts_converge_and_serve(fleet: Fleet, workdir: Path) -> None:
 def test_second_run_changes_nothing(fleet: Fleet, workdir: Path) -> None:
     marks = [host_clock(fleet, i) for i in range(3)]
     units_before = [unit_files(fleet, i) for i in range(3)]
-    engines_before = fleet.ssh(fleet.hosts[ALPHA], f"ls -la --time-style=full-iso {ENGINE_ROOT}/*/").stdout
+    engines_before = fleet.root(fleet.hosts[ALPHA], f"ls -la --time-style=full-iso {ENGINE_ROOT}/*/").stdout
     proc = deploy(workdir, state_text())
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "Grand total" in proc.stdout
@@ -74,7 +75,7 @@ def test_second_run_changes_nothing(fleet: Fleet, workdir: Path) -> None:
     for i in range(3):
         assert events(fleet, i, marks[i]) == [], f"host {i} saw docker activity"
         assert unit_files(fleet, i) == units_before[i]
-    assert fleet.ssh(fleet.hosts[ALPHA], f"ls -la --time-style=full-iso {ENGINE_ROOT}/*/").stdout == engines_before
+    assert fleet.root(fleet.hosts[ALPHA], f"ls -la --time-style=full-iso {ENGINE_ROOT}/*/").stdout == engines_before
     assert "spark-state: alpha" not in proc.stdout  # nothing changed: no bench, no summary table
 
 
@@ -92,7 +93,7 @@ def test_one_build_flag_rebuilds_one_engine_and_restarts_its_services(fleet: Fle
         assert services == {"spark-state-trtllm-nvfp4"}, seen
     assert answers(fleet, ALPHA, 8004) and answers(fleet, ALPHA, 8003) and answers(fleet, ALPHA, 8000)
     # the old engine build is kept (artifacts are never pruned implicitly)
-    assert len(fleet.ssh(fleet.hosts[BETA], f"ls -d {ENGINE_ROOT}/llama31-8b-nvfp4/*/").stdout.split()) == 2
+    assert len(fleet.root(fleet.hosts[BETA], f"ls -d {ENGINE_ROOT}/llama31-8b-nvfp4/*/").stdout.split()) == 2
 
 
 def test_known_bad_image_fails_preflight_on_that_host_only(fleet: Fleet, workdir: Path) -> None:
@@ -107,9 +108,9 @@ def test_known_bad_image_fails_preflight_on_that_host_only(fleet: Fleet, workdir
     assert answers(fleet, GAMMA, 8004)  # what it served, it still serves
     assert not answers(fleet, GAMMA, 8013)
     # the other hosts went through the whole run without an error
-    for index in (ALPHA, BETA):
-        assert f"[{fleet.hosts[index].address}] Error" not in out
-        assert f"[{fleet.hosts[index].address}] No changes" in out
+    for name in ("alpha", "beta"):
+        assert f"[{name}] Error" not in out
+        assert f"[{name}] No changes" in out
 
 
 def test_checkpoint_without_chat_template_is_refused_before_start(fleet: Fleet, workdir: Path) -> None:
@@ -131,12 +132,24 @@ def test_dry_run_lists_pending_changes_and_changes_nothing(fleet: Fleet, workdir
     assert all(events(fleet, i, marks[i]) == [] for i in range(3))
 
 
+def test_limit_by_the_state_names_of_hosts_and_groups(fleet: Fleet, workdir: Path) -> None:
+    marks = [host_clock(fleet, i) for i in range(3)]
+    proc = deploy(workdir, state_text(nvfp4_batch=16, kv=0.35), "--dry", "--limit", "gamma")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "[gamma]" in proc.stdout and "[alpha]" not in proc.stdout and "[beta]" not in proc.stdout
+    assert not any(f"[{h.address}]" in proc.stdout for h in fleet.hosts)  # hosts by name, never by address
+    proc = deploy(workdir, state_text(nvfp4_batch=16, kv=0.35), "--dry", "--limit", "nvfp4")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert all(f"[{name}]" in proc.stdout for name in ("alpha", "beta", "gamma"))
+    assert all(events(fleet, i, marks[i]) == [] for i in range(3))
+
+
 def test_removed_service_loses_its_unit_but_keeps_artifacts(fleet: Fleet, workdir: Path) -> None:
     proc = deploy(workdir, state_text(nvfp4_batch=16, alpha_fp8=False))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "spark-state-trtllm-fp8.service" not in unit_files(fleet, ALPHA)
     assert not answers(fleet, ALPHA, 8003) and answers(fleet, ALPHA, 8004)
-    assert fleet.ssh(fleet.hosts[ALPHA], f"ls {ENGINE_ROOT}/llama31-8b-fp8/*/engine/rank0.engine").returncode == 0
+    assert fleet.root(fleet.hosts[ALPHA], f"ls {ENGINE_ROOT}/llama31-8b-fp8/*/engine/rank0.engine").returncode == 0
     # and it comes back when declared again
     proc = deploy(workdir, state_text(nvfp4_batch=16))
     assert proc.returncode == 0 and answers(fleet, ALPHA, 8003)

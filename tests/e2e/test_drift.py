@@ -19,7 +19,7 @@ NVFP4_HOSTS = ("alpha", "beta", "gamma")
 
 def host_fingerprint(fleet: Fleet, index: int) -> str:
     """Files, units and containers of a host, to prove a check changed nothing."""
-    return fleet.ssh(fleet.hosts[index], (
+    return fleet.root(fleet.hosts[index], (
         "find /etc/systemd/system /etc/spark-state /var/lib/spark-state /var/cache/spark-state -xdev "
         "-path '*/proc' -prune -o -printf '%p %s %T@ %m\\n' 2>/dev/null | sort | sha256sum; "
         "systemctl list-units 'spark-state-*' --all --no-legend --plain | sort; "
@@ -56,16 +56,16 @@ def test_status_shows_what_runs_since_when_health_and_the_last_verdict(workdir: 
 
 def test_unit_edited_by_hand(fleet: Fleet, workdir: Path, converged: str) -> None:
     unit = "/etc/systemd/system/spark-state-trtllm-nvfp4.service"
-    fleet.ssh(fleet.hosts[BETA], f"cp {unit} /root/unit.bak && sed -i 's/RestartSec=5/RestartSec=1/' {unit}")
+    fleet.root(fleet.hosts[BETA], f"cp {unit} /root/unit.bak && sed -i 's/RestartSec=5/RestartSec=1/' {unit}")
     try:
         code, report = drift(workdir, converged)
         assert (code, drifted(report)) == (2, {("beta", "unit", "spark-state-trtllm-nvfp4.service")})
     finally:
-        fleet.ssh(fleet.hosts[BETA], f"mv /root/unit.bak {unit}")
+        fleet.root(fleet.hosts[BETA], f"mv /root/unit.bak {unit}")
 
 
 def test_service_stopped(fleet: Fleet, workdir: Path, converged: str) -> None:
-    fleet.ssh(fleet.hosts[ALPHA], "systemctl stop spark-state-trtllm-fp8")
+    fleet.root(fleet.hosts[ALPHA], "systemctl stop spark-state-trtllm-fp8")
     try:
         code, report = drift(workdir, converged)
         assert code == 2
@@ -74,22 +74,22 @@ def test_service_stopped(fleet: Fleet, workdir: Path, converged: str) -> None:
         (row,) = [s for s in report["hosts"][0]["services"] if s["service"] == "trtllm-fp8"]
         assert code == 2 and row["unit"] in ("enabled/inactive", "enabled/failed") and not row["healthy"], row
     finally:
-        fleet.ssh(fleet.hosts[ALPHA], "systemctl start spark-state-trtllm-fp8")
+        fleet.root(fleet.hosts[ALPHA], "systemctl start spark-state-trtllm-fp8")
         deadline = time.monotonic() + 60
         while not answers(fleet, ALPHA, 8003) and time.monotonic() < deadline:
             time.sleep(0.5)
 
 
 def test_engine_file_deleted(fleet: Fleet, workdir: Path, converged: str) -> None:
-    engine = fleet.ssh(fleet.hosts[BETA], f"ls -t {ENGINE_ROOT}/llama31-8b-nvfp4/*/engine/rank0.engine | head -1").stdout.strip()
-    fleet.ssh(fleet.hosts[BETA], f"mv {engine} /root/rank0.engine.bak")
+    engine = fleet.root(fleet.hosts[BETA], f"ls -t {ENGINE_ROOT}/llama31-8b-nvfp4/*/engine/rank0.engine | head -1").stdout.strip()
+    fleet.root(fleet.hosts[BETA], f"mv {engine} /root/rank0.engine.bak")
     try:
         code, report = drift(workdir, converged)
         assert (code, drifted(report)) == (2, {("beta", "engine", "llama31-8b-nvfp4")})
         item = next(d for h in report["hosts"] for d in h["drift"])
         assert "engine/rank0.engine" in item["observed"]
     finally:
-        fleet.ssh(fleet.hosts[BETA], f"mv /root/rank0.engine.bak {engine}")
+        fleet.root(fleet.hosts[BETA], f"mv /root/rank0.engine.bak {engine}")
 
 
 def test_checkpoint_revision_bumped(workdir: Path, converged: str) -> None:
@@ -121,7 +121,7 @@ def test_image_bumped_to_2603(workdir: Path, converged: str) -> None:
 def test_slowed_standin_is_performance_drift(fleet: Fleet, workdir: Path, converged: str) -> None:
     gpu = "/etc/spark-sim/gpu.json"
     slow = "python3 -c \"import json; d=json.load(open('{0}')); d['slowdown']={1}; json.dump(d, open('{0}', 'w'))\""
-    fleet.ssh(fleet.hosts[GAMMA], slow.format(gpu, 1.3) + " && systemctl restart spark-state-trtllm-nvfp4")
+    fleet.root(fleet.hosts[GAMMA], slow.format(gpu, 1.3) + " && systemctl restart spark-state-trtllm-nvfp4")
     try:
         deadline = time.monotonic() + 60
         while not answers(fleet, GAMMA, 8004) and time.monotonic() < deadline:
@@ -136,7 +136,7 @@ def test_slowed_standin_is_performance_drift(fleet: Fleet, workdir: Path, conver
         assert ("gamma", "baseline-bench", "trtllm-nvfp4 decode (tok/s)") in drifted(report)
         assert ("gamma", "bench-history", "trtllm-nvfp4 decode (tok/s)") in drifted(report)
     finally:
-        fleet.ssh(fleet.hosts[GAMMA], slow.format(gpu, 1.0) + " && systemctl restart spark-state-trtllm-nvfp4")
+        fleet.root(fleet.hosts[GAMMA], slow.format(gpu, 1.0) + " && systemctl restart spark-state-trtllm-nvfp4")
         deadline = time.monotonic() + 60
         while not answers(fleet, GAMMA, 8004) and time.monotonic() < deadline:
             time.sleep(0.5)

@@ -28,7 +28,7 @@ def sim(*argv: str) -> str:
 
 
 def host_baseline(fleet: Fleet, index: int) -> dict:
-    return json.loads(fleet.ssh(fleet.hosts[index], f"cat {BASELINE}").stdout)
+    return json.loads(fleet.root(fleet.hosts[index], f"cat {BASELINE}").stdout)
 
 
 def benched_hosts(log: str) -> set[str]:
@@ -70,7 +70,7 @@ def test_a_driver_upgrade_is_host_drift_on_that_host_only_and_the_deploy_rebench
               "--kernel", "6.14.0-1001-nvidia")  # fmt: skip
     assert "driver 590.10.01" in out and "kernel 6.14.0-1001-nvidia" in out
     # the host itself reports it where the tools read it
-    smi = fleet.ssh(fleet.hosts[BETA], "nvidia-smi --query-gpu=driver_version --format=csv,noheader; "
+    smi = fleet.root(fleet.hosts[BETA], "nvidia-smi --query-gpu=driver_version --format=csv,noheader; "
                                        "nvidia-smi | grep -o 'CUDA Version: [0-9.]*'; cat /proc/sys/kernel/osrelease")
     assert smi.stdout.split("\n")[:3] == ["590.10.01", "CUDA Version: 13.1", "6.14.0-1001-nvidia"]
 

@@ -28,7 +28,7 @@ def test_a_restart_lost_between_unit_write_and_restart_is_flagged_and_healed(fle
     path = workdir / "lost-restart.yaml"
     path.write_text(after)
     unit = next(s for s in plan_host(load_state(path).state, "alpha").services if s.name == "trtllm-nvfp4")
-    fleet.ssh(fleet.hosts[ALPHA], f"cat > {unit.unit_path} <<'UNIT'\n{unit.unit_text}UNIT\nsystemctl daemon-reload")
+    fleet.root(fleet.hosts[ALPHA], f"cat > {unit.unit_path} <<'UNIT'\n{unit.unit_text}UNIT\nsystemctl daemon-reload")
 
     code, report = drift(workdir, after)
     assert code == 2
@@ -43,6 +43,6 @@ def test_a_restart_lost_between_unit_write_and_restart_is_flagged_and_healed(fle
     assert started(fleet, ALPHA, since) == {"spark-state-trtllm-nvfp4"}  # only the service whose restart was lost
     code, report = drift(workdir, after)
     assert (code, drifted(report)) == (0, set())
-    running = fleet.ssh(fleet.hosts[ALPHA], "docker inspect -f '{{index .Config.Labels \"spark-state.identity\"}}' "
+    running = fleet.root(fleet.hosts[ALPHA], "docker inspect -f '{{index .Config.Labels \"spark-state.identity\"}}' "
                                             "spark-state-trtllm-nvfp4").stdout.strip()  # fmt: skip
     assert running == unit.identity

@@ -1,0 +1,187 @@
+"""The rehearsal registry's front door, answering as nvcr.io does: Docker registry token authentication.
+
+Modelled on NGC (docs.nvidia.com/ngc, "Accessing NGC container images": `docker login nvcr.io`, username
+`$oauthtoken`, password the NGC API key) and on the Docker Registry token authentication specification
+(distribution/distribution docs/spec/auth/token.md):
+- `GET /v2/` without a token answers 401 with `WWW-Authenticate: Bearer realm="https://nvcr.io/proxy_auth",...`,
+  as nvcr.io does; clients then ask the realm for a token for `repository:NAME:pull`.
+- The realm gives anonymous clients tokens for public repositories (`nvidia/...`) only. `nim/...` needs Basic
+  credentials `$oauthtoken:<NGC API key>`; without them, or with a wrong key, it answers 401 — the stricter
+  reading of NGC, whose NIM repositories need an entitled key.
+- Only pulls (GET/HEAD) pass; pushes are refused (the fleet publishes to the registry behind this door).
+Requests with a valid token are forwarded to the plain registry on the loopback interface, streamed.
+
+    SPARK_SIM_NGC_KEY=KEY python -m spark_state.sim.ngc_auth --listen ADDR:443 --cert C --key K --backend HOST:PORT
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import re
+import secrets
+import ssl
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+REALM = "https://nvcr.io/proxy_auth"
+SERVICE = "ngc"
+OAUTH_USER = "$oauthtoken"
+PUBLIC_PREFIXES = ("nvidia/",)  # anonymous pulls allowed; everything else (nim/...) needs the key
+TOKEN_SECONDS = 300
+REPOSITORY_PATH = re.compile(r"^/v2/(?P<name>.+)/(manifests|blobs|tags)/")
+FORWARDED_HEADERS = ("Accept", "Range", "If-None-Match")
+RETURNED_HEADERS = ("Content-Type", "Content-Length", "Docker-Content-Digest", "ETag", "Content-Range",
+                    "Accept-Ranges", "Docker-Distribution-API-Version")  # fmt: skip
+
+
+class Door:
+    def __init__(self, backend: str, ngc_key: str) -> None:
+        self.backend = backend
+        self.ngc_key = ngc_key
+        self.secret = secrets.token_bytes(32)
+
+    def token(self, scopes: list[str]) -> str:
+        body = base64.urlsafe_b64encode(json.dumps({"scopes": scopes, "exp": time.time() + TOKEN_SECONDS}).encode())
+        return body.decode() + "." + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+
+    def scopes(self, token: str) -> list[str] | None:
+        body, _, mac = token.partition(".")
+        if not hmac.compare_digest(mac, hmac.new(self.secret, body.encode(), hashlib.sha256).hexdigest()):
+            return None
+        claims = json.loads(base64.urlsafe_b64decode(body))
+        return claims["scopes"] if claims["exp"] > time.time() else None
+
+    def credentials_ok(self, header: str | None) -> bool | None:
+        """None without Basic credentials; otherwise whether they are $oauthtoken and the NGC key."""
+        if not header or not header.startswith("Basic "):
+            return None
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return user == OAUTH_USER and hmac.compare_digest(password, self.ngc_key)
+
+
+def handler(door: Door) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:  # the fleet's log stays quiet
+            return
+
+        def _json(self, status: int, document: dict[str, object], headers: dict[str, str] | None = None) -> None:
+            body = json.dumps(document).encode()
+            self.send_response(status)
+            for key, value in {"Content-Type": "application/json", "Content-Length": str(len(body)),
+                               "Docker-Distribution-API-Version": "registry/2.0", **(headers or {})}.items():  # fmt: skip
+                self.send_header(key, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _challenge(self, scope: str | None = None) -> None:
+            value = f'Bearer realm="{REALM}",service="{SERVICE}"' + (f',scope="{scope}"' if scope else "")
+            self._json(401, {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required",
+                                         "detail": [{"Type": "repository", "Name": scope or "", "Action": "pull"}]}]},
+                       {"WWW-Authenticate": value})  # fmt: skip
+
+        def _token_endpoint(self) -> None:
+            query = parse_qs(urlsplit(self.path).query)
+            wanted = [s for scope in query.get("scope", []) for s in scope.split(" ") if s]
+            creds = door.credentials_ok(self.headers.get("Authorization"))
+            if creds is False:
+                self._json(401, {"errors": [{"code": "UNAUTHORIZED", "message": "invalid NGC API key"}]})
+                return
+            granted = []
+            for scope in wanted:
+                kind, _, rest = scope.partition(":")
+                name, _, actions = rest.rpartition(":")
+                if kind != "repository" or "pull" not in actions.split(","):
+                    continue
+                if creds or name.startswith(PUBLIC_PREFIXES):
+                    granted.append(f"repository:{name}:pull")
+                else:
+                    self._json(401, {"errors": [{"code": "UNAUTHORIZED", "message":
+                                                 f"access to {name} requires an NGC API key"}]})  # fmt: skip
+                    return
+            token = door.token(granted)
+            self._json(200, {"token": token, "access_token": token, "expires_in": TOKEN_SECONDS})
+
+        def _registry(self) -> None:
+            auth = self.headers.get("Authorization") or ""
+            scopes = door.scopes(auth[7:]) if auth.startswith("Bearer ") else None
+            path = urlsplit(self.path).path
+            if scopes is None:
+                match = REPOSITORY_PATH.match(path)
+                self._challenge(f"repository:{match['name']}:pull" if match else None)
+                return
+            match = REPOSITORY_PATH.match(path)
+            if match and f"repository:{match['name']}:pull" not in scopes:
+                self._challenge(f"repository:{match['name']}:pull")
+                return
+            self._forward()
+
+        def _forward(self) -> None:
+            host, _, port = door.backend.partition(":")
+            connection = http.client.HTTPConnection(host, int(port), timeout=300)
+            headers = {k: v for k in FORWARDED_HEADERS if (v := self.headers.get(k))}
+            connection.request(self.command, self.path, headers=headers)
+            answer = connection.getresponse()
+            self.send_response(answer.status)
+            for key in RETURNED_HEADERS:
+                if (value := answer.getheader(key)) is not None:
+                    self.send_header(key, value)
+            chunked = answer.getheader("Content-Length") is None and self.command != "HEAD"
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            while self.command != "HEAD" and (block := answer.read(1 << 20)):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block) if chunked else block)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+            connection.close()
+
+        def do_GET(self) -> None:
+            if self.path.startswith("/proxy_auth"):
+                self._token_endpoint()
+            elif self.path.startswith("/v2/"):
+                self._registry()
+            else:
+                self._json(404, {"errors": [{"code": "NOT_FOUND"}]})
+
+        do_HEAD = do_GET
+
+        def _denied(self) -> None:
+            self._json(401, {"errors": [{"code": "DENIED", "message": "requested access to the resource is denied"}]})
+
+        do_POST = do_PUT = do_PATCH = do_DELETE = _denied
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--listen", required=True)
+    parser.add_argument("--cert", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--backend", required=True)
+    args = parser.parse_args()
+    ngc_key = os.environ["SPARK_SIM_NGC_KEY"]  # not in argv: any local user could read it there
+    address, _, port = args.listen.rpartition(":")
+    server = ThreadingHTTPServer((address, int(port)), handler(Door(args.backend, ngc_key)))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(args.cert, args.key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
