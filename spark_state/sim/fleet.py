@@ -286,7 +286,7 @@ def _boot_host(layout: Layout, index: int, lower: Path, ca_crt: Path, record: Fl
     argv = [
         sys.executable, "-m", "spark_state.sim.machine",  # restarts nspawn when the machine reboots itself
         "systemd-nspawn", "-b", "-D", str(merged), "-M", name, f"--network-namespace-path=/run/netns/{netns}",
-        "--register=no", "--keep-unit", "--console=passive", "--capability=all", "--resolv-conf=off",
+        "--register=no", "--keep-unit", "--console=read-only", "--capability=all", "--resolv-conf=off",
         "--timezone=off", "--system-call-filter=add_key keyctl request_key bpf",
         f"--bind={d / 'docker'}:/var/lib/docker",
         f"--bind={disk}:{SPARK_DATA_DIR}",

@@ -18,6 +18,7 @@ from .fleet import GPU_DIR, FleetRecord, SimHost, host_exec, init_pid, require_r
 from .layout import Layout
 
 GPU_JSON = f"/{GPU_DIR}/gpu.json"
+REBOOT_TIMEOUT_S = 300  # services stop (docker stop, up to their TimeoutStopSec) before the machine goes down
 
 
 def _host(name: str, layout: Layout) -> SimHost:
@@ -91,7 +92,7 @@ def reboot(name: str, layout: Layout | None = None, wait: bool = True) -> float:
     started = time.monotonic()
     before = init_pid(host)
     host_exec(host, ["systemctl", "reboot"])
-    deadline = started + 120
+    deadline = started + REBOOT_TIMEOUT_S
     while time.monotonic() < deadline:  # the old systemd goes away, a new one comes
         try:
             if init_pid(host) != before:
@@ -100,7 +101,9 @@ def reboot(name: str, layout: Layout | None = None, wait: bool = True) -> float:
             pass  # between the two machines
         time.sleep(0.2)
     else:
-        raise SimError(f"{name} did not reboot within 120 s; see {host.dir}/console.log")
+        console = (Path(host.dir) / "console.log").read_text(errors="replace").splitlines()[-15:]
+        raise SimError(f"{name} did not come back within {REBOOT_TIMEOUT_S} s; its console ended with:\n"
+                       + "\n".join(console))
     if wait:
         wait_ready(host)
     return time.monotonic() - started

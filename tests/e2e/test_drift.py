@@ -133,6 +133,9 @@ def test_slowed_standin_is_performance_drift(fleet: Fleet, workdir: Path, conver
         names = {n.split()[0] for _, _, n in drifted(report)}
         # against its expectations, its last bench and the baseline of its last good deploy
         assert hosts == {"gamma"} and kinds <= {"bench", "bench-history", "baseline-bench"} and names == {"trtllm-nvfp4"}
+        # resident memory is measured through the operator's sudo on every host, the one asking a password too
+        resident = [i for h in report["hosts"] for i in h["in_sync"] + h["drift"] if i["name"].endswith("resident (GiB)")]
+        assert {i["host"] for i in resident} == {"alpha", "beta", "gamma"} and all(i["observed"] != "-" for i in resident)
         assert ("gamma", "baseline-bench", "trtllm-nvfp4 decode (tok/s)") in drifted(report)
         assert ("gamma", "bench-history", "trtllm-nvfp4 decode (tok/s)") in drifted(report)
     finally:
