@@ -5,7 +5,6 @@ and writes nothing, plus HTTP reads of the services."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from .observe import baseline
 from .observe.compare import Item, compare
 from .observe.probe import observe
 from .plan.host_plan import plan_host
-from .remote import container_resident_gib, probe_host
+from .remote import container_resident_gib, on_each_host, probe_host
 from .state.model import State
 
 DEFAULT_MARGIN = 0.10  # a bench figure this much worse than the last recorded one is drift
@@ -101,12 +100,10 @@ def bench_items(state: State, address: str, data: dict[str, Any], margin: float,
 def run_drift(state: State, entries: list[tuple[str, dict[str, Any]]], environ: Mapping[str, str],
               with_bench: bool = False, margin: float = DEFAULT_MARGIN,
               history_dir: Path | None = None, host: str | None = None) -> list[HostDrift]:  # fmt: skip
-    chosen = [(address, data) for address, data in entries if host in (None, data["spark_host"])]
-    # Hosts are probed side by side (each probe is one SSH command); benches run one at a time.
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        results = list(pool.map(lambda entry: check_host(state, entry[0], entry[1], environ), chosen))
-    if with_bench:
-        for drift, (address, data) in zip(results, chosen):
+    checked = on_each_host(entries, host, lambda address, data: check_host(state, address, data, environ))
+    results = [drift for _, _, drift in checked]
+    if with_bench:  # benches run one at a time: they share this machine's CPU
+        for address, data, drift in checked:
             if drift.error is None:
                 drift.items += bench_items(state, address, data, margin, history_dir, drift.baseline)
     return results

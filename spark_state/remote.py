@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from pyinfra.api import Config, Inventory, State, StringCommand
 from pyinfra.api.exceptions import ConnectError as PyinfraConnectError
@@ -22,6 +24,7 @@ from .observe.probe import ProbeSpec, probe_command
 from .observe.snapshot import Snapshot
 from .plan.scripts import parse_resident, resident_command
 
+T = TypeVar("T")
 SUDO_ARGUMENTS = ("_sudo", "_sudo_user", "_sudo_password", "_use_sudo_login", "_preserve_sudo_env")
 _connected = threading.local()  # one connection per host and thread: pyinfra's connector is not shared across hubs
 
@@ -42,6 +45,16 @@ def _host(address: str, data: dict[str, Any]) -> Any:
                                f"{exc}") from exc  # fmt: skip
         hosts[key] = host
     return hosts[key]
+
+
+def on_each_host(entries: list[tuple[str, dict[str, Any]]], host: str | None,
+                 read: Callable[[str, dict[str, Any]], T]) -> list[tuple[str, dict[str, Any], T]]:
+    """`read(address, data)` for every inventory entry (or only the state host `host`), hosts side by side
+    (each read is a few SSH round trips); results in inventory order."""
+    chosen = [(address, data) for address, data in entries if host in (None, data["spark_host"])]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda entry: read(*entry), chosen))
+    return [(address, data, result) for (address, data), result in zip(chosen, results)]
 
 
 def run(address: str, data: dict[str, Any], command: str, timeout: int = 180) -> tuple[bool, str, str]:

@@ -4,7 +4,6 @@ bench verdict. Read-only: one probe per host (side by side) and the control mach
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +13,7 @@ from .bench import history
 from .errors import ConnectError, Outcome, ProbeError
 from .observe.probe import ProbeSpec, observe
 from .observe.snapshot import Snapshot
-from .remote import probe_host
+from .remote import on_each_host, probe_host
 from .state.model import State
 
 
@@ -84,14 +83,10 @@ def host_status(state: State, address: str, data: dict[str, Any], history_dir: P
 
 def fleet_status(state: State, entries: list[tuple[str, dict[str, Any]]], history_dir: Path | None = None,
                  host: str | None = None) -> list[HostStatus]:  # fmt: skip
-    chosen = [(address, data) for address, data in entries if host in (None, data["spark_host"])]
-
-    def one(entry: tuple[str, dict[str, Any]]) -> HostStatus:
-        address, data = entry
+    def read(address: str, data: dict[str, Any]) -> HostStatus:
         return host_status(state, address, data, history_dir, lambda spec: probe_host(address, data, spec))
 
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        return list(pool.map(one, chosen))
+    return [status for _, _, status in on_each_host(entries, host, read)]
 
 
 def outcome(hosts: list[HostStatus]) -> Outcome:
