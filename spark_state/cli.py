@@ -133,6 +133,37 @@ def _status(args: argparse.Namespace, console: Console) -> Outcome:
     return outcome
 
 
+def _pin(args: argparse.Namespace, console: Console) -> Outcome:
+    from . import pin
+
+    path = Path(args.file)
+    pins = pin.pins_for(path)
+    if not pins:
+        console.print(f"[green]pinned[/]: every image of {path} has a digest and every revision is a commit")
+        return Outcome.OK
+    if args.check:
+        table = make_table(f"{path}: {len(pins)} not pinned", "kind", "name", "written")
+        for p in pins:
+            table.add_row(p.kind, p.name, p.current)
+        console.print(table)
+        return Outcome.FINDINGS
+    document = pin.request(pins, os.environ)
+    if args.inventory:
+        from .state.inventory import load_entries
+
+        address, data = load_entries(args.inventory)[0]
+        answer = pin.resolve_through(address, data, document)
+    else:
+        answer = pin.resolve_here(document)
+    done = pin.resolved(pins, answer)
+    pin.pin_file(path, done)
+    table = make_table(f"{path}: pinned {len(done)}", "kind", "name", "was", "now")
+    for p in done:
+        table.add_row(p.kind, p.name, p.current, str(p.pinned))
+    console.print(table)
+    return Outcome.OK
+
+
 def _sim_up(args: argparse.Namespace, console: Console) -> Outcome:
     from .sim import fleet
 
@@ -263,6 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", help="bench history directory")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_status)
+
+    p = sub.add_parser("pin", help="write image digests and checkpoint commit shas into a state file, in place "
+                                   "(--check: exit 2 when something is not pinned)")  # fmt: skip
+    p.add_argument("file", help="the state file (rewritten in place; comments and formatting kept)")
+    p.add_argument("--check", action="store_true", help="change nothing; list what is not pinned (exit 2)")
+    p.add_argument("--inventory", help="resolve through this inventory's first host (when only the hosts reach "
+                                       "the registry and hub, as on the rehearsal fleet)")  # fmt: skip
+    p.set_defaults(handler=_pin)
 
     sim = sub.add_parser("sim", help="the rehearsal fleet: simulated Sparks on this machine (root)")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="ACTION")

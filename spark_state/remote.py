@@ -57,12 +57,16 @@ def on_each_host(entries: list[tuple[str, dict[str, Any]]], host: str | None,
     return [(address, data, result) for (address, data), result in zip(chosen, results)]
 
 
-def run(address: str, data: dict[str, Any], command: str, timeout: int = 180) -> tuple[bool, str, str]:
-    """(succeeded, stdout, stderr) of one shell command on the host, with the inventory's sudo settings."""
+def run(address: str, data: dict[str, Any], command: str, timeout: int = 180, stdin: str | None = None,
+        sudo: bool = True) -> tuple[bool, str, str]:  # fmt: skip
+    """(succeeded, stdout, stderr) of one shell command on the host, with the inventory's sudo settings (unless
+    `sudo` is off); `stdin` is what the command reads (secrets go there, never into the command)."""
     host = _host(address, data)
-    sudo = {k: data[k] for k in SUDO_ARGUMENTS if data.get(k)}
+    arguments: dict[str, Any] = {k: data[k] for k in SUDO_ARGUMENTS if data.get(k)} if sudo else {}
+    if stdin is not None:
+        arguments["_stdin"] = stdin
     try:
-        ok, output = host.run_shell_command(StringCommand(command), _timeout=timeout, **sudo)
+        ok, output = host.run_shell_command(StringCommand(command), _timeout=timeout, **arguments)
     except (PyinfraError, OSError, TimeoutError) as exc:
         raise ConnectError(f"{data.get('spark_host', address)} ({address}): {exc}") from exc
     return ok, "\n".join(output.stdout_lines), "\n".join(output.stderr_lines)

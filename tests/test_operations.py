@@ -5,6 +5,8 @@ A case file:
     {"args": {...}, "probe": {...}, "commands": [...], "noop": "..."}
 - args: the operation's arguments. `plan`, `svc`, `ckpt` and `engine_plan` name objects of the example state's
   plan for spark-01 (a host name, a service, a checkpoint, an engine); `spec` is always that plan's probe spec.
+- fleet (rollout_gate only): {"me": host, "hosts": [...], "failed": [...], "limit": [...] or null}: pyinfra's
+  inventory, the hosts that failed so far and --limit, as the gate sees them when it runs.
 - probe: what on_host/probe.py answered (only the sections the case needs). "@unit_sha:SERVICE",
   "@identity:SERVICE" and "@env_sha:SERVICE" stand for the values of the plan, so cases survive a unit change.
 - commands: each a string, ["shown", string] for a command whose output pyinfra prints as it runs,
@@ -24,7 +26,7 @@ from typing import Any
 import pytest
 from conftest import EXAMPLE_STATE
 from pyinfra.api import FileUploadCommand, StringCommand
-from pyinfra.context import ctx_host
+from pyinfra.context import ctx_host, ctx_state
 
 from spark_state.deploy import operations
 from spark_state.deploy.facts import SparkHostState
@@ -41,16 +43,27 @@ ENV = {"NGC_API_KEY": "nvapi-test"}
 
 
 class FakeState:
-    """A deploy of its own (facts.snapshot keeps one probe per pyinfra state)."""
+    """A deploy of its own (facts.snapshot keeps one probe per pyinfra state), with the inventory, failed hosts
+    and --limit the rollout gate reads."""
+
+    def __init__(self, fleet: dict[str, Any]) -> None:
+        self.inventory = [FakeHost({}, name, self) for name in fleet.get("hosts", [])]
+        by_name = {h.name: h for h in self.inventory}
+        self.failed_hosts = {by_name[name] for name in fleet.get("failed", [])}
+        limit = fleet.get("limit")
+        self.limit_hosts = None if limit is None else [by_name[name] for name in limit]
+
+    def is_host_in_limit(self, host: FakeHost) -> bool:
+        return self.limit_hosts is None or host in self.limit_hosts
 
 
 class FakeHost:
     """What an operation touches of pyinfra's host: its name, state, facts and noop."""
 
-    def __init__(self, probe: dict[str, Any]) -> None:
-        self.name = "spark-under-test"
-        self.state = FakeState()  # a new deploy: facts.snapshot() probes afresh
-        self.data: dict[str, Any] = {}
+    def __init__(self, probe: dict[str, Any], name: str = "spark-under-test", state: FakeState | None = None) -> None:
+        self.name = name
+        self.state = state or FakeState({})  # a new deploy: facts.snapshot() probes afresh
+        self.data: dict[str, Any] = {"spark_host": name}
         self.probe = probe
         self.noops: list[str] = []
 
@@ -116,8 +129,9 @@ def test_operation(path: Path) -> None:
     case = json.loads(path.read_text())
     plan = plan_host(STATE, "spark-01")
     op = getattr(operations, path.parent.name)
-    fake = FakeHost(_placeholders(case.get("probe", {}), plan))
-    with ctx_host.use(fake):
+    fleet = FakeState(case.get("fleet", {}))
+    fake = FakeHost(_placeholders(case.get("probe", {}), plan), case.get("fleet", {}).get("me", "spark-01"), fleet)
+    with ctx_host.use(fake), ctx_state.use(fleet):
         commands = [_rendered(c) for c in op._inner(**_arguments(op._inner, case["args"], plan))]
     noop = fake.noops[0] if fake.noops else None
     if os.environ.get("UPDATE_GOLDEN"):

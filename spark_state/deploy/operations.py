@@ -12,12 +12,13 @@ from __future__ import annotations
 import io
 
 from pyinfra import host
+from pyinfra import state as pyinfra_state
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
-from ..observe.compare import checkpoint_ok, engine_ok, lost_restart, sha256, unit_current
+from ..observe.compare import checkpoint_ok, engine_ok, holds_digest, lost_restart, sha256, unit_current
 from ..observe.probe import ProbeSpec
 from ..plan import scripts
-from ..plan.host_plan import CheckpointPlan, EnginePlan, HostPlan, ServicePlan
+from ..plan.host_plan import CheckpointPlan, EnginePlan, HostPlan, ServicePlan, ref_digest
 from ..plan.quoting import sh_join, sh_word
 from .facts import snapshot
 
@@ -43,6 +44,35 @@ def preflight_gate(failures: list[str]):
     yield sh_join(["sh", "-c", 'printf "spark-state preflight: %s\\n" "$@" >&2; exit 1', "preflight", *failures])
 
 
+def spark_name(pyinfra_host) -> str:  # type: ignore[no-untyped-def]
+    """A pyinfra host's name in the state file (inventories made by spark-state carry it as `spark_host`)."""
+    return str(pyinfra_host.data.get("spark_host") or pyinfra_host.name)
+
+
+@operation(is_idempotent=False)
+def rollout_gate(canaries: list[str]):
+    """The rest of the fleet goes ahead only when every canary passed: runs after the canaries' last operation
+    (pyinfra orders it after them, as every host shares it) and fails a non-canary host when a canary failed
+    or is not part of this run.
+
+    + canaries: the state's rollout.canary host names
+    """
+    me = spark_name(host)
+    if me in canaries:
+        host.noop(f"{me} is a canary: it has passed")
+        return
+    hosts = {spark_name(h): h for h in pyinfra_state.inventory}
+    absent = [name for name in canaries if name not in hosts or not pyinfra_state.is_host_in_limit(hosts[name])]
+    failed = [name for name in canaries if name in hosts and hosts[name] in pyinfra_state.failed_hosts]
+    if not absent and not failed:
+        host.noop(f"canaries passed: {', '.join(canaries)}")
+        return
+    why = (f"canary {', '.join(failed)} failed" if failed else
+           f"canary {', '.join(absent)} is not part of this run (deploy it first, with the canaries, or "
+           "`--data spark_canary=off`)")  # fmt: skip
+    yield sh_join(["sh", "-c", 'echo "$1" >&2; exit 1', "gate", f"rollout stopped: {why}; {me} was not touched"])
+
+
 def _upload(path: str, content: str, mode: str):
     """Commands that write `content` to `path` with `mode`; the file exists with its final mode before any
     content arrives, so secrets are never readable by others."""
@@ -57,52 +87,67 @@ def _up_to_date(spec: ProbeSpec, path: str, content: str, mode: str) -> bool:
     return current is not None and current.sha256 == sha256(content) and current.mode == f"0o{mode}"
 
 
+def _keep_previous(spec: ProbeSpec, path: str, previous: str | None):
+    """Copy the file being replaced to `previous` (mode kept, in a 0700 directory): what a rollback restores."""
+    if previous and snapshot(spec).file(path) is not None:
+        parent = previous.rsplit("/", 1)[0]
+        yield StringCommand(f"install -d -m 700 {sh_word(parent)} && cp -p {sh_word(path)} {sh_word(previous)}")
+
+
 @operation()
-def managed_file(path: str, content: str, mode: str, spec: ProbeSpec):
+def managed_file(path: str, content: str, mode: str, spec: ProbeSpec, previous: str | None = None):
     """A file with exactly this content and mode (the probe reported its sha256 and mode).
 
     + path: where on the host
     + content: the whole text
     + mode: octal, e.g. "600" for secrets, "644" for programs
     + spec: the deploy's probe (its `files` must name `path`)
+    + previous: where to keep the file being replaced, for a rollback (none: not kept)
     """
     if _up_to_date(spec, path, content, mode):
         host.noop(f"{path} is up to date")
         return
+    yield from _keep_previous(spec, path, previous)
     yield from _upload(path, content, mode)
 
 
 @operation()
-def unit_file(path: str, content: str, spec: ProbeSpec):
+def unit_file(path: str, content: str, spec: ProbeSpec, previous: str | None = None):
     """A systemd unit with exactly this text; systemd re-reads its units when it changed.
 
     + path: the unit file (in the units directory the probe lists)
     + content: the unit text
     + spec: the deploy's probe
+    + previous: where to keep the unit being replaced, for a rollback (none: not kept)
     """
     if _up_to_date(spec, path, content, "644"):
         host.noop(f"{path} is up to date")
         return
+    yield from _keep_previous(spec, path, previous)
     yield from _upload(path, content, "644")
     yield StringCommand("systemctl", "daemon-reload")
 
 
 @operation()
-def docker_image(plan: HostPlan, ref: str, spec: ProbeSpec, read_trtllm_version: bool = False):
-    """The image is present locally (pulled under its own name, with progress lines); for a TensorRT-LLM image,
-    the version inside it is read once and remembered by image id.
+def docker_image(plan: HostPlan, ref: str, spec: ProbeSpec, local: str | None = None, read_trtllm_version: bool = False):
+    """The image is present locally under `local` (pulled with progress lines); a pinned reference
+    (`name:tag@sha256:...`) is pulled by its digest and tagged `name:tag`, and a local tag holding other bits is
+    pulled again. For a TensorRT-LLM image, the version inside it is read once and remembered by image id.
 
     + plan: the host's plan (docker binary, helper and cache paths)
     + ref: the image reference as the state declares it
+    + local: the name units and builds use (host_plan.local_ref; default: ref)
     + read_trtllm_version: read the TensorRT-LLM version inside it after the pull
     + spec: the deploy's probe
     """
-    if snapshot(spec).images.get(ref):
+    local = local or ref
+    digest = ref_digest(ref)
+    if holds_digest(snapshot(spec).images.get(local), digest):
         host.noop(f"image {ref} is present")
         return
-    yield ShownCommand(scripts.pull_command(plan, ref))
+    yield ShownCommand(scripts.pull_command(plan, ref, local))
     if read_trtllm_version:
-        yield scripts.trtllm_version_command(plan, ref)
+        yield scripts.trtllm_version_command(plan, local)
 
 
 class Secret:
@@ -116,7 +161,8 @@ class Secret:
 
 
 @operation()
-def registry_login(plan: HostPlan, registry: str, user: str, password: Secret, image: str, spec: ProbeSpec):
+def registry_login(plan: HostPlan, registry: str, user: str, password: Secret, image: str, spec: ProbeSpec,
+                   local: str | None = None):
     """The host's docker is logged in to `registry` before `image` is pulled from it (only then: an image already
     present needs no login). The password goes to `docker login --password-stdin` over the SSH channel's stdin —
     never in an argv, a file or pyinfra's output.
@@ -127,8 +173,9 @@ def registry_login(plan: HostPlan, registry: str, user: str, password: Secret, i
     + password: the key, wrapped so it never prints
     + image: the image that needs the login
     + spec: the deploy's probe
+    + local: the name it is used by on the host (default: image)
     """
-    if snapshot(spec).images.get(image):
+    if holds_digest(snapshot(spec).images.get(local or image), ref_digest(image)):
         host.noop(f"image {image} is present: no login to {registry} needed")
         return
     yield StringCommand(scripts.docker_login_command(plan, registry, user, image), _stdin=password.value)

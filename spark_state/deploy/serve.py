@@ -3,11 +3,14 @@
     from spark_state.deploy.serve import serve_spark
     serve_spark()                     # this host, the state file of $SPARK_STATE_FILE or inventory/state.yaml
 
-Order: probe once → preflight (fail this host only, before any change) → host helper → images → checkpoints →
-chat-template guard → engines → env files and units (daemon-reload when one changed) → remove dropped services →
-restart what changed (chained with `_if` on its unit and env file), start what is not running, wait for health →
-verification bench and summary (after a change, when the host changed since its baseline, or spark_bench=always)
-→ a new baseline when every service passed.
+Order: probe once → (with `rollout.canary`: the canaries do everything below first, then a gate every host
+shares lets the others go ahead only when every canary passed) → preflight (fail this host only, before any
+change) → host helper → images → checkpoints → chat-template guard → engines → env files and units (the replaced
+ones kept for a rollback; daemon-reload when one changed) → remove dropped services → restart what changed
+(chained with `_if` on its unit and env file), start what is not running, wait for health → verification: the
+bench (after a change, when the host changed since its baseline, or spark_bench=always), a rollback of every
+changed service that failed its health wait or its bench (`rollout.rollback`, default on), the summary → a new
+baseline when every service passed.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from pyinfra.operations.util import any_changed
 
 from ..errors import SparkStateError
 from ..observe import baseline
+from ..observe.compare import lost_restart, unit_current
 from ..observe.preflight import chat_template_message, preflight
-from ..observe.probe import observe
+from ..observe.probe import Observation, observe
 from ..plan.host_plan import NIM_UID, UNIT_PREFIX, HostPlan
 from ..plan.scripts import env_file_text
 from ..state.compat import NGC_KEY_ENV, NGC_REGISTRY, NGC_USER, needs_ngc_login
@@ -34,6 +38,7 @@ from ..state.loader import load_state
 from ..state.model import State
 from . import operations as ops
 from .facts import snapshot
+from .rollout import ServiceRun, previous_version
 
 ON_HOST = Path(__file__).parent.parent / "on_host"
 HELPER = (ON_HOST / "spark_host.py").read_text()
@@ -44,10 +49,10 @@ def _secrets_needed(plan: HostPlan) -> list[str]:
     return [name for s in plan.services for name in s.secrets] + [n for c in plan.checkpoints for n in c.secrets]
 
 
-def _bench_and_summarise(**kwargs: Any) -> None:
-    from .report import bench_and_summarise  # imported only when a bench runs: a converged run stays light
+def _verify(**kwargs: Any) -> None:
+    from .report import verify  # imported only when a verification runs: a converged run stays light
 
-    bench_and_summarise(**kwargs)
+    verify(**kwargs)
 
 
 def _setting(name: str, env: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -61,9 +66,24 @@ def _setting(name: str, env: str, default: str, allowed: tuple[str, ...]) -> str
 def serve_spark(state: State | None = None, host_name: str | None = None) -> None:
     state = state or load_state(host.data.get("spark_state_file") or state_path()).state
     name = host_name or host.data.get("spark_host") or host.name
-    environ = dict(os.environ)
     observation = observe(state, name, snapshot)
+    canary = _setting("spark_canary", "SPARK_STATE_CANARY", "on", ("on", "off")) == "on"
+    canaries = list(state.rollout.canary) if canary else []
+    # pyinfra runs each operation on every host before the next one, in the order of the lines that defined
+    # them: the canaries' operations (first line) precede the gate every host shares, which precedes everyone
+    # else's (last line). A failed canary fails the gate, and so every other host before anything changes there.
+    if name in canaries:
+        _reconcile(state, observation, canary=True)
+    if canaries:
+        ops.rollout_gate(name=f"rollout gate: canaries first ({', '.join(canaries)})", canaries=canaries)
+    if name not in canaries:
+        _reconcile(state, observation, canary=False)
+
+
+def _reconcile(state: State, observation: Observation, canary: bool) -> None:
+    environ = dict(os.environ)
     plan, spec, observed = observation.plan, observation.spec, observation.snapshot
+    rollback = state.rollout.rollback
 
     failures = preflight(plan, observed, environ, _secrets_needed(plan), state.fleet.reserved_memory_gib)
     ops.preflight_gate(name="spark-state preflight", failures=failures)
@@ -76,9 +96,9 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
         if needs_ngc_login(image.ref):  # preflight made sure the key is here when the image must be pulled
             ops.registry_login(name=f"docker login {NGC_REGISTRY} for {image.ref}", plan=plan, registry=NGC_REGISTRY,
                                user=NGC_USER, password=ops.Secret(NGC_KEY_ENV, environ.get(NGC_KEY_ENV, "")),
-                               image=image.ref, spec=spec)  # fmt: skip
+                               image=image.ref, local=image.local, spec=spec)  # fmt: skip
         changes["host"].append(ops.docker_image(name=f"image {image.ref}", plan=plan, ref=image.ref, spec=spec,
-                                                read_trtllm_version=image.ref in spec.probe))  # fmt: skip
+                                                local=image.local, read_trtllm_version=image.local in spec.probe))  # fmt: skip
 
     if plan.checkpoints:
         ops.managed_file(name="checkpoint fetcher", path=plan.fetch_script_path, content=FETCHER, mode="644", spec=spec)
@@ -103,21 +123,28 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
     engine_ops = {e.name: ops.engine(name=f"engine {e.name} ({e.fingerprint[:16]})", plan=plan, engine_plan=e,
                                      spec=spec) for e in plan.engines}  # fmt: skip
 
-    # What a restart follows from: the unit's text (engine, image, flags) and its environment.
+    # What a restart follows from: the unit's text (engine, image, flags) and its environment. The files they
+    # replace are kept in the rollback directory, so a failed change can go back to what ran before.
+    runs: dict[str, ServiceRun] = {}
     restart_after: dict[str, list[OperationMeta]] = {}
     for svc in plan.services:
-        changes[svc.name] = [engine_ops[svc.engine]] if svc.engine else []
+        run = runs[svc.name] = ServiceRun(svc, previous=previous_version(plan, svc, observed),
+                                          marked=svc.unit_name in observed.rollback.markers,
+                                          relaunch=unit_current(svc, observed) and lost_restart(svc, observed))  # fmt: skip
+        run.changes = [engine_ops[svc.engine]] if svc.engine else []
         restart_after[svc.name] = []
         if svc.env_file:
-            restart_after[svc.name].append(ops.managed_file(name=f"{svc.name} environment", path=svc.env_file,
-                                                            content=env_file_text(svc.env, svc.secrets, environ) or "",
-                                                            mode="600", spec=spec))  # fmt: skip
+            run.env_op = ops.managed_file(name=f"{svc.name} environment", path=svc.env_file, mode="600",
+                                          content=env_file_text(svc.env, svc.secrets, environ) or "", spec=spec,
+                                          previous=plan.rollback_env_file(svc) if rollback else None)  # fmt: skip
+            restart_after[svc.name].append(run.env_op)
         if svc.cache_dir:
-            changes[svc.name].append(ops.nim_cache(name=f"{svc.name} model cache", path=svc.cache_dir, uid=NIM_UID,
-                                                   spec=spec))  # fmt: skip
+            run.changes.append(ops.nim_cache(name=f"{svc.name} model cache", path=svc.cache_dir, uid=NIM_UID,
+                                             spec=spec))  # fmt: skip
         restart_after[svc.name].append(ops.unit_file(name=f"unit {svc.unit_name}", path=svc.unit_path,
-                                                     content=svc.unit_text, spec=spec))  # fmt: skip
-        changes[svc.name] += restart_after[svc.name]
+                                                     content=svc.unit_text, spec=spec,
+                                                     previous=plan.rollback_unit(svc) if rollback else None))  # fmt: skip
+        run.changes += restart_after[svc.name]
 
     wanted = {s.unit_name for s in plan.services}
     for unit in sorted(set(observed.units) - wanted):
@@ -125,10 +152,17 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
         changes["host"].append(ops.stale_unit_removed(name=f"remove {unit}", unit=unit, units_dir=plan.units_dir,
                                                       env_file=env_file, spec=spec))  # fmt: skip
 
+    # With rollback on, a failed health wait does not end the host's run: the verification that follows rolls
+    # the service back and then fails the host.
     for svc in plan.services:
-        changes[svc.name].append(ops.service_restarted(name=f"{svc.unit_name} restarted", plan=plan, svc=svc,
-                                                       spec=spec, _if=any_changed(*restart_after[svc.name])))  # fmt: skip
-        changes[svc.name].append(ops.service_running(name=f"{svc.unit_name} running", plan=plan, svc=svc, spec=spec))
+        run = runs[svc.name]
+        run.health = [
+            ops.service_restarted(name=f"{svc.unit_name} restarted", plan=plan, svc=svc, spec=spec,
+                                  _if=any_changed(*restart_after[svc.name]), _ignore_errors=rollback),
+            ops.service_running(name=f"{svc.unit_name} running", plan=plan, svc=svc, spec=spec,
+                                _ignore_errors=rollback),
+        ]  # fmt: skip
+        run.changes += run.health
 
     # A host that changed under its services since its last good deploy (driver, CUDA, kernel, OS, docker,
     # toolkit, images) is benched again even when no file changed: the bench tells whether the upgrade hurt.
@@ -137,10 +171,17 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
 
     mode = _setting("spark_bench", "SPARK_STATE_BENCH", "on", ("on", "always", "off"))
     fail = _setting("spark_bench_fail", "SPARK_STATE_BENCH_FAIL", "yes", ("yes", "no", "true", "false", "1", "0"))
-    every = [op for group in changes.values() for op in group]
-    if mode != "off" and plan.services:
-        changed = any_changed(*every)
-        condition = (lambda: True) if mode == "always" or since_baseline else changed
-        python.call(name="verification bench and summary", function=_bench_and_summarise, state=state, plan=plan,
-                    changes=changes, since_baseline=since_baseline, fail_on_miss=fail in ("yes", "true", "1"),
-                    _if=condition)  # fmt: skip
+    if not plan.services:
+        return
+    every = [op for group in changes.values() for op in group] + [op for r in runs.values() for op in r.changes]
+
+    def needed() -> bool:
+        """After a change or a failed health wait; always when asked, when the host changed since its baseline,
+        or when a rollback is still marked (a passing run clears it)."""
+        return (mode == "always" or bool(since_baseline) or any(r.marked or r.relaunch for r in runs.values())
+                or any(op.did_change() for op in every) or any(r.health_failed() for r in runs.values()))  # fmt: skip
+
+    python.call(name="verification: health, bench, rollback" if rollback else "verification: health and bench",
+                function=_verify, state=state, plan=plan, runs=list(runs.values()), host_changes=changes["host"],
+                since_baseline=since_baseline, bench=mode != "off", canary=canary, rollback=rollback,
+                fail_on_miss=fail in ("yes", "true", "1"), _if=needed)  # fmt: skip

@@ -10,13 +10,13 @@ from typing import Any
 
 from ..plan.host_plan import NIM_UID, HostPlan, ServicePlan, manifest_path
 from ..plan.scripts import env_file_text
-from .snapshot import Snapshot
+from .snapshot import ImageFact, Snapshot
 
 
 @dataclass(frozen=True)
 class Item:
     host: str
-    kind: str  # image, checkpoint, engine, unit, env, service, health, stale-unit
+    kind: str  # image, checkpoint, engine, unit, rollback, env, service, health, stale-unit
     name: str
     desired: str
     observed: str
@@ -34,6 +34,11 @@ def manifest_state(snapshot: Snapshot, directory: str) -> tuple[dict[str, Any] |
     if not entry:
         return None, ()
     return entry.manifest, entry.missing
+
+
+def holds_digest(found: ImageFact | None, digest: str | None) -> bool:
+    """The local image is the one the state pins (any digest will do when it pins none)."""
+    return found is not None and (digest is None or any(d.endswith(f"@{digest}") for d in found.digests))
 
 
 def checkpoint_ok(snapshot: Snapshot, repo: str, revision: str, directory: str) -> tuple[bool, str]:
@@ -64,9 +69,14 @@ def compare(plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str]) -> l
     items: list[Item] = []
     host = plan.host
     for image in plan.images:
-        found = snapshot.images.get(image.ref)
+        found = snapshot.images.get(image.local)
         if found is None:
             items.append(Item(host, "image", image.ref, "present", "absent", False))
+            continue
+        if not holds_digest(found, image.digest):
+            items.append(Item(host, "image", image.ref, f"{image.local} at {image.digest}",
+                              f"{image.local} is {', '.join(found.digests) or found.id}: the tag was re-pushed "
+                              "or pulled without the pin", False))  # fmt: skip
             continue
         digest = (found.digests or (found.id,))[0]
         observed = f"{digest}" + (f", TensorRT-LLM {found.trtllm_version}" if found.trtllm_version else "")
@@ -96,6 +106,11 @@ def _service_items(host: str, svc: ServicePlan, snapshot: Snapshot, environ: Map
     unit_ok = observed_sha == sha256(svc.unit_text)
     items.append(Item(host, "unit", svc.unit_name, f"sha256 {sha256(svc.unit_text)[:12]}",
                       "absent" if unit is None else f"sha256 {str(observed_sha)[:12]}", unit_ok))  # fmt: skip
+    rolled_back = snapshot.rollback.markers.get(svc.unit_name)
+    if not unit_ok and rolled_back and rolled_back.get("desired_identity") == svc.identity:
+        items.append(Item(host, "rollback", svc.name, svc.serves,
+                          f"rolled back: desired {rolled_back.get('desired')}, serving {rolled_back.get('serving')} "
+                          f"({rolled_back.get('reason')}, {rolled_back.get('at')})", False))  # fmt: skip
     if svc.env_file:
         text = env_file_text(svc.env, svc.secrets, environ)
         seen_env = snapshot.files.get(svc.env_file)

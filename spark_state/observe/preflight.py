@@ -28,7 +28,7 @@ def preflight(plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str],
     probed = snapshot.trtllm_versions()
     if gpu is not None:
         for image in plan.images:
-            version = probed.get(image.ref) or image.trtllm_version
+            version = probed.get(image.local) or image.trtllm_version
             if version is None:
                 continue
             if trtllm_support(version, gpu).support is Support.KNOWN_BAD:
@@ -47,7 +47,7 @@ def preflight(plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str],
     failures += _ports(plan, snapshot)
     failures += _chat_templates(plan, snapshot)
     for image in plan.images:
-        if needs_ngc_login(image.ref) and snapshot.images.get(image.ref) is None and NGC_KEY_ENV not in environ:
+        if needs_ngc_login(image.ref) and snapshot.images.get(image.local) is None and NGC_KEY_ENV not in environ:
             failures.append(f"image {image.ref} must be pulled from {NGC_REGISTRY}, which needs an NGC API key: "
                             f"set {NGC_KEY_ENV} on the machine running the deploy")  # fmt: skip
     missing = sorted({name for name in secrets_needed if name not in environ})

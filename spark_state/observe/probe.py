@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..plan.host_plan import UNIT_PREFIX, HostPlan, plan_host
 from ..plan.quoting import sh_word
-from ..state.model import State
+from ..state.model import COMMIT_SHA, State
 from .compare import manifest_path
 from .snapshot import Snapshot
 
@@ -37,11 +37,13 @@ class ProbeSpec:
     read_only: bool = False  # starts no container and writes nothing (drift)
     manifests: tuple[str, ...] | None = None
     engine_dirs: tuple[str, ...] | None = None
+    checkpoint_dirs: tuple[str, ...] | None = None
     chat_templates: tuple[str, ...] | None = None
     files: tuple[str, ...] | None = None
     owners: tuple[str, ...] | None = None
     units_dir: str | None = None
     units_prefix: str = UNIT_PREFIX
+    rollback_dir: str | None = None
     ports: bool = False
     containers: str | None = None
     health: tuple[tuple[int, str], ...] | None = None
@@ -67,16 +69,18 @@ def probe_spec(plan: HostPlan, read_only: bool = False, with_health: bool = True
         docker=True,
         host=True,
         baseline=plan.baseline_path,
-        images=tuple(sorted({i.ref for i in plan.images})),
+        images=tuple(sorted({i.local for i in plan.images})),
         probe=tuple(sorted(trtllm_refs)),
         trtllm_cache=plan.trtllm_versions_dir,
         read_only=read_only,
         manifests=tuple(manifest_path(c.dir) for c in plan.checkpoints) + tuple(manifest_path(e.dir) for e in plan.engines),
         engine_dirs=tuple(sorted({e.dir.rsplit("/", 1)[0] for e in plan.engines})),
+        checkpoint_dirs=tuple(sorted({c.dir.rsplit("/", 1)[0] for c in plan.checkpoints})),
         chat_templates=tuple(sorted({c.dir for c in plan.checkpoints})),
         files=tuple(env_files) + (plan.helper_path, plan.fetch_script_path),
         owners=tuple(s.cache_dir for s in plan.services if s.cache_dir),
         units_dir=plan.units_dir,
+        rollback_dir=plan.rollback_dir,
         ports=True,
         containers=UNIT_PREFIX,
         health=tuple((s.port, s.health_path) for s in plan.services) if with_health else (),
@@ -85,7 +89,7 @@ def probe_spec(plan: HostPlan, read_only: bool = False, with_health: bool = True
 
 def host_facts_spec(plan: HostPlan) -> ProbeSpec:
     """Only what a baseline records: GPU driver, docker, host versions and image digests."""
-    return ProbeSpec(gpu=True, docker=True, host=True, images=tuple(sorted({i.ref for i in plan.images})))
+    return ProbeSpec(gpu=True, docker=True, host=True, images=tuple(sorted({i.local for i in plan.images})))
 
 
 @dataclass(frozen=True)
@@ -96,14 +100,40 @@ class Observation:
 
 
 def observe(state: State, host: str, probe: Callable[[ProbeSpec], Snapshot], read_only: bool = False) -> Observation:
-    """Plan the host, probe it, and plan it again when an image carries another TensorRT-LLM than its tag says
-    (the version inside the image feeds the engine fingerprints), probing once more for the new plan."""
+    """Plan the host, probe it, and plan it again when the host knows better: an image carries another
+    TensorRT-LLM than its tag says (the version inside feeds the engine fingerprints), or a checkpoint pinned to
+    a commit is already here, downloaded under the branch or tag it was pinned from (it is used where it is:
+    same bits, same engines and units) — probing once more for the new plan."""
     plan = plan_host(state, host)
     spec = probe_spec(plan, read_only)
     snapshot = probe(spec)
     probed = snapshot.trtllm_versions()
-    if any(probed.get(i.ref) not in (None, i.trtllm_version) for i in plan.images):
+    held = held_under(state, plan, snapshot)
+    if held or any(probed.get(i.local) not in (None, i.trtllm_version) for i in plan.images):
+        state = with_revisions(state, held)
         plan = plan_host(state, host, probed)
         spec = probe_spec(plan, read_only)
         snapshot = probe(spec)
     return Observation(plan, spec, snapshot)
+
+
+def held_under(state: State, plan: HostPlan, snapshot: Snapshot) -> dict[str, str]:
+    """checkpoint → the revision name a pinned commit is held under on this host (when not under its sha)."""
+    held = {}
+    for ckpt in plan.checkpoints:
+        if not COMMIT_SHA.match(ckpt.revision) or snapshot.manifests.get(manifest_path(ckpt.dir)):
+            continue
+        for copy in snapshot.checkpoint_copies.get(ckpt.name, []):
+            if (copy.get("repo"), copy.get("sha")) == (ckpt.repo, ckpt.revision) and copy.get("revision"):
+                held[ckpt.name] = str(copy["revision"])
+                break
+    return held
+
+
+def with_revisions(state: State, revisions: dict[str, str]) -> State:
+    """The state with these checkpoints' revisions replaced (each by a name for the same commit)."""
+    if not revisions:
+        return state
+    checkpoints = {name: c.model_copy(update={"revision": revisions[name]}) if name in revisions else c
+                   for name, c in state.checkpoints.items()}  # fmt: skip
+    return state.model_copy(update={"checkpoints": checkpoints})

@@ -87,6 +87,16 @@ class UnitFact:
 
 
 @dataclass(frozen=True)
+class RollbackFact:
+    """What a rollback restores (units by name, env files by service name, hashes only) and the rollbacks that
+    happened (unit name → marker: desired, serving, reason, identity the deploy wanted)."""
+
+    units: dict[str, FileFact | None] = field(default_factory=dict)
+    env_files: dict[str, FileFact | None] = field(default_factory=dict)
+    markers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ContainerFact:
     state: str | None
     image: str | None = None
@@ -107,10 +117,12 @@ class Snapshot:
     images: dict[str, ImageFact | None] = field(default_factory=dict)
     manifests: dict[str, Artifact | None] = field(default_factory=dict)
     engine_builds: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    checkpoint_copies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # name → dir, repo, revision, sha
     chat_templates: dict[str, bool | None] = field(default_factory=dict)
     owners: dict[str, tuple[int, int] | None] = field(default_factory=dict)
     files: dict[str, FileFact | None] = field(default_factory=dict)
     units: dict[str, UnitFact] = field(default_factory=dict)
+    rollback: RollbackFact = field(default_factory=RollbackFact)
     listening: frozenset[int] = frozenset()
     containers: dict[str, ContainerFact] = field(default_factory=dict)
     health: dict[int, dict[str, int | str]] = field(default_factory=dict)
@@ -144,6 +156,14 @@ def _file(entry: Mapping[str, Any] | None) -> FileFact | None:
     return None if entry is None else FileFact(entry["sha256"], entry["mode"], entry.get("text"))
 
 
+def _rollback(section: Mapping[str, Any]) -> RollbackFact:
+    return RollbackFact(
+        units={name: _file(entry) for name, entry in (section.get("units") or {}).items()},
+        env_files={name.removesuffix(".env"): _file(entry) for name, entry in (section.get("env_files") or {}).items()},
+        markers={name: dict(marker) for name, marker in (section.get("markers") or {}).items() if isinstance(marker, dict)},
+    )
+
+
 def _parse(doc: Mapping[str, Any]) -> Snapshot:
     gpu, memory, disk, docker, host = (doc.get(k) for k in ("gpu", "memory", "disk", "docker", "host"))
     return Snapshot(
@@ -159,11 +179,13 @@ def _parse(doc: Mapping[str, Any]) -> Snapshot:
         manifests={path: Artifact(a["manifest"], tuple(a.get("missing") or ())) if a else None
                    for path, a in (doc.get("manifests") or {}).items()},
         engine_builds={name: list(builds) for name, builds in (doc.get("engine_builds") or {}).items()},
+        checkpoint_copies={name: [dict(c) for c in copies] for name, copies in (doc.get("checkpoint_copies") or {}).items()},
         chat_templates=dict(doc.get("chat_templates") or {}),
         owners={path: (int(o[0]), int(o[1])) if o else None for path, o in (doc.get("owners") or {}).items()},
         files={path: _file(entry) for path, entry in (doc.get("files") or {}).items()},
         units={name: UnitFact(_file(u.get("file")), u.get("active"), u.get("enabled"))
                for name, u in (doc.get("units") or {}).items()},
+        rollback=_rollback(doc.get("rollback") or {}),
         listening=frozenset(int(p) for p in doc.get("listening") or ()),
         containers={name: ContainerFact(c.get("state"), c.get("image"), tuple(c.get("published") or ()),
                                         c.get("identity"), c.get("status"), c.get("created"))

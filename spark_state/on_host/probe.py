@@ -1,8 +1,9 @@
 """Runs ON a Spark (python3, stdlib only), as one SSH command: everything spark-state needs to know about the
 host, as one JSON document. A spec (JSON, argv[1]) says which sections to gather.
 
-Sections: gpu, memory, disk, docker, host, baseline, images, manifests, engine_dirs, chat_templates, files, units,
-ports, health, containers.
+Sections: gpu, memory, disk, docker, host, baseline, images, manifests, engine_dirs, checkpoint_dirs, chat_templates,
+files, units,
+rollback, ports, health, containers.
 The TensorRT-LLM version inside an image is probed once per image id and cached in the spec's `trtllm_cache`
 directory (HostPlan.trtllm_versions_dir), one file per image id, shared with the helper's trtllm-version.
 """
@@ -194,6 +195,17 @@ def engine_builds(directory):
     return [m for _, m in sorted(found, key=lambda pair: pair[0])]
 
 
+def checkpoint_copies(directory):
+    """Each finished download of one checkpoint: the directory (its revision as written when downloaded), repo,
+    revision and commit sha from its manifest."""
+    found = []
+    for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        manifest = read_json(os.path.join(directory, entry, ".spark-state.json"))
+        if isinstance(manifest, dict):
+            found.append({"dir": entry, **{k: manifest.get(k) for k in ("repo", "revision", "sha")}})
+    return found
+
+
 def chat_template(directory):
     if os.path.exists(os.path.join(directory, "chat_template.jinja")):
         return True
@@ -233,6 +245,22 @@ def units(directory, prefix):
             for name, state in zip(names, out.split()):
                 result[name][field] = state
     return result
+
+
+def rollback(directory):
+    """What a rollback would restore: the units replaced by the last change (with their text), the env files
+    kept beside them (hashes only: secrets) and the markers of rollbacks that happened (HostPlan.rollback_dir)."""
+    found = {"units": {}, "env_files": {}, "markers": {}}
+    names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+    for name in names:
+        path = os.path.join(directory, name)
+        if name.endswith(".service"):
+            found["units"][name] = file_info(path, with_text=True)
+        elif name.endswith(".env"):
+            found["env_files"][name] = file_info(path)
+        elif name.endswith(".service.json"):
+            found["markers"][name[: -len(".json")]] = read_json(path)
+    return found
 
 
 def listening_ports():
@@ -302,6 +330,9 @@ def main():
         jobs["manifests"] = (lambda paths: {p: artifact(p) for p in paths}, spec["manifests"])
     if spec.get("engine_dirs") is not None:
         jobs["engine_builds"] = (lambda dirs: {os.path.basename(d): engine_builds(d) for d in dirs}, spec["engine_dirs"])
+    if spec.get("checkpoint_dirs") is not None:
+        jobs["checkpoint_copies"] = (lambda dirs: {os.path.basename(d): checkpoint_copies(d) for d in dirs},
+                                     spec["checkpoint_dirs"])
     if spec.get("chat_templates") is not None:
         jobs["chat_templates"] = (lambda dirs: {d: chat_template(d) for d in dirs}, spec["chat_templates"])
     if spec.get("owners") is not None:
@@ -310,6 +341,8 @@ def main():
         jobs["files"] = (lambda paths: {p: file_info(p) for p in paths}, spec["files"])
     if spec.get("units_dir"):
         jobs["units"] = (units, spec["units_dir"], spec["units_prefix"])
+    if spec.get("rollback_dir"):
+        jobs["rollback"] = (rollback, spec["rollback_dir"])
     if spec.get("ports"):
         jobs["listening"] = (lambda: sorted(listening_ports()),)
     if spec.get("containers"):

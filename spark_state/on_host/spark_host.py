@@ -35,7 +35,7 @@ def clock(seconds):
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def pull(docker, ref):
+def pull(docker, ref, local=None):
     """docker pull without a terminal prints one line per layer event ("Pulling fs layer", "Download complete",
     "Pull complete"); those become layer counts with elapsed time, every interval and at each completion."""
     started = time.monotonic()
@@ -69,6 +69,9 @@ def pull(docker, ref):
     if code != 0:
         sys.stderr.write("\n".join(tail) + "\n")
         sys.exit(code)
+    if local and local != ref:  # pulled by digest (docker keeps no tag for it): name it as units use it
+        subprocess.run([docker, "tag", ref.split("@", 1)[0].rsplit(":", 1)[0] + "@" + ref.split("@", 1)[1], local],
+                       check=True)  # fmt: skip
     say(f"pull {ref}: done in {clock(time.monotonic() - started)}")
 
 

@@ -30,10 +30,25 @@ MANIFEST = ".spark-state.json"  # written into a checkpoint or engine directory 
 @dataclass(frozen=True)
 class ImagePlan:
     name: str
-    ref: str
+    ref: str  # as the state writes it: what is pulled (a pinned `name:tag@sha256:...` pulls exactly that digest)
     trtllm_version: str | None
     support: str
     reason: str
+    local: str = ""  # what units, builds and the probe use on the host: `name:tag` (local_ref)
+    digest: str | None = None  # the digest the state pins, checked against what `local` holds
+
+
+def local_ref(ref: str) -> str:
+    """The name an image is used by on a host. A pinned `name:tag@sha256:...` is pulled by its digest and tagged
+    `name:tag`, so a pinned and an unpinned state serving the same bits write the same units and engines (what
+    `name:tag` holds is checked against the digest). An untagged `name@sha256:...` is used as it is."""
+    name, _, digest = ref.partition("@")
+    return name if digest and ":" in name.rsplit("/", 1)[-1] else ref
+
+
+def ref_digest(ref: str) -> str | None:
+    """The digest a reference pins (`...@sha256:HEX`), or None."""
+    return ref.partition("@")[2] or None
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,7 @@ class ServicePlan:
     health_timeout_s: int = 600
     cache_dir: str | None = None  # a NIM's model cache on the host, writable by the container's UID 1000
     identity: str = ""  # the unit this service's container must have been started from (IDENTITY_LABEL)
+    serves: str = ""  # what the unit runs, for people: "engine E <fingerprint> on <image>" (its `# Serves:` line)
 
 
 @dataclass(frozen=True)
@@ -128,6 +144,21 @@ class HostPlan:
     def baseline_path(self) -> str:
         """The host's baseline (spark_state.observe.baseline), written after a deploy whose bench passed."""
         return f"{self.root}/baseline.json"
+
+    @property
+    def rollback_dir(self) -> str:
+        """0700: the unit (and env file) each service ran before its last change, and markers of rollbacks."""
+        return f"{self.root}/rollback"
+
+    def rollback_unit(self, svc: ServicePlan) -> str:
+        return f"{self.rollback_dir}/{svc.unit_name}"
+
+    def rollback_env_file(self, svc: ServicePlan) -> str:
+        return f"{self.rollback_dir}/{svc.name}.env"
+
+    def rollback_marker(self, svc: ServicePlan) -> str:
+        """Written when a deploy rolled the service back; removed when a deploy of it passes."""
+        return f"{self.rollback_dir}/{svc.unit_name}.json"
 
     @property
     def lib_dir(self) -> str:
@@ -258,11 +289,12 @@ def _images_needed(state: State, services: list[str], engines: list[str]) -> lis
 
 def _plan_image(state: State, name: str, gpu: Any, probed: Mapping[str, str]) -> ImagePlan:
     ref = state.images[name].ref
-    version = probed.get(ref) or image_trtllm_version(state, name)
+    local, digest = local_ref(ref), ref_digest(ref)
+    version = probed.get(local) or image_trtllm_version(state, name)
     if gpu is None or (version is None and not _is_trtllm_image(state, name)):
-        return ImagePlan(name, ref, version, "n/a", "")
+        return ImagePlan(name, ref, version, "n/a", "", local, digest)
     verdict = trtllm_support(version, gpu)
-    return ImagePlan(name, ref, version, verdict.support.value, verdict.reason)
+    return ImagePlan(name, ref, version, verdict.support.value, verdict.reason, local, digest)
 
 
 def _is_trtllm_image(state: State, name: str) -> bool:
@@ -279,7 +311,7 @@ def checkpoint_dir(state: State, name: str) -> str:
 def _plan_checkpoint(state: State, name: str, fetch_image: str) -> CheckpointPlan:
     c = state.checkpoints[name]
     return CheckpointPlan(name, c.repo, c.revision, checkpoint_dir(state, name), tuple(c.secrets), c.size_gb,
-                          state.images[fetch_image].ref)  # fmt: skip
+                          local_ref(state.images[fetch_image].ref))  # fmt: skip
 
 
 def _fetch_image(state: State, checkpoint: str, services: list[str], engines: list[str]) -> str:
@@ -318,7 +350,7 @@ def engine_build_flags(state: State, name: str) -> list[str]:
 def plan_engine(state: State, name: str, probed: Mapping[str, str] | None = None) -> EnginePlan:
     e = state.engines[name]
     ckpt = state.checkpoints[e.checkpoint]
-    image_ref = state.images[e.image].ref
+    image_ref = local_ref(state.images[e.image].ref)
     version = (probed or {}).get(image_ref) or image_trtllm_version(state, e.image)
     build_flags = engine_build_flags(state, name)
     convert_flags = ["--dtype", e.dtype, *e.convert_args]
@@ -375,6 +407,15 @@ def _serve_flags(svc: EngineService | PytorchService, defaults: Any) -> list[str
 
 
 IDENTITY_LABEL = "spark-state.identity"
+SERVES_LINE = "# Serves: "  # a unit's second line: what it runs, read back by rollback and drift
+
+
+def unit_serves(unit_text: str | None) -> str | None:
+    """What a unit file says it serves (its `# Serves:` line); None for a unit written before that line."""
+    for line in (unit_text or "").splitlines()[:5]:
+        if line.startswith(SERVES_LINE):
+            return line[len(SERVES_LINE):].strip()
+    return None
 NIM_CACHE = "/opt/nim/.cache"  # where a NIM keeps downloaded model profiles (NIM docs: mount a host dir here)
 NIM_UID = 1000  # NIM containers run as this user: the cache must be writable by it
 HEALTH_TIMEOUT_S = {"nim": 1800}  # a NIM's first start downloads its model profile into the cache
@@ -393,7 +434,7 @@ def _plan_service(state: State, name: str, engines: dict[str, EnginePlan]) -> Se
 
     cache_dir = None
     if isinstance(svc, NimService):
-        image_ref = state.images[svc.container].ref
+        image_ref = local_ref(state.images[svc.container].ref)
         cache_dir = f"{state.paths.root}/nim-cache/{name}"
         run += [f"--shm-size={svc.shm_size}", "-p", f"{svc.port}:{svc.container_port}"]
         run += ["-v", f"{cache_dir}:{NIM_CACHE}"]
@@ -401,21 +442,25 @@ def _plan_service(state: State, name: str, engines: dict[str, EnginePlan]) -> Se
             run += ["--env-file", env_file]
         run += [image_ref, *svc.extra_args]
         description = f"NIM {image_ref} on :{svc.port}"
+        serves = f"NIM {image_ref}"
     else:
         tokenizer_dir = checkpoint_dir(state, tokenizer)  # type: ignore[arg-type]
         run += ["-p", f"{svc.port}:{svc.port}"]
         if isinstance(svc, EngineService):
             assert engine_plan is not None
-            image_ref = state.images[svc.image or state.engines[svc.engine].image].ref
+            image_ref = local_ref(state.images[svc.image or state.engines[svc.engine].image].ref)
             run += ["-v", f"{engine_plan.dir}/engine:/engine:ro", "-v", f"{tokenizer_dir}:/tokenizer:ro"]
             model_arg, backend, defaults = "/engine", "tensorrt", state.engines[svc.engine]
             description = f"trtllm-serve engine {svc.engine} on :{svc.port}"
+            serves = f"engine {svc.engine} {engine_plan.fingerprint[:16]} on {image_ref}"
         else:
             checkpoint = svc.checkpoint
-            image_ref = state.images[svc.image].ref
+            image_ref = local_ref(state.images[svc.image].ref)
             run += ["-v", f"{checkpoint_dir(state, svc.checkpoint)}:/model:ro", "-v", f"{tokenizer_dir}:/tokenizer:ro"]
             model_arg, backend, defaults = "/model", "pytorch", None
             description = f"trtllm-serve checkpoint {svc.checkpoint} (pytorch) on :{svc.port}"
+            ckpt = state.checkpoints[svc.checkpoint]
+            serves = f"checkpoint {ckpt.repo}@{ckpt.revision} (pytorch) on {image_ref}"
         if env_file:
             run += ["--env-file", env_file]
         run += [image_ref, "trtllm-serve", "serve", model_arg, "--tokenizer", "/tokenizer", "--backend", backend]
@@ -426,7 +471,7 @@ def _plan_service(state: State, name: str, engines: dict[str, EnginePlan]) -> Se
     def unit(argv: list[str]) -> str:
         return render(
             "service.unit.j2",
-            service={"name": name, "description": description},
+            service={"name": name, "description": description, "serves": serves},
             exec_rm=quoting.systemd_join([docker, "rm", "-f", container]),
             exec_start=quoting.systemd_join(argv),
             exec_stop=quoting.systemd_join([docker, "stop", "-t", "30", container]),
@@ -460,6 +505,7 @@ def _plan_service(state: State, name: str, engines: dict[str, EnginePlan]) -> Se
         health_timeout_s=svc.health_timeout_s or HEALTH_TIMEOUT_S.get(service_kind(svc), DEFAULT_HEALTH_TIMEOUT_S),
         cache_dir=cache_dir,
         identity=identity,
+        serves=serves,
     )
 
 

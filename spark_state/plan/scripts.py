@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from .host_plan import MANIFEST, UNIT_PREFIX, CheckpointPlan, EnginePlan, HostPlan, manifest_path
+from .host_plan import MANIFEST, UNIT_PREFIX, CheckpointPlan, EnginePlan, HostPlan, ServicePlan, manifest_path
 from .quoting import env_file_line, sh_join, sh_word
 from .templates import render
 
@@ -42,8 +42,9 @@ def fetch_command(plan: HostPlan, ckpt: CheckpointPlan) -> str:
     return f"mkdir -p {sh_word(parent)} && {sh_join(argv)}"
 
 
-def pull_command(plan: HostPlan, ref: str) -> str:
-    return helper(plan, "pull", plan.docker, ref)
+def pull_command(plan: HostPlan, ref: str, local: str | None = None) -> str:
+    """Pull `ref` with progress lines; a pinned `name:tag@sha256:...` is then tagged `local` (`name:tag`)."""
+    return helper(plan, "pull", plan.docker, ref, *([local] if local and local != ref else []))
 
 
 def docker_login_command(plan: HostPlan, registry: str, user: str, image: str) -> str:
@@ -84,6 +85,23 @@ def wait_healthy_command(plan: HostPlan, port: int, timeout_s: int, ready_path: 
     """Poll the service's readiness path (trtllm-serve: /health; NIM: /v1/health/ready) and /v1/models on the
     host until both answer 200, with a progress line while it waits."""
     return helper(plan, "wait-healthy", str(port), str(timeout_s), ready_path, "/v1/models")
+
+
+def rollback_command(plan: HostPlan, svc: ServicePlan, restore_env: bool) -> str:
+    """Put back the unit (and env file) the service ran before its last change, and restart it."""
+    steps = [sh_join(["cp", "-p", plan.rollback_unit(svc), svc.unit_path])]
+    if restore_env and svc.env_file:
+        steps.append(sh_join(["cp", "-p", plan.rollback_env_file(svc), svc.env_file]))
+    steps += [sh_join(["systemctl", "daemon-reload"]), sh_join(["systemctl", "restart", svc.unit_name])]
+    return " && ".join(steps)
+
+
+def write_file_command(path: str, text: str) -> str:
+    """Write a small, non-secret document atomically (temp file beside it, then rename), creating its directory
+    readable by root only."""
+    parent = path.rsplit("/", 1)[0]
+    return (f"install -d -m 700 {sh_word(parent)} && printf '%s\\n' {sh_word(text)} > {sh_word(path + '.tmp')} "
+            f"&& mv {sh_word(path + '.tmp')} {sh_word(path)}")
 
 
 def resident_command(docker: str, container: str) -> str:

@@ -66,6 +66,7 @@ def check(state: State, declared: Mapping[str, set[str]] | None = None) -> list[
     _check_services(state, c)
     _check_hosts(state, c)
     _check_bench(state, c)
+    _check_rollout(state, c)
     _check_build_images(state, c)
     return c.findings
 
@@ -157,6 +158,15 @@ def _check_hosts(state: State, c: _Collector) -> None:
 
 def _check_bench(state: State, c: _Collector) -> None:
     c.ref(("bench", "baseline"), "services", state.bench.baseline, "service")
+
+
+def _check_rollout(state: State, c: _Collector) -> None:
+    canary = state.rollout.canary
+    for i, hname in enumerate(canary):
+        if c.ref(("rollout", "canary", i), "hosts", hname, "host") and hname in canary[:i]:
+            c.error(("rollout", "canary", i), f"host {hname!r} is listed twice")
+    if canary and state.hosts and set(canary) >= set(state.hosts):
+        c.warn(("rollout", "canary"), "every host is a canary: the rollout goes to all of them at once")
 
 
 def _gpus_for(state: State, users: set[str]) -> set[str]:

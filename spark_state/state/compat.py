@@ -36,7 +36,7 @@ TRITON_TRTLLM_VERSIONS: dict[str, str] = {
 # The image to recommend when a build image is known-bad.
 RECOMMENDED_BUILD_IMAGE = "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
 
-_TRITON_TAG = re.compile(r"(?:^|/)tritonserver:(?P<release>\d\d\.\d\d)-trtllm-python-py3$")
+_TRITON_TAG = re.compile(r"(?:^|/)tritonserver:(?P<release>\d\d\.\d\d)-trtllm-python-py3(?:@sha256:[0-9a-f]{64})?$")
 
 
 @dataclass(frozen=True)

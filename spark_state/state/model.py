@@ -83,6 +83,7 @@ def _env_value(value: str) -> str:
 Name = Annotated[str, AfterValidator(_name)]
 EnvName = Annotated[str, _matching(_ENV_NAME, "an environment variable name (A-Z, 0-9, _)")]
 HfRepo = Annotated[str, _matching(_HF_REPO, "a Hugging Face repo id like 'nvidia/Llama-3.1-8B-Instruct-FP8'")]
+COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")  # a revision that is a commit: pinned (spark-state pin writes these)
 Revision = Annotated[str, _matching(_REVISION, "a git revision (branch, tag or commit sha)")]
 AbsPath = Annotated[str, AfterValidator(_abs_path)]
 ImageRef = Annotated[str, _matching(_IMAGE_REF, "a docker image reference like 'nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3'")]
@@ -117,6 +118,17 @@ class Paths(Strict):
     units: AbsPath = Field(default="/etc/systemd/system", description="Where the systemd units are written.")
     secrets: AbsPath = Field(default="/etc/spark-state/secrets", description="0600 env files with secrets.")
     docker: AbsPath = Field(default="/usr/bin/docker", description="The docker CLI on the hosts.")
+
+
+class Rollout(Strict):
+    canary: list[Name] = Field(
+        default_factory=list,
+        description="Hosts upgraded, health-checked and benched first; the others only when every canary passed.",
+    )
+    rollback: bool = Field(
+        default=True,
+        description="A changed service that fails its health wait or its bench goes back to the unit it ran before.",
+    )
 
 
 def _image_shorthand(value: Any) -> Any:
@@ -306,6 +318,7 @@ class State(Strict):
     engines: dict[Name, Engine] = Field(default_factory=dict)
     services: dict[Name, Service] = Field(default_factory=dict)
     bench: Bench = Field(default_factory=Bench)
+    rollout: Rollout = Field(default_factory=Rollout)
     groups: dict[Name, Group] = Field(default_factory=dict)
     hosts: dict[Name, Host] = Field(default_factory=dict)
 

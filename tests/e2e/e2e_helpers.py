@@ -117,3 +117,11 @@ def answers(fleet: Fleet, index: int, port: int) -> bool:
 
 def unit_files(fleet: Fleet, index: int) -> str:
     return fleet.root(fleet.hosts[index], "cd /etc/systemd/system && sha256sum spark-state-*.service 2>/dev/null; true").stdout
+
+
+def sim(*argv: str) -> str:
+    """`spark-state sim ...` (as the user runs it); its output."""
+    proc = subprocess.run([str(Path(sys.executable).parent / "spark-state"), "sim", *argv], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
