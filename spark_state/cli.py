@@ -149,8 +149,9 @@ def _pin(args: argparse.Namespace, console: Console) -> Outcome:
         return Outcome.FINDINGS
     document = pin.request(pins, os.environ)
     if args.inventory:
-        from .state.inventory import load_entries
+        from .state.inventory import STATE_ENV, load_entries
 
+        os.environ[STATE_ENV] = str(path)  # the inventory places the hosts this state declares
         address, data = load_entries(args.inventory)[0]
         answer = pin.resolve_through(address, data, document)
     else:
@@ -162,6 +163,49 @@ def _pin(args: argparse.Namespace, console: Console) -> Outcome:
         table.add_row(p.kind, p.name, p.current, str(p.pinned))
     console.print(table)
     return Outcome.OK
+
+
+def _gigabytes(count: int) -> str:
+    return f"{count / 1e9:.2f} GB"
+
+
+def _prune(args: argparse.Namespace, console: Console) -> Outcome:
+    from . import prune
+    from .remote import on_each_host
+
+    state, entries, _ = _fleet(args)
+    done = on_each_host(entries, args.host, lambda address, data: prune.prune_host(state, address, data, args.keep,
+                                                                                   args.yes))  # fmt: skip
+    results = [r for _, _, r in done]
+    if args.json:
+        print(json.dumps({"format": "spark-state/prune/v1", "removed": args.yes, "hosts": [
+            {"host": r.host, "address": r.address, "error": r.error, "removed": r.removed, "bytes": r.bytes,
+             "items": [vars(i) for i in r.items]} for r in results]}, indent=2))  # fmt: skip
+    else:
+        for r in results:
+            if r.error and not r.items:
+                console.print(f"[bold red]{r.host}[/] ({r.address}): {r.error}")
+                continue
+            if not r.items:
+                console.print(f"[green]{r.host}[/] ({r.address}): nothing to prune")
+                continue
+            verb = "removed" if r.removed else "would free"
+            table = make_table(f"{r.host} ({r.address}): {verb} {_gigabytes(r.bytes)}", "kind", "what", "size", "why")
+            for i in r.items:
+                table.add_row(i.kind, i.what, _gigabytes(i.bytes), i.why)
+            console.print(table)
+            if r.error:
+                console.print(f"[bold red]{r.host}[/]: {r.error}")
+        if not args.yes and any(r.items for r in results):
+            console.print("nothing was removed: run again with --yes to remove what is listed")
+    return Outcome.HOST_ERRORS if any(r.error for r in results) else Outcome.OK
+
+
+def _keep(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("--keep is at least 1: the rollback target is always kept")
+    return value
 
 
 def _sim_up(args: argparse.Namespace, console: Console) -> Outcome:
@@ -191,6 +235,13 @@ def _sim_upgrade(args: argparse.Namespace, console: Console) -> Outcome:
     now = upgrade.upgrade(args.host, driver=args.driver, cuda=args.cuda, kernel=args.kernel, toolkit=args.toolkit)
     console.print(f"{args.host} now reports: driver {now['driver']}, CUDA {now['cuda']}, kernel {now['kernel']}, "
                   f"container toolkit {now['toolkit']}")  # fmt: skip
+    return Outcome.OK
+
+
+def _sim_repush(args: argparse.Namespace, console: Console) -> Outcome:
+    from .sim import upgrade
+
+    console.print(f"{args.ref} now points at {upgrade.repush(args.ref)}")
     return Outcome.OK
 
 
@@ -303,6 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
                                        "the registry and hub, as on the rehearsal fleet)")  # fmt: skip
     p.set_defaults(handler=_pin)
 
+    p = sub.add_parser("prune", help="list, per host, engine builds, checkpoints, images and files nothing needs any "
+                                     "more, with the space each frees; remove them with --yes")  # fmt: skip
+    p.add_argument("inventory", help="pyinfra inventory, e.g. inventory/sparks.py or inventory/sim.py")
+    p.add_argument("--state", help="state file (default: $SPARK_STATE_FILE or inventory/state.yaml)")
+    p.add_argument("--host", help="only this host (its name in the state file)")
+    p.add_argument("--keep", type=_keep, default=1, help="rollback targets kept per engine (default 1: the unit "
+                                                          "each service ran before its last change)")  # fmt: skip
+    p.add_argument("--yes", action="store_true", help="remove what is listed")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_prune, results_dir=None)
+
     sim = sub.add_parser("sim", help="the rehearsal fleet: simulated Sparks on this machine (root)")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="ACTION")
     p = sim_sub.add_parser("up", help="boot N simulated Sparks (cleans up a previous fleet first)")
@@ -322,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sim_sub.add_parser("reboot", help="reboot one simulated Spark through its own systemd (same disk and address)")
     p.add_argument("host", help="a simulated host, e.g. spark-02")
     p.set_defaults(handler=_sim_reboot)
+    p = sim_sub.add_parser("repush", help="push new bits under an existing image tag (a vendor re-pushing a tag)")
+    p.add_argument("ref", help="e.g. nvcr.io/nvidia/tritonserver:26.03-trtllm-python-py3")
+    p.set_defaults(handler=_sim_repush)
     p = sim_sub.add_parser("slow", help="make one simulated Spark's GPU stand-in FACTOR times slower (1 restores)")
     p.add_argument("host", help="a simulated host, e.g. spark-02")
     p.add_argument("factor", type=float, help="e.g. 1.5; 1 restores full speed")

@@ -44,6 +44,7 @@ class ProbeSpec:
     units_dir: str | None = None
     units_prefix: str = UNIT_PREFIX
     rollback_dir: str | None = None
+    artifacts: tuple[str, str] | None = None  # (root, secrets dir): everything kept there, with sizes (prune)
     ports: bool = False
     containers: str | None = None
     health: tuple[tuple[int, str], ...] | None = None

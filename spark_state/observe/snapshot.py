@@ -104,6 +104,7 @@ class ContainerFact:
     identity: str | None = None
     status: str | None = None  # docker's own words: "Up 2 hours", "Exited (1) 3 minutes ago"
     created: int | None = None  # unix time the container was created (started from its unit)
+    mounts: tuple[str, ...] = ()  # host paths mounted into it
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ class Snapshot:
     listening: frozenset[int] = frozenset()
     containers: dict[str, ContainerFact] = field(default_factory=dict)
     health: dict[int, dict[str, int | str]] = field(default_factory=dict)
+    artifacts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # engines, checkpoints, files, images
 
     @classmethod
     def parse(cls, document: Mapping[str, Any]) -> Snapshot:
@@ -188,7 +190,9 @@ def _parse(doc: Mapping[str, Any]) -> Snapshot:
         rollback=_rollback(doc.get("rollback") or {}),
         listening=frozenset(int(p) for p in doc.get("listening") or ()),
         containers={name: ContainerFact(c.get("state"), c.get("image"), tuple(c.get("published") or ()),
-                                        c.get("identity"), c.get("status"), c.get("created"))
+                                        c.get("identity"), c.get("status"), c.get("created"),
+                                        tuple(c.get("mounts") or ()))
                     for name, c in (doc.get("containers") or {}).items()},
         health={int(port): dict(answer) for port, answer in (doc.get("health") or {}).items()},
+        artifacts={kind: [dict(entry) for entry in entries] for kind, entries in (doc.get("artifacts") or {}).items()},
     )  # fmt: skip

@@ -3,7 +3,7 @@ host, as one JSON document. A spec (JSON, argv[1]) says which sections to gather
 
 Sections: gpu, memory, disk, docker, host, baseline, images, manifests, engine_dirs, checkpoint_dirs, chat_templates,
 files, units,
-rollback, ports, health, containers.
+rollback, artifacts, ports, health, containers.
 The TensorRT-LLM version inside an image is probed once per image id and cached in the spec's `trtllm_cache`
 directory (HostPlan.trtllm_versions_dir), one file per image id, shared with the helper's trtllm-version.
 """
@@ -263,6 +263,52 @@ def rollback(directory):
     return found
 
 
+def tree_bytes(path):
+    total = 0
+    for base, _, names in os.walk(path):
+        for entry in names:
+            try:
+                total += os.lstat(os.path.join(base, entry)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def artifacts(root, secrets_dir):
+    """Everything spark-state keeps on the host, with sizes (for `spark-state prune`): engine builds and
+    checkpoint downloads (with what their manifests say), env files and kept units, and docker's images."""
+    found = {"engines": [], "checkpoints": [], "files": [], "images": []}
+    for kind in ("engines", "checkpoints"):
+        base = os.path.join(root, kind)
+        for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+            for entry in sorted(os.listdir(os.path.join(base, name))) if os.path.isdir(os.path.join(base, name)) else []:
+                path = os.path.join(base, name, entry)
+                if os.path.islink(path) or not os.path.isdir(path):
+                    continue
+                manifest = read_json(os.path.join(path, ".spark-state.json"))
+                summary = None
+                if isinstance(manifest, dict):
+                    inputs = manifest.get("inputs") or {}
+                    summary = {"fingerprint": manifest.get("fingerprint"), "trtllm_version": manifest.get("trtllm_version"),
+                               "image": inputs.get("image") if isinstance(inputs, dict) else None,
+                               "repo": manifest.get("repo"), "revision": manifest.get("revision"), "sha": manifest.get("sha")}
+                found[kind].append({"name": name, "path": path, "bytes": tree_bytes(path),
+                                    "mtime": os.path.getmtime(path), "manifest": summary})
+    for directory in (secrets_dir, os.path.join(root, "rollback")):
+        for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+            path = os.path.join(directory, entry)
+            if entry.endswith((".env", ".service")) and os.path.isfile(path):
+                found["files"].append({"path": path, "bytes": os.path.getsize(path)})
+    try:
+        status, listing = docker_api("/images/json")
+    except OSError:
+        status, listing = 0, None
+    for image in listing if status == 200 else []:
+        found["images"].append({"id": image.get("Id"), "tags": image.get("RepoTags") or [],
+                                "digests": image.get("RepoDigests") or [], "bytes": image.get("Size") or 0})
+    return found
+
+
 def listening_ports():
     ports = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -292,7 +338,8 @@ def containers(prefix):
         published = sorted({p["PublicPort"] for p in c.get("Ports") or [] if p.get("PublicPort")})
         found[name] = {"state": c.get("State"), "image": c.get("Image"), "published": published,
                        "identity": (c.get("Labels") or {}).get("spark-state.identity"),
-                       "status": c.get("Status"), "created": c.get("Created")}
+                       "status": c.get("Status"), "created": c.get("Created"),
+                       "mounts": sorted({m.get("Source") for m in c.get("Mounts") or [] if m.get("Source")})}
     return found
 
 
@@ -341,6 +388,8 @@ def main():
         jobs["files"] = (lambda paths: {p: file_info(p) for p in paths}, spec["files"])
     if spec.get("units_dir"):
         jobs["units"] = (units, spec["units_dir"], spec["units_prefix"])
+    if spec.get("artifacts"):
+        jobs["artifacts"] = (artifacts, spec["artifacts"][0], spec["artifacts"][1])
     if spec.get("rollback_dir"):
         jobs["rollback"] = (rollback, spec["rollback_dir"])
     if spec.get("ports"):

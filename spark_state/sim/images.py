@@ -10,6 +10,7 @@ import json
 import ssl
 import subprocess
 import tarfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def standin_files(image: StandinImage) -> dict[str, tuple[bytes, int]]:
     return files
 
 
-def image_config(image: StandinImage, diff_ids: list[str]) -> bytes:
+def image_config(image: StandinImage, diff_ids: list[str], note: str = "") -> bytes:
     env = [PATH_ENV, f"NVIDIA_PRODUCT_RELEASE={image.release}"]
     cmd: list[str] = ["/bin/bash"] if image.trtllm_version else ["/opt/nim/start_server.sh"]
     if image.trtllm_version:
@@ -118,7 +119,8 @@ def image_config(image: StandinImage, diff_ids: list[str]) -> bytes:
                    # NIM containers run as UID 1000 (NIM docs: the cache volume must be writable by it)
                    **({} if image.trtllm_version else {"User": "1000"})},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created_by": "spark-state sim: debian bookworm base"}, {"created_by": f"stand-ins for {image.ref}"}],
+        "history": [{"created_by": "spark-state sim: debian bookworm base"},
+                    {"created_by": f"stand-ins for {image.ref}{note}"}],
     }
     return json.dumps(config, sort_keys=True).encode()
 
@@ -229,3 +231,19 @@ def publish_images(layout: Layout, rootfs: Path, registry_url: str, ca_file: Pat
         client.close()
     log(f"registry holds {len(digests)} stand-in images")
     return digests
+
+
+def repush(layout: Layout, rootfs: Path, registry_url: str, ca_file: Path, ref: str) -> str:
+    """Push new bits under an existing tag, as a vendor re-pushing a tag does (same stand-ins, another config, so
+    another manifest digest); returns the new digest."""
+    image = next((i for i in IMAGES if i.ref == ref), None)
+    if image is None:
+        raise SimError(f"{ref} is not a rehearsal image (known: {', '.join(i.ref for i in IMAGES)})")
+    cache = layout.cache / "layers"
+    base, layer = base_layer(rootfs, cache), standin_layer(image, cache)
+    config = image_config(image, [base.diff_id, layer.diff_id], note=f", re-pushed at {time.time():.0f}")
+    client = RegistryClient(registry_url, ca_file)
+    try:
+        return client.push(image.repository, image.tag, [base, layer], config)
+    finally:
+        client.close()

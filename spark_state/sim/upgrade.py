@@ -83,6 +83,17 @@ def slow(name: str, factor: float, layout: Layout | None = None) -> list[str]:
     return updated
 
 
+def repush(ref: str, layout: Layout | None = None) -> str:
+    """Re-push one rehearsal image under its tag with new bits (the registry behind nvcr.io); the new digest."""
+    from . import images, registry
+    from .rootfs import ensure_rootfs
+
+    require_root()
+    layout = layout or Layout.default()
+    ca_crt, _, _ = registry.ensure_certificates(layout)
+    return images.repush(layout, ensure_rootfs(layout, "image"), f"http://{registry.BACKEND}", ca_crt, ref)
+
+
 def reboot(name: str, layout: Layout | None = None, wait: bool = True) -> float:
     """Reboot one simulated Spark through its own systemd (`systemctl reboot` inside: services stop, the machine
     starts again on the same disk and address); with `wait`, until SSH and docker answer again. Returns seconds."""
