@@ -96,13 +96,13 @@ def _roll_back(plan: HostPlan, run: ServiceRun, reason: str) -> str:
     return serving
 
 
-def verify(state: State, plan: HostPlan, runs: list[ServiceRun], host_changes: list[OperationMeta],
+def verify(spark: State, plan: HostPlan, runs: list[ServiceRun], host_changes: list[OperationMeta],
            since_baseline: list[str] | None = None, bench: bool = True, canary: bool = False,
            rollback: bool = True, fail_on_miss: bool = True) -> None:  # fmt: skip
     """After the host's services were (re)started: bench them (`bench`), roll back every changed service that
     failed its health wait or its bench (`rollback`), print the summary, record a new baseline when all passed,
     and fail the host when one failed (a missed expectation only with `fail_on_miss`)."""
-    settings = settings_from_state(state.bench)
+    settings = settings_from_state(spark.bench)
     figures: dict[str, dict[str, float]] = {}
     address = host.data.get("ssh_hostname") or host.name
     title = f"spark-state: {plan.host} ({address})" + (" — canary" if canary else "")

@@ -15,6 +15,7 @@ baseline when every service passed.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,17 @@ def _secrets_needed(plan: HostPlan) -> list[str]:
     return [name for s in plan.services for name in s.secrets] + [n for c in plan.checkpoints for n in c.secrets]
 
 
-def _verify(**kwargs: Any) -> None:
+def _verify(state: Any, host: Any, **kwargs: Any) -> bool:
+    """pyinfra passes its state and host to a callback that names both, and takes its return value as the
+    command's status: a failed verification fails the host with its message, not with a traceback."""
     from .report import verify  # imported only when a verification runs: a converged run stays light
 
-    verify(**kwargs)
+    try:
+        verify(**kwargs)
+    except SparkStateError as exc:
+        host.log_styled(str(exc), fg="red", log_func=logging.getLogger("pyinfra").error)
+        return False
+    return True
 
 
 def _setting(name: str, env: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -182,6 +190,6 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
                 or any(op.did_change() for op in every) or any(r.health_failed() for r in runs.values()))  # fmt: skip
 
     python.call(name="verification: health, bench, rollback" if rollback else "verification: health and bench",
-                function=_verify, state=state, plan=plan, runs=list(runs.values()), host_changes=changes["host"],
+                function=_verify, spark=state, plan=plan, runs=list(runs.values()), host_changes=changes["host"],
                 since_baseline=since_baseline, bench=mode != "off", canary=canary, rollback=rollback,
                 fail_on_miss=fail in ("yes", "true", "1"), _if=needed)  # fmt: skip
