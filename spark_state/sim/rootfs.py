@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from ..errors import SimError
@@ -57,7 +58,7 @@ def ensure_rootfs(layout: Layout, kind: str, log=print) -> Path:
         shutil.rmtree(stale, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix=f"rootfs-{kind}-", dir=layout.cache))
     log(f"building the {kind} root filesystem with debootstrap (first run only)")
-    _run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES[kind])}", SUITE, str(work), MIRROR])
+    _debootstrap(kind, work)
     _install_hf_client(work)
     _trim(work)
     if kind == "host":
@@ -65,6 +66,22 @@ def ensure_rootfs(layout: Layout, kind: str, log=print) -> Path:
     (work / ".complete").write_text(recipe_digest(kind))
     work.rename(final)
     return final
+
+
+def _debootstrap(kind: str, work: Path, attempts: int = 3) -> None:
+    """debootstrap into `work`, again from scratch when the mirror fails on the way (seen here: a run that
+    stopped at "Checking component main" with exit 2, and the same command passing a minute later)."""
+    argv = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES[kind])}", SUITE, str(work), MIRROR]
+    for attempt in range(1, attempts + 1):
+        try:
+            _run(argv)
+            return
+        except SimError:
+            if attempt == attempts:
+                raise
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            time.sleep(10 * attempt)
 
 
 def _run(argv: list[str]) -> None:
