@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from .state.loader import load_state
 from .state.model import State
 
 EXIT_ERROR = 1  # an error: nothing or not everything could be done
+MAX_PROBLEMS_SHOWN = 50  # a file with thousands of problems is one mistake repeated: show the first ones
 EXIT_CODES = {Outcome.OK: 0, Outcome.FINDINGS: 2, Outcome.HOST_ERRORS: EXIT_ERROR}
 
 Handler = Callable[[argparse.Namespace, Console], Outcome]
@@ -403,12 +405,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return EXIT_CODES[handler(args, console)]
     except StateFileError as exc:
-        for problem in exc.problems:
+        if getattr(args, "json", False):  # whoever asked for JSON parses stdout: give them a document there too
+            print(json.dumps({"format": "spark-state/error/v1", "error": "invalid state",
+                              "problems": [asdict(p) for p in exc.problems]}, indent=2))  # fmt: skip
+        for problem in exc.problems[:MAX_PROBLEMS_SHOWN]:
             print(problem, file=sys.stderr)
+        if len(exc.problems) > MAX_PROBLEMS_SHOWN:
+            print(f"... and {len(exc.problems) - MAX_PROBLEMS_SHOWN} more", file=sys.stderr)
         err.print(Panel(f"{len(exc.problems)} problem(s); nothing was changed on any host.", title="invalid state",
                         border_style="red", expand=False))
         return EXIT_ERROR
     except SparkStateError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"format": "spark-state/error/v1", "error": type(exc).__name__, "message": str(exc)}))
         err.print(Panel(str(exc), title=type(exc).__name__, border_style="red", expand=False))
         return EXIT_ERROR
 

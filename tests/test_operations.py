@@ -104,6 +104,8 @@ def _arguments(op: Any, args: dict[str, Any], plan: HostPlan) -> dict[str, Any]:
         (kind, name), = resolved["content"].items()
         svc = next(s for s in plan.services if s.name == name)
         resolved["content"] = svc.unit_text if kind == "unit" else env_file_text(svc.env, svc.secrets, ENV)
+        if inspect.signature(op).parameters["content"].annotation == "Secret":
+            resolved["content"] = operations.Secret(name, resolved["content"])
     return resolved | ({"spec": probe_spec(plan)} if "spec" in inspect.signature(op).parameters else {})
 
 

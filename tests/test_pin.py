@@ -62,6 +62,7 @@ def test_flow_and_quoted_values_and_the_old_revision_as_a_comment() -> None:
         "    repo: nvidia/Llama-3.1-8B-Instruct-FP8\n"
         "    revision: main\n"
         "  b: {repo: nvidia/Llama-3.1-8B-Instruct-NVFP4, revision: 'v1'}\n"
+        "hosts: {spark-01: {address: 10.0.0.1}}\n"
     )
     pins = pin.unpinned(load_state_text(text).state)
     out = pin.rewrite(text, _pinned(pins)).splitlines()

@@ -12,7 +12,7 @@ from spark_state.observe.preflight import preflight
 from spark_state.observe.snapshot import Snapshot
 from spark_state.plan.host_plan import HostPlan, manifest_path, plan_host
 from spark_state.plan.scripts import env_file_text
-from spark_state.state.loader import load_state
+from spark_state.state.loader import load_state, load_state_text
 
 STATE = load_state(EXAMPLE_STATE).state
 ENV = {"NGC_API_KEY": "k"}
@@ -172,3 +172,13 @@ def test_a_nim_image_to_pull_without_an_ngc_key_is_refused_naming_the_image() ->
     (failure,) = [f for f in _preflight(snap, env={}) if nim in f]
     assert "NGC_API_KEY" in failure and "nvcr.io" in failure
     assert not [f for f in _preflight(snap) if nim in f]  # with the key it may go ahead
+
+
+def test_a_nim_without_an_ngc_key_among_its_secrets_is_refused_at_preflight() -> None:
+    text = EXAMPLE_STATE.read_text().replace("secrets: [NGC_API_KEY]", "secrets: []")
+    assert text != EXAMPLE_STATE.read_text()
+    loaded = load_state_text(text)
+    assert any("a NIM needs NGC_API_KEY" in str(w) for w in loaded.warnings)  # validate warns
+    plan = plan_host(loaded.state, "spark-01")
+    failures = preflight(plan, Snapshot.parse(converged(plan)), ENV, [], 8.0)
+    assert [f for f in failures if "NIM service" in f and "no NGC_API_KEY among its secrets" in f]

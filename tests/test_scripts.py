@@ -14,9 +14,11 @@ from spark_state.plan.scripts import (
     fetch_command,
     parse_resident,
     resident_command,
+    trtllm_version_command,
     wait_healthy_command,
 )
 from spark_state.state.loader import load_state
+from spark_state.state.model import Paths
 
 PLAN = plan_host(load_state(EXAMPLE_STATE).state, "spark-01")
 
@@ -49,3 +51,27 @@ def test_resident_memory_from_docker_stats_or_process_rss() -> None:
     # no cgroup accounting: docker stats says 0B, the processes' RSS (KiB) is summed instead
     assert parse_resident("stats 0B / 0B\nPID RSS\n1147 40960\n1200 1024\n") == pytest.approx(41984 / 2**20)
     assert parse_resident("stats\n") is None
+
+
+@pytest.mark.parametrize(("answer", "refusal"), [
+    ("printf '0.17.0.post1\\n'", "ships TensorRT-LLM 0.17.0.post1, known to fail on this GPU"),
+    ("false", "cannot read the TensorRT-LLM version inside image"),
+    ("printf 'Traceback (most recent call last):\\nModuleNotFoundError\\n'", "answered 'ModuleNotFoundError'"),
+    ("printf ''", "answered ''"),
+    ("printf '1.2.0\\n'", "the plan expects 1.1.0"),
+    ("printf '1.1.0\\n'", None),
+])  # fmt: skip
+def test_the_in_image_version_check_refuses_whatever_the_tag_said(tmp_path, answer: str, refusal: str | None) -> None:
+    """The check before a build: an unreadable answer or a version below GB10's minimum stops the build before
+    anything else runs, even when the plan expected nothing (a retagged or digest-named 25.01)."""
+    state = load_state(EXAMPLE_STATE).state
+    plan = plan_host(state.model_copy(update={"paths": Paths(root=str(tmp_path))}), "spark-01")
+    engine = plan.engines[0]
+    script = build_script(plan, engine).replace(trtllm_version_command(plan, engine.image_ref), answer)
+    proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0  # the helper is not installed under tmp_path: a build that starts fails there
+    if refusal is None:
+        assert "not building" not in proc.stderr and "spark_host.py" in proc.stderr, proc.stderr
+    else:
+        assert refusal in proc.stderr, proc.stderr
+        assert "spark_host.py" not in proc.stderr  # nothing after the check ran

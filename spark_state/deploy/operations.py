@@ -9,6 +9,7 @@ arguments in, the commands out (tests/test_operations.py).
 
 from __future__ import annotations
 
+import base64
 import io
 
 from pyinfra import host
@@ -109,6 +110,28 @@ def managed_file(path: str, content: str, mode: str, spec: ProbeSpec, previous: 
         return
     yield from _keep_previous(spec, path, previous)
     yield from _upload(path, content, mode)
+
+
+@operation()
+def private_file(plan: HostPlan, path: str, content: Secret, spec: ProbeSpec, previous: str | None = None):
+    """A file of secrets (0600, in a 0700 directory) with exactly this content. It travels base64 on the SSH
+    channel's stdin to the helper, which writes a 0600 temp file beside it and renames it into place: no argv, no
+    upload staging file in /tmp (pyinfra's upload under sudo stages one there), never a half-written file.
+
+    + plan: the host's plan (helper path)
+    + path: where on the host (an env file in the secrets directory)
+    + content: the whole text, wrapped so it never prints
+    + spec: the deploy's probe (its `files` must name `path`, its `modes` the directory)
+    + previous: where to keep the file being replaced, for a rollback (none: not kept)
+    """
+    directory = path.rsplit("/", 1)[0]
+    loose = snapshot(spec).modes.get(directory) not in (None, "0o700")
+    if _up_to_date(spec, path, content.value, "600") and not loose:
+        host.noop(f"{path} is up to date")
+        return
+    yield from _keep_previous(spec, path, previous)
+    encoded = base64.b64encode(content.value.encode()).decode()
+    yield StringCommand(scripts.write_private_command(plan, path), _stdin=encoded)
 
 
 @operation()
@@ -283,6 +306,22 @@ def service_running(plan: HostPlan, svc: ServicePlan, spec: ProbeSpec):
         yield ShownCommand(scripts.wait_healthy_command(plan, svc.port, svc.health_timeout_s, svc.health_path))
     elif enabled:
         host.noop(f"{svc.unit_name} is enabled, active and answering on :{svc.port}")
+
+
+@operation()
+def stale_env_files_removed(directory: str, wanted: list[str], spec: ProbeSpec):
+    """Env files in the secrets directory that nothing on this host uses any more (a service or checkpoint the
+    state dropped, or whose env and secrets it emptied) are removed: a secret is kept no longer than it is used.
+
+    + directory: the secrets directory
+    + wanted: the names of the env files this host's plan writes (and those a stale unit's removal takes)
+    + spec: the deploy's probe (its `env_files_dir` lists the directory)
+    """
+    stale = sorted(set(snapshot(spec).env_files) - set(wanted))
+    if not stale:
+        host.noop(f"no stale env files in {directory}")
+        return
+    yield sh_join(["rm", "-f", *(f"{directory}/{name}" for name in stale)])
 
 
 @operation()

@@ -31,12 +31,13 @@ from ..observe import baseline
 from ..observe.compare import lost_restart, unit_current
 from ..observe.preflight import chat_template_message, preflight
 from ..observe.probe import Observation, observe
-from ..plan.host_plan import NIM_UID, UNIT_PREFIX, HostPlan
+from ..plan.host_plan import NIM_UID, HostPlan
 from ..plan.scripts import env_file_text
 from ..state.compat import NGC_KEY_ENV, NGC_REGISTRY, NGC_USER, needs_ngc_login
 from ..state.inventory import state_path
 from ..state.loader import load_state
 from ..state.model import State
+from ..state.names import UNIT_PREFIX
 from . import operations as ops
 from .facts import snapshot
 from .rollout import ServiceRun, previous_version
@@ -113,9 +114,9 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
     for ckpt in plan.checkpoints:
         env_file = plan.checkpoint_env_file(ckpt)
         if env_file:
-            changes["host"].append(ops.managed_file(name=f"secrets for {ckpt.name}", path=env_file, mode="600",
-                                                    content=env_file_text({}, ckpt.secrets, environ) or "",
-                                                    spec=spec))  # fmt: skip
+            secret = ops.Secret(f"env file of {ckpt.name}", env_file_text({}, ckpt.secrets, environ) or "")
+            changes["host"].append(ops.private_file(name=f"secrets for {ckpt.name}", plan=plan, path=env_file,
+                                                    content=secret, spec=spec))  # fmt: skip
         # The download keeps the operator's login environment under sudo (HF_ENDPOINT for a mirror, proxies).
         changes["host"].append(ops.checkpoint(name=f"checkpoint {ckpt.name} ({ckpt.repo}@{ckpt.revision})",
                                               plan=plan, ckpt=ckpt, spec=spec, _preserve_sudo_env=True))  # fmt: skip
@@ -142,8 +143,9 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
         run.changes = [engine_ops[svc.engine]] if svc.engine else []
         restart_after[svc.name] = []
         if svc.env_file:
-            run.env_op = ops.managed_file(name=f"{svc.name} environment", path=svc.env_file, mode="600",
-                                          content=env_file_text(svc.env, svc.secrets, environ) or "", spec=spec,
+            secret = ops.Secret(f"env file of {svc.name}", env_file_text(svc.env, svc.secrets, environ) or "")
+            run.env_op = ops.private_file(name=f"{svc.name} environment", plan=plan, path=svc.env_file,
+                                          content=secret, spec=spec,
                                           previous=plan.rollback_env_file(svc) if rollback else None)  # fmt: skip
             restart_after[svc.name].append(run.env_op)
         if svc.cache_dir:
@@ -155,10 +157,16 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
         run.changes += restart_after[svc.name]
 
     wanted = {s.unit_name for s in plan.services}
+    env_files = [s.env_file for s in plan.services if s.env_file]
+    env_files += [env for c in plan.checkpoints if (env := plan.checkpoint_env_file(c))]
     for unit in sorted(set(observed.units) - wanted):
         env_file = plan.service_env_file(unit.removeprefix(UNIT_PREFIX).removesuffix(".service"))
+        env_files.append(env_file)  # removed with its unit
         changes["host"].append(ops.stale_unit_removed(name=f"remove {unit}", unit=unit, units_dir=plan.units_dir,
                                                       env_file=env_file, spec=spec))  # fmt: skip
+    changes["host"].append(ops.stale_env_files_removed(name=f"stale env files in {plan.secrets_dir}",
+                                                       directory=plan.secrets_dir, spec=spec,
+                                                       wanted=[path.rsplit("/", 1)[1] for path in env_files]))  # fmt: skip
 
     # With rollback on, a failed health wait does not end the host's run: the verification that follows rolls
     # the service back and then fails the host.

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..plan.host_plan import UNIT_PREFIX, HostPlan
+from ..plan.host_plan import HostPlan
 from ..state.compat import NGC_KEY_ENV, NGC_REGISTRY, Gpu, Support, known_bad_fix, needs_ngc_login, trtllm_support
+from ..state.names import UNIT_PREFIX
 from .compare import checkpoint_ok, engine_ok
 from .snapshot import DockerFact, Snapshot
 
@@ -50,6 +51,10 @@ def preflight(plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str],
         if needs_ngc_login(image.ref) and snapshot.images.get(image.local) is None and NGC_KEY_ENV not in environ:
             failures.append(f"image {image.ref} must be pulled from {NGC_REGISTRY}, which needs an NGC API key: "
                             f"set {NGC_KEY_ENV} on the machine running the deploy")  # fmt: skip
+    for svc in plan.services:
+        if svc.kind == "nim" and NGC_KEY_ENV not in svc.secrets:
+            failures.append(f"NIM service {svc.name} has no {NGC_KEY_ENV} among its secrets: the container cannot "
+                            f"download its model profile without it; add secrets: [{NGC_KEY_ENV}]")  # fmt: skip
     missing = sorted({name for name in secrets_needed if name not in environ})
     if missing:
         failures.append(f"secrets not set in the environment of the machine running the deploy: {', '.join(missing)}")

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..plan.host_plan import UNIT_PREFIX, HostPlan, plan_host
+from ..plan.host_plan import HostPlan, plan_host
 from ..plan.quoting import sh_word
 from ..state.model import COMMIT_SHA, State
+from ..state.names import UNIT_PREFIX
 from .compare import manifest_path
 from .snapshot import Snapshot
 
@@ -41,6 +42,8 @@ class ProbeSpec:
     chat_templates: tuple[str, ...] | None = None
     files: tuple[str, ...] | None = None
     owners: tuple[str, ...] | None = None
+    modes: tuple[str, ...] | None = None  # permission bits of these paths (the secrets directory)
+    env_files_dir: str | None = None  # names of the env files kept there (stale ones are removed)
     units_dir: str | None = None
     units_prefix: str = UNIT_PREFIX
     rollback_dir: str | None = None
@@ -80,6 +83,8 @@ def probe_spec(plan: HostPlan, read_only: bool = False, with_health: bool = True
         chat_templates=tuple(sorted({c.dir for c in plan.checkpoints})),
         files=tuple(env_files) + (plan.helper_path, plan.fetch_script_path),
         owners=tuple(s.cache_dir for s in plan.services if s.cache_dir),
+        modes=(plan.secrets_dir,),
+        env_files_dir=plan.secrets_dir,
         units_dir=plan.units_dir,
         rollback_dir=plan.rollback_dir,
         ports=True,

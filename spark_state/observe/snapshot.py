@@ -121,6 +121,8 @@ class Snapshot:
     checkpoint_copies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # name → dir, repo, revision, sha
     chat_templates: dict[str, bool | None] = field(default_factory=dict)
     owners: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+    modes: dict[str, str | None] = field(default_factory=dict)
+    env_files: tuple[str, ...] = ()
     files: dict[str, FileFact | None] = field(default_factory=dict)
     units: dict[str, UnitFact] = field(default_factory=dict)
     rollback: RollbackFact = field(default_factory=RollbackFact)
@@ -185,6 +187,8 @@ def _parse(doc: Mapping[str, Any]) -> Snapshot:
         chat_templates=dict(doc.get("chat_templates") or {}),
         owners={path: (int(o[0]), int(o[1])) if o else None for path, o in (doc.get("owners") or {}).items()},
         files={path: _file(entry) for path, entry in (doc.get("files") or {}).items()},
+        modes={path: str(m) if m else None for path, m in (doc.get("modes") or {}).items()},
+        env_files=tuple(str(n) for n in doc.get("env_files") or ()),
         units={name: UnitFact(_file(u.get("file")), u.get("active"), u.get("enabled"))
                for name, u in (doc.get("units") or {}).items()},
         rollback=_rollback(doc.get("rollback") or {}),

@@ -235,6 +235,22 @@ def owner(path):
     return [st.st_uid, st.st_gid]
 
 
+def mode(path):
+    """A path's permission bits as '0o700', or None when it does not exist."""
+    try:
+        return oct(os.stat(path).st_mode & 0o777)
+    except OSError:
+        return None
+
+
+def env_files(directory):
+    """Names of the env files in the secrets directory (names only: their contents are secrets)."""
+    try:
+        return sorted(n for n in os.listdir(directory) if n.endswith(".env") and os.path.isfile(os.path.join(directory, n)))
+    except OSError:
+        return []
+
+
 def units(directory, prefix):
     names = sorted(n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".service")) \
         if os.path.isdir(directory) else []
@@ -384,6 +400,10 @@ def main():
         jobs["chat_templates"] = (lambda dirs: {d: chat_template(d) for d in dirs}, spec["chat_templates"])
     if spec.get("owners") is not None:
         jobs["owners"] = (lambda paths: {p: owner(p) for p in paths}, spec["owners"])
+    if spec.get("modes") is not None:
+        jobs["modes"] = (lambda paths: {p: mode(p) for p in paths}, spec["modes"])
+    if spec.get("env_files_dir"):
+        jobs["env_files"] = (env_files, spec["env_files_dir"])
     if spec.get("files") is not None:  # hashes only: these may hold secrets
         jobs["files"] = (lambda paths: {p: file_info(p) for p in paths}, spec["files"])
     if spec.get("units_dir"):

@@ -8,11 +8,13 @@ programs the deploy's commands call, kept in one file rather than in shell strin
     spark_host.py wait-healthy PORT TIMEOUT PATH...     until every PATH answers 200 on 127.0.0.1:PORT
     spark_host.py progress LABEL -- ARGV...             run ARGV, printing a line every PROGRESS_EVERY seconds
     spark_host.py docker-login DOCKER REGISTRY USER IMAGE HOST   `docker login`, the password on this stdin
+    spark_host.py write-private PATH                    PATH := base64 on this stdin, atomically, 0600 in a 0700 dir
 
 Progress lines go to stdout, one per event or interval, so a log captured to a file reads well: pyinfra prints
 them as they arrive (the deploy runs these commands with their output shown).
 """
 
+import base64
 import http.client
 import json
 import os
@@ -170,6 +172,35 @@ def docker_login(docker, registry, user, image, host):
     say(f"logged in to {registry} as {user} for {image}")
 
 
+def write_private(path):
+    """A secret file written as credentials are: the content arrives on stdin (never an argv, never a temp file
+    outside its directory), goes into a 0600 file created exclusively beside PATH, is flushed to disk, then renamed
+    over PATH, so readers see the old file or the new one and nobody else ever sees either. The directory is made
+    0700, and put back to 0700 when someone loosened it."""
+    import tempfile
+
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    if os.stat(directory).st_mode & 0o777 != 0o700:
+        os.chmod(directory, 0o700)
+    content = base64.b64decode(sys.stdin.buffer.read().strip(), validate=True)  # one line: pyinfra ends stdin lines
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=".spark-state-", suffix=".tmp")  # O_EXCL, mode 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself survives a power cut
+    finally:
+        os.close(dir_fd)
+
+
 def main(argv):
     command, args = argv[0], argv[1:]
     if command == "progress":
@@ -177,7 +208,8 @@ def main(argv):
         progress(" ".join(args[:split]), args[split + 1:])
         return
     handlers = {"pull": pull, "trtllm-version": trtllm_version, "chat-template": chat_template,
-                "engine-manifest": engine_manifest, "wait-healthy": wait_healthy, "docker-login": docker_login}  # fmt: skip
+                "engine-manifest": engine_manifest, "wait-healthy": wait_healthy, "docker-login": docker_login,
+                "write-private": write_private}  # fmt: skip
     handlers[command](*args)
 
 

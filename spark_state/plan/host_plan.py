@@ -16,6 +16,14 @@ from ..errors import UnknownHostError
 from ..state.checks import image_trtllm_version
 from ..state.compat import KNOWN_GPUS, trtllm_support
 from ..state.model import EngineService, NimService, PytorchService, State, host_gpu, host_services, service_kind
+from ..state.names import (
+    build_container,
+    checkpoint_env_file,
+    convert_container,
+    service_container,
+    service_env_file,
+    service_unit,
+)
 from . import quoting
 from .templates import render
 
@@ -23,7 +31,6 @@ PLAN_FORMAT = 1
 # A built rank0.engine is ~95% of the ModelOpt checkpoint it came from (FP8 8.6/9.08 GB, NVFP4 5.7/6.03 GB).
 ENGINE_TO_CHECKPOINT_SIZE = 0.95
 GIB_PER_GB = 1e9 / 2**30
-UNIT_PREFIX = "spark-state-"
 MANIFEST = ".spark-state.json"  # written into a checkpoint or engine directory once it is complete
 
 
@@ -179,7 +186,7 @@ class HostPlan:
         return f"{self.root}/cache/trtllm-versions"
 
     def checkpoint_env_file(self, ckpt: CheckpointPlan) -> str | None:
-        return f"{self.secrets_dir}/checkpoint-{ckpt.name}.env" if ckpt.secrets else None
+        return checkpoint_env_file(self.secrets_dir, ckpt.name) if ckpt.secrets else None
 
     def service_env_file(self, service: str) -> str:
         """The 0600 env file of a service (also of one the state no longer declares, to remove it)."""
@@ -187,10 +194,6 @@ class HostPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": PLAN_FORMAT, **asdict(self)}
-
-
-def service_env_file(secrets_dir: str, service: str) -> str:
-    return f"{secrets_dir}/{service}.env"
 
 
 def manifest_path(directory: str) -> str:
@@ -368,12 +371,12 @@ def plan_engine(state: State, name: str, probed: Mapping[str, str] | None = None
     build_dir = f"{final_dir}.partial"
     docker = state.paths.docker
     convert_argv = (
-        docker, "run", "--rm", "--gpus", "all", "--name", f"{UNIT_PREFIX}convert-{name}",
+        docker, "run", "--rm", "--gpus", "all", "--name", convert_container(name),
         "-v", f"{checkpoint_dir(state, e.checkpoint)}:/ckpt:ro", "-v", f"{build_dir}:/work", image_ref,
         "python3", e.convert_script, "--model_dir", "/ckpt", "--output_dir", "/work/trtllm-ckpt", *convert_flags,
     )  # fmt: skip
     build_argv = (
-        docker, "run", "--rm", "--gpus", "all", "--name", f"{UNIT_PREFIX}build-{name}",
+        docker, "run", "--rm", "--gpus", "all", "--name", build_container(name),
         "-v", f"{build_dir}:/work", image_ref,
         "trtllm-build", "--checkpoint_dir", "/work/trtllm-ckpt", "--output_dir", "/work/engine", *build_flags,
     )  # fmt: skip
@@ -425,7 +428,7 @@ DEFAULT_HEALTH_TIMEOUT_S = 600
 def _plan_service(state: State, name: str, engines: dict[str, EnginePlan]) -> ServicePlan:
     svc = state.services[name]
     docker = state.paths.docker
-    container = f"{UNIT_PREFIX}{name}"
+    container = service_container(name)
     env_file = service_env_file(state.paths.secrets, name) if (svc.env or svc.secrets) else None
     run: list[str] = [docker, "run", "--rm", "--name", container, "--gpus", "all"]
     engine_plan = engines.get(svc.engine) if isinstance(svc, EngineService) else None
@@ -466,7 +469,7 @@ def _plan_service(state: State, name: str, engines: dict[str, EnginePlan]) -> Se
         run += [image_ref, "trtllm-serve", "serve", model_arg, "--tokenizer", "/tokenizer", "--backend", backend]
         run += ["--host", "0.0.0.0", "--port", str(svc.port), *_serve_flags(svc, defaults), *svc.extra_args]
 
-    unit_name = f"{UNIT_PREFIX}{name}.service"
+    unit_name = service_unit(name)
 
     def unit(argv: list[str]) -> str:
         return render(

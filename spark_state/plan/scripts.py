@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from .host_plan import MANIFEST, UNIT_PREFIX, CheckpointPlan, EnginePlan, HostPlan, ServicePlan, manifest_path
+from ..state.compat import MIN_TRTLLM_FOR_SM12
+from ..state.names import fetch_container
+from .host_plan import MANIFEST, CheckpointPlan, EnginePlan, HostPlan, ServicePlan, manifest_path
 from .quoting import env_file_line, sh_join, sh_word
 from .templates import render
 
@@ -31,7 +33,7 @@ def env_file_text(env: Mapping[str, str], secrets: Sequence[str], environ: Mappi
 def fetch_command(plan: HostPlan, ckpt: CheckpointPlan) -> str:
     """Download (resumably), verify and complete one checkpoint, inside its image; the fetcher prints progress."""
     parent, revision_dir = ckpt.dir.rsplit("/", 1)
-    argv = [plan.docker, "run", "--rm", "--name", f"{UNIT_PREFIX}fetch-{ckpt.name}",
+    argv = [plan.docker, "run", "--rm", "--name", fetch_container(ckpt.name),
             "-e", "HF_ENDPOINT", "-e", "HF_HUB_DISABLE_TELEMETRY=1", "-e", "HF_HUB_DISABLE_PROGRESS_BARS=1"]  # fmt: skip
     env_file = plan.checkpoint_env_file(ckpt)
     if env_file:
@@ -50,6 +52,11 @@ def pull_command(plan: HostPlan, ref: str, local: str | None = None) -> str:
 def docker_login_command(plan: HostPlan, registry: str, user: str, image: str) -> str:
     """`docker login` through the helper; the password must come on the command's stdin."""
     return helper(plan, "docker-login", plan.docker, registry, user, image, plan.host)
+
+
+def write_private_command(plan: HostPlan, path: str) -> str:
+    """Write a secret file atomically (0600, its directory 0700); its content, base64, must come on stdin."""
+    return helper(plan, "write-private", path)
 
 
 def trtllm_version_command(plan: HostPlan, ref: str) -> str:
@@ -71,6 +78,7 @@ def build_script(plan: HostPlan, engine: EnginePlan) -> str:
         final=sh_word(engine.dir),
         image=sh_word(engine.image_ref),
         expected=sh_word(expected),
+        minimum=sh_word(MIN_TRTLLM_FOR_SM12),
         version_command=trtllm_version_command(plan, engine.image_ref),
         convert=helper(plan, "progress", f"convert {engine.name}", "--", "sh", "-c", engine.convert_command),
         build_engine=helper(plan, "progress", f"build {engine.name}", "--", "sh", "-c", engine.build_command),

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .compat import KNOWN_GPUS, Support, known_bad_fix, trtllm_support, trtllm_version_for_image
+from . import hazards
+from .compat import KNOWN_GPUS, Support, known_bad_fix, trtllm_support, trtllm_version_for_image, version_tuple
 from .model import EngineService, NimService, PytorchService, State, host_gpu, host_services
 
 Path = tuple[str | int, ...]
@@ -38,15 +39,17 @@ class _Collector:
         if name is None:
             return False
         if name not in self.declared.get(section, set()):
-            known = ", ".join(sorted(self.declared.get(section, set()))) or "none declared"
+            names = sorted(self.declared.get(section, set()))
+            known = ", ".join(names[:10]) + (f", … ({len(names)} in all)" if len(names) > 10 else "") or "none declared"
             self.error(path, f"unknown {what} {name!r} (known: {known})")
             return False
         return True
 
 
 def image_trtllm_version(state: State, image_name: str) -> str | None:
+    """What a tag we know says wins over a declared trtllm_version (a contradiction is reported on its own)."""
     image = state.images[image_name]
-    return image.trtllm_version or trtllm_version_for_image(image.ref)
+    return trtllm_version_for_image(image.ref) or image.trtllm_version
 
 
 def check(state: State, declared: Mapping[str, set[str]] | None = None) -> list[Finding]:
@@ -68,6 +71,8 @@ def check(state: State, declared: Mapping[str, set[str]] | None = None) -> list[
     _check_bench(state, c)
     _check_rollout(state, c)
     _check_build_images(state, c)
+    _check_image_versions(state, c)
+    hazards.check(state, c.error, c.warn)
     return c.findings
 
 
@@ -125,20 +130,17 @@ def _check_services(state: State, c: _Collector) -> None:
 
 
 def _check_hosts(state: State, c: _Collector) -> None:
+    if not c.declared.get("hosts"):
+        c.error(("hosts",), "no hosts declared: a state says which Sparks serve what (hosts: {spark-01: {address: ...}})")
     for gname, group in state.groups.items():
         for i, sname in enumerate(group.services):
             c.ref(("groups", gname, "services", i), "services", sname, "service")
-    addresses: dict[tuple[str, int], str] = {}
     placed: set[str] = set()
     for hname, host in state.hosts.items():
         for i, gname in enumerate(host.groups):
             c.ref(("hosts", hname, "groups", i), "groups", gname, "group")
         for i, sname in enumerate(host.services):
             c.ref(("hosts", hname, "services", i), "services", sname, "service")
-        key = (host.address, host.ssh_port)
-        if key in addresses:
-            c.error(("hosts", hname, "address"), f"{host.address}:{host.ssh_port} is also host {addresses[key]!r}")
-        addresses.setdefault(key, hname)
         ports: dict[int, str] = {}
         for sname in host_services(state, hname):
             placed.add(sname)
@@ -167,6 +169,16 @@ def _check_rollout(state: State, c: _Collector) -> None:
             c.error(("rollout", "canary", i), f"host {hname!r} is listed twice")
     if canary and state.hosts and set(canary) >= set(state.hosts):
         c.warn(("rollout", "canary"), "every host is a canary: the rollout goes to all of them at once")
+
+
+def _check_image_versions(state: State, c: _Collector) -> None:
+    """A declared trtllm_version overrides what the tag says; one that contradicts a tag we know is a mistake
+    that would let a known-bad image through validation."""
+    for name, image in state.images.items():
+        from_tag = trtllm_version_for_image(image.ref)
+        if image.trtllm_version and from_tag and version_tuple(image.trtllm_version) != version_tuple(from_tag):
+            c.error(("images", name, "trtllm_version"), f"{image.ref} ships TensorRT-LLM {from_tag}, not "
+                                                        f"{image.trtllm_version}; drop trtllm_version")  # fmt: skip
 
 
 def _gpus_for(state: State, users: set[str]) -> set[str]:

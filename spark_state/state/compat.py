@@ -33,6 +33,10 @@ TRITON_TRTLLM_VERSIONS: dict[str, str] = {
     "26.07": "1.2.1",
 }
 
+# Below this, trtllm-build dies on SM 12.x (GB10) with the FP8 FMHA assertion. The build script refuses such an
+# image whatever its tag said (a retag or a digest of 25.01 included).
+MIN_TRTLLM_FOR_SM12 = "0.18"
+
 # The image to recommend when a build image is known-bad.
 RECOMMENDED_BUILD_IMAGE = "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
 
@@ -94,7 +98,7 @@ def trtllm_support(trtllm_version: str | None, gpu: Gpu) -> Verdict:
     if gpu.sm_major != 12:
         return Verdict(Support.UNVERIFIED, f"no field data for compute capability {gpu.compute_capability}")
     v = version_tuple(trtllm_version)
-    if v < (0, 18):
+    if v < version_tuple(MIN_TRTLLM_FOR_SM12):
         return Verdict(
             Support.KNOWN_BAD,
             f"TensorRT-LLM {trtllm_version} predates SM {gpu.compute_capability}: trtllm-build dies with "

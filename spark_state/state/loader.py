@@ -32,6 +32,7 @@ from .model import (
     NimService,
     Paths,
     PytorchService,
+    Rollout,
     Service,
     State,
 )
@@ -46,7 +47,7 @@ _SECTION_ENTRY: dict[str, Any] = {
     "groups": Group,
     "hosts": Host,
 }
-_SECTION_SINGLE: dict[str, Any] = {"fleet": Fleet, "paths": Paths, "bench": Bench}
+_SECTION_SINGLE: dict[str, Any] = {"fleet": Fleet, "paths": Paths, "bench": Bench, "rollout": Rollout}
 _SERVICE_TAGS = set(SERVICE_KINDS.values())
 _SERVICE_MODELS: dict[str, type[BaseModel]] = {
     "trtllm-engine": EngineService,
@@ -64,17 +65,67 @@ class LoadedState:
     warnings: tuple[Problem, ...]
 
 
+MAX_STATE_BYTES = 1 << 20  # far above any fleet's state; refused before parsing
+MAX_VALUES = 100_000  # values once aliases and merges are expanded: an alias bomb stops here, in bounded time
+# Characters that make a file read differently than it runs (Trojan Source) or that YAML does not allow.
+_INVISIBLE = {0x200B: "ZERO WIDTH SPACE", 0x200C: "ZERO WIDTH NON-JOINER", 0x200D: "ZERO WIDTH JOINER",
+              0x2060: "WORD JOINER", 0xFEFF: "ZERO WIDTH NO-BREAK SPACE", 0x202A: "LEFT-TO-RIGHT EMBEDDING",
+              0x202B: "RIGHT-TO-LEFT EMBEDDING", 0x202C: "POP DIRECTIONAL FORMATTING", 0x202D: "LEFT-TO-RIGHT OVERRIDE",
+              0x202E: "RIGHT-TO-LEFT OVERRIDE", 0x2066: "LEFT-TO-RIGHT ISOLATE", 0x2067: "RIGHT-TO-LEFT ISOLATE",
+              0x2068: "FIRST STRONG ISOLATE", 0x2069: "POP DIRECTIONAL ISOLATE"}  # fmt: skip
+
+
 def load_state(path: str | Path) -> LoadedState:
     """Read and validate a state file. Raises StateFileError listing every problem found."""
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        size = Path(path).stat().st_size
+        if size > MAX_STATE_BYTES:
+            raise StateFileError([Problem(file, 1, 1, "<file>", f"{size} bytes: a state file is at most "
+                                          f"{MAX_STATE_BYTES} bytes (1 MiB)")])  # fmt: skip
+        data = Path(path).read_bytes()
+    except OSError as exc:
         raise StateFileError([Problem(file, 1, 1, "<file>", f"cannot read: {exc}")]) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _line_col(data[: exc.start].decode("utf-8", "replace"))
+        raise StateFileError([Problem(file, line, col, "<file>", f"not UTF-8: byte 0x{data[exc.start]:02x} "
+                                      f"({exc.reason}); save the file as UTF-8")]) from exc  # fmt: skip
     return load_state_text(text, file)
 
 
+def _line_col(before: str) -> tuple[int, int]:
+    """1-based line and column of the character after `before`."""
+    return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+
+
+def _text_problems(text: str, file: str) -> list[Problem]:
+    """What is wrong with the text before YAML reads it: control characters (NUL included), invisible and
+    direction-changing characters, and a %YAML directive for another version than 1.2."""
+    problems = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.startswith("%YAML") and line.split()[1:2] != ["1.2"]:
+            problems.append(Problem(file, number, 1, "<yaml>", f"{line.strip()!r}: spark-state reads YAML 1.2 "
+                                    "only (YAML 1.1 turns on/yes/no into booleans and 2:13:23 into a number); "
+                                    "remove the directive"))  # fmt: skip
+        for column, char in enumerate(line, start=1):
+            code = ord(char)
+            if code == 0xFEFF and number == 1 and column == 1:
+                continue  # a byte order mark opens the file: allowed
+            if code in _INVISIBLE or (code < 0x20 and char not in "\t\r") or 0x7F <= code <= 0x9F:
+                name = _INVISIBLE.get(code) or ("NUL" if code == 0 else "a control character")
+                problems.append(Problem(file, number, column, "<file>", f"character U+{code:04X} ({name}) is not "
+                                        "allowed: it hides what the file says"))  # fmt: skip
+                break  # one per line is enough to find them
+    return problems
+
+
 def load_state_text(text: str, file: str = "<string>") -> LoadedState:
+    if len(text) > MAX_STATE_BYTES:
+        raise StateFileError([Problem(file, 1, 1, "<file>", f"a state file is at most {MAX_STATE_BYTES} bytes")])
+    if problems := _text_problems(text, file):
+        raise StateFileError(problems)
     yaml = YAML(typ="rt")
     try:
         root = yaml.load(text)
@@ -93,7 +144,12 @@ def load_state_text(text: str, file: str = "<string>") -> LoadedState:
     if not isinstance(root, CommentedMap):
         raise StateFileError([Problem(file, 1, 1, "<root>", "the state file must be a mapping of sections")])
 
-    data = _plain(root)
+    try:
+        data = _plain(root, [MAX_VALUES], [(1, 1)])
+    except _TooManyValues as exc:
+        line, col = exc.where
+        raise StateFileError([Problem(file, line, col, "<yaml>", f"more than {MAX_VALUES} values once aliases and "
+                                      "merges are expanded (an alias bomb?); write the values out")]) from None  # fmt: skip
     problems: list[Problem] = []
     try:
         state = State.model_validate(data)
@@ -108,12 +164,24 @@ def load_state_text(text: str, file: str = "<string>") -> LoadedState:
     return LoadedState(state=state, file=file, warnings=warnings)
 
 
-def _plain(node: Any) -> Any:
-    """ruamel's round-trip types → plain dict/list/str/int/float/bool for pydantic."""
+class _TooManyValues(Exception):
+    def __init__(self, where: tuple[int, int]) -> None:
+        self.where = where
+
+
+def _plain(node: Any, budget: list[int], where: list[tuple[int, int]]) -> Any:
+    """ruamel's round-trip types → plain dict/list/str/int/float/bool for pydantic, expanding at most
+    `budget[0]` values (aliases are shared nodes: expanding them is where a bomb would explode)."""
+    budget[0] -= 1
+    lc = getattr(node, "lc", None)
+    if lc is not None and lc.line is not None:
+        where[0] = (lc.line + 1, lc.col + 1)  # the collection being expanded: where the bomb goes off
+    if budget[0] < 0:
+        raise _TooManyValues(where[0])
     if isinstance(node, dict):
-        return {_plain(k): _plain(v) for k, v in node.items()}
+        return {_plain(k, budget, where): _plain(v, budget, where) for k, v in node.items()}
     if isinstance(node, list):
-        return [_plain(v) for v in node]
+        return [_plain(v, budget, where) for v in node]
     if isinstance(node, bool):
         return bool(node)
     if isinstance(node, int):
@@ -178,8 +246,31 @@ def _pydantic_problems(exc: ValidationError, root: CommentedMap, file: str) -> l
             at_key = True
         elif message.startswith("Value error, "):
             message = message[len("Value error, ") :]
+        elif err["type"] in _TYPE_ERRORS:  # strict types: say what the YAML gave, which is what surprises people
+            message += f", not {_yaml_kind(err['input'])}"
         problems.append(_locate(root, file, tuple(loc), message, at_key))
     return problems
+
+
+_TYPE_ERRORS = {"int_type", "float_type", "bool_type", "string_type", "list_type", "dict_type", "finite_number",
+                "model_type", "model_attributes_type"}
+
+
+def _yaml_kind(value: Any) -> str:
+    """A YAML value as its author wrote it: `true`, a string 'x', 8000.0, .inf, a list, a mapping."""
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, float):
+        return ".nan" if value != value else ".inf" if value in (float("inf"), float("-inf")) else f"the number {value!r}"
+    if isinstance(value, int):
+        return f"the integer {value}"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "null" if value is None else type(value).__name__
 
 
 def _model_at(loc: list[Any]) -> type[BaseModel] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
@@ -22,7 +23,6 @@ from .compat import KNOWN_GPUS
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
-_HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 _ABS_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
 # Docker image reference: [registry[:port]/]path[:tag][@sha256:digest]
@@ -31,7 +31,9 @@ _IMAGE_REF = re.compile(
     r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
-_ADDRESS = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+$|^[0-9a-fA-F:]+$")
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# Linux refuses one argv string longer than MAX_ARG_STRLEN (32 pages: 131072 bytes with its NUL), with E2BIG.
+MAX_ARG_BYTES = 131071
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _SIZE = re.compile(r"^[0-9]+(?:[bkmg]|kb|mb|gb)?$", re.IGNORECASE)
 
@@ -42,6 +44,45 @@ def _name(value: str) -> str:
             f"{value!r} is not a safe name: use 1-63 of a-z 0-9 . _ -, starting with a letter or digit, "
             "no '..' (names become paths and systemd unit names)"
         )
+    return value
+
+
+def _hf_repo(value: str) -> str:
+    """huggingface_hub's validate_repo_id (utils/_validators.py): REPO_ID_REGEX `^(\\b[\\w\\-.]+\\b/)?\\b[\\w\\-.]+\\b$`,
+    at most 96 characters, no '--' or '..', no '.git' ending; spark-state also wants the namespace."""
+    part = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?"
+    if not re.fullmatch(f"{part}/{part}", value):
+        raise ValueError(f"{value!r} is not a Hugging Face repo id like 'nvidia/Llama-3.1-8B-Instruct-FP8'")
+    if len(value) > 96 or "--" in value or ".." in value or value.endswith(".git"):
+        raise ValueError(f"{value!r} breaks the hub's repo id rules: at most 96 characters, no '--' or '..', "
+                         "no '.git' ending")  # fmt: skip
+    return value
+
+
+def _revision(value: str) -> str:
+    """A branch, tag or commit as git check-ref-format allows it (the hub's revisions are git refs)."""
+    if not _REVISION.fullmatch(value):
+        raise ValueError(f"{value!r} is not a git revision (branch, tag or commit sha)")
+    parts = value.split("/")
+    if (".." in value or "@{" in value or value.endswith((".", "/")) or value == "@"
+            or any(not p or p.startswith(".") or p.endswith(".lock") for p in parts)):  # fmt: skip
+        raise ValueError(f"{value!r} is not a valid git ref name (git check-ref-format: no '..', '@{{', empty "
+                         "parts, parts starting with '.' or ending with '.lock', no trailing '.' or '/')")  # fmt: skip
+    return value
+
+
+def _address(value: str) -> str:
+    """An IPv4 or IPv6 address, or a DNS host name (RFC 1123 labels, 253 characters, an optional final dot)."""
+    if ":" in value or re.fullmatch(r"[0-9.]+", value):
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is neither an IPv4 nor an IPv6 address") from None
+        return value
+    labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
+    if len(value) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels) or labels[-1].isdigit():
+        raise ValueError(f"{value!r} is not a host name (labels of 1-63 letters, digits and '-', not starting or "
+                         "ending with '-') nor an IP address")  # fmt: skip
     return value
 
 
@@ -61,6 +102,7 @@ def _abs_path(value: str) -> str:
 
 
 def _unit_word(value: str) -> str:
+    _shell_arg(value)
     problem = quoting.systemd_problem(value)
     if problem:
         raise ValueError(problem)
@@ -70,6 +112,9 @@ def _unit_word(value: str) -> str:
 def _shell_arg(value: str) -> str:
     if "\x00" in value:
         raise ValueError("a NUL byte cannot be passed as a command-line argument")
+    if len(value.encode()) > MAX_ARG_BYTES:
+        raise ValueError(f"{len(value.encode())} bytes: Linux refuses a command-line argument over {MAX_ARG_BYTES} "
+                         "bytes (MAX_ARG_STRLEN)")  # fmt: skip
     return value
 
 
@@ -82,12 +127,12 @@ def _env_value(value: str) -> str:
 
 Name = Annotated[str, AfterValidator(_name)]
 EnvName = Annotated[str, _matching(_ENV_NAME, "an environment variable name (A-Z, 0-9, _)")]
-HfRepo = Annotated[str, _matching(_HF_REPO, "a Hugging Face repo id like 'nvidia/Llama-3.1-8B-Instruct-FP8'")]
+HfRepo = Annotated[str, AfterValidator(_hf_repo)]
 COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")  # a revision that is a commit: pinned (spark-state pin writes these)
-Revision = Annotated[str, _matching(_REVISION, "a git revision (branch, tag or commit sha)")]
+Revision = Annotated[str, AfterValidator(_revision)]
 AbsPath = Annotated[str, AfterValidator(_abs_path)]
 ImageRef = Annotated[str, _matching(_IMAGE_REF, "a docker image reference like 'nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3'")]
-Address = Annotated[str, _matching(_ADDRESS, "a host name or IP address")]
+Address = Annotated[str, AfterValidator(_address)]
 UnixUser = Annotated[str, _matching(_USER, "a unix user name")]
 ExtraArg = Annotated[str, AfterValidator(_unit_word)]
 ShellArg = Annotated[str, AfterValidator(_shell_arg)]
@@ -98,7 +143,8 @@ Quantization = Literal["fp8", "nvfp4"]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML gives real types, and a boolean is not a port nor "8000" a number; no .inf or .nan anywhere
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- sections
@@ -308,6 +354,8 @@ class State(Strict):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
+        strict=True,
+        allow_inf_nan=False,
         json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "spark-state"},
     )
 

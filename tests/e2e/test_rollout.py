@@ -13,8 +13,21 @@ import sys
 from pathlib import Path
 
 from conftest import REPO, Fleet
-from e2e_helpers import (ALPHA, BETA, GAMMA, answers, deploy, drift, drifted, events, host_clock, read_fleet, sim,
-                         state_text, unit_files)
+from e2e_helpers import (
+    ALPHA,
+    BETA,
+    GAMMA,
+    answers,
+    deploy,
+    drift,
+    drifted,
+    events,
+    host_clock,
+    read_fleet,
+    sim,
+    state_text,
+    unit_files,
+)
 
 from spark_state.sim.registry import NGC_KEY
 

@@ -1,0 +1,46 @@
+"""What a state's names become on a host: container, unit and env-file names. They live here, in one place, so
+the plan derives them and validation can refuse two entries that would share one (a service called
+`build-llama` and the build container of engine `llama` would both be `spark-state-build-llama`)."""
+
+from __future__ import annotations
+
+UNIT_PREFIX = "spark-state-"
+
+
+def service_container(service: str) -> str:
+    return f"{UNIT_PREFIX}{service}"
+
+
+def service_unit(service: str) -> str:
+    return f"{UNIT_PREFIX}{service}.service"
+
+
+def convert_container(engine: str) -> str:
+    return f"{UNIT_PREFIX}convert-{engine}"
+
+
+def build_container(engine: str) -> str:
+    return f"{UNIT_PREFIX}build-{engine}"
+
+
+def fetch_container(checkpoint: str) -> str:
+    return f"{UNIT_PREFIX}fetch-{checkpoint}"
+
+
+def service_env_file(secrets_dir: str, service: str) -> str:
+    return f"{secrets_dir}/{service}.env"
+
+
+def checkpoint_env_file(secrets_dir: str, checkpoint: str) -> str:
+    return f"{secrets_dir}/checkpoint-{checkpoint}.env"
+
+
+def claims(section: str, name: str, secrets_dir: str) -> list[tuple[str, str]]:
+    """(what, host name) pairs an entry of `section` takes on every host it lands on."""
+    if section == "services":
+        return [("container", service_container(name)), ("env file", service_env_file(secrets_dir, name))]
+    if section == "engines":
+        return [("container", convert_container(name)), ("container", build_container(name))]
+    if section == "checkpoints":
+        return [("container", fetch_container(name)), ("env file", checkpoint_env_file(secrets_dir, name))]
+    return []
