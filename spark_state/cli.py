@@ -256,6 +256,16 @@ def _sim_slow(args: argparse.Namespace, console: Console) -> Outcome:
     return Outcome.OK
 
 
+def _sim_registry(args: argparse.Namespace, console: Console) -> Outcome:
+    from .sim import registry
+    from .sim.layout import Layout
+
+    registry.outage(Layout.default(), args.after_blobs if args.state == "down" else None)
+    console.print("nvcr.io is " + ("up" if args.state == "up" else "down" + (
+        f" after {args.after_blobs} more blob request(s)" if args.after_blobs else "")))  # fmt: skip
+    return Outcome.OK
+
+
 def _sim_reboot(args: argparse.Namespace, console: Console) -> Outcome:
     from .sim import upgrade
 
@@ -393,6 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("host", help="a simulated host, e.g. spark-02")
     p.add_argument("factor", type=float, help="e.g. 1.5; 1 restores full speed")
     p.set_defaults(handler=_sim_slow)
+    p = sim_sub.add_parser("registry", help="take nvcr.io down (every /v2/ request answers 503) or bring it back")
+    p.add_argument("state", choices=("down", "up"))
+    p.add_argument("--after-blobs", type=int, default=0, metavar="K",
+                   help="stay up for K more blob requests first (a pull under way breaks off mid-way)")
+    p.set_defaults(handler=_sim_registry)
 
     return parser
 

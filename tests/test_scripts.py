@@ -41,7 +41,7 @@ def test_build_script_is_valid_sh_and_swaps_only_after_success(engine) -> None:
 def test_other_host_commands_are_valid_sh() -> None:
     for ckpt in PLAN.checkpoints:
         _sh_syntax_ok(fetch_command(PLAN, ckpt))
-    _sh_syntax_ok(wait_healthy_command(PLAN, 8004, 60))
+    _sh_syntax_ok(wait_healthy_command(PLAN, PLAN.services[0]))
     _sh_syntax_ok(resident_command("docker", "spark-state-nim-fp8"))
 
 

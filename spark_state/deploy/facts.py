@@ -11,6 +11,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FactBase
 
+from ..errors import ProbeError
 from ..observe.probe import ProbeSpec, probe_command
 from ..observe.snapshot import DiskFact, DockerFact, GpuFact, ImageFact, MemoryFact, Snapshot, UnitFact
 
@@ -26,7 +27,12 @@ class SparkHostState(FactBase[Snapshot]):
         return probe_command(spec)
 
     def process(self, output: list[str]) -> Snapshot:
-        return Snapshot.parse(json.loads("\n".join(output)))
+        try:
+            document = json.loads("\n".join(output))
+        except ValueError as exc:
+            raise ProbeError(f"the host's probe answered something that is not JSON ({exc}): "
+                             f"{' '.join(output)[:200]!r}") from exc  # fmt: skip
+        return Snapshot.parse(document)
 
 
 # pyinfra 3 runs a fact's command on every get_fact; one deploy decides everything from one probe per host.
@@ -39,7 +45,11 @@ def snapshot(spec: ProbeSpec) -> Snapshot:
     taken = _TAKEN.setdefault(host.state, {})
     key = (host.name, spec)
     if key not in taken:
-        taken[key] = host.get_fact(SparkHostState, spec=spec)
+        found = host.get_fact(SparkHostState, spec=spec)
+        if found is None:  # the probe exited non-zero or printed nothing; pyinfra logged its error output
+            raise ProbeError("the probe failed on this host (python3 missing, or the probe crashed: its error "
+                             "output is above)")  # fmt: skip
+        taken[key] = found
     return taken[key]
 
 

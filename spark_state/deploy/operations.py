@@ -280,7 +280,7 @@ def service_restarted(plan: HostPlan, svc: ServicePlan, spec: ProbeSpec):
         host.noop(f"{svc.unit_name} is not running; it is started, not restarted")
         return
     yield sh_join(["systemctl", "restart", svc.unit_name])
-    yield ShownCommand(scripts.wait_healthy_command(plan, svc.port, svc.health_timeout_s, svc.health_path))
+    yield ShownCommand(scripts.wait_healthy_command(plan, svc))
 
 
 @operation()
@@ -303,7 +303,7 @@ def service_running(plan: HostPlan, svc: ServicePlan, spec: ProbeSpec):
     if relaunch:
         yield sh_join(["systemctl", "restart", svc.unit_name])
     if relaunch or not found.answers(svc.port, svc.health_path):
-        yield ShownCommand(scripts.wait_healthy_command(plan, svc.port, svc.health_timeout_s, svc.health_path))
+        yield ShownCommand(scripts.wait_healthy_command(plan, svc))
     elif enabled:
         host.noop(f"{svc.unit_name} is enabled, active and answering on :{svc.port}")
 

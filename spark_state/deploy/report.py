@@ -89,7 +89,7 @@ def _roll_back(plan: HostPlan, run: ServiceRun, reason: str) -> str:
     console = make_console()
     console.print(f"{plan.host}: {svc.name} failed ({reason}); rolling back to {serving}")
     _run(scripts.rollback_command(plan, svc, restore_env=run.env_changed()), f"rollback of {svc.name}", plan)
-    _run(scripts.wait_healthy_command(plan, svc.port, svc.health_timeout_s, svc.health_path),
+    _run(scripts.wait_healthy_command(plan, svc),
          f"health wait of {svc.name} after its rollback to {serving}", plan, print_output=True)  # fmt: skip
     document = json.dumps(rollout.marker(svc, serving, reason), indent=2, sort_keys=True)
     _run(scripts.write_file_command(plan.rollback_marker(svc), document), "writing the rollback marker", plan)

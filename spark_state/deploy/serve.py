@@ -26,7 +26,7 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import python
 from pyinfra.operations.util import any_changed
 
-from ..errors import SparkStateError
+from ..errors import HostError, SparkStateError
 from ..observe import baseline
 from ..observe.compare import lost_restart, unit_current
 from ..observe.preflight import chat_template_message, preflight
@@ -75,7 +75,11 @@ def _setting(name: str, env: str, default: str, allowed: tuple[str, ...]) -> str
 def serve_spark(state: State | None = None, host_name: str | None = None) -> None:
     state = state or load_state(host.data.get("spark_state_file") or state_path()).state
     name = host_name or host.data.get("spark_host") or host.name
-    observation = observe(state, name, snapshot)
+    try:
+        observation = observe(state, name, snapshot)
+    except HostError as exc:  # this host cannot be read: it fails alone, the others carry on
+        ops.preflight_gate(name="spark-state probe", failures=[str(exc)])
+        return
     canary = _setting("spark_canary", "SPARK_STATE_CANARY", "on", ("on", "off")) == "on"
     canaries = list(state.rollout.canary) if canary else []
     # pyinfra runs each operation on every host before the next one, in the order of the lines that defined

@@ -133,7 +133,12 @@ class Snapshot:
 
     @classmethod
     def parse(cls, document: Mapping[str, Any]) -> Snapshot:
-        """The probe's JSON document as a Snapshot; ProbeError when it is not what the probe writes."""
+        """The probe's JSON document as a Snapshot; ProbeError when it is not what the probe writes, or when the
+        probe could not read part of the host (it names the section and why)."""
+        errors = document.get("errors") if isinstance(document, Mapping) else None
+        if errors:
+            said = "; ".join(f"{section}: {why}" for section, why in sorted(dict(errors).items()))
+            raise ProbeError(f"the probe could not read this host: {said}")
         try:
             return _parse(document)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:

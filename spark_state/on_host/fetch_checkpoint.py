@@ -12,6 +12,7 @@ import threading
 import time
 
 from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
 MANIFEST = ".spark-state.json"
 PROGRESS_EVERY = float(os.environ.get("SPARK_STATE_PROGRESS_EVERY", "15"))
@@ -58,12 +59,39 @@ def sha256(path):
     return h.hexdigest()
 
 
+def refusal(repo, revision, exc):
+    """What the hub's refusal means for the person running the deploy, in one line."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    token = "an HF_TOKEN is set" if os.environ.get("HF_TOKEN") else "no HF_TOKEN is set"
+    if isinstance(exc, GatedRepoError):
+        return (f"{repo} is gated ({status}) and {token}: accept its terms on the hub, then list HF_TOKEN under "
+                "the checkpoint's secrets and set it where the deploy runs")
+    if isinstance(exc, RevisionNotFoundError):
+        return f"{repo} has no revision {revision!r} ({status}): check the checkpoint's revision"
+    if isinstance(exc, RepositoryNotFoundError):
+        return (f"{repo} was not found ({status}; {token}): check the repo id, or for a private repo list HF_TOKEN "
+                "under the checkpoint's secrets")
+    return f"the hub answered {status or type(exc).__name__} for {repo}@{revision}: {str(exc).splitlines()[0]}"
+
+
 def main():
+    try:
+        fetch()
+    except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, HfHubHTTPError) as exc:
+        args = parse_args()
+        sys.exit(f"download {args.repo}@{args.revision}: {refusal(args.repo, args.revision, exc)}")
+
+
+def parse_args():
     p = argparse.ArgumentParser()
     p.add_argument("--repo", required=True)
     p.add_argument("--revision", required=True)
     p.add_argument("--dir", required=True)
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def fetch():
+    args = parse_args()
     partial = args.dir + ".partial"
     api = HfApi()
     sha = api.model_info(args.repo, revision=args.revision).sha

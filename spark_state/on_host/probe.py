@@ -170,11 +170,18 @@ def read_json(path):
 def artifact(manifest_path):
     """The manifest spark-state wrote into an artifact directory, and which of its files are gone or changed."""
     manifest = read_json(manifest_path)
+    if manifest is None and os.path.exists(manifest_path):
+        raise ValueError(f"{manifest_path} is not JSON: remove it, and the directory is built or fetched again")
     if manifest is None:
         return None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(manifest, dict) or not isinstance(files or {}, dict) or not all(
+            isinstance(size, int) for size in (files or {}).values()):  # fmt: skip
+        raise ValueError(f"{manifest_path} is not a spark-state manifest: remove it, and the directory is built "
+                         "or fetched again")  # fmt: skip
     base = os.path.dirname(manifest_path)
     missing = []
-    for rel, size in sorted((manifest.get("files") or {}).items()):
+    for rel, size in sorted((files or {}).items()):
         try:
             if os.path.getsize(os.path.join(base, rel)) != size:
                 missing.append(rel)
@@ -420,9 +427,17 @@ def main():
         jobs[f"health:{port}"] = (health, port, ready_path)
     with ThreadPoolExecutor(max_workers=8) as pool:
         futures = {key: pool.submit(job[0], *job[1:]) for key, job in jobs.items()}
-        out = {key: f.result() for key, f in futures.items() if not key.startswith("health:")}
-        if spec.get("health") is not None:
-            out["health"] = {key.split(":", 1)[1]: f.result() for key, f in futures.items() if key.startswith("health:")}
+        results, errors = {}, {}
+        for key, future in futures.items():
+            try:
+                results[key] = future.result()
+            except Exception as exc:  # one unreadable section: said by name, not a traceback
+                errors[key.split(":", 1)[0]] = f"{type(exc).__name__}: {exc}"
+    out = {key: value for key, value in results.items() if not key.startswith("health:")}
+    if spec.get("health") is not None:
+        out["health"] = {key.split(":", 1)[1]: value for key, value in results.items() if key.startswith("health:")}
+    if errors:
+        out["errors"] = errors
     print(json.dumps(out))
 
 

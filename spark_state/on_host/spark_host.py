@@ -5,7 +5,8 @@ programs the deploy's commands call, kept in one file rather than in shell strin
     spark_host.py trtllm-version DOCKER REF CACHE_DIR   print the TensorRT-LLM inside an image; remember it by id
     spark_host.py chat-template DIR MESSAGE             exit non-zero with MESSAGE when DIR's tokenizer has none
     spark_host.py engine-manifest BUILD FINGERPRINT INPUTS VERSION NAME   write an engine's completion manifest
-    spark_host.py wait-healthy PORT TIMEOUT PATH...     until every PATH answers 200 on 127.0.0.1:PORT
+    spark_host.py wait-healthy PORT TIMEOUT DOCKER CONTAINER PATH...   until every PATH answers 200 on
+                                                        127.0.0.1:PORT from CONTAINER (running, publishing PORT)
     spark_host.py progress LABEL -- ARGV...             run ARGV, printing a line every PROGRESS_EVERY seconds
     spark_host.py docker-login DOCKER REGISTRY USER IMAGE HOST   `docker login`, the password on this stdin
     spark_host.py write-private PATH                    PATH := base64 on this stdin, atomically, 0600 in a 0700 dir
@@ -26,6 +27,7 @@ import urllib.request
 
 TRTLLM_PROBE = "import importlib.metadata as m; print(m.version('tensorrt_llm'))"
 PROGRESS_EVERY = float(os.environ.get("SPARK_STATE_PROGRESS_EVERY", "15"))
+FOREIGN_GRACE_S = 10
 
 
 def say(line):
@@ -37,10 +39,40 @@ def clock(seconds):
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+# Seconds between pull attempts: a registry answering 5xx or dropping the connection usually recovers.
+PULL_BACKOFF_S = tuple(float(s) for s in os.environ.get("SPARK_STATE_PULL_BACKOFF", "5,10,20").split(",") if s)
+# What docker says when trying again cannot help: the name, the credentials or the disk are wrong.
+PULL_FINAL = ("unauthorized", "denied", "not found", "manifest unknown", "no space left", "invalid reference")
+
+
 def pull(docker, ref, local=None):
-    """docker pull without a terminal prints one line per layer event ("Pulling fs layer", "Download complete",
-    "Pull complete"); those become layer counts with elapsed time, every interval and at each completion."""
+    """docker pull, tried again with backoff when the registry fails on the way (5xx, reset, timeout: dockerd
+    retries a layer itself, not a manifest or a broken session); a refusal (unauthorized, unknown name, full
+    disk) ends it at once. The last attempt's lines are printed when it gives up."""
     started = time.monotonic()
+    for attempt in range(len(PULL_BACKOFF_S) + 1):
+        code, tail = pull_once(docker, ref, started)
+        if code == 0:
+            break
+        final = any(word in line.lower() for line in tail[-3:] for word in PULL_FINAL)
+        if final or attempt == len(PULL_BACKOFF_S):
+            sys.stderr.write("\n".join(tail) + "\n")
+            why = tail[-1] if tail else f"exit {code}"
+            sys.exit(f"pull {ref} failed after {attempt + 1} attempt(s) over {clock(time.monotonic() - started)}: "
+                     f"{why}")  # fmt: skip
+        say(f"pull {ref}: attempt {attempt + 1} failed ({tail[-1] if tail else code}); again in "
+            f"{PULL_BACKOFF_S[attempt]}s")  # fmt: skip
+        time.sleep(PULL_BACKOFF_S[attempt])
+    if local and local != ref:  # pulled by digest (docker keeps no tag for it): name it as units use it
+        subprocess.run([docker, "tag", ref.split("@", 1)[0].rsplit(":", 1)[0] + "@" + ref.split("@", 1)[1], local],
+                       check=True)  # fmt: skip
+    say(f"pull {ref}: done in {clock(time.monotonic() - started)}")
+
+
+def pull_once(docker, ref, started):
+    """One `docker pull`. Without a terminal it prints one line per layer event ("Pulling fs layer", "Download
+    complete", "Pull complete"); those become layer counts with elapsed time, every interval and at each
+    completion. Returns its exit code and last lines."""
     layers, downloaded, extracted = set(), set(), set()
     last = [0.0]
 
@@ -67,14 +99,7 @@ def pull(docker, ref, local=None):
             report(force=True)
         else:
             report()
-    code = proc.wait()
-    if code != 0:
-        sys.stderr.write("\n".join(tail) + "\n")
-        sys.exit(code)
-    if local and local != ref:  # pulled by digest (docker keeps no tag for it): name it as units use it
-        subprocess.run([docker, "tag", ref.split("@", 1)[0].rsplit(":", 1)[0] + "@" + ref.split("@", 1)[1], local],
-                       check=True)  # fmt: skip
-    say(f"pull {ref}: done in {clock(time.monotonic() - started)}")
+    return proc.wait(), tail
 
 
 def trtllm_version(docker, ref, cache_dir):
@@ -111,9 +136,26 @@ def engine_manifest(build, fingerprint, inputs, version, name):
         json.dump(manifest, f, indent=2)
 
 
-def wait_healthy(port, timeout, *paths):
+def serving_container(docker, container, port):
+    """None when CONTAINER runs and publishes PORT on the host; else what is wrong, in docker's words."""
+    proc = subprocess.run([docker, "inspect", "-f", "{{.State.Status}} {{json .HostConfig.PortBindings}}", container],
+                          capture_output=True, text=True)  # fmt: skip
+    if proc.returncode != 0:
+        return f"container {container} does not exist"
+    status, _, bindings = proc.stdout.strip().partition(" ")
+    published = {b.get("HostPort") for spec in (json.loads(bindings or "null") or {}).values() for b in spec or []}
+    if status != "running":
+        return f"container {container} is {status}"
+    if str(port) not in published:
+        return f"container {container} does not publish port {port}"
+    return None
+
+
+def wait_healthy(port, timeout, docker, container, *paths):
+    """Until PATHS answer 200 on PORT and the answer can only be CONTAINER's: it runs and publishes PORT. A port
+    that answers while the container is not running is held by another process: that fails at once."""
     started = time.monotonic()
-    deadline, last = started + float(timeout), started
+    deadline, last, foreign_since = started + float(timeout), started, None
     while time.monotonic() < deadline:
         answers = {}
         for path in paths:
@@ -122,8 +164,16 @@ def wait_healthy(port, timeout, *paths):
             except (OSError, http.client.HTTPException) as exc:  # refused, reset, 503 while loading: "not yet"
                 answers[path] = getattr(exc, "code", type(exc).__name__)
         if all(code == 200 for code in answers.values()):
-            say(f"port {port}: healthy after {clock(time.monotonic() - started)}")
-            return
+            wrong = serving_container(docker, container, port)
+            if wrong is None:
+                say(f"port {port}: healthy after {clock(time.monotonic() - started)}")
+                return
+            foreign_since = foreign_since or time.monotonic()
+            if time.monotonic() - foreign_since >= FOREIGN_GRACE_S:  # a container between restarts is not one
+                sys.exit(f"port {port} answers, but not from spark-state: {wrong}; another process holds the port "
+                         f"(`ss -ltnp 'sport = :{port}'` names it)")  # fmt: skip
+        else:
+            foreign_since = None
         if time.monotonic() - last >= PROGRESS_EVERY:
             last = time.monotonic()
             seen = ", ".join(f"{p} {c}" for p, c in answers.items())

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 from ..state.compat import MIN_TRTLLM_FOR_SM12
-from ..state.names import fetch_container
+from ..state.names import build_container, convert_container, fetch_container
 from .host_plan import MANIFEST, CheckpointPlan, EnginePlan, HostPlan, ServicePlan, manifest_path
 from .quoting import env_file_line, sh_join, sh_word
 from .templates import render
@@ -41,7 +41,9 @@ def fetch_command(plan: HostPlan, ckpt: CheckpointPlan) -> str:
     argv += ["-v", f"{parent}:/ckpt", "-v", f"{plan.fetch_script_path}:/opt/spark-state/{FETCH_SCRIPT_NAME}:ro",
              "--entrypoint", "python3", ckpt.fetch_image_ref, f"/opt/spark-state/{FETCH_SCRIPT_NAME}",
              "--repo", ckpt.repo, "--revision", ckpt.revision, "--dir", f"/ckpt/{revision_dir}"]  # fmt: skip
-    return f"mkdir -p {sh_word(parent)} && {sh_join(argv)}"
+    # a download interrupted earlier can leave its container under the same name: docker run would refuse it
+    leftover = sh_join([plan.docker, "rm", "-f", fetch_container(ckpt.name)])
+    return f"mkdir -p {sh_word(parent)} && {{ {leftover} >/dev/null 2>&1 || true; }} && {sh_join(argv)}"
 
 
 def pull_command(plan: HostPlan, ref: str, local: str | None = None) -> str:
@@ -79,6 +81,7 @@ def build_script(plan: HostPlan, engine: EnginePlan) -> str:
         image=sh_word(engine.image_ref),
         expected=sh_word(expected),
         minimum=sh_word(MIN_TRTLLM_FOR_SM12),
+        cleanup=sh_join([plan.docker, "rm", "-f", convert_container(engine.name), build_container(engine.name)]),
         version_command=trtllm_version_command(plan, engine.image_ref),
         convert=helper(plan, "progress", f"convert {engine.name}", "--", "sh", "-c", engine.convert_command),
         build_engine=helper(plan, "progress", f"build {engine.name}", "--", "sh", "-c", engine.build_command),
@@ -89,10 +92,11 @@ def build_script(plan: HostPlan, engine: EnginePlan) -> str:
     )  # fmt: skip
 
 
-def wait_healthy_command(plan: HostPlan, port: int, timeout_s: int, ready_path: str = "/health") -> str:
+def wait_healthy_command(plan: HostPlan, svc: ServicePlan) -> str:
     """Poll the service's readiness path (trtllm-serve: /health; NIM: /v1/health/ready) and /v1/models on the
     host until both answer 200, with a progress line while it waits."""
-    return helper(plan, "wait-healthy", str(port), str(timeout_s), ready_path, "/v1/models")
+    return helper(plan, "wait-healthy", str(svc.port), str(svc.health_timeout_s), plan.docker, svc.container_name,
+                  svc.health_path, "/v1/models")  # fmt: skip
 
 
 def rollback_command(plan: HostPlan, svc: ServicePlan, restore_env: bool) -> str:

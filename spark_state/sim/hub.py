@@ -98,11 +98,20 @@ class Commit:
     files: dict[str, bytes]
 
 
+# Meta's own checkpoint is gated on the real hub (accept the license, then use a token); the rehearsal copy
+# answers only this token. Hub behaviour mirrored (huggingface_hub utils/_http.py hf_raise_for_status reads the
+# X-Error-Code header): a gated repo without a token → 401 GatedRepo; a bad token → 401 "Invalid credentials";
+# a repo that does not exist → 401 RepoNotFound when unauthenticated (the hub does not tell a private repo from a
+# missing one), 404 when authenticated.
+GATED_REPOS = ("meta-llama/Llama-3.1-8B-Instruct",)
+HUB_TOKEN = "hf_rehearsalTokenForGatedRepos0123"
+
+
 def build_repos() -> dict[str, dict[str, Commit]]:
     """repo → {revision name or sha → Commit}."""
     repos: dict[str, dict[str, Commit]] = {}
-    for quant in ("FP8", "NVFP4"):
-        repo = f"nvidia/Llama-3.1-8B-Instruct-{quant}"
+    for quant, repo in (("FP8", "nvidia/Llama-3.1-8B-Instruct-FP8"), ("NVFP4", "nvidia/Llama-3.1-8B-Instruct-NVFP4"),
+                        ("FP8", GATED_REPOS[0])):  # fmt: skip
         revisions: dict[str, Commit] = {}
         for name in ("v1", "main"):
             files = _repo_files(quant, name)
@@ -142,13 +151,22 @@ class HubHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _not_found(self, code: str, message: str) -> None:
-        self._json(404, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message})
+    def _not_found(self, code: str, message: str, status: int = 404) -> None:
+        self._json(status, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message})
 
     def _lookup(self, repo: str, revision: str) -> Commit | None:
+        auth = self.headers.get("Authorization") or ""
+        token = auth[7:] if auth.startswith("Bearer ") else None
+        if token is not None and token != HUB_TOKEN:
+            self._json(401, {"error": "Invalid credentials in Authorization header"})
+            return None
         revisions = self.repos.get(repo)
         if revisions is None:
-            self._not_found("RepoNotFound", f"Repository Not Found for url: {self.path}.")
+            self._not_found("RepoNotFound", f"Repository Not Found for url: {self.path}.", 404 if token else 401)
+            return None
+        if repo in GATED_REPOS and token is None:
+            self._not_found("GatedRepo", f"Access to model {repo} is restricted. You must have access to it and be "
+                                         "authenticated to access it. Please log in.", 401)  # fmt: skip
             return None
         commit = revisions.get(unquote(revision))
         if commit is None:
@@ -165,7 +183,8 @@ class HubHandler(BaseHTTPRequestHandler):
             repo = f"{parts[2]}/{parts[3]}"
             if commit := self._lookup(repo, "/".join(parts[5:])):
                 siblings = [{"rfilename": name} for name in sorted(commit.files)]
-                self._json(200, {"id": repo, "modelId": repo, "sha": commit.sha, "private": False, "gated": False,
+                self._json(200, {"id": repo, "modelId": repo, "sha": commit.sha, "private": False,
+                                 "gated": "manual" if repo in GATED_REPOS else False,
                                  "disabled": False, "siblings": siblings, "tags": ["modelopt"]})  # fmt: skip
             return
         if len(parts) >= 6 and parts[:2] == ["api", "models"] and parts[4] == "tree":

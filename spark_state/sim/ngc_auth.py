@@ -10,8 +10,12 @@ Modelled on NGC (docs.nvidia.com/ngc, "Accessing NGC container images": `docker 
   reading of NGC, whose NIM repositories need an entitled key.
 - Only pulls (GET/HEAD) pass; pushes are refused (the fleet publishes to the registry behind this door).
 Requests with a valid token are forwarded to the plain registry on the loopback interface, streamed.
+- Outages on purpose (`spark-state sim registry down [--after-blobs K]`): the faults file says when the registry
+  goes away; from then on every /v2/ request answers 503 with distribution's UNAVAILABLE error, as a registry
+  behind a failing load balancer does, until `sim registry up`.
 
     SPARK_SIM_NGC_KEY=KEY python -m spark_state.sim.ngc_auth --listen ADDR:443 --cert C --key K --backend HOST:PORT
+        [--faults FILE]
 """
 
 from __future__ import annotations
@@ -42,10 +46,27 @@ RETURNED_HEADERS = ("Content-Type", "Content-Length", "Docker-Content-Digest", "
 
 
 class Door:
-    def __init__(self, backend: str, ngc_key: str) -> None:
+    def __init__(self, backend: str, ngc_key: str, faults: str | None = None) -> None:
         self.backend = backend
         self.ngc_key = ngc_key
         self.secret = secrets.token_bytes(32)
+        self.faults = faults
+        self.blobs_served: dict[str, int] = {}  # per outage id: blob requests answered before it began
+
+    def unavailable(self, path: str) -> bool:
+        """Whether the registry is down for this request (the faults file, read each time: cheap and current)."""
+        try:
+            with open(self.faults or "") as f:
+                fault = json.load(f)
+        except (OSError, ValueError):
+            return False
+        outage = str(fault.get("id"))
+        served = self.blobs_served.setdefault(outage, 0)
+        if served < int(fault.get("after_blobs", 0)):
+            if "/blobs/" in path:
+                self.blobs_served[outage] = served + 1
+            return False
+        return True
 
     def token(self, scopes: list[str]) -> str:
         body = base64.urlsafe_b64encode(json.dumps({"scopes": scopes, "exp": time.time() + TOKEN_SECONDS}).encode())
@@ -149,7 +170,9 @@ def handler(door: Door) -> type[BaseHTTPRequestHandler]:
             connection.close()
 
         def do_GET(self) -> None:
-            if self.path.startswith("/proxy_auth"):
+            if self.path.startswith("/v2/") and door.unavailable(self.path):
+                self._json(503, {"errors": [{"code": "UNAVAILABLE", "message": "service unavailable"}]})
+            elif self.path.startswith("/proxy_auth"):
                 self._token_endpoint()
             elif self.path.startswith("/v2/"):
                 self._registry()
@@ -172,10 +195,11 @@ def main() -> None:
     parser.add_argument("--cert", required=True)
     parser.add_argument("--key", required=True)
     parser.add_argument("--backend", required=True)
+    parser.add_argument("--faults", help="a JSON file saying when the registry is down (sim registry down)")
     args = parser.parse_args()
     ngc_key = os.environ["SPARK_SIM_NGC_KEY"]  # not in argv: any local user could read it there
     address, _, port = args.listen.rpartition(":")
-    server = ThreadingHTTPServer((address, int(port)), handler(Door(args.backend, ngc_key)))
+    server = ThreadingHTTPServer((address, int(port)), handler(Door(args.backend, ngc_key, args.faults)))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(args.cert, args.key)
     server.socket = context.wrap_socket(server.socket, server_side=True)

@@ -3,7 +3,9 @@ interface, behind an NGC-style token-auth door over TLS (ngc_auth.py) on the bri
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -57,9 +59,25 @@ def registry_command(layout: Layout) -> list[str]:
     return ["docker-registry", "serve", str(config)]
 
 
+def faults_file(layout: Layout) -> Path:
+    return layout.fleet / "registry-faults.json"
+
+
+def outage(layout: Layout, after_blobs: int | None) -> None:
+    """nvcr.io goes down (after serving `after_blobs` more blob requests: a pull already under way breaks off),
+    or comes back (None)."""
+    path = faults_file(layout)
+    if after_blobs is None:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"id": secrets.token_hex(8), "after_blobs": after_blobs}))
+    tmp.rename(path)
+
+
 def door_command(layout: Layout) -> tuple[list[str], dict[str, str]]:
     """The nvcr.io front door and its environment (the NGC key goes there, not into argv)."""
     _, crt, key = ensure_certificates(layout)
     argv = [sys.executable, "-m", "spark_state.sim.ngc_auth", "--listen", f"{GATEWAY}:443", "--cert", str(crt),
-            "--key", str(key), "--backend", BACKEND]  # fmt: skip
+            "--key", str(key), "--backend", BACKEND, "--faults", str(faults_file(layout))]  # fmt: skip
     return argv, {**os.environ, "SPARK_SIM_NGC_KEY": NGC_KEY}

@@ -1,0 +1,107 @@
+"""One host's trouble stays on it, on the rehearsal fleet: docker stopped, a malformed manifest, a foreign
+process on a service port, nvcr.io going down in the middle of a pull, a gated repo without a token. Each
+fails only its host, with a message a person can act on, while the other hosts take the same change (a new
+KV-cache fraction: every host restarts its NVFP4 service and benches it). Then the faults go and one deploy
+brings everyone back."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from conftest import Fleet
+from e2e_helpers import (
+    ALPHA,
+    BETA,
+    ENGINE_ROOT,
+    GAMMA,
+    answers,
+    deploy,
+    drift,
+    drifted,
+    host_clock,
+    sim,
+    started,
+    state_text,
+)
+
+NIM = "nvcr.io/nim/meta/llama-3.1-8b-instruct-dgx-spark:latest"
+GATED = "meta-llama/Llama-3.1-8B-Instruct"
+FOREIGN_SERVER = """import http.server
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"{}")
+http.server.HTTPServer(("0.0.0.0", 8004), Answer).serve_forever()
+"""
+FOREIGN = (f"cat > /root/foreign.py <<'EOF'\n{FOREIGN_SERVER}EOF\n"
+           "nohup python3 /root/foreign.py >/dev/null 2>&1 & echo $! > /root/foreign.pid; sleep 1")
+
+
+def _failed(log: str, name: str) -> bool:
+    return bool(re.search(rf"\[{name}\]\s+Error", log))
+
+
+def _with_gated_service_on_gamma(text: str) -> str:
+    """gamma also serves Meta's gated checkpoint (PyTorch backend); the state lists no HF_TOKEN for it."""
+    text = text.replace("  nvfp4-own-tokenizer:", f"  meta-gated: {{repo: {GATED}, revision: main}}\n  nvfp4-own-tokenizer:")
+    text = text.replace("  raw-nvfp4:", "  gated-chat: {checkpoint: meta-gated, backend: pytorch, image: triton-25.12, "
+                                        "port: 8021}\n  raw-nvfp4:")  # fmt: skip
+    return text.replace("gamma: {address: 10.9.0.3, groups: [nvfp4]}",
+                        "gamma: {address: 10.9.0.3, groups: [nvfp4], services: [gated-chat]}")
+
+
+def test_docker_down_a_malformed_manifest_and_a_foreign_port_fail_only_their_hosts(fleet: Fleet, workdir: Path) -> None:
+    assert deploy(workdir, state_text()).returncode == 0
+    alpha, beta, gamma = (fleet.hosts[i] for i in (ALPHA, BETA, GAMMA))
+    manifest = fleet.root(beta, f"ls {ENGINE_ROOT}/llama31-8b-nvfp4/*/.spark-state.json | head -n 1").stdout.strip()
+    fleet.root(alpha, "systemctl stop docker.socket docker.service")
+    fleet.root(beta, f"cp {manifest} /root/manifest.bak && printf '{{\"files\": \"lost\"}}' > {manifest}")
+    fleet.root(gamma, f"systemctl stop spark-state-trtllm-nvfp4.service && {FOREIGN}")
+    try:
+        proc = deploy(workdir, state_text(kv=0.35))
+    finally:
+        fleet.root(alpha, "systemctl start docker.socket docker.service")
+        fleet.root(beta, f"mv /root/manifest.bak {manifest}")
+        fleet.root(gamma, "kill $(cat /root/foreign.pid); rm -f /root/foreign.pid")
+    log = proc.stdout
+    assert proc.returncode != 0
+    assert "docker is not running" in log and _failed(log, "alpha")
+    assert f"{manifest} is not a spark-state manifest" in log and _failed(log, "beta")
+    assert "port 8004 (service trtllm-nvfp4) is already used by something spark-state does not manage" in log
+    assert _failed(log, "gamma")
+    assert "Traceback" not in log
+
+    # the faults gone, the same deploy converges everyone; nothing was lost on the way
+    proc = deploy(workdir, state_text(kv=0.35))
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert all(answers(fleet, i, 8004) for i in range(3))
+    code, report = drift(workdir, state_text(kv=0.35))
+    assert (code, drifted(report)) == (0, set())
+
+
+def test_nvcr_io_down_mid_pull_and_a_gated_repo_fail_only_their_hosts(fleet: Fleet, workdir: Path) -> None:
+    alpha = fleet.hosts[ALPHA]
+    fleet.root(alpha, f"docker logout nvcr.io >/dev/null; docker rmi -f {NIM} >/dev/null; true")  # alpha pulls again
+    text = _with_gated_service_on_gamma(state_text())  # back to kv 0.4: every host restarts trtllm-nvfp4
+    marks = [host_clock(fleet, i) for i in range(3)]
+    sim("registry", "down", "--after-blobs", "1")
+    try:
+        proc = deploy(workdir, text)
+    finally:
+        sim("registry", "up")
+    log = proc.stdout
+    assert proc.returncode != 0
+    assert f"pull {NIM} failed after 4 attempt(s) over" in log, log[-4000:]
+    assert "attempt 1 failed" in log and _failed(log, "alpha")
+    assert f"download {GATED}@main: {GATED} is gated (401) and no HF_TOKEN is set" in log and _failed(log, "gamma")
+    assert not _failed(log, "beta") and "Traceback" not in log
+    assert "spark-state-trtllm-nvfp4" in started(fleet, BETA, marks[BETA])  # beta took the change and serves it
+    assert answers(fleet, BETA, 8004)
+    assert answers(fleet, ALPHA, 8000)  # alpha's NIM kept serving from its running container
+
+    proc = deploy(workdir, state_text())
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    code, report = drift(workdir, state_text())
+    assert (code, drifted(report)) == (0, set())
