@@ -31,7 +31,7 @@ from ..observe import baseline
 from ..observe.compare import lost_restart, unit_current
 from ..observe.preflight import chat_template_message, preflight
 from ..observe.probe import Observation, observe
-from ..plan.host_plan import NIM_UID, HostPlan
+from ..plan.host_plan import CONVERTER_TEXT, NIM_UID, HostPlan
 from ..plan.scripts import env_file_text
 from ..state.compat import NGC_KEY_ENV, NGC_REGISTRY, NGC_USER, needs_ngc_login
 from ..state.inventory import state_path
@@ -133,6 +133,9 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
                                     checkpoint_dir=ckpt.dir, spec=spec,
                                     message=chat_template_message(svc.name, ckpt.name, ckpt.repo))  # fmt: skip
 
+    if plan.engines:
+        ops.managed_file(name="checkpoint converter", path=plan.converter_path, content=CONVERTER_TEXT, mode="644",
+                         spec=spec)  # fmt: skip
     engine_ops = {e.name: ops.engine(name=f"engine {e.name} ({e.fingerprint[:16]})", plan=plan, engine_plan=e,
                                      spec=spec) for e in plan.engines}  # fmt: skip
 

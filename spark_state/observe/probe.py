@@ -81,7 +81,7 @@ def probe_spec(plan: HostPlan, read_only: bool = False, with_health: bool = True
         engine_dirs=tuple(sorted({e.dir.rsplit("/", 1)[0] for e in plan.engines})),
         checkpoint_dirs=tuple(sorted({c.dir.rsplit("/", 1)[0] for c in plan.checkpoints})),
         chat_templates=tuple(sorted({c.dir for c in plan.checkpoints})),
-        files=tuple(env_files) + (plan.helper_path, plan.fetch_script_path),
+        files=tuple(env_files) + (plan.helper_path, plan.fetch_script_path, plan.converter_path),
         owners=tuple(s.cache_dir for s in plan.services if s.cache_dir),
         modes=(plan.secrets_dir,),
         env_files_dir=plan.secrets_dir,

@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import UnknownHostError
@@ -32,6 +33,12 @@ PLAN_FORMAT = 1
 ENGINE_TO_CHECKPOINT_SIZE = 0.95
 GIB_PER_GB = 1e9 / 2**30
 MANIFEST = ".spark-state.json"  # written into a checkpoint or engine directory once it is complete
+# The checkpoint converter spark-state ships (on_host/convert_checkpoint.py, TensorRT-LLM's library API), mounted
+# into the build image; its hash is part of every engine fingerprint that uses it, so a new converter rebuilds.
+CONVERTER_NAME = "convert_checkpoint.py"
+CONVERTER_IN_IMAGE = f"/opt/spark-state/{CONVERTER_NAME}"
+CONVERTER_TEXT = (Path(__file__).resolve().parent.parent / "on_host" / CONVERTER_NAME).read_text()
+CONVERTER_ID = f"spark-state {CONVERTER_NAME} " + hashlib.sha256(CONVERTER_TEXT.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -179,6 +186,10 @@ class HostPlan:
     @property
     def fetch_script_path(self) -> str:
         return f"{self.lib_dir}/fetch_checkpoint.py"
+
+    @property
+    def converter_path(self) -> str:
+        return f"{self.lib_dir}/{CONVERTER_NAME}"
 
     @property
     def trtllm_versions_dir(self) -> str:
@@ -363,17 +374,19 @@ def plan_engine(state: State, name: str, probed: Mapping[str, str] | None = None
         "trtllm_version": version,
         "checkpoint": {"repo": ckpt.repo, "revision": ckpt.revision},
         "quantization": e.quantization,
-        "convert": {"script": e.convert_script, "flags": convert_flags},
+        "convert": {"script": e.convert_script or CONVERTER_ID, "flags": convert_flags},
         "build": build_flags,
     }
     fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     final_dir = f"{state.paths.root}/engines/{name}/{fingerprint[:16]}"
     build_dir = f"{final_dir}.partial"
     docker = state.paths.docker
+    shipped = ("-v", f"{state.paths.root}/lib/{CONVERTER_NAME}:{CONVERTER_IN_IMAGE}:ro") if not e.convert_script else ()
     convert_argv = (
         docker, "run", "--rm", "--gpus", "all", "--name", convert_container(name),
-        "-v", f"{checkpoint_dir(state, e.checkpoint)}:/ckpt:ro", "-v", f"{build_dir}:/work", image_ref,
-        "python3", e.convert_script, "--model_dir", "/ckpt", "--output_dir", "/work/trtllm-ckpt", *convert_flags,
+        "-v", f"{checkpoint_dir(state, e.checkpoint)}:/ckpt:ro", "-v", f"{build_dir}:/work", *shipped, image_ref,
+        "python3", e.convert_script or CONVERTER_IN_IMAGE, "--model_dir", "/ckpt", "--output_dir", "/work/trtllm-ckpt",
+        *convert_flags,
     )  # fmt: skip
     build_argv = (
         docker, "run", "--rm", "--gpus", "all", "--name", build_container(name),

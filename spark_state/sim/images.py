@@ -22,6 +22,7 @@ from .rootfs import PYTHON_SITE
 
 STANDINS_DIR = Path(__file__).parent / "standins"
 STANDIN_PACKAGE = "spark_sim_standins"
+TRTLLM_PACKAGE = STANDINS_DIR / "tensorrt_llm"
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
@@ -92,16 +93,19 @@ def standin_files(image: StandinImage) -> dict[str, tuple[bytes, int]]:
     files["opt/nvidia/nvidia_entrypoint.sh"] = (entry.encode(), 0o755)
     if image.trtllm_version:
         v = image.trtllm_version
-        files[f"{PYTHON_SITE}/tensorrt_llm/__init__.py"] = (f'__version__ = "{v}"\n'.encode(), 0o644)
+        # TensorRT-LLM's library with only the conversion API, and no examples/ directory: the real Triton
+        # images ship the wheel, not TensorRT-LLM's source tree, so spark-state ships its own converter.
+        for source in sorted(TRTLLM_PACKAGE.rglob("*.py")):
+            files[f"{PYTHON_SITE}/tensorrt_llm/{source.relative_to(TRTLLM_PACKAGE)}"] = (source.read_bytes(), 0o644)
+        files[f"{PYTHON_SITE}/tensorrt_llm/__init__.py"] = (
+            f'"""TensorRT-LLM (rehearsal stand-in)."""\n__version__ = "{v}"\n'.encode(), 0o644
+        )
         files[f"{PYTHON_SITE}/tensorrt_llm-{v}.dist-info/METADATA"] = (
             f"Metadata-Version: 2.1\nName: tensorrt_llm\nVersion: {v}\n".encode(), 0o644
         )
         files[f"{PYTHON_SITE}/tensorrt_llm-{v}.dist-info/INSTALLER"] = (b"pip\n", 0o644)
         for command, module in (("trtllm-build", "trtllm_build"), ("trtllm-serve", "trtllm_serve")):
             files[f"usr/local/bin/{command}"] = (PY_WRAPPER.format(package=STANDIN_PACKAGE, module=module).encode(), 0o755)
-        files["app/tensorrt_llm/examples/models/core/llama/convert_checkpoint.py"] = (
-            PY_WRAPPER.format(package=STANDIN_PACKAGE, module="convert_checkpoint").encode(), 0o755
-        )
     else:
         files["opt/nim/start_server.sh"] = (PY_WRAPPER.format(package=STANDIN_PACKAGE, module="nim_server").encode(), 0o755)
     return files

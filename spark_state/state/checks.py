@@ -95,6 +95,10 @@ def _check_engines(state: State, c: _Collector) -> None:
     for name, engine in state.engines.items():
         c.ref(("engines", name, "checkpoint"), "checkpoints", engine.checkpoint, "checkpoint")
         c.ref(("engines", name, "image"), "images", engine.image, "image")
+        if engine.convert_args and not engine.convert_script:
+            c.error(("engines", name, "convert_args"), "spark-state's converter takes no extra flags (it converts "
+                                                       "through TensorRT-LLM's library); convert_args go with a "
+                                                       "convert_script of your own")  # fmt: skip
         if engine.max_input_len > engine.max_seq_len:
             c.error(
                 ("engines", name, "max_input_len"),

@@ -218,9 +218,10 @@ class Engine(Strict):
     use_paged_context_fmha: bool = True
     use_fp8_context_fmha: bool | None = Field(default=None, description="Defaults to true for fp8, false for nvfp4.")
     dtype: Literal["bfloat16", "float16"] = "bfloat16"
-    convert_script: AbsPath = Field(
-        default="/app/tensorrt_llm/examples/models/core/llama/convert_checkpoint.py",
-        description="The checkpoint converter inside the image.",
+    convert_script: AbsPath | None = Field(
+        default=None,
+        description="A checkpoint converter inside the image, run as `python3 SCRIPT --model_dir --output_dir "
+        "--dtype`; default: the one spark-state ships (TensorRT-LLM's library API, no example scripts needed).",
     )
     convert_args: list[ShellArg] = Field(default_factory=list)
     build_args: list[ShellArg] = Field(default_factory=list, description="Extra trtllm-build flags, verbatim.")

@@ -12,12 +12,13 @@ import time
 
 import httpx
 import pytest
-from conftest import Fleet
+from conftest import REPO, Fleet
 
 from spark_state.sim.registry import NGC_KEY
 
 TRITON = "nvcr.io/nvidia/tritonserver:{}-trtllm-python-py3"
 NIM = "nvcr.io/nim/meta/llama-3.1-8b-instruct-dgx-spark:latest"
+CONVERTER = REPO / "spark_state" / "on_host" / "convert_checkpoint.py"
 IMAGES = [TRITON.format("25.01"), TRITON.format("25.12"), TRITON.format("26.03"), NIM]
 
 
@@ -129,12 +130,45 @@ def test_hf_download_of_both_checkpoints_with_the_real_client(fleet: Fleet) -> N
     assert quant["quant_algo"] == "NVFP4" and quant["group_size"] == 16 and quant["kv_cache_quant_algo"] == "FP8"
 
 
+def _install_converter(fleet: Fleet, host) -> None:
+    """spark-state's shipped converter, put where the test mounts it from (the deploy uploads it the same way)."""
+    text = CONVERTER.read_text()
+    assert "\nEOF\n" not in text
+    fleet.root(host, f"mkdir -p /srv/lib && cat > /srv/lib/convert_checkpoint.py <<'EOF'\n{text}\nEOF")
+
+
+def test_images_ship_tensorrt_llms_library_but_no_examples(fleet: Fleet) -> None:
+    """The real Triton images carry the TensorRT-LLM wheel, not its source tree: no examples/ to convert with.
+    The stand-in library has the conversion API and refuses what it does not take."""
+    host = fleet.hosts[1]
+    image = TRITON.format("25.12")
+    fleet.root(host, f"docker pull -q {image}")
+    probe = fleet.root(host, f"docker run --rm {image} sh -c 'ls -d /app/tensorrt_llm/examples "
+                            "/usr/local/lib/python3*/dist-packages/tensorrt_llm/examples 2>&1; true'").stdout  # fmt: skip
+    assert probe.count("No such file or directory") == 2, probe
+    _download(fleet, host, "nvidia/Llama-3.1-8B-Instruct-FP8", "/srv/ckpt/fp8")
+    script = ("from tensorrt_llm.models import LLaMAForCausalLM\n"
+              "LLaMAForCausalLM.from_hugging_face('/ckpt', dtype='bfloat16', use_fp8_rowwise=True)")  # fmt: skip
+    refused = fleet.root(host, f"docker run --rm --gpus all -v /srv/ckpt/fp8:/ckpt:ro {image} python3 -c \"{script}\" 2>&1",
+                         check=False)  # fmt: skip
+    assert refused.returncode != 0 and "unexpected keyword argument 'use_fp8_rowwise'" in refused.stdout
+    unquantized = fleet.root(host, f"docker run --rm --gpus all -v /srv/ckpt/fp8:/ckpt:ro {image} python3 -c "
+                                   "\"from tensorrt_llm.models import LLaMAForCausalLM; "
+                                   "LLaMAForCausalLM.from_hugging_face('/ckpt')\" 2>&1", check=False)  # fmt: skip
+    assert unquantized.returncode != 0 and "is quantized (FP8" in unquantized.stdout
+    other = fleet.root(host, f"docker run --rm {image} python3 -c 'from tensorrt_llm.models import GPTForCausalLM' 2>&1",
+                       check=False)  # fmt: skip
+    assert other.returncode != 0 and "ImportError" in other.stdout
+
+
 def _convert_and_build(fleet: Fleet, host, tag: str, workdir: str) -> tuple[int, str]:
     image = TRITON.format(tag)
     fleet.root(host, f"docker pull -q {image}; mkdir -p {workdir}")
     _download(fleet, host, "nvidia/Llama-3.1-8B-Instruct-NVFP4", "/srv/ckpt/nvfp4")
-    fleet.root(host, f"docker run --rm --gpus all -v /srv/ckpt/nvfp4:/ckpt:ro -v {workdir}:/work {image} "
-                    "python3 /app/tensorrt_llm/examples/models/core/llama/convert_checkpoint.py "
+    _install_converter(fleet, host)
+    fleet.root(host, f"docker run --rm --gpus all -v /srv/ckpt/nvfp4:/ckpt:ro -v {workdir}:/work "
+                    f"-v /srv/lib/convert_checkpoint.py:/opt/spark-state/convert_checkpoint.py:ro {image} "
+                    "python3 /opt/spark-state/convert_checkpoint.py "
                     "--model_dir /ckpt --output_dir /work/trtllm-ckpt --dtype bfloat16")  # fmt: skip
     build = fleet.root(host, f"docker run --rm --gpus all -v {workdir}:/work {image} trtllm-build "
                             "--checkpoint_dir /work/trtllm-ckpt --output_dir /work/engine --gemm_plugin nvfp4 "

@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
         quant = (model_config.get("pretrained_config", {}).get("quantization") or {}).get("quant_algo")
         max_batch = min(args.max_batch_size, model_config.get("build_config", {}).get("max_batch_size", 2048))
     else:
-        from .convert_checkpoint import quant_algo
+        from .checkpoint_formats import quant_algo
 
         quant = quant_algo(args.model)[0]
         max_batch = args.max_batch_size
