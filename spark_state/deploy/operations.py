@@ -213,7 +213,7 @@ def checkpoint(plan: HostPlan, ckpt: CheckpointPlan, spec: ProbeSpec):
     + ckpt: the checkpoint's plan (repo, revision, directory, image, secrets)
     + spec: the deploy's probe
     """
-    ok, found = checkpoint_ok(snapshot(spec), ckpt.repo, ckpt.revision, ckpt.dir)
+    ok, found = checkpoint_ok(snapshot(spec), ckpt.repo, ckpt.revision, ckpt.dir, ckpt.tokenizer_only)
     if ok:
         host.noop(f"checkpoint {ckpt.name}: {found}")
         return

@@ -41,15 +41,21 @@ def holds_digest(found: ImageFact | None, digest: str | None) -> bool:
     return found is not None and (digest is None or any(d.endswith(f"@{digest}") for d in found.digests))
 
 
-def checkpoint_ok(snapshot: Snapshot, repo: str, revision: str, directory: str) -> tuple[bool, str]:
+def checkpoint_ok(snapshot: Snapshot, repo: str, revision: str, directory: str,
+                  tokenizer_only: bool = False) -> tuple[bool, str]:  # fmt: skip
+    """A download as the plan needs it: complete and verified; the whole checkpoint unless only its tokenizer
+    is wanted (a tokenizer-only copy does not do for a host that builds from the weights)."""
     manifest, missing = manifest_state(snapshot, directory)
     if manifest is None:
         return False, "not downloaded"
     if (manifest.get("repo"), manifest.get("revision")) != (repo, revision):
         return False, f"{manifest.get('repo')}@{manifest.get('revision')}"
+    if manifest.get("scope") == "tokenizer" and not tokenizer_only:
+        return False, f"{repo}@{revision}: tokenizer files only, the weights are needed"
     if missing:
         return False, f"files missing or changed: {', '.join(missing[:3])}"
-    return True, f"{repo}@{revision} ({str(manifest.get('sha', ''))[:12]})"
+    scope = " tokenizer only" if manifest.get("scope") == "tokenizer" else ""
+    return True, f"{repo}@{revision} ({str(manifest.get('sha', ''))[:12]}){scope}"
 
 
 def engine_ok(snapshot: Snapshot, fingerprint: str, directory: str, name: str) -> tuple[bool, str]:
@@ -84,7 +90,7 @@ def compare(plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str]) -> l
         desired = "present" + (f", TensorRT-LLM {image.trtllm_version}" if image.trtllm_version else "")
         items.append(Item(host, "image", image.ref, desired, observed, version_ok))
     for ckpt in plan.checkpoints:
-        ok, observed = checkpoint_ok(snapshot, ckpt.repo, ckpt.revision, ckpt.dir)
+        ok, observed = checkpoint_ok(snapshot, ckpt.repo, ckpt.revision, ckpt.dir, ckpt.tokenizer_only)
         items.append(Item(host, "checkpoint", ckpt.name, f"{ckpt.repo}@{ckpt.revision}", observed, ok))
     for engine in plan.engines:
         ok, observed = engine_ok(snapshot, engine.fingerprint, engine.dir, engine.name)

@@ -67,7 +67,7 @@ def _disk(plan: HostPlan, snapshot: Snapshot) -> list[str]:
         return []
     need = 0.0
     for c in plan.checkpoints:
-        if c.size_gb and not checkpoint_ok(snapshot, c.repo, c.revision, c.dir)[0]:
+        if c.size_gb and not checkpoint_ok(snapshot, c.repo, c.revision, c.dir, c.tokenizer_only)[0]:
             need += c.size_gb
     for e in plan.engines:
         if e.size_gb and not engine_ok(snapshot, e.fingerprint, e.dir, e.name)[0]:

@@ -3,6 +3,7 @@ pinned revision into DIR.partial (resumable), verify every file against the Hub'
 not), write the completion manifest, and only then move it to DIR. A half-finished download never counts."""
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import os
@@ -15,6 +16,11 @@ from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
 MANIFEST = ".spark-state.json"
+# What a server needs of a checkpoint it only takes the tokenizer from (transformers' AutoTokenizer reads these;
+# config.json tells it the tokenizer class when tokenizer_config.json does not): kilobytes, not the weights.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
+                   "added_tokens.json", "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt",
+                   "*.tiktoken", "config.json", "generation_config.json")  # fmt: skip
 PROGRESS_EVERY = float(os.environ.get("SPARK_STATE_PROGRESS_EVERY", "15"))
 
 
@@ -87,6 +93,7 @@ def parse_args():
     p.add_argument("--repo", required=True)
     p.add_argument("--revision", required=True)
     p.add_argument("--dir", required=True)
+    p.add_argument("--tokenizer-only", action="store_true", help="only the tokenizer's files, not the weights")
     return p.parse_args()
 
 
@@ -96,12 +103,17 @@ def fetch():
     api = HfApi()
     sha = api.model_info(args.repo, revision=args.revision).sha
     entries = [e for e in api.list_repo_tree(args.repo, revision=sha, recursive=True) if hasattr(e, "size")]
+    patterns = TOKENIZER_FILES if args.tokenizer_only else None
+    if patterns:
+        entries = [e for e in entries if any(fnmatch.fnmatch(e.path, p) for p in patterns)]
+        if not any(e.path in ("tokenizer.json", "tokenizer.model") for e in entries):
+            sys.exit(f"download {args.repo}@{args.revision}: it has no tokenizer.json or tokenizer.model to take")
     label, expected, started = f"{args.repo}@{args.revision}", sum(e.size for e in entries), time.monotonic()
     done = threading.Event()
     watcher = threading.Thread(target=report_progress, args=(label, partial, expected, done), daemon=True)
     watcher.start()
     try:
-        snapshot_download(repo_id=args.repo, revision=sha, local_dir=partial)
+        snapshot_download(repo_id=args.repo, revision=sha, local_dir=partial, allow_patterns=patterns)
     finally:
         done.set()
     print(f"download {label}: {expected / 1e9:.2f} GB in {int(time.monotonic() - started)}s", flush=True)
@@ -117,7 +129,8 @@ def fetch():
         if not ok:
             sys.exit(f"{entry.path}: content does not match the hub's hash; the download is corrupt")
         files[entry.path] = entry.size
-    manifest = {"kind": "checkpoint", "repo": args.repo, "revision": args.revision, "sha": sha, "files": files}
+    manifest = {"kind": "checkpoint", "repo": args.repo, "revision": args.revision, "sha": sha, "files": files,
+                "scope": "tokenizer" if args.tokenizer_only else "full"}
     with open(os.path.join(partial, MANIFEST), "w") as f:
         json.dump(manifest, f, indent=2)
     if os.path.exists(args.dir):

@@ -32,6 +32,7 @@ PLAN_FORMAT = 1
 # A built rank0.engine is ~95% of the ModelOpt checkpoint it came from (FP8 8.6/9.08 GB, NVFP4 5.7/6.03 GB).
 ENGINE_TO_CHECKPOINT_SIZE = 0.95
 GIB_PER_GB = 1e9 / 2**30
+TOKENIZER_GB = 0.02  # tokenizer.json, its config and the chat template of a Llama 3 checkpoint: ≈17 MB
 MANIFEST = ".spark-state.json"  # written into a checkpoint or engine directory once it is complete
 # The checkpoint converter spark-state ships (on_host/convert_checkpoint.py, TensorRT-LLM's library API), mounted
 # into the build image; its hash is part of every engine fingerprint that uses it, so a new converter rebuilds.
@@ -74,6 +75,7 @@ class CheckpointPlan:
     secrets: tuple[str, ...]
     size_gb: float | None
     fetch_image_ref: str  # downloads run inside this image (it ships huggingface_hub)
+    tokenizer_only: bool = False  # this host only takes its tokenizer (tokenizer_from): those files, not weights
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,9 @@ def plan_host(state: State, host_name: str, probed: Mapping[str, str] | None = N
 
     probed = probed or {}
     images = tuple(_plan_image(state, n, gpu, probed) for n in image_names)
-    checkpoints = tuple(_plan_checkpoint(state, n, _fetch_image(state, n, services, engine_names)) for n in checkpoint_names)
+    models = set(_models_needed(state, services, engine_names))
+    checkpoints = tuple(_plan_checkpoint(state, n, _fetch_image(state, n, services, engine_names), n not in models)
+                        for n in checkpoint_names)  # fmt: skip
     engines = tuple(plan_engine(state, n, probed) for n in engine_names)
     engines_by_name = {e.name: e for e in engines}
     service_plans = tuple(_plan_service(state, s, engines_by_name) for s in services)
@@ -293,6 +297,12 @@ def _checkpoints_needed(state: State, services: list[str], engines: list[str]) -
     return [n for n in needed if n is not None]
 
 
+def _models_needed(state: State, services: list[str], engines: list[str]) -> list[str]:
+    """Checkpoints whose weights this host needs (an engine builds from it, or a PyTorch service serves it)."""
+    return [state.engines[e].checkpoint for e in engines] + [
+        svc.checkpoint for s in services if isinstance(svc := state.services[s], PytorchService)]
+
+
 def _images_needed(state: State, services: list[str], engines: list[str]) -> list[str]:
     needed = [state.engines[e].image for e in engines]
     for s in services:
@@ -322,10 +332,11 @@ def checkpoint_dir(state: State, name: str) -> str:
     return f"{state.paths.root}/checkpoints/{name}/{revision}"
 
 
-def _plan_checkpoint(state: State, name: str, fetch_image: str) -> CheckpointPlan:
+def _plan_checkpoint(state: State, name: str, fetch_image: str, tokenizer_only: bool = False) -> CheckpointPlan:
     c = state.checkpoints[name]
-    return CheckpointPlan(name, c.repo, c.revision, checkpoint_dir(state, name), tuple(c.secrets), c.size_gb,
-                          local_ref(state.images[fetch_image].ref))  # fmt: skip
+    return CheckpointPlan(name, c.repo, c.revision, checkpoint_dir(state, name), tuple(c.secrets),
+                          None if tokenizer_only else c.size_gb, local_ref(state.images[fetch_image].ref),
+                          tokenizer_only)  # fmt: skip
 
 
 def _fetch_image(state: State, checkpoint: str, services: list[str], engines: list[str]) -> str:
@@ -539,7 +550,12 @@ def _budget(
         size = state.images[i.name].size_gb
         (disk.__setitem__(f"image {i.name}", size) if size else disk_unknown.append(f"image {i.name}"))
     for c in checkpoints:
-        (disk.__setitem__(f"checkpoint {c.name}", c.size_gb) if c.size_gb else disk_unknown.append(f"checkpoint {c.name}"))
+        if c.tokenizer_only:
+            disk[f"tokenizer of {c.name}"] = TOKENIZER_GB
+        elif c.size_gb:
+            disk[f"checkpoint {c.name}"] = c.size_gb
+        else:
+            disk_unknown.append(f"checkpoint {c.name}")
     for e in engines:
         if e.size_gb:
             # The converted TensorRT-LLM checkpoint stays beside the engine, about as large.

@@ -40,7 +40,8 @@ def fetch_command(plan: HostPlan, ckpt: CheckpointPlan) -> str:
         argv += ["--env-file", env_file]
     argv += ["-v", f"{parent}:/ckpt", "-v", f"{plan.fetch_script_path}:/opt/spark-state/{FETCH_SCRIPT_NAME}:ro",
              "--entrypoint", "python3", ckpt.fetch_image_ref, f"/opt/spark-state/{FETCH_SCRIPT_NAME}",
-             "--repo", ckpt.repo, "--revision", ckpt.revision, "--dir", f"/ckpt/{revision_dir}"]  # fmt: skip
+             "--repo", ckpt.repo, "--revision", ckpt.revision, "--dir", f"/ckpt/{revision_dir}",
+             *(["--tokenizer-only"] if ckpt.tokenizer_only else [])]  # fmt: skip
     # a download interrupted earlier can leave its container under the same name: docker run would refuse it
     leftover = sh_join([plan.docker, "rm", "-f", fetch_container(ckpt.name)])
     return f"mkdir -p {sh_word(parent)} && {{ {leftover} >/dev/null 2>&1 || true; }} && {sh_join(argv)}"

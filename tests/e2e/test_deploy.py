@@ -44,6 +44,14 @@ def test_bare_hosts_converge_and_serve(fleet: Fleet, workdir: Path) -> None:
     for path in (workdir / "home" / "bench").rglob("*.json"):
         (verdict,) = json.loads(path.read_text())["verdicts"]
         assert verdict["passed"] and verdict["checks"], path
+    # beta and gamma serve NVFP4 only: of the FP8 checkpoint they hold the tokenizer, not its 9 GB of weights;
+    # alpha builds from it and holds all of it
+    fp8 = "/var/lib/spark-state/checkpoints/llama31-8b-fp8/main"
+    for index, scope in ((ALPHA, "full"), (BETA, "tokenizer"), (GAMMA, "tokenizer")):
+        listing = fleet.root(fleet.hosts[index], f"ls {fp8}").stdout.split()
+        manifest = json.loads(fleet.root(fleet.hosts[index], f"cat {fp8}/.spark-state.json").stdout)
+        assert manifest["scope"] == scope and "tokenizer.json" in listing and "tokenizer_config.json" in listing
+        assert any(n.endswith(".safetensors") for n in listing) == (scope == "full"), (index, listing)
     # the NVFP4 engine is served with the FP8 checkpoint's tokenizer (it has the chat template)
     r = httpx.post(f"http://{fleet.hosts[BETA].address}:8004/v1/chat/completions", timeout=30, json={
         "model": "/engine", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
