@@ -182,3 +182,41 @@ def test_a_nim_without_an_ngc_key_among_its_secrets_is_refused_at_preflight() ->
     plan = plan_host(loaded.state, "spark-01")
     failures = preflight(plan, Snapshot.parse(converged(plan)), ENV, [], 8.0)
     assert [f for f in failures if "NIM service" in f and "no NGC_API_KEY among its secrets" in f]
+
+
+TRITON_2512 = "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
+
+
+def test_an_image_too_big_for_the_disk_is_refused_before_any_pull_naming_it() -> None:
+    snap = converged(PLAN)
+    snap["images"][TRITON_2512] = None  # still to pull: the registry says 34.6 GB
+    snap["download_sizes"] = {TRITON_2512: {"bytes": 34_600_000_000}}
+    snap["disk"] = {"path": "/var/lib/spark-state", "free_gb": 50.0, "total_gb": 3700.0}
+    (failure,) = [f for f in _preflight(snap) if "GB free" in f]
+    assert failure.startswith("/var/lib/spark-state has 50.0 GB free; this run needs about 69.2 GB there")
+    assert "image triton-25.12 (34.6 GB download) 69.2 GB" in failure
+    snap["disk"]["free_gb"] = 80.0
+    assert not [f for f in _preflight(snap) if "GB free" in f]
+
+
+def test_images_count_on_dockers_file_system_and_old_builds_are_named() -> None:
+    snap = converged(PLAN)
+    snap["images"][TRITON_2512] = None
+    snap["download_sizes"] = {TRITON_2512: {"bytes": 34_600_000_000}}
+    snap["docker_disk"] = {"path": "/var/lib/docker", "free_gb": 40.0, "total_gb": 500.0}
+    snap["engine_builds"] = {"llama31-8b-nvfp4": [{"fingerprint": "old", "files": {"engine/rank0.engine": 5_700_000_000}},
+                                                  "not a manifest"]}  # fmt: skip
+    (failure,) = [f for f in _preflight(snap) if "GB free" in f]
+    assert failure.startswith("/var/lib/docker has 40.0 GB free") and "old engine builds hold 5.7 GB" in failure
+
+
+def test_services_to_start_must_fit_the_memory_free_now() -> None:
+    snap = converged(PLAN)
+    stopped = PLAN.services[0]
+    snap["containers"].pop(stopped.container_name)
+    snap["memory"] = {"total_gib": 121.7, "available_gib": 1.0}  # another process holds the rest
+    (failure,) = [f for f in _preflight(snap) if "available now" in f]
+    assert f"services to start ({stopped.name})" in failure and "something else holds 120.7 GiB" in failure
+    snap["containers"][stopped.container_name] = {"state": "running", "published": [stopped.port]}
+    snap["memory"] = {"total_gib": 121.7, "available_gib": 1.0}  # all ours, all running: nothing to start
+    assert not [f for f in _preflight(snap) if "available now" in f]

@@ -61,23 +61,56 @@ def preflight(plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str],
     return failures
 
 
+# A pull needs its download and the layers it unpacks side by side until each layer is in: twice the download
+# is the honest lower bound when the unpacked size is not known before pulling (the registry says only the first).
+PULL_SPACE = 2.0
+
+
 def _disk(plan: HostPlan, snapshot: Snapshot) -> list[str]:
+    """Room for what this run downloads and builds: checkpoints and engines on paths.root's file system, images
+    still to pull (their size from the registry manifest) on docker's. Old builds are named: prune frees them."""
+    needs: dict[str, dict[str, float]] = {}
     disk = snapshot.disk
-    if not disk:
-        return []
-    need = 0.0
+    images_disk = snapshot.docker_disk or disk
     for c in plan.checkpoints:
         if c.size_gb and not checkpoint_ok(snapshot, c.repo, c.revision, c.dir, c.tokenizer_only)[0]:
-            need += c.size_gb
+            needs.setdefault("root", {})[f"checkpoint {c.name}"] = c.size_gb
     for e in plan.engines:
         if e.size_gb and not engine_ok(snapshot, e.fingerprint, e.dir, e.name)[0]:
-            need += 2 * e.size_gb
-    if need > disk.free_gb:
-        return [f"{disk.path} has {disk.free_gb:.1f} GB free; downloads and builds need about {need:.1f} GB"]
-    return []
+            needs.setdefault("root", {})[f"engine {e.name}"] = 2 * e.size_gb
+    for image in plan.images:
+        size = snapshot.download_sizes.get(image.ref)
+        if snapshot.images.get(image.local) is None and size:
+            needs.setdefault("images", {})[f"image {image.name} ({size / 1e9:.1f} GB download)"] = PULL_SPACE * size / 1e9
+    if images_disk is disk or (disk and images_disk and images_disk.path == disk.path):
+        needs = {"root": {**needs.get("root", {}), **needs.get("images", {})}} if needs else {}
+    failures = []
+    for where, items in needs.items():
+        fs = disk if where == "root" else images_disk
+        need = sum(items.values())
+        if fs is None or need <= fs.free_gb:
+            continue
+        what = ", ".join(f"{name} {gb:.1f} GB" for name, gb in items.items())
+        failures.append(f"{fs.path} has {fs.free_gb:.1f} GB free; this run needs about {need:.1f} GB there ({what})"
+                        + _old_builds(plan, snapshot))  # fmt: skip
+    return failures
+
+
+def _old_builds(plan: HostPlan, snapshot: Snapshot) -> str:
+    """'; old engine builds hold N GB (spark-state prune frees them)' when there are any."""
+    wanted = {e.fingerprint for e in plan.engines}
+    held = 0
+    for builds in snapshot.engine_builds.values():
+        for build in builds:
+            files = build.get("files") if isinstance(build, dict) else None
+            if isinstance(files, dict) and build.get("fingerprint") not in wanted:
+                held += sum(size for size in files.values() if isinstance(size, int))
+    return f"; old engine builds hold {held / 1e9:.1f} GB (`spark-state prune` frees them)" if held else ""
 
 
 def _memory(plan: HostPlan, snapshot: Snapshot, reserved_gib: float) -> list[str]:
+    """The services fit the host's unified memory, and those to start fit what is free now: something other
+    than our services may already hold memory (another process, a service started by hand)."""
     memory = snapshot.memory
     if not memory:
         return []
@@ -87,6 +120,14 @@ def _memory(plan: HostPlan, snapshot: Snapshot, reserved_gib: float) -> list[str
             f"services would claim about {plan.budget.memory_gib:.1f} GiB of unified memory; this host has "
             f"{memory.total_gib:.1f} GiB ({reserved_gib:g} reserved)"
         ]
+    running = {name for name, c in snapshot.containers.items() if c.state == "running"}
+    to_start = {s.name: plan.budget.memory_items[s.name] for s in plan.services
+                if s.container_name not in running and s.name in plan.budget.memory_items}  # fmt: skip
+    need = sum(to_start.values())
+    if to_start and need > memory.available_gib:
+        return [f"services to start ({', '.join(to_start)}) need about {need:.1f} GiB of unified memory; "
+                f"{memory.available_gib:.1f} GiB is available now: something else holds "
+                f"{memory.total_gib - memory.available_gib:.1f} GiB"]  # fmt: skip
     return []
 
 

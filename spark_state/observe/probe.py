@@ -43,6 +43,7 @@ class ProbeSpec:
     files: tuple[str, ...] | None = None
     owners: tuple[str, ...] | None = None
     modes: tuple[str, ...] | None = None  # permission bits of these paths (the secrets directory)
+    download_sizes: tuple[str, ...] = ()  # images whose download size is read from the registry when absent
     env_files_dir: str | None = None  # names of the env files kept there (stale ones are removed)
     units_dir: str | None = None
     units_prefix: str = UNIT_PREFIX
@@ -84,6 +85,7 @@ def probe_spec(plan: HostPlan, read_only: bool = False, with_health: bool = True
         files=tuple(env_files) + (plan.helper_path, plan.fetch_script_path, plan.converter_path),
         owners=tuple(s.cache_dir for s in plan.services if s.cache_dir),
         modes=(plan.secrets_dir,),
+        download_sizes=() if read_only else tuple(sorted({i.ref for i in plan.images})),
         env_files_dir=plan.secrets_dir,
         units_dir=plan.units_dir,
         rollback_dir=plan.rollback_dir,

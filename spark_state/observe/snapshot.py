@@ -122,6 +122,8 @@ class Snapshot:
     chat_templates: dict[str, bool | None] = field(default_factory=dict)
     owners: dict[str, tuple[int, int] | None] = field(default_factory=dict)
     modes: dict[str, str | None] = field(default_factory=dict)
+    download_sizes: dict[str, int | None] = field(default_factory=dict)  # absent image ref → bytes (None: unknown)
+    docker_disk: DiskFact | None = None  # the file system docker keeps images on
     env_files: tuple[str, ...] = ()
     files: dict[str, FileFact | None] = field(default_factory=dict)
     units: dict[str, UnitFact] = field(default_factory=dict)
@@ -173,12 +175,16 @@ def _rollback(section: Mapping[str, Any]) -> RollbackFact:
     )
 
 
+def _disk(entry: Any) -> DiskFact | None:
+    return DiskFact(entry["path"], float(entry["free_gb"]), float(entry["total_gb"])) if entry else None
+
+
 def _parse(doc: Mapping[str, Any]) -> Snapshot:
     gpu, memory, disk, docker, host = (doc.get(k) for k in ("gpu", "memory", "disk", "docker", "host"))
     return Snapshot(
         gpu=GpuFact(gpu["name"], gpu["compute_capability"], gpu["driver_version"]) if gpu else None,
         memory=MemoryFact(float(memory["total_gib"]), float(memory["available_gib"])) if memory else None,
-        disk=DiskFact(disk["path"], float(disk["free_gb"]), float(disk["total_gb"])) if disk else None,
+        disk=_disk(disk),
         docker=DockerFact(bool(docker.get("present")), bool(docker.get("running")), docker.get("version"),
                           docker.get("error"), bool(docker.get("nvidia_runtime"))) if docker else None,
         host=HostVersions(**{k: host.get(k) for k in ("cuda", "kernel", "os", "container_toolkit")}) if host else HostVersions(),
@@ -193,6 +199,8 @@ def _parse(doc: Mapping[str, Any]) -> Snapshot:
         owners={path: (int(o[0]), int(o[1])) if o else None for path, o in (doc.get("owners") or {}).items()},
         files={path: _file(entry) for path, entry in (doc.get("files") or {}).items()},
         modes={path: str(m) if m else None for path, m in (doc.get("modes") or {}).items()},
+        download_sizes={ref: int(d["bytes"]) if "bytes" in d else None for ref, d in (doc.get("download_sizes") or {}).items()},
+        docker_disk=_disk(doc.get("docker_disk")),
         env_files=tuple(str(n) for n in doc.get("env_files") or ()),
         units={name: UnitFact(_file(u.get("file")), u.get("active"), u.get("enabled"))
                for name, u in (doc.get("units") or {}).items()},

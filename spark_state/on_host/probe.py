@@ -143,6 +143,47 @@ def images(refs, probe, cache_dir, cached_only=False):
     return found
 
 
+ARCHITECTURES = {"aarch64": "arm64", "x86_64": "amd64"}  # uname -m → the OCI platform architecture
+
+
+def download_size(ref):
+    """Bytes a pull of `ref` downloads, from its registry manifest (`docker manifest inspect`, with docker's own
+    credentials), for this host's platform: {"bytes": N}, or {"error": why} (e.g. a NIM before `docker login`)."""
+    rc, out, err = run(["docker", "manifest", "inspect", ref], 60)
+    if rc != 0:
+        return {"error": (err or out).strip().splitlines()[-1:][0] if (err or out).strip() else f"exit {rc}"}
+    manifest = json.loads(out)
+    if "manifests" in manifest:  # a list: the entry for this host's platform, then its own manifest
+        arch = ARCHITECTURES.get(os.uname().machine, os.uname().machine)
+        entry = next((m for m in manifest["manifests"] if (m.get("platform") or {}).get("architecture") == arch), None)
+        if entry is None:
+            return {"error": f"no {arch} image in the manifest list"}
+        return download_size(ref.split("@")[0].rsplit(":", 1)[0] + "@" + entry["digest"])
+    return {"bytes": sum(int(layer.get("size") or 0) for layer in manifest.get("layers") or [])}
+
+
+def download_sizes(refs):
+    """Download sizes of the images in `refs` that are not on the host (those present need no pull)."""
+    absent = []
+    for ref in refs:
+        try:
+            status, _ = docker_api(f"/images/{quote(ref, safe='/:@')}/json")
+        except OSError:
+            return {}  # docker down: preflight says so; nothing is pulled
+        if status != 200:
+            absent.append(ref)
+    return {ref: download_size(ref) for ref in absent}
+
+
+def docker_root_disk():
+    """Free and total GB where docker keeps images (`docker info`'s DockerRootDir)."""
+    try:
+        status, info = docker_api("/info")
+    except OSError:
+        return None
+    return disk(info.get("DockerRootDir") or "/var/lib/docker") if status == 200 else None
+
+
 def trtllm_version(ref, image_id, cache_dir, cached_only=False):
     cache = os.path.join(cache_dir, image_id.replace(":", "-"))
     try:
@@ -407,6 +448,9 @@ def main():
         jobs["chat_templates"] = (lambda dirs: {d: chat_template(d) for d in dirs}, spec["chat_templates"])
     if spec.get("owners") is not None:
         jobs["owners"] = (lambda paths: {p: owner(p) for p in paths}, spec["owners"])
+    if spec.get("download_sizes"):
+        jobs["download_sizes"] = (download_sizes, spec["download_sizes"])
+        jobs["docker_disk"] = (docker_root_disk,)
     if spec.get("modes") is not None:
         jobs["modes"] = (lambda paths: {p: mode(p) for p in paths}, spec["modes"])
     if spec.get("env_files_dir"):

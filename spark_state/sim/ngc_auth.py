@@ -152,7 +152,9 @@ def handler(door: Door) -> type[BaseHTTPRequestHandler]:
         def _forward(self) -> None:
             host, _, port = door.backend.partition(":")
             connection = http.client.HTTPConnection(host, int(port), timeout=300)
-            headers = {k: v for k in FORWARDED_HEADERS if (v := self.headers.get(k))}
+            # every Accept line the client sent (docker sends one per manifest type it reads): a registry answers
+            # the best type the client accepts, schema 1 only when nothing else is accepted
+            headers = {k: ", ".join(v) for k in FORWARDED_HEADERS if (v := self.headers.get_all(k))}
             connection.request(self.command, self.path, headers=headers)
             answer = connection.getresponse()
             self.send_response(answer.status)

@@ -317,3 +317,22 @@ def test_nim_runs_as_uid_1000_on_its_documented_health_paths_and_caches_its_prof
     owner = fleet.root(host, "stat -c %u /srv/nim-cache/ngc/hub/*/profile.json").stdout.strip()
     assert owner == "1000"
     fleet.root(host, "docker rm -f nim-probe >/dev/null")
+
+
+def test_the_probe_reads_an_absent_images_download_size_from_the_registry(fleet: Fleet) -> None:
+    """Before any pull, preflight knows what the pull downloads: the registry manifest's layer sizes."""
+    from spark_state.observe.probe import ProbeSpec, probe_command
+    from spark_state.sim import images, rootfs
+    from spark_state.sim.layout import Layout
+
+    host, ref = fleet.hosts[2], TRITON.format("25.01")
+    fleet.root(host, f"docker rmi -f {ref} >/dev/null 2>&1; true")
+    out = fleet.root(host, probe_command(ProbeSpec(download_sizes=(ref, NIM)))).stdout
+    sizes = json.loads(out)["download_sizes"]
+    layout = Layout.default()
+    cache = layout.cache / "layers"
+    image = next(i for i in images.IMAGES if i.ref == ref)
+    expected = images.base_layer(rootfs.rootfs_dir(layout, "image"), cache).size + images.standin_layer(image, cache).size
+    assert sizes[ref] == {"bytes": expected}
+    if NIM in sizes:  # absent and not logged in: the registry does not say, and the probe says why
+        assert "error" in sizes[NIM]

@@ -28,22 +28,66 @@ def _fail(message: str) -> int:
     return 1
 
 
-def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="trtllm-serve")
-    sub = p.add_subparsers(dest="command", required=True)
+class ClickLikeParser(argparse.ArgumentParser):
+    """`trtllm-serve` is a click command: no abbreviated options, and click's own error text and exit code 2."""
+
+    def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(allow_abbrev=False, **kwargs)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        unknown = message.split("unrecognized arguments: ", 1)[1].split()[0] if "unrecognized" in message else None
+        said = f"No such option: {unknown}" if unknown else message
+        self.exit(2, f"Usage: trtllm-serve serve [OPTIONS] MODEL\nTry 'trtllm-serve serve --help' for help.\n\n"
+                     f"Error: {said}\n")  # fmt: skip
+
+
+# `trtllm-serve serve`'s options as TensorRT-LLM defines them (tensorrt_llm/commands/serve.py, click options).
+# Read from TensorRT-LLM's main branch; options that appeared after 1.1 there (custom tokenizers, context
+# parallelism, OTLP traces, disaggregated-cluster URIs, media I/O, custom modules, chat_template, chunked
+# prefill) are left out: the stricter reading for the 1.1/1.2 images rehearsed here.
+SEVERITIES = ["internal_error", "error", "warning", "info", "verbose", "debug", "trace"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = ClickLikeParser(prog="trtllm-serve")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=ClickLikeParser)
     s = sub.add_parser("serve")
     s.add_argument("model")
     s.add_argument("--tokenizer", default=None)
-    s.add_argument("--backend", choices=["pytorch", "tensorrt", "_autodeploy"], default="pytorch")
     s.add_argument("--host", default="localhost")
     s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--backend", choices=["pytorch", "tensorrt", "_autodeploy", "trt"], default="pytorch")
+    s.add_argument("--log_level", choices=SEVERITIES, default="info")
+    s.add_argument("--max_beam_width", type=int, default=1)
     s.add_argument("--max_batch_size", type=int, default=2048)
     s.add_argument("--max_num_tokens", type=int, default=8192)
     s.add_argument("--max_seq_len", type=int, default=None)
-    s.add_argument("--kv_cache_free_gpu_memory_fraction", type=float, default=0.9)
-    s.add_argument("--log_level", default="info")
+    s.add_argument("--tensor_parallel_size", "--tp_size", type=int, default=1)
+    s.add_argument("--pipeline_parallel_size", "--pp_size", type=int, default=1)
+    s.add_argument("--moe_expert_parallel_size", "--ep_size", type=int, default=None)
+    s.add_argument("--moe_cluster_parallel_size", "--cluster_size", type=int, default=None)
+    s.add_argument("--gpus_per_node", type=int, default=None)
+    s.add_argument("--kv_cache_free_gpu_memory_fraction", "--free_gpu_memory_fraction",
+                   dest="kv_cache_free_gpu_memory_fraction", type=float, default=0.9)  # fmt: skip
+    s.add_argument("--num_postprocess_workers", type=int, default=0)
     s.add_argument("--trust_remote_code", action="store_true")
+    s.add_argument("--revision", default=None)
+    s.add_argument("--extra_llm_api_options", default=None)
+    s.add_argument("--reasoning_parser", choices=["deepseek-r1", "qwen3"], default=None)
+    s.add_argument("--tool_parser", default=None)
+    s.add_argument("--metadata_server_config_file", default=None)
+    s.add_argument("--server_role", default=None)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    p = parser()
     args = p.parse_args(argv)
+    if args.backend == "trt":  # click's ChoiceWithAlias
+        args.backend = "tensorrt"
+    if args.tensor_parallel_size * args.pipeline_parallel_size > 1:
+        return _fail(f"world size {args.tensor_parallel_size * args.pipeline_parallel_size} needs that many GPUs; "
+                     "this host has 1")  # fmt: skip
     gpu = require_gpu()
     version = trtllm_version()
     print(f"[TensorRT-LLM] TensorRT-LLM version: {version}", flush=True)
