@@ -75,9 +75,13 @@ def _address(value: str) -> str:
     """An IPv4 or IPv6 address, or a DNS host name (RFC 1123 labels, 253 characters, an optional final dot)."""
     if ":" in value or re.fullmatch(r"[0-9.]+", value):
         try:
-            ipaddress.ip_address(value)
+            address = ipaddress.ip_address(value)
         except ValueError:
             raise ValueError(f"{value!r} is neither an IPv4 nor an IPv6 address") from None
+        if address.version == 6:  # refused clearly rather than half-working
+            raise ValueError(f"{value!r}: IPv6 hosts are not supported yet (the services listen on IPv4 and the "
+                             "bench, health waits and rehearsal fleet are verified over IPv4 only); use the "
+                             "host's IPv4 address")  # fmt: skip
         return value
     labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
     if len(value) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels) or labels[-1].isdigit():
