@@ -220,3 +220,9 @@ def test_services_to_start_must_fit_the_memory_free_now() -> None:
     snap["containers"][stopped.container_name] = {"state": "running", "published": [stopped.port]}
     snap["memory"] = {"total_gib": 121.7, "available_gib": 1.0}  # all ours, all running: nothing to start
     assert not [f for f in _preflight(snap) if "available now" in f]
+
+
+def test_a_secret_that_cannot_go_into_an_env_file_is_refused_by_name_never_shown() -> None:
+    failures = _preflight(converged(PLAN), env={"NGC_API_KEY": "nvapi-line1\nline2"})
+    (failure,) = [f for f in failures if "cannot go into an env file" in f]
+    assert failure.endswith(": NGC_API_KEY") and "line1" not in " ".join(failures)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..plan.host_plan import HostPlan
+from ..plan.quoting import env_file_problem
 from ..state.compat import NGC_KEY_ENV, NGC_REGISTRY, Gpu, Support, known_bad_fix, needs_ngc_login, trtllm_support
 from ..state.names import UNIT_PREFIX
 from .compare import checkpoint_ok, engine_ok
@@ -55,6 +56,9 @@ def preflight(plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str],
         if svc.kind == "nim" and NGC_KEY_ENV not in svc.secrets:
             failures.append(f"NIM service {svc.name} has no {NGC_KEY_ENV} among its secrets: the container cannot "
                             f"download its model profile without it; add secrets: [{NGC_KEY_ENV}]")  # fmt: skip
+    unusable = sorted({name for name in secrets_needed if name in environ and env_file_problem(environ[name])})
+    if unusable:  # named, never shown
+        failures.append(f"secrets that cannot go into an env file (a newline or NUL in the value): {', '.join(unusable)}")
     missing = sorted({name for name in secrets_needed if name not in environ})
     if missing:
         failures.append(f"secrets not set in the environment of the machine running the deploy: {', '.join(missing)}")
