@@ -85,7 +85,7 @@ def _disk(plan: HostPlan, snapshot: Snapshot) -> list[str]:
     for image in plan.images:
         size = snapshot.download_sizes.get(image.ref)
         if snapshot.images.get(image.local) is None and size:
-            needs.setdefault("images", {})[f"image {image.name} ({size / 1e9:.1f} GB download)"] = PULL_SPACE * size / 1e9
+            needs.setdefault("images", {})[f"image {image.name} ({_size(size / 1e9)} download)"] = PULL_SPACE * size / 1e9
     if images_disk is disk or (disk and images_disk and images_disk.path == disk.path):
         needs = {"root": {**needs.get("root", {}), **needs.get("images", {})}} if needs else {}
     failures = []
@@ -94,8 +94,8 @@ def _disk(plan: HostPlan, snapshot: Snapshot) -> list[str]:
         need = sum(items.values())
         if fs is None or need <= fs.free_gb:
             continue
-        what = ", ".join(f"{name} {gb:.1f} GB" for name, gb in items.items())
-        failures.append(f"{fs.path} has {fs.free_gb:.1f} GB free; this run needs about {need:.1f} GB there ({what})"
+        what = ", ".join(f"{name} {_size(gb)}" for name, gb in items.items())
+        failures.append(f"{fs.path} has {_size(fs.free_gb)} free; this run needs about {_size(need)} there ({what})"
                         + _old_builds(plan, snapshot))  # fmt: skip
     return failures
 
@@ -109,7 +109,12 @@ def _old_builds(plan: HostPlan, snapshot: Snapshot) -> str:
             files = build.get("files") if isinstance(build, dict) else None
             if isinstance(files, dict) and build.get("fingerprint") not in wanted:
                 held += sum(size for size in files.values() if isinstance(size, int))
-    return f"; old engine builds hold {held / 1e9:.1f} GB (`spark-state prune` frees them)" if held else ""
+    return f"; old engine builds hold {_size(held / 1e9)} (`spark-state prune` frees them)" if held else ""
+
+
+def _size(gb: float) -> str:
+    """34.6 GB, or 83 MB below a gigabyte (a small disk or image would read '0.1 GB')."""
+    return f"{gb:.1f} GB" if gb >= 1 else f"{gb * 1000:.0f} MB"
 
 
 def _memory(plan: HostPlan, snapshot: Snapshot, reserved_gib: float) -> list[str]:

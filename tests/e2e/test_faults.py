@@ -19,6 +19,7 @@ from e2e_helpers import (
     deploy,
     drift,
     drifted,
+    events,
     host_clock,
     sim,
     started,
@@ -109,6 +110,34 @@ def test_a_foreign_process_on_a_service_port_fails_only_its_host(fleet: Fleet, w
     assert "port 8004 (service trtllm-nvfp4) is already used by something spark-state does not manage" in log
     assert _failed(log, "gamma") and not _failed(log, "alpha") and not _failed(log, "beta")
     assert "spark-state-trtllm-nvfp4" in started(fleet, ALPHA, marks[ALPHA])  # alpha pulled its NIM and took it
+
+
+def test_a_disk_too_small_for_an_image_is_refused_before_any_pull(fleet: Fleet, workdir: Path) -> None:
+    """gamma's docker keeps images on a file system that holds the Triton image's download once, not the twice
+    a pull needs: preflight says so from the registry's manifest, and gamma pulls nothing."""
+    from spark_state.sim import images, rootfs
+    from spark_state.sim.layout import Layout
+
+    gamma = fleet.hosts[GAMMA]
+    cache = Layout.default().cache / "layers"
+    triton = next(i for i in images.IMAGES if i.ref == "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3")
+    download = (images.base_layer(rootfs.rootfs_dir(Layout.default(), "image"), cache).size
+                + images.standin_layer(triton, cache).size)  # fmt: skip
+    fleet.root(gamma, "systemctl stop docker.socket docker.service && "
+                      f"mount -t tmpfs -o size={int(download * 1.2)} tmpfs /var/lib/docker && "
+                      "systemctl start docker.socket docker.service")  # fmt: skip
+    mark = host_clock(fleet, GAMMA)
+    try:
+        proc = deploy(workdir, state_text())
+        pulls = [e for e in events(fleet, GAMMA, mark) if e.startswith("image pull")]
+    finally:
+        fleet.root(gamma, "systemctl stop docker.socket docker.service && umount /var/lib/docker && "
+                          "systemctl start docker.socket docker.service")  # fmt: skip
+    log = proc.stdout
+    assert proc.returncode != 0 and _failed(log, "gamma") and not _failed(log, "alpha") and not _failed(log, "beta")
+    assert re.search(r"/var/lib/docker has [\d.]+ MB free; this run needs about [\d.]+ MB there \(image triton-25\.12 "
+                     r"\([\d.]+ MB download\)", log), log[-3000:]  # fmt: skip
+    assert pulls == []
 
     # the faults gone, one deploy brings everyone to the state; nothing was lost on the way
     proc = deploy(workdir, state_text())
