@@ -1,5 +1,6 @@
 """One host's trouble stays on it, on the rehearsal fleet: docker stopped, a malformed manifest, nvcr.io going
-down in the middle of a pull, a gated repo without a token, a foreign process on a service port. Each fails
+down in the middle of a pull, a gated repo without a token, a foreign process on a service port, a disk too
+small for an image. Each fails
 only its host, with a message a person can act on, while a host without trouble takes the same change (a new
 KV-cache fraction: its NVFP4 service restarts and is benched). Then the faults go and one deploy brings
 everyone back."""
@@ -80,8 +81,11 @@ def test_docker_down_and_a_malformed_manifest_fail_only_their_hosts(fleet: Fleet
 
 def test_nvcr_io_down_mid_pull_and_a_gated_repo_fail_only_their_hosts(fleet: Fleet, workdir: Path) -> None:
     alpha = fleet.hosts[ALPHA]
-    fleet.root(alpha, f"docker logout nvcr.io >/dev/null; docker rmi -f {NIM} >/dev/null; true")  # alpha pulls again
-    text = _with_gated_service_on_gamma(state_text())  # back to kv 0.4: beta restarts trtllm-nvfp4
+    # alpha pulls its NIM again, all of it: logged out, its container and image gone (a running container would
+    # keep the layers, and a pull would need only the manifest)
+    fleet.root(alpha, f"docker logout nvcr.io >/dev/null; docker rm -f spark-state-nim-fp8 >/dev/null 2>&1; "
+                      f"docker rmi -f {NIM} >/dev/null; true")  # fmt: skip
+    text = _with_gated_service_on_gamma(state_text(kv=0.38))  # beta (still at 0.4) restarts trtllm-nvfp4
     marks = [host_clock(fleet, i) for i in range(3)]
     sim("registry", "down", "--after-blobs", "1")
     try:
@@ -97,47 +101,39 @@ def test_nvcr_io_down_mid_pull_and_a_gated_repo_fail_only_their_hosts(fleet: Fle
     assert "spark-state-trtllm-nvfp4" in started(fleet, BETA, marks[BETA]) and answers(fleet, BETA, 8004)
 
 
-def test_a_foreign_process_on_a_service_port_fails_only_its_host(fleet: Fleet, workdir: Path) -> None:
-    gamma = fleet.hosts[GAMMA]
-    fleet.root(gamma, f"systemctl stop spark-state-trtllm-nvfp4.service && {FOREIGN}")
-    marks = [host_clock(fleet, i) for i in range(3)]
-    try:
-        proc = deploy(workdir, state_text(kv=0.35))
-    finally:
-        fleet.root(gamma, "kill $(cat /root/foreign.pid); rm -f /root/foreign.pid")
-    log = proc.stdout
-    assert proc.returncode != 0 and "Traceback" not in log
-    assert "port 8004 (service trtllm-nvfp4) is already used by something spark-state does not manage" in log
-    assert _failed(log, "gamma") and not _failed(log, "alpha") and not _failed(log, "beta")
-    assert "spark-state-trtllm-nvfp4" in started(fleet, ALPHA, marks[ALPHA])  # alpha pulled its NIM and took it
-
-
-def test_a_disk_too_small_for_an_image_is_refused_before_any_pull(fleet: Fleet, workdir: Path) -> None:
-    """gamma's docker keeps images on a file system that holds the Triton image's download once, not the twice
-    a pull needs: preflight says so from the registry's manifest, and gamma pulls nothing."""
+def test_a_foreign_process_on_a_port_and_a_disk_too_small_for_an_image_fail_only_their_hosts(
+    fleet: Fleet, workdir: Path
+) -> None:
+    """gamma: something else holds its service port. beta: docker keeps images on a file system that holds the
+    Triton image's download once, not the twice a pull needs; preflight says so from the registry's manifest and
+    beta pulls nothing. alpha takes the change."""
     from spark_state.sim import images, rootfs
     from spark_state.sim.layout import Layout
 
-    gamma = fleet.hosts[GAMMA]
+    beta, gamma = fleet.hosts[BETA], fleet.hosts[GAMMA]
     cache = Layout.default().cache / "layers"
     triton = next(i for i in images.IMAGES if i.ref == "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3")
     download = (images.base_layer(rootfs.rootfs_dir(Layout.default(), "image"), cache).size
                 + images.standin_layer(triton, cache).size)  # fmt: skip
-    fleet.root(gamma, "systemctl stop docker.socket docker.service && "
-                      f"mount -t tmpfs -o size={int(download * 1.2)} tmpfs /var/lib/docker && "
-                      "systemctl start docker.socket docker.service")  # fmt: skip
-    mark = host_clock(fleet, GAMMA)
+    fleet.root(gamma, f"systemctl stop spark-state-trtllm-nvfp4.service && {FOREIGN}")
+    fleet.root(beta, "systemctl stop docker.socket docker.service && "
+                     f"mount -t tmpfs -o size={int(download * 1.2)} tmpfs /var/lib/docker && "
+                     "systemctl start docker.socket docker.service")  # fmt: skip
+    marks = [host_clock(fleet, i) for i in range(3)]
     try:
-        proc = deploy(workdir, state_text())
-        pulls = [e for e in events(fleet, GAMMA, mark) if e.startswith("image pull")]
+        proc = deploy(workdir, state_text(kv=0.35))
+        beta_pulls = [e for e in events(fleet, BETA, marks[BETA]) if e.startswith("image pull")]
     finally:
-        fleet.root(gamma, "systemctl stop docker.socket docker.service && umount /var/lib/docker && "
-                          "systemctl start docker.socket docker.service")  # fmt: skip
+        fleet.root(gamma, "kill $(cat /root/foreign.pid); rm -f /root/foreign.pid")
+        fleet.root(beta, "systemctl stop docker.socket docker.service && umount /var/lib/docker && "
+                         "systemctl start docker.socket docker.service")  # fmt: skip
     log = proc.stdout
-    assert proc.returncode != 0 and _failed(log, "gamma") and not _failed(log, "alpha") and not _failed(log, "beta")
+    assert proc.returncode != 0 and "Traceback" not in log
+    assert "port 8004 (service trtllm-nvfp4) is already used by something spark-state does not manage" in log
     assert re.search(r"/var/lib/docker has [\d.]+ MB free; this run needs about [\d.]+ MB there \(image triton-25\.12 "
                      r"\([\d.]+ MB download\)", log), log[-3000:]  # fmt: skip
-    assert pulls == []
+    assert _failed(log, "gamma") and _failed(log, "beta") and not _failed(log, "alpha") and beta_pulls == []
+    assert "spark-state-trtllm-nvfp4" in started(fleet, ALPHA, marks[ALPHA])  # alpha pulled its NIM and took it
 
     # the faults gone, one deploy brings everyone to the state; nothing was lost on the way
     proc = deploy(workdir, state_text())

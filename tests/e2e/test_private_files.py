@@ -45,7 +45,7 @@ def test_a_new_secret_travels_like_a_credential_and_stale_env_files_go(
     host = fleet.hosts[ALPHA]
     # someone loosened the directory and left the env files of things the state no longer has
     for index in range(3):
-        fleet.root(fleet.hosts[index], f"chmod 755 {SECRETS} && printf 'OLD=1\\n' > {SECRETS}/retired-chat.env && "
+        fleet.root(fleet.hosts[index], f"install -d -m 755 {SECRETS} && chmod 755 {SECRETS} && printf 'OLD=1\\n' > {SECRETS}/retired-chat.env && "
                                        f"printf 'HF_TOKEN=x\\n' > {SECRETS}/checkpoint-retired.env")  # fmt: skip
     fleet.root(host, f"rm -f {SAMPLER}; nohup sh -c 'while [ ! -e /root/stop-sampling ]; do ps -eo args >> {SAMPLER}; "
                      "sleep 0.02; done' >/dev/null 2>&1 &")  # fmt: skip
