@@ -226,3 +226,18 @@ def test_a_secret_that_cannot_go_into_an_env_file_is_refused_by_name_never_shown
     failures = _preflight(converged(PLAN), env={"NGC_API_KEY": "nvapi-line1\nline2"})
     (failure,) = [f for f in failures if "cannot go into an env file" in f]
     assert failure.endswith(": NGC_API_KEY") and "line1" not in " ".join(failures)
+
+
+def test_paths_on_one_file_system_share_one_budget() -> None:
+    """On a Spark, paths.root and docker's directory are on the same disk: what each needs adds up."""
+    snap = converged(PLAN)
+    snap["images"][TRITON_2512] = None
+    snap["download_sizes"] = {TRITON_2512: {"bytes": 20_000_000_000}}
+    snap["manifests"] = {path: None for path in snap["manifests"]}  # checkpoints and engines to fetch and build
+    snap["disk"] = {"path": "/var/lib/spark-state", "free_gb": 60.0, "total_gb": 3700.0, "device": 2049}
+    snap["docker_disk"] = {"path": "/var/lib/docker", "free_gb": 60.0, "total_gb": 3700.0, "device": 2049}
+    (failure,) = [f for f in _preflight(snap) if "GB free" in f]
+    assert failure.startswith("/var/lib/spark-state has 60.0 GB free") and "image triton-25.12" in failure
+    assert "checkpoint llama31-8b-fp8" in failure
+    snap["docker_disk"]["device"] = 2050  # another disk: each fits on its own
+    assert not [f for f in _preflight(snap) if "/var/lib/docker" in f]

@@ -9,7 +9,7 @@ from ..plan.quoting import env_file_problem
 from ..state.compat import NGC_KEY_ENV, NGC_REGISTRY, Gpu, Support, known_bad_fix, needs_ngc_login, trtllm_support
 from ..state.names import UNIT_PREFIX
 from .compare import checkpoint_ok, engine_ok
-from .snapshot import DockerFact, Snapshot
+from .snapshot import DiskFact, DockerFact, Snapshot
 
 GIB_PER_GB = 1e9 / 2**30
 
@@ -72,31 +72,28 @@ PULL_SPACE = 2.0
 
 def _disk(plan: HostPlan, snapshot: Snapshot) -> list[str]:
     """Room for what this run downloads and builds: checkpoints and engines on paths.root's file system, images
-    still to pull (their size from the registry manifest) on docker's. Old builds are named: prune frees them."""
-    needs: dict[str, dict[str, float]] = {}
-    disk = snapshot.disk
-    images_disk = snapshot.docker_disk or disk
+    still to pull (their size from the registry manifest) on docker's — one budget when they are the same file
+    system, as on a Spark's single disk. Old builds are named: prune frees them."""
+    root_fs, docker_fs = snapshot.disk, snapshot.docker_disk
+    images_fs = root_fs if docker_fs is None or (root_fs and docker_fs.same_file_system(root_fs)) else docker_fs
+    needs: dict[DiskFact, dict[str, float]] = {}
     for c in plan.checkpoints:
-        if c.size_gb and not checkpoint_ok(snapshot, c.repo, c.revision, c.dir, c.tokenizer_only)[0]:
-            needs.setdefault("root", {})[f"checkpoint {c.name}"] = c.size_gb
+        if root_fs and c.size_gb and not checkpoint_ok(snapshot, c.repo, c.revision, c.dir, c.tokenizer_only)[0]:
+            needs.setdefault(root_fs, {})[f"checkpoint {c.name}"] = c.size_gb
     for e in plan.engines:
-        if e.size_gb and not engine_ok(snapshot, e.fingerprint, e.dir, e.name)[0]:
-            needs.setdefault("root", {})[f"engine {e.name}"] = 2 * e.size_gb
+        if root_fs and e.size_gb and not engine_ok(snapshot, e.fingerprint, e.dir, e.name)[0]:
+            needs.setdefault(root_fs, {})[f"engine {e.name}"] = 2 * e.size_gb
     for image in plan.images:
         size = snapshot.download_sizes.get(image.ref)
-        if snapshot.images.get(image.local) is None and size:
-            needs.setdefault("images", {})[f"image {image.name} ({_size(size / 1e9)} download)"] = PULL_SPACE * size / 1e9
-    if images_disk is disk or (disk and images_disk and images_disk.path == disk.path):
-        needs = {"root": {**needs.get("root", {}), **needs.get("images", {})}} if needs else {}
+        if images_fs and size and snapshot.images.get(image.local) is None:
+            needs.setdefault(images_fs, {})[f"image {image.name} ({_size(size / 1e9)} download)"] = PULL_SPACE * size / 1e9
     failures = []
-    for where, items in needs.items():
-        fs = disk if where == "root" else images_disk
+    for fs, items in needs.items():
         need = sum(items.values())
-        if fs is None or need <= fs.free_gb:
-            continue
-        what = ", ".join(f"{name} {_size(gb)}" for name, gb in items.items())
-        failures.append(f"{fs.path} has {_size(fs.free_gb)} free; this run needs about {_size(need)} there ({what})"
-                        + _old_builds(plan, snapshot))  # fmt: skip
+        if need > fs.free_gb:
+            what = ", ".join(f"{name} {_size(gb)}" for name, gb in items.items())
+            failures.append(f"{fs.path} has {_size(fs.free_gb)} free; this run needs about {_size(need)} there "
+                            f"({what})" + _old_builds(plan, snapshot))  # fmt: skip
     return failures
 
 

@@ -32,6 +32,10 @@ class DiskFact:
     path: str
     free_gb: float
     total_gb: float
+    device: int | None = None  # st_dev of the path: paths on one file system share its free space
+
+    def same_file_system(self, other: DiskFact) -> bool:
+        return self.path == other.path or (self.device is not None and self.device == other.device)
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,10 @@ def _rollback(section: Mapping[str, Any]) -> RollbackFact:
 
 
 def _disk(entry: Any) -> DiskFact | None:
-    return DiskFact(entry["path"], float(entry["free_gb"]), float(entry["total_gb"])) if entry else None
+    if not entry:
+        return None
+    device = entry.get("device")
+    return DiskFact(entry["path"], float(entry["free_gb"]), float(entry["total_gb"]), int(device) if device is not None else None)
 
 
 def _parse(doc: Mapping[str, Any]) -> Snapshot:

@@ -81,10 +81,10 @@ def refusal(repo, revision, exc):
 
 
 def main():
+    args = parse_args()
     try:
-        fetch()
+        fetch(args)
     except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, HfHubHTTPError) as exc:
-        args = parse_args()
         sys.exit(f"download {args.repo}@{args.revision}: {refusal(args.repo, args.revision, exc)}")
 
 
@@ -97,8 +97,7 @@ def parse_args():
     return p.parse_args()
 
 
-def fetch():
-    args = parse_args()
+def fetch(args):
     partial = args.dir + ".partial"
     api = HfApi()
     sha = api.model_info(args.repo, revision=args.revision).sha

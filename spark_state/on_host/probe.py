@@ -85,7 +85,8 @@ def disk(path):
     while path and not os.path.exists(path):
         path = os.path.dirname(path)
     st = os.statvfs(path or "/")
-    return {"path": path, "free_gb": st.f_bavail * st.f_frsize / 1e9, "total_gb": st.f_blocks * st.f_frsize / 1e9}
+    return {"path": path, "free_gb": st.f_bavail * st.f_frsize / 1e9, "total_gb": st.f_blocks * st.f_frsize / 1e9,
+            "device": os.stat(path or "/").st_dev}  # which file system: two paths may share one
 
 
 def http_get(path, port=None, unix=None, timeout=30):

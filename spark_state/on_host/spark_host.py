@@ -153,7 +153,8 @@ def serving_container(docker, container, port):
 
 def wait_healthy(port, timeout, docker, container, *paths):
     """Until PATHS answer 200 on PORT and the answer can only be CONTAINER's: it runs and publishes PORT. A port
-    that answers while the container is not running is held by another process: that fails at once."""
+    that keeps answering while the container is not running (FOREIGN_GRACE_S: not a restart in between) is held
+    by another process: that fails the wait before its timeout."""
     started = time.monotonic()
     deadline, last, foreign_since = started + float(timeout), started, None
     while time.monotonic() < deadline:

@@ -191,7 +191,7 @@ class HostPlan:
 
     @property
     def converter_path(self) -> str:
-        return f"{self.lib_dir}/{CONVERTER_NAME}"
+        return converter_path(self.root)
 
     @property
     def trtllm_versions_dir(self) -> str:
@@ -207,6 +207,10 @@ class HostPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": PLAN_FORMAT, **asdict(self)}
+
+
+def converter_path(root: str) -> str:
+    return f"{root}/lib/{CONVERTER_NAME}"
 
 
 def manifest_path(directory: str) -> str:
@@ -392,7 +396,7 @@ def plan_engine(state: State, name: str, probed: Mapping[str, str] | None = None
     final_dir = f"{state.paths.root}/engines/{name}/{fingerprint[:16]}"
     build_dir = f"{final_dir}.partial"
     docker = state.paths.docker
-    shipped = ("-v", f"{state.paths.root}/lib/{CONVERTER_NAME}:{CONVERTER_IN_IMAGE}:ro") if not e.convert_script else ()
+    shipped = ("-v", f"{converter_path(state.paths.root)}:{CONVERTER_IN_IMAGE}:ro") if not e.convert_script else ()
     convert_argv = (
         docker, "run", "--rm", "--gpus", "all", "--name", convert_container(name),
         "-v", f"{checkpoint_dir(state, e.checkpoint)}:/ckpt:ro", "-v", f"{build_dir}:/work", *shipped, image_ref,

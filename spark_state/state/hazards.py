@@ -4,7 +4,6 @@ declared twice, ports that are taken, answers that cannot fit an engine. Pure; f
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -132,11 +131,9 @@ def _environment(state: State, report: Report, warn: Report) -> None:
 
 
 def machine_key(address: str) -> str:
-    """One spelling per machine: IP addresses in their canonical form, names lower-case without the final dot."""
-    try:
-        return str(ipaddress.ip_address(address))
-    except ValueError:
-        return address.lower().rstrip(".")
+    """One spelling per machine: names lower-case without the final dot (IPv4 addresses are already canonical:
+    Python refuses leading zeros, and IPv6 hosts are refused by the model)."""
+    return address.lower().rstrip(".")
 
 
 def _hosts(state: State, report: Report, warn: Report) -> None:
@@ -168,13 +165,11 @@ def _sequence_lengths(state: State, report: Report) -> None:
     refuses the request (trtllm-serve: 400), so every figure would be missing."""
     need = state.bench.max_tokens + prompt_tokens(state.bench.prompt)
     for sname, svc in state.services.items():
-        limit, source = None, ""
-        if isinstance(svc, EngineService) and svc.engine in state.engines:
-            limit, source = svc.max_seq_len or state.engines[svc.engine].max_seq_len, f"engine {svc.engine!r}"
-            if svc.max_seq_len:
-                source = f"service {sname!r}"
-        elif isinstance(svc, PytorchService) and svc.max_seq_len:
-            limit, source = svc.max_seq_len, f"service {sname!r}"
+        limit, source = None, f"service {sname!r}"
+        if isinstance(svc, (EngineService, PytorchService)) and svc.max_seq_len:
+            limit = svc.max_seq_len
+        elif isinstance(svc, EngineService) and svc.engine in state.engines:
+            limit, source = state.engines[svc.engine].max_seq_len, f"engine {svc.engine!r}"
         if limit is not None and need > limit:
             report(("bench", "max_tokens"), f"{state.bench.max_tokens} tokens after a prompt of about "
                                             f"{need - state.bench.max_tokens} tokens do not fit the max_seq_len "
