@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..plan.templates import render
-from .results import EndpointResult, Verdict
+from .results import EndpointResult, LevelResult, Verdict
 from .verdict import Delta
 
 
@@ -24,7 +24,7 @@ def _name(r: EndpointResult) -> str:
 def serial_table(results: list[EndpointResult]) -> Table:
     t = Table(title="serial (streaming, warm-up excluded)", title_justify="left")
     t.add_column("stack", overflow="fold", min_width=12)
-    for col in ("TTFT p50 (ms)", "TTFT p90 (ms)", "decode (tok/s)", "wall p50 (s)", "tokens"):
+    for col in ("TTFT p50 (ms)", "TTFT p90 (ms)", "dispatch p50 (ms)", "decode (tok/s)", "wall p50 (s)", "tokens"):
         t.add_column(col, justify="right", overflow="fold")
     t.add_column("notes", overflow="fold")
     for r in results:
@@ -40,7 +40,8 @@ def serial_table(results: list[EndpointResult]) -> Table:
             notes.append("; ".join(s.errors))
         if s.client.limited:
             notes.append("client-limited: " + "; ".join(s.client.reasons))
-        t.add_row(_name(r), _f(s.ttft_ms["p50"]), _f(s.ttft_ms["p90"]), _f(s.decode_tok_s["p50"], 2),
+        t.add_row(_name(r), _f(s.ttft_ms["p50"]), _f(s.ttft_ms["p90"]), _f(s.dispatch_lag_ms.get("p50"), 2),
+                  _f(s.decode_tok_s["p50"], 2),
                   _f(s.wall_s["p50"], 2), _f(s.completion_tokens_p50, 0), Text("; ".join(notes), style="yellow"))
     return t
 
@@ -62,6 +63,24 @@ def concurrency_table(results: list[EndpointResult]) -> Table:
             if lv and lv.client.limited:
                 notes.append(f"c={c} client-limited ({'; '.join(lv.client.reasons)})")
         t.add_row(_name(r), *cells, Text("; ".join(notes), style="yellow"))
+    return t
+
+
+def latency_cell(level: LevelResult | None) -> str:
+    """TTFT p50 under load, then the client's dispatch lag p50: a reader adds them for the wait a user sees."""
+    if level is None:
+        return ""
+    return f"{_f(level.ttft_ms.get('p50'))} + {_f(level.dispatch_lag_ms.get('p50'), 2)}"
+
+
+def latency_table(results: list[EndpointResult]) -> Table:
+    levels = sorted({lv.concurrency for r in results for lv in r.levels})
+    t = Table(title="TTFT p50 + dispatch lag p50 (ms) under load", title_justify="left")
+    t.add_column("stack", overflow="fold", min_width=12)
+    for c in levels:
+        t.add_column(f"c={c}", justify="right", overflow="fold")
+    for r in results:
+        t.add_row(_name(r), *(latency_cell(r.level(c)) for c in levels))
     return t
 
 
@@ -93,6 +112,8 @@ def show(console: Console, results: list[EndpointResult], verdicts: list[Verdict
          baseline: str | None) -> None:  # fmt: skip
     console.print(serial_table(results))
     console.print(concurrency_table(results))
+    if any(r.levels for r in results):
+        console.print(latency_table(results))
     if deltas and baseline:
         console.print(delta_table(deltas, baseline))
     if verdicts:
@@ -130,4 +151,4 @@ def chart_svg(results: list[EndpointResult], width: int = 640, height: int = 320
 def html_report(results: list[EndpointResult], verdicts: list[Verdict], deltas: list[Delta],
                 baseline: str | None) -> str:  # fmt: skip
     return render("bench_report.html.j2", results=results, verdicts=verdicts, deltas=deltas, baseline=baseline,
-                  chart=chart_svg(results), name=_name, f=_f)
+                  chart=chart_svg(results), name=_name, f=_f, latency=latency_cell)

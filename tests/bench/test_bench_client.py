@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from spark_state.bench.report import html_report
 from spark_state.bench.results import EndpointResult, from_document, to_document
 from spark_state.bench.runner import BenchSettings, run_endpoint
 from spark_state.cli import main
@@ -175,6 +177,25 @@ def test_cli_url_mode_json_and_html(server: KnownServer, tmp_path: Path, capsys:
     text = html.read_text()
     assert "<svg" in text and "<polyline" in text and "c=2" in text
     assert len(list((tmp_path / "hist").rglob("*.json"))) == 1
+
+
+def test_reports_show_dispatch_lag_beside_ttft(server: KnownServer, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    html = tmp_path / "report.html"
+    code = main(["bench", "--url", server.url, "--max-tokens", "10", "--serial", "2", "--concurrency", "1,4",
+                 "--html", str(html), "--no-save"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "dispatch p50 (ms)" in out and "TTFT p50 + dispatch lag p50 (ms) under load" in out
+    assert re.search(r"\d+\.\d \+ \d+\.\d\d", out), out  # "50.4 + 0.12": TTFT, then the client's lag
+    assert "dispatch lag p50" in html.read_text()
+    # a result saved before dispatch lag was recorded still renders
+    result = _run(server.url)
+    result.serial.dispatch_lag_ms = {}
+    for level in result.levels:
+        level.dispatch_lag_ms = {}
+    text = html_report([result], [], [], None)
+    assert result.levels and re.search(r"<td>\d+\.\d \+ -</td>", text), text
 
 
 def test_cli_state_mode_fails_on_unmet_expectation(server: KnownServer, tmp_path: Path,
