@@ -270,3 +270,28 @@ def test_unknown_request_fields_are_refused_like_trtllm_serve(server: KnownServe
 def test_unknown_request_fields_are_ignored_like_vllm(server: KnownServer) -> None:
     answer = _chat(server.url, max_tokens=8, max_token=8)
     assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 8
+
+
+@pytest.mark.parametrize("server", [(), ("--no-done", "--tokens-per-chunk", "3")], indirect=True)
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+def test_stand_in_stream_events_are_the_openai_chunk_shape(server: KnownServer, path: str) -> None:
+    """Every SSE event the known-timing server writes is one OpenAI chunk object, byte for byte what json.dumps
+    gives (the per-token chunks are built from pre-encoded halves), whatever the framing."""
+    chat = path.endswith("chat/completions")
+    prompt = {"messages": [{"role": "user", "content": "say \"hi\" \\ twice"}]} if chat else {"prompt": "hi"}
+    body = {"model": "standin", **prompt, "max_tokens": 7, "stream": True, "stream_options": {"include_usage": True}}
+    with httpx.stream("POST", server.url + path, json=body, timeout=30) as response:
+        lines = [line for line in response.iter_lines() if line]
+    events = [line.removeprefix("data: ") for line in lines]
+    assert all(line.startswith("data: ") for line in lines) and ("[DONE]" in events) == ("--no-done" not in server.proc.args)
+    chunks = [json.loads(e) for e in events if e != "[DONE]"]
+    texts = []
+    for raw, chunk in zip(events, chunks):
+        assert raw == json.dumps(chunk)  # the layout json.dumps gives, no stray spacing or escaping
+        assert chunk["object"] == ("chat.completion.chunk" if chat else "text_completion")
+        assert chunk["id"] == chunks[0]["id"] and chunk["model"] == "standin"
+        for choice in chunk["choices"]:
+            texts.append(choice["delta"].get("content", "") if chat else choice["text"])
+            assert choice["finish_reason"] in (None, "length")
+    assert chunks[-1]["usage"]["completion_tokens"] == 7 and len("".join(texts).split()) == 7
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "length"
