@@ -45,7 +45,7 @@ engines:
   trtllm-nvfp4: {{engine: llama31-8b-nvfp4, port: 8004, kv_cache_free_gpu_memory_fraction: {kv},
                  expect: {{ttft_p50_ms: 60, decode_tok_s: 32, aggregate_tok_s: {{4: 100}}, resident_gib: 20}}}}
 {old_service}  raw-nvfp4: {{checkpoint: nvfp4-own-tokenizer, backend: pytorch, image: triton-25.12, port: 8020}}
-bench: {{max_tokens: 40, serial_requests: 2, warmup_requests: 1, concurrency: [1, 4]}}
+bench: {{max_tokens: 20, serial_requests: 2, warmup_requests: 1, concurrency: [1, 4]}}
 groups:
   nvfp4: {{services: [trtllm-nvfp4]}}
 hosts:

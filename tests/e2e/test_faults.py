@@ -44,6 +44,11 @@ FOREIGN = (f"cat > /root/foreign.py <<'EOF'\n{FOREIGN_SERVER}EOF\n"
            "nohup python3 /root/foreign.py >/dev/null 2>&1 & echo $! > /root/foreign.pid; sleep 1")
 
 
+def _state(kv: float = 0.4) -> str:
+    """The state test_drift leaves the fleet in (NVFP4 at max batch 16), so the first round starts converged."""
+    return state_text(nvfp4_batch=16, kv=kv)
+
+
 def _failed(log: str, name: str) -> bool:
     return bool(re.search(rf"\[{name}\]\s+Error", log))
 
@@ -58,16 +63,16 @@ def _with_gated_service_on_gamma(text: str) -> str:
 
 
 def test_docker_down_and_a_malformed_manifest_fail_only_their_hosts(fleet: Fleet, workdir: Path) -> None:
-    assert deploy(workdir, state_text()).returncode == 0
+    assert deploy(workdir, _state()).returncode == 0
     alpha, beta = fleet.hosts[ALPHA], fleet.hosts[BETA]
-    engine = plan_host(load_state_text(state_text()).state, "beta").engines[0]  # the build beta serves now
+    engine = plan_host(load_state_text(_state()).state, "beta").engines[0]  # the build beta serves now
     manifest = f"{engine.dir}/.spark-state.json"
     assert manifest.startswith(ENGINE_ROOT) and fleet.root(beta, f"test -f {manifest}", check=False).returncode == 0
     marks = [host_clock(fleet, i) for i in range(3)]
     fleet.root(alpha, "systemctl stop docker.socket docker.service")  # its units stop with it (Requires=)
     fleet.root(beta, f"cp {manifest} /root/manifest.bak && printf '{{\"files\": \"lost\"}}' > {manifest}")
     try:
-        proc = deploy(workdir, state_text(kv=0.35))
+        proc = deploy(workdir, _state(kv=0.35))
     finally:
         fleet.root(alpha, "systemctl start docker.socket docker.service")
         fleet.root(beta, f"mv /root/manifest.bak {manifest}")
@@ -85,7 +90,7 @@ def test_nvcr_io_down_mid_pull_and_a_gated_repo_fail_only_their_hosts(fleet: Fle
     # keep the layers, and a pull would need only the manifest)
     fleet.root(alpha, f"docker logout nvcr.io >/dev/null; docker rm -f spark-state-nim-fp8 >/dev/null 2>&1; "
                       f"docker rmi -f {NIM} >/dev/null; true")  # fmt: skip
-    text = _with_gated_service_on_gamma(state_text(kv=0.38))  # beta (still at 0.4) restarts trtllm-nvfp4
+    text = _with_gated_service_on_gamma(_state(kv=0.38))  # beta (still at 0.4) restarts trtllm-nvfp4
     marks = [host_clock(fleet, i) for i in range(3)]
     sim("registry", "down", "--after-blobs", "1")
     try:
@@ -121,7 +126,7 @@ def test_a_foreign_process_on_a_port_and_a_disk_too_small_for_an_image_fail_only
                      "systemctl start docker.socket docker.service")  # fmt: skip
     marks = [host_clock(fleet, i) for i in range(3)]
     try:
-        proc = deploy(workdir, state_text(kv=0.35))
+        proc = deploy(workdir, _state(kv=0.35))
         beta_pulls = [e for e in events(fleet, BETA, marks[BETA]) if e.startswith("image pull")]
     finally:
         fleet.root(gamma, "kill $(cat /root/foreign.pid); rm -f /root/foreign.pid")
@@ -136,8 +141,8 @@ def test_a_foreign_process_on_a_port_and_a_disk_too_small_for_an_image_fail_only
     assert "spark-state-trtllm-nvfp4" in started(fleet, ALPHA, marks[ALPHA])  # alpha pulled its NIM and took it
 
     # the faults gone, one deploy brings everyone to the state; nothing was lost on the way
-    proc = deploy(workdir, state_text())
+    proc = deploy(workdir, _state())
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert all(answers(fleet, i, 8004) for i in range(3)) and answers(fleet, ALPHA, 8000)
-    code, report = drift(workdir, state_text())
+    code, report = drift(workdir, _state())
     assert (code, drifted(report)) == (0, set())
