@@ -46,12 +46,18 @@ def serial_table(results: list[EndpointResult]) -> Table:
     return t
 
 
-def concurrency_table(results: list[EndpointResult]) -> Table:
+def _levels_table(results: list[EndpointResult], title: str) -> tuple[Table, list[int]]:
+    """A table with a stack column and one column per concurrency any result measured; and those levels."""
     levels = sorted({lv.concurrency for r in results for lv in r.levels})
-    t = Table(title="aggregate throughput (tok/s), closed loop", title_justify="left")
+    t = Table(title=title, title_justify="left")
     t.add_column("stack", overflow="fold", min_width=12)
     for c in levels:
         t.add_column(f"c={c}", justify="right", overflow="fold")
+    return t, levels
+
+
+def concurrency_table(results: list[EndpointResult]) -> Table:
+    t, levels = _levels_table(results, "aggregate throughput (tok/s), closed loop")
     t.add_column("notes", overflow="fold")
     for r in results:
         cells, notes = [], []
@@ -74,11 +80,7 @@ def latency_cell(level: LevelResult | None) -> str:
 
 
 def latency_table(results: list[EndpointResult]) -> Table:
-    levels = sorted({lv.concurrency for r in results for lv in r.levels})
-    t = Table(title="TTFT p50 + dispatch lag p50 (ms) under load", title_justify="left")
-    t.add_column("stack", overflow="fold", min_width=12)
-    for c in levels:
-        t.add_column(f"c={c}", justify="right", overflow="fold")
+    t, levels = _levels_table(results, "TTFT p50 + dispatch lag p50 (ms) under load")
     for r in results:
         t.add_row(_name(r), *(latency_cell(r.level(c)) for c in levels))
     return t
