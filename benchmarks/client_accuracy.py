@@ -29,17 +29,28 @@ TTFT_MS, GAP_MS, TOKENS = 50.0, 20.0, 64
 def start_server(ttft_ms: float = TTFT_MS, gap_ms: float = GAP_MS) -> tuple[subprocess.Popen[str], str]:
     """The known-timing stand-in in its own process; returns it and its URL once it listens."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "spark_state.sim.standins.openai_server", "--port", "0",
-         "--ttft-ms", str(ttft_ms), "--step-ms", str(gap_ms)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "spark_rehearsal.standins.openai_server",
+            "--port",
+            "0",
+            "--ttft-ms",
+            str(ttft_ms),
+            "--step-ms",
+            str(gap_ms),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline() if proc.stdout else ""
     return proc, f"http://127.0.0.1:{line.split()[-1]}"
 
 
 async def measure(url: str, concurrency: int) -> dict[str, float | None]:
-    settings = BenchSettings(max_tokens=TOKENS, concurrency=[concurrency], requests_per_level=2 * concurrency,
-                             timeout_s=600)  # fmt: skip
+    settings = BenchSettings(
+        max_tokens=TOKENS, concurrency=[concurrency], requests_per_level=2 * concurrency, timeout_s=600
+    )
     sink: list[RequestResult] = []
     async with httpx.AsyncClient(timeout=600) as client:
         await client.get(f"{url}/v1/models")  # the client's first request pays one-time setup costs
@@ -61,16 +72,24 @@ async def measure(url: str, concurrency: int) -> dict[str, float | None]:
     }
 
 
+def _median(runs: list[dict[str, float | None]], key: str) -> float:
+    return statistics.median(r[key] or 0.0 for r in runs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", default="1,8,64,256")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
-    print(f"truth: TTFT {TTFT_MS:g} ms, gap {GAP_MS:g} ms ({1000 / GAP_MS:g} tok/s), {TOKENS} tokens; "
-          f"median of {args.runs} runs, each on a fresh server")  # fmt: skip
-    print(f"{'c':>4} {'done':>9} {'TTFT p50':>9} {'err/config':>11} {'err/server':>11} {'decode':>8} {'err %':>7} "
-          f"{'lag p99':>8} client-limited")  # fmt: skip
+    print(
+        f"truth: TTFT {TTFT_MS:g} ms, gap {GAP_MS:g} ms ({1000 / GAP_MS:g} tok/s), {TOKENS} tokens; "
+        f"median of {args.runs} runs, each on a fresh server"
+    )
+    print(
+        f"{'c':>4} {'done':>9} {'TTFT p50':>9} {'err/config':>11} {'err/server':>11} {'decode':>8} {'err %':>7} "
+        f"{'lag p99':>8} client-limited"
+    )
     for c in levels:
         runs = []
         for _ in range(args.runs):
@@ -81,12 +100,11 @@ def main() -> None:
                 proc.terminate()
                 proc.wait()
 
-        def med(key: str) -> float:
-            return statistics.median(r[key] or 0.0 for r in runs)
-
-        print(f"{c:>4} {int(med('completed')):>4}/{int(med('issued')):<4} {med('ttft_p50'):>9.2f} "
-              f"{med('ttft_err_vs_config'):>+11.2f} {med('ttft_err_vs_server'):>+11.2f} {med('decode_p50'):>8.2f} "
-              f"{med('decode_err_pct'):>+7.2f} {med('loop_lag_p99'):>8.1f} {'yes' if med('limited') else 'no'}")  # fmt: skip
+        print(
+            f"{c:>4} {int(_median(runs, 'completed')):>4}/{int(_median(runs, 'issued')):<4} {_median(runs, 'ttft_p50'):>9.2f} "
+            f"{_median(runs, 'ttft_err_vs_config'):>+11.2f} {_median(runs, 'ttft_err_vs_server'):>+11.2f} {_median(runs, 'decode_p50'):>8.2f} "
+            f"{_median(runs, 'decode_err_pct'):>+7.2f} {_median(runs, 'loop_lag_p99'):>8.1f} {'yes' if _median(runs, 'limited') else 'no'}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """spark-state's bench client and guidellm side by side, against the truth of a known-timing server (run on
 demand, prints figures; not a test).
 
-The project's stand-in server (spark_state.sim.standins.openai_server) runs in its own process with a fixed
+The project's stand-in server (spark_rehearsal.standins.openai_server) runs in its own process with a fixed
 prefill (TTFT) and inter-token gap, one fresh server per tool, level and run. Both tools run closed-loop streams
 at each concurrency c for 2·c requests of TOKENS tokens. Truth:
   - TTFT: the configured prefill, and what the server itself recorded (request read → first token written);
@@ -51,8 +51,14 @@ def server_ttft_p50(url: str) -> float | None:
 
 def spark_state_run(url: str, concurrency: int) -> dict[str, float | None]:
     # ignore_eos: exactly TOKENS tokens, as guidellm asks for them too (the example prompt's answer ends at 165)
-    settings = BenchSettings(prompt=PROMPT, max_tokens=TOKENS, concurrency=[concurrency],
-                             requests_per_level=2 * concurrency, timeout_s=600, ignore_eos=True)  # fmt: skip
+    settings = BenchSettings(
+        prompt=PROMPT,
+        max_tokens=TOKENS,
+        concurrency=[concurrency],
+        requests_per_level=2 * concurrency,
+        timeout_s=600,
+        ignore_eos=True,
+    )
     sink: list[RequestResult] = []
     level = run_measured(run_level(url, "standin", settings, concurrency, sink=sink))
     return {
@@ -73,13 +79,26 @@ def guidellm_run(binary: str, url: str, concurrency: int) -> dict[str, float | N
         data.write_text((row + "\n") * requests)  # one row per request: guidellm stops when its data runs out
         out = Path(tmp) / "result.json"
         proc = subprocess.run(
-            [binary, "run", "--backend", f"kind=openai_http,target={url}",
-             "--profile", f"kind=concurrent,streams={concurrency}",
-             "--constraint", f"kind=max_requests,count={requests}",
-             "--data", f"kind=json_file,path={data}", "--output", f"kind=json,path={out}",
-             "--disable-console"],
-            capture_output=True, text=True, timeout=900, cwd=tmp,
-        )  # fmt: skip
+            [
+                binary,
+                "run",
+                "--backend",
+                f"kind=openai_http,target={url}",
+                "--profile",
+                f"kind=concurrent,streams={concurrency}",
+                "--constraint",
+                f"kind=max_requests,count={requests}",
+                "--data",
+                f"kind=json_file,path={data}",
+                "--output",
+                f"kind=json,path={out}",
+                "--disable-console",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=tmp,
+        )
         if proc.returncode != 0 or not out.exists():
             raise RuntimeError(f"guidellm failed ({proc.returncode}): {(proc.stderr or proc.stdout)[-800:]}")
         bench = json.loads(out.read_text())["benchmarks"][0]
@@ -114,10 +133,14 @@ def main() -> None:
         tools["guidellm"] = lambda url, c: guidellm_run(binary, url, c)
     elif args.guidellm:
         print(f"guidellm not found at {args.guidellm}: spark-state only (see the docstring to install it)")
-    print(f"truth: TTFT {TTFT_MS:g} ms, gap {GAP_MS:g} ms ({1000 / GAP_MS:g} tok/s per stream), {TOKENS} tokens, "
-          f"2·c requests per level; median of {args.runs} runs, a fresh server each")  # fmt: skip
-    print(f"{'c':>4} {'tool':<12} {'done':>6} {'TTFT p50':>9} {'vs truth':>9} {'vs server':>10} "
-          f"{'aggregate':>10} {'truth':>8} {'err %':>7} {'dispatch p50':>13} limited")  # fmt: skip
+    print(
+        f"truth: TTFT {TTFT_MS:g} ms, gap {GAP_MS:g} ms ({1000 / GAP_MS:g} tok/s per stream), {TOKENS} tokens, "
+        f"2·c requests per level; median of {args.runs} runs, a fresh server each"
+    )
+    print(
+        f"{'c':>4} {'tool':<12} {'done':>6} {'TTFT p50':>9} {'vs truth':>9} {'vs server':>10} "
+        f"{'aggregate':>10} {'truth':>8} {'err %':>7} {'dispatch p50':>13} limited"
+    )
     for c in (int(x) for x in args.levels.split(",")):
         for tool, run in tools.items():
             runs = []
@@ -131,11 +154,14 @@ def main() -> None:
             ttft, server, agg = median(runs, "ttft_p50"), median(runs, "server_ttft_p50"), median(runs, "aggregate")
             lag, limited = median(runs, "dispatch_lag_p50"), median(runs, "limited")
             truth = true_aggregate(c)
-            print(f"{c:>4} {tool:<12} {int(median(runs, 'done') or 0):>6} {ttft or 0:>9.2f} "
-                  f"{(ttft or 0) - TTFT_MS:>+9.2f} {(ttft or 0) - (server or 0):>+10.2f} {agg or 0:>10.1f} "
-                  f"{truth:>8.1f} {((agg or 0) / truth - 1) * 100:>+7.2f} "
-                  f"{'-' if lag is None else f'{lag:.2f} ms':>13} "
-                  f"{'-' if limited is None else ('yes' if limited else 'no')}", flush=True)  # fmt: skip
+            print(
+                f"{c:>4} {tool:<12} {int(median(runs, 'done') or 0):>6} {ttft or 0:>9.2f} "
+                f"{(ttft or 0) - TTFT_MS:>+9.2f} {(ttft or 0) - (server or 0):>+10.2f} {agg or 0:>10.1f} "
+                f"{truth:>8.1f} {((agg or 0) / truth - 1) * 100:>+7.2f} "
+                f"{'-' if lag is None else f'{lag:.2f} ms':>13} "
+                f"{'-' if limited is None else ('yes' if limited else 'no')}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

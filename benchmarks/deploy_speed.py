@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from spark_state.sim import fleet
-from spark_state.sim.layout import Layout
+from spark_rehearsal import fleet
+from spark_rehearsal.layout import Layout
 
 REPO = Path(__file__).resolve().parent.parent
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
@@ -43,7 +43,9 @@ def state(hosts: int) -> str:
 def run(deploy: str, state_file: Path) -> float:
     env = {**os.environ, "SPARK_STATE_FILE": str(state_file), "SPARK_STATE_BENCH": "off"}
     started = time.perf_counter()
-    proc = subprocess.run([PYINFRA, "-y", "inventory/sim.py", deploy], cwd=REPO, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [PYINFRA, "-y", "inventory/sim.py", deploy], cwd=REPO, env=env, capture_output=True, text=True
+    )
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"{deploy} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")

@@ -33,8 +33,9 @@ def main() -> None:
         walls, tracebacks = [], 0
         for _ in range(args.runs):
             started = time.perf_counter()
-            proc = subprocess.run([SPARK_STATE, "validate", case.name], cwd=CORPUS, capture_output=True, text=True,
-                                  timeout=60)  # fmt: skip
+            proc = subprocess.run(
+                [SPARK_STATE, "validate", case.name], cwd=CORPUS, capture_output=True, text=True, timeout=60
+            )
             walls.append(time.perf_counter() - started)
             tracebacks += "Traceback" in proc.stderr + proc.stdout
         started = time.perf_counter()
@@ -48,9 +49,11 @@ def main() -> None:
     for median, worst, load, tracebacks, name in rows:
         print(f"{name:48} {median:9.3f} {worst:8.3f} {load:7.3f} {tracebacks}")
     worst_all = max(r[1] for r in rows)
-    print(f"\n{len(rows)} cases, {args.runs} runs each: worst {worst_all:.3f} s, median of medians "
-          f"{statistics.median(r[0] for r in rows):.3f} s, tracebacks {sum(r[3] for r in rows)}; "
-          f"target ≤ 2 s: {'met' if worst_all <= 2 else 'MISSED'}")
+    print(
+        f"\n{len(rows)} cases, {args.runs} runs each: worst {worst_all:.3f} s, median of medians "
+        f"{statistics.median(r[0] for r in rows):.3f} s, tracebacks {sum(r[3] for r in rows)}; "
+        f"target ≤ 2 s: {'met' if worst_all <= 2 else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
-"""pyinfra inventory of the rehearsal fleet (`spark-state sim up N`): the state file's hosts, in order, on the
+"""pyinfra inventory of the rehearsal fleet (`spark-rehearsal up N`): the state file's hosts, in order, on the
 simulated Sparks, as their operator account `nvidia` with sudo. Same state file, same deploy, same checks as
 inventory/sparks.py; the state's groups are pyinfra groups here too.
 
     pyinfra inventory/sim.py deploys/serve.py
 """
 
-from spark_state.sim.inventory import sim_hosts
+from spark_rehearsal.inventory import sim_hosts
 from spark_state.state.inventory import group_hosts, state_path
 from spark_state.state.loader import load_state
 

@@ -4,11 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-export NGC_API_KEY=${NGC_API_KEY:-rehearsal-key}  # the rehearsal nvcr.io's NGC key (spark_state/sim/registry.py): NIM pulls need it
+export NGC_API_KEY=${NGC_API_KEY:-rehearsal-key}  # the rehearsal nvcr.io's NGC key (rehearsal/spark_rehearsal/registry.py): NIM pulls need it
 .venv/bin/spark-state validate inventory/state.yaml
-.venv/bin/spark-state sim up 2
+.venv/bin/spark-rehearsal up 2
 .venv/bin/pyinfra -y inventory/sim.py deploys/serve.py
 .venv/bin/pyinfra -y inventory/sim.py deploys/serve.py   # converged: changes nothing
 echo
 echo "The fleet is still up: try  .venv/bin/spark-state bench inventory/state.yaml --inventory inventory/sim.py"
-echo "                       and  .venv/bin/spark-state sim down"
+echo "                       and  .venv/bin/spark-rehearsal down"

@@ -20,4 +20,5 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# The product with its test and lint tools, and the rehearsal fleet (its own package: not in the product's wheel).
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' -e ./rehearsal

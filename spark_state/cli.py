@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from .console import make_console, make_table
-from .errors import Outcome, SimError, SparkStateError, StateFileError
+from .errors import Outcome, SparkStateError, StateFileError
 from .state.loader import load_state
 from .state.model import State
 
@@ -87,8 +87,15 @@ def _drift(args: argparse.Namespace, console: Console) -> Outcome:
     from . import drift
 
     state, entries, history_dir = _fleet(args)
-    results = drift.run_drift(state, entries, dict(os.environ), with_bench=args.bench, margin=args.margin,
-                              history_dir=history_dir, host=args.host)  # fmt: skip
+    results = drift.run_drift(
+        state,
+        entries,
+        dict(os.environ),
+        with_bench=args.bench,
+        margin=args.margin,
+        history_dir=history_dir,
+        host=args.host,
+    )
     outcome = drift.outcome(results)
     if args.json:
         print(json.dumps(drift.to_json(results, EXIT_CODES[outcome]), indent=2))
@@ -101,7 +108,9 @@ def _drift(args: argparse.Namespace, console: Console) -> Outcome:
         if not r.drifted:
             console.print(f"[green]{r.host}[/] ({r.address}): converged ({len(r.items)} items checked)")
         else:
-            table = make_table(f"{r.host} ({r.address}): {len(r.drifted)} drifted", "kind", "item", "desired", "observed")
+            table = make_table(
+                f"{r.host} ({r.address}): {len(r.drifted)} drifted", "kind", "item", "desired", "observed"
+            )
             for item in r.drifted:
                 table.add_row(item.kind, item.name, item.desired, f"[red]{item.observed}[/]")
             console.print(table)
@@ -125,8 +134,9 @@ def _status(args: argparse.Namespace, console: Console) -> Outcome:
         if h.error:
             console.print(f"[bold red]{h.host}[/] ({h.address}): unreachable or unreadable — {h.error}")
             continue
-        table = make_table(f"{h.host} ({h.address})", "service", "port", "unit", "container", "since", "health",
-                           "last bench", "image")  # fmt: skip
+        table = make_table(
+            f"{h.host} ({h.address})", "service", "port", "unit", "container", "since", "health", "last bench", "image"
+        )
         for s in h.services:
             health = f"[green]{s.health}[/]" if s.healthy else f"[red]{s.health}[/]"
             bench = f"[red]{s.bench}[/]" if s.bench.startswith("FAIL") else s.bench
@@ -176,13 +186,31 @@ def _prune(args: argparse.Namespace, console: Console) -> Outcome:
     from .remote import on_each_host
 
     state, entries, _ = _fleet(args)
-    done = on_each_host(entries, args.host, lambda address, data: prune.prune_host(state, address, data, args.keep,
-                                                                                   args.yes))  # fmt: skip
+    done = on_each_host(
+        entries, args.host, lambda address, data: prune.prune_host(state, address, data, args.keep, args.yes)
+    )
     results = [r for _, _, r in done]
     if args.json:
-        print(json.dumps({"format": "spark-state/prune/v1", "removed": args.yes, "hosts": [
-            {"host": r.host, "address": r.address, "error": r.error, "removed": r.removed, "bytes": r.bytes,
-             "items": [vars(i) for i in r.items]} for r in results]}, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "format": "spark-state/prune/v1",
+                    "removed": args.yes,
+                    "hosts": [
+                        {
+                            "host": r.host,
+                            "address": r.address,
+                            "error": r.error,
+                            "removed": r.removed,
+                            "bytes": r.bytes,
+                            "items": [vars(i) for i in r.items],
+                        }
+                        for r in results
+                    ],
+                },
+                indent=2,
+            )
+        )
     else:
         for r in results:
             if r.error and not r.items:
@@ -208,89 +236,6 @@ def _keep(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("--keep is at least 1: the rollback target is always kept")
     return value
-
-
-def _sim_up(args: argparse.Namespace, console: Console) -> Outcome:
-    from .sim import fleet
-
-    record = fleet.up(args.count, log=lambda m: console.print(f"[dim]{m}[/]"))
-    console.print(f"[green]rehearsal fleet up[/]: {len(record.hosts)} hosts; "
-                  "target them with `pyinfra inventory/sim.py deploys/serve.py`")
-    return Outcome.OK
-
-
-def _sim_down(args: argparse.Namespace, console: Console) -> Outcome:
-    from .sim import fleet
-
-    fleet.require_root()
-    removed = fleet.down(log=lambda m: console.print(f"[dim]{m}[/]"))
-    remaining = fleet.leftovers()
-    if remaining:
-        raise SimError(f"still present after sim down: {', '.join(remaining)}")
-    console.print(f"[green]rehearsal fleet down[/]: nothing left ({len(removed)} traces removed)")
-    return Outcome.OK
-
-
-def _sim_upgrade(args: argparse.Namespace, console: Console) -> Outcome:
-    from .sim import upgrade
-
-    now = upgrade.upgrade(args.host, driver=args.driver, cuda=args.cuda, kernel=args.kernel, toolkit=args.toolkit)
-    console.print(f"{args.host} now reports: driver {now['driver']}, CUDA {now['cuda']}, kernel {now['kernel']}, "
-                  f"container toolkit {now['toolkit']}")  # fmt: skip
-    return Outcome.OK
-
-
-def _sim_repush(args: argparse.Namespace, console: Console) -> Outcome:
-    from .sim import upgrade
-
-    console.print(f"{args.ref} now points at {upgrade.repush(args.ref)}")
-    return Outcome.OK
-
-
-def _sim_slow(args: argparse.Namespace, console: Console) -> Outcome:
-    from .sim import upgrade
-
-    updated = upgrade.slow(args.host, args.factor)
-    console.print(f"{args.host}: GPU stand-in ×{args.factor:g} slower"
-                  + (f" (running now in {', '.join(updated)})" if updated else " (no GPU container running)"))  # fmt: skip
-    return Outcome.OK
-
-
-def _sim_registry(args: argparse.Namespace, console: Console) -> Outcome:
-    from .sim import registry
-    from .sim.layout import Layout
-
-    registry.outage(Layout.default(), args.after_blobs if args.state == "down" else None)
-    console.print("nvcr.io is " + ("up" if args.state == "up" else "down" + (
-        f" after {args.after_blobs} more blob request(s)" if args.after_blobs else "")))  # fmt: skip
-    return Outcome.OK
-
-
-def _sim_reboot(args: argparse.Namespace, console: Console) -> Outcome:
-    from .sim import upgrade
-
-    seconds = upgrade.reboot(args.host)
-    console.print(f"{args.host} rebooted: SSH and docker answer again after {seconds:.1f} s "
-                  "(its services start by themselves; `spark-state drift` says when they answer)")  # fmt: skip
-    return Outcome.OK
-
-
-def _sim_status(args: argparse.Namespace, console: Console) -> Outcome:
-    from .sim import fleet
-
-    record, hosts, services = fleet.status()
-    table = make_table("rehearsal fleet", "host", "address", "machine", "ssh")
-    for h in hosts:
-        table.add_row(h.name, h.address, _mark(h.machine_running), _mark(h.ssh))
-    for name, ok in services.items():
-        table.add_row(name, "", _mark(ok), "")
-    console.print(table)
-    healthy = all(h.machine_running and h.ssh for h in hosts) and all(services.values())
-    return Outcome.OK if healthy else Outcome.HOST_ERRORS
-
-
-def _mark(ok: bool) -> str:
-    return "[green]up[/]" if ok else "[red]down[/]"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -329,8 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, dest="duration_s", help="seconds per level instead of a count")
     p.add_argument("--timeout", type=float, dest="timeout_s", help="per-request timeout (s)")
     p.add_argument("--completions", action="store_true", help="use /v1/completions instead of chat")
-    p.add_argument("--ignore-eos", action="store_true", default=None,
-                   help="ask for exactly --max-tokens tokens (trtllm-serve, vLLM/NIM): figures comparable across stacks")
+    p.add_argument(
+        "--ignore-eos",
+        action="store_true",
+        default=None,
+        help="ask for exactly --max-tokens tokens (trtllm-serve, vLLM/NIM): figures comparable across stacks",
+    )
     p.add_argument("--baseline", help="service for the delta table (default: the state's bench.baseline)")
     p.add_argument("--json", action="store_true", help="print the result document to stdout")
     p.add_argument("--html", help="write an HTML report here")
@@ -349,8 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_drift)
 
-    p = sub.add_parser("status", help="per host and service: what runs, since when, health, last bench verdict "
-                                      "(read-only; exit 0 / 2 something down / 1 error)")  # fmt: skip
+    p = sub.add_parser(
+        "status",
+        help="per host and service: what runs, since when, health, last bench verdict "
+        "(read-only; exit 0 / 2 something down / 1 error)",
+    )
     p.add_argument("inventory", help="pyinfra inventory, e.g. inventory/sparks.py or inventory/sim.py")
     p.add_argument("--state", help="state file (default: $SPARK_STATE_FILE or inventory/state.yaml)")
     p.add_argument("--host", help="only this host (its name in the state file)")
@@ -358,56 +310,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_status)
 
-    p = sub.add_parser("pin", help="write image digests and checkpoint commit shas into a state file, in place "
-                                   "(--check: exit 2 when something is not pinned)")  # fmt: skip
+    p = sub.add_parser(
+        "pin",
+        help="write image digests and checkpoint commit shas into a state file, in place "
+        "(--check: exit 2 when something is not pinned)",
+    )
     p.add_argument("file", help="the state file (rewritten in place; comments and formatting kept)")
     p.add_argument("--check", action="store_true", help="change nothing; list what is not pinned (exit 2)")
-    p.add_argument("--inventory", help="resolve through this inventory's first host (when only the hosts reach "
-                                       "the registry and hub, as on the rehearsal fleet)")  # fmt: skip
+    p.add_argument(
+        "--inventory",
+        help="resolve through this inventory's first host (when only the hosts reach "
+        "the registry and hub, as on the rehearsal fleet)",
+    )
     p.set_defaults(handler=_pin)
 
-    p = sub.add_parser("prune", help="list, per host, engine builds, checkpoints, images and files nothing needs any "
-                                     "more, with the space each frees; remove them with --yes")  # fmt: skip
+    p = sub.add_parser(
+        "prune",
+        help="list, per host, engine builds, checkpoints, images and files nothing needs any "
+        "more, with the space each frees; remove them with --yes",
+    )
     p.add_argument("inventory", help="pyinfra inventory, e.g. inventory/sparks.py or inventory/sim.py")
     p.add_argument("--state", help="state file (default: $SPARK_STATE_FILE or inventory/state.yaml)")
     p.add_argument("--host", help="only this host (its name in the state file)")
-    p.add_argument("--keep", type=_keep, default=1, help="rollback targets kept per engine (default 1: the unit "
-                                                          "each service ran before its last change)")  # fmt: skip
+    p.add_argument(
+        "--keep",
+        type=_keep,
+        default=1,
+        help="rollback targets kept per engine (default 1: the unit each service ran before its last change)",
+    )
     p.add_argument("--yes", action="store_true", help="remove what is listed")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_prune, results_dir=None)
-
-    sim = sub.add_parser("sim", help="the rehearsal fleet: simulated Sparks on this machine (root)")
-    sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="ACTION")
-    p = sim_sub.add_parser("up", help="boot N simulated Sparks (cleans up a previous fleet first)")
-    p.add_argument("count", type=int)
-    p.set_defaults(handler=_sim_up)
-    p = sim_sub.add_parser("down", help="stop the fleet and remove every process, mount, namespace and link")
-    p.set_defaults(handler=_sim_down)
-    p = sim_sub.add_parser("status", help="show the fleet's hosts and services")
-    p.set_defaults(handler=_sim_status)
-    p = sim_sub.add_parser("upgrade", help="make one simulated Spark report a new driver, CUDA, kernel or toolkit")
-    p.add_argument("host", help="a simulated host, e.g. spark-02")
-    p.add_argument("--driver", help="NVIDIA driver version nvidia-smi reports, e.g. 590.10")
-    p.add_argument("--cuda", help="CUDA version nvidia-smi reports, e.g. 13.1")
-    p.add_argument("--kernel", help="kernel release (/proc/sys/kernel/osrelease), e.g. 6.11.0-1016-nvidia")
-    p.add_argument("--toolkit", help="NVIDIA container toolkit version, e.g. 1.18.0")
-    p.set_defaults(handler=_sim_upgrade)
-    p = sim_sub.add_parser("reboot", help="reboot one simulated Spark through its own systemd (same disk and address)")
-    p.add_argument("host", help="a simulated host, e.g. spark-02")
-    p.set_defaults(handler=_sim_reboot)
-    p = sim_sub.add_parser("repush", help="push new bits under an existing image tag (a vendor re-pushing a tag)")
-    p.add_argument("ref", help="e.g. nvcr.io/nvidia/tritonserver:26.03-trtllm-python-py3")
-    p.set_defaults(handler=_sim_repush)
-    p = sim_sub.add_parser("slow", help="make one simulated Spark's GPU stand-in FACTOR times slower (1 restores)")
-    p.add_argument("host", help="a simulated host, e.g. spark-02")
-    p.add_argument("factor", type=float, help="e.g. 1.5; 1 restores full speed")
-    p.set_defaults(handler=_sim_slow)
-    p = sim_sub.add_parser("registry", help="take nvcr.io down (every /v2/ request answers 503) or bring it back")
-    p.add_argument("state", choices=("down", "up"))
-    p.add_argument("--after-blobs", type=int, default=0, metavar="K",
-                   help="stay up for K more blob requests first (a pull under way breaks off mid-way)")
-    p.set_defaults(handler=_sim_registry)
 
     return parser
 
@@ -421,14 +354,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CODES[handler(args, console)]
     except StateFileError as exc:
         if getattr(args, "json", False):  # whoever asked for JSON parses stdout: give them a document there too
-            print(json.dumps({"format": "spark-state/error/v1", "error": "invalid state",
-                              "problems": [asdict(p) for p in exc.problems]}, indent=2))  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        "format": "spark-state/error/v1",
+                        "error": "invalid state",
+                        "problems": [asdict(p) for p in exc.problems],
+                    },
+                    indent=2,
+                )
+            )
         for problem in exc.problems[:MAX_PROBLEMS_SHOWN]:
             print(problem, file=sys.stderr)
         if len(exc.problems) > MAX_PROBLEMS_SHOWN:
             print(f"... and {len(exc.problems) - MAX_PROBLEMS_SHOWN} more", file=sys.stderr)
-        err.print(Panel(f"{len(exc.problems)} problem(s); nothing was changed on any host.", title="invalid state",
-                        border_style="red", expand=False))
+        err.print(
+            Panel(
+                f"{len(exc.problems)} problem(s); nothing was changed on any host.",
+                title="invalid state",
+                border_style="red",
+                expand=False,
+            )
+        )
         return EXIT_ERROR
     except SparkStateError as exc:
         if getattr(args, "json", False):

@@ -71,8 +71,14 @@ def check_host(state: State, address: str, data: dict[str, Any], environ: Mappin
     return result
 
 
-def bench_items(state: State, address: str, data: dict[str, Any], margin: float, history_dir: Path | None,
-                recorded: dict[str, Any] | None = None) -> list[Item]:  # fmt: skip
+def bench_items(
+    state: State,
+    address: str,
+    data: dict[str, Any],
+    margin: float,
+    history_dir: Path | None,
+    recorded: dict[str, Any] | None = None,
+) -> list[Item]:
     """Each service against its expectations, its last recorded bench and the host's baseline figures."""
     name = data["spark_host"]
     settings = settings_from_state(state.bench)
@@ -84,22 +90,44 @@ def bench_items(state: State, address: str, data: dict[str, Any], margin: float,
         resident = container_resident_gib(address, data, target.container)
         result, verdict = run_measured(bench_target(target, settings, resident))
         for check in verdict.checks:
-            items.append(Item(name, "bench", f"{service} {check.metric}", check.expected,
-                              "-" if check.measured is None else f"{check.measured:g}", check.ok))  # fmt: skip
+            items.append(
+                Item(
+                    name,
+                    "bench",
+                    f"{service} {check.metric}",
+                    check.expected,
+                    "-" if check.measured is None else f"{check.measured:g}",
+                    check.ok,
+                )
+            )
         figures = baseline.bench_figures(result)
         last = history.latest(name, service, history_dir)
         if last is not None:
-            items += baseline.figure_items(name, service, "bench-history", figures, baseline.bench_figures(last),
-                                           last.started_at, margin)  # fmt: skip
+            items += baseline.figure_items(
+                name, service, "bench-history", figures, baseline.bench_figures(last), last.started_at, margin
+            )
         if recorded is not None and service in recorded["bench"]:
-            items += baseline.figure_items(name, service, "baseline-bench", figures, recorded["bench"][service],
-                                           f"baseline {recorded.get('recorded_at', '?')}", margin)  # fmt: skip
+            items += baseline.figure_items(
+                name,
+                service,
+                "baseline-bench",
+                figures,
+                recorded["bench"][service],
+                f"baseline {recorded.get('recorded_at', '?')}",
+                margin,
+            )
     return items
 
 
-def run_drift(state: State, entries: list[tuple[str, dict[str, Any]]], environ: Mapping[str, str],
-              with_bench: bool = False, margin: float = DEFAULT_MARGIN,
-              history_dir: Path | None = None, host: str | None = None) -> list[HostDrift]:  # fmt: skip
+def run_drift(
+    state: State,
+    entries: list[tuple[str, dict[str, Any]]],
+    environ: Mapping[str, str],
+    with_bench: bool = False,
+    margin: float = DEFAULT_MARGIN,
+    history_dir: Path | None = None,
+    host: str | None = None,
+) -> list[HostDrift]:
     checked = on_each_host(entries, host, lambda address, data: check_host(state, address, data, environ))
     results = [drift for _, _, drift in checked]
     if with_bench:  # benches run one at a time: they share this machine's CPU
@@ -120,10 +148,16 @@ def to_json(results: list[HostDrift], exit_code: int) -> dict[str, Any]:
         "format": "spark-state/drift/v1",
         "exit_code": exit_code,
         "hosts": [
-            {"host": r.host, "address": r.address, "error": r.error,
-             "baseline_recorded_at": (r.baseline or {}).get("recorded_at"), "performance": r.performance_note(),
-             "drift": [vars(i) for i in r.drifted], "in_sync": [vars(i) for i in r.items if i.ok and not i.unchecked],
-             "unchecked": [vars(i) for i in r.unchecked]}
+            {
+                "host": r.host,
+                "address": r.address,
+                "error": r.error,
+                "baseline_recorded_at": (r.baseline or {}).get("recorded_at"),
+                "performance": r.performance_note(),
+                "drift": [vars(i) for i in r.drifted],
+                "in_sync": [vars(i) for i in r.items if i.ok and not i.unchecked],
+                "unchecked": [vars(i) for i in r.unchecked],
+            }
             for r in results
         ],
-    }  # fmt: skip
+    }

@@ -11,8 +11,7 @@ these into exit codes and panels; the deploy's pyinfra boundary turns them into 
     │   ├── ProbeError              the probe answered something that is not a probe's answer
     │   └── StepError               a step on the host failed (bench process, baseline write)
     ├── BenchError                  an endpoint could not be measured (unreachable, not OpenAI-compatible)
-    ├── ResolveError                a tag or revision could not be pinned (registry or hub refused, unknown)
-    └── SimError                    the rehearsal fleet could not be set up, inspected or torn down
+    └── ResolveError                a tag or revision could not be pinned (registry or hub refused, unknown)
 
 Foreign errors are mapped where they enter: httpx and OSError in the bench's runner and command (BenchError),
 subprocess and SSH in spark_state/remote.py (ConnectError), probe JSON in observe/snapshot.py (ProbeError).
@@ -97,7 +96,3 @@ class BenchError(SparkStateError):
 
 class ResolveError(SparkStateError):
     """An image tag or a checkpoint revision could not be resolved to a digest or commit (registry, hub)."""
-
-
-class SimError(SparkStateError):
-    """The rehearsal fleet could not be set up, inspected or torn down."""

@@ -50,7 +50,9 @@ def unpinned(state: State) -> list[Pin]:
             pins.append(Pin("image", name, ("images", name), image.ref, image.ref))
     for name, ckpt in state.checkpoints.items():
         if not COMMIT_SHA.match(ckpt.revision):
-            pins.append(Pin("revision", name, ("checkpoints", name, "revision"), ckpt.revision, ckpt.revision, ckpt.repo))
+            pins.append(
+                Pin("revision", name, ("checkpoints", name, "revision"), ckpt.revision, ckpt.revision, ckpt.repo)
+            )
     return pins
 
 
@@ -77,8 +79,9 @@ def resolve_through(address: str, data: dict[str, Any], document: dict[str, Any]
     from .remote import run
 
     document = {**document, "hub": None}
-    ok, stdout, stderr = run(address, data, f"python3 -c {sh_word(RESOLVE_PROGRAM)}", stdin=json.dumps(document),
-                             sudo=False)  # fmt: skip
+    ok, stdout, stderr = run(
+        address, data, f"python3 -c {sh_word(RESOLVE_PROGRAM)}", stdin=json.dumps(document), sudo=False
+    )
     if not ok:
         raise ResolveError(f"{data.get('spark_host', address)}: the resolver failed: {(stderr or stdout)[-500:]}")
     try:
@@ -119,14 +122,23 @@ def rewrite(text: str, pins: list[Pin], file: str = "<string>") -> str:
             written = f"{quote}{p.current}{quote}"
             if row.startswith(written, at):
                 new = f"{quote}{p.pinned}{quote}"
-                rest = row[at + len(written):]
+                rest = row[at + len(written) :]
                 if p.kind == "revision" and "#" not in rest and rest.strip() == "":
                     rest = f"  # {p.current}{rest}"
                 lines[line - 1] = row[:at] + new + rest
                 break
         else:
-            raise StateFileError([Problem(file, line, col, ".".join(p.path), f"{p.current!r} is not written here "
-                                          "as a plain or quoted scalar; pin it by hand")])  # fmt: skip
+            raise StateFileError(
+                [
+                    Problem(
+                        file,
+                        line,
+                        col,
+                        ".".join(p.path),
+                        f"{p.current!r} is not written here as a plain or quoted scalar; pin it by hand",
+                    )
+                ]
+            )
     return "".join(lines)
 
 

@@ -58,8 +58,9 @@ def _unit_texts(snapshot: Snapshot) -> list[str]:
 
 def _referenced(path: str, texts: Iterable[str], mounts: set[str]) -> bool:
     """A unit names the path (or something inside it), or a running container mounts it."""
-    return any(path + "/" in t or f"{path}:" in t for t in texts) or any(m == path or m.startswith(path + "/")
-                                                                         for m in mounts)  # fmt: skip
+    return any(path + "/" in t or f"{path}:" in t for t in texts) or any(
+        m == path or m.startswith(path + "/") for m in mounts
+    )
 
 
 def removable(state: State, plan: HostPlan, snapshot: Snapshot, keep: int = 1) -> list[Removable]:
@@ -80,20 +81,31 @@ def removable(state: State, plan: HostPlan, snapshot: Snapshot, keep: int = 1) -
                 kept_images.add(str(manifest["image"]))
             continue
         if path.endswith(".partial") or not manifest:
-            items.append(Removable("interrupted build", f"{build['name']} {path.rsplit('/', 1)[-1]}", path,
-                                   build["bytes"], "a build that never finished"))  # fmt: skip
+            items.append(
+                Removable(
+                    "interrupted build",
+                    f"{build['name']} {path.rsplit('/', 1)[-1]}",
+                    path,
+                    build["bytes"],
+                    "a build that never finished",
+                )
+            )
             continue
         builds.setdefault(build["name"], []).append(build)
     for name, older in builds.items():
         older.sort(key=lambda b: b["mtime"], reverse=True)
         for i, build in enumerate(older):
             manifest = build["manifest"]
-            what = f"{name} {str(manifest.get('fingerprint'))[:16]} (TensorRT-LLM {manifest.get('trtllm_version')}, " \
-                   f"{manifest.get('image')})"  # fmt: skip
+            what = (
+                f"{name} {str(manifest.get('fingerprint'))[:16]} (TensorRT-LLM {manifest.get('trtllm_version')}, "
+                f"{manifest.get('image')})"
+            )
             if i < keep - 1:
                 kept_images.add(str(manifest.get("image")))
                 continue
-            why = "not in the state" if name not in {e.name for e in plan.engines} else "replaced, not a rollback target"
+            why = (
+                "not in the state" if name not in {e.name for e in plan.engines} else "replaced, not a rollback target"
+            )
             items.append(Removable("engine", what, build["path"], build["bytes"], why))
 
     wanted_checkpoints = {c.dir for c in plan.checkpoints}
@@ -103,8 +115,15 @@ def removable(state: State, plan: HostPlan, snapshot: Snapshot, keep: int = 1) -
             continue
         manifest = copy.get("manifest") or {}
         what = f"{copy['name']} {manifest.get('repo')}@{manifest.get('revision')}" if manifest else copy["name"]
-        items.append(Removable("checkpoint", what, path, copy["bytes"],
-                               "not in the state" if manifest else "a download that never finished"))  # fmt: skip
+        items.append(
+            Removable(
+                "checkpoint",
+                what,
+                path,
+                copy["bytes"],
+                "not in the state" if manifest else "a download that never finished",
+            )
+        )
 
     wanted_files = {s.env_file for s in plan.services if s.env_file}
     wanted_files |= {f for c in plan.checkpoints if (f := plan.checkpoint_env_file(c))}
@@ -114,11 +133,20 @@ def removable(state: State, plan: HostPlan, snapshot: Snapshot, keep: int = 1) -
         if path in wanted_files or any(path in t for t in texts):
             continue
         kind = "kept unit" if path.endswith(".service") else "env file"
-        items.append(Removable("file", f"{kind} {path.rsplit('/', 1)[-1]}", path, entry["bytes"],
-                               "of a service or checkpoint the state no longer has"))  # fmt: skip
+        items.append(
+            Removable(
+                "file",
+                f"{kind} {path.rsplit('/', 1)[-1]}",
+                path,
+                entry["bytes"],
+                "of a service or checkpoint the state no longer has",
+            )
+        )
 
     ours = {_repository(i.ref) for i in state.images.values()}
-    ours |= {_repository(t) for image in found.get("images", []) for t in image.get("tags", []) if any(t in u for u in texts)}
+    ours |= {
+        _repository(t) for image in found.get("images", []) for t in image.get("tags", []) if any(t in u for u in texts)
+    }
     kept_images |= {t for image in found.get("images", []) for t in image.get("tags", []) if any(t in u for u in texts)}
     kept_images = {local_ref(r) for r in kept_images}
     running_ids = {c.image for c in running}
@@ -128,8 +156,15 @@ def removable(state: State, plan: HostPlan, snapshot: Snapshot, keep: int = 1) -
             continue  # not spark-state's: the user's own images are not ours to prune
         if any(t in kept_images for t in tags) or image.get("id") in running_ids:
             continue
-        items.append(Removable("image", ", ".join(tags), " ".join(tags), int(image.get("bytes") or 0),
-                               "no unit, build or running container uses it"))  # fmt: skip
+        items.append(
+            Removable(
+                "image",
+                ", ".join(tags),
+                " ".join(tags),
+                int(image.get("bytes") or 0),
+                "no unit, build or running container uses it",
+            )
+        )
 
     _assert_ours(plan, items)
     return items
@@ -162,8 +197,12 @@ def inspect_host(state: State, address: str, data: dict[str, Any], keep: int) ->
     name = data["spark_host"]
     observed = observe(state, name, lambda spec: probe_host(address, data, spec), read_only=True)
     plan = observed.plan
-    spec = ProbeSpec(units_dir=plan.units_dir, rollback_dir=plan.rollback_dir, containers=observed.spec.containers,
-                     artifacts=(plan.root, plan.secrets_dir))  # fmt: skip
+    spec = ProbeSpec(
+        units_dir=plan.units_dir,
+        rollback_dir=plan.rollback_dir,
+        containers=observed.spec.containers,
+        artifacts=(plan.root, plan.secrets_dir),
+    )
     snapshot = probe_host(address, data, spec)
     return plan, HostPrune(name, address, removable(state, plan, snapshot, keep))
 

@@ -41,24 +41,27 @@ def _host(address: str, data: dict[str, Any]) -> Any:
         try:
             host.connect(show_errors=False, raise_exceptions=True)
         except (PyinfraConnectError, PyinfraError, OSError) as exc:
-            raise ConnectError(f"{name} ({address}): cannot connect over SSH as {data.get('ssh_user', 'root')}: "
-                               f"{exc}") from exc  # fmt: skip
+            raise ConnectError(
+                f"{name} ({address}): cannot connect over SSH as {data.get('ssh_user', 'root')}: {exc}"
+            ) from exc
         hosts[key] = host
     return hosts[key]
 
 
-def on_each_host(entries: list[tuple[str, dict[str, Any]]], host: str | None,
-                 read: Callable[[str, dict[str, Any]], T]) -> list[tuple[str, dict[str, Any], T]]:
+def on_each_host(
+    entries: list[tuple[str, dict[str, Any]]], host: str | None, read: Callable[[str, dict[str, Any]], T]
+) -> list[tuple[str, dict[str, Any], T]]:
     """`read(address, data)` for every inventory entry (or only the state host `host`), hosts side by side
     (each read is a few SSH round trips); results in inventory order."""
     chosen = [(address, data) for address, data in entries if host in (None, data["spark_host"])]
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(pool.map(lambda entry: read(*entry), chosen))
-    return [(address, data, result) for (address, data), result in zip(chosen, results)]
+    return [(address, data, result) for (address, data), result in zip(chosen, results, strict=True)]
 
 
-def run(address: str, data: dict[str, Any], command: str, timeout: int = 180, stdin: str | None = None,
-        sudo: bool = True) -> tuple[bool, str, str]:  # fmt: skip
+def run(
+    address: str, data: dict[str, Any], command: str, timeout: int = 180, stdin: str | None = None, sudo: bool = True
+) -> tuple[bool, str, str]:
     """(succeeded, stdout, stderr) of one shell command on the host, with the inventory's sudo settings (unless
     `sudo` is off); `stdin` is what the command reads (secrets go there, never into the command)."""
     host = _host(address, data)
@@ -76,7 +79,9 @@ def probe_host(address: str, data: dict[str, Any], spec: ProbeSpec) -> Snapshot:
     """The host's Snapshot for `spec`; ConnectError when it cannot be reached or the probe cannot run."""
     ok, stdout, stderr = run(address, data, probe_command(spec))
     if not ok:
-        raise ConnectError(f"{data.get('spark_host', address)} ({address}): the probe failed: {(stderr or stdout)[-500:]}")
+        raise ConnectError(
+            f"{data.get('spark_host', address)} ({address}): the probe failed: {(stderr or stdout)[-500:]}"
+        )
     try:
         document = json.loads(stdout)
     except ValueError as exc:

@@ -53,8 +53,9 @@ def _bench(host: str, service: str, history_dir: Path | None) -> str:
     return f"{'pass' if verdict.passed else 'FAIL'} {when}"
 
 
-def host_status(state: State, address: str, data: dict[str, Any], history_dir: Path | None,
-                probe: Callable[[ProbeSpec], Snapshot]) -> HostStatus:  # fmt: skip
+def host_status(
+    state: State, address: str, data: dict[str, Any], history_dir: Path | None, probe: Callable[[ProbeSpec], Snapshot]
+) -> HostStatus:
     name = data["spark_host"]
     result = HostStatus(name, address)
     try:
@@ -67,22 +68,25 @@ def host_status(state: State, address: str, data: dict[str, Any], history_dir: P
         unit = snapshot.units.get(svc.unit_name)
         container = snapshot.containers.get(svc.container_name)
         answer = snapshot.health.get(svc.port, {})
-        result.services.append(ServiceStatus(
-            service=svc.name,
-            port=svc.port,
-            unit=unit.status if unit else "no unit",
-            running=(container.status or container.state or "?") if container else "no container",
-            since=_since(container.created if container and container.state == "running" else None),
-            image=container.image if container and container.image else svc.image_ref,
-            healthy=snapshot.answers(svc.port, svc.health_path),
-            health=f"{svc.health_path} {answer.get(svc.health_path, '-')}",
-            bench=_bench(name, svc.name, history_dir),
-        ))  # fmt: skip
+        result.services.append(
+            ServiceStatus(
+                service=svc.name,
+                port=svc.port,
+                unit=unit.status if unit else "no unit",
+                running=(container.status or container.state or "?") if container else "no container",
+                since=_since(container.created if container and container.state == "running" else None),
+                image=container.image if container and container.image else svc.image_ref,
+                healthy=snapshot.answers(svc.port, svc.health_path),
+                health=f"{svc.health_path} {answer.get(svc.health_path, '-')}",
+                bench=_bench(name, svc.name, history_dir),
+            )
+        )
     return result
 
 
-def fleet_status(state: State, entries: list[tuple[str, dict[str, Any]]], history_dir: Path | None = None,
-                 host: str | None = None) -> list[HostStatus]:  # fmt: skip
+def fleet_status(
+    state: State, entries: list[tuple[str, dict[str, Any]]], history_dir: Path | None = None, host: str | None = None
+) -> list[HostStatus]:
     def read(address: str, data: dict[str, Any]) -> HostStatus:
         return host_status(state, address, data, history_dir, lambda spec: probe_host(address, data, spec))
 
@@ -92,10 +96,19 @@ def fleet_status(state: State, entries: list[tuple[str, dict[str, Any]]], histor
 def outcome(hosts: list[HostStatus]) -> Outcome:
     if any(h.error for h in hosts):
         return Outcome.HOST_ERRORS
-    return Outcome.OK if all(s.healthy and s.unit == "enabled/active" for h in hosts for s in h.services) else Outcome.FINDINGS
+    return (
+        Outcome.OK
+        if all(s.healthy and s.unit == "enabled/active" for h in hosts for s in h.services)
+        else Outcome.FINDINGS
+    )
 
 
 def to_json(hosts: list[HostStatus], exit_code: int) -> dict[str, Any]:
-    return {"format": "spark-state/status/v1", "exit_code": exit_code,
-            "hosts": [{"host": h.host, "address": h.address, "error": h.error,
-                       "services": [vars(s) for s in h.services]} for h in hosts]}  # fmt: skip
+    return {
+        "format": "spark-state/status/v1",
+        "exit_code": exit_code,
+        "hosts": [
+            {"host": h.host, "address": h.address, "error": h.error, "services": [vars(s) for s in h.services]}
+            for h in hosts
+        ],
+    }

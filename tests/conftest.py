@@ -13,9 +13,9 @@ EXAMPLE_STATE = REPO / "inventory" / "state.yaml"
 
 sys.path.insert(0, str(REPO))
 
-from spark_state.sim import fleet as sim_fleet  # noqa: E402 - after the path is set
-from spark_state.sim.fleet import FleetRecord, SimHost  # noqa: E402
-from spark_state.sim.layout import Layout  # noqa: E402
+from spark_rehearsal import fleet as sim_fleet
+from spark_rehearsal.fleet import FleetRecord, SimHost
+from spark_rehearsal.layout import Layout
 
 FLEET_SIZE = int(os.environ.get("SPARK_STATE_TEST_HOSTS", "3"))
 
@@ -28,21 +28,52 @@ class Fleet:
         self.record = record
         self.hosts: list[SimHost] = record.hosts
 
-    def root(self, host: SimHost, command: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def root(
+        self, host: SimHost, command: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         script = f"set -a; . /etc/environment; set +a; cd /root; {command}"  # a login's environment, not ours
-        proc = sim_fleet.host_exec(host, ["env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                          "HOME=/root", "sh", "-c", script], timeout=timeout)  # fmt: skip
+        proc = sim_fleet.host_exec(
+            host,
+            [
+                "env",
+                "-i",
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "HOME=/root",
+                "sh",
+                "-c",
+                script,
+            ],
+            timeout=timeout,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"{host.name}: {command!r} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc
 
-    def ssh(self, host: SimHost, command: str, user: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        argv = ["ssh", "-i", self.record.ssh_key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5",
-                f"{user or self.record.operator}@{host.address}", command]  # fmt: skip
+    def ssh(
+        self, host: SimHost, command: str, user: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [
+            "ssh",
+            "-i",
+            self.record.ssh_key,
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=5",
+            f"{user or self.record.operator}@{host.address}",
+            command,
+        ]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         if check and proc.returncode != 0:
-            raise AssertionError(f"{host.name}: ssh {command!r} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"{host.name}: ssh {command!r} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
 

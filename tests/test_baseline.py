@@ -15,26 +15,49 @@ SNAPSHOT = {
     "gpu": {"name": "NVIDIA GB10", "compute_capability": "12.1", "driver_version": "580.95.05"},
     "docker": {"present": True, "running": True, "version": "20.10.24"},
     "host": {"cuda": "13.0", "kernel": "6.11.0-1016-nvidia", "os": "Ubuntu 24.04.3 LTS", "container_toolkit": "1.17.8"},
-    "images": {"nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3": {"id": "sha256:aaaa1111bbbb2222", "digests": []},
-               "nvcr.io/nim/meta/llama:latest": None},
-}  # fmt: skip
+    "images": {
+        "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3": {"id": "sha256:aaaa1111bbbb2222", "digests": []},
+        "nvcr.io/nim/meta/llama:latest": None,
+    },
+}
 TRITON = "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
 
 
 def _recorded(**facts: str) -> dict:
-    return baseline.make_baseline("spark-02", {**baseline.host_facts(Snapshot.parse(SNAPSHOT)), **facts}, baseline.image_digests(Snapshot.parse(SNAPSHOT)),
-                                  {"trtllm-nvfp4": {baseline.TTFT: 31.0, baseline.DECODE: 38.8}}, "2026-11-24T10:00:00+00:00")  # fmt: skip
+    return baseline.make_baseline(
+        "spark-02",
+        {**baseline.host_facts(Snapshot.parse(SNAPSHOT)), **facts},
+        baseline.image_digests(Snapshot.parse(SNAPSHOT)),
+        {"trtllm-nvfp4": {baseline.TTFT: 31.0, baseline.DECODE: 38.8}},
+        "2026-11-24T10:00:00+00:00",
+    )
 
 
 def test_facts_come_from_the_gpu_docker_and_host_sections() -> None:
-    assert baseline.host_facts(Snapshot.parse(SNAPSHOT)) == {"driver": "580.95.05", "cuda": "13.0", "kernel": "6.11.0-1016-nvidia",
-                                             "os": "Ubuntu 24.04.3 LTS", "docker": "20.10.24",
-                                             "container_toolkit": "1.17.8"}  # fmt: skip
-    assert baseline.host_facts(Snapshot.parse({})) == dict.fromkeys(baseline.HOST_FACTS)  # no driver, no docker: unknown, not a crash
-    assert baseline.image_digests(Snapshot.parse(SNAPSHOT)) == {TRITON: "sha256:aaaa1111bbbb2222", "nvcr.io/nim/meta/llama:latest": None}
+    assert baseline.host_facts(Snapshot.parse(SNAPSHOT)) == {
+        "driver": "580.95.05",
+        "cuda": "13.0",
+        "kernel": "6.11.0-1016-nvidia",
+        "os": "Ubuntu 24.04.3 LTS",
+        "docker": "20.10.24",
+        "container_toolkit": "1.17.8",
+    }
+    assert baseline.host_facts(Snapshot.parse({})) == dict.fromkeys(
+        baseline.HOST_FACTS
+    )  # no driver, no docker: unknown, not a crash
+    assert baseline.image_digests(Snapshot.parse(SNAPSHOT)) == {
+        TRITON: "sha256:aaaa1111bbbb2222",
+        "nvcr.io/nim/meta/llama:latest": None,
+    }
     # pulled from a registry: the digest it was pulled at, not the local id
-    pulled = {"images": {TRITON: {"id": "sha256:aaaa", "digests": ["other/repo@sha256:ffff",
-                                                                   "nvcr.io/nvidia/tritonserver@sha256:9999"]}}}
+    pulled = {
+        "images": {
+            TRITON: {
+                "id": "sha256:aaaa",
+                "digests": ["other/repo@sha256:ffff", "nvcr.io/nvidia/tritonserver@sha256:9999"],
+            }
+        }
+    }
     assert baseline.image_digests(Snapshot.parse(pulled)) == {TRITON: "sha256:9999"}
 
 
@@ -59,10 +82,14 @@ def test_a_driver_upgrade_is_named_with_then_and_now() -> None:
 
 def test_a_retagged_image_and_a_new_kernel_both_show() -> None:
     recorded = _recorded()
-    later = {**SNAPSHOT, "host": {**SNAPSHOT["host"], "kernel": "6.14.0-1001-nvidia"},
-             "images": {**SNAPSHOT["images"], TRITON: {"id": "sha256:cccc3333dddd4444"}}}  # fmt: skip
-    assert baseline.changes(recorded, baseline.host_facts(Snapshot.parse(later)), baseline.image_digests(Snapshot.parse(later))) == [
-        "kernel 6.11.0-1016-nvidia → 6.14.0-1001-nvidia", f"image {TRITON} aaaa1111bbbb → cccc3333dddd"]
+    later = {
+        **SNAPSHOT,
+        "host": {**SNAPSHOT["host"], "kernel": "6.14.0-1001-nvidia"},
+        "images": {**SNAPSHOT["images"], TRITON: {"id": "sha256:cccc3333dddd4444"}},
+    }
+    assert baseline.changes(
+        recorded, baseline.host_facts(Snapshot.parse(later)), baseline.image_digests(Snapshot.parse(later))
+    ) == ["kernel 6.11.0-1016-nvidia → 6.14.0-1001-nvidia", f"image {TRITON} aaaa1111bbbb → cccc3333dddd"]
 
 
 def test_no_baseline_yet_is_a_reason_to_bench_but_not_drift() -> None:
@@ -75,16 +102,27 @@ def test_no_baseline_yet_is_a_reason_to_bench_but_not_drift() -> None:
 
 def test_an_image_the_state_dropped_is_not_drift() -> None:
     recorded = _recorded()
-    items = baseline.host_items("spark-02", recorded, baseline.host_facts(Snapshot.parse(SNAPSHOT)), {TRITON: "sha256:aaaa1111bbbb2222"})
+    items = baseline.host_items(
+        "spark-02", recorded, baseline.host_facts(Snapshot.parse(SNAPSHOT)), {TRITON: "sha256:aaaa1111bbbb2222"}
+    )
     assert all(i.ok for i in items) and not any("nim" in i.name for i in items)
 
 
-@pytest.mark.parametrize(("ttft", "decode", "worse"), [(31.5, 38.5, set()), (31.0, 25.9, {"decode (tok/s)"}),
-                                                        (47.0, 38.8, {"TTFT p50 (ms)"})])  # fmt: skip
+@pytest.mark.parametrize(
+    ("ttft", "decode", "worse"),
+    [(31.5, 38.5, set()), (31.0, 25.9, {"decode (tok/s)"}), (47.0, 38.8, {"TTFT p50 (ms)"})],
+)
 def test_figures_against_the_baseline_within_a_margin(ttft: float, decode: float, worse: set[str]) -> None:
     then = {baseline.TTFT: 31.0, baseline.DECODE: 38.8}
-    items = baseline.figure_items("spark-02", "trtllm-nvfp4", "baseline-bench",
-                                  {baseline.TTFT: ttft, baseline.DECODE: decode}, then, "baseline x", 0.10)  # fmt: skip
+    items = baseline.figure_items(
+        "spark-02",
+        "trtllm-nvfp4",
+        "baseline-bench",
+        {baseline.TTFT: ttft, baseline.DECODE: decode},
+        then,
+        "baseline x",
+        0.10,
+    )
     assert {i.name.removeprefix("trtllm-nvfp4 ") for i in items if not i.ok} == worse
     assert len(items) == 2
 
@@ -92,11 +130,16 @@ def test_figures_against_the_baseline_within_a_margin(ttft: float, decode: float
 def test_bench_figures_from_a_result() -> None:
     health = ClientHealth()
     serial = SerialResult(3, 3, {"p50": 30.8}, {"p50": 38.82}, {"p50": 5.1}, 200, 0, [], 0, health)
-    levels = [LevelResult(8, 16, 16, 264.7, {}, {}, 12.0, 3200, 0, [], health),
-              LevelResult(4, 8, 8, None, {}, {}, 6.0, 0, 0, [], health)]  # fmt: skip
+    levels = [
+        LevelResult(8, 16, 16, 264.7, {}, {}, 12.0, 3200, 0, [], health),
+        LevelResult(4, 8, 8, None, {}, {}, 6.0, 0, 0, [], health),
+    ]
     result = EndpointResult("http://x:8004", "m", "spark-02", "trtllm-nvfp4", "now", {}, serial, levels)
-    assert baseline.bench_figures(result) == {baseline.TTFT: 30.8, baseline.DECODE: 38.82,
-                                              "aggregate c=8 (tok/s)": 264.7}  # fmt: skip
+    assert baseline.bench_figures(result) == {
+        baseline.TTFT: 30.8,
+        baseline.DECODE: 38.82,
+        "aggregate c=8 (tok/s)": 264.7,
+    }
 
 
 def test_local_history_keeps_each_baseline_and_reads_the_newest(tmp_path: Path) -> None:

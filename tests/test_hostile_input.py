@@ -67,8 +67,14 @@ def test_validate_prints_at_most_50_problems_then_how_many_more(tmp_path: Path, 
     assert f"... and {120 - MAX_PROBLEMS_SHOWN} more" in err and "120 problem(s)" in err
 
 
-@pytest.mark.parametrize("argv", [["plan", "{bad}", "--json"], ["plan", "{missing}", "--json"],
-                                  ["plan", "{example}", "--host", "spark-99", "--json"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["plan", "{bad}", "--json"],
+        ["plan", "{missing}", "--json"],
+        ["plan", "{example}", "--host", "spark-99", "--json"],
+    ],
+)
 def test_json_output_stays_json_when_the_command_fails(tmp_path: Path, capsys, argv: list[str]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("hosts: {spark-01: {address: 10.0.0.256}}\n")

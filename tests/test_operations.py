@@ -84,8 +84,11 @@ def _placeholders(value: Any, plan: HostPlan) -> Any:
     if isinstance(value, str) and value.startswith("@"):
         kind, _, name = value[1:].partition(":")
         svc = services[name]
-        return {"unit_sha": lambda: sha256(svc.unit_text), "identity": lambda: svc.identity,
-                "env_sha": lambda: sha256(env_file_text(svc.env, svc.secrets, ENV) or "")}[kind]()  # fmt: skip
+        return {
+            "unit_sha": lambda: sha256(svc.unit_text),
+            "identity": lambda: svc.identity,
+            "env_sha": lambda: sha256(env_file_text(svc.env, svc.secrets, ENV) or ""),
+        }[kind]()
     return value
 
 
@@ -101,7 +104,7 @@ def _arguments(op: Any, args: dict[str, Any], plan: HostPlan) -> dict[str, Any]:
         name = resolved["password"]["secret"]
         resolved["password"] = operations.Secret(name, ENV[name])
     if "content" in resolved and isinstance(resolved["content"], dict):  # {"unit": SERVICE} or {"env": SERVICE}
-        (kind, name), = resolved["content"].items()
+        ((kind, name),) = resolved["content"].items()
         svc = next(s for s in plan.services if s.name == name)
         resolved["content"] = svc.unit_text if kind == "unit" else env_file_text(svc.env, svc.secrets, ENV)
         if inspect.signature(op).parameters["content"].annotation == "Secret":

@@ -28,8 +28,12 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
 def _pinned(pins: list[pin.Pin]) -> list[pin.Pin]:
-    return [pin.Pin(p.kind, p.name, p.path, p.current, p.lookup, p.repo,
-                    f"{p.current}@{DIGEST}" if p.kind == "image" else SHA) for p in pins]  # fmt: skip
+    return [
+        pin.Pin(
+            p.kind, p.name, p.path, p.current, p.lookup, p.repo, f"{p.current}@{DIGEST}" if p.kind == "image" else SHA
+        )
+        for p in pins
+    ]
 
 
 def test_the_example_pins_in_place_keeping_every_comment_and_line(tmp_path: Path) -> None:
@@ -40,12 +44,13 @@ def test_the_example_pins_in_place_keeping_every_comment_and_line(tmp_path: Path
     text = pin.pin_file(path, _pinned(pins))
     before, after = EXAMPLE_STATE.read_text().splitlines(), text.splitlines()
     assert len(before) == len(after)
-    changed = [(b, a) for b, a in zip(before, after) if b != a]
+    changed = [(b, a) for b, a in zip(before, after, strict=True) if b != a]
     assert len(changed) == len(pins)
     for b, a in changed:  # only the pinned values, each on its own line; comments elsewhere untouched
         assert a.startswith(b.split(":", 1)[0])
     assert [line for line in before if line.lstrip().startswith("#")] == [
-        line for line in after if line.lstrip().startswith("#")]
+        line for line in after if line.lstrip().startswith("#")
+    ]
     state = load_state(path).state
     assert all("@sha256:" in i.ref for i in state.images.values())
     assert all(c.revision == SHA for c in state.checkpoints.values())
@@ -56,7 +61,7 @@ def test_flow_and_quoted_values_and_the_old_revision_as_a_comment() -> None:
     text = (
         "images:\n"
         "  t: nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3   # build image\n"
-        "  n: {ref: \"nvcr.io/nim/meta/llama-3.1-8b-instruct-dgx-spark:latest\", size_gb: 20}\n"
+        '  n: {ref: "nvcr.io/nim/meta/llama-3.1-8b-instruct-dgx-spark:latest", size_gb: 20}\n'
         "checkpoints:\n"
         "  a:\n"
         "    repo: nvidia/Llama-3.1-8B-Instruct-FP8\n"
@@ -75,16 +80,19 @@ def test_flow_and_quoted_values_and_the_old_revision_as_a_comment() -> None:
 def test_check_exits_2_and_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "state.yaml"
     path.write_text(EXAMPLE_STATE.read_text())
-    proc = subprocess.run([sys.executable, "-m", "spark_state.cli", "pin", str(path), "--check"], cwd=REPO,
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "spark_state.cli", "pin", str(path), "--check"], cwd=REPO, capture_output=True, text=True
+    )
     assert proc.returncode == 2, proc.stderr
     assert "triton-25.12" in proc.stdout and "llama31-8b-fp8" in proc.stdout
     assert path.read_text() == EXAMPLE_STATE.read_text()
 
 
 def test_local_names_of_pinned_references() -> None:
-    assert local_ref(f"nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3@{DIGEST}") == \
-        "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
+    assert (
+        local_ref(f"nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3@{DIGEST}")
+        == "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
+    )
     assert local_ref(f"registry:5000/x@{DIGEST}") == f"registry:5000/x@{DIGEST}"  # no tag: used by digest
     assert local_ref("registry:5000/x:1") == "registry:5000/x:1"
     assert ref_digest(f"a/b:1@{DIGEST}") == DIGEST and ref_digest("a/b:1") is None
@@ -101,8 +109,13 @@ def test_a_pinned_state_plans_the_same_units_and_engines_as_the_unpinned_one_for
     host = next(iter(unpinned.hosts))
     plain, pinned_plan = plan_host(unpinned, host), plan_host(pinned, host)
     # the host holds each commit under `main`, where the unpinned state downloaded it
-    snapshot = Snapshot.parse({"checkpoint_copies": {c.name: [{"dir": "main", "repo": c.repo, "revision": "main",
-                                                                "sha": SHA}] for c in plain.checkpoints}})  # fmt: skip
+    snapshot = Snapshot.parse(
+        {
+            "checkpoint_copies": {
+                c.name: [{"dir": "main", "repo": c.repo, "revision": "main", "sha": SHA}] for c in plain.checkpoints
+            }
+        }
+    )
     held = held_under(pinned, pinned_plan, snapshot)
     assert held == {c.name: "main" for c in plain.checkpoints}
     replanned = plan_host(with_revisions(pinned, held), host)
@@ -110,8 +123,14 @@ def test_a_pinned_state_plans_the_same_units_and_engines_as_the_unpinned_one_for
     assert [e.fingerprint for e in replanned.engines] == [e.fingerprint for e in plain.engines]
     assert [i.digest for i in replanned.images] == [DIGEST] * len(plain.images)
     # another commit under `main` is not the pinned one: the pinned plan keeps its own directory
-    other = Snapshot.parse({"checkpoint_copies": {c.name: [{"dir": "main", "repo": c.repo, "revision": "main",
-                                                             "sha": "f" * 40}] for c in plain.checkpoints}})  # fmt: skip
+    other = Snapshot.parse(
+        {
+            "checkpoint_copies": {
+                c.name: [{"dir": "main", "repo": c.repo, "revision": "main", "sha": "f" * 40}]
+                for c in plain.checkpoints
+            }
+        }
+    )
     assert held_under(pinned, pinned_plan, other) == {}
 
 
@@ -168,13 +187,19 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def _plain_http(request, address):  # type: ignore[no-untyped-def]
     def wrapped(url, method="GET", headers=None, context=None):  # type: ignore[no-untyped-def]
         return request(url.replace(f"https://{address}", f"http://{address}"), method, headers, None)
+
     return wrapped
 
 
 def test_the_resolver_follows_the_token_challenge_and_reads_the_digest(registry: str) -> None:
-    answer = resolve.resolve({"images": [f"{registry}/public/a:1", f"{registry}/private/a:1", f"{registry}/public/a:2"],
-                              "credentials": {registry: ["user", "key"]}, "revisions": [["org/model", "main"],
-                              ["org/model", "nope"]], "hub": f"http://{registry}"})  # fmt: skip
+    answer = resolve.resolve(
+        {
+            "images": [f"{registry}/public/a:1", f"{registry}/private/a:1", f"{registry}/public/a:2"],
+            "credentials": {registry: ["user", "key"]},
+            "revisions": [["org/model", "main"], ["org/model", "nope"]],
+            "hub": f"http://{registry}",
+        }
+    )
     assert answer["images"][f"{registry}/public/a:1"] == {"digest": DIGEST}
     assert answer["images"][f"{registry}/private/a:1"] == {"digest": DIGEST}
     assert "has no tag 2" in answer["images"][f"{registry}/public/a:2"]["error"]

@@ -21,15 +21,21 @@ def _state(text: str = EXAMPLE_TEXT):
 def test_every_build_input_changes_the_fingerprint() -> None:
     base = plan_engine(_state(), "llama31-8b-fp8").fingerprint
     variants = [
-        EXAMPLE_TEXT.replace("max_batch_size: 8\n    max_input_len: 2048\n    max_seq_len: 4096\n    max_num_tokens: 4096\n"
-                             "    use_paged_context_fmha: true\n  llama31-8b-nvfp4",
-                             "max_batch_size: 16\n    max_input_len: 2048\n    max_seq_len: 4096\n    max_num_tokens: 4096\n"
-                             "    use_paged_context_fmha: true\n  llama31-8b-nvfp4"),
+        EXAMPLE_TEXT.replace(
+            "max_batch_size: 8\n    max_input_len: 2048\n    max_seq_len: 4096\n    max_num_tokens: 4096\n"
+            "    use_paged_context_fmha: true\n  llama31-8b-nvfp4",
+            "max_batch_size: 16\n    max_input_len: 2048\n    max_seq_len: 4096\n    max_num_tokens: 4096\n"
+            "    use_paged_context_fmha: true\n  llama31-8b-nvfp4",
+        ),
         EXAMPLE_TEXT.replace("tritonserver:25.12", "tritonserver:26.03"),
-        EXAMPLE_TEXT.replace("repo: nvidia/Llama-3.1-8B-Instruct-FP8\n    revision: main",
-                             "repo: nvidia/Llama-3.1-8B-Instruct-FP8\n    revision: 0123abc"),
-        EXAMPLE_TEXT.replace("quantization: fp8             # --gemm_plugin fp8, --use_fp8_context_fmha enable",
-                             "quantization: fp8\n    use_fp8_context_fmha: false"),
+        EXAMPLE_TEXT.replace(
+            "repo: nvidia/Llama-3.1-8B-Instruct-FP8\n    revision: main",
+            "repo: nvidia/Llama-3.1-8B-Instruct-FP8\n    revision: 0123abc",
+        ),
+        EXAMPLE_TEXT.replace(
+            "quantization: fp8             # --gemm_plugin fp8, --use_fp8_context_fmha enable",
+            "quantization: fp8\n    use_fp8_context_fmha: false",
+        ),
     ]
     prints = {plan_engine(_state(v), "llama31-8b-fp8").fingerprint for v in variants}
     assert base not in prints and len(prints) == len(variants)
@@ -41,12 +47,28 @@ def test_seed_build_flags() -> None:
     fp8 = plan_engine(_state(), "llama31-8b-fp8")
     nvfp4 = plan_engine(_state(), "llama31-8b-nvfp4")
     assert fp8.build_argv[fp8.build_argv.index("trtllm-build") :] == (
-        "trtllm-build", "--checkpoint_dir", "/work/trtllm-ckpt", "--output_dir", "/work/engine",
-        "--gemm_plugin", "fp8", "--max_batch_size", "8", "--max_input_len", "2048", "--max_seq_len", "4096",
-        "--max_num_tokens", "4096", "--use_paged_context_fmha", "enable", "--use_fp8_context_fmha", "enable",
-    )  # fmt: skip
+        "trtllm-build",
+        "--checkpoint_dir",
+        "/work/trtllm-ckpt",
+        "--output_dir",
+        "/work/engine",
+        "--gemm_plugin",
+        "fp8",
+        "--max_batch_size",
+        "8",
+        "--max_input_len",
+        "2048",
+        "--max_seq_len",
+        "4096",
+        "--max_num_tokens",
+        "4096",
+        "--use_paged_context_fmha",
+        "enable",
+        "--use_fp8_context_fmha",
+        "enable",
+    )
     assert "--use_fp8_context_fmha" not in nvfp4.build_argv
-    assert ("--gemm_plugin", "nvfp4") == nvfp4.build_argv[nvfp4.build_argv.index("--gemm_plugin") :][:2]
+    assert nvfp4.build_argv[nvfp4.build_argv.index("--gemm_plugin") :][:2] == ("--gemm_plugin", "nvfp4")
     # Builds write to a .partial directory; the unit points at the final one.
     assert nvfp4.build_dir == nvfp4.dir + ".partial"
 
@@ -57,7 +79,9 @@ def test_nvfp4_is_served_with_the_fp8_tokenizer() -> None:
     assert svc.tokenizer_checkpoint == "llama31-8b-fp8"
     assert "/var/lib/spark-state/checkpoints/llama31-8b-fp8/main:/tokenizer:ro" in svc.run_argv
     # tokenizer_from on the checkpoint is enough without the explicit service setting.
-    text = EXAMPLE_TEXT.replace("    tokenizer: llama31-8b-fp8     # explicit; tokenizer_from on the checkpoint would choose the same\n", "")
+    text = EXAMPLE_TEXT.replace(
+        "    tokenizer: llama31-8b-fp8     # explicit; tokenizer_from on the checkpoint would choose the same\n", ""
+    )
     (plan,) = plan_fleet(_state(text), "spark-02")
     assert plan.services[0].tokenizer_checkpoint == "llama31-8b-fp8"
     assert [c.name for c in plan.checkpoints] == ["llama31-8b-nvfp4", "llama31-8b-fp8"]
@@ -72,8 +96,10 @@ def test_placement_per_host() -> None:
 
 
 def test_revision_with_slash_stays_one_directory() -> None:
-    text = EXAMPLE_TEXT.replace("repo: nvidia/Llama-3.1-8B-Instruct-FP8\n    revision: main",
-                                "repo: nvidia/Llama-3.1-8B-Instruct-FP8\n    revision: refs/pr/1")
+    text = EXAMPLE_TEXT.replace(
+        "repo: nvidia/Llama-3.1-8B-Instruct-FP8\n    revision: main",
+        "repo: nvidia/Llama-3.1-8B-Instruct-FP8\n    revision: refs/pr/1",
+    )
     plan = plan_host(_state(text), "spark-01")
     ckpt = next(c for c in plan.checkpoints if c.name == "llama31-8b-fp8")
     assert PurePosixPath(ckpt.dir).parent == PurePosixPath("/var/lib/spark-state/checkpoints/llama31-8b-fp8")
@@ -90,11 +116,22 @@ def test_secrets_go_to_an_env_file_never_the_unit() -> None:
 
 def test_pytorch_backend_service_serves_the_checkpoint() -> None:
     text = EXAMPLE_TEXT + "    services: [pt]\n"
-    text = text.replace("# The verification bench", "  pt: {checkpoint: llama31-8b-nvfp4, backend: pytorch, image: triton-25.12, port: 8010}\n\n# The verification bench")
+    text = text.replace(
+        "# The verification bench",
+        "  pt: {checkpoint: llama31-8b-nvfp4, backend: pytorch, image: triton-25.12, port: 8010}\n\n# The verification bench",
+    )
     plan = plan_host(_state(text), "spark-02")
     pt = next(s for s in plan.services if s.name == "pt")
     i = pt.run_argv.index("trtllm-serve")
-    assert pt.run_argv[i : i + 7] == ("trtllm-serve", "serve", "/model", "--tokenizer", "/tokenizer", "--backend", "pytorch")
+    assert pt.run_argv[i : i + 7] == (
+        "trtllm-serve",
+        "serve",
+        "/model",
+        "--tokenizer",
+        "/tokenizer",
+        "--backend",
+        "pytorch",
+    )
     assert pt.tokenizer_checkpoint == "llama31-8b-fp8" and pt.engine is None
 
 

@@ -25,25 +25,46 @@ def converged(plan: HostPlan) -> dict[str, Any]:
         "memory": {"total_gib": 121.7, "available_gib": 110.0},
         "disk": {"path": "/var/lib/spark-state", "free_gb": 3000.0, "total_gb": 3700.0},
         "docker": {"present": True, "running": True, "version": "28", "nvidia_runtime": True},
-        "images": {i.ref: {"id": "sha256:1", "digests": [i.ref + "@sha256:1"], "trtllm_version": i.trtllm_version}
-                   for i in plan.images},
-        "manifests": {**{manifest_path(c.dir): {"manifest": {"repo": c.repo, "revision": c.revision, "sha": "s"},
-                                                "missing": []} for c in plan.checkpoints},
-                      **{manifest_path(e.dir): {"manifest": {"fingerprint": e.fingerprint, "trtllm_version":
-                                                             e.trtllm_version}, "missing": []} for e in plan.engines}},
+        "images": {
+            i.ref: {"id": "sha256:1", "digests": [i.ref + "@sha256:1"], "trtllm_version": i.trtllm_version}
+            for i in plan.images
+        },
+        "manifests": {
+            **{
+                manifest_path(c.dir): {"manifest": {"repo": c.repo, "revision": c.revision, "sha": "s"}, "missing": []}
+                for c in plan.checkpoints
+            },
+            **{
+                manifest_path(e.dir): {
+                    "manifest": {"fingerprint": e.fingerprint, "trtllm_version": e.trtllm_version},
+                    "missing": [],
+                }
+                for e in plan.engines
+            },
+        },
         "engine_builds": {},
         "chat_templates": {c.dir: c.name != "llama31-8b-nvfp4" for c in plan.checkpoints},
-        "files": {s.env_file: {"sha256": sha256(env_file_text(s.env, s.secrets, ENV)), "mode": "0o600"}
-                  for s in plan.services if s.env_file},
-        "units": {s.unit_name: {"file": {"sha256": sha256(s.unit_text), "mode": "0o644"}, "active": "active",
-                                "enabled": "enabled"} for s in plan.services},
+        "files": {
+            s.env_file: {"sha256": sha256(env_file_text(s.env, s.secrets, ENV)), "mode": "0o600"}
+            for s in plan.services
+            if s.env_file
+        },
+        "units": {
+            s.unit_name: {
+                "file": {"sha256": sha256(s.unit_text), "mode": "0o644"},
+                "active": "active",
+                "enabled": "enabled",
+            }
+            for s in plan.services
+        },
         "listening": sorted(s.port for s in plan.services),
-        "containers": {s.container_name: {"state": "running", "published": [s.port], "identity": s.identity}
-                       for s in plan.services},
+        "containers": {
+            s.container_name: {"state": "running", "published": [s.port], "identity": s.identity} for s in plan.services
+        },
         # each service on its own readiness path: /health (trtllm-serve), /v1/health/ready (NIM)
         "health": {str(s.port): {s.health_path: 200, "/v1/models": 200} for s in plan.services},
         "owners": {s.cache_dir: [1000, 1000] for s in plan.services if s.cache_dir},
-    }  # fmt: skip
+    }
 
 
 PLAN = plan_host(STATE, "spark-01")
@@ -93,15 +114,24 @@ def test_host_problems_are_all_reported() -> None:
     failures = _preflight(snap, env={})
     assert len(failures) == 5, failures
     joined = "\n".join(failures)
-    for phrase in ("no GPU answers nvidia-smi", "NVIDIA container runtime is missing", "GB free",
-                   "port 8003 (service trtllm-fp8) is already used", "secrets not set"):  # fmt: skip
+    for phrase in (
+        "no GPU answers nvidia-smi",
+        "NVIDIA container runtime is missing",
+        "GB free",
+        "port 8003 (service trtllm-fp8) is already used",
+        "secrets not set",
+    ):
         assert phrase in joined
 
 
 def test_tokenizer_without_chat_template_fails_preflight() -> None:
-    text = EXAMPLE_STATE.read_text().replace(
-        "    tokenizer: llama31-8b-fp8     # explicit; tokenizer_from on the checkpoint would choose the same\n", ""
-    ).replace("    tokenizer_from: llama31-8b-fp8\n", "")
+    text = (
+        EXAMPLE_STATE.read_text()
+        .replace(
+            "    tokenizer: llama31-8b-fp8     # explicit; tokenizer_from on the checkpoint would choose the same\n", ""
+        )
+        .replace("    tokenizer_from: llama31-8b-fp8\n", "")
+    )
     from spark_state.state.loader import load_state_text
 
     plan = plan_host(load_state_text(text, "t.yaml").state, "spark-02")
@@ -118,15 +148,25 @@ def test_compare_names_each_drifted_item() -> None:
     changed["units"]["spark-state-nim-fp8.service"]["file"]["sha256"] = "0" * 64
     changed["units"]["spark-state-trtllm-fp8.service"]["active"] = "inactive"
     changed["health"]["8003"] = {"/health": "Connection refused", "/v1/models": "Connection refused"}
-    changed["units"]["spark-state-old.service"] = {"file": {"sha256": "1", "mode": "0o644"}, "active": "active", "enabled": "enabled"}
+    changed["units"]["spark-state-old.service"] = {
+        "file": {"sha256": "1", "mode": "0o644"},
+        "active": "active",
+        "enabled": "enabled",
+    }
     engine = next(e for e in PLAN.engines if e.name == "llama31-8b-fp8")
     changed["manifests"][manifest_path(engine.dir)]["missing"] = ["engine/rank0.engine"]
     drifted = {(i.kind, i.name) for i in compare(PLAN, Snapshot.parse(changed), ENV) if not i.ok}
-    assert drifted == {("unit", "spark-state-nim-fp8.service"), ("service", "trtllm-fp8"),
-                       ("health", "trtllm-fp8 :8003"), ("stale-unit", "spark-state-old.service"),
-                       ("engine", "llama31-8b-fp8")}  # fmt: skip
+    assert drifted == {
+        ("unit", "spark-state-nim-fp8.service"),
+        ("service", "trtllm-fp8"),
+        ("health", "trtllm-fp8 :8003"),
+        ("stale-unit", "spark-state-old.service"),
+        ("engine", "llama31-8b-fp8"),
+    }
     # a secret that changed on the deploying machine changes the env file's desired content
-    assert {(i.kind, i.ok) for i in compare(PLAN, Snapshot.parse(snap), {"NGC_API_KEY": "other"}) if i.kind == "env"} == {("env", False)}
+    assert {
+        (i.kind, i.ok) for i in compare(PLAN, Snapshot.parse(snap), {"NGC_API_KEY": "other"}) if i.kind == "env"
+    } == {("env", False)}
 
 
 def test_a_container_started_from_an_older_unit_is_drift() -> None:
@@ -144,13 +184,25 @@ def test_a_container_started_from_an_older_unit_is_drift() -> None:
 
 
 def test_the_identity_follows_every_change_to_the_unit() -> None:
-    changed = plan_host(STATE.model_copy(update={"services": {
-        **STATE.services, "trtllm-nvfp4": STATE.services["trtllm-nvfp4"].model_copy(
-            update={"kv_cache_free_gpu_memory_fraction": 0.5})}}), "spark-01")  # fmt: skip
+    changed = plan_host(
+        STATE.model_copy(
+            update={
+                "services": {
+                    **STATE.services,
+                    "trtllm-nvfp4": STATE.services["trtllm-nvfp4"].model_copy(
+                        update={"kv_cache_free_gpu_memory_fraction": 0.5}
+                    ),
+                }
+            }
+        ),
+        "spark-01",
+    )
     before = {s.name: s.identity for s in PLAN.services}
     after = {s.name: s.identity for s in changed.services}
     assert after["trtllm-nvfp4"] != before["trtllm-nvfp4"]
-    assert {k: v for k, v in after.items() if k != "trtllm-nvfp4"} == {k: v for k, v in before.items() if k != "trtllm-nvfp4"}
+    assert {k: v for k, v in after.items() if k != "trtllm-nvfp4"} == {
+        k: v for k, v in before.items() if k != "trtllm-nvfp4"
+    }
 
 
 def test_an_env_file_whose_secret_is_not_here_is_unchecked_not_drift() -> None:
@@ -204,8 +256,9 @@ def test_images_count_on_dockers_file_system_and_old_builds_are_named() -> None:
     snap["images"][TRITON_2512] = None
     snap["download_sizes"] = {TRITON_2512: {"bytes": 34_600_000_000}}
     snap["docker_disk"] = {"path": "/var/lib/docker", "free_gb": 40.0, "total_gb": 500.0}
-    snap["engine_builds"] = {"llama31-8b-nvfp4": [{"fingerprint": "old", "files": {"engine/rank0.engine": 5_700_000_000}},
-                                                  "not a manifest"]}  # fmt: skip
+    snap["engine_builds"] = {
+        "llama31-8b-nvfp4": [{"fingerprint": "old", "files": {"engine/rank0.engine": 5_700_000_000}}, "not a manifest"]
+    }
     (failure,) = [f for f in _preflight(snap) if "GB free" in f]
     assert failure.startswith("/var/lib/docker has 40.0 GB free") and "old engine builds hold 5.7 GB" in failure
 

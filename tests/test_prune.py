@@ -24,18 +24,30 @@ def _build(fingerprint: str, mtime: float, image: str = OLD_IMAGE, partial: bool
     return {"name": ENGINE.name, "path": path, "bytes": 5_000_000_000, "mtime": mtime, "manifest": manifest}
 
 
-def _snapshot(builds: list[dict], rollback_unit: str | None = None, images: list[dict] | None = None,
-              files: list[dict] | None = None) -> Snapshot:  # fmt: skip
+def _snapshot(
+    builds: list[dict],
+    rollback_unit: str | None = None,
+    images: list[dict] | None = None,
+    files: list[dict] | None = None,
+) -> Snapshot:
     current = {"sha256": "0" * 64, "mode": "0o644", "text": SERVICE.unit_text}
     doc = {
         "units": {SERVICE.unit_name: {"file": current, "active": "active", "enabled": "enabled"}},
-        "rollback": {"units": {SERVICE.unit_name: {"sha256": "1" * 64, "mode": "0o644", "text": rollback_unit}}
-                     if rollback_unit else {}},
-        "containers": {SERVICE.container_name: {"state": "running", "image": SERVICE.image_ref,
-                                                "mounts": [f"{ENGINE.dir}/engine"]}},
-        "artifacts": {"engines": [_build(ENGINE.fingerprint, 50.0, ENGINE.image_ref), *builds],
-                      "checkpoints": [], "files": files or [], "images": images or []},
-    }  # fmt: skip
+        "rollback": {
+            "units": {SERVICE.unit_name: {"sha256": "1" * 64, "mode": "0o644", "text": rollback_unit}}
+            if rollback_unit
+            else {}
+        },
+        "containers": {
+            SERVICE.container_name: {"state": "running", "image": SERVICE.image_ref, "mounts": [f"{ENGINE.dir}/engine"]}
+        },
+        "artifacts": {
+            "engines": [_build(ENGINE.fingerprint, 50.0, ENGINE.image_ref), *builds],
+            "checkpoints": [],
+            "files": files or [],
+            "images": images or [],
+        },
+    }
     return Snapshot.parse(doc)
 
 
@@ -59,15 +71,18 @@ def test_images_only_of_our_repositories_and_only_unused() -> None:
     ]
     target = _build("b" * 64, 40.0, image="nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3")
     rollback_unit = SERVICE.unit_text.replace(ENGINE.dir, target["path"]).replace(
-        SERVICE.image_ref, "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3")
+        SERVICE.image_ref, "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3"
+    )
     items = removable(STATE, PLAN, _snapshot([target], rollback_unit, images))
     assert [(i.kind, i.target) for i in items] == [("image", OLD_IMAGE)]
     assert removal_command(PLAN, items) == f"{PLAN.docker} image rm {OLD_IMAGE}"
 
 
 def test_files_of_services_the_state_dropped() -> None:
-    files = [{"path": f"{PLAN.secrets_dir}/gone.env", "bytes": 40},
-             {"path": f"{PLAN.rollback_dir}/spark-state-gone.service", "bytes": 900}]
+    files = [
+        {"path": f"{PLAN.secrets_dir}/gone.env", "bytes": 40},
+        {"path": f"{PLAN.rollback_dir}/spark-state-gone.service", "bytes": 900},
+    ]
     files += [{"path": s.env_file, "bytes": 40} for s in PLAN.services if s.env_file]
     items = removable(STATE, PLAN, _snapshot([], files=files))
     assert sorted(i.target for i in items) == sorted(f["path"] for f in files[:2])

@@ -35,7 +35,9 @@ def test_build_script_is_valid_sh_and_swaps_only_after_success(engine) -> None:
     lines = script.splitlines()
     assert lines[0] == "set -e"
     build = next(i for i, line in enumerate(lines) if sh_word(engine.build_command) in line)
-    assert "progress" in lines[build] and build < next(i for i, line in enumerate(lines) if line.startswith("rm -rf " + engine.dir + " "))
+    assert "progress" in lines[build] and build < next(
+        i for i, line in enumerate(lines) if line.startswith("rm -rf " + engine.dir + " ")
+    )
 
 
 def test_other_host_commands_are_valid_sh() -> None:
@@ -53,14 +55,17 @@ def test_resident_memory_from_docker_stats_or_process_rss() -> None:
     assert parse_resident("stats\n") is None
 
 
-@pytest.mark.parametrize(("answer", "refusal"), [
-    ("printf '0.17.0.post1\\n'", "ships TensorRT-LLM 0.17.0.post1, known to fail on this GPU"),
-    ("false", "cannot read the TensorRT-LLM version inside image"),
-    ("printf 'Traceback (most recent call last):\\nModuleNotFoundError\\n'", "answered 'ModuleNotFoundError'"),
-    ("printf ''", "answered ''"),
-    ("printf '1.2.0\\n'", "the plan expects 1.1.0"),
-    ("printf '1.1.0\\n'", None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("answer", "refusal"),
+    [
+        ("printf '0.17.0.post1\\n'", "ships TensorRT-LLM 0.17.0.post1, known to fail on this GPU"),
+        ("false", "cannot read the TensorRT-LLM version inside image"),
+        ("printf 'Traceback (most recent call last):\\nModuleNotFoundError\\n'", "answered 'ModuleNotFoundError'"),
+        ("printf ''", "answered ''"),
+        ("printf '1.2.0\\n'", "the plan expects 1.1.0"),
+        ("printf '1.1.0\\n'", None),
+    ],
+)
 def test_the_in_image_version_check_refuses_whatever_the_tag_said(tmp_path, answer: str, refusal: str | None) -> None:
     """The check before a build: an unreadable answer or a version below GB10's minimum stops the build before
     anything else runs, even when the plan expected nothing (a retagged or digest-named 25.01)."""

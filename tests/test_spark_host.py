@@ -20,26 +20,41 @@ from spark_state.on_host import spark_host
 HELPER = spark_host.__file__
 
 
-def _helper(*argv: str, stdin: str | None = None, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    return subprocess.run([sys.executable, HELPER, *argv], input=stdin, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "SPARK_STATE_PULL_BACKOFF": "0.1,0.1,0.1", **(env or {})})  # fmt: skip
+def _helper(
+    *argv: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, HELPER, *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "SPARK_STATE_PULL_BACKOFF": "0.1,0.1,0.1", **(env or {})},
+    )
 
 
 def _docker(tmp_path: Path, script: str) -> str:
     """A docker stand-in: a shell script with a call counter in $COUNT."""
     path = tmp_path / "docker"
-    path.write_text(f"#!/bin/sh\nCOUNT_FILE={tmp_path}/calls\necho x >> $COUNT_FILE\nCOUNT=$(wc -l < $COUNT_FILE)\n{script}")
+    path.write_text(
+        f"#!/bin/sh\nCOUNT_FILE={tmp_path}/calls\necho x >> $COUNT_FILE\nCOUNT=$(wc -l < $COUNT_FILE)\n{script}"
+    )
     path.chmod(0o755)
     return str(path)
 
 
 def test_a_pull_that_meets_503_is_tried_again_and_succeeds(tmp_path: Path) -> None:
-    docker = _docker(tmp_path, 'if [ "$COUNT" -lt 3 ]; then echo "Error response from daemon: received unexpected '
-                               'HTTP status: 503 Service Unavailable"; exit 1; fi\necho "abc: Pull complete"\n')  # fmt: skip
+    docker = _docker(
+        tmp_path,
+        'if [ "$COUNT" -lt 3 ]; then echo "Error response from daemon: received unexpected '
+        'HTTP status: 503 Service Unavailable"; exit 1; fi\necho "abc: Pull complete"\n',
+    )
     proc = _helper("pull", docker, "nvcr.io/nvidia/x:1")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("failed (Error response from daemon") == 2 and "pull nvcr.io/nvidia/x:1: done in" in proc.stdout
+    assert (
+        proc.stdout.count("failed (Error response from daemon") == 2
+        and "pull nvcr.io/nvidia/x:1: done in" in proc.stdout
+    )
 
 
 def test_a_pull_gives_up_after_four_attempts_with_the_registrys_words(tmp_path: Path) -> None:
@@ -80,11 +95,16 @@ def test_a_port_answered_by_another_process_is_not_our_container(tmp_path: Path,
     docker = _docker(tmp_path, 'echo "Error: No such object: $5" >&2; exit 1\n')
     proc = _helper("wait-healthy", str(foreign_port), "60", docker, "spark-state-chat", "/health", "/v1/models")
     assert proc.returncode == 1
-    assert f"port {foreign_port} answers, but not from spark-state: container spark-state-chat does not exist" in proc.stderr
+    assert (
+        f"port {foreign_port} answers, but not from spark-state: container spark-state-chat does not exist"
+        in proc.stderr
+    )
 
 
 def test_our_running_container_publishing_the_port_is_healthy(tmp_path: Path, foreign_port: int) -> None:
-    docker = _docker(tmp_path, f'echo \'running {{"{foreign_port}/tcp":[{{"HostIp":"","HostPort":"{foreign_port}"}}]}}\'\n')
+    docker = _docker(
+        tmp_path, f'echo \'running {{"{foreign_port}/tcp":[{{"HostIp":"","HostPort":"{foreign_port}"}}]}}\'\n'
+    )
     proc = _helper("wait-healthy", str(foreign_port), "60", docker, "spark-state-chat", "/health", "/v1/models")
     assert proc.returncode == 0, proc.stderr
     assert f"port {foreign_port}: healthy after" in proc.stdout
@@ -113,6 +133,9 @@ def test_a_bad_stdin_leaves_the_old_secret_file_alone(tmp_path: Path) -> None:
 
 def test_the_helper_needs_nothing_beyond_the_standard_library() -> None:
     """It runs on hosts with python3 alone: loading it must not need site-packages."""
-    proc = subprocess.run([sys.executable, "-I", "-S", "-c", f"import runpy; runpy.run_path({HELPER!r}, run_name='x')"],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", f"import runpy; runpy.run_path({HELPER!r}, run_name='x')"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr

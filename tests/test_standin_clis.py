@@ -12,17 +12,22 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLE_STATE
 
+from spark_rehearsal.standins import trtllm_build
 from spark_state.plan.host_plan import plan_host
-from spark_state.sim.standins import trtllm_build
 from spark_state.state.loader import load_state
 
 PLAN = plan_host(load_state(EXAMPLE_STATE).state, "spark-01")
 
 
 def _standin(module: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    code = f"import sys; from spark_state.sim.standins.{module} import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "SPARK_SIM_GPU_FILE": "/nonexistent", **(env or {})})  # fmt: skip
+    code = f"import sys; from spark_rehearsal.standins.{module} import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "SPARK_SIM_GPU_FILE": "/nonexistent", **(env or {})},
+    )
 
 
 def test_trtllm_build_takes_every_flag_the_plan_passes_and_the_real_ones() -> None:
@@ -30,34 +35,68 @@ def test_trtllm_build_takes_every_flag_the_plan_passes_and_the_real_ones() -> No
         argv = engine.build_command.split(" trtllm-build ", 1)[1].split()
         args = trtllm_build.parser().parse_args(argv)
         assert args.checkpoint_dir == "/work/trtllm-ckpt", engine.name
-    real = ("--checkpoint_dir c --output_dir o --max_beam_width 2 --kv_cache_type paged --gpt_attention_plugin auto "
-            "--multiple_profiles enable --tokens_per_block 64 --strip_plan --max_decoder_seq_len 8192 --workers 2 "
-            "--reduce_fusion enable --log_level verbose --gather_all_token_logits").split()  # fmt: skip
+    real = [
+        "--checkpoint_dir",
+        "c",
+        "--output_dir",
+        "o",
+        "--max_beam_width",
+        "2",
+        "--kv_cache_type",
+        "paged",
+        "--gpt_attention_plugin",
+        "auto",
+        "--multiple_profiles",
+        "enable",
+        "--tokens_per_block",
+        "64",
+        "--strip_plan",
+        "--max_decoder_seq_len",
+        "8192",
+        "--workers",
+        "2",
+        "--reduce_fusion",
+        "enable",
+        "--log_level",
+        "verbose",
+        "--gather_all_token_logits",
+    ]
     assert trtllm_build.parser().parse_args(real).max_seq_len == 8192
 
 
-@pytest.mark.parametrize("flags", [["--no_such_flag"], ["--gemm_plugin", "fp4"], ["--use_paged_context_fmha", "yes"],
-                                   ["--kv_cache_type", "ring"], ["--log_level", "loud"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--no_such_flag"],
+        ["--gemm_plugin", "fp4"],
+        ["--use_paged_context_fmha", "yes"],
+        ["--kv_cache_type", "ring"],
+        ["--log_level", "loud"],
+    ],
+)
 def test_trtllm_build_refuses_what_the_real_one_refuses(flags: list[str]) -> None:
     proc = _standin("trtllm_build", "--checkpoint_dir", "/c", "--output_dir", "/o", *flags)
     assert proc.returncode == 2 and "trtllm-build: error:" in proc.stderr, proc.stderr
 
 
 def test_trtllm_serve_takes_the_plans_flags() -> None:
-    from spark_state.sim.standins import trtllm_serve
+    from spark_rehearsal.standins import trtllm_serve
 
     for svc in PLAN.services:
         if svc.kind == "nim":
             continue
-        argv = list(svc.run_argv[svc.run_argv.index("trtllm-serve") + 1:])
+        argv = list(svc.run_argv[svc.run_argv.index("trtllm-serve") + 1 :])
         assert trtllm_serve.parser().parse_args(argv).command == "serve", svc.name
 
 
-@pytest.mark.parametrize(("flags", "said"), [
-    (["--no_such_flag"], "Error: No such option: --no_such_flag"),
-    (["--max_batch", "8"], "Error: No such option: --max_batch"),  # click takes no abbreviations
-    (["--backend", "onnx"], "Error: argument --backend: invalid choice: 'onnx'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--no_such_flag"], "Error: No such option: --no_such_flag"),
+        (["--max_batch", "8"], "Error: No such option: --max_batch"),  # click takes no abbreviations
+        (["--backend", "onnx"], "Error: argument --backend: invalid choice: 'onnx'"),
+    ],
+)
 def test_trtllm_serve_refuses_as_click_does(flags: list[str], said: str) -> None:
     proc = _standin("trtllm_serve", "serve", "/engine", *flags)
     assert proc.returncode == 2 and said in proc.stderr, proc.stderr
@@ -69,6 +108,13 @@ def test_a_nim_refuses_a_nim_variable_it_does_not_document(tmp_path: Path) -> No
     assert proc.returncode == 1 and "unknown NIM setting(s) NIM_MAX_MODEL_LENGTH" in proc.stderr
     gpu = tmp_path / "gpu.json"
     gpu.write_text(json.dumps({"name": "NVIDIA GB10"}))
-    proc = _standin("nim_server", env={"NGC_API_KEY": "k", "NIM_MAX_MODEL_LEN": "8192", "SPARK_SIM_GPU_FILE": str(gpu),
-                                       "NIM_CACHE_PATH": "/proc/no-cache-here"})  # fmt: skip
+    proc = _standin(
+        "nim_server",
+        env={
+            "NGC_API_KEY": "k",
+            "NIM_MAX_MODEL_LEN": "8192",
+            "SPARK_SIM_GPU_FILE": str(gpu),
+            "NIM_CACHE_PATH": "/proc/no-cache-here",
+        },
+    )
     assert "unknown NIM setting" not in proc.stderr  # a documented one passes on to the next check

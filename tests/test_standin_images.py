@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from spark_state.sim import hub
-from spark_state.sim.images import IMAGES, standin_files
-from spark_state.sim.rootfs import PYTHON_SITE
+from spark_rehearsal import hub
+from spark_rehearsal.images import IMAGES, standin_files
+from spark_rehearsal.rootfs import PYTHON_SITE
 
 CONVERTER = REPO / "spark_state" / "on_host" / "convert_checkpoint.py"
 TRITON_2512 = next(i for i in IMAGES if i.tag.startswith("25.12"))
@@ -28,7 +28,7 @@ def _image_site(tmp_path: Path) -> Path:
     """The 25.12 stand-in layer's Python packages and the stand-ins' GPU file, unpacked under tmp_path."""
     for path, (content, _mode) in standin_files(TRITON_2512).items():
         if path.startswith(PYTHON_SITE):
-            target = tmp_path / "site" / path[len(PYTHON_SITE) + 1:]
+            target = tmp_path / "site" / path[len(PYTHON_SITE) + 1 :]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
     (tmp_path / "gpu.json").write_text(json.dumps({"name": "NVIDIA GB10", "time_scale": 0.001}))
@@ -49,11 +49,14 @@ def _run(tmp_path: Path, site: Path, *argv: str) -> subprocess.CompletedProcess[
 
 
 @pytest.mark.parametrize(("quant", "kv"), [("NVFP4", "FP8"), ("FP8", None)])
-def test_the_shipped_converter_converts_a_modelopt_export_through_the_library(tmp_path: Path, quant: str,
-                                                                              kv: str | None) -> None:  # fmt: skip
+def test_the_shipped_converter_converts_a_modelopt_export_through_the_library(
+    tmp_path: Path, quant: str, kv: str | None
+) -> None:
     site, ckpt = _image_site(tmp_path), _checkpoint(tmp_path, quant)
     out = tmp_path / "trtllm-ckpt"
-    proc = _run(tmp_path, site, str(CONVERTER), "--model_dir", str(ckpt), "--output_dir", str(out), "--dtype", "bfloat16")
+    proc = _run(
+        tmp_path, site, str(CONVERTER), "--model_dir", str(ckpt), "--output_dir", str(out), "--dtype", "bfloat16"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "[TensorRT-LLM] TensorRT-LLM version: 1.1.0" in proc.stdout and "Total time of converting" in proc.stdout
     config = json.loads((out / "config.json").read_text())
@@ -70,15 +73,20 @@ def test_the_converter_refuses_an_architecture_it_does_not_know(tmp_path: Path) 
     assert proc.returncode != 0 and "holds a Qwen2ForCausalLM" in proc.stderr and "convert_script" in proc.stderr
 
 
-@pytest.mark.parametrize(("code", "refusal"), [
-    ("from tensorrt_llm.models import LLaMAForCausalLM as L; L.from_hugging_face(CKPT, use_fp8_rowwise=True)",
-     "unexpected keyword argument 'use_fp8_rowwise'"),
-    ("from tensorrt_llm.models import LLaMAForCausalLM as L; L.from_hugging_face(CKPT)", "is quantized (FP8"),
-    ("from tensorrt_llm.models import GPTForCausalLM", "ImportError"),
-    ("from tensorrt_llm.quantization import QuantAlgo; QuantAlgo('FP4')", "'FP4' is not a valid QuantAlgo"),
-    ("from tensorrt_llm.mapping import Mapping; Mapping(world_size=2)", "world_size must equal to tp_size"),
-    ("from tensorrt_llm.models.modeling_utils import QuantConfig; QuantConfig(algo='FP8')", "unexpected keyword"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("code", "refusal"),
+    [
+        (
+            "from tensorrt_llm.models import LLaMAForCausalLM as L; L.from_hugging_face(CKPT, use_fp8_rowwise=True)",
+            "unexpected keyword argument 'use_fp8_rowwise'",
+        ),
+        ("from tensorrt_llm.models import LLaMAForCausalLM as L; L.from_hugging_face(CKPT)", "is quantized (FP8"),
+        ("from tensorrt_llm.models import GPTForCausalLM", "ImportError"),
+        ("from tensorrt_llm.quantization import QuantAlgo; QuantAlgo('FP4')", "'FP4' is not a valid QuantAlgo"),
+        ("from tensorrt_llm.mapping import Mapping; Mapping(world_size=2)", "world_size must equal to tp_size"),
+        ("from tensorrt_llm.models.modeling_utils import QuantConfig; QuantConfig(algo='FP8')", "unexpected keyword"),
+    ],
+)
 def test_the_stand_in_library_refuses_what_it_does_not_take(tmp_path: Path, code: str, refusal: str) -> None:
     site, ckpt = _image_site(tmp_path), _checkpoint(tmp_path, "FP8")
     proc = _run(tmp_path, site, "-c", code.replace("CKPT", repr(str(ckpt))))

@@ -15,8 +15,9 @@ from .stats import percentile
 from .wire import StreamConnection, WireError
 
 
-def request_body(model: str, prompt: str, max_tokens: int, temperature: float, chat: bool,
-                 ignore_eos: bool = False) -> dict[str, Any]:  # fmt: skip
+def request_body(
+    model: str, prompt: str, max_tokens: int, temperature: float, chat: bool, ignore_eos: bool = False
+) -> dict[str, Any]:
     """Only fields trtllm-serve's request models accept (they forbid extra fields) and vLLM/NIM accept too."""
     body: dict[str, Any] = {
         "model": model,

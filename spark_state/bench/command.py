@@ -20,8 +20,17 @@ from .results import EndpointResult, Verdict, to_document
 from .runner import BenchSettings, run_endpoint, run_measured
 from .verdict import deltas
 
-OVERRIDES = ("prompt", "max_tokens", "serial_requests", "warmup_requests", "concurrency", "requests_per_level",
-             "duration_s", "timeout_s", "ignore_eos")  # fmt: skip
+OVERRIDES = (
+    "prompt",
+    "max_tokens",
+    "serial_requests",
+    "warmup_requests",
+    "concurrency",
+    "requests_per_level",
+    "duration_s",
+    "timeout_s",
+    "ignore_eos",
+)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -73,8 +82,9 @@ def run_bench(args: argparse.Namespace, console: Console) -> Outcome:
     return Outcome.FINDINGS if any(not v.passed for v in verdicts) else Outcome.OK
 
 
-async def _run_all(jobs: list[tuple[str, Target | None]], settings: BenchSettings, args: argparse.Namespace,
-                   console: Console) -> tuple[list[EndpointResult], list[Verdict]]:  # fmt: skip
+async def _run_all(
+    jobs: list[tuple[str, Target | None]], settings: BenchSettings, args: argparse.Namespace, console: Console
+) -> tuple[list[EndpointResult], list[Verdict]]:
     results: list[EndpointResult] = []
     verdicts: list[Verdict] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -93,7 +103,9 @@ async def _run_all(jobs: list[tuple[str, Target | None]], settings: BenchSetting
             if not args.no_resident:
                 from ..remote import container_resident_gib
 
-                resident = await asyncio.to_thread(container_resident_gib, target.address, target.data, target.container)
+                resident = await asyncio.to_thread(
+                    container_resident_gib, target.address, target.data, target.container
+                )
             result, verdict = await bench_target(target, settings, resident, progress)
             results.append(result)
             verdicts.append(verdict)

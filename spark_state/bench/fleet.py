@@ -51,8 +51,9 @@ def settings_from_state(bench: Bench, **overrides: Any) -> BenchSettings:
     return settings
 
 
-def targets(state: State, entries: list[tuple[str, dict[str, Any]]], host: str | None = None,
-            service: str | None = None) -> list[Target]:  # fmt: skip
+def targets(
+    state: State, entries: list[tuple[str, dict[str, Any]]], host: str | None = None, service: str | None = None
+) -> list[Target]:
     out = []
     for address, data in entries:
         if host not in (None, data["spark_host"]):
@@ -62,8 +63,9 @@ def targets(state: State, entries: list[tuple[str, dict[str, Any]]], host: str |
     return out
 
 
-async def bench_target(target: Target, settings: BenchSettings, resident_gib: float | None,
-                       progress: Progress | None = None) -> tuple[EndpointResult, Verdict]:  # fmt: skip
+async def bench_target(
+    target: Target, settings: BenchSettings, resident_gib: float | None, progress: Progress | None = None
+) -> tuple[EndpointResult, Verdict]:
     result = await run_endpoint(target.url, settings, host=target.host, service=target.service, progress=progress)
     result.resident_gib = resident_gib
     return result, judge(result, target.expect, target.service, target.host)

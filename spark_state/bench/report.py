@@ -40,9 +40,16 @@ def serial_table(results: list[EndpointResult]) -> Table:
             notes.append("; ".join(s.errors))
         if s.client.limited:
             notes.append("client-limited: " + "; ".join(s.client.reasons))
-        t.add_row(_name(r), _f(s.ttft_ms["p50"]), _f(s.ttft_ms["p90"]), _f(s.dispatch_lag_ms.get("p50"), 2),
-                  _f(s.decode_tok_s["p50"], 2),
-                  _f(s.wall_s["p50"], 2), _f(s.completion_tokens_p50, 0), Text("; ".join(notes), style="yellow"))
+        t.add_row(
+            _name(r),
+            _f(s.ttft_ms["p50"]),
+            _f(s.ttft_ms["p90"]),
+            _f(s.dispatch_lag_ms.get("p50"), 2),
+            _f(s.decode_tok_s["p50"], 2),
+            _f(s.wall_s["p50"], 2),
+            _f(s.completion_tokens_p50, 0),
+            Text("; ".join(notes), style="yellow"),
+        )
     return t
 
 
@@ -92,8 +99,10 @@ def delta_table(deltas: list[Delta], baseline: str) -> Table:
     for col in ("stack", "TTFT", "decode", f"c={top} aggregate"):
         t.add_column(col, justify="left" if col == "stack" else "right", overflow="fold")
     for d in deltas:
-        t.add_row(f"{d.host}/{d.service}" if d.host else d.service,
-                  *("-" if v is None else f"{v:+.1f}%" for v in (d.ttft_pct, d.decode_pct, d.aggregate_pct)))
+        t.add_row(
+            f"{d.host}/{d.service}" if d.host else d.service,
+            *("-" if v is None else f"{v:+.1f}%" for v in (d.ttft_pct, d.decode_pct, d.aggregate_pct)),
+        )
     return t
 
 
@@ -103,15 +112,23 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
         t.add_column(col, overflow="fold")
     for v in verdicts:
         for c in v.checks:
-            t.add_row(v.host or "-", v.service, c.metric, c.expected, _f(c.measured, 2),
-                      Text("pass", style="green") if c.ok else Text("FAIL", style="bold red"), c.note)
+            t.add_row(
+                v.host or "-",
+                v.service,
+                c.metric,
+                c.expected,
+                _f(c.measured, 2),
+                Text("pass", style="green") if c.ok else Text("FAIL", style="bold red"),
+                c.note,
+            )
         if not v.checks:
             t.add_row(v.host or "-", v.service, "(no expectations)", "", "", Text("pass", style="green"), "")
     return t
 
 
-def show(console: Console, results: list[EndpointResult], verdicts: list[Verdict], deltas: list[Delta],
-         baseline: str | None) -> None:  # fmt: skip
+def show(
+    console: Console, results: list[EndpointResult], verdicts: list[Verdict], deltas: list[Delta], baseline: str | None
+) -> None:
     console.print(serial_table(results))
     console.print(concurrency_table(results))
     if any(r.levels for r in results):
@@ -141,16 +158,39 @@ def chart_svg(results: list[EndpointResult], width: int = 640, height: int = 320
     series = []
     for i, r in enumerate(results):
         points = [(x(lv.concurrency), y(lv.aggregate_tok_s)) for lv in r.levels if lv.aggregate_tok_s]
-        series.append({"name": _name(r), "color": palette[i % len(palette)],
-                       "points": " ".join(f"{px:.1f},{py:.1f}" for px, py in points), "dots": points})
+        series.append(
+            {
+                "name": _name(r),
+                "color": palette[i % len(palette)],
+                "points": " ".join(f"{px:.1f},{py:.1f}" for px, py in points),
+                "dots": points,
+            }
+        )
     ticks_y = [top * 1.1 * k / 4 for k in range(5)]
     return {
-        "width": width, "height": height, "left": left, "bottom": bottom, "upper": upper, "right": right,
-        "x_ticks": [(x(c), c) for c in levels], "y_ticks": [(y(v), round(v)) for v in ticks_y], "series": series,
-    }  # fmt: skip
+        "width": width,
+        "height": height,
+        "left": left,
+        "bottom": bottom,
+        "upper": upper,
+        "right": right,
+        "x_ticks": [(x(c), c) for c in levels],
+        "y_ticks": [(y(v), round(v)) for v in ticks_y],
+        "series": series,
+    }
 
 
-def html_report(results: list[EndpointResult], verdicts: list[Verdict], deltas: list[Delta],
-                baseline: str | None) -> str:  # fmt: skip
-    return render("bench_report.html.j2", results=results, verdicts=verdicts, deltas=deltas, baseline=baseline,
-                  chart=chart_svg(results), name=_name, f=_f, latency=latency_cell)
+def html_report(
+    results: list[EndpointResult], verdicts: list[Verdict], deltas: list[Delta], baseline: str | None
+) -> str:
+    return render(
+        "bench_report.html.j2",
+        results=results,
+        verdicts=verdicts,
+        deltas=deltas,
+        baseline=baseline,
+        chart=chart_svg(results),
+        name=_name,
+        f=_f,
+        latency=latency_cell,
+    )

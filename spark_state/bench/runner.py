@@ -89,8 +89,9 @@ def _ms(values: list[float]) -> dict[str, float | None]:
 
 
 async def _one(connection: StreamConnection, model: str, s: BenchSettings) -> RequestResult:
-    return await stream_completion(connection, model, s.prompt, s.max_tokens, s.temperature, s.chat, s.timeout_s,
-                                   s.ignore_eos)  # fmt: skip
+    return await stream_completion(
+        connection, model, s.prompt, s.max_tokens, s.temperature, s.chat, s.timeout_s, s.ignore_eos
+    )
 
 
 async def discover_model(client: httpx.AsyncClient, url: str) -> str:
@@ -102,8 +103,9 @@ async def discover_model(client: httpx.AsyncClient, url: str) -> str:
     return str(models[0]["id"])
 
 
-async def run_serial(url: str, model: str, s: BenchSettings,
-                     progress: Progress | None = None, sink: list[RequestResult] | None = None) -> SerialResult:  # fmt: skip
+async def run_serial(
+    url: str, model: str, s: BenchSettings, progress: Progress | None = None, sink: list[RequestResult] | None = None
+) -> SerialResult:
     connection = stream_connection(url, s)
     try:
         return await _serial(connection, model, s, progress, sink)
@@ -111,8 +113,13 @@ async def run_serial(url: str, model: str, s: BenchSettings,
         connection.close()
 
 
-async def _serial(connection: StreamConnection, model: str, s: BenchSettings, progress: Progress | None,
-                  sink: list[RequestResult] | None) -> SerialResult:  # fmt: skip
+async def _serial(
+    connection: StreamConnection,
+    model: str,
+    s: BenchSettings,
+    progress: Progress | None,
+    sink: list[RequestResult] | None,
+) -> SerialResult:
     for i in range(s.warmup_requests):
         await _one(connection, model, s)
         if progress:
@@ -156,8 +163,14 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-async def run_level(url: str, model: str, s: BenchSettings, concurrency: int,
-                    progress: Progress | None = None, sink: list[RequestResult] | None = None) -> LevelResult:  # fmt: skip
+async def run_level(
+    url: str,
+    model: str,
+    s: BenchSettings,
+    concurrency: int,
+    progress: Progress | None = None,
+    sink: list[RequestResult] | None = None,
+) -> LevelResult:
     """`concurrency` closed-loop streams: each sends its next request as soon as the previous one ends."""
     total = s.requests_at(concurrency)
     results: list[RequestResult] = []
@@ -227,6 +240,12 @@ async def run_endpoint(
     serial = await run_serial(url, model, settings, progress) if settings.serial_requests else None
     levels = [await run_level(url, model, settings, c, progress) for c in settings.concurrency]
     return EndpointResult(
-        url=url, model=model, host=host, service=service, started_at=started_at,
-        settings=asdict(settings), serial=serial, levels=levels,
-    )  # fmt: skip
+        url=url,
+        model=model,
+        host=host,
+        service=service,
+        started_at=started_at,
+        settings=asdict(settings),
+        serial=serial,
+        levels=levels,
+    )

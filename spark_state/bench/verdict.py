@@ -21,7 +21,9 @@ def judge(result: EndpointResult, expect: dict[str, Any], service: str, host: st
         checks.append(_check("decode (tok/s)", ">=", expect["decode_tok_s"], measured))
     for concurrency, floor in sorted((expect.get("aggregate_tok_s") or {}).items()):
         level = result.level(int(concurrency))
-        checks.append(_check(f"aggregate c={concurrency} (tok/s)", ">=", floor, level.aggregate_tok_s if level else None))
+        checks.append(
+            _check(f"aggregate c={concurrency} (tok/s)", ">=", floor, level.aggregate_tok_s if level else None)
+        )
     if expect.get("resident_gib") is not None:
         checks.append(_check("resident (GiB)", "<=", expect["resident_gib"], result.resident_gib))
     for check in checks:
@@ -69,15 +71,22 @@ def deltas(results: list[EndpointResult], baseline: EndpointResult) -> list[Delt
         if r is baseline:
             continue
         level = r.level(top) if top is not None else None
-        out.append(Delta(
-            service=r.service or r.url,
-            host=r.host,
-            ttft_pct=_pct(r.serial.ttft_ms.get("p50") if r.serial else None,
-                          baseline.serial.ttft_ms.get("p50") if baseline.serial else None),
-            decode_pct=_pct(r.serial.decode_tok_s.get("p50") if r.serial else None,
-                            baseline.serial.decode_tok_s.get("p50") if baseline.serial else None),
-            aggregate_pct=_pct(level.aggregate_tok_s if level else None,
-                               base_level.aggregate_tok_s if base_level else None),
-            concurrency=top,
-        ))  # fmt: skip
+        out.append(
+            Delta(
+                service=r.service or r.url,
+                host=r.host,
+                ttft_pct=_pct(
+                    r.serial.ttft_ms.get("p50") if r.serial else None,
+                    baseline.serial.ttft_ms.get("p50") if baseline.serial else None,
+                ),
+                decode_pct=_pct(
+                    r.serial.decode_tok_s.get("p50") if r.serial else None,
+                    baseline.serial.decode_tok_s.get("p50") if baseline.serial else None,
+                ),
+                aggregate_pct=_pct(
+                    level.aggregate_tok_s if level else None, base_level.aggregate_tok_s if base_level else None
+                ),
+                concurrency=top,
+            )
+        )
     return out

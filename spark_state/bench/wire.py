@@ -214,8 +214,9 @@ class StreamConnection:
         loop = asyncio.get_running_loop()
         e = self.endpoint
         async with asyncio.timeout(self._connect_timeout):
-            _, protocol = await loop.create_connection(_Protocol, e.host, e.port, ssl=self._tls,
-                                                       server_hostname=e.host if self._tls else None)  # fmt: skip
+            _, protocol = await loop.create_connection(
+                _Protocol, e.host, e.port, ssl=self._tls, server_hostname=e.host if self._tls else None
+            )
         self._protocol = protocol
         return protocol, time.perf_counter() - started
 

@@ -30,8 +30,9 @@ class SparkHostState(FactBase[Snapshot]):
         try:
             document = json.loads("\n".join(output))
         except ValueError as exc:
-            raise ProbeError(f"the host's probe answered something that is not JSON ({exc}): "
-                             f"{' '.join(output)[:200]!r}") from exc  # fmt: skip
+            raise ProbeError(
+                f"the host's probe answered something that is not JSON ({exc}): {' '.join(output)[:200]!r}"
+            ) from exc
         return Snapshot.parse(document)
 
 
@@ -47,8 +48,9 @@ def snapshot(spec: ProbeSpec) -> Snapshot:
     if key not in taken:
         found = host.get_fact(SparkHostState, spec=spec)
         if found is None:  # the probe exited non-zero or printed nothing; pyinfra logged its error output
-            raise ProbeError("the probe failed on this host (python3 missing, or the probe crashed: its error "
-                             "output is above)")  # fmt: skip
+            raise ProbeError(
+                "the probe failed on this host (python3 missing, or the probe crashed: its error output is above)"
+            )
         taken[key] = found
     return taken[key]
 

@@ -68,9 +68,12 @@ def rollout_gate(canaries: list[str]):
     if not absent and not failed:
         host.noop(f"canaries passed: {', '.join(canaries)}")
         return
-    why = (f"canary {', '.join(failed)} failed" if failed else
-           f"canary {', '.join(absent)} is not part of this run (deploy it first, with the canaries, or "
-           "`--data spark_canary=off`)")  # fmt: skip
+    why = (
+        f"canary {', '.join(failed)} failed"
+        if failed
+        else f"canary {', '.join(absent)} is not part of this run (deploy it first, with the canaries, or "
+        "`--data spark_canary=off`)"
+    )
     yield sh_join(["sh", "-c", 'echo "$1" >&2; exit 1', "gate", f"rollout stopped: {why}; {me} was not touched"])
 
 
@@ -78,7 +81,9 @@ def _upload(path: str, content: str, mode: str):
     """Commands that write `content` to `path` with `mode`; the file exists with its final mode before any
     content arrives, so secrets are never readable by others."""
     parent = path.rsplit("/", 1)[0]
-    yield StringCommand(f"umask 077 && mkdir -p {sh_word(parent)} && touch {sh_word(path)} && chmod {mode} {sh_word(path)}")
+    yield StringCommand(
+        f"umask 077 && mkdir -p {sh_word(parent)} && touch {sh_word(path)} && chmod {mode} {sh_word(path)}"
+    )
     yield FileUploadCommand(io.BytesIO(content.encode()), path)
     yield StringCommand("chmod", mode, sh_word(path))
 
@@ -152,7 +157,9 @@ def unit_file(path: str, content: str, spec: ProbeSpec, previous: str | None = N
 
 
 @operation()
-def docker_image(plan: HostPlan, ref: str, spec: ProbeSpec, local: str | None = None, read_trtllm_version: bool = False):
+def docker_image(
+    plan: HostPlan, ref: str, spec: ProbeSpec, local: str | None = None, read_trtllm_version: bool = False
+):
     """The image is present locally under `local` (pulled with progress lines); a pinned reference
     (`name:tag@sha256:...`) is pulled by its digest and tagged `name:tag`, and a local tag holding other bits is
     pulled again. For a TensorRT-LLM image, the version inside it is read once and remembered by image id.
@@ -184,8 +191,9 @@ class Secret:
 
 
 @operation()
-def registry_login(plan: HostPlan, registry: str, user: str, password: Secret, image: str, spec: ProbeSpec,
-                   local: str | None = None):
+def registry_login(
+    plan: HostPlan, registry: str, user: str, password: Secret, image: str, spec: ProbeSpec, local: str | None = None
+):
     """The host's docker is logged in to `registry` before `image` is pulled from it (only then: an image already
     present needs no login). The password goes to `docker login --password-stdin` over the SSH channel's stdin —
     never in an argv, a file or pyinfra's output.

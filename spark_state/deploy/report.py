@@ -51,8 +51,12 @@ def _bench_in_clean_process(target: Target, settings: BenchSettings, resident: f
     """One bench at a time, in its own process: pyinfra's CLI monkey-patches sockets and threads for gevent,
     and hosts' measurements should not share the client's CPU."""
     with _BENCH_LOCK:
-        proc = subprocess.run([sys.executable, "-m", "spark_state.bench.run_target"], input=job(target, settings, resident),
-                              capture_output=True, text=True)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "spark_state.bench.run_target"],
+            input=job(target, settings, resident),
+            capture_output=True,
+            text=True,
+        )
     if proc.returncode != 0:
         raise StepError(f"bench of {target.service} on {target.host} failed: {proc.stderr[-2000:]}")
     (result,), (verdict,) = from_document(json.loads(proc.stdout))
@@ -66,9 +70,13 @@ def _record_baseline(plan: HostPlan, figures: dict[str, dict[str, float]]) -> st
     document = baseline.make_baseline(plan.host, baseline.host_facts(now), baseline.image_digests(now), figures)
     path = plan.baseline_path
     text = json.dumps(document, indent=2, sort_keys=True)
-    ok, output = host.run_shell_command(**_sudo(), command=StringCommand(
-        f"mkdir -p {sh_word(plan.root)} && printf '%s\\n' {sh_word(text)} > {sh_word(path + '.tmp')} "
-        f"&& mv {sh_word(path + '.tmp')} {sh_word(path)}"))  # fmt: skip
+    ok, output = host.run_shell_command(
+        **_sudo(),
+        command=StringCommand(
+            f"mkdir -p {sh_word(plan.root)} && printf '%s\\n' {sh_word(text)} > {sh_word(path + '.tmp')} "
+            f"&& mv {sh_word(path + '.tmp')} {sh_word(path)}"
+        ),
+    )
     if not ok:
         raise StepError(f"could not write the baseline {path} on {plan.host}: {' '.join(output.stderr_lines)[-500:]}")
     baseline.save_local(document)
@@ -89,16 +97,28 @@ def _roll_back(plan: HostPlan, run: ServiceRun, reason: str) -> str:
     console = make_console()
     console.print(f"{plan.host}: {svc.name} failed ({reason}); rolling back to {serving}")
     _run(scripts.rollback_command(plan, svc, restore_env=run.env_changed()), f"rollback of {svc.name}", plan)
-    _run(scripts.wait_healthy_command(plan, svc),
-         f"health wait of {svc.name} after its rollback to {serving}", plan, print_output=True)  # fmt: skip
+    _run(
+        scripts.wait_healthy_command(plan, svc),
+        f"health wait of {svc.name} after its rollback to {serving}",
+        plan,
+        print_output=True,
+    )
     document = json.dumps(rollout.marker(svc, serving, reason), indent=2, sort_keys=True)
     _run(scripts.write_file_command(plan.rollback_marker(svc), document), "writing the rollback marker", plan)
     return serving
 
 
-def verify(spark: State, plan: HostPlan, runs: list[ServiceRun], host_changes: list[OperationMeta],
-           since_baseline: list[str] | None = None, bench: bool = True, canary: bool = False,
-           rollback: bool = True, fail_on_miss: bool = True) -> None:  # fmt: skip
+def verify(
+    spark: State,
+    plan: HostPlan,
+    runs: list[ServiceRun],
+    host_changes: list[OperationMeta],
+    since_baseline: list[str] | None = None,
+    bench: bool = True,
+    canary: bool = False,
+    rollback: bool = True,
+    fail_on_miss: bool = True,
+) -> None:
     """After the host's services were (re)started: bench them (`bench`), roll back every changed service that
     failed its health wait or its bench (`rollback`), print the summary, record a new baseline when all passed,
     and fail the host when one failed (a missed expectation only with `fail_on_miss`)."""
@@ -139,13 +159,14 @@ def verify(spark: State, plan: HostPlan, runs: list[ServiceRun], host_changes: l
         table.add_row(
             svc.name,
             "yes" if changed else "no",
-            Text("ok", style="green") if serial and serial.ok or (not bench and not run.health_failed())
+            Text("ok", style="green")
+            if (serial and serial.ok) or (not bench and not run.health_failed())
             else Text("failing", style="red"),
             outcome if bench or reason else Text("not benched", style="dim"),
             f"{serial.ttft_ms['p50']:.1f} ms" if serial and serial.ttft_ms["p50"] is not None else "-",
             f"{serial.decode_tok_s['p50']:.1f} tok/s" if serial and serial.decode_tok_s["p50"] is not None else "-",
             f"c={top.concurrency}: {top.aggregate_tok_s:.1f} tok/s" if top and top.aggregate_tok_s else "-",
-        )  # fmt: skip
+        )
     console = make_console()
     console.print(table)
     if since_baseline == [baseline.NO_BASELINE]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 from pyinfra import host
@@ -31,6 +30,7 @@ from ..observe import baseline
 from ..observe.compare import lost_restart, unit_current
 from ..observe.preflight import chat_template_message, preflight
 from ..observe.probe import Observation, observe
+from ..on_host import program
 from ..plan.host_plan import CONVERTER_TEXT, NIM_UID, HostPlan
 from ..plan.scripts import env_file_text
 from ..state.compat import NGC_KEY_ENV, NGC_REGISTRY, NGC_USER, needs_ngc_login
@@ -42,9 +42,8 @@ from . import operations as ops
 from .facts import snapshot
 from .rollout import ServiceRun, previous_version
 
-ON_HOST = Path(__file__).parent.parent / "on_host"
-HELPER = (ON_HOST / "spark_host.py").read_text()
-FETCHER = (ON_HOST / "fetch_checkpoint.py").read_text()
+HELPER = program("spark_host.py")
+FETCHER = program("fetch_checkpoint.py")
 
 
 def _secrets_needed(plan: HostPlan) -> list[str]:
@@ -107,11 +106,26 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
     ops.managed_file(name="spark-state host helper", path=plan.helper_path, content=HELPER, mode="644", spec=spec)
     for image in plan.images:
         if needs_ngc_login(image.ref):  # preflight made sure the key is here when the image must be pulled
-            ops.registry_login(name=f"docker login {NGC_REGISTRY} for {image.ref}", plan=plan, registry=NGC_REGISTRY,
-                               user=NGC_USER, password=ops.Secret(NGC_KEY_ENV, environ.get(NGC_KEY_ENV, "")),
-                               image=image.ref, local=image.local, spec=spec)  # fmt: skip
-        changes["host"].append(ops.docker_image(name=f"image {image.ref}", plan=plan, ref=image.ref, spec=spec,
-                                                local=image.local, read_trtllm_version=image.local in spec.probe))  # fmt: skip
+            ops.registry_login(
+                name=f"docker login {NGC_REGISTRY} for {image.ref}",
+                plan=plan,
+                registry=NGC_REGISTRY,
+                user=NGC_USER,
+                password=ops.Secret(NGC_KEY_ENV, environ.get(NGC_KEY_ENV, "")),
+                image=image.ref,
+                local=image.local,
+                spec=spec,
+            )
+        changes["host"].append(
+            ops.docker_image(
+                name=f"image {image.ref}",
+                plan=plan,
+                ref=image.ref,
+                spec=spec,
+                local=image.local,
+                read_trtllm_version=image.local in spec.probe,
+            )
+        )
 
     if plan.checkpoints:
         ops.managed_file(name="checkpoint fetcher", path=plan.fetch_script_path, content=FETCHER, mode="644", spec=spec)
@@ -119,48 +133,79 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
         env_file = plan.checkpoint_env_file(ckpt)
         if env_file:
             secret = ops.Secret(f"env file of {ckpt.name}", env_file_text({}, ckpt.secrets, environ) or "")
-            changes["host"].append(ops.private_file(name=f"secrets for {ckpt.name}", plan=plan, path=env_file,
-                                                    content=secret, spec=spec))  # fmt: skip
+            changes["host"].append(
+                ops.private_file(name=f"secrets for {ckpt.name}", plan=plan, path=env_file, content=secret, spec=spec)
+            )
         # The download keeps the operator's login environment under sudo (HF_ENDPOINT for a mirror, proxies).
-        changes["host"].append(ops.checkpoint(name=f"checkpoint {ckpt.name} ({ckpt.repo}@{ckpt.revision})",
-                                              plan=plan, ckpt=ckpt, spec=spec, _preserve_sudo_env=True))  # fmt: skip
+        changes["host"].append(
+            ops.checkpoint(
+                name=f"checkpoint {ckpt.name} ({ckpt.repo}@{ckpt.revision})",
+                plan=plan,
+                ckpt=ckpt,
+                spec=spec,
+                _preserve_sudo_env=True,
+            )
+        )
 
     checkpoints = {c.name: c for c in plan.checkpoints}
     for svc in plan.services:
         if svc.tokenizer_checkpoint:
             ckpt = checkpoints[svc.tokenizer_checkpoint]
-            ops.chat_template_guard(name=f"{svc.name}: tokenizer has a chat template", plan=plan, service=svc.name,
-                                    checkpoint_dir=ckpt.dir, spec=spec,
-                                    message=chat_template_message(svc.name, ckpt.name, ckpt.repo))  # fmt: skip
+            ops.chat_template_guard(
+                name=f"{svc.name}: tokenizer has a chat template",
+                plan=plan,
+                service=svc.name,
+                checkpoint_dir=ckpt.dir,
+                spec=spec,
+                message=chat_template_message(svc.name, ckpt.name, ckpt.repo),
+            )
 
     if plan.engines:
-        ops.managed_file(name="checkpoint converter", path=plan.converter_path, content=CONVERTER_TEXT, mode="644",
-                         spec=spec)  # fmt: skip
-    engine_ops = {e.name: ops.engine(name=f"engine {e.name} ({e.fingerprint[:16]})", plan=plan, engine_plan=e,
-                                     spec=spec) for e in plan.engines}  # fmt: skip
+        ops.managed_file(
+            name="checkpoint converter", path=plan.converter_path, content=CONVERTER_TEXT, mode="644", spec=spec
+        )
+    engine_ops = {
+        e.name: ops.engine(name=f"engine {e.name} ({e.fingerprint[:16]})", plan=plan, engine_plan=e, spec=spec)
+        for e in plan.engines
+    }
 
     # What a restart follows from: the unit's text (engine, image, flags) and its environment. The files they
     # replace are kept in the rollback directory, so a failed change can go back to what ran before.
     runs: dict[str, ServiceRun] = {}
     restart_after: dict[str, list[OperationMeta]] = {}
     for svc in plan.services:
-        run = runs[svc.name] = ServiceRun(svc, previous=previous_version(plan, svc, observed),
-                                          marked=svc.unit_name in observed.rollback.markers,
-                                          relaunch=unit_current(svc, observed) and lost_restart(svc, observed))  # fmt: skip
+        run = runs[svc.name] = ServiceRun(
+            svc,
+            previous=previous_version(plan, svc, observed),
+            marked=svc.unit_name in observed.rollback.markers,
+            relaunch=unit_current(svc, observed) and lost_restart(svc, observed),
+        )
         run.changes = [engine_ops[svc.engine]] if svc.engine else []
         restart_after[svc.name] = []
         if svc.env_file:
             secret = ops.Secret(f"env file of {svc.name}", env_file_text(svc.env, svc.secrets, environ) or "")
-            run.env_op = ops.private_file(name=f"{svc.name} environment", plan=plan, path=svc.env_file,
-                                          content=secret, spec=spec,
-                                          previous=plan.rollback_env_file(svc) if rollback else None)  # fmt: skip
+            run.env_op = ops.private_file(
+                name=f"{svc.name} environment",
+                plan=plan,
+                path=svc.env_file,
+                content=secret,
+                spec=spec,
+                previous=plan.rollback_env_file(svc) if rollback else None,
+            )
             restart_after[svc.name].append(run.env_op)
         if svc.cache_dir:
-            run.changes.append(ops.nim_cache(name=f"{svc.name} model cache", path=svc.cache_dir, uid=NIM_UID,
-                                             spec=spec))  # fmt: skip
-        restart_after[svc.name].append(ops.unit_file(name=f"unit {svc.unit_name}", path=svc.unit_path,
-                                                     content=svc.unit_text, spec=spec,
-                                                     previous=plan.rollback_unit(svc) if rollback else None))  # fmt: skip
+            run.changes.append(
+                ops.nim_cache(name=f"{svc.name} model cache", path=svc.cache_dir, uid=NIM_UID, spec=spec)
+            )
+        restart_after[svc.name].append(
+            ops.unit_file(
+                name=f"unit {svc.unit_name}",
+                path=svc.unit_path,
+                content=svc.unit_text,
+                spec=spec,
+                previous=plan.rollback_unit(svc) if rollback else None,
+            )
+        )
         run.changes += restart_after[svc.name]
 
     wanted = {s.unit_name for s in plan.services}
@@ -169,28 +214,44 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
     for unit in sorted(set(observed.units) - wanted):
         env_file = plan.service_env_file(unit.removeprefix(UNIT_PREFIX).removesuffix(".service"))
         env_files.append(env_file)  # removed with its unit
-        changes["host"].append(ops.stale_unit_removed(name=f"remove {unit}", unit=unit, units_dir=plan.units_dir,
-                                                      env_file=env_file, spec=spec))  # fmt: skip
-    changes["host"].append(ops.stale_env_files_removed(name=f"stale env files in {plan.secrets_dir}",
-                                                       directory=plan.secrets_dir, spec=spec,
-                                                       wanted=[path.rsplit("/", 1)[1] for path in env_files]))  # fmt: skip
+        changes["host"].append(
+            ops.stale_unit_removed(
+                name=f"remove {unit}", unit=unit, units_dir=plan.units_dir, env_file=env_file, spec=spec
+            )
+        )
+    changes["host"].append(
+        ops.stale_env_files_removed(
+            name=f"stale env files in {plan.secrets_dir}",
+            directory=plan.secrets_dir,
+            spec=spec,
+            wanted=[path.rsplit("/", 1)[1] for path in env_files],
+        )
+    )
 
     # With rollback on, a failed health wait does not end the host's run: the verification that follows rolls
     # the service back and then fails the host.
     for svc in plan.services:
         run = runs[svc.name]
         run.health = [
-            ops.service_restarted(name=f"{svc.unit_name} restarted", plan=plan, svc=svc, spec=spec,
-                                  _if=any_changed(*restart_after[svc.name]), _ignore_errors=rollback),
-            ops.service_running(name=f"{svc.unit_name} running", plan=plan, svc=svc, spec=spec,
-                                _ignore_errors=rollback),
-        ]  # fmt: skip
+            ops.service_restarted(
+                name=f"{svc.unit_name} restarted",
+                plan=plan,
+                svc=svc,
+                spec=spec,
+                _if=any_changed(*restart_after[svc.name]),
+                _ignore_errors=rollback,
+            ),
+            ops.service_running(
+                name=f"{svc.unit_name} running", plan=plan, svc=svc, spec=spec, _ignore_errors=rollback
+            ),
+        ]
         run.changes += run.health
 
     # A host that changed under its services since its last good deploy (driver, CUDA, kernel, OS, docker,
     # toolkit, images) is benched again even when no file changed: the bench tells whether the upgrade hurt.
-    since_baseline = baseline.changes(baseline.valid(observed.baseline), baseline.host_facts(observed),
-                                      baseline.image_digests(observed))  # fmt: skip
+    since_baseline = baseline.changes(
+        baseline.valid(observed.baseline), baseline.host_facts(observed), baseline.image_digests(observed)
+    )
 
     mode = _setting("spark_bench", "SPARK_STATE_BENCH", "on", ("on", "always", "off"))
     fail = _setting("spark_bench_fail", "SPARK_STATE_BENCH_FAIL", "yes", ("yes", "no", "true", "false", "1", "0"))
@@ -201,10 +262,25 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
     def needed() -> bool:
         """After a change or a failed health wait; always when asked, when the host changed since its baseline,
         or when a rollback is still marked (a passing run clears it)."""
-        return (mode == "always" or bool(since_baseline) or any(r.marked or r.relaunch for r in runs.values())
-                or any(op.did_change() for op in every) or any(r.health_failed() for r in runs.values()))  # fmt: skip
+        return (
+            mode == "always"
+            or bool(since_baseline)
+            or any(r.marked or r.relaunch for r in runs.values())
+            or any(op.did_change() for op in every)
+            or any(r.health_failed() for r in runs.values())
+        )
 
-    python.call(name="verification: health, bench, rollback" if rollback else "verification: health and bench",
-                function=_verify, spark=state, plan=plan, runs=list(runs.values()), host_changes=changes["host"],
-                since_baseline=since_baseline, bench=mode != "off", canary=canary, rollback=rollback,
-                fail_on_miss=fail in ("yes", "true", "1"), _if=needed)  # fmt: skip
+    python.call(
+        name="verification: health, bench, rollback" if rollback else "verification: health and bench",
+        function=_verify,
+        spark=state,
+        plan=plan,
+        runs=list(runs.values()),
+        host_changes=changes["host"],
+        since_baseline=since_baseline,
+        bench=mode != "off",
+        canary=canary,
+        rollback=rollback,
+        fail_on_miss=fail in ("yes", "true", "1"),
+        _if=needed,
+    )

@@ -73,8 +73,13 @@ def bench_figures(result: EndpointResult) -> dict[str, float]:
     return {name: value for name, value in figures.items() if value is not None}
 
 
-def make_baseline(host: str, facts: Mapping[str, str | None], images: Mapping[str, str | None],
-                  bench: Mapping[str, Mapping[str, float]], recorded_at: str | None = None) -> dict[str, Any]:  # fmt: skip
+def make_baseline(
+    host: str,
+    facts: Mapping[str, str | None],
+    images: Mapping[str, str | None],
+    bench: Mapping[str, Mapping[str, float]],
+    recorded_at: str | None = None,
+) -> dict[str, Any]:
     return {
         "format": BASELINE_FORMAT,
         "host": host,
@@ -87,14 +92,18 @@ def make_baseline(host: str, facts: Mapping[str, str | None], images: Mapping[st
 
 def valid(document: Any) -> dict[str, Any] | None:
     """The baseline document, or None when it is absent or not one of ours (it is then re-recorded)."""
-    if isinstance(document, dict) and document.get("format") == BASELINE_FORMAT:
-        if all(isinstance(document.get(k), dict) for k in ("facts", "images", "bench")):
-            return document
+    if (
+        isinstance(document, dict)
+        and document.get("format") == BASELINE_FORMAT
+        and all(isinstance(document.get(k), dict) for k in ("facts", "images", "bench"))
+    ):
+        return document
     return None
 
 
-def _fields(baseline: Mapping[str, Any], facts: Mapping[str, str | None],
-            images: Mapping[str, str | None]) -> Iterator[tuple[str, str, str, bool]]:  # fmt: skip
+def _fields(
+    baseline: Mapping[str, Any], facts: Mapping[str, str | None], images: Mapping[str, str | None]
+) -> Iterator[tuple[str, str, str, bool]]:
     """Each baseline field as (label, then, now, unchanged), then and now as a person reads them."""
     for key, label in HOST_FACTS.items():
         then, now = baseline["facts"].get(key), facts.get(key)
@@ -104,26 +113,31 @@ def _fields(baseline: Mapping[str, Any], facts: Mapping[str, str | None],
             yield f"image {ref}", _short(then), _short(images[ref]), then == images[ref]
 
 
-def changes(baseline: Mapping[str, Any] | None, facts: Mapping[str, str | None],
-            images: Mapping[str, str | None]) -> list[str]:  # fmt: skip
+def changes(
+    baseline: Mapping[str, Any] | None, facts: Mapping[str, str | None], images: Mapping[str, str | None]
+) -> list[str]:
     """What differs from the baseline, in words ("NVIDIA driver 580.95.05 → 590.10"); [] when nothing does."""
     if baseline is None:
         return [NO_BASELINE]
     return [f"{label} {then} → {now}" for label, then, now, same in _fields(baseline, facts, images) if not same]
 
 
-def host_items(host: str, baseline: Mapping[str, Any] | None, facts: Mapping[str, str | None],
-               images: Mapping[str, str | None]) -> list[Item]:  # fmt: skip
+def host_items(
+    host: str, baseline: Mapping[str, Any] | None, facts: Mapping[str, str | None], images: Mapping[str, str | None]
+) -> list[Item]:
     """One `host` item per baseline field: in sync, or drift naming the value then and now."""
     if baseline is None:
         return [Item(host, "host", "baseline", "recorded after a deploy whose bench passed", "none recorded yet", True)]
     since = f"baseline {baseline.get('recorded_at', '?')}"
-    return [Item(host, "host", label, f"{then} ({since})", now, same)
-            for label, then, now, same in _fields(baseline, facts, images)]  # fmt: skip
+    return [
+        Item(host, "host", label, f"{then} ({since})", now, same)
+        for label, then, now, same in _fields(baseline, facts, images)
+    ]
 
 
-def figure_items(host: str, service: str, kind: str, now: Mapping[str, float], then: Mapping[str, float],
-                 label: str, margin: float) -> list[Item]:  # fmt: skip
+def figure_items(
+    host: str, service: str, kind: str, now: Mapping[str, float], then: Mapping[str, float], label: str, margin: float
+) -> list[Item]:
     """Each figure measured now against the same figure then: drift when it is worse by more than `margin`."""
     items = []
     for metric, value in now.items():
@@ -132,8 +146,16 @@ def figure_items(host: str, service: str, kind: str, now: Mapping[str, float], t
             continue
         change = (value - before) / before
         worse = change if metric in LOWER_IS_BETTER else -change
-        items.append(Item(host, kind, f"{service} {metric}", f"within {margin:.0%} of {before:.1f} ({label})",
-                          f"{value:.1f} ({change:+.1%})", worse <= margin))  # fmt: skip
+        items.append(
+            Item(
+                host,
+                kind,
+                f"{service} {metric}",
+                f"within {margin:.0%} of {before:.1f} ({label})",
+                f"{value:.1f} ({change:+.1%})",
+                worse <= margin,
+            )
+        )
     return items
 
 

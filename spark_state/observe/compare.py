@@ -41,8 +41,9 @@ def holds_digest(found: ImageFact | None, digest: str | None) -> bool:
     return found is not None and (digest is None or any(d.endswith(f"@{digest}") for d in found.digests))
 
 
-def checkpoint_ok(snapshot: Snapshot, repo: str, revision: str, directory: str,
-                  tokenizer_only: bool = False) -> tuple[bool, str]:  # fmt: skip
+def checkpoint_ok(
+    snapshot: Snapshot, repo: str, revision: str, directory: str, tokenizer_only: bool = False
+) -> tuple[bool, str]:
     """A download as the plan needs it: complete and verified; the whole checkpoint unless only its tokenizer
     is wanted (a tokenizer-only copy does not do for a host that builds from the weights)."""
     manifest, missing = manifest_state(snapshot, directory)
@@ -80,9 +81,17 @@ def compare(plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str]) -> l
             items.append(Item(host, "image", image.ref, "present", "absent", False))
             continue
         if not holds_digest(found, image.digest):
-            items.append(Item(host, "image", image.ref, f"{image.local} at {image.digest}",
-                              f"{image.local} is {', '.join(found.digests) or found.id}: the tag was re-pushed "
-                              "or pulled without the pin", False))  # fmt: skip
+            items.append(
+                Item(
+                    host,
+                    "image",
+                    image.ref,
+                    f"{image.local} at {image.digest}",
+                    f"{image.local} is {', '.join(found.digests) or found.id}: the tag was re-pushed "
+                    "or pulled without the pin",
+                    False,
+                )
+            )
             continue
         digest = (found.digests or (found.id,))[0]
         observed = f"{digest}" + (f", TensorRT-LLM {found.trtllm_version}" if found.trtllm_version else "")
@@ -110,32 +119,61 @@ def _service_items(host: str, svc: ServicePlan, snapshot: Snapshot, environ: Map
     unit = snapshot.units.get(svc.unit_name)
     observed_sha = unit.file.sha256 if unit and unit.file else None
     unit_ok = observed_sha == sha256(svc.unit_text)
-    items.append(Item(host, "unit", svc.unit_name, f"sha256 {sha256(svc.unit_text)[:12]}",
-                      "absent" if unit is None else f"sha256 {str(observed_sha)[:12]}", unit_ok))  # fmt: skip
+    items.append(
+        Item(
+            host,
+            "unit",
+            svc.unit_name,
+            f"sha256 {sha256(svc.unit_text)[:12]}",
+            "absent" if unit is None else f"sha256 {str(observed_sha)[:12]}",
+            unit_ok,
+        )
+    )
     rolled_back = snapshot.rollback.markers.get(svc.unit_name)
     if not unit_ok and rolled_back and rolled_back.get("desired_identity") == svc.identity:
-        items.append(Item(host, "rollback", svc.name, svc.serves,
-                          f"rolled back: desired {rolled_back.get('desired')}, serving {rolled_back.get('serving')} "
-                          f"({rolled_back.get('reason')}, {rolled_back.get('at')})", False))  # fmt: skip
+        items.append(
+            Item(
+                host,
+                "rollback",
+                svc.name,
+                svc.serves,
+                f"rolled back: desired {rolled_back.get('desired')}, serving {rolled_back.get('serving')} "
+                f"({rolled_back.get('reason')}, {rolled_back.get('at')})",
+                False,
+            )
+        )
     if svc.env_file:
         text = env_file_text(svc.env, svc.secrets, environ)
         seen_env = snapshot.files.get(svc.env_file)
         seen = "absent" if seen_env is None else f"sha256 {seen_env.sha256[:12]}, {seen_env.mode[2:]}"
         if text is None:  # what the file should hold is unknown here: not drift, and said so
             missing = ", ".join(name for name in svc.secrets if name not in environ)
-            items.append(Item(host, "env", svc.env_file, f"unknown: {missing} not set on this machine", seen, True,
-                              unchecked=True))  # fmt: skip
+            items.append(
+                Item(
+                    host, "env", svc.env_file, f"unknown: {missing} not set on this machine", seen, True, unchecked=True
+                )
+            )
         else:
             ok = seen_env is not None and seen_env.sha256 == sha256(text) and seen_env.mode == "0o600"
             items.append(Item(host, "env", svc.env_file, f"sha256 {sha256(text)[:12]}, 0600", seen, ok))
     if svc.cache_dir:
         owner = snapshot.owners.get(svc.cache_dir)
         seen = "absent" if owner is None else f"owned by {owner[0]}:{owner[1]}"
-        items.append(Item(host, "cache", svc.cache_dir, f"owned by {NIM_UID}:{NIM_UID}", seen, owner == (NIM_UID, NIM_UID)))
+        items.append(
+            Item(host, "cache", svc.cache_dir, f"owned by {NIM_UID}:{NIM_UID}", seen, owner == (NIM_UID, NIM_UID))
+        )
     if unit_ok and lost_restart(svc, snapshot):
         running = snapshot.containers[svc.container_name]
-        items.append(Item(host, "service", f"{svc.name} container", f"started from unit {svc.identity}",
-                          f"running an older version than installed ({running.identity or 'unlabelled'})", False))  # fmt: skip
+        items.append(
+            Item(
+                host,
+                "service",
+                f"{svc.name} container",
+                f"started from unit {svc.identity}",
+                f"running an older version than installed ({running.identity or 'unlabelled'})",
+                False,
+            )
+        )
     status = unit.status if unit else "absent/absent"
     items.append(Item(host, "service", svc.name, "enabled/active", status, status == "enabled/active"))
     if svc.port in snapshot.health:
@@ -146,8 +184,16 @@ def _service_items(host: str, svc: ServicePlan, snapshot: Snapshot, environ: Map
         loading = all(not isinstance(code, int) or code == 503 for code in answer.values())
         starting = not healthy and loading and unit is not None and unit.active in ("active", "activating")
         seen = f"{svc.health_path} {answer.get(svc.health_path)}, /v1/models {answer.get('/v1/models')}"
-        items.append(Item(host, "health", f"{svc.name} :{svc.port}", f"{svc.health_path} 200, /v1/models 200",
-                          f"starting ({seen})" if starting else seen, healthy))  # fmt: skip
+        items.append(
+            Item(
+                host,
+                "health",
+                f"{svc.name} :{svc.port}",
+                f"{svc.health_path} 200, /v1/models 200",
+                f"starting ({seen})" if starting else seen,
+                healthy,
+            )
+        )
     return items
 
 
@@ -155,7 +201,9 @@ def lost_restart(svc: ServicePlan, snapshot: Snapshot) -> bool:
     """The service's container runs, but was started from another unit than the one it must have been started
     from: a restart an earlier run lost (meaningful once the unit file on the host is current)."""
     running = snapshot.containers.get(svc.container_name)
-    return bool(svc.identity) and running is not None and running.state == "running" and running.identity != svc.identity
+    return (
+        bool(svc.identity) and running is not None and running.state == "running" and running.identity != svc.identity
+    )
 
 
 def unit_current(svc: ServicePlan, snapshot: Snapshot) -> bool:

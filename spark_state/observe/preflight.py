@@ -14,8 +14,9 @@ from .snapshot import DiskFact, DockerFact, Snapshot
 GIB_PER_GB = 1e9 / 2**30
 
 
-def preflight(plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str],
-              secrets_needed: list[str], reserved_gib: float) -> list[str]:  # fmt: skip
+def preflight(
+    plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str], secrets_needed: list[str], reserved_gib: float
+) -> list[str]:
     """Every reason this host must not be changed; empty when it may."""
     failures: list[str] = []
     gpu_fact = snapshot.gpu
@@ -50,15 +51,21 @@ def preflight(plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str],
     failures += _chat_templates(plan, snapshot)
     for image in plan.images:
         if needs_ngc_login(image.ref) and snapshot.images.get(image.local) is None and NGC_KEY_ENV not in environ:
-            failures.append(f"image {image.ref} must be pulled from {NGC_REGISTRY}, which needs an NGC API key: "
-                            f"set {NGC_KEY_ENV} on the machine running the deploy")  # fmt: skip
+            failures.append(
+                f"image {image.ref} must be pulled from {NGC_REGISTRY}, which needs an NGC API key: "
+                f"set {NGC_KEY_ENV} on the machine running the deploy"
+            )
     for svc in plan.services:
         if svc.kind == "nim" and NGC_KEY_ENV not in svc.secrets:
-            failures.append(f"NIM service {svc.name} has no {NGC_KEY_ENV} among its secrets: the container cannot "
-                            f"download its model profile without it; add secrets: [{NGC_KEY_ENV}]")  # fmt: skip
+            failures.append(
+                f"NIM service {svc.name} has no {NGC_KEY_ENV} among its secrets: the container cannot "
+                f"download its model profile without it; add secrets: [{NGC_KEY_ENV}]"
+            )
     unusable = sorted({name for name in secrets_needed if name in environ and env_file_problem(environ[name])})
     if unusable:  # named, never shown
-        failures.append(f"secrets that cannot go into an env file (a newline or NUL in the value): {', '.join(unusable)}")
+        failures.append(
+            f"secrets that cannot go into an env file (a newline or NUL in the value): {', '.join(unusable)}"
+        )
     missing = sorted({name for name in secrets_needed if name not in environ})
     if missing:
         failures.append(f"secrets not set in the environment of the machine running the deploy: {', '.join(missing)}")
@@ -86,14 +93,18 @@ def _disk(plan: HostPlan, snapshot: Snapshot) -> list[str]:
     for image in plan.images:
         size = snapshot.download_sizes.get(image.ref)
         if images_fs and size and snapshot.images.get(image.local) is None:
-            needs.setdefault(images_fs, {})[f"image {image.name} ({_size(size / 1e9)} download)"] = PULL_SPACE * size / 1e9
+            needs.setdefault(images_fs, {})[f"image {image.name} ({_size(size / 1e9)} download)"] = (
+                PULL_SPACE * size / 1e9
+            )
     failures = []
     for fs, items in needs.items():
         need = sum(items.values())
         if need > fs.free_gb:
             what = ", ".join(f"{name} {_size(gb)}" for name, gb in items.items())
-            failures.append(f"{fs.path} has {_size(fs.free_gb)} free; this run needs about {_size(need)} there "
-                            f"({what})" + _old_builds(plan, snapshot))  # fmt: skip
+            failures.append(
+                f"{fs.path} has {_size(fs.free_gb)} free; this run needs about {_size(need)} there "
+                f"({what})" + _old_builds(plan, snapshot)
+            )
     return failures
 
 
@@ -127,13 +138,18 @@ def _memory(plan: HostPlan, snapshot: Snapshot, reserved_gib: float) -> list[str
             f"{memory.total_gib:.1f} GiB ({reserved_gib:g} reserved)"
         ]
     running = {name for name, c in snapshot.containers.items() if c.state == "running"}
-    to_start = {s.name: plan.budget.memory_items[s.name] for s in plan.services
-                if s.container_name not in running and s.name in plan.budget.memory_items}  # fmt: skip
+    to_start = {
+        s.name: plan.budget.memory_items[s.name]
+        for s in plan.services
+        if s.container_name not in running and s.name in plan.budget.memory_items
+    }
     need = sum(to_start.values())
     if to_start and need > memory.available_gib:
-        return [f"services to start ({', '.join(to_start)}) need about {need:.1f} GiB of unified memory; "
-                f"{memory.available_gib:.1f} GiB is available now: something else holds "
-                f"{memory.total_gib - memory.available_gib:.1f} GiB"]  # fmt: skip
+        return [
+            f"services to start ({', '.join(to_start)}) need about {need:.1f} GiB of unified memory; "
+            f"{memory.available_gib:.1f} GiB is available now: something else holds "
+            f"{memory.total_gib - memory.available_gib:.1f} GiB"
+        ]
     return []
 
 
@@ -143,8 +159,11 @@ def _ports(plan: HostPlan, snapshot: Snapshot) -> list[str]:
     for name, container in snapshot.containers.items():
         if name.startswith(UNIT_PREFIX) and container.state == "running":
             ours.update(container.published)
-    return [f"port {s.port} (service {s.name}) is already used by something spark-state does not manage"
-            for s in plan.services if s.port in listening and s.port not in ours]  # fmt: skip
+    return [
+        f"port {s.port} (service {s.name}) is already used by something spark-state does not manage"
+        for s in plan.services
+        if s.port in listening and s.port not in ours
+    ]
 
 
 def _chat_templates(plan: HostPlan, snapshot: Snapshot) -> list[str]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
+from ..on_host import program
 from ..plan.host_plan import HostPlan, plan_host
 from ..plan.quoting import sh_word
 from ..state.model import COMMIT_SHA, State
@@ -19,7 +19,7 @@ from ..state.names import UNIT_PREFIX
 from .compare import manifest_path
 from .snapshot import Snapshot
 
-PROBE_PROGRAM = (Path(__file__).parent.parent / "on_host" / "probe.py").read_text()
+PROBE_PROGRAM = program("probe.py")
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,9 @@ def probe_command(spec: ProbeSpec) -> str:
 
 def probe_spec(plan: HostPlan, read_only: bool = False, with_health: bool = True) -> ProbeSpec:
     """Everything the deploy and drift compare for `plan`, from one probe."""
-    trtllm_refs = {e.image_ref for e in plan.engines} | {s.image_ref for s in plan.services if s.kind == "trtllm-pytorch"}
+    trtllm_refs = {e.image_ref for e in plan.engines} | {
+        s.image_ref for s in plan.services if s.kind == "trtllm-pytorch"
+    }
     env_files = [s.env_file for s in plan.services if s.env_file]
     env_files += [env for c in plan.checkpoints if (env := plan.checkpoint_env_file(c))]
     return ProbeSpec(
@@ -78,7 +80,8 @@ def probe_spec(plan: HostPlan, read_only: bool = False, with_health: bool = True
         probe=tuple(sorted(trtllm_refs)),
         trtllm_cache=plan.trtllm_versions_dir,
         read_only=read_only,
-        manifests=tuple(manifest_path(c.dir) for c in plan.checkpoints) + tuple(manifest_path(e.dir) for e in plan.engines),
+        manifests=tuple(manifest_path(c.dir) for c in plan.checkpoints)
+        + tuple(manifest_path(e.dir) for e in plan.engines),
         engine_dirs=tuple(sorted({e.dir.rsplit("/", 1)[0] for e in plan.engines})),
         checkpoint_dirs=tuple(sorted({c.dir.rsplit("/", 1)[0] for c in plan.checkpoints})),
         chat_templates=tuple(sorted({c.dir for c in plan.checkpoints})),
@@ -142,6 +145,8 @@ def with_revisions(state: State, revisions: dict[str, str]) -> State:
     """The state with these checkpoints' revisions replaced (each by a name for the same commit)."""
     if not revisions:
         return state
-    checkpoints = {name: c.model_copy(update={"revision": revisions[name]}) if name in revisions else c
-                   for name, c in state.checkpoints.items()}  # fmt: skip
+    checkpoints = {
+        name: c.model_copy(update={"revision": revisions[name]}) if name in revisions else c
+        for name, c in state.checkpoints.items()
+    }
     return state.model_copy(update={"checkpoints": checkpoints})

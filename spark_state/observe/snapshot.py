@@ -175,7 +175,9 @@ def _rollback(section: Mapping[str, Any]) -> RollbackFact:
     return RollbackFact(
         units={name: _file(entry) for name, entry in (section.get("units") or {}).items()},
         env_files={name.removesuffix(".env"): _file(entry) for name, entry in (section.get("env_files") or {}).items()},
-        markers={name: dict(marker) for name, marker in (section.get("markers") or {}).items() if isinstance(marker, dict)},
+        markers={
+            name: dict(marker) for name, marker in (section.get("markers") or {}).items() if isinstance(marker, dict)
+        },
     )
 
 
@@ -183,7 +185,9 @@ def _disk(entry: Any) -> DiskFact | None:
     if not entry:
         return None
     device = entry.get("device")
-    return DiskFact(entry["path"], float(entry["free_gb"]), float(entry["total_gb"]), int(device) if device is not None else None)
+    return DiskFact(
+        entry["path"], float(entry["free_gb"]), float(entry["total_gb"]), int(device) if device is not None else None
+    )
 
 
 def _parse(doc: Mapping[str, Any]) -> Snapshot:
@@ -192,31 +196,58 @@ def _parse(doc: Mapping[str, Any]) -> Snapshot:
         gpu=GpuFact(gpu["name"], gpu["compute_capability"], gpu["driver_version"]) if gpu else None,
         memory=MemoryFact(float(memory["total_gib"]), float(memory["available_gib"])) if memory else None,
         disk=_disk(disk),
-        docker=DockerFact(bool(docker.get("present")), bool(docker.get("running")), docker.get("version"),
-                          docker.get("error"), bool(docker.get("nvidia_runtime"))) if docker else None,
-        host=HostVersions(**{k: host.get(k) for k in ("cuda", "kernel", "os", "container_toolkit")}) if host else HostVersions(),
+        docker=DockerFact(
+            bool(docker.get("present")),
+            bool(docker.get("running")),
+            docker.get("version"),
+            docker.get("error"),
+            bool(docker.get("nvidia_runtime")),
+        )
+        if docker
+        else None,
+        host=HostVersions(**{k: host.get(k) for k in ("cuda", "kernel", "os", "container_toolkit")})
+        if host
+        else HostVersions(),
         baseline=doc.get("baseline"),
-        images={ref: ImageFact(i["id"], tuple(i.get("digests") or ()), i.get("trtllm_version")) if i else None
-                for ref, i in (doc.get("images") or {}).items()},
-        manifests={path: Artifact(a["manifest"], tuple(a.get("missing") or ())) if a else None
-                   for path, a in (doc.get("manifests") or {}).items()},
+        images={
+            ref: ImageFact(i["id"], tuple(i.get("digests") or ()), i.get("trtllm_version")) if i else None
+            for ref, i in (doc.get("images") or {}).items()
+        },
+        manifests={
+            path: Artifact(a["manifest"], tuple(a.get("missing") or ())) if a else None
+            for path, a in (doc.get("manifests") or {}).items()
+        },
         engine_builds={name: list(builds) for name, builds in (doc.get("engine_builds") or {}).items()},
-        checkpoint_copies={name: [dict(c) for c in copies] for name, copies in (doc.get("checkpoint_copies") or {}).items()},
+        checkpoint_copies={
+            name: [dict(c) for c in copies] for name, copies in (doc.get("checkpoint_copies") or {}).items()
+        },
         chat_templates=dict(doc.get("chat_templates") or {}),
         owners={path: (int(o[0]), int(o[1])) if o else None for path, o in (doc.get("owners") or {}).items()},
         files={path: _file(entry) for path, entry in (doc.get("files") or {}).items()},
         modes={path: str(m) if m else None for path, m in (doc.get("modes") or {}).items()},
-        download_sizes={ref: int(d["bytes"]) if "bytes" in d else None for ref, d in (doc.get("download_sizes") or {}).items()},
+        download_sizes={
+            ref: int(d["bytes"]) if "bytes" in d else None for ref, d in (doc.get("download_sizes") or {}).items()
+        },
         docker_disk=_disk(doc.get("docker_disk")),
         env_files=tuple(str(n) for n in doc.get("env_files") or ()),
-        units={name: UnitFact(_file(u.get("file")), u.get("active"), u.get("enabled"))
-               for name, u in (doc.get("units") or {}).items()},
+        units={
+            name: UnitFact(_file(u.get("file")), u.get("active"), u.get("enabled"))
+            for name, u in (doc.get("units") or {}).items()
+        },
         rollback=_rollback(doc.get("rollback") or {}),
         listening=frozenset(int(p) for p in doc.get("listening") or ()),
-        containers={name: ContainerFact(c.get("state"), c.get("image"), tuple(c.get("published") or ()),
-                                        c.get("identity"), c.get("status"), c.get("created"),
-                                        tuple(c.get("mounts") or ()))
-                    for name, c in (doc.get("containers") or {}).items()},
+        containers={
+            name: ContainerFact(
+                c.get("state"),
+                c.get("image"),
+                tuple(c.get("published") or ()),
+                c.get("identity"),
+                c.get("status"),
+                c.get("created"),
+                tuple(c.get("mounts") or ()),
+            )
+            for name, c in (doc.get("containers") or {}).items()
+        },
         health={int(port): dict(answer) for port, answer in (doc.get("health") or {}).items()},
         artifacts={kind: [dict(entry) for entry in entries] for kind, entries in (doc.get("artifacts") or {}).items()},
-    )  # fmt: skip
+    )

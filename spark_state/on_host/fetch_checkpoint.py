@@ -18,9 +18,20 @@ from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNot
 MANIFEST = ".spark-state.json"
 # What a server needs of a checkpoint it only takes the tokenizer from (transformers' AutoTokenizer reads these;
 # config.json tells it the tokenizer class when tokenizer_config.json does not): kilobytes, not the weights.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
-                   "added_tokens.json", "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt",
-                   "*.tiktoken", "config.json", "generation_config.json")  # fmt: skip
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "vocab.json",
+    "merges.txt",
+    "*.tiktoken",
+    "config.json",
+    "generation_config.json",
+)
 PROGRESS_EVERY = float(os.environ.get("SPARK_STATE_PROGRESS_EVERY", "15"))
 
 
@@ -70,13 +81,17 @@ def refusal(repo, revision, exc):
     status = getattr(getattr(exc, "response", None), "status_code", None)
     token = "an HF_TOKEN is set" if os.environ.get("HF_TOKEN") else "no HF_TOKEN is set"
     if isinstance(exc, GatedRepoError):
-        return (f"{repo} is gated ({status}) and {token}: accept its terms on the hub, then list HF_TOKEN under "
-                "the checkpoint's secrets and set it where the deploy runs")
+        return (
+            f"{repo} is gated ({status}) and {token}: accept its terms on the hub, then list HF_TOKEN under "
+            "the checkpoint's secrets and set it where the deploy runs"
+        )
     if isinstance(exc, RevisionNotFoundError):
         return f"{repo} has no revision {revision!r} ({status}): check the checkpoint's revision"
     if isinstance(exc, RepositoryNotFoundError):
-        return (f"{repo} was not found ({status}; {token}): check the repo id, or for a private repo list HF_TOKEN "
-                "under the checkpoint's secrets")
+        return (
+            f"{repo} was not found ({status}; {token}): check the repo id, or for a private repo list HF_TOKEN "
+            "under the checkpoint's secrets"
+        )
     return f"the hub answered {status or type(exc).__name__} for {repo}@{revision}: {str(exc).splitlines()[0]}"
 
 
@@ -128,8 +143,14 @@ def fetch(args):
         if not ok:
             sys.exit(f"{entry.path}: content does not match the hub's hash; the download is corrupt")
         files[entry.path] = entry.size
-    manifest = {"kind": "checkpoint", "repo": args.repo, "revision": args.revision, "sha": sha, "files": files,
-                "scope": "tokenizer" if args.tokenizer_only else "full"}
+    manifest = {
+        "kind": "checkpoint",
+        "repo": args.repo,
+        "revision": args.revision,
+        "sha": sha,
+        "files": files,
+        "scope": "tokenizer" if args.tokenizer_only else "full",
+    }
     with open(os.path.join(partial, MANIFEST), "w") as f:
         json.dump(manifest, f, indent=2)
     if os.path.exists(args.dir):

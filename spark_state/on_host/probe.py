@@ -60,8 +60,12 @@ def host_versions():
             words = out.strip().splitlines()[0].split() if rc == 0 and out.strip() else []
             toolkit = words[-1] if words else None
             break
-    return {"cuda": cuda, "kernel": kernel, "os": release.get("PRETTY_NAME") or release.get("VERSION_ID"),
-            "container_toolkit": toolkit}
+    return {
+        "cuda": cuda,
+        "kernel": kernel,
+        "os": release.get("PRETTY_NAME") or release.get("VERSION_ID"),
+        "container_toolkit": toolkit,
+    }
 
 
 def read_text(path):
@@ -85,8 +89,12 @@ def disk(path):
     while path and not os.path.exists(path):
         path = os.path.dirname(path)
     st = os.statvfs(path or "/")
-    return {"path": path, "free_gb": st.f_bavail * st.f_frsize / 1e9, "total_gb": st.f_blocks * st.f_frsize / 1e9,
-            "device": os.stat(path or "/").st_dev}  # which file system: two paths may share one
+    return {
+        "path": path,
+        "free_gb": st.f_bavail * st.f_frsize / 1e9,
+        "total_gb": st.f_blocks * st.f_frsize / 1e9,
+        "device": os.stat(path or "/").st_dev,
+    }  # which file system: two paths may share one
 
 
 def http_get(path, port=None, unix=None, timeout=30):
@@ -111,7 +119,7 @@ def docker_api(path):
     target = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     if not target.startswith("unix://"):
         raise OSError(f"DOCKER_HOST {target} is not a unix socket")
-    status, body = http_get(path, unix=target[len("unix://"):])
+    status, body = http_get(path, unix=target[len("unix://") :])
     return status, (json.loads(body) if body.strip() else None)
 
 
@@ -217,10 +225,14 @@ def artifact(manifest_path):
     if manifest is None:
         return None
     files = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(manifest, dict) or not isinstance(files or {}, dict) or not all(
-            isinstance(size, int) for size in (files or {}).values()):  # fmt: skip
-        raise ValueError(f"{manifest_path} is not a spark-state manifest: remove it, and the directory is built "
-                         "or fetched again")  # fmt: skip
+    if (
+        not isinstance(manifest, dict)
+        or not isinstance(files or {}, dict)
+        or not all(isinstance(size, int) for size in (files or {}).values())
+    ):
+        raise ValueError(
+            f"{manifest_path} is not a spark-state manifest: remove it, and the directory is built or fetched again"
+        )
     base = os.path.dirname(manifest_path)
     missing = []
     for rel, size in sorted((files or {}).items()):
@@ -271,8 +283,11 @@ def file_info(path, with_text=False):
     except OSError:
         return None
     st = os.stat(path)
-    return {"sha256": hashlib.sha256(data).hexdigest(), "mode": oct(st.st_mode & 0o777),
-            "text": data.decode("utf-8", "replace") if with_text and len(data) < 65536 else None}
+    return {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "mode": oct(st.st_mode & 0o777),
+        "text": data.decode("utf-8", "replace") if with_text and len(data) < 65536 else None,
+    }
 
 
 def owner(path):
@@ -295,19 +310,24 @@ def mode(path):
 def env_files(directory):
     """Names of the env files in the secrets directory (names only: their contents are secrets)."""
     try:
-        return sorted(n for n in os.listdir(directory) if n.endswith(".env") and os.path.isfile(os.path.join(directory, n)))
+        return sorted(
+            n for n in os.listdir(directory) if n.endswith(".env") and os.path.isfile(os.path.join(directory, n))
+        )
     except OSError:
         return []
 
 
 def units(directory, prefix):
-    names = sorted(n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".service")) \
-        if os.path.isdir(directory) else []
+    names = (
+        sorted(n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".service"))
+        if os.path.isdir(directory)
+        else []
+    )
     result = {n: {"file": file_info(os.path.join(directory, n), with_text=True)} for n in names}
     if names:
         for field, verb in (("active", "is-active"), ("enabled", "is-enabled")):
             _, out, _ = run(["systemctl", verb, *names], 30)
-            for name, state in zip(names, out.split()):
+            for name, state in zip(names, out.split(), strict=False):
                 result[name][field] = state
     return result
 
@@ -346,7 +366,9 @@ def artifacts(root, secrets_dir):
     for kind in ("engines", "checkpoints"):
         base = os.path.join(root, kind)
         for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-            for entry in sorted(os.listdir(os.path.join(base, name))) if os.path.isdir(os.path.join(base, name)) else []:
+            for entry in (
+                sorted(os.listdir(os.path.join(base, name))) if os.path.isdir(os.path.join(base, name)) else []
+            ):
                 path = os.path.join(base, name, entry)
                 if os.path.islink(path) or not os.path.isdir(path):
                     continue
@@ -354,11 +376,23 @@ def artifacts(root, secrets_dir):
                 summary = None
                 if isinstance(manifest, dict):
                     inputs = manifest.get("inputs") or {}
-                    summary = {"fingerprint": manifest.get("fingerprint"), "trtllm_version": manifest.get("trtllm_version"),
-                               "image": inputs.get("image") if isinstance(inputs, dict) else None,
-                               "repo": manifest.get("repo"), "revision": manifest.get("revision"), "sha": manifest.get("sha")}
-                found[kind].append({"name": name, "path": path, "bytes": tree_bytes(path),
-                                    "mtime": os.path.getmtime(path), "manifest": summary})
+                    summary = {
+                        "fingerprint": manifest.get("fingerprint"),
+                        "trtllm_version": manifest.get("trtllm_version"),
+                        "image": inputs.get("image") if isinstance(inputs, dict) else None,
+                        "repo": manifest.get("repo"),
+                        "revision": manifest.get("revision"),
+                        "sha": manifest.get("sha"),
+                    }
+                found[kind].append(
+                    {
+                        "name": name,
+                        "path": path,
+                        "bytes": tree_bytes(path),
+                        "mtime": os.path.getmtime(path),
+                        "manifest": summary,
+                    }
+                )
     for directory in (secrets_dir, os.path.join(root, "rollback")):
         for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
             path = os.path.join(directory, entry)
@@ -369,8 +403,14 @@ def artifacts(root, secrets_dir):
     except OSError:
         status, listing = 0, None
     for image in listing if status == 200 else []:
-        found["images"].append({"id": image.get("Id"), "tags": image.get("RepoTags") or [],
-                                "digests": image.get("RepoDigests") or [], "bytes": image.get("Size") or 0})
+        found["images"].append(
+            {
+                "id": image.get("Id"),
+                "tags": image.get("RepoTags") or [],
+                "digests": image.get("RepoDigests") or [],
+                "bytes": image.get("Size") or 0,
+            }
+        )
     return found
 
 
@@ -401,10 +441,15 @@ def containers(prefix):
     for c in listing if status == 200 else []:
         name = (c.get("Names") or ["/"])[0].lstrip("/")
         published = sorted({p["PublicPort"] for p in c.get("Ports") or [] if p.get("PublicPort")})
-        found[name] = {"state": c.get("State"), "image": c.get("Image"), "published": published,
-                       "identity": (c.get("Labels") or {}).get("spark-state.identity"),
-                       "status": c.get("Status"), "created": c.get("Created"),
-                       "mounts": sorted({m.get("Source") for m in c.get("Mounts") or [] if m.get("Source")})}
+        found[name] = {
+            "state": c.get("State"),
+            "image": c.get("Image"),
+            "published": published,
+            "identity": (c.get("Labels") or {}).get("spark-state.identity"),
+            "status": c.get("Status"),
+            "created": c.get("Created"),
+            "mounts": sorted({m.get("Source") for m in c.get("Mounts") or [] if m.get("Source")}),
+        }
     return found
 
 
@@ -436,15 +481,25 @@ def main():
     if spec.get("baseline"):
         jobs["baseline"] = (read_json, spec["baseline"])
     if spec.get("images") is not None:
-        jobs["images"] = (images, spec["images"], set(spec.get("probe") or []), spec.get("trtllm_cache"),
-                          bool(spec.get("read_only")))
+        jobs["images"] = (
+            images,
+            spec["images"],
+            set(spec.get("probe") or []),
+            spec.get("trtllm_cache"),
+            bool(spec.get("read_only")),
+        )
     if spec.get("manifests") is not None:
         jobs["manifests"] = (lambda paths: {p: artifact(p) for p in paths}, spec["manifests"])
     if spec.get("engine_dirs") is not None:
-        jobs["engine_builds"] = (lambda dirs: {os.path.basename(d): engine_builds(d) for d in dirs}, spec["engine_dirs"])
+        jobs["engine_builds"] = (
+            lambda dirs: {os.path.basename(d): engine_builds(d) for d in dirs},
+            spec["engine_dirs"],
+        )
     if spec.get("checkpoint_dirs") is not None:
-        jobs["checkpoint_copies"] = (lambda dirs: {os.path.basename(d): checkpoint_copies(d) for d in dirs},
-                                     spec["checkpoint_dirs"])
+        jobs["checkpoint_copies"] = (
+            lambda dirs: {os.path.basename(d): checkpoint_copies(d) for d in dirs},
+            spec["checkpoint_dirs"],
+        )
     if spec.get("chat_templates") is not None:
         jobs["chat_templates"] = (lambda dirs: {d: chat_template(d) for d in dirs}, spec["chat_templates"])
     if spec.get("owners") is not None:

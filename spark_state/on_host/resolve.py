@@ -23,12 +23,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-MANIFEST_TYPES = ", ".join((
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-))
+MANIFEST_TYPES = ", ".join(
+    (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+    )
+)
 DOCKER_HUB = "registry-1.docker.io"
 TIMEOUT_S = 30
 
@@ -90,11 +92,17 @@ def registry_digest(ref, credentials):
         if registry in credentials:
             user, password = credentials[registry]
             token_headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        status, _, body = _request(challenge["realm"] + "?" + urllib.parse.urlencode(query), "GET", token_headers,
-                                   _context(urllib.parse.urlparse(challenge["realm"]).hostname or registry))
+        status, _, body = _request(
+            challenge["realm"] + "?" + urllib.parse.urlencode(query),
+            "GET",
+            token_headers,
+            _context(urllib.parse.urlparse(challenge["realm"]).hostname or registry),
+        )
         if status != 200:
-            raise OSError(f"{registry} refused a pull token for {repository} (HTTP {status})"
-                          + ("" if registry in credentials else "; it may need a login"))
+            raise OSError(
+                f"{registry} refused a pull token for {repository} (HTTP {status})"
+                + ("" if registry in credentials else "; it may need a login")
+            )
         document = json.loads(body)
         token = document.get("token") or document.get("access_token")
         status, answer, _ = _request(url, "HEAD", {**headers, "Authorization": f"Bearer {token}"}, context)

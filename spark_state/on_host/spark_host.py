@@ -58,14 +58,18 @@ def pull(docker, ref, local=None):
         if final or attempt == len(PULL_BACKOFF_S):
             sys.stderr.write("\n".join(tail) + "\n")
             why = tail[-1] if tail else f"exit {code}"
-            sys.exit(f"pull {ref} failed after {attempt + 1} attempt(s) over {clock(time.monotonic() - started)}: "
-                     f"{why}")  # fmt: skip
-        say(f"pull {ref}: attempt {attempt + 1} failed ({tail[-1] if tail else code}); again in "
-            f"{PULL_BACKOFF_S[attempt]}s")  # fmt: skip
+            sys.exit(
+                f"pull {ref} failed after {attempt + 1} attempt(s) over {clock(time.monotonic() - started)}: {why}"
+            )
+        say(
+            f"pull {ref}: attempt {attempt + 1} failed ({tail[-1] if tail else code}); again in "
+            f"{PULL_BACKOFF_S[attempt]}s"
+        )
         time.sleep(PULL_BACKOFF_S[attempt])
     if local and local != ref:  # pulled by digest (docker keeps no tag for it): name it as units use it
-        subprocess.run([docker, "tag", ref.split("@", 1)[0].rsplit(":", 1)[0] + "@" + ref.split("@", 1)[1], local],
-                       check=True)  # fmt: skip
+        subprocess.run(
+            [docker, "tag", ref.split("@", 1)[0].rsplit(":", 1)[0] + "@" + ref.split("@", 1)[1], local], check=True
+        )
     say(f"pull {ref}: done in {clock(time.monotonic() - started)}")
 
 
@@ -81,8 +85,10 @@ def pull_once(docker, ref, started):
         if force or now - last[0] >= PROGRESS_EVERY:
             last[0] = now
             total = len(layers) or 1
-            say(f"pull {ref}: {len(downloaded)}/{len(layers)} layers downloaded, {len(extracted)}/{len(layers)} "
-                f"extracted ({100 * len(extracted) // total}%), {clock(now - started)}")  # fmt: skip
+            say(
+                f"pull {ref}: {len(downloaded)}/{len(layers)} layers downloaded, {len(extracted)}/{len(layers)} "
+                f"extracted ({100 * len(extracted) // total}%), {clock(now - started)}"
+            )
 
     proc = subprocess.Popen([docker, "pull", ref], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     tail = []
@@ -103,10 +109,15 @@ def pull_once(docker, ref, started):
 
 
 def trtllm_version(docker, ref, cache_dir):
-    image_id = subprocess.run([docker, "image", "inspect", "--format", "{{.Id}}", ref], capture_output=True,
-                              text=True, check=True).stdout.strip()  # fmt: skip
-    out = subprocess.run([docker, "run", "--rm", "--entrypoint", "python3", ref, "-c", TRTLLM_PROBE],
-                         capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    image_id = subprocess.run(
+        [docker, "image", "inspect", "--format", "{{.Id}}", ref], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    out = subprocess.run(
+        [docker, "run", "--rm", "--entrypoint", "python3", ref, "-c", TRTLLM_PROBE],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     version = out.splitlines()[-1] if out else ""
     os.makedirs(cache_dir, exist_ok=True)
     with open(os.path.join(cache_dir, image_id.replace(":", "-")), "w") as f:
@@ -130,16 +141,24 @@ def engine_manifest(build, fingerprint, inputs, version, name):
         for entry in names:
             path = os.path.join(base, entry)
             files[os.path.relpath(path, build)] = os.path.getsize(path)
-    manifest = {"kind": "engine", "fingerprint": fingerprint, "inputs": json.loads(inputs), "trtllm_version": version,
-                "files": files}  # fmt: skip
+    manifest = {
+        "kind": "engine",
+        "fingerprint": fingerprint,
+        "inputs": json.loads(inputs),
+        "trtllm_version": version,
+        "files": files,
+    }
     with open(os.path.join(build, name), "w") as f:
         json.dump(manifest, f, indent=2)
 
 
 def serving_container(docker, container, port):
     """None when CONTAINER runs and publishes PORT on the host; else what is wrong, in docker's words."""
-    proc = subprocess.run([docker, "inspect", "-f", "{{.State.Status}} {{json .HostConfig.PortBindings}}", container],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [docker, "inspect", "-f", "{{.State.Status}} {{json .HostConfig.PortBindings}}", container],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         return f"container {container} does not exist"
     status, _, bindings = proc.stdout.strip().partition(" ")
@@ -171,14 +190,18 @@ def wait_healthy(port, timeout, docker, container, *paths):
                 return
             foreign_since = foreign_since or time.monotonic()
             if time.monotonic() - foreign_since >= FOREIGN_GRACE_S:  # a container between restarts is not one
-                sys.exit(f"port {port} answers, but not from spark-state: {wrong}; another process holds the port "
-                         f"(`ss -ltnp 'sport = :{port}'` names it)")  # fmt: skip
+                sys.exit(
+                    f"port {port} answers, but not from spark-state: {wrong}; another process holds the port "
+                    f"(`ss -ltnp 'sport = :{port}'` names it)"
+                )
         else:
             foreign_since = None
         if time.monotonic() - last >= PROGRESS_EVERY:
             last = time.monotonic()
             seen = ", ".join(f"{p} {c}" for p, c in answers.items())
-            say(f"port {port}: waiting for {' and '.join(paths)} ({seen}), {clock(last - started)} of {clock(float(timeout))}")
+            say(
+                f"port {port}: waiting for {' and '.join(paths)} ({seen}), {clock(last - started)} of {clock(float(timeout))}"
+            )
         time.sleep(1)
     sys.exit(f"port {port}: {' and '.join(paths)} did not answer 200 within {timeout} s")
 
@@ -215,8 +238,12 @@ def docker_login(docker, registry, user, image, host):
     """docker login with the password passed from our stdin to docker's (--password-stdin): never in an argv, never
     in a file. docker keeps the credential in root's ~/.docker/config.json, as `docker login` always does."""
     password = sys.stdin.read().strip()
-    proc = subprocess.run([docker, "login", registry, "--username", user, "--password-stdin"], input=password + "\n",
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [docker, "login", registry, "--username", user, "--password-stdin"],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         sys.exit(f"{image} on {host}: docker login {registry} refused the key ({detail[0]}) — check NGC_API_KEY")
@@ -256,11 +283,17 @@ def main(argv):
     command, args = argv[0], argv[1:]
     if command == "progress":
         split = args.index("--")
-        progress(" ".join(args[:split]), args[split + 1:])
+        progress(" ".join(args[:split]), args[split + 1 :])
         return
-    handlers = {"pull": pull, "trtllm-version": trtllm_version, "chat-template": chat_template,
-                "engine-manifest": engine_manifest, "wait-healthy": wait_healthy, "docker-login": docker_login,
-                "write-private": write_private}  # fmt: skip
+    handlers = {
+        "pull": pull,
+        "trtllm-version": trtllm_version,
+        "chat-template": chat_template,
+        "engine-manifest": engine_manifest,
+        "wait-healthy": wait_healthy,
+        "docker-login": docker_login,
+        "write-private": write_private,
+    }
     handlers[command](*args)
 
 

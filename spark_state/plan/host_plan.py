@@ -10,10 +10,10 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import UnknownHostError
+from ..on_host import program
 from ..state.checks import image_trtllm_version
 from ..state.compat import KNOWN_GPUS, trtllm_support
 from ..state.model import EngineService, NimService, PytorchService, State, host_gpu, host_services, service_kind
@@ -38,7 +38,7 @@ MANIFEST = ".spark-state.json"  # written into a checkpoint or engine directory 
 # into the build image; its hash is part of every engine fingerprint that uses it, so a new converter rebuilds.
 CONVERTER_NAME = "convert_checkpoint.py"
 CONVERTER_IN_IMAGE = f"/opt/spark-state/{CONVERTER_NAME}"
-CONVERTER_TEXT = (Path(__file__).resolve().parent.parent / "on_host" / CONVERTER_NAME).read_text()
+CONVERTER_TEXT = program(CONVERTER_NAME)
 CONVERTER_ID = f"spark-state {CONVERTER_NAME} " + hashlib.sha256(CONVERTER_TEXT.encode()).hexdigest()[:16]
 
 
@@ -233,17 +233,17 @@ def plan_host(state: State, host_name: str, probed: Mapping[str, str] | None = N
     gpu = KNOWN_GPUS.get(gpu_name) if gpu_name else None
     services = [s for s in host_services(state, host_name) if s in state.services]
 
-    engine_names = _ordered(
-        svc.engine for s in services if isinstance(svc := state.services[s], EngineService)
-    )
+    engine_names = _ordered(svc.engine for s in services if isinstance(svc := state.services[s], EngineService))
     checkpoint_names = _ordered(_checkpoints_needed(state, services, engine_names))
     image_names = _ordered(_images_needed(state, services, engine_names))
 
     probed = probed or {}
     images = tuple(_plan_image(state, n, gpu, probed) for n in image_names)
     models = set(_models_needed(state, services, engine_names))
-    checkpoints = tuple(_plan_checkpoint(state, n, _fetch_image(state, n, services, engine_names), n not in models)
-                        for n in checkpoint_names)  # fmt: skip
+    checkpoints = tuple(
+        _plan_checkpoint(state, n, _fetch_image(state, n, services, engine_names), n not in models)
+        for n in checkpoint_names
+    )
     engines = tuple(plan_engine(state, n, probed) for n in engine_names)
     engines_by_name = {e.name: e for e in engines}
     service_plans = tuple(_plan_service(state, s, engines_by_name) for s in services)
@@ -304,7 +304,8 @@ def _checkpoints_needed(state: State, services: list[str], engines: list[str]) -
 def _models_needed(state: State, services: list[str], engines: list[str]) -> list[str]:
     """Checkpoints whose weights this host needs (an engine builds from it, or a PyTorch service serves it)."""
     return [state.engines[e].checkpoint for e in engines] + [
-        svc.checkpoint for s in services if isinstance(svc := state.services[s], PytorchService)]
+        svc.checkpoint for s in services if isinstance(svc := state.services[s], PytorchService)
+    ]
 
 
 def _images_needed(state: State, services: list[str], engines: list[str]) -> list[str]:
@@ -338,9 +339,16 @@ def checkpoint_dir(state: State, name: str) -> str:
 
 def _plan_checkpoint(state: State, name: str, fetch_image: str, tokenizer_only: bool = False) -> CheckpointPlan:
     c = state.checkpoints[name]
-    return CheckpointPlan(name, c.repo, c.revision, checkpoint_dir(state, name), tuple(c.secrets),
-                          None if tokenizer_only else c.size_gb, local_ref(state.images[fetch_image].ref),
-                          tokenizer_only)  # fmt: skip
+    return CheckpointPlan(
+        name,
+        c.repo,
+        c.revision,
+        checkpoint_dir(state, name),
+        tuple(c.secrets),
+        None if tokenizer_only else c.size_gb,
+        local_ref(state.images[fetch_image].ref),
+        tokenizer_only,
+    )
 
 
 def _fetch_image(state: State, checkpoint: str, services: list[str], engines: list[str]) -> str:
@@ -352,8 +360,9 @@ def _fetch_image(state: State, checkpoint: str, services: list[str], engines: li
         svc = state.services[s]
         if isinstance(svc, NimService):
             continue
-        if isinstance(svc, PytorchService) and svc.checkpoint == checkpoint or \
-                _tokenizer_checkpoint(state, s) == checkpoint:
+        if (isinstance(svc, PytorchService) and svc.checkpoint == checkpoint) or _tokenizer_checkpoint(
+            state, s
+        ) == checkpoint:
             return svc.image or state.engines[svc.engine].image  # type: ignore[union-attr]
     raise AssertionError(f"checkpoint {checkpoint} is planned but nothing uses it")
 
@@ -363,12 +372,17 @@ def engine_build_flags(state: State, name: str) -> list[str]:
     e = state.engines[name]
     fp8_fmha = e.use_fp8_context_fmha if e.use_fp8_context_fmha is not None else e.quantization == "fp8"
     flags = [
-        "--gemm_plugin", e.gemm_plugin or e.quantization,
-        "--max_batch_size", str(e.max_batch_size),
-        "--max_input_len", str(e.max_input_len),
-        "--max_seq_len", str(e.max_seq_len),
-        "--max_num_tokens", str(e.max_num_tokens),
-    ]  # fmt: skip
+        "--gemm_plugin",
+        e.gemm_plugin or e.quantization,
+        "--max_batch_size",
+        str(e.max_batch_size),
+        "--max_input_len",
+        str(e.max_input_len),
+        "--max_seq_len",
+        str(e.max_seq_len),
+        "--max_num_tokens",
+        str(e.max_num_tokens),
+    ]
     if e.use_paged_context_fmha:
         flags += ["--use_paged_context_fmha", "enable"]
     if fp8_fmha:
@@ -398,16 +412,45 @@ def plan_engine(state: State, name: str, probed: Mapping[str, str] | None = None
     docker = state.paths.docker
     shipped = ("-v", f"{converter_path(state.paths.root)}:{CONVERTER_IN_IMAGE}:ro") if not e.convert_script else ()
     convert_argv = (
-        docker, "run", "--rm", "--gpus", "all", "--name", convert_container(name),
-        "-v", f"{checkpoint_dir(state, e.checkpoint)}:/ckpt:ro", "-v", f"{build_dir}:/work", *shipped, image_ref,
-        "python3", e.convert_script or CONVERTER_IN_IMAGE, "--model_dir", "/ckpt", "--output_dir", "/work/trtllm-ckpt",
+        docker,
+        "run",
+        "--rm",
+        "--gpus",
+        "all",
+        "--name",
+        convert_container(name),
+        "-v",
+        f"{checkpoint_dir(state, e.checkpoint)}:/ckpt:ro",
+        "-v",
+        f"{build_dir}:/work",
+        *shipped,
+        image_ref,
+        "python3",
+        e.convert_script or CONVERTER_IN_IMAGE,
+        "--model_dir",
+        "/ckpt",
+        "--output_dir",
+        "/work/trtllm-ckpt",
         *convert_flags,
-    )  # fmt: skip
+    )
     build_argv = (
-        docker, "run", "--rm", "--gpus", "all", "--name", build_container(name),
-        "-v", f"{build_dir}:/work", image_ref,
-        "trtllm-build", "--checkpoint_dir", "/work/trtllm-ckpt", "--output_dir", "/work/engine", *build_flags,
-    )  # fmt: skip
+        docker,
+        "run",
+        "--rm",
+        "--gpus",
+        "all",
+        "--name",
+        build_container(name),
+        "-v",
+        f"{build_dir}:/work",
+        image_ref,
+        "trtllm-build",
+        "--checkpoint_dir",
+        "/work/trtllm-ckpt",
+        "--output_dir",
+        "/work/engine",
+        *build_flags,
+    )
     size = ckpt.size_gb * ENGINE_TO_CHECKPOINT_SIZE if ckpt.size_gb else None
     return EnginePlan(
         name=name,
@@ -445,8 +488,10 @@ def unit_serves(unit_text: str | None) -> str | None:
     """What a unit file says it serves (its `# Serves:` line); None for a unit written before that line."""
     for line in (unit_text or "").splitlines()[:5]:
         if line.startswith(SERVES_LINE):
-            return line[len(SERVES_LINE):].strip()
+            return line[len(SERVES_LINE) :].strip()
     return None
+
+
 NIM_CACHE = "/opt/nim/.cache"  # where a NIM keeps downloaded model profiles (NIM docs: mount a host dir here)
 NIM_UID = 1000  # NIM containers run as this user: the cache must be writable by it
 HEALTH_TIMEOUT_S = {"nim": 1800}  # a NIM's first start downloads its model profile into the cache

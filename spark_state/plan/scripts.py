@@ -33,15 +33,39 @@ def env_file_text(env: Mapping[str, str], secrets: Sequence[str], environ: Mappi
 def fetch_command(plan: HostPlan, ckpt: CheckpointPlan) -> str:
     """Download (resumably), verify and complete one checkpoint, inside its image; the fetcher prints progress."""
     parent, revision_dir = ckpt.dir.rsplit("/", 1)
-    argv = [plan.docker, "run", "--rm", "--name", fetch_container(ckpt.name),
-            "-e", "HF_ENDPOINT", "-e", "HF_HUB_DISABLE_TELEMETRY=1", "-e", "HF_HUB_DISABLE_PROGRESS_BARS=1"]  # fmt: skip
+    argv = [
+        plan.docker,
+        "run",
+        "--rm",
+        "--name",
+        fetch_container(ckpt.name),
+        "-e",
+        "HF_ENDPOINT",
+        "-e",
+        "HF_HUB_DISABLE_TELEMETRY=1",
+        "-e",
+        "HF_HUB_DISABLE_PROGRESS_BARS=1",
+    ]
     env_file = plan.checkpoint_env_file(ckpt)
     if env_file:
         argv += ["--env-file", env_file]
-    argv += ["-v", f"{parent}:/ckpt", "-v", f"{plan.fetch_script_path}:/opt/spark-state/{FETCH_SCRIPT_NAME}:ro",
-             "--entrypoint", "python3", ckpt.fetch_image_ref, f"/opt/spark-state/{FETCH_SCRIPT_NAME}",
-             "--repo", ckpt.repo, "--revision", ckpt.revision, "--dir", f"/ckpt/{revision_dir}",
-             *(["--tokenizer-only"] if ckpt.tokenizer_only else [])]  # fmt: skip
+    argv += [
+        "-v",
+        f"{parent}:/ckpt",
+        "-v",
+        f"{plan.fetch_script_path}:/opt/spark-state/{FETCH_SCRIPT_NAME}:ro",
+        "--entrypoint",
+        "python3",
+        ckpt.fetch_image_ref,
+        f"/opt/spark-state/{FETCH_SCRIPT_NAME}",
+        "--repo",
+        ckpt.repo,
+        "--revision",
+        ckpt.revision,
+        "--dir",
+        f"/ckpt/{revision_dir}",
+        *(["--tokenizer-only"] if ckpt.tokenizer_only else []),
+    ]
     # a download interrupted earlier can leave its container under the same name: docker run would refuse it
     leftover = sh_join([plan.docker, "rm", "-f", fetch_container(ckpt.name)])
     return f"mkdir -p {sh_word(parent)} && {{ {leftover} >/dev/null 2>&1 || true; }} && {sh_join(argv)}"
@@ -87,17 +111,32 @@ def build_script(plan: HostPlan, engine: EnginePlan) -> str:
         convert=helper(plan, "progress", f"convert {engine.name}", "--", "sh", "-c", engine.convert_command),
         build_engine=helper(plan, "progress", f"build {engine.name}", "--", "sh", "-c", engine.build_command),
         rank0=sh_word(engine.build_dir + "/engine/rank0.engine"),
-        manifest=helper(plan, "engine-manifest", engine.build_dir, engine.fingerprint,
-                        json.dumps(engine.inputs, sort_keys=True), expected, MANIFEST),
+        manifest=helper(
+            plan,
+            "engine-manifest",
+            engine.build_dir,
+            engine.fingerprint,
+            json.dumps(engine.inputs, sort_keys=True),
+            expected,
+            MANIFEST,
+        ),
         manifest_path=sh_word(manifest_path(engine.dir)),
-    )  # fmt: skip
+    )
 
 
 def wait_healthy_command(plan: HostPlan, svc: ServicePlan) -> str:
     """Poll the service's readiness path (trtllm-serve: /health; NIM: /v1/health/ready) and /v1/models on the
     host until both answer 200, with a progress line while it waits."""
-    return helper(plan, "wait-healthy", str(svc.port), str(svc.health_timeout_s), plan.docker, svc.container_name,
-                  svc.health_path, "/v1/models")  # fmt: skip
+    return helper(
+        plan,
+        "wait-healthy",
+        str(svc.port),
+        str(svc.health_timeout_s),
+        plan.docker,
+        svc.container_name,
+        svc.health_path,
+        "/v1/models",
+    )
 
 
 def rollback_command(plan: HostPlan, svc: ServicePlan, restore_env: bool) -> str:
@@ -113,8 +152,10 @@ def write_file_command(path: str, text: str) -> str:
     """Write a small, non-secret document atomically (temp file beside it, then rename), creating its directory
     readable by root only."""
     parent = path.rsplit("/", 1)[0]
-    return (f"install -d -m 700 {sh_word(parent)} && printf '%s\\n' {sh_word(text)} > {sh_word(path + '.tmp')} "
-            f"&& mv {sh_word(path + '.tmp')} {sh_word(path)}")
+    return (
+        f"install -d -m 700 {sh_word(parent)} && printf '%s\\n' {sh_word(text)} > {sh_word(path + '.tmp')} "
+        f"&& mv {sh_word(path + '.tmp')} {sh_word(path)}"
+    )
 
 
 def resident_command(docker: str, container: str) -> str:
@@ -134,7 +175,7 @@ def parse_resident(output: str) -> float | None:
     if lines and lines[0].startswith("stats "):
         usage = lines[0][6:].split("/")[0].strip().upper()
         number = usage.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-        unit = usage[len(number):]
+        unit = usage[len(number) :]
         if number and unit in _UNITS and float(number) > 0:
             return float(number) * _UNITS[unit] / 2**30
     kib = [int(parts[1]) for line in lines[1:] if len(parts := line.split()) == 2 and parts[1].isdigit()]

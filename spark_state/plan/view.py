@@ -32,18 +32,37 @@ def _host_panel(plan: HostPlan, verbose: bool) -> Panel:
 
     if plan.images:
         styles = {"known-bad": "red", "verified": "green", "unverified": "yellow"}
-        parts.append(_table("images", ("name", "ref", "TensorRT-LLM", "on this GPU"), [
-            (i.name, i.ref, i.trtllm_version or "-", Text(i.support, style=styles.get(i.support, "")))
-            for i in plan.images]))  # fmt: skip
+        parts.append(
+            _table(
+                "images",
+                ("name", "ref", "TensorRT-LLM", "on this GPU"),
+                [
+                    (i.name, i.ref, i.trtllm_version or "-", Text(i.support, style=styles.get(i.support, "")))
+                    for i in plan.images
+                ],
+            )
+        )
 
     if plan.checkpoints:
-        parts.append(_table("checkpoints", ("name", "repo@revision", "directory", "size"), [
-            (c.name, f"{c.repo}@{c.revision}", c.dir, f"{c.size_gb:g} GB" if c.size_gb else "?")
-            for c in plan.checkpoints]))  # fmt: skip
+        parts.append(
+            _table(
+                "checkpoints",
+                ("name", "repo@revision", "directory", "size"),
+                [
+                    (c.name, f"{c.repo}@{c.revision}", c.dir, f"{c.size_gb:g} GB" if c.size_gb else "?")
+                    for c in plan.checkpoints
+                ],
+            )
+        )
 
     if plan.engines:
-        parts.append(_table("engines", ("name", "quant", "fingerprint", "directory"), [
-            (e.name, e.quantization, e.fingerprint[:16], e.dir) for e in plan.engines]))  # fmt: skip
+        parts.append(
+            _table(
+                "engines",
+                ("name", "quant", "fingerprint", "directory"),
+                [(e.name, e.quantization, e.fingerprint[:16], e.dir) for e in plan.engines],
+            )
+        )
         for e in plan.engines:
             parts.append(Text(f"convert {e.name}:", style="bold"))
             parts.append(Syntax(e.convert_command, "bash", word_wrap=True))
@@ -52,9 +71,16 @@ def _host_panel(plan: HostPlan, verbose: bool) -> Panel:
 
     if plan.services:
         memory = plan.budget.memory_items
-        parts.append(_table("services", ("name", "kind", "port", "unit", "memory budget"), [
-            (s.name, s.kind, str(s.port), s.unit_name, f"{memory[s.name]:.1f} GiB" if s.name in memory else "?")
-            for s in plan.services]))  # fmt: skip
+        parts.append(
+            _table(
+                "services",
+                ("name", "kind", "port", "unit", "memory budget"),
+                [
+                    (s.name, s.kind, str(s.port), s.unit_name, f"{memory[s.name]:.1f} GiB" if s.name in memory else "?")
+                    for s in plan.services
+                ],
+            )
+        )
         if verbose:
             for s in plan.services:
                 parts.append(Text(s.unit_path, style="bold"))

@@ -96,9 +96,12 @@ def _check_engines(state: State, c: _Collector) -> None:
         c.ref(("engines", name, "checkpoint"), "checkpoints", engine.checkpoint, "checkpoint")
         c.ref(("engines", name, "image"), "images", engine.image, "image")
         if engine.convert_args and not engine.convert_script:
-            c.error(("engines", name, "convert_args"), "spark-state's converter takes no extra flags (it converts "
-                                                       "through TensorRT-LLM's library); convert_args go with a "
-                                                       "convert_script of your own")  # fmt: skip
+            c.error(
+                ("engines", name, "convert_args"),
+                "spark-state's converter takes no extra flags (it converts "
+                "through TensorRT-LLM's library); convert_args go with a "
+                "convert_script of your own",
+            )
         if engine.max_input_len > engine.max_seq_len:
             c.error(
                 ("engines", name, "max_input_len"),
@@ -135,7 +138,9 @@ def _check_services(state: State, c: _Collector) -> None:
 
 def _check_hosts(state: State, c: _Collector) -> None:
     if not c.declared.get("hosts"):
-        c.error(("hosts",), "no hosts declared: a state says which Sparks serve what (hosts: {spark-01: {address: ...}})")
+        c.error(
+            ("hosts",), "no hosts declared: a state says which Sparks serve what (hosts: {spark-01: {address: ...}})"
+        )
     for gname, group in state.groups.items():
         for i, sname in enumerate(group.services):
             c.ref(("groups", gname, "services", i), "services", sname, "service")
@@ -152,8 +157,10 @@ def _check_hosts(state: State, c: _Collector) -> None:
             if svc is None:
                 continue
             if svc.port in ports:
-                where: Path = ("hosts", hname, "services", host.services.index(sname)) if sname in host.services else (
-                    "hosts", hname, "groups"
+                where: Path = (
+                    ("hosts", hname, "services", host.services.index(sname))
+                    if sname in host.services
+                    else ("hosts", hname, "groups")
                 )
                 c.error(where, f"port {svc.port} of {sname!r} is also used by {ports[svc.port]!r} on host {hname!r}")
             ports.setdefault(svc.port, sname)
@@ -181,8 +188,10 @@ def _check_image_versions(state: State, c: _Collector) -> None:
     for name, image in state.images.items():
         from_tag = trtllm_version_for_image(image.ref)
         if image.trtllm_version and from_tag and version_tuple(image.trtllm_version) != version_tuple(from_tag):
-            c.error(("images", name, "trtllm_version"), f"{image.ref} ships TensorRT-LLM {from_tag}, not "
-                                                        f"{image.trtllm_version}; drop trtllm_version")  # fmt: skip
+            c.error(
+                ("images", name, "trtllm_version"),
+                f"{image.ref} ships TensorRT-LLM {from_tag}, not {image.trtllm_version}; drop trtllm_version",
+            )
 
 
 def _gpus_for(state: State, users: set[str]) -> set[str]:

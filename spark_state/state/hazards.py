@@ -15,30 +15,94 @@ Path = tuple[str | int, ...]
 Report = Callable[[Path, str], None]
 
 # Directories a state must never take as its own (they would be filled, pruned or shadowed).
-SYSTEM_DIRS = frozenset({
-    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt", "/opt",
-    "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/bin", "/usr/lib", "/usr/lib64",
-    "/usr/local", "/usr/local/bin", "/usr/local/lib", "/usr/sbin", "/usr/share", "/var", "/var/lib", "/var/log",
-    "/var/tmp", "/etc/systemd", "/etc/systemd/system", "/var/lib/docker",
-})  # fmt: skip
+SYSTEM_DIRS = frozenset(
+    {
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/libx32",
+        "/media",
+        "/mnt",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/srv",
+        "/sys",
+        "/tmp",
+        "/usr",
+        "/usr/bin",
+        "/usr/lib",
+        "/usr/lib64",
+        "/usr/local",
+        "/usr/local/bin",
+        "/usr/local/lib",
+        "/usr/sbin",
+        "/usr/share",
+        "/var",
+        "/var/lib",
+        "/var/log",
+        "/var/tmp",
+        "/etc/systemd",
+        "/etc/systemd/system",
+        "/var/lib/docker",
+    }
+)
 # Kernel and volatile file systems: gone at reboot or not files at all.
 VOLATILE_TREES = ("/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp")
 WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 # systemd.unit(5), system unit search path: where an administrator's units persist and are loaded at boot.
 UNIT_DIRS = ("/etc/systemd/system", "/usr/local/lib/systemd/system")
 # Environment that changes which program or library runs, or what a shell or Python does before our code runs.
-HIJACKING_ENV = frozenset({"PATH", "IFS", "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PS4", "PROMPT_COMMAND",
-                           "HOME", "SHELL", "GCONV_PATH", "GLIBC_TUNABLES", "HOSTALIASES", "LOCPATH", "NLSPATH",
-                           "NODE_OPTIONS", "PERL5OPT", "PERL5LIB", "RUBYOPT", "TMPDIR"})  # fmt: skip
+HIJACKING_ENV = frozenset(
+    {
+        "PATH",
+        "IFS",
+        "BASH_ENV",
+        "ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "PROMPT_COMMAND",
+        "HOME",
+        "SHELL",
+        "GCONV_PATH",
+        "GLIBC_TUNABLES",
+        "HOSTALIASES",
+        "LOCPATH",
+        "NLSPATH",
+        "NODE_OPTIONS",
+        "PERL5OPT",
+        "PERL5LIB",
+        "RUBYOPT",
+        "TMPDIR",
+    }
+)
 HIJACKING_PREFIXES = ("LD_", "PYTHON", "MALLOC_", "DYLD_")
 # A value shaped like a credential: NGC API keys (nvapi-), Hugging Face tokens (hf_), OpenAI-style keys (sk-),
 # GitHub tokens, AWS access keys, JWTs.
-_TOKEN_VALUE = re.compile(r"^(?:nvapi-[A-Za-z0-9_-]{20,}|hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|gh[pousr]_[A-Za-z0-9]{20,}"
-                          r"|AKIA[A-Z0-9]{16}|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\..*)$")  # fmt: skip
+_TOKEN_VALUE = re.compile(
+    r"^(?:nvapi-[A-Za-z0-9_-]{20,}|hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|gh[pousr]_[A-Za-z0-9]{20,}"
+    r"|AKIA[A-Z0-9]{16}|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\..*)$"
+)
 _SECRET_NAME = re.compile(r"(?:TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|APIKEY|PRIVATE_KEY|CREDENTIAL)", re.IGNORECASE)
 # Ports a DGX OS host's own daemons hold: sshd, DNS, rpcbind, CUPS, the docker API, mDNS.
-SYSTEM_PORTS = {22: "sshd", 53: "DNS", 111: "rpcbind", 631: "CUPS", 2375: "the docker API", 2376: "the docker API",
-                5353: "mDNS (avahi)"}  # fmt: skip
+SYSTEM_PORTS = {
+    22: "sshd",
+    53: "DNS",
+    111: "rpcbind",
+    631: "CUPS",
+    2375: "the docker API",
+    2376: "the docker API",
+    5353: "mDNS (avahi)",
+}
 # Chat-template overhead of a Llama 3 prompt (system/user/assistant headers) and a typical English rate: a token
 # is about 4 bytes. An estimate: it only has to say an answer cannot fit, and the margin is stated.
 PROMPT_TEMPLATE_TOKENS = 30
@@ -62,8 +126,9 @@ def _collisions(state: State, report: Report) -> None:
                 owner = f"{section[:-1]} {name!r}"
                 other = taken.setdefault((what, derived), owner)
                 if other != owner:
-                    report((section, name), f"{owner} and {other} would both be the {what} {derived} on a host; "
-                                            "rename one")  # fmt: skip
+                    report(
+                        (section, name), f"{owner} and {other} would both be the {what} {derived} on a host; rename one"
+                    )
 
 
 def _under(path: str, tree: str) -> bool:
@@ -72,25 +137,39 @@ def _under(path: str, tree: str) -> bool:
 
 def _paths(state: State, report: Report) -> None:
     paths = state.paths
-    system = {field for field in ("root", "units", "secrets") if getattr(paths, field) in SYSTEM_DIRS
-              and not (field == "units" and paths.units in UNIT_DIRS)}  # fmt: skip
+    system = {
+        field
+        for field in ("root", "units", "secrets")
+        if getattr(paths, field) in SYSTEM_DIRS and not (field == "units" and paths.units in UNIT_DIRS)
+    }
     for field in sorted(system):
-        report(("paths", field), f"{getattr(paths, field)} is a system directory: spark-state would fill and prune "
-                                 "it; use a directory of its own (e.g. /var/lib/spark-state)")  # fmt: skip
+        report(
+            ("paths", field),
+            f"{getattr(paths, field)} is a system directory: spark-state would fill and prune "
+            "it; use a directory of its own (e.g. /var/lib/spark-state)",
+        )
     if paths.docker in SYSTEM_DIRS:
-        report(("paths", "docker"), f"{paths.docker} is a directory; paths.docker is the docker CLI itself "
-                                    "(e.g. /usr/bin/docker)")  # fmt: skip
+        report(
+            ("paths", "docker"),
+            f"{paths.docker} is a directory; paths.docker is the docker CLI itself (e.g. /usr/bin/docker)",
+        )
     for field in ("root", "secrets"):
         value = getattr(paths, field)
         if field not in system and any(_under(value, tree) for tree in VOLATILE_TREES):
             report(("paths", field), f"{value} is on a volatile or kernel file system: it is gone after a reboot")
     if paths.units not in UNIT_DIRS and "units" not in system:
-        where = ("is volatile (a tmpfs): units there are gone after a reboot" if _under(paths.units, "/run")
-                 else "is not where systemd loads units from at boot")  # fmt: skip
+        where = (
+            "is volatile (a tmpfs): units there are gone after a reboot"
+            if _under(paths.units, "/run")
+            else "is not where systemd loads units from at boot"
+        )
         report(("paths", "units"), f"{paths.units} {where}; use one of {', '.join(UNIT_DIRS)} (systemd.unit(5))")
     if any(_under(paths.secrets, tree) for tree in WORLD_WRITABLE):
-        report(("paths", "secrets"), f"{paths.secrets} is in a world-writable directory: anyone on the host could "
-                                     "plant or swap a secrets file there")  # fmt: skip
+        report(
+            ("paths", "secrets"),
+            f"{paths.secrets} is in a world-writable directory: anyone on the host could "
+            "plant or swap a secrets file there",
+        )
     if system:
         return  # the overlaps below follow from the system directory already reported
     for other in ("units", "root"):
@@ -117,17 +196,26 @@ def _env_names(state: State) -> Iterator[tuple[Path, str]]:
 def _environment(state: State, report: Report, warn: Report) -> None:
     for path, name in _env_names(state):
         if hijacks(name):
-            report(path, f"{name} changes which programs and libraries run (or what the shell or Python does "
-                         "before them); it cannot be set through a state file")  # fmt: skip
+            report(
+                path,
+                f"{name} changes which programs and libraries run (or what the shell or Python does "
+                "before them); it cannot be set through a state file",
+            )
     for sname, svc in state.services.items():
         for name, value in svc.env.items():
             if _TOKEN_VALUE.match(value) or (_SECRET_NAME.search(name) and len(value) >= 8):
-                warn(("services", sname, "env", name), f"{name} looks like a credential in plain env (it is shown "
-                                                       f"by plan and kept in the state file): list it under "
-                                                       f"secrets: [{name}] and set it where the deploy runs")  # fmt: skip
+                warn(
+                    ("services", sname, "env", name),
+                    f"{name} looks like a credential in plain env (it is shown "
+                    f"by plan and kept in the state file): list it under "
+                    f"secrets: [{name}] and set it where the deploy runs",
+                )
         if isinstance(svc, NimService) and "NGC_API_KEY" not in svc.secrets:
-            warn(("services", sname, "secrets"), "a NIM needs NGC_API_KEY to download its model profile: add "
-                                                 "secrets: [NGC_API_KEY] (the deploy refuses it without)")  # fmt: skip
+            warn(
+                ("services", sname, "secrets"),
+                "a NIM needs NGC_API_KEY to download its model profile: add "
+                "secrets: [NGC_API_KEY] (the deploy refuses it without)",
+            )
 
 
 def machine_key(address: str) -> str:
@@ -142,8 +230,11 @@ def _hosts(state: State, report: Report, warn: Report) -> None:
         key = (machine_key(host.address), host.ssh_port)
         other = seen.setdefault(key, hname)
         if other != hname:
-            report(("hosts", hname, "address"), f"{host.address} port {host.ssh_port} is the same machine as host "
-                                                f"{other!r} ({state.hosts[other].address})")  # fmt: skip
+            report(
+                ("hosts", hname, "address"),
+                f"{host.address} port {host.ssh_port} is the same machine as host "
+                f"{other!r} ({state.hosts[other].address})",
+            )
         for sname in host_services(state, hname):
             svc = state.services.get(sname)
             if svc is None:
@@ -151,8 +242,11 @@ def _hosts(state: State, report: Report, warn: Report) -> None:
             if svc.port == host.ssh_port:
                 report(("services", sname, "port"), f"port {svc.port} is the SSH port of host {hname!r}: sshd holds it")
             elif svc.port in SYSTEM_PORTS:
-                warn(("services", sname, "port"), f"port {svc.port} is usually held by {SYSTEM_PORTS[svc.port]} on "
-                                                  f"a DGX OS host ({hname!r}); the service would not start")  # fmt: skip
+                warn(
+                    ("services", sname, "port"),
+                    f"port {svc.port} is usually held by {SYSTEM_PORTS[svc.port]} on "
+                    f"a DGX OS host ({hname!r}); the service would not start",
+                )
 
 
 def prompt_tokens(prompt: str) -> int:
@@ -171,15 +265,21 @@ def _sequence_lengths(state: State, report: Report) -> None:
         elif isinstance(svc, EngineService) and svc.engine in state.engines:
             limit, source = state.engines[svc.engine].max_seq_len, f"engine {svc.engine!r}"
         if limit is not None and need > limit:
-            report(("bench", "max_tokens"), f"{state.bench.max_tokens} tokens after a prompt of about "
-                                            f"{need - state.bench.max_tokens} tokens do not fit the max_seq_len "
-                                            f"{limit} of {source} (service {sname!r})")  # fmt: skip
+            report(
+                ("bench", "max_tokens"),
+                f"{state.bench.max_tokens} tokens after a prompt of about "
+                f"{need - state.bench.max_tokens} tokens do not fit the max_seq_len "
+                f"{limit} of {source} (service {sname!r})",
+            )
 
 
 def _revisions(state: State, warn: Report) -> None:
     for cname, ckpt in state.checkpoints.items():
         source = state.checkpoints.get(ckpt.tokenizer_from or "")
         if source and COMMIT_SHA.fullmatch(ckpt.revision) and not COMMIT_SHA.fullmatch(source.revision):
-            warn(("checkpoints", cname, "tokenizer_from"), f"{cname!r} is pinned to a commit but takes its tokenizer "
-                                                          f"from {ckpt.tokenizer_from!r} at {source.revision!r}, "
-                                                          "which moves; pin that one too (spark-state pin)")  # fmt: skip
+            warn(
+                ("checkpoints", cname, "tokenizer_from"),
+                f"{cname!r} is pinned to a commit but takes its tokenizer "
+                f"from {ckpt.tokenizer_from!r} at {source.revision!r}, "
+                "which moves; pin that one too (spark-state pin)",
+            )

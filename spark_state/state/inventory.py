@@ -1,5 +1,5 @@
 """pyinfra inventories from the state file: the real fleet, at the addresses it declares (the rehearsal fleet's
-inventory is spark_state.sim.inventory).
+inventory is spark_rehearsal.inventory).
 
 pyinfra hosts are named as the state names them (`spark-01`), with the address as `ssh_hostname`, so
 `--limit spark-01` works and every output line says `[spark-01]`; the state's groups are pyinfra groups too
@@ -33,8 +33,13 @@ def state_path(override: str | None = None) -> Path:
 
 def ssh_data(state: State, name: str) -> dict[str, Any]:
     host = state.hosts[name]
-    data: dict[str, Any] = {"spark_host": name, "ssh_hostname": host.address, "ssh_user": host.ssh_user,
-                            "ssh_port": host.ssh_port, "_sudo": host.ssh_user != "root"}  # fmt: skip
+    data: dict[str, Any] = {
+        "spark_host": name,
+        "ssh_hostname": host.address,
+        "ssh_user": host.ssh_user,
+        "ssh_port": host.ssh_port,
+        "_sudo": host.ssh_user != "root",
+    }
     if host.ssh_key:
         data["ssh_key"] = host.ssh_key
     return data
@@ -66,8 +71,12 @@ def load_entries(inventory_file: str | Path) -> list[HostEntry]:
     namespace = runpy.run_path(str(inventory_file))
     entries: list[HostEntry] = []
     for value in namespace.values():
-        if isinstance(value, list) and value and all(
-            isinstance(e, tuple) and len(e) == 2 and isinstance(e[1], dict) and "spark_host" in e[1] for e in value
+        if (
+            isinstance(value, list)
+            and value
+            and all(
+                isinstance(e, tuple) and len(e) == 2 and isinstance(e[1], dict) and "spark_host" in e[1] for e in value
+            )
         ):
             entries.extend(entry for name, data in value if (entry := (address(name, data), data)) not in entries)
     if not entries:

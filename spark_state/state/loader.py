@@ -68,11 +68,22 @@ class LoadedState:
 MAX_STATE_BYTES = 1 << 20  # far above any fleet's state; refused before parsing
 MAX_VALUES = 100_000  # values once aliases and merges are expanded: an alias bomb stops here, in bounded time
 # Characters that make a file read differently than it runs (Trojan Source) or that YAML does not allow.
-_INVISIBLE = {0x200B: "ZERO WIDTH SPACE", 0x200C: "ZERO WIDTH NON-JOINER", 0x200D: "ZERO WIDTH JOINER",
-              0x2060: "WORD JOINER", 0xFEFF: "ZERO WIDTH NO-BREAK SPACE", 0x202A: "LEFT-TO-RIGHT EMBEDDING",
-              0x202B: "RIGHT-TO-LEFT EMBEDDING", 0x202C: "POP DIRECTIONAL FORMATTING", 0x202D: "LEFT-TO-RIGHT OVERRIDE",
-              0x202E: "RIGHT-TO-LEFT OVERRIDE", 0x2066: "LEFT-TO-RIGHT ISOLATE", 0x2067: "RIGHT-TO-LEFT ISOLATE",
-              0x2068: "FIRST STRONG ISOLATE", 0x2069: "POP DIRECTIONAL ISOLATE"}  # fmt: skip
+_INVISIBLE = {
+    0x200B: "ZERO WIDTH SPACE",
+    0x200C: "ZERO WIDTH NON-JOINER",
+    0x200D: "ZERO WIDTH JOINER",
+    0x2060: "WORD JOINER",
+    0xFEFF: "ZERO WIDTH NO-BREAK SPACE",
+    0x202A: "LEFT-TO-RIGHT EMBEDDING",
+    0x202B: "RIGHT-TO-LEFT EMBEDDING",
+    0x202C: "POP DIRECTIONAL FORMATTING",
+    0x202D: "LEFT-TO-RIGHT OVERRIDE",
+    0x202E: "RIGHT-TO-LEFT OVERRIDE",
+    0x2066: "LEFT-TO-RIGHT ISOLATE",
+    0x2067: "RIGHT-TO-LEFT ISOLATE",
+    0x2068: "FIRST STRONG ISOLATE",
+    0x2069: "POP DIRECTIONAL ISOLATE",
+}
 
 
 def load_state(path: str | Path) -> LoadedState:
@@ -81,8 +92,13 @@ def load_state(path: str | Path) -> LoadedState:
     try:
         size = Path(path).stat().st_size
         if size > MAX_STATE_BYTES:
-            raise StateFileError([Problem(file, 1, 1, "<file>", f"{size} bytes: a state file is at most "
-                                          f"{MAX_STATE_BYTES} bytes (1 MiB)")])  # fmt: skip
+            raise StateFileError(
+                [
+                    Problem(
+                        file, 1, 1, "<file>", f"{size} bytes: a state file is at most {MAX_STATE_BYTES} bytes (1 MiB)"
+                    )
+                ]
+            )
         data = Path(path).read_bytes()
     except OSError as exc:
         raise StateFileError([Problem(file, 1, 1, "<file>", f"cannot read: {exc}")]) from exc
@@ -90,8 +106,17 @@ def load_state(path: str | Path) -> LoadedState:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line, col = _line_col(data[: exc.start].decode("utf-8", "replace"))
-        raise StateFileError([Problem(file, line, col, "<file>", f"not UTF-8: byte 0x{data[exc.start]:02x} "
-                                      f"({exc.reason}); save the file as UTF-8")]) from exc  # fmt: skip
+        raise StateFileError(
+            [
+                Problem(
+                    file,
+                    line,
+                    col,
+                    "<file>",
+                    f"not UTF-8: byte 0x{data[exc.start]:02x} ({exc.reason}); save the file as UTF-8",
+                )
+            ]
+        ) from exc
     return load_state_text(text, file)
 
 
@@ -106,17 +131,32 @@ def _text_problems(text: str, file: str) -> list[Problem]:
     problems = []
     for number, line in enumerate(text.split("\n"), start=1):
         if line.startswith("%YAML") and line.split()[1:2] != ["1.2"]:
-            problems.append(Problem(file, number, 1, "<yaml>", f"{line.strip()!r}: spark-state reads YAML 1.2 "
-                                    "only (YAML 1.1 turns on/yes/no into booleans and 2:13:23 into a number); "
-                                    "remove the directive"))  # fmt: skip
+            problems.append(
+                Problem(
+                    file,
+                    number,
+                    1,
+                    "<yaml>",
+                    f"{line.strip()!r}: spark-state reads YAML 1.2 "
+                    "only (YAML 1.1 turns on/yes/no into booleans and 2:13:23 into a number); "
+                    "remove the directive",
+                )
+            )
         for column, char in enumerate(line, start=1):
             code = ord(char)
             if code == 0xFEFF and number == 1 and column == 1:
                 continue  # a byte order mark opens the file: allowed
             if code in _INVISIBLE or (code < 0x20 and char not in "\t\r") or 0x7F <= code <= 0x9F:
                 name = _INVISIBLE.get(code) or ("NUL" if code == 0 else "a control character")
-                problems.append(Problem(file, number, column, "<file>", f"character U+{code:04X} ({name}) is not "
-                                        "allowed: it hides what the file says"))  # fmt: skip
+                problems.append(
+                    Problem(
+                        file,
+                        number,
+                        column,
+                        "<file>",
+                        f"character U+{code:04X} ({name}) is not allowed: it hides what the file says",
+                    )
+                )
                 break  # one per line is enough to find them
     return problems
 
@@ -148,8 +188,18 @@ def load_state_text(text: str, file: str = "<string>") -> LoadedState:
         data = _plain(root, [MAX_VALUES], [(1, 1)])
     except _TooManyValues as exc:
         line, col = exc.where
-        raise StateFileError([Problem(file, line, col, "<yaml>", f"more than {MAX_VALUES} values once aliases and "
-                                      "merges are expanded (an alias bomb?); write the values out")]) from None  # fmt: skip
+        raise StateFileError(
+            [
+                Problem(
+                    file,
+                    line,
+                    col,
+                    "<yaml>",
+                    f"more than {MAX_VALUES} values once aliases and "
+                    "merges are expanded (an alias bomb?); write the values out",
+                )
+            ]
+        ) from None
     problems: list[Problem] = []
     try:
         state = State.model_validate(data)
@@ -212,7 +262,7 @@ def _partial_state(data: dict[str, Any]) -> State:
         adapter: TypeAdapter[Any] = TypeAdapter(entry_type)
         raw = data.get(section)
         valid: dict[str, Any] = {}
-        for name, value in (raw.items() if isinstance(raw, dict) else []):
+        for name, value in raw.items() if isinstance(raw, dict) else []:
             try:
                 valid[str(name)] = adapter.validate_python(value)
             except ValidationError:
@@ -252,8 +302,17 @@ def _pydantic_problems(exc: ValidationError, root: CommentedMap, file: str) -> l
     return problems
 
 
-_TYPE_ERRORS = {"int_type", "float_type", "bool_type", "string_type", "list_type", "dict_type", "finite_number",
-                "model_type", "model_attributes_type"}
+_TYPE_ERRORS = {
+    "int_type",
+    "float_type",
+    "bool_type",
+    "string_type",
+    "list_type",
+    "dict_type",
+    "finite_number",
+    "model_type",
+    "model_attributes_type",
+}
 
 
 def _yaml_kind(value: Any) -> str:
@@ -261,7 +320,9 @@ def _yaml_kind(value: Any) -> str:
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, float):
-        return ".nan" if value != value else ".inf" if value in (float("inf"), float("-inf")) else f"the number {value!r}"
+        return (
+            ".nan" if value != value else ".inf" if value in (float("inf"), float("-inf")) else f"the number {value!r}"
+        )
     if isinstance(value, int):
         return f"the integer {value}"
     if isinstance(value, str):
@@ -318,8 +379,10 @@ def _locate(root: CommentedMap, file: str, path: FieldPath, message: str, at_key
 def _dotted(path: FieldPath) -> str:
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) and not isinstance(part, bool) and out else (
-            f".{part}" if out else str(part)
+        out += (
+            f"[{part}]"
+            if isinstance(part, int) and not isinstance(part, bool) and out
+            else (f".{part}" if out else str(part))
         )
     return out
 

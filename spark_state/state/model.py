@@ -54,8 +54,9 @@ def _hf_repo(value: str) -> str:
     if not re.fullmatch(f"{part}/{part}", value):
         raise ValueError(f"{value!r} is not a Hugging Face repo id like 'nvidia/Llama-3.1-8B-Instruct-FP8'")
     if len(value) > 96 or "--" in value or ".." in value or value.endswith(".git"):
-        raise ValueError(f"{value!r} breaks the hub's repo id rules: at most 96 characters, no '--' or '..', "
-                         "no '.git' ending")  # fmt: skip
+        raise ValueError(
+            f"{value!r} breaks the hub's repo id rules: at most 96 characters, no '--' or '..', no '.git' ending"
+        )
     return value
 
 
@@ -64,10 +65,17 @@ def _revision(value: str) -> str:
     if not _REVISION.fullmatch(value):
         raise ValueError(f"{value!r} is not a git revision (branch, tag or commit sha)")
     parts = value.split("/")
-    if (".." in value or "@{" in value or value.endswith((".", "/")) or value == "@"
-            or any(not p or p.startswith(".") or p.endswith(".lock") for p in parts)):  # fmt: skip
-        raise ValueError(f"{value!r} is not a valid git ref name (git check-ref-format: no '..', '@{{', empty "
-                         "parts, parts starting with '.' or ending with '.lock', no trailing '.' or '/')")  # fmt: skip
+    if (
+        ".." in value
+        or "@{" in value
+        or value.endswith((".", "/"))
+        or value == "@"
+        or any(not p or p.startswith(".") or p.endswith(".lock") for p in parts)
+    ):
+        raise ValueError(
+            f"{value!r} is not a valid git ref name (git check-ref-format: no '..', '@{{', empty "
+            "parts, parts starting with '.' or ending with '.lock', no trailing '.' or '/')"
+        )
     return value
 
 
@@ -79,14 +87,18 @@ def _address(value: str) -> str:
         except ValueError:
             raise ValueError(f"{value!r} is neither an IPv4 nor an IPv6 address") from None
         if address.version == 6:  # refused clearly rather than half-working
-            raise ValueError(f"{value!r}: IPv6 hosts are not supported yet (the services listen on IPv4 and the "
-                             "bench, health waits and rehearsal fleet are verified over IPv4 only); use the "
-                             "host's IPv4 address")  # fmt: skip
+            raise ValueError(
+                f"{value!r}: IPv6 hosts are not supported yet (the services listen on IPv4 and the "
+                "bench, health waits and rehearsal fleet are verified over IPv4 only); use the "
+                "host's IPv4 address"
+            )
         return value
     labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
     if len(value) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels) or labels[-1].isdigit():
-        raise ValueError(f"{value!r} is not a host name (labels of 1-63 letters, digits and '-', not starting or "
-                         "ending with '-') nor an IP address")  # fmt: skip
+        raise ValueError(
+            f"{value!r} is not a host name (labels of 1-63 letters, digits and '-', not starting or "
+            "ending with '-') nor an IP address"
+        )
     return value
 
 
@@ -117,8 +129,10 @@ def _shell_arg(value: str) -> str:
     if "\x00" in value:
         raise ValueError("a NUL byte cannot be passed as a command-line argument")
     if len(value.encode()) > MAX_ARG_BYTES:
-        raise ValueError(f"{len(value.encode())} bytes: Linux refuses a command-line argument over {MAX_ARG_BYTES} "
-                         "bytes (MAX_ARG_STRLEN)")  # fmt: skip
+        raise ValueError(
+            f"{len(value.encode())} bytes: Linux refuses a command-line argument over {MAX_ARG_BYTES} "
+            "bytes (MAX_ARG_STRLEN)"
+        )
     return value
 
 
@@ -135,7 +149,9 @@ HfRepo = Annotated[str, AfterValidator(_hf_repo)]
 COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")  # a revision that is a commit: pinned (spark-state pin writes these)
 Revision = Annotated[str, AfterValidator(_revision)]
 AbsPath = Annotated[str, AfterValidator(_abs_path)]
-ImageRef = Annotated[str, _matching(_IMAGE_REF, "a docker image reference like 'nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3'")]
+ImageRef = Annotated[
+    str, _matching(_IMAGE_REF, "a docker image reference like 'nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3'")
+]
 Address = Annotated[str, AfterValidator(_address)]
 UnixUser = Annotated[str, _matching(_USER, "a unix user name")]
 ExtraArg = Annotated[str, AfterValidator(_unit_word)]
@@ -243,7 +259,9 @@ class Expect(Strict):
 class _ServiceBase(Strict):
     port: Port
     health_timeout_s: int | None = Field(
-        default=None, ge=10, le=86400,
+        default=None,
+        ge=10,
+        le=86400,
         description="How long a start may take before the service counts as failed (default 600 s for "
         "trtllm-serve, 1800 s for a NIM, whose first start downloads its model profile).",
     )

@@ -24,10 +24,21 @@ TTFT_MS, GAP_MS = 40.0, 10.0
 class KnownServer:
     def __init__(self, *flags: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "spark_state.sim.standins.openai_server", "--port", "0",
-             "--ttft-ms", str(TTFT_MS), "--step-ms", str(GAP_MS), *flags],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "spark_rehearsal.standins.openai_server",
+                "--port",
+                "0",
+                "--ttft-ms",
+                str(TTFT_MS),
+                "--step-ms",
+                str(GAP_MS),
+                *flags,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         self.url = f"http://127.0.0.1:{self.proc.stdout.readline().split()[-1]}"
 
@@ -44,8 +55,9 @@ def server(request: pytest.FixtureRequest) -> Iterator[KnownServer]:
 
 
 def _run(url: str, **kw) -> EndpointResult:
-    settings = BenchSettings(**{"max_tokens": 40, "serial_requests": 3, "warmup_requests": 1, "concurrency": [1],
-                                "timeout_s": 30, **kw})  # fmt: skip
+    settings = BenchSettings(
+        **{"max_tokens": 40, "serial_requests": 3, "warmup_requests": 1, "concurrency": [1], "timeout_s": 30, **kw}
+    )
     result = asyncio.run(run_endpoint(url, settings))
     return result
 
@@ -169,8 +181,24 @@ def test_result_document_round_trips(server: KnownServer) -> None:
 
 def test_cli_url_mode_json_and_html(server: KnownServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     html = tmp_path / "report.html"
-    code = main(["bench", "--url", server.url, "--max-tokens", "20", "--serial", "2", "--concurrency", "1,2",
-                 "--json", "--html", str(html), "--results-dir", str(tmp_path / "hist")])  # fmt: skip
+    code = main(
+        [
+            "bench",
+            "--url",
+            server.url,
+            "--max-tokens",
+            "20",
+            "--serial",
+            "2",
+            "--concurrency",
+            "1,2",
+            "--json",
+            "--html",
+            str(html),
+            "--results-dir",
+            str(tmp_path / "hist"),
+        ]
+    )
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["format"] == "spark-state/bench/v1" and len(doc["results"]) == 1
@@ -179,11 +207,26 @@ def test_cli_url_mode_json_and_html(server: KnownServer, tmp_path: Path, capsys:
     assert len(list((tmp_path / "hist").rglob("*.json"))) == 1
 
 
-def test_reports_show_dispatch_lag_beside_ttft(server: KnownServer, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_reports_show_dispatch_lag_beside_ttft(
+    server: KnownServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     html = tmp_path / "report.html"
-    code = main(["bench", "--url", server.url, "--max-tokens", "10", "--serial", "2", "--concurrency", "1,4",
-                 "--html", str(html), "--no-save"])  # fmt: skip
+    code = main(
+        [
+            "bench",
+            "--url",
+            server.url,
+            "--max-tokens",
+            "10",
+            "--serial",
+            "2",
+            "--concurrency",
+            "1,4",
+            "--html",
+            str(html),
+            "--no-save",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "dispatch p50 (ms)" in out and "TTFT p50 + dispatch lag p50 (ms) under load" in out
@@ -198,8 +241,9 @@ def test_reports_show_dispatch_lag_beside_ttft(server: KnownServer, tmp_path: Pa
     assert result.levels and re.search(r"<td>\d+\.\d \+ -</td>", text), text
 
 
-def test_cli_state_mode_fails_on_unmet_expectation(server: KnownServer, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_cli_state_mode_fails_on_unmet_expectation(
+    server: KnownServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     port = int(server.url.rsplit(":", 1)[1])
     state = tmp_path / "state.yaml"
     state.write_text(f"""
@@ -230,13 +274,22 @@ def test_answers_end_at_eos_and_the_bench_measures_them(server: KnownServer) -> 
     s, level = result.serial, result.level(1)
     assert s.completion_tokens_p50 == 165 and s.early_stops == 2 and s.ok == 2
     assert s.ttft_ms["p50"] is not None and s.decode_tok_s["p50"] == pytest.approx(1000 / GAP_MS, rel=0.03)
-    assert level.aggregate_tok_s == pytest.approx(165 / (TTFT_MS / 1000 + 164 * GAP_MS / 1000), rel=0.08)  # as the serial test: c=1 closed loop
+    assert level.aggregate_tok_s == pytest.approx(
+        165 / (TTFT_MS / 1000 + 164 * GAP_MS / 1000), rel=0.08
+    )  # as the serial test: c=1 closed loop
     assert result.settings["ignore_eos"] is False  # the result says how it asked
 
 
 def test_ignore_eos_asks_for_every_token(server: KnownServer) -> None:
-    result = _run(server.url, prompt=EXAMPLE_PROMPT, max_tokens=200, serial_requests=1, concurrency=[1],
-                  requests_per_level=1, ignore_eos=True)  # fmt: skip
+    result = _run(
+        server.url,
+        prompt=EXAMPLE_PROMPT,
+        max_tokens=200,
+        serial_requests=1,
+        concurrency=[1],
+        requests_per_level=1,
+        ignore_eos=True,
+    )
     assert result.serial.completion_tokens_p50 == 200 and result.serial.early_stops == 0
     assert result.settings["ignore_eos"] is True
 
@@ -278,15 +331,17 @@ def test_stand_in_stream_events_are_the_openai_chunk_shape(server: KnownServer, 
     """Every SSE event the known-timing server writes is one OpenAI chunk object, byte for byte what json.dumps
     gives, whatever the framing: a guard for whoever makes the instrument's chunk building cheaper."""
     chat = path.endswith("chat/completions")
-    prompt = {"messages": [{"role": "user", "content": "say \"hi\" \\ twice"}]} if chat else {"prompt": "hi"}
+    prompt = {"messages": [{"role": "user", "content": 'say "hi" \\ twice'}]} if chat else {"prompt": "hi"}
     body = {"model": "standin", **prompt, "max_tokens": 7, "stream": True, "stream_options": {"include_usage": True}}
     with httpx.stream("POST", server.url + path, json=body, timeout=30) as response:
         lines = [line for line in response.iter_lines() if line]
     events = [line.removeprefix("data: ") for line in lines]
-    assert all(line.startswith("data: ") for line in lines) and ("[DONE]" in events) == ("--no-done" not in server.proc.args)
+    assert all(line.startswith("data: ") for line in lines) and ("[DONE]" in events) == (
+        "--no-done" not in server.proc.args
+    )
     chunks = [json.loads(e) for e in events if e != "[DONE]"]
     texts = []
-    for raw, chunk in zip(events, chunks):
+    for raw, chunk in zip(events, chunks, strict=False):
         assert raw == json.dumps(chunk)  # the layout json.dumps gives, no stray spacing or escaping
         assert chunk["object"] == ("chat.completion.chunk" if chat else "text_completion")
         assert chunk["id"] == chunks[0]["id"] and chunk["model"] == "standin"

@@ -24,7 +24,11 @@ def test_judge_bounds() -> None:
     r = _result("nvfp4", ttft=30.8, decode=38.82, agg8=264.7, resident=2.5)
     v = judge(r, {"ttft_p50_ms": 35, "decode_tok_s": 35, "aggregate_tok_s": {8: 250}, "resident_gib": 4}, "nvfp4")
     assert v.passed and [c.metric for c in v.checks] == [
-        "TTFT p50 (ms)", "decode (tok/s)", "aggregate c=8 (tok/s)", "resident (GiB)"]
+        "TTFT p50 (ms)",
+        "decode (tok/s)",
+        "aggregate c=8 (tok/s)",
+        "resident (GiB)",
+    ]
     v = judge(r, {"ttft_p50_ms": 30, "decode_tok_s": 40, "aggregate_tok_s": {8: 270}, "resident_gib": 2}, "nvfp4")
     assert not v.passed and not any(c.ok for c in v.checks)
 

@@ -60,8 +60,9 @@ async def _serve(answer: Answer, split: int | None, close: bool, log: list[str])
     return server, server.sockets[0].getsockname()[1]
 
 
-def _with_server(answer: Answer, split: int | None = None,
-                 close: bool = False) -> Callable[[Callable[[str], Awaitable[None]]], list[str]]:  # fmt: skip
+def _with_server(
+    answer: Answer, split: int | None = None, close: bool = False
+) -> Callable[[Callable[[str], Awaitable[None]]], list[str]]:
     """Runs `body(url)` against a server that answers request n with `answer(n)`, in pieces of `split` bytes,
     and closes the connection after each answer when `close`; returns the server's log."""
 

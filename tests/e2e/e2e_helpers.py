@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 from conftest import REPO, Fleet
 
-from spark_state.sim.registry import NGC_KEY
+from spark_rehearsal.registry import NGC_KEY
 
 ALPHA, BETA, GAMMA = 0, 1, 2  # state hosts alpha, beta, gamma → sim hosts spark-01..03, in order
 ENGINE_ROOT = "/var/lib/spark-state/engines"
@@ -25,7 +25,11 @@ def state_text(nvfp4_batch: int = 8, gamma: str = "nvfp4", alpha_fp8: bool = Tru
         "old-image": "  gamma: {address: 10.9.0.3, gpu: detect, groups: [nvfp4], services: [old-fp8]}",
         "no-template": "  gamma: {address: 10.9.0.3, groups: [nvfp4], services: [raw-nvfp4]}",
     }[gamma]
-    old = "  old-fp8: {checkpoint: llama31-8b-fp8, image: triton-25.01, quantization: fp8}\n" if gamma == "old-image" else ""
+    old = (
+        "  old-fp8: {checkpoint: llama31-8b-fp8, image: triton-25.01, quantization: fp8}\n"
+        if gamma == "old-image"
+        else ""
+    )
     old_service = "  old-fp8: {engine: old-fp8, port: 8013}\n" if gamma == "old-image" else ""
     return f"""
 images:
@@ -55,15 +59,23 @@ hosts:
 """
 
 
-def deploy(workdir: Path, text: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def deploy(
+    workdir: Path, text: str, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     state = workdir / "state.yaml"
     state.write_text(text)
-    env = {**os.environ, "SPARK_STATE_FILE": str(state), "NGC_API_KEY": NGC_KEY,
-           "SPARK_STATE_HOME": str(workdir / "home"), **(env or {})}  # fmt: skip
+    env = {
+        **os.environ,
+        "SPARK_STATE_FILE": str(state),
+        "NGC_API_KEY": NGC_KEY,
+        "SPARK_STATE_HOME": str(workdir / "home"),
+        **(env or {}),
+    }
     confirm = [] if "--dry" in extra else ["-y"]  # -y would skip the change detection --dry is for
     argv = [str(Path(sys.executable).parent / "pyinfra"), *confirm, "inventory/sim.py", "deploys/serve.py", *extra]
-    proc = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=1200)  # fmt: skip
+    proc = subprocess.run(
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1200
+    )
     (workdir / "last-deploy.log").write_text(proc.stdout)
     return proc
 
@@ -76,10 +88,20 @@ def read_fleet(command: str, workdir: Path, text: str, *extra: str) -> tuple[int
     """`spark-state drift|status inventory/sim.py --json` with this state text: (exit code, report)."""
     state = workdir / f"{command}-state.yaml"
     state.write_text(text)
-    env = {**os.environ, "SPARK_STATE_FILE": str(state), "NGC_API_KEY": NGC_KEY,
-           "SPARK_STATE_HOME": str(workdir / "home")}  # fmt: skip
-    proc = subprocess.run([str(Path(sys.executable).parent / "spark-state"), command, "inventory/sim.py", "--json",
-                           *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    env = {
+        **os.environ,
+        "SPARK_STATE_FILE": str(state),
+        "NGC_API_KEY": NGC_KEY,
+        "SPARK_STATE_HOME": str(workdir / "home"),
+    }
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "spark-state"), command, "inventory/sim.py", "--json", *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.stdout, proc.stderr
     return proc.returncode, json.loads(proc.stdout)
 
@@ -94,8 +116,11 @@ def host_clock(fleet: Fleet, index: int) -> str:
 
 def events(fleet: Fleet, index: int, since: str) -> list[str]:
     """Docker events on a host since `since`: 'image pull NAME', 'container start NAME', ..."""
-    out = fleet.root(fleet.hosts[index], f"docker events --since {since} --until $(date +%s.%N) "
-                                        "--format '{{.Type}} {{.Action}} {{.Actor.Attributes.name}}'").stdout  # fmt: skip
+    out = fleet.root(
+        fleet.hosts[index],
+        f"docker events --since {since} --until $(date +%s.%N) "
+        "--format '{{.Type}} {{.Action}} {{.Actor.Attributes.name}}'",
+    ).stdout
     return [line for line in out.splitlines() if line.strip()]
 
 
@@ -116,12 +141,19 @@ def answers(fleet: Fleet, index: int, port: int) -> bool:
 
 
 def unit_files(fleet: Fleet, index: int) -> str:
-    return fleet.root(fleet.hosts[index], "cd /etc/systemd/system && sha256sum spark-state-*.service 2>/dev/null; true").stdout
+    return fleet.root(
+        fleet.hosts[index], "cd /etc/systemd/system && sha256sum spark-state-*.service 2>/dev/null; true"
+    ).stdout
 
 
 def sim(*argv: str) -> str:
-    """`spark-state sim ...` (as the user runs it); its output."""
-    proc = subprocess.run([str(Path(sys.executable).parent / "spark-state"), "sim", *argv], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    """`spark-rehearsal ...` (as the user runs it); its output."""
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "spark-rehearsal"), *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout

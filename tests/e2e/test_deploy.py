@@ -39,8 +39,9 @@ def test_bare_hosts_converge_and_serve(fleet: Fleet, workdir: Path) -> None:
     assert "spark-state-nim-fp8.service" not in unit_files(fleet, BETA)
     # the verification bench ran for every service and passed
     history = sorted(p.parent.name + "@" + p.parent.parent.name for p in (workdir / "home" / "bench").rglob("*.json"))
-    assert history == sorted(["nim-fp8@alpha", "trtllm-fp8@alpha", "trtllm-nvfp4@alpha", "trtllm-nvfp4@beta",
-                              "trtllm-nvfp4@gamma"])  # fmt: skip
+    assert history == sorted(
+        ["nim-fp8@alpha", "trtllm-fp8@alpha", "trtllm-nvfp4@alpha", "trtllm-nvfp4@beta", "trtllm-nvfp4@gamma"]
+    )
     for path in (workdir / "home" / "bench").rglob("*.json"):
         (verdict,) = json.loads(path.read_text())["verdicts"]
         assert verdict["passed"] and verdict["checks"], path
@@ -53,8 +54,11 @@ def test_bare_hosts_converge_and_serve(fleet: Fleet, workdir: Path) -> None:
         assert manifest["scope"] == scope and "tokenizer.json" in listing and "tokenizer_config.json" in listing
         assert any(n.endswith(".safetensors") for n in listing) == (scope == "full"), (index, listing)
     # the NVFP4 engine is served with the FP8 checkpoint's tokenizer (it has the chat template)
-    r = httpx.post(f"http://{fleet.hosts[BETA].address}:8004/v1/chat/completions", timeout=30, json={
-        "model": "/engine", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    r = httpx.post(
+        f"http://{fleet.hosts[BETA].address}:8004/v1/chat/completions",
+        timeout=30,
+        json={"model": "/engine", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert r.status_code == 200, r.text
     # a captured log reads whole: service names uncut, progress for each pull, download and build
     log = proc.stdout
@@ -67,8 +71,11 @@ def test_bare_hosts_converge_and_serve(fleet: Fleet, workdir: Path) -> None:
     assert "port 8004: healthy after" in log
     assert "[alpha] " in log and not any(f"[{h.address}]" in log for h in fleet.hosts)
     # secrets arrive as a 0600 file and never in the unit
-    out = fleet.root(fleet.hosts[ALPHA], "stat -c %a /etc/spark-state/secrets/nim-fp8.env; "
-                                        "grep -c rehearsal-key /etc/systemd/system/spark-state-nim-fp8.service; true").stdout  # fmt: skip
+    out = fleet.root(
+        fleet.hosts[ALPHA],
+        "stat -c %a /etc/spark-state/secrets/nim-fp8.env; "
+        "grep -c rehearsal-key /etc/systemd/system/spark-state-nim-fp8.service; true",
+    ).stdout
     assert out.split() == ["600", "0"]
 
 
@@ -97,8 +104,12 @@ def test_one_build_flag_rebuilds_one_engine_and_restarts_its_services(fleet: Fle
         builds = {e.split()[2] for e in seen if e.startswith("container create spark-state-build-")}
         assert builds == {"spark-state-build-llama31-8b-nvfp4"}, seen
         assert not any(" pull " in e or "fetch" in e for e in seen), seen
-        services = {n for n in started(fleet, i, marks[i]) if n.startswith("spark-state-")
-                    and not n.startswith(("spark-state-build-", "spark-state-convert-", "spark-state-fetch-"))}
+        services = {
+            n
+            for n in started(fleet, i, marks[i])
+            if n.startswith("spark-state-")
+            and not n.startswith(("spark-state-build-", "spark-state-convert-", "spark-state-fetch-"))
+        }
         assert services == {"spark-state-trtllm-nvfp4"}, seen
     assert answers(fleet, ALPHA, 8004) and answers(fleet, ALPHA, 8003) and answers(fleet, ALPHA, 8000)
     # the old engine build is kept (artifacts are never pruned implicitly)

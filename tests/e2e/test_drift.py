@@ -11,7 +11,7 @@ import pytest
 from conftest import Fleet
 from e2e_helpers import ALPHA, BETA, ENGINE_ROOT, GAMMA, answers, deploy, drift, drifted, read_fleet, state_text
 
-from spark_state.sim.layout import GATEWAY
+from spark_rehearsal.layout import GATEWAY
 
 HOSTS = {ALPHA: "alpha", BETA: "beta", GAMMA: "gamma"}
 NVFP4_HOSTS = ("alpha", "beta", "gamma")
@@ -19,12 +19,15 @@ NVFP4_HOSTS = ("alpha", "beta", "gamma")
 
 def host_fingerprint(fleet: Fleet, index: int) -> str:
     """Files, units and containers of a host, to prove a check changed nothing."""
-    return fleet.root(fleet.hosts[index], (
-        "find /etc/systemd/system /etc/spark-state /var/lib/spark-state /var/cache/spark-state -xdev "
-        "-path '*/proc' -prune -o -printf '%p %s %T@ %m\\n' 2>/dev/null | sort | sha256sum; "
-        "systemctl list-units 'spark-state-*' --all --no-legend --plain | sort; "
-        "docker ps -a --no-trunc --format '{{.ID}} {{.Names}} {{.Status}}' | sed 's/Up [^)]*/Up/' | sort"
-    )).stdout  # fmt: skip
+    return fleet.root(
+        fleet.hosts[index],
+        (
+            "find /etc/systemd/system /etc/spark-state /var/lib/spark-state /var/cache/spark-state -xdev "
+            "-path '*/proc' -prune -o -printf '%p %s %T@ %m\\n' 2>/dev/null | sort | sha256sum; "
+            "systemctl list-units 'spark-state-*' --all --no-legend --plain | sort; "
+            "docker ps -a --no-trunc --format '{{.ID}} {{.Names}} {{.Status}}' | sed 's/Up [^)]*/Up/' | sort"
+        ),
+    ).stdout
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +49,13 @@ def test_converged_fleet_exits_0_and_the_check_changes_nothing(fleet: Fleet, wor
 def test_status_shows_what_runs_since_when_health_and_the_last_verdict(workdir: Path, converged: str) -> None:
     code, report = read_fleet("status", workdir, converged)
     rows = {(h["host"], s["service"]): s for h in report["hosts"] for s in h["services"]}
-    assert code == 0 and set(rows) == {("alpha", "nim-fp8"), ("alpha", "trtllm-fp8"), ("alpha", "trtllm-nvfp4"),
-                                       ("beta", "trtllm-nvfp4"), ("gamma", "trtllm-nvfp4")}  # fmt: skip
+    assert code == 0 and set(rows) == {
+        ("alpha", "nim-fp8"),
+        ("alpha", "trtllm-fp8"),
+        ("alpha", "trtllm-nvfp4"),
+        ("beta", "trtllm-nvfp4"),
+        ("gamma", "trtllm-nvfp4"),
+    }
     for row in rows.values():
         assert row["unit"] == "enabled/active" and row["running"].startswith("Up") and row["healthy"], row
         assert row["since"].endswith("UTC") and row["bench"].startswith("pass "), row
@@ -81,7 +89,9 @@ def test_service_stopped(fleet: Fleet, workdir: Path, converged: str) -> None:
 
 
 def test_engine_file_deleted(fleet: Fleet, workdir: Path, converged: str) -> None:
-    engine = fleet.root(fleet.hosts[BETA], f"ls -t {ENGINE_ROOT}/llama31-8b-nvfp4/*/engine/rank0.engine | head -1").stdout.strip()
+    engine = fleet.root(
+        fleet.hosts[BETA], f"ls -t {ENGINE_ROOT}/llama31-8b-nvfp4/*/engine/rank0.engine | head -1"
+    ).stdout.strip()
     fleet.root(fleet.hosts[BETA], f"mv {engine} /root/rank0.engine.bak")
     try:
         code, report = drift(workdir, converged)
@@ -93,15 +103,21 @@ def test_engine_file_deleted(fleet: Fleet, workdir: Path, converged: str) -> Non
 
 
 def test_checkpoint_revision_bumped(workdir: Path, converged: str) -> None:
-    text = converged.replace("repo: nvidia/Llama-3.1-8B-Instruct-NVFP4, revision: main",
-                             "repo: nvidia/Llama-3.1-8B-Instruct-NVFP4, revision: v1")  # fmt: skip
+    text = converged.replace(
+        "repo: nvidia/Llama-3.1-8B-Instruct-NVFP4, revision: main",
+        "repo: nvidia/Llama-3.1-8B-Instruct-NVFP4, revision: v1",
+    )
     code, report = drift(workdir, text)
     assert code == 2
     assert drifted(report) == {
-        item for host in NVFP4_HOSTS for item in (
-            (host, "checkpoint", "llama31-8b-nvfp4"), (host, "engine", "llama31-8b-nvfp4"),
-            (host, "unit", "spark-state-trtllm-nvfp4.service"))
-    }  # fmt: skip
+        item
+        for host in NVFP4_HOSTS
+        for item in (
+            (host, "checkpoint", "llama31-8b-nvfp4"),
+            (host, "engine", "llama31-8b-nvfp4"),
+            (host, "unit", "spark-state-trtllm-nvfp4.service"),
+        )
+    }
 
 
 def test_image_bumped_to_2603(workdir: Path, converged: str) -> None:
@@ -110,8 +126,11 @@ def test_image_bumped_to_2603(workdir: Path, converged: str) -> None:
     assert code == 2
     expected = set()
     for host in NVFP4_HOSTS:
-        expected |= {(host, "image", "nvcr.io/nvidia/tritonserver:26.03-trtllm-python-py3"),
-                     (host, "engine", "llama31-8b-nvfp4"), (host, "unit", "spark-state-trtllm-nvfp4.service")}
+        expected |= {
+            (host, "image", "nvcr.io/nvidia/tritonserver:26.03-trtllm-python-py3"),
+            (host, "engine", "llama31-8b-nvfp4"),
+            (host, "unit", "spark-state-trtllm-nvfp4.service"),
+        }
     expected |= {("alpha", "engine", "llama31-8b-fp8"), ("alpha", "unit", "spark-state-trtllm-fp8.service")}
     assert drifted(report) == expected
     engine = next(d for h in report["hosts"] if h["host"] == "beta" for d in h["drift"] if d["kind"] == "engine")
@@ -132,10 +151,16 @@ def test_slowed_standin_is_performance_drift(fleet: Fleet, workdir: Path, conver
         kinds = {k for _, k, _ in drifted(report)}
         names = {n.split()[0] for _, _, n in drifted(report)}
         # against its expectations, its last bench and the baseline of its last good deploy
-        assert hosts == {"gamma"} and kinds <= {"bench", "bench-history", "baseline-bench"} and names == {"trtllm-nvfp4"}
+        assert (
+            hosts == {"gamma"} and kinds <= {"bench", "bench-history", "baseline-bench"} and names == {"trtllm-nvfp4"}
+        )
         # resident memory is measured through the operator's sudo on every host, the one asking a password too
-        resident = [i for h in report["hosts"] for i in h["in_sync"] + h["drift"] if i["name"].endswith("resident (GiB)")]
-        assert {i["host"] for i in resident} == {"alpha", "beta", "gamma"} and all(i["observed"] != "-" for i in resident)
+        resident = [
+            i for h in report["hosts"] for i in h["in_sync"] + h["drift"] if i["name"].endswith("resident (GiB)")
+        ]
+        assert {i["host"] for i in resident} == {"alpha", "beta", "gamma"} and all(
+            i["observed"] != "-" for i in resident
+        )
         assert ("gamma", "baseline-bench", "trtllm-nvfp4 decode (tok/s)") in drifted(report)
         assert ("gamma", "bench-history", "trtllm-nvfp4 decode (tok/s)") in drifted(report)
     finally:

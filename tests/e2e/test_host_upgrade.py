@@ -13,7 +13,9 @@ import pytest
 from conftest import Fleet
 from e2e_helpers import ALPHA, BETA, GAMMA, deploy, drift, drifted, sim, state_text
 
-STATE = state_text(nvfp4_batch=16).replace("tritonserver:25.12-trtllm-python-py3", "tritonserver:26.03-trtllm-python-py3")
+STATE = state_text(nvfp4_batch=16).replace(
+    "tritonserver:25.12-trtllm-python-py3", "tritonserver:26.03-trtllm-python-py3"
+)
 BASELINE = "/var/lib/spark-state/baseline.json"
 HOST_ITEMS = {("beta", "host", "NVIDIA driver"), ("beta", "host", "CUDA (driver API)"), ("beta", "host", "kernel")}
 
@@ -57,12 +59,16 @@ def test_a_driver_upgrade_is_host_drift_on_that_host_only_and_the_deploy_rebench
 ) -> None:
     before = host_baseline(fleet, BETA)
     others = {i: host_baseline(fleet, i) for i in (ALPHA, GAMMA)}
-    out = sim("upgrade", fleet.hosts[BETA].name, "--driver", "590.10.01", "--cuda", "13.1",
-              "--kernel", "6.14.0-1001-nvidia")  # fmt: skip
+    out = sim(
+        "upgrade", fleet.hosts[BETA].name, "--driver", "590.10.01", "--cuda", "13.1", "--kernel", "6.14.0-1001-nvidia"
+    )
     assert "driver 590.10.01" in out and "kernel 6.14.0-1001-nvidia" in out
     # the host itself reports it where the tools read it
-    smi = fleet.root(fleet.hosts[BETA], "nvidia-smi --query-gpu=driver_version --format=csv,noheader; "
-                                       "nvidia-smi | grep -o 'CUDA Version: [0-9.]*'; cat /proc/sys/kernel/osrelease")
+    smi = fleet.root(
+        fleet.hosts[BETA],
+        "nvidia-smi --query-gpu=driver_version --format=csv,noheader; "
+        "nvidia-smi | grep -o 'CUDA Version: [0-9.]*'; cat /proc/sys/kernel/osrelease",
+    )
     assert smi.stdout.split("\n")[:3] == ["590.10.01", "CUDA Version: 13.1", "6.14.0-1001-nvidia"]
 
     code, report = drift(workdir, baselined)

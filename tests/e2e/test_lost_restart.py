@@ -43,6 +43,8 @@ def test_a_restart_lost_between_unit_write_and_restart_is_flagged_and_healed(fle
     assert started(fleet, ALPHA, since) == {"spark-state-trtllm-nvfp4"}  # only the service whose restart was lost
     code, report = drift(workdir, after)
     assert (code, drifted(report)) == (0, set())
-    running = fleet.root(fleet.hosts[ALPHA], "docker inspect -f '{{index .Config.Labels \"spark-state.identity\"}}' "
-                                            "spark-state-trtllm-nvfp4").stdout.strip()  # fmt: skip
+    running = fleet.root(
+        fleet.hosts[ALPHA],
+        "docker inspect -f '{{index .Config.Labels \"spark-state.identity\"}}' spark-state-trtllm-nvfp4",
+    ).stdout.strip()
     assert running == unit.identity

@@ -9,7 +9,7 @@ from pathlib import Path
 from conftest import Fleet
 from e2e_helpers import ALPHA, deploy, drift, drifted, state_text
 
-from spark_state.sim.registry import NGC_KEY
+from spark_rehearsal.registry import NGC_KEY
 
 NIM = "nvcr.io/nim/meta/llama-3.1-8b-instruct-dgx-spark:latest"
 SAMPLER = "/root/argv-samples.log"
@@ -36,8 +36,11 @@ def test_the_deploy_logs_in_with_the_key_on_stdin_never_in_argv_or_output(fleet:
     _forget_the_nim_image(fleet)
     host = fleet.hosts[ALPHA]
     # every 20 ms, every process's argv on the host, for as long as the deploy runs
-    fleet.root(host, f"rm -f {SAMPLER}; nohup sh -c 'while [ ! -e /root/stop-sampling ]; do ps -eo args >> {SAMPLER}; "
-                     "sleep 0.02; done' >/dev/null 2>&1 &")  # fmt: skip
+    fleet.root(
+        host,
+        f"rm -f {SAMPLER}; nohup sh -c 'while [ ! -e /root/stop-sampling ]; do ps -eo args >> {SAMPLER}; "
+        "sleep 0.02; done' >/dev/null 2>&1 &",
+    )
     try:
         proc = deploy(workdir, text, "-vvv")
     finally:

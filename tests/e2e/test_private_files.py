@@ -22,8 +22,10 @@ SAMPLER = "/root/argv-samples.log"
 
 
 def _with_secret(text: str) -> str:
-    with_secret = text.replace("kv_cache_free_gpu_memory_fraction: 0.4,",
-                               "kv_cache_free_gpu_memory_fraction: 0.4, secrets: [SPARK_TEST_TOKEN],")  # fmt: skip
+    with_secret = text.replace(
+        "kv_cache_free_gpu_memory_fraction: 0.4,",
+        "kv_cache_free_gpu_memory_fraction: 0.4, secrets: [SPARK_TEST_TOKEN],",
+    )
     assert with_secret != text
     return with_secret
 
@@ -33,8 +35,12 @@ def _copies(fleet: Fleet, index: int, value: str) -> str:
     directory, logs and caches), as root sees the host. Docker's own container config is left out: a container's
     environment is docker's to keep (`docker inspect` shows it to whoever may talk to docker)."""
     where = "/tmp /var/tmp /home /root /etc /var/log /var/cache /var/lib/spark-state"
-    return fleet.root(fleet.hosts[index], f"grep -rlsF --exclude-dir=secrets --exclude-dir=rollback --exclude-dir=engines "
-                                          f"--exclude-dir=checkpoints -- {value} {where}; true", timeout=300).stdout  # fmt: skip
+    return fleet.root(
+        fleet.hosts[index],
+        f"grep -rlsF --exclude-dir=secrets --exclude-dir=rollback --exclude-dir=engines "
+        f"--exclude-dir=checkpoints -- {value} {where}; true",
+        timeout=300,
+    ).stdout
 
 
 def test_a_new_secret_travels_like_a_credential_and_stale_env_files_go(
@@ -45,10 +51,16 @@ def test_a_new_secret_travels_like_a_credential_and_stale_env_files_go(
     host = fleet.hosts[ALPHA]
     # someone loosened the directory and left the env files of things the state no longer has
     for index in range(3):
-        fleet.root(fleet.hosts[index], f"install -d -m 755 {SECRETS} && chmod 755 {SECRETS} && printf 'OLD=1\\n' > {SECRETS}/retired-chat.env && "
-                                       f"printf 'HF_TOKEN=x\\n' > {SECRETS}/checkpoint-retired.env")  # fmt: skip
-    fleet.root(host, f"rm -f {SAMPLER}; nohup sh -c 'while [ ! -e /root/stop-sampling ]; do ps -eo args >> {SAMPLER}; "
-                     "sleep 0.02; done' >/dev/null 2>&1 &")  # fmt: skip
+        fleet.root(
+            fleet.hosts[index],
+            f"install -d -m 755 {SECRETS} && chmod 755 {SECRETS} && printf 'OLD=1\\n' > {SECRETS}/retired-chat.env && "
+            f"printf 'HF_TOKEN=x\\n' > {SECRETS}/checkpoint-retired.env",
+        )
+    fleet.root(
+        host,
+        f"rm -f {SAMPLER}; nohup sh -c 'while [ ! -e /root/stop-sampling ]; do ps -eo args >> {SAMPLER}; "
+        "sleep 0.02; done' >/dev/null 2>&1 &",
+    )
     try:
         proc = deploy(workdir, text, "-vvv", env={"SPARK_TEST_TOKEN": value})
     finally:
@@ -73,8 +85,14 @@ def test_a_new_secret_travels_like_a_credential_and_stale_env_files_go(
     env = {**os.environ, "SPARK_TEST_TOKEN": value, "SPARK_STATE_HOME": str(workdir / "home")}
     state = workdir / "secret-state.yaml"
     state.write_text(text)
-    plan = subprocess.run([str(Path(sys.executable).parent / "spark-state"), "plan", str(state), "--json"], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    plan = subprocess.run(
+        [str(Path(sys.executable).parent / "spark-state"), "plan", str(state), "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert plan.returncode == 0 and "SPARK_TEST_TOKEN" in plan.stdout and value not in plan.stdout + plan.stderr
     monkeypatch.setenv("SPARK_TEST_TOKEN", value)  # drift compares the env files' hashes, never their text
     code, report = drift(workdir, text)

@@ -9,7 +9,7 @@ from pathlib import Path
 from conftest import Fleet
 from e2e_helpers import BETA, ENGINE_ROOT, answers, deploy, drift, drifted, events, state_text
 
-from spark_state.sim import upgrade
+from spark_rehearsal import upgrade
 
 
 def test_a_rebooted_host_serves_again_without_a_deploy(fleet: Fleet, workdir: Path) -> None:
@@ -35,6 +35,10 @@ def test_a_rebooted_host_serves_again_without_a_deploy(fleet: Fleet, workdir: Pa
     assert fleet.root(host, artifacts).stdout == before
     seen = events(fleet, BETA, "0")  # since this docker daemon started, at boot
     assert "container start spark-state-trtllm-nvfp4" in seen
-    assert not [e for e in seen if " pull " in e or e.split()[-1].startswith(("spark-state-build-", "spark-state-fetch-",
-                                                                               "spark-state-convert-"))], seen  # fmt: skip
+    assert not [
+        e
+        for e in seen
+        if " pull " in e
+        or e.split()[-1].startswith(("spark-state-build-", "spark-state-fetch-", "spark-state-convert-"))
+    ], seen
     assert fleet.root(host, f"ls {ENGINE_ROOT}/llama31-8b-nvfp4/*/engine/rank0.engine").returncode == 0

@@ -29,7 +29,7 @@ from e2e_helpers import (
     unit_files,
 )
 
-from spark_state.sim.registry import NGC_KEY
+from spark_rehearsal.registry import NGC_KEY
 
 NEWER = "tritonserver:26.03-trtllm-python-py3"
 ROLLBACK = "/var/lib/spark-state/rollback"
@@ -46,12 +46,17 @@ def _identity(fleet: Fleet, index: int) -> str:
 
 def _touched(fleet: Fleet, index: int, since: str) -> list[str]:
     """Pulls, container starts and creates (builds run in containers) on a host since `since`."""
-    return [e for e in events(fleet, index, since) if e.split()[:2] in (["image", "pull"], ["container", "start"],
-                                                                     ["container", "create"])]  # fmt: skip
+    return [
+        e
+        for e in events(fleet, index, since)
+        if e.split()[:2] in (["image", "pull"], ["container", "start"], ["container", "create"])
+    ]
 
 
 def _rollback_items(report: dict) -> dict[tuple[str, str], str]:
-    return {(h["host"], d["name"]): d["observed"] for h in report["hosts"] for d in h["drift"] if d["kind"] == "rollback"}
+    return {
+        (h["host"], d["name"]): d["observed"] for h in report["hosts"] for d in h["drift"] if d["kind"] == "rollback"
+    }
 
 
 def test_a_slow_canary_is_rolled_back_and_stops_the_rollout(fleet: Fleet, workdir: Path) -> None:
@@ -149,8 +154,10 @@ def test_a_service_that_never_becomes_healthy_is_rolled_back_on_every_host(fleet
     identities = [_identity(fleet, i) for i in range(3)]
 
     # trtllm-serve refuses a flag it does not know: the new container exits, the health wait gives up
-    bad = good.replace("kv_cache_free_gpu_memory_fraction: 0.4,",
-                       "kv_cache_free_gpu_memory_fraction: 0.4, extra_args: [--no_such_flag], health_timeout_s: 30,")
+    bad = good.replace(
+        "kv_cache_free_gpu_memory_fraction: 0.4,",
+        "kv_cache_free_gpu_memory_fraction: 0.4, extra_args: [--no_such_flag], health_timeout_s: 30,",
+    )
     assert bad != good
     proc = deploy(workdir, bad)
     assert proc.returncode != 0
@@ -177,8 +184,14 @@ def test_a_service_that_never_becomes_healthy_is_rolled_back_on_every_host(fleet
 
 def _spark_state(workdir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NGC_API_KEY": NGC_KEY, "SPARK_STATE_HOME": str(workdir / "home")}
-    return subprocess.run([str(Path(sys.executable).parent / "spark-state"), *argv], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "spark-state"), *argv],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_pin_writes_digests_and_commits_and_the_pinned_state_changes_nothing(fleet: Fleet, workdir: Path) -> None:
@@ -194,7 +207,8 @@ def test_pin_writes_digests_and_commits_and_the_pinned_state_changes_nothing(fle
     assert re.findall(r"revision: ([0-9a-f]{40})", pinned) and "revision: main" not in pinned
     assert pinned.count("@sha256:") == 3 and NEWER in pinned  # each image keeps its tag beside the digest
     assert [line for line in pinned.splitlines() if "#" in line and "revision" not in line] == [
-        line for line in text.splitlines() if "#" in line]
+        line for line in text.splitlines() if "#" in line
+    ]
     assert _spark_state(workdir, "pin", str(path), "--check").returncode == 0
 
     # same commits, same bits: deploying the pinned file changes nothing anywhere

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from conftest import REPO, Fleet
 
-from spark_state.sim.registry import NGC_KEY
+from spark_rehearsal.registry import NGC_KEY
 
 TRITON = "nvcr.io/nvidia/tritonserver:{}-trtllm-python-py3"
 NIM = "nvcr.io/nim/meta/llama-3.1-8b-instruct-dgx-spark:latest"
@@ -76,8 +76,9 @@ def test_docker_pull_of_real_image_names(fleet: Fleet, image: str) -> None:
 
 
 def _ngc_login(fleet: Fleet, host, key: str = NGC_KEY) -> subprocess.CompletedProcess[str]:
-    return fleet.root(host, f"printf '%s' {key} | docker login nvcr.io --username '$oauthtoken' --password-stdin",
-                      check=False)  # fmt: skip
+    return fleet.root(
+        host, f"printf '%s' {key} | docker login nvcr.io --username '$oauthtoken' --password-stdin", check=False
+    )
 
 
 def test_nvcr_io_serves_nvidia_images_anonymously_and_nim_images_only_with_the_ngc_key(fleet: Fleet) -> None:
@@ -108,7 +109,9 @@ def test_old_container_warns_about_gb10_and_reports_its_trtllm(fleet: Fleet) -> 
     host = fleet.hosts[0]
     image = TRITON.format("25.01")
     fleet.root(host, f"docker pull -q {image}")
-    out = fleet.root(host, f"docker run --rm --gpus all {image} python3 -c 'import tensorrt_llm; print(tensorrt_llm.__version__)'")
+    out = fleet.root(
+        host, f"docker run --rm --gpus all {image} python3 -c 'import tensorrt_llm; print(tensorrt_llm.__version__)'"
+    )
     assert "WARNING: Detected NVIDIA GB10 GPU, which may not yet be supported" in out.stdout
     assert out.stdout.strip().endswith("0.17.0.post1")
 
@@ -122,7 +125,9 @@ def test_hf_download_of_both_checkpoints_with_the_real_client(fleet: Fleet) -> N
     _download(fleet, host, "nvidia/Llama-3.1-8B-Instruct-FP8", "/srv/ckpt/fp8")
     _download(fleet, host, "nvidia/Llama-3.1-8B-Instruct-NVFP4", "/srv/ckpt/nvfp4")
     files = fleet.root(host, "ls /srv/ckpt/nvfp4").stdout.split()
-    assert {"config.json", "hf_quant_config.json", "tokenizer_config.json", "model-00001-of-00002.safetensors"} <= set(files)
+    assert {"config.json", "hf_quant_config.json", "tokenizer_config.json", "model-00001-of-00002.safetensors"} <= set(
+        files
+    )
     fp8_tok = json.loads(fleet.root(host, "cat /srv/ckpt/fp8/tokenizer_config.json").stdout)
     nvfp4_tok = json.loads(fleet.root(host, "cat /srv/ckpt/nvfp4/tokenizer_config.json").stdout)
     assert "chat_template" in fp8_tok and "chat_template" not in nvfp4_tok
@@ -143,21 +148,32 @@ def test_images_ship_tensorrt_llms_library_but_no_examples(fleet: Fleet) -> None
     host = fleet.hosts[1]
     image = TRITON.format("25.12")
     fleet.root(host, f"docker pull -q {image}")
-    probe = fleet.root(host, f"docker run --rm {image} sh -c 'ls -d /app/tensorrt_llm/examples "
-                            "/usr/local/lib/python3*/dist-packages/tensorrt_llm/examples 2>&1; true'").stdout  # fmt: skip
+    probe = fleet.root(
+        host,
+        f"docker run --rm {image} sh -c 'ls -d /app/tensorrt_llm/examples "
+        "/usr/local/lib/python3*/dist-packages/tensorrt_llm/examples 2>&1; true'",
+    ).stdout
     assert probe.count("No such file or directory") == 2, probe
     _download(fleet, host, "nvidia/Llama-3.1-8B-Instruct-FP8", "/srv/ckpt/fp8")
-    script = ("from tensorrt_llm.models import LLaMAForCausalLM\n"
-              "LLaMAForCausalLM.from_hugging_face('/ckpt', dtype='bfloat16', use_fp8_rowwise=True)")  # fmt: skip
-    refused = fleet.root(host, f"docker run --rm --gpus all -v /srv/ckpt/fp8:/ckpt:ro {image} python3 -c \"{script}\" 2>&1",
-                         check=False)  # fmt: skip
+    script = (
+        "from tensorrt_llm.models import LLaMAForCausalLM\n"
+        "LLaMAForCausalLM.from_hugging_face('/ckpt', dtype='bfloat16', use_fp8_rowwise=True)"
+    )
+    refused = fleet.root(
+        host, f'docker run --rm --gpus all -v /srv/ckpt/fp8:/ckpt:ro {image} python3 -c "{script}" 2>&1', check=False
+    )
     assert refused.returncode != 0 and "unexpected keyword argument 'use_fp8_rowwise'" in refused.stdout
-    unquantized = fleet.root(host, f"docker run --rm --gpus all -v /srv/ckpt/fp8:/ckpt:ro {image} python3 -c "
-                                   "\"from tensorrt_llm.models import LLaMAForCausalLM; "
-                                   "LLaMAForCausalLM.from_hugging_face('/ckpt')\" 2>&1", check=False)  # fmt: skip
+    unquantized = fleet.root(
+        host,
+        f"docker run --rm --gpus all -v /srv/ckpt/fp8:/ckpt:ro {image} python3 -c "
+        '"from tensorrt_llm.models import LLaMAForCausalLM; '
+        "LLaMAForCausalLM.from_hugging_face('/ckpt')\" 2>&1",
+        check=False,
+    )
     assert unquantized.returncode != 0 and "is quantized (FP8" in unquantized.stdout
-    other = fleet.root(host, f"docker run --rm {image} python3 -c 'from tensorrt_llm.models import GPTForCausalLM' 2>&1",
-                       check=False)  # fmt: skip
+    other = fleet.root(
+        host, f"docker run --rm {image} python3 -c 'from tensorrt_llm.models import GPTForCausalLM' 2>&1", check=False
+    )
     assert other.returncode != 0 and "ImportError" in other.stdout
 
 
@@ -166,14 +182,21 @@ def _convert_and_build(fleet: Fleet, host, tag: str, workdir: str) -> tuple[int,
     fleet.root(host, f"docker pull -q {image}; mkdir -p {workdir}")
     _download(fleet, host, "nvidia/Llama-3.1-8B-Instruct-NVFP4", "/srv/ckpt/nvfp4")
     _install_converter(fleet, host)
-    fleet.root(host, f"docker run --rm --gpus all -v /srv/ckpt/nvfp4:/ckpt:ro -v {workdir}:/work "
-                    f"-v /srv/lib/convert_checkpoint.py:/opt/spark-state/convert_checkpoint.py:ro {image} "
-                    "python3 /opt/spark-state/convert_checkpoint.py "
-                    "--model_dir /ckpt --output_dir /work/trtllm-ckpt --dtype bfloat16")  # fmt: skip
-    build = fleet.root(host, f"docker run --rm --gpus all -v {workdir}:/work {image} trtllm-build "
-                            "--checkpoint_dir /work/trtllm-ckpt --output_dir /work/engine --gemm_plugin nvfp4 "
-                            "--max_batch_size 8 --max_input_len 2048 --max_seq_len 4096 --max_num_tokens 4096 "
-                            "--use_paged_context_fmha enable 2>&1", check=False)  # fmt: skip
+    fleet.root(
+        host,
+        f"docker run --rm --gpus all -v /srv/ckpt/nvfp4:/ckpt:ro -v {workdir}:/work "
+        f"-v /srv/lib/convert_checkpoint.py:/opt/spark-state/convert_checkpoint.py:ro {image} "
+        "python3 /opt/spark-state/convert_checkpoint.py "
+        "--model_dir /ckpt --output_dir /work/trtllm-ckpt --dtype bfloat16",
+    )
+    build = fleet.root(
+        host,
+        f"docker run --rm --gpus all -v {workdir}:/work {image} trtllm-build "
+        "--checkpoint_dir /work/trtllm-ckpt --output_dir /work/engine --gemm_plugin nvfp4 "
+        "--max_batch_size 8 --max_input_len 2048 --max_seq_len 4096 --max_num_tokens 4096 "
+        "--use_paged_context_fmha enable 2>&1",
+        check=False,
+    )
     return build.returncode, build.stdout
 
 
@@ -198,10 +221,13 @@ def test_build_in_the_2512_image_writes_a_sparse_engine_of_real_size(fleet: Flee
 
 def _serve(fleet: Fleet, host, name: str, port: int, tokenizer: str, engine_dir: str) -> str:
     image = TRITON.format("25.12")
-    fleet.root(host, f"docker rm -f {name} >/dev/null 2>&1; docker run -d --name {name} --gpus all -p {port}:{port} "
-                    f"-v {engine_dir}:/engine:ro -v {tokenizer}:/tokenizer:ro {image} trtllm-serve serve /engine "
-                    f"--tokenizer /tokenizer --backend tensorrt --host 0.0.0.0 --port {port} --max_batch_size 8 "
-                    "--max_num_tokens 4096 --max_seq_len 4096 --kv_cache_free_gpu_memory_fraction 0.4")  # fmt: skip
+    fleet.root(
+        host,
+        f"docker rm -f {name} >/dev/null 2>&1; docker run -d --name {name} --gpus all -p {port}:{port} "
+        f"-v {engine_dir}:/engine:ro -v {tokenizer}:/tokenizer:ro {image} trtllm-serve serve /engine "
+        f"--tokenizer /tokenizer --backend tensorrt --host 0.0.0.0 --port {port} --max_batch_size 8 "
+        "--max_num_tokens 4096 --max_seq_len 4096 --kv_cache_free_gpu_memory_fraction 0.4",
+    )
     url = f"http://{host.address}:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -216,8 +242,14 @@ def _serve(fleet: Fleet, host, name: str, port: int, tokenizer: str, engine_dir:
 
 def _stream_200(url: str) -> tuple[float, float, int]:
     """(ttft s, decode tok/s, tokens) of one streamed 200-token chat completion."""
-    body = {"model": "/engine", "messages": [{"role": "user", "content": "What is RAG?"}], "max_tokens": 200,
-            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
+    body = {
+        "model": "/engine",
+        "messages": [{"role": "user", "content": "What is RAG?"}],
+        "max_tokens": 200,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     start = time.perf_counter()
     first = last = 0.0
     tokens = 0
@@ -247,8 +279,11 @@ def test_served_standin_streams_at_the_seed_rate_and_refuses_chat_without_templa
     assert 38.82 * 0.85 < decode < 38.82 * 1.10  # seed: 38.82 tok/s
 
     bad = _serve(fleet, host, "nvfp4-owntok", 18005, "/srv/ckpt/nvfp4", "/srv/build-serve/engine")
-    r = httpx.post(f"{bad}/v1/chat/completions", json={"model": "/engine", "max_tokens": 5,
-                   "messages": [{"role": "user", "content": "hi"}]}, timeout=10)  # fmt: skip
+    r = httpx.post(
+        f"{bad}/v1/chat/completions",
+        json={"model": "/engine", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+        timeout=10,
+    )
     assert r.status_code == 400
     assert r.json()["message"] == "No chat template found for the given tokenizer and tools."
     fleet.root(host, "docker rm -f nvfp4-fp8tok nvfp4-owntok")
@@ -259,8 +294,11 @@ def test_pacing_is_configurable_per_host(fleet: Fleet) -> None:
     rc, _ = _convert_and_build(fleet, host, "25.12", "/srv/build-slow")
     assert rc == 0
     _download(fleet, host, "nvidia/Llama-3.1-8B-Instruct-FP8", "/srv/ckpt/fp8")
-    fleet.root(host, "cp /etc/spark-sim/gpu.json /root/gpu.json.bak && python3 -c \"import json; p='/etc/spark-sim/gpu.json'; "
-                    "d=json.load(open(p)); d['slowdown']=1.3; json.dump(d, open(p, 'w'))\"")  # fmt: skip
+    fleet.root(
+        host,
+        "cp /etc/spark-sim/gpu.json /root/gpu.json.bak && python3 -c \"import json; p='/etc/spark-sim/gpu.json'; "
+        "d=json.load(open(p)); d['slowdown']=1.3; json.dump(d, open(p, 'w'))\"",
+    )
     try:
         url = _serve(fleet, host, "nvfp4-slow", 18006, "/srv/ckpt/fp8", "/srv/build-slow/engine")
         _, decode, _ = _stream_200(url)
@@ -279,8 +317,10 @@ def _status(url: str) -> int | str:
 def test_nim_runs_as_uid_1000_on_its_documented_health_paths_and_caches_its_profile(fleet: Fleet) -> None:
     host = fleet.hosts[-1]
     _ngc_login(fleet, host)
-    run = ("docker rm -f nim-probe >/dev/null 2>&1; docker run -d --name nim-probe --gpus all -e NGC_API_KEY=k "
-           f"-p 18008:8000 -v /srv/nim-cache:/opt/nim/.cache {NIM}")  # fmt: skip
+    run = (
+        "docker rm -f nim-probe >/dev/null 2>&1; docker run -d --name nim-probe --gpus all -e NGC_API_KEY=k "
+        f"-p 18008:8000 -v /srv/nim-cache:/opt/nim/.cache {NIM}"
+    )
     # a cache that only root may write: the NIM (UID 1000) exits with a permission error
     fleet.root(host, "rm -rf /srv/nim-cache && install -d -o 0 -g 0 -m 0755 /srv/nim-cache && " + run)
     deadline = time.monotonic() + 30
@@ -321,9 +361,9 @@ def test_nim_runs_as_uid_1000_on_its_documented_health_paths_and_caches_its_prof
 
 def test_the_probe_reads_an_absent_images_download_size_from_the_registry(fleet: Fleet) -> None:
     """Before any pull, preflight knows what the pull downloads: the registry manifest's layer sizes."""
+    from spark_rehearsal import images, rootfs
+    from spark_rehearsal.layout import Layout
     from spark_state.observe.probe import ProbeSpec, probe_command
-    from spark_state.sim import images, rootfs
-    from spark_state.sim.layout import Layout
 
     host, ref = fleet.hosts[2], TRITON.format("25.01")
     fleet.root(host, f"docker rmi -f {ref} >/dev/null 2>&1; true")
@@ -332,7 +372,9 @@ def test_the_probe_reads_an_absent_images_download_size_from_the_registry(fleet:
     layout = Layout.default()
     cache = layout.cache / "layers"
     image = next(i for i in images.IMAGES if i.ref == ref)
-    expected = images.base_layer(rootfs.rootfs_dir(layout, "image"), cache).size + images.standin_layer(image, cache).size
+    expected = (
+        images.base_layer(rootfs.rootfs_dir(layout, "image"), cache).size + images.standin_layer(image, cache).size
+    )
     assert sizes[ref] == {"bytes": expected}
     if NIM in sizes:  # absent and not logged in: the registry does not say, and the probe says why
         assert "error" in sizes[NIM]

@@ -1,4 +1,4 @@
-"""`spark-state sim up|down|status`: N simulated Sparks, each a systemd-nspawn machine booted with systemd as
+"""`spark-rehearsal up|down|status`: N simulated Sparks, each a systemd-nspawn machine booted with systemd as
 PID 1 in its own network namespace on a bridge, with sshd, docker and its own disk (an overlay upper layer and
 a docker directory). The registry and the hub listen on the bridge's gateway address."""
 
@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import SimError
 from . import images, registry
+from .errors import SimError
 from .layout import BRIDGE, GATEWAY, HUB_PORT, Layout, host_address, host_name
 from .rootfs import OPERATOR, OPERATOR_UID, ensure_rootfs
 
@@ -28,8 +28,21 @@ GPU_DIR = "etc/spark-sim"
 UNIFIED_MEMORY_KIB = int(121.7 * 1024 * 1024)  # the Spark's 121.7 GiB of unified memory
 SPARK_DATA_DIR = "/var/lib/spark-state"
 SPARK_DISK_GB = 3700
-REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "ip", "nsenter", "ssh", "ssh-keygen", "openssl", "docker-registry",
-                  "mount", "umount", "tar", "mkfs.ext4", "chroot")  # fmt: skip
+REQUIRED_TOOLS = (
+    "debootstrap",
+    "systemd-nspawn",
+    "ip",
+    "nsenter",
+    "ssh",
+    "ssh-keygen",
+    "openssl",
+    "docker-registry",
+    "mount",
+    "umount",
+    "tar",
+    "mkfs.ext4",
+    "chroot",
+)
 
 
 @dataclass
@@ -61,7 +74,9 @@ class FleetRecord:
         try:
             data = json.loads(layout.fleet_file.read_text())
         except FileNotFoundError:
-            raise SimError(f"no rehearsal fleet is up ({layout.fleet_file} missing); run `spark-state sim up N`")
+            raise SimError(
+                f"no rehearsal fleet is up ({layout.fleet_file} missing); run `spark-rehearsal up N`"
+            ) from None
         data["hosts"] = [SimHost(**h) for h in data["hosts"]]
         for key in ("password_hosts", "docker_hosts"):
             data[key] = tuple(data.get(key) or ())
@@ -95,8 +110,9 @@ def _run(argv: list[str], check: bool = True, stdin: str | None = None) -> subpr
 
 def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
     with open(log, "ab") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=env)  # fmt: skip
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
     return proc.pid
 
 
@@ -153,7 +169,7 @@ def _children(pid: int) -> list[int]:
 
 def init_pid(host: SimHost) -> int:
     """The host's PID 1 (systemd), seen from here: the child of systemd-nspawn, itself the machine supervisor's
-    child (spark_state.sim.machine), which starts it again after a reboot."""
+    child (spark_rehearsal.machine), which starts it again after a reboot."""
     pid = host.pid
     for _ in range(2):
         children = _children(pid)
@@ -171,8 +187,12 @@ def init_pid(host: SimHost) -> int:
 def host_exec(host: SimHost, argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run a command inside the simulated host (its mount, PID, network, UTS and IPC namespaces)."""
     pid = init_pid(host)
-    return subprocess.run(["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", *argv],
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # --------------------------------------------------------------------------- up
@@ -198,17 +218,30 @@ def up(count: int, layout: Layout | None = None, log=print) -> FleetRecord:
     registry_pid = _spawn(registry.registry_command(layout), layout.fleet / "registry.log")
     door_argv, door_env = registry.door_command(layout)
     door_pid = _spawn(door_argv, layout.fleet / "ngc-auth.log", door_env)
-    hub_pid = _spawn([sys.executable, "-m", "spark_state.sim.hub", "--host", GATEWAY, "--port", str(HUB_PORT)],
-                     layout.fleet / "hub.log")  # fmt: skip
+    hub_pid = _spawn(
+        [sys.executable, "-m", "spark_rehearsal.hub", "--host", GATEWAY, "--port", str(HUB_PORT)],
+        layout.fleet / "hub.log",
+    )
     # Both sudo paths are exercised: the second host asks its operator for a password, the others do not; only
     # the first lets the operator use docker without sudo.
     names = [host_name(i) for i in range(count)]
-    record = FleetRecord([], str(layout.ssh_key), f"http://{GATEWAY}:{HUB_PORT}", registry_pid, hub_pid, time.time(),
-                         sudo_password=secrets.token_urlsafe(12), password_hosts=tuple(names[1:2]),
-                         docker_hosts=tuple(names[:1]), door_pid=door_pid)  # fmt: skip
+    record = FleetRecord(
+        [],
+        str(layout.ssh_key),
+        f"http://{GATEWAY}:{HUB_PORT}",
+        registry_pid,
+        hub_pid,
+        time.time(),
+        sudo_password=secrets.token_urlsafe(12),
+        password_hosts=tuple(names[1:2]),
+        docker_hosts=tuple(names[:1]),
+        door_pid=door_pid,
+    )
     record.save(layout)
     backend_host, _, backend_port = registry.BACKEND.partition(":")
-    if not all(_wait_port(a, p, 15) for a, p in ((GATEWAY, 443), (GATEWAY, HUB_PORT), (backend_host, int(backend_port)))):
+    if not all(
+        _wait_port(a, p, 15) for a, p in ((GATEWAY, 443), (GATEWAY, HUB_PORT), (backend_host, int(backend_port)))
+    ):
         raise SimError(f"registry, its nvcr.io door or the hub did not start; see {layout.fleet}/*.log")
     images.publish_images(layout, image_root, f"http://{registry.BACKEND}", ca_crt, log)
 
@@ -217,8 +250,10 @@ def up(count: int, layout: Layout | None = None, log=print) -> FleetRecord:
         record.save(layout)
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(wait_ready, record.hosts))
-    log(f"{count} simulated Sparks up in {time.monotonic() - started:.1f} s: "
-        + ", ".join(f"{h.name}={h.address}" for h in record.hosts))  # fmt: skip
+    log(
+        f"{count} simulated Sparks up in {time.monotonic() - started:.1f} s: "
+        + ", ".join(f"{h.name}={h.address}" for h in record.hosts)
+    )
     return record
 
 
@@ -271,26 +306,52 @@ def _boot_host(layout: Layout, index: int, lower: Path, ca_crt: Path, record: Fl
     _run(["ip", "netns", "add", netns])
     _run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns])
     _run(["ip", "link", "set", veth, "master", BRIDGE, "up"])
-    for argv in (["addr", "add", f"{address}/24", "dev", "eth0"], ["link", "set", "eth0", "up"],
-                 ["link", "set", "lo", "up"], ["route", "add", "default", "via", GATEWAY]):  # fmt: skip
+    for argv in (
+        ["addr", "add", f"{address}/24", "dev", "eth0"],
+        ["link", "set", "eth0", "up"],
+        ["link", "set", "lo", "up"],
+        ["route", "add", "default", "via", GATEWAY],
+    ):
         _run(["ip", "-n", netns, *argv])
     # /proc/sys is read-only inside the machine; docker only needs forwarding already on.
     _run(["nsenter", f"--net=/run/netns/{netns}", "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
 
     merged = d / "merged"
-    _run(["mount", "-t", "overlay", "overlay", "-o",
-          f"lowerdir={lower},upperdir={d / 'upper'},workdir={d / 'work'}", str(merged)])  # fmt: skip
+    _run(
+        [
+            "mount",
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            f"lowerdir={lower},upperdir={d / 'upper'},workdir={d / 'work'}",
+            str(merged),
+        ]
+    )
     _personalise(merged, name, address, ca_crt, layout, record)
 
     disk = _data_disk(d)
     argv = [
-        sys.executable, "-m", "spark_state.sim.machine",  # restarts nspawn when the machine reboots itself
-        "systemd-nspawn", "-b", "-D", str(merged), "-M", name, f"--network-namespace-path=/run/netns/{netns}",
-        "--register=no", "--keep-unit", "--console=read-only", "--capability=all", "--resolv-conf=off",
-        "--timezone=off", "--system-call-filter=add_key keyctl request_key bpf",
+        sys.executable,
+        "-m",
+        "spark_rehearsal.machine",  # restarts nspawn when the machine reboots itself
+        "systemd-nspawn",
+        "-b",
+        "-D",
+        str(merged),
+        "-M",
+        name,
+        f"--network-namespace-path=/run/netns/{netns}",
+        "--register=no",
+        "--keep-unit",
+        "--console=read-only",
+        "--capability=all",
+        "--resolv-conf=off",
+        "--timezone=off",
+        "--system-call-filter=add_key keyctl request_key bpf",
         f"--bind={d / 'docker'}:/var/lib/docker",
         f"--bind={disk}:{SPARK_DATA_DIR}",
-    ]  # fmt: skip
+    ]
     env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
     pid = _spawn(argv, d / "console.log", env)
     return SimHost(name, address, netns, veth, pid, str(d))
@@ -305,8 +366,20 @@ def _data_disk(host_dir: Path) -> Path:
     if not image.exists():
         with open(image, "wb") as f:
             f.truncate(SPARK_DISK_GB * 10**9)
-        _run(["mkfs.ext4", "-F", "-q", "-m", "0", "-T", "largefile4", "-E", "lazy_itable_init=1,lazy_journal_init=1",
-              str(image)])  # fmt: skip
+        _run(
+            [
+                "mkfs.ext4",
+                "-F",
+                "-q",
+                "-m",
+                "0",
+                "-T",
+                "largefile4",
+                "-E",
+                "lazy_itable_init=1,lazy_journal_init=1",
+                str(image),
+            ]
+        )
     _run(["mount", "-o", "loop,noinit_itable", str(image), str(mountpoint)])
     return mountpoint
 
@@ -315,8 +388,7 @@ def _personalise(root: Path, name: str, address: str, ca_crt: Path, layout: Layo
     (root / "etc/hostname").write_text(f"{name}\n")
     (root / "etc/machine-id").write_text(secrets.token_hex(16) + "\n")
     (root / "etc/hosts").write_text(
-        f"127.0.0.1 localhost\n{address} {name}\n{GATEWAY} nvcr.io\n"
-        "::1 localhost ip6-localhost ip6-loopback\n"
+        f"127.0.0.1 localhost\n{address} {name}\n{GATEWAY} nvcr.io\n::1 localhost ip6-localhost ip6-loopback\n"
     )
     (root / "etc/environment").write_text(f"HF_ENDPOINT={record.hub_endpoint}\nHF_HUB_DISABLE_TELEMETRY=1\n")
     _run(["ssh-keygen", "-A", "-f", str(root)])
@@ -337,7 +409,7 @@ def _personalise(root: Path, name: str, address: str, ca_crt: Path, layout: Layo
     (root / GPU_DIR / "gpu.json").write_text(json.dumps(gpu_description(), indent=2) + "\n")
     # The Spark's unified memory where tools read it: a bind over /proc/meminfo, made at boot (as lxcfs does).
     (root / GPU_DIR / "meminfo").write_text(_meminfo())
-    # The kernel release the host reports (`sim upgrade --kernel` rewrites it in place, under the bind).
+    # The kernel release the host reports (`spark-rehearsal upgrade --kernel` rewrites it in place, under the bind).
     (root / GPU_DIR / "osrelease").write_text(os.uname().release + "\n")
     unit = root / "etc/systemd/system/spark-sim-proc.service"
     unit.write_text(PROC_UNIT)
@@ -438,18 +510,22 @@ def _cmdlines() -> dict[int, str]:
 
 def _stray_nspawn_pids(layout: Layout) -> list[int]:
     marker = str(layout.fleet / "hosts")
-    return [p for p, c in _cmdlines().items()
-            if (c.startswith("systemd-nspawn ") or "spark_state.sim.machine systemd-nspawn " in c) and marker in c]  # fmt: skip
+    return [
+        p
+        for p, c in _cmdlines().items()
+        if (c.startswith("systemd-nspawn ") or "spark_rehearsal.machine systemd-nspawn " in c) and marker in c
+    ]
 
 
 def _stray_service_pids(layout: Layout) -> list[int]:
     registry_config = str(layout.fleet / "registry.yml")
     return [
-        p for p, c in _cmdlines().items()
+        p
+        for p, c in _cmdlines().items()
         if (c.startswith("docker-registry serve") and registry_config in c)
-        or ("spark_state.sim.hub" in c and f"--host {GATEWAY}" in c)
-        or ("spark_state.sim.ngc_auth" in c and f"--listen {GATEWAY}:443" in c)
-    ]  # fmt: skip
+        or ("spark_rehearsal.hub" in c and f"--host {GATEWAY}" in c)
+        or ("spark_rehearsal.ngc_auth" in c and f"--listen {GATEWAY}:443" in c)
+    ]
 
 
 def _our_netns() -> list[str]:
@@ -458,8 +534,11 @@ def _our_netns() -> list[str]:
 
 
 def _our_links() -> list[str]:
-    names = [line.split(":")[1].strip().split("@")[0] for line in
-             _run(["ip", "-o", "link", "show"], check=False).stdout.splitlines() if ":" in line]  # fmt: skip
+    names = [
+        line.split(":")[1].strip().split("@")[0]
+        for line in _run(["ip", "-o", "link", "show"], check=False).stdout.splitlines()
+        if ":" in line
+    ]
     return [n for n in names if n == BRIDGE or n.startswith(VETH_PREFIX)]
 
 
@@ -487,9 +566,7 @@ class HostStatus:
 def status(layout: Layout | None = None) -> tuple[FleetRecord, list[HostStatus], dict[str, bool]]:
     layout = layout or Layout.default()
     record = FleetRecord.load(layout)
-    hosts = [
-        HostStatus(h.name, h.address, _alive(h.pid), _wait_port(h.address, 22, 1.5)) for h in record.hosts
-    ]
+    hosts = [HostStatus(h.name, h.address, _alive(h.pid), _wait_port(h.address, 22, 1.5)) for h in record.hosts]
     services = {
         "registry (nvcr.io)": _alive(record.registry_pid) and _alive(record.door_pid) and _wait_port(GATEWAY, 443, 1),
         f"hub ({record.hub_endpoint})": _alive(record.hub_pid) and _wait_port(GATEWAY, HUB_PORT, 1),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from ..errors import SimError
+from .errors import SimError
 from .layout import Layout
 from .rootfs import PYTHON_SITE
 
@@ -98,16 +98,24 @@ def standin_files(image: StandinImage) -> dict[str, tuple[bytes, int]]:
         for source in sorted(TRTLLM_PACKAGE.rglob("*.py")):
             files[f"{PYTHON_SITE}/tensorrt_llm/{source.relative_to(TRTLLM_PACKAGE)}"] = (source.read_bytes(), 0o644)
         files[f"{PYTHON_SITE}/tensorrt_llm/__init__.py"] = (
-            f'"""TensorRT-LLM (rehearsal stand-in)."""\n__version__ = "{v}"\n'.encode(), 0o644
+            f'"""TensorRT-LLM (rehearsal stand-in)."""\n__version__ = "{v}"\n'.encode(),
+            0o644,
         )
         files[f"{PYTHON_SITE}/tensorrt_llm-{v}.dist-info/METADATA"] = (
-            f"Metadata-Version: 2.1\nName: tensorrt_llm\nVersion: {v}\n".encode(), 0o644
+            f"Metadata-Version: 2.1\nName: tensorrt_llm\nVersion: {v}\n".encode(),
+            0o644,
         )
         files[f"{PYTHON_SITE}/tensorrt_llm-{v}.dist-info/INSTALLER"] = (b"pip\n", 0o644)
         for command, module in (("trtllm-build", "trtllm_build"), ("trtllm-serve", "trtllm_serve")):
-            files[f"usr/local/bin/{command}"] = (PY_WRAPPER.format(package=STANDIN_PACKAGE, module=module).encode(), 0o755)
+            files[f"usr/local/bin/{command}"] = (
+                PY_WRAPPER.format(package=STANDIN_PACKAGE, module=module).encode(),
+                0o755,
+            )
     else:
-        files["opt/nim/start_server.sh"] = (PY_WRAPPER.format(package=STANDIN_PACKAGE, module="nim_server").encode(), 0o755)
+        files["opt/nim/start_server.sh"] = (
+            PY_WRAPPER.format(package=STANDIN_PACKAGE, module="nim_server").encode(),
+            0o755,
+        )
     return files
 
 
@@ -119,12 +127,19 @@ def image_config(image: StandinImage, diff_ids: list[str], note: str = "") -> by
     config = {
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Env": env, "Entrypoint": ["/opt/nvidia/nvidia_entrypoint.sh"], "Cmd": cmd, "WorkingDir": "/",
-                   # NIM containers run as UID 1000 (NIM docs: the cache volume must be writable by it)
-                   **({} if image.trtllm_version else {"User": "1000"})},
+        "config": {
+            "Env": env,
+            "Entrypoint": ["/opt/nvidia/nvidia_entrypoint.sh"],
+            "Cmd": cmd,
+            "WorkingDir": "/",
+            # NIM containers run as UID 1000 (NIM docs: the cache volume must be writable by it)
+            **({} if image.trtllm_version else {"User": "1000"}),
+        },
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created_by": "spark-state sim: debian bookworm base"},
-                    {"created_by": f"stand-ins for {image.ref}{note}"}],
+        "history": [
+            {"created_by": "spark-rehearsal: debian bookworm base"},
+            {"created_by": f"stand-ins for {image.ref}{note}"},
+        ],
     }
     return json.dumps(config, sort_keys=True).encode()
 
@@ -167,15 +182,30 @@ def base_layer(rootfs: Path, cache: Path) -> Layer:
         if layer.path.exists():
             return layer
     tar = subprocess.run(
-        ["tar", "--numeric-owner", "--sort=name", "--mtime=@0", "-C", str(rootfs), "-cf", "-",
-         "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*", "--exclude=./.complete", "."],
-        capture_output=True, check=False,
-    )  # fmt: skip
+        [
+            "tar",
+            "--numeric-owner",
+            "--sort=name",
+            "--mtime=@0",
+            "-C",
+            str(rootfs),
+            "-cf",
+            "-",
+            "--exclude=./dev/*",
+            "--exclude=./proc/*",
+            "--exclude=./sys/*",
+            "--exclude=./.complete",
+            ".",
+        ],
+        capture_output=True,
+        check=False,
+    )
     if tar.returncode != 0:
         raise SimError(f"tar of {rootfs} failed: {tar.stderr.decode()[-500:]}")
     layer = _layer_from_tar_bytes(tar.stdout, cache)
-    record.write_text(json.dumps({"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size,
-                                  "path": str(layer.path)}))  # fmt: skip
+    record.write_text(
+        json.dumps({"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size, "path": str(layer.path)})
+    )
     return layer
 
 
@@ -196,8 +226,9 @@ class RegistryClient:
             raise SimError(f"registry refused an upload to {repository}: {start.status_code} {start.text[:200]}")
         location = start.headers["Location"]
         sep = "&" if "?" in location else "?"
-        done = self.http.put(f"{location}{sep}digest={digest}", content=data,
-                             headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+        done = self.http.put(
+            f"{location}{sep}digest={digest}", content=data, headers={"Content-Type": "application/octet-stream"}
+        )
         if done.status_code != 201:
             raise SimError(f"registry refused blob {digest} for {repository}: {done.status_code} {done.text[:200]}")
 
@@ -206,14 +237,17 @@ class RegistryClient:
         for layer in layers:
             self._push_blob(repository, layer.digest, layer.path.read_bytes())
         self._push_blob(repository, config_digest, config)
-        manifest = json.dumps({
-            "schemaVersion": 2,
-            "mediaType": MANIFEST_TYPE,
-            "config": {"mediaType": CONFIG_TYPE, "size": len(config), "digest": config_digest},
-            "layers": [{"mediaType": LAYER_TYPE, "size": layer.size, "digest": layer.digest} for layer in layers],
-        }).encode()  # fmt: skip
-        r = self.http.put(f"/v2/{repository}/manifests/{tag}", content=manifest,
-                          headers={"Content-Type": MANIFEST_TYPE})  # fmt: skip
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": MANIFEST_TYPE,
+                "config": {"mediaType": CONFIG_TYPE, "size": len(config), "digest": config_digest},
+                "layers": [{"mediaType": LAYER_TYPE, "size": layer.size, "digest": layer.digest} for layer in layers],
+            }
+        ).encode()
+        r = self.http.put(
+            f"/v2/{repository}/manifests/{tag}", content=manifest, headers={"Content-Type": MANIFEST_TYPE}
+        )
         if r.status_code != 201:
             raise SimError(f"registry refused manifest {repository}:{tag}: {r.status_code} {r.text[:200]}")
         return "sha256:" + hashlib.sha256(manifest).hexdigest()

@@ -2,7 +2,7 @@
 systemd reboots (`systemctl reboot` inside), systemd-nspawn exits with status 133 and is started again, on the
 same root, disk and network namespace; any other exit ends the machine. SIGTERM is passed on (a power-off).
 
-    python -m spark_state.sim.machine systemd-nspawn ARGS...
+    python -m spark_rehearsal.machine systemd-nspawn ARGS...
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import subprocess
 import sys
 import time
 
-REBOOT_EXIT_STATUS = 133  # systemd-nspawn(1): "the container requested a reboot"; systemd-nspawn@.service restarts on it
+REBOOT_EXIT_STATUS = (
+    133  # systemd-nspawn(1): "the container requested a reboot"; systemd-nspawn@.service restarts on it
+)
 
 
 def main(argv: list[str]) -> int:

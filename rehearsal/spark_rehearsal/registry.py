@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..errors import SimError
+from .errors import SimError
 from .layout import GATEWAY, REGISTRY_NAME, Layout
 
 CONFIG = """version: 0.1
@@ -39,13 +39,54 @@ def ensure_certificates(layout: Layout) -> tuple[Path, Path, Path]:
     ext = d / "san.ext"
     ext.write_text(f"subjectAltName=DNS:{REGISTRY_NAME},IP:{GATEWAY}\nbasicConstraints=CA:FALSE\n")
     for argv in (
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",
-         "/CN=spark-state rehearsal CA", "-keyout", str(ca_key), "-out", str(ca_crt)],
-        ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={REGISTRY_NAME}",
-         "-keyout", str(key), "-out", str(d / "registry.csr")],
-        ["openssl", "x509", "-req", "-in", str(d / "registry.csr"), "-CA", str(ca_crt), "-CAkey", str(ca_key),
-         "-CAcreateserial", "-days", "3650", "-extfile", str(ext), "-out", str(crt)],
-    ):  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=spark-state rehearsal CA",
+            "-keyout",
+            str(ca_key),
+            "-out",
+            str(ca_crt),
+        ],
+        [
+            "openssl",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={REGISTRY_NAME}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(d / "registry.csr"),
+        ],
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            str(d / "registry.csr"),
+            "-CA",
+            str(ca_crt),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            str(ext),
+            "-out",
+            str(crt),
+        ],
+    ):
         proc = subprocess.run(argv, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SimError(f"openssl failed: {proc.stderr[-500:]}")
@@ -78,6 +119,19 @@ def outage(layout: Layout, after_blobs: int | None) -> None:
 def door_command(layout: Layout) -> tuple[list[str], dict[str, str]]:
     """The nvcr.io front door and its environment (the NGC key goes there, not into argv)."""
     _, crt, key = ensure_certificates(layout)
-    argv = [sys.executable, "-m", "spark_state.sim.ngc_auth", "--listen", f"{GATEWAY}:443", "--cert", str(crt),
-            "--key", str(key), "--backend", BACKEND, "--faults", str(faults_file(layout))]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "spark_rehearsal.ngc_auth",
+        "--listen",
+        f"{GATEWAY}:443",
+        "--cert",
+        str(crt),
+        "--key",
+        str(key),
+        "--backend",
+        BACKEND,
+        "--faults",
+        str(faults_file(layout)),
+    ]
     return argv, {**os.environ, "SPARK_SIM_NGC_KEY": NGC_KEY}

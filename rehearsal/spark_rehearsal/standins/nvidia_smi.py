@@ -19,6 +19,7 @@ def read_gpu() -> dict | None:
     except (OSError, ValueError):
         return None
 
+
 FIELDS = {
     "name": lambda g: g["name"],
     "gpu_name": lambda g: g["name"],
@@ -66,8 +67,10 @@ def main(argv: list[str]) -> int:
         return 0
     print(time.strftime("%a %b %d %H:%M:%S %Y"))
     print("+-----------------------------------------------------------------------------------------+")
-    print(f"| NVIDIA-SMI {gpu['driver_version']}    Driver Version: {gpu['driver_version']}    "
-          f"CUDA Version: {gpu['cuda_version']}     |")
+    print(
+        f"| NVIDIA-SMI {gpu['driver_version']}    Driver Version: {gpu['driver_version']}    "
+        f"CUDA Version: {gpu['cuda_version']}     |"
+    )
     print("|-----------------------------------------+------------------------+----------------------+")
     print(f"|   0  {gpu['name']:<34} | 00000000:01:00.0  Off |                  N/A |")
     print("| N/A   41C    P0    11W /  N/A           |  Not Supported         |      0%      Default |")

@@ -37,20 +37,51 @@ PLUGIN_DTYPES = {  # plugin → (choices, default)
     "gemm_allreduce_plugin": (["float16", "bfloat16", "disable"], "disable"),
 }
 FEATURES = {  # feature → default (enable/disable)
-    "dora_plugin": False, "context_fmha": True, "bert_context_fmha_fp32_acc": False, "remove_input_padding": True,
-    "use_paged_context_fmha": True, "use_fp8_context_fmha": True, "fuse_fp4_quant": False,
-    "multiple_profiles": False, "paged_state": True, "streamingllm": False, "norm_quant_fusion": False,
-    "reduce_fusion": False, "user_buffer": False, "use_fused_mlp": True, "pp_reduce_scatter": False,
-}  # fmt: skip
+    "dora_plugin": False,
+    "context_fmha": True,
+    "bert_context_fmha_fp32_acc": False,
+    "remove_input_padding": True,
+    "use_paged_context_fmha": True,
+    "use_fp8_context_fmha": True,
+    "fuse_fp4_quant": False,
+    "multiple_profiles": False,
+    "paged_state": True,
+    "streamingllm": False,
+    "norm_quant_fusion": False,
+    "reduce_fusion": False,
+    "user_buffer": False,
+    "use_fused_mlp": True,
+    "pp_reduce_scatter": False,
+}
 LOG_LEVELS = ["internal_error", "error", "warning", "info", "verbose", "debug", "trace"]
-LORA_MODULES = ["attn_qkv", "attn_q", "attn_k", "attn_v", "attn_dense", "mlp_h_to_4h", "mlp_4h_to_h", "mlp_gate",
-                "cross_attn_qkv", "cross_attn_q", "cross_attn_k", "cross_attn_v", "cross_attn_dense", "moe_h_to_4h",
-                "moe_4h_to_h", "moe_gate", "moe_router", "mlp_router", "mlp_gate_up"]  # fmt: skip
+LORA_MODULES = [
+    "attn_qkv",
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_dense",
+    "mlp_h_to_4h",
+    "mlp_4h_to_h",
+    "mlp_gate",
+    "cross_attn_qkv",
+    "cross_attn_q",
+    "cross_attn_k",
+    "cross_attn_v",
+    "cross_attn_dense",
+    "moe_h_to_4h",
+    "moe_4h_to_h",
+    "moe_gate",
+    "moe_router",
+    "mlp_router",
+    "mlp_gate_up",
+]
 
 
 def kv_cache_type(value: str) -> str:
     if value.upper() not in ("CONTINUOUS", "PAGED", "DISABLED"):
-        raise argparse.ArgumentTypeError(f"Invalid value '{value}'. Expected one of ['continuous', 'paged', 'disabled']")
+        raise argparse.ArgumentTypeError(
+            f"Invalid value '{value}'. Expected one of ['continuous', 'paged', 'disabled']"
+        )
     return value.lower()
 
 
@@ -74,11 +105,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--paged_kv_cache", type=str, default=argparse.SUPPRESS)
     p.add_argument("--input_timing_cache", type=str, default=None)
     p.add_argument("--output_timing_cache", type=str, default="model.cache")
-    p.add_argument("--profiling_verbosity", type=str, default="layer_names_only",
-                   choices=["layer_names_only", "detailed", "none"])  # fmt: skip
-    for flag in ("--strip_plan", "--weight_sparsity", "--weight_streaming", "--fast_build", "--enable_debug_output",
-                 "--dry_run", "--monitor_memory", "--gather_context_logits", "--gather_generation_logits",
-                 "--gather_all_token_logits"):  # fmt: skip
+    p.add_argument(
+        "--profiling_verbosity", type=str, default="layer_names_only", choices=["layer_names_only", "detailed", "none"]
+    )
+    for flag in (
+        "--strip_plan",
+        "--weight_sparsity",
+        "--weight_streaming",
+        "--fast_build",
+        "--enable_debug_output",
+        "--dry_run",
+        "--monitor_memory",
+        "--gather_context_logits",
+        "--gather_generation_logits",
+        "--gather_all_token_logits",
+    ):
         p.add_argument(flag, default=False, action="store_true")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--log_level", type=str, default="info", choices=LOG_LEVELS)
@@ -88,8 +129,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lora_ckpt_source", type=str, default="hf", choices=["hf", "nemo"])
     p.add_argument("--lora_target_modules", nargs="+", default=None, choices=LORA_MODULES)
     p.add_argument("--max_lora_rank", type=int, default=64)
-    p.add_argument("--speculative_decoding_mode", default=None, choices=[
-        "draft_tokens_external", "lookahead_decoding", "medusa", "explicit_draft_tokens", "eagle"])
+    p.add_argument(
+        "--speculative_decoding_mode",
+        default=None,
+        choices=["draft_tokens_external", "lookahead_decoding", "medusa", "explicit_draft_tokens", "eagle"],
+    )
     p.add_argument("--max_draft_len", type=int, default=0)
     p.add_argument("--auto_parallel", type=int, default=1)
     p.add_argument("--gpus_per_node", type=int, default=8)

@@ -37,8 +37,10 @@ class ClickLikeParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         unknown = message.split("unrecognized arguments: ", 1)[1].split()[0] if "unrecognized" in message else None
         said = f"No such option: {unknown}" if unknown else message
-        self.exit(2, f"Usage: trtllm-serve serve [OPTIONS] MODEL\nTry 'trtllm-serve serve --help' for help.\n\n"
-                     f"Error: {said}\n")  # fmt: skip
+        self.exit(
+            2,
+            f"Usage: trtllm-serve serve [OPTIONS] MODEL\nTry 'trtllm-serve serve --help' for help.\n\nError: {said}\n",
+        )
 
 
 # `trtllm-serve serve`'s options as TensorRT-LLM defines them (tensorrt_llm/commands/serve.py, click options).
@@ -67,8 +69,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--moe_expert_parallel_size", "--ep_size", type=int, default=None)
     s.add_argument("--moe_cluster_parallel_size", "--cluster_size", type=int, default=None)
     s.add_argument("--gpus_per_node", type=int, default=None)
-    s.add_argument("--kv_cache_free_gpu_memory_fraction", "--free_gpu_memory_fraction",
-                   dest="kv_cache_free_gpu_memory_fraction", type=float, default=0.9)  # fmt: skip
+    s.add_argument(
+        "--kv_cache_free_gpu_memory_fraction",
+        "--free_gpu_memory_fraction",
+        dest="kv_cache_free_gpu_memory_fraction",
+        type=float,
+        default=0.9,
+    )
     s.add_argument("--num_postprocess_workers", type=int, default=0)
     s.add_argument("--trust_remote_code", action="store_true")
     s.add_argument("--revision", default=None)
@@ -86,8 +93,10 @@ def main(argv: list[str]) -> int:
     if args.backend == "trt":  # click's ChoiceWithAlias
         args.backend = "tensorrt"
     if args.tensor_parallel_size * args.pipeline_parallel_size > 1:
-        return _fail(f"world size {args.tensor_parallel_size * args.pipeline_parallel_size} needs that many GPUs; "
-                     "this host has 1")  # fmt: skip
+        return _fail(
+            f"world size {args.tensor_parallel_size * args.pipeline_parallel_size} needs that many GPUs; "
+            "this host has 1"
+        )
     gpu = require_gpu()
     version = trtllm_version()
     print(f"[TensorRT-LLM] TensorRT-LLM version: {version}", flush=True)

@@ -29,13 +29,25 @@ DEFAULT_GPU: dict[str, Any] = {
 # The field report's measurements (29-token prompt, 200-token greedy completion, streaming).
 # resident_gib for TRT-LLM FP8 was not measured; it is scaled from NVFP4 by engine size (8.6 / 5.7 GB).
 SEED_PROFILES: dict[str, dict[str, Any]] = {
-    "nim-vllm-fp8": {"ttft_ms": 54.0, "decode_tok_s": 22.06, "aggregate": {1: 21.9, 2: 45.0, 4: 89.6, 8: 175.2},
-                     "resident_gib": 11.2},
-    "trtllm-fp8": {"ttft_ms": 46.1, "decode_tok_s": 24.57, "aggregate": {1: 26.9, 2: 52.8, 4: 107.6, 8: 193.5},
-                   "resident_gib": 3.8},
-    "trtllm-nvfp4": {"ttft_ms": 30.8, "decode_tok_s": 38.82, "aggregate": {1: 36.3, 2: 69.2, 4: 135.2, 8: 264.7},
-                     "resident_gib": 2.5},
-}  # fmt: skip
+    "nim-vllm-fp8": {
+        "ttft_ms": 54.0,
+        "decode_tok_s": 22.06,
+        "aggregate": {1: 21.9, 2: 45.0, 4: 89.6, 8: 175.2},
+        "resident_gib": 11.2,
+    },
+    "trtllm-fp8": {
+        "ttft_ms": 46.1,
+        "decode_tok_s": 24.57,
+        "aggregate": {1: 26.9, 2: 52.8, 4: 107.6, 8: 193.5},
+        "resident_gib": 3.8,
+    },
+    "trtllm-nvfp4": {
+        "ttft_ms": 30.8,
+        "decode_tok_s": 38.82,
+        "aggregate": {1: 36.3, 2: 69.2, 4: 135.2, 8: 264.7},
+        "resident_gib": 2.5,
+    },
+}
 
 ENGINE_BYTES = {"FP8": int(8.6e9), "NVFP4": int(5.7e9)}  # a single rank0.engine, as the seed built them
 

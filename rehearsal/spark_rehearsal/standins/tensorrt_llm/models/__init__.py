@@ -11,7 +11,7 @@ unquantized checkpoint (ValueError: use `quantize()`); a non-Llama architecture;
 import json
 import os
 import time
-from typing import Any, Optional
+from typing import Any
 
 from spark_sim_standins.checkpoint_formats import quant_algo, write_trtllm_checkpoint
 from spark_sim_standins.gpu import require_gpu, trtllm_version
@@ -28,8 +28,14 @@ class LLaMAForCausalLM:
         self.config = config
 
     @classmethod
-    def from_hugging_face(cls, hf_model_or_dir: str, dtype: str = "auto", mapping: Optional[Mapping] = None,
-                          quant_config: Optional[QuantConfig] = None, **kwargs: Any) -> "LLaMAForCausalLM":  # fmt: skip
+    def from_hugging_face(
+        cls,
+        hf_model_or_dir: str,
+        dtype: str = "auto",
+        mapping: Mapping | None = None,
+        quant_config: QuantConfig | None = None,
+        **kwargs: Any,
+    ) -> "LLaMAForCausalLM":
         unknown = sorted(set(kwargs) - _KWARGS)
         if unknown:
             raise TypeError(f"from_hugging_face() got an unexpected keyword argument '{unknown[0]}'")
@@ -42,26 +48,29 @@ class LLaMAForCausalLM:
         in_checkpoint, kv_in_checkpoint = quant_algo(hf_model_or_dir)
         asked = quant_config.quant_algo.value if quant_config and quant_config.quant_algo else None
         if in_checkpoint and asked != in_checkpoint:
-            raise ValueError(f"{hf_model_or_dir} is quantized ({in_checkpoint}, hf_quant_config.json) but "
-                             f"quant_config.quant_algo is {asked}: its weights cannot be loaded as that")  # fmt: skip
+            raise ValueError(
+                f"{hf_model_or_dir} is quantized ({in_checkpoint}, hf_quant_config.json) but "
+                f"quant_config.quant_algo is {asked}: its weights cannot be loaded as that"
+            )
         if asked and not in_checkpoint:
-            raise ValueError(f"The quant_config ({asked}) requires calibration, try LLaMAForCausalLM.quantize "
-                             "instead.")  # fmt: skip
+            raise ValueError(f"The quant_config ({asked}) requires calibration, try LLaMAForCausalLM.quantize instead.")
         mapping = mapping or Mapping()
         if dtype == "auto":
             dtype = hf_config.get("torch_dtype", "bfloat16")
         time.sleep(CONVERT_SECONDS * float(gpu["time_scale"]))
         kv = quant_config.kv_cache_quant_algo.value if quant_config and quant_config.kv_cache_quant_algo else None
-        return cls({
-            "architecture": architecture,
-            "dtype": dtype,
-            "vocab_size": hf_config.get("vocab_size"),
-            "hidden_size": hf_config.get("hidden_size"),
-            "num_hidden_layers": hf_config.get("num_hidden_layers"),
-            "quantization": {"quant_algo": asked, "kv_cache_quant_algo": kv or kv_in_checkpoint},
-            "mapping": mapping.to_dict(),
-            "producer": {"name": "tensorrt_llm", "version": trtllm_version()},
-        })  # fmt: skip
+        return cls(
+            {
+                "architecture": architecture,
+                "dtype": dtype,
+                "vocab_size": hf_config.get("vocab_size"),
+                "hidden_size": hf_config.get("hidden_size"),
+                "num_hidden_layers": hf_config.get("num_hidden_layers"),
+                "quantization": {"quant_algo": asked, "kv_cache_quant_algo": kv or kv_in_checkpoint},
+                "mapping": mapping.to_dict(),
+                "producer": {"name": "tensorrt_llm", "version": trtllm_version()},
+            }
+        )
 
     def save_checkpoint(self, output_dir: str, save_config: bool = True) -> None:
         write_trtllm_checkpoint(output_dir, self.config)

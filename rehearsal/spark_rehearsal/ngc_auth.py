@@ -10,11 +10,11 @@ Modelled on NGC (docs.nvidia.com/ngc, "Accessing NGC container images": `docker 
   reading of NGC, whose NIM repositories need an entitled key.
 - Only pulls (GET/HEAD) pass; pushes are refused (the fleet publishes to the registry behind this door).
 Requests with a valid token are forwarded to the plain registry on the loopback interface, streamed.
-- Outages on purpose (`spark-state sim registry down [--after-blobs K]`): the faults file says when the registry
+- Outages on purpose (`spark-rehearsal registry down [--after-blobs K]`): the faults file says when the registry
   goes away; from then on every /v2/ request answers 503 with distribution's UNAVAILABLE error, as a registry
   behind a failing load balancer does, until `sim registry up`.
 
-    SPARK_SIM_NGC_KEY=KEY python -m spark_state.sim.ngc_auth --listen ADDR:443 --cert C --key K --backend HOST:PORT
+    SPARK_SIM_NGC_KEY=KEY python -m spark_rehearsal.ngc_auth --listen ADDR:443 --cert C --key K --backend HOST:PORT
         [--faults FILE]
 """
 
@@ -41,8 +41,15 @@ PUBLIC_PREFIXES = ("nvidia/",)  # anonymous pulls allowed; everything else (nim/
 TOKEN_SECONDS = 300
 REPOSITORY_PATH = re.compile(r"^/v2/(?P<name>.+)/(manifests|blobs|tags)/")
 FORWARDED_HEADERS = ("Accept", "Range", "If-None-Match")
-RETURNED_HEADERS = ("Content-Type", "Content-Length", "Docker-Content-Digest", "ETag", "Content-Range",
-                    "Accept-Ranges", "Docker-Distribution-API-Version")  # fmt: skip
+RETURNED_HEADERS = (
+    "Content-Type",
+    "Content-Length",
+    "Docker-Content-Digest",
+    "ETag",
+    "Content-Range",
+    "Accept-Ranges",
+    "Docker-Distribution-API-Version",
+)
 
 
 class Door:
@@ -100,8 +107,12 @@ def handler(door: Door) -> type[BaseHTTPRequestHandler]:
         def _json(self, status: int, document: dict[str, object], headers: dict[str, str] | None = None) -> None:
             body = json.dumps(document).encode()
             self.send_response(status)
-            for key, value in {"Content-Type": "application/json", "Content-Length": str(len(body)),
-                               "Docker-Distribution-API-Version": "registry/2.0", **(headers or {})}.items():  # fmt: skip
+            for key, value in {
+                "Content-Type": "application/json",
+                "Content-Length": str(len(body)),
+                "Docker-Distribution-API-Version": "registry/2.0",
+                **(headers or {}),
+            }.items():
                 self.send_header(key, value)
             self.end_headers()
             if self.command != "HEAD":
@@ -109,9 +120,19 @@ def handler(door: Door) -> type[BaseHTTPRequestHandler]:
 
         def _challenge(self, scope: str | None = None) -> None:
             value = f'Bearer realm="{REALM}",service="{SERVICE}"' + (f',scope="{scope}"' if scope else "")
-            self._json(401, {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required",
-                                         "detail": [{"Type": "repository", "Name": scope or "", "Action": "pull"}]}]},
-                       {"WWW-Authenticate": value})  # fmt: skip
+            self._json(
+                401,
+                {
+                    "errors": [
+                        {
+                            "code": "UNAUTHORIZED",
+                            "message": "authentication required",
+                            "detail": [{"Type": "repository", "Name": scope or "", "Action": "pull"}],
+                        }
+                    ]
+                },
+                {"WWW-Authenticate": value},
+            )
 
         def _token_endpoint(self) -> None:
             query = parse_qs(urlsplit(self.path).query)
@@ -129,8 +150,10 @@ def handler(door: Door) -> type[BaseHTTPRequestHandler]:
                 if creds or name.startswith(PUBLIC_PREFIXES):
                     granted.append(f"repository:{name}:pull")
                 else:
-                    self._json(401, {"errors": [{"code": "UNAUTHORIZED", "message":
-                                                 f"access to {name} requires an NGC API key"}]})  # fmt: skip
+                    self._json(
+                        401,
+                        {"errors": [{"code": "UNAUTHORIZED", "message": f"access to {name} requires an NGC API key"}]},
+                    )
                     return
             token = door.token(granted)
             self._json(200, {"token": token, "access_token": token, "expires_in": TOKEN_SECONDS})

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..errors import SimError
+from .errors import SimError
 from .layout import Layout
 
 SUITE = "bookworm"
@@ -24,12 +24,22 @@ OPERATOR_UID = 1000
 PACKAGES = {
     # A Spark as far as the product can tell: systemd as PID 1, sshd, docker, sudo, python3 for pyinfra facts.
     "host": [
-        "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "iproute2", "procps", "curl",
-        "ca-certificates", "docker.io", "kmod", "sudo",
+        "systemd",
+        "systemd-sysv",
+        "dbus",
+        "openssh-server",
+        "python3",
+        "iproute2",
+        "procps",
+        "curl",
+        "ca-certificates",
+        "docker.io",
+        "kmod",
+        "sudo",
     ],
     # What the stand-in NVIDIA images are built on.
     "image": ["python3", "procps", "ca-certificates"],
-}  # fmt: skip
+}
 
 HF_WRAPPER = """#!/usr/bin/python3
 # The real Hugging Face CLI, installed by the rehearsal fleet.
@@ -92,12 +102,31 @@ def _run(argv: list[str]) -> None:
 
 def _install_hf_client(root: Path) -> None:
     """The real huggingface_hub (and its `hf` CLI) for the root's python3, installed from PyPI by our pip."""
-    _run([
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-        "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
-        "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux_2_28_x86_64",
-        "--target", str(root / PYTHON_SITE), HF_REQUIREMENT,
-    ])  # fmt: skip
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-compile",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "--platform",
+            "manylinux2014_x86_64",
+            "--platform",
+            "manylinux_2_17_x86_64",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "--target",
+            str(root / PYTHON_SITE),
+            HF_REQUIREMENT,
+        ]
+    )
     hf = root / "usr/local/bin/hf"
     hf.write_text(HF_WRAPPER)
     hf.chmod(0o755)
@@ -119,8 +148,21 @@ def _prepare_host(root: Path) -> None:
     OS ships), no per-clone secrets in the shared layer."""
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
-    _run(["chroot", str(root), "useradd", "--create-home", "--uid", str(OPERATOR_UID), "--shell", "/bin/bash",
-          "--groups", "sudo", OPERATOR])  # fmt: skip
+    _run(
+        [
+            "chroot",
+            str(root),
+            "useradd",
+            "--create-home",
+            "--uid",
+            str(OPERATOR_UID),
+            "--shell",
+            "/bin/bash",
+            "--groups",
+            "sudo",
+            OPERATOR,
+        ]
+    )
     (root / "etc/ssh/sshd_config.d").mkdir(parents=True, exist_ok=True)
     (root / "etc/ssh/sshd_config.d/spark-sim.conf").write_text(
         "PermitRootLogin no\nPasswordAuthentication no\nUseDNS no\nMaxStartups 100:30:200\nMaxSessions 100\n"

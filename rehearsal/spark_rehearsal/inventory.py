@@ -1,11 +1,12 @@
 """The rehearsal fleet as a pyinfra inventory: the state file's hosts mapped, in order, onto the simulated
-Sparks of `spark-state sim up` (inventory/sim.py)."""
+Sparks of `spark-rehearsal up` (inventory/sim.py)."""
 
 from __future__ import annotations
 
-from ..errors import InventoryError
-from ..state.inventory import InventoryHost, ssh_data
-from ..state.model import State
+from spark_state.errors import InventoryError
+from spark_state.state.inventory import InventoryHost, ssh_data
+from spark_state.state.model import State
+
 from .fleet import FleetRecord
 from .layout import Layout
 
@@ -16,16 +17,23 @@ def sim_hosts(state: State) -> list[InventoryHost]:
     if len(record.hosts) < len(names):
         raise InventoryError(
             f"the state declares {len(names)} hosts but the rehearsal fleet has {len(record.hosts)}; "
-            f"run `spark-state sim up {len(names)}`"
+            f"run `spark-rehearsal up {len(names)}`"
         )
     hosts = []
-    for name, sim in zip(names, record.hosts):
+    for name, sim in zip(names, record.hosts, strict=False):
         data = ssh_data(state, name)
-        data.update({
-            "ssh_hostname": sim.address, "ssh_user": record.operator, "ssh_port": 22, "ssh_key": record.ssh_key,
-            "ssh_known_hosts_file": "/dev/null", "ssh_strict_host_key_checking": "no", "sim_host": sim.name,
-            "_sudo": True,
-        })  # fmt: skip
+        data.update(
+            {
+                "ssh_hostname": sim.address,
+                "ssh_user": record.operator,
+                "ssh_port": 22,
+                "ssh_key": record.ssh_key,
+                "ssh_known_hosts_file": "/dev/null",
+                "ssh_strict_host_key_checking": "no",
+                "sim_host": sim.name,
+                "_sudo": True,
+            }
+        )
         if sim.name in record.password_hosts:
             data["_sudo_password"] = record.sudo_password  # host data, as pyinfra takes it; never in the state file
         hosts.append((name, data))

@@ -16,6 +16,7 @@ import json
 import struct
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 from urllib.parse import unquote, urlparse
 
 LLAMA_CONFIG = {
@@ -33,13 +34,18 @@ LLAMA_CONFIG = {
     "num_hidden_layers": 32,
     "num_key_value_heads": 8,
     "rms_norm_eps": 1e-05,
-    "rope_scaling": {"factor": 8.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
-                     "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+    "rope_scaling": {
+        "factor": 8.0,
+        "high_freq_factor": 4.0,
+        "low_freq_factor": 1.0,
+        "original_max_position_embeddings": 8192,
+        "rope_type": "llama3",
+    },
     "rope_theta": 500000.0,
     "tie_word_embeddings": False,
     "torch_dtype": "bfloat16",
     "vocab_size": 128256,
-}  # fmt: skip
+}
 
 CHAT_TEMPLATE = (
     "{{- bos_token }}{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] + "
@@ -50,8 +56,9 @@ CHAT_TEMPLATE = (
 
 def _safetensors(name: str, values: int) -> bytes:
     """A valid, tiny safetensors file with one U8 tensor."""
-    header = json.dumps({name: {"dtype": "U8", "shape": [values], "data_offsets": [0, values]},
-                         "__metadata__": {"format": "pt"}}).encode()  # fmt: skip
+    header = json.dumps(
+        {name: {"dtype": "U8", "shape": [values], "data_offsets": [0, values]}, "__metadata__": {"format": "pt"}}
+    ).encode()
     header += b" " * (-len(header) % 8)
     return struct.pack("<Q", len(header)) + header + bytes(range(256)) * (values // 256) + bytes(values % 256)
 
@@ -60,9 +67,13 @@ def _repo_files(quant: str, commit: str) -> dict[str, bytes]:
     nvfp4 = quant == "NVFP4"
     quant_config = {
         "producer": {"name": "modelopt", "version": "0.37.0" if nvfp4 else "0.33.0"},
-        "quantization": {"quant_algo": quant, "kv_cache_quant_algo": "FP8" if nvfp4 else None,
-                         "exclude_modules": ["lm_head"], **({"group_size": 16} if nvfp4 else {})},
-    }  # fmt: skip
+        "quantization": {
+            "quant_algo": quant,
+            "kv_cache_quant_algo": "FP8" if nvfp4 else None,
+            "exclude_modules": ["lm_head"],
+            **({"group_size": 16} if nvfp4 else {}),
+        },
+    }
     config = {**LLAMA_CONFIG, "quantization_config": {"quant_method": "modelopt", **quant_config["quantization"]}}
     tokenizer_config: dict = {
         "bos_token": "<|begin_of_text|>",
@@ -76,19 +87,34 @@ def _repo_files(quant: str, commit: str) -> dict[str, bytes]:
     shard = "model-0000{}-of-00002.safetensors"
     files = {
         "config.json": json.dumps(config, indent=2).encode(),
-        "generation_config.json": json.dumps({"bos_token_id": 128000, "do_sample": True, "eos_token_id":
-                                              [128001, 128008, 128009], "temperature": 0.6, "top_p": 0.9}).encode(),
+        "generation_config.json": json.dumps(
+            {
+                "bos_token_id": 128000,
+                "do_sample": True,
+                "eos_token_id": [128001, 128008, 128009],
+                "temperature": 0.6,
+                "top_p": 0.9,
+            }
+        ).encode(),
         "hf_quant_config.json": json.dumps(quant_config, indent=2).encode(),
-        "tokenizer.json": json.dumps({"version": "1.0", "model": {"type": "BPE", "vocab": {}, "merges": []},
-                                      "added_tokens": []}).encode(),
+        "tokenizer.json": json.dumps(
+            {"version": "1.0", "model": {"type": "BPE", "vocab": {}, "merges": []}, "added_tokens": []}
+        ).encode(),
         "tokenizer_config.json": json.dumps(tokenizer_config, indent=2).encode(),
         "special_tokens_map.json": json.dumps({"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}).encode(),
         shard.format(1): _safetensors("model.layers.0.mlp.down_proj.weight", 40_000 if nvfp4 else 50_000),
         shard.format(2): _safetensors("lm_head.weight", 10_000 if nvfp4 else 40_000),
-        "model.safetensors.index.json": json.dumps({"metadata": {"total_size": 0}, "weight_map": {
-            "model.layers.0.mlp.down_proj.weight": shard.format(1), "lm_head.weight": shard.format(2)}}).encode(),
+        "model.safetensors.index.json": json.dumps(
+            {
+                "metadata": {"total_size": 0},
+                "weight_map": {
+                    "model.layers.0.mlp.down_proj.weight": shard.format(1),
+                    "lm_head.weight": shard.format(2),
+                },
+            }
+        ).encode(),
         "README.md": f"# Llama-3.1-8B-Instruct-{quant}\n\nModelOpt {quant} export (rehearsal copy, {commit}).\n".encode(),
-    }  # fmt: skip
+    }
     return files
 
 
@@ -109,9 +135,12 @@ HUB_TOKEN = "hf_rehearsalTokenForGatedRepos0123"
 
 def build_repos() -> dict[str, dict[str, Commit]]:
     """repo → {revision name or sha → Commit}."""
-    repos: dict[str, dict[str, Commit]] = {}
-    for quant, repo in (("FP8", "nvidia/Llama-3.1-8B-Instruct-FP8"), ("NVFP4", "nvidia/Llama-3.1-8B-Instruct-NVFP4"),
-                        ("FP8", GATED_REPOS[0])):  # fmt: skip
+    repos: ClassVar[dict[str, dict[str, Commit]]] = {}
+    for quant, repo in (
+        ("FP8", "nvidia/Llama-3.1-8B-Instruct-FP8"),
+        ("NVFP4", "nvidia/Llama-3.1-8B-Instruct-NVFP4"),
+        ("FP8", GATED_REPOS[0]),
+    ):
         revisions: dict[str, Commit] = {}
         for name in ("v1", "main"):
             files = _repo_files(quant, name)
@@ -134,7 +163,7 @@ def file_oid(path: str, content: bytes) -> str:
 
 
 class HubHandler(BaseHTTPRequestHandler):
-    repos: dict[str, dict[str, Commit]] = {}
+    repos: ClassVar[dict[str, dict[str, Commit]]] = {}
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: object) -> None:  # quiet
@@ -165,8 +194,12 @@ class HubHandler(BaseHTTPRequestHandler):
             self._not_found("RepoNotFound", f"Repository Not Found for url: {self.path}.", 404 if token else 401)
             return None
         if repo in GATED_REPOS and token is None:
-            self._not_found("GatedRepo", f"Access to model {repo} is restricted. You must have access to it and be "
-                                         "authenticated to access it. Please log in.", 401)  # fmt: skip
+            self._not_found(
+                "GatedRepo",
+                f"Access to model {repo} is restricted. You must have access to it and be "
+                "authenticated to access it. Please log in.",
+                401,
+            )
             return None
         commit = revisions.get(unquote(revision))
         if commit is None:
@@ -183,9 +216,19 @@ class HubHandler(BaseHTTPRequestHandler):
             repo = f"{parts[2]}/{parts[3]}"
             if commit := self._lookup(repo, "/".join(parts[5:])):
                 siblings = [{"rfilename": name} for name in sorted(commit.files)]
-                self._json(200, {"id": repo, "modelId": repo, "sha": commit.sha, "private": False,
-                                 "gated": "manual" if repo in GATED_REPOS else False,
-                                 "disabled": False, "siblings": siblings, "tags": ["modelopt"]})  # fmt: skip
+                self._json(
+                    200,
+                    {
+                        "id": repo,
+                        "modelId": repo,
+                        "sha": commit.sha,
+                        "private": False,
+                        "gated": "manual" if repo in GATED_REPOS else False,
+                        "disabled": False,
+                        "siblings": siblings,
+                        "tags": ["modelopt"],
+                    },
+                )
             return
         if len(parts) >= 6 and parts[:2] == ["api", "models"] and parts[4] == "tree":
             repo = f"{parts[2]}/{parts[3]}"

@@ -1,4 +1,4 @@
-"""`spark-state sim upgrade HOST …`, `sim slow HOST FACTOR` and `sim reboot HOST`: change what one simulated
+"""`spark-rehearsal upgrade HOST …`, `slow HOST FACTOR` and `reboot HOST`: change what one simulated
 Spark reports, as a DGX OS update would (driver and CUDA versions in nvidia-smi, the kernel release, the container
 toolkit's version), how fast its GPU stand-in serves, or reboot it through its own systemd.
 
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import SimError
+from .errors import SimError
 from .fleet import GPU_DIR, FleetRecord, SimHost, host_exec, init_pid, require_root, wait_ready
 from .layout import Layout
 
@@ -43,8 +43,14 @@ def _update_gpu(host: SimHost, changes: dict[str, Any]) -> dict[str, Any]:
     return gpu
 
 
-def upgrade(name: str, driver: str | None = None, cuda: str | None = None, kernel: str | None = None,
-            toolkit: str | None = None, layout: Layout | None = None) -> dict[str, str]:  # fmt: skip
+def upgrade(
+    name: str,
+    driver: str | None = None,
+    cuda: str | None = None,
+    kernel: str | None = None,
+    toolkit: str | None = None,
+    layout: Layout | None = None,
+) -> dict[str, str]:
     """What the host reports after the upgrade: {"driver", "cuda", "kernel", "toolkit"}."""
     require_root()
     host = _host(name, layout or Layout.default())
@@ -56,8 +62,12 @@ def upgrade(name: str, driver: str | None = None, cuda: str | None = None, kerne
         with open(release, "r+") as f:
             f.truncate(0)
             f.write(kernel + "\n")
-    return {"driver": str(gpu.get("driver_version", "")), "cuda": str(gpu.get("cuda_version", "")),
-            "kernel": release.read_text().strip(), "toolkit": str(gpu.get("toolkit_version", ""))}  # fmt: skip
+    return {
+        "driver": str(gpu.get("driver_version", "")),
+        "cuda": str(gpu.get("cuda_version", "")),
+        "kernel": release.read_text().strip(),
+        "toolkit": str(gpu.get("toolkit_version", "")),
+    }
 
 
 def slow(name: str, factor: float, layout: Layout | None = None) -> list[str]:
@@ -113,8 +123,9 @@ def reboot(name: str, layout: Layout | None = None, wait: bool = True) -> float:
         time.sleep(0.2)
     else:
         console = (Path(host.dir) / "console.log").read_text(errors="replace").splitlines()[-15:]
-        raise SimError(f"{name} did not come back within {REBOOT_TIMEOUT_S} s; its console ended with:\n"
-                       + "\n".join(console))
+        raise SimError(
+            f"{name} did not come back within {REBOOT_TIMEOUT_S} s; its console ended with:\n" + "\n".join(console)
+        )
     if wait:
         wait_ready(host)
     return time.monotonic() - started

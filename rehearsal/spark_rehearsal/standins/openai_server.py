@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -28,24 +29,101 @@ EXAMPLE_ANSWER_TOKENS = 165
 # Request fields each real server accepts. trtllm-serve's request models forbid extra fields (pydantic
 # extra="forbid" in tensorrt_llm/serve/openai_protocol.py: a typo is a 400); vLLM, inside NIM, allows them and
 # only logs "The following fields were present in the request but ignored" (vllm/entrypoints/openai/protocol.py).
-TRTLLM_CHAT_FIELDS = frozenset({
-    "messages", "prompt_token_ids", "model", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs",
-    "max_completion_tokens", "max_tokens", "n", "presence_penalty", "response_format", "seed", "stop", "stream",
-    "stream_options", "temperature", "top_p", "tools", "tool_choice", "parallel_tool_calls", "user",
-    "reasoning_effort", "prompt_ignore_length", "best_of", "use_beam_search", "top_k", "top_p_min", "min_p",
-    "repetition_penalty", "length_penalty", "early_stopping", "stop_token_ids", "include_stop_str_in_output",
-    "ignore_eos", "min_tokens", "skip_special_tokens", "spaces_between_special_tokens", "truncate_prompt_tokens",
-    "lora_request", "echo", "add_generation_prompt", "add_special_tokens", "documents", "chat_template",
-    "chat_template_kwargs", "disaggregated_params", "cache_salt",
-})  # fmt: skip
-TRTLLM_COMPLETION_FIELDS = frozenset({
-    "model", "prompt", "best_of", "echo", "frequency_penalty", "logit_bias", "logprobs", "max_tokens", "n",
-    "presence_penalty", "seed", "stop", "stream", "stream_options", "suffix", "temperature", "top_p", "user",
-    "lora_request", "prompt_ignore_length", "use_beam_search", "top_k", "top_p_min", "min_p", "repetition_penalty",
-    "length_penalty", "early_stopping", "stop_token_ids", "include_stop_str_in_output", "ignore_eos", "min_tokens",
-    "skip_special_tokens", "spaces_between_special_tokens", "truncate_prompt_tokens", "return_context_logits",
-    "detokenize", "add_special_tokens", "response_format", "disaggregated_params",
-})  # fmt: skip
+TRTLLM_CHAT_FIELDS = frozenset(
+    {
+        "messages",
+        "prompt_token_ids",
+        "model",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "max_completion_tokens",
+        "max_tokens",
+        "n",
+        "presence_penalty",
+        "response_format",
+        "seed",
+        "stop",
+        "stream",
+        "stream_options",
+        "temperature",
+        "top_p",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "user",
+        "reasoning_effort",
+        "prompt_ignore_length",
+        "best_of",
+        "use_beam_search",
+        "top_k",
+        "top_p_min",
+        "min_p",
+        "repetition_penalty",
+        "length_penalty",
+        "early_stopping",
+        "stop_token_ids",
+        "include_stop_str_in_output",
+        "ignore_eos",
+        "min_tokens",
+        "skip_special_tokens",
+        "spaces_between_special_tokens",
+        "truncate_prompt_tokens",
+        "lora_request",
+        "echo",
+        "add_generation_prompt",
+        "add_special_tokens",
+        "documents",
+        "chat_template",
+        "chat_template_kwargs",
+        "disaggregated_params",
+        "cache_salt",
+    }
+)
+TRTLLM_COMPLETION_FIELDS = frozenset(
+    {
+        "model",
+        "prompt",
+        "best_of",
+        "echo",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "max_tokens",
+        "n",
+        "presence_penalty",
+        "seed",
+        "stop",
+        "stream",
+        "stream_options",
+        "suffix",
+        "temperature",
+        "top_p",
+        "user",
+        "lora_request",
+        "prompt_ignore_length",
+        "use_beam_search",
+        "top_k",
+        "top_p_min",
+        "min_p",
+        "repetition_penalty",
+        "length_penalty",
+        "early_stopping",
+        "stop_token_ids",
+        "include_stop_str_in_output",
+        "ignore_eos",
+        "min_tokens",
+        "skip_special_tokens",
+        "spaces_between_special_tokens",
+        "truncate_prompt_tokens",
+        "return_context_logits",
+        "detokenize",
+        "add_special_tokens",
+        "response_format",
+        "disaggregated_params",
+    }
+)
 STREAM_OPTIONS_FIELDS = frozenset({"include_usage", "continuous_usage_stats"})
 
 
@@ -58,16 +136,145 @@ def answer_tokens(prompt: str) -> int:
     return 40 + int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big") % 360
 
 
-ANSWER = (
-    "Retrieval-augmented generation pairs a language model with a search step: before answering, the system "
-    "retrieves passages from a document store, usually by embedding similarity, and places them in the prompt so "
-    "the model can ground its answer in current, private or citable sources rather than in whatever it memorised "
-    "during training. It shines when facts change faster than you can retrain, when answers must cite their "
-    "evidence, and when the corpus is too large for a context window. It is the wrong tool when the task needs "
-    "reasoning rather than lookup, when the corpus is small enough to fit in the prompt, when retrieval quality is "
-    "poor so the model is grounded in the wrong passages, or when latency budgets cannot absorb the extra search "
-    "hop; then fine-tuning, long context or a plain database query serves better."
-).split(" ")
+ANSWER = [
+    "Retrieval-augmented",
+    "generation",
+    "pairs",
+    "a",
+    "language",
+    "model",
+    "with",
+    "a",
+    "search",
+    "step:",
+    "before",
+    "answering,",
+    "the",
+    "system",
+    "retrieves",
+    "passages",
+    "from",
+    "a",
+    "document",
+    "store,",
+    "usually",
+    "by",
+    "embedding",
+    "similarity,",
+    "and",
+    "places",
+    "them",
+    "in",
+    "the",
+    "prompt",
+    "so",
+    "the",
+    "model",
+    "can",
+    "ground",
+    "its",
+    "answer",
+    "in",
+    "current,",
+    "private",
+    "or",
+    "citable",
+    "sources",
+    "rather",
+    "than",
+    "in",
+    "whatever",
+    "it",
+    "memorised",
+    "during",
+    "training.",
+    "It",
+    "shines",
+    "when",
+    "facts",
+    "change",
+    "faster",
+    "than",
+    "you",
+    "can",
+    "retrain,",
+    "when",
+    "answers",
+    "must",
+    "cite",
+    "their",
+    "evidence,",
+    "and",
+    "when",
+    "the",
+    "corpus",
+    "is",
+    "too",
+    "large",
+    "for",
+    "a",
+    "context",
+    "window.",
+    "It",
+    "is",
+    "the",
+    "wrong",
+    "tool",
+    "when",
+    "the",
+    "task",
+    "needs",
+    "reasoning",
+    "rather",
+    "than",
+    "lookup,",
+    "when",
+    "the",
+    "corpus",
+    "is",
+    "small",
+    "enough",
+    "to",
+    "fit",
+    "in",
+    "the",
+    "prompt,",
+    "when",
+    "retrieval",
+    "quality",
+    "is",
+    "poor",
+    "so",
+    "the",
+    "model",
+    "is",
+    "grounded",
+    "in",
+    "the",
+    "wrong",
+    "passages,",
+    "or",
+    "when",
+    "latency",
+    "budgets",
+    "cannot",
+    "absorb",
+    "the",
+    "extra",
+    "search",
+    "hop;",
+    "then",
+    "fine-tuning,",
+    "long",
+    "context",
+    "or",
+    "a",
+    "plain",
+    "database",
+    "query",
+    "serves",
+    "better.",
+]
 
 
 @dataclass
@@ -77,7 +284,7 @@ class Pacing:
     ttft_ms: float
     step_ms: dict[int, float]  # active streams -> milliseconds per decode step
     slowdown: float = 1.0  # >1 simulates a regressed host
-    # A GPU description whose "slowdown" is followed while serving (`spark-state sim slow`): like a GPU whose
+    # A GPU description whose "slowdown" is followed while serving (`spark-rehearsal slow`): like a GPU whose
     # clocks drop, a running server gets slower at once, with no restart.
     slowdown_file: str | None = None
     _checked: float = field(default=0.0, repr=False)
@@ -103,7 +310,7 @@ class Pacing:
             ms = points[0][1]
         else:
             ms = points[-1][1]
-            for (n0, t0), (n1, t1) in zip(points, points[1:]):
+            for (n0, t0), (n1, t1) in itertools.pairwise(points):
                 if active <= n1:
                     ms = t0 + (t1 - t0) * (active - n0) / (n1 - n0)
                     break
@@ -277,8 +484,10 @@ class OpenAIServer:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: asyncio.StreamReaderProtocol(_ArrivalReader(limit=1 << 20, loop=loop), self._handle),
-            host, port, backlog=1024,
-        )  # fmt: skip
+            host,
+            port,
+            backlog=1024,
+        )
         return self._server.sockets[0].getsockname()[1]
 
     async def serve_forever(self) -> None:
@@ -330,7 +539,13 @@ class OpenAIServer:
         self, writer: asyncio.StreamWriter, status: int, payload: Any, content_type: str = "application/json"
     ) -> bool:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable"}
+        reason = {
+            200: "OK",
+            400: "Bad Request",
+            404: "Not Found",
+            500: "Internal Server Error",
+            503: "Service Unavailable",
+        }
         head = (
             f"HTTP/1.1 {status} {reason.get(status, 'Status')}\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
@@ -339,9 +554,10 @@ class OpenAIServer:
         await writer.drain()
         return True
 
-    async def _route(self, method: str, path: str, body: bytes, writer: asyncio.StreamWriter,
-                     arrived: float) -> bool:  # fmt: skip
-        ready_path, metrics_path = ("/v1/health/ready", "/v1/metrics") if self.config.nim_routes else ("/health", "/metrics")
+    async def _route(self, method: str, path: str, body: bytes, writer: asyncio.StreamWriter, arrived: float) -> bool:
+        ready_path, metrics_path = (
+            ("/v1/health/ready", "/v1/metrics") if self.config.nim_routes else ("/health", "/metrics")
+        )
         if path == ready_path:
             return await self._respond(writer, 200 if self.ready else 503, b"", "text/plain")
         if path == "/v1/health/live" and self.config.nim_routes:
@@ -349,11 +565,22 @@ class OpenAIServer:
         if path == "/v1/models" and method == "GET":
             if not self.ready:
                 return await self._error(writer, 503, "model is still loading", "ServiceUnavailableError")
-            return await self._respond(writer, 200, {
-                "object": "list",
-                "data": [{"id": self.config.model, "object": "model", "created": int(self.started),
-                          "owned_by": self.config.owned_by, "max_model_len": self.config.max_seq_len}],
-            })  # fmt: skip
+            return await self._respond(
+                writer,
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": self.config.model,
+                            "object": "model",
+                            "created": int(self.started),
+                            "owned_by": self.config.owned_by,
+                            "max_model_len": self.config.max_seq_len,
+                        }
+                    ],
+                },
+            )
         if path == "/debug/timings":
             return await self._respond(writer, 200, {str(k): v for k, v in self.timings.items()})
         if path == metrics_path:
@@ -399,8 +626,11 @@ class OpenAIServer:
             return await self._error(writer, 400, refused)
         prompt = _prompt_text(request.get("messages") if chat else request.get("prompt"))
         prompt_tokens = len(prompt.split())
-        limit = request.get("max_tokens") if chat is False else (request.get("max_completion_tokens")
-                                                                 or request.get("max_tokens"))  # fmt: skip
+        limit = (
+            request.get("max_tokens")
+            if chat is False
+            else (request.get("max_completion_tokens") or request.get("max_tokens"))
+        )
         limit = int(limit) if limit is not None else self.config.max_seq_len - prompt_tokens
         if limit < 1:
             return await self._error(writer, 400, "max_tokens must be at least 1")
@@ -423,10 +653,18 @@ class OpenAIServer:
         message = {"role": "assistant", "content": text} if chat else None
         choice = {"index": 0, "finish_reason": finish, **({"message": message} if chat else {"text": text})}
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": count, "total_tokens": prompt_tokens + count}
-        return await self._respond(writer, 200, {
-            "id": rid, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
-            "model": self.config.model, "choices": [choice], "usage": usage,
-        })  # fmt: skip
+        return await self._respond(
+            writer,
+            200,
+            {
+                "id": rid,
+                "object": "chat.completion" if chat else "text_completion",
+                "created": int(time.time()),
+                "model": self.config.model,
+                "choices": [choice],
+                "usage": usage,
+            },
+        )
 
     async def _texts(self, count: int, arrived: float) -> AsyncIterator[str]:
         async for index in self.scheduler.tokens(count, arrived):
@@ -440,8 +678,11 @@ class OpenAIServer:
         extra = sorted(set(request) - known)
         if self.config.unknown_fields != "refuse":
             if extra:
-                print(f"WARNING The following fields were present in the request but ignored: {set(extra)}",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"WARNING The following fields were present in the request but ignored: {set(extra)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             return None
         options = request.get("stream_options")
         if isinstance(options, dict):
@@ -456,7 +697,9 @@ class OpenAIServer:
         self.scheduler.completed_tokens += tokens
         self.scheduler.completed_requests += 1
 
-    async def _error(self, writer: asyncio.StreamWriter, status: int, message: str, kind: str = "BadRequestError") -> bool:
+    async def _error(
+        self, writer: asyncio.StreamWriter, status: int, message: str, kind: str = "BadRequestError"
+    ) -> bool:
         return await self._respond(
             writer, status, {"object": "error", "message": message, "type": kind, "param": None, "code": status}
         )
@@ -484,8 +727,9 @@ class OpenAIServer:
 
         def event(choices: list[dict[str, Any]], with_usage: bool = False) -> bytes:
             tail = f', "usage": {json.dumps(usage)}' if with_usage else ""
-            return self._frame(f'data: {envelope}, "choices": {json.dumps(choices)}{tail}}}\n\n'.encode(),
-                               chunked=quirks.send_done)  # fmt: skip
+            return self._frame(
+                f'data: {envelope}, "choices": {json.dumps(choices)}{tail}}}\n\n'.encode(), chunked=quirks.send_done
+            )
 
         def choice(text: str, finish_reason: str | None) -> dict[str, Any]:
             if chat:
@@ -505,8 +749,10 @@ class OpenAIServer:
             sent = index + 1
             if len(pending) >= quirks.tokens_per_chunk or sent == count:
                 last = sent == count
-                data = event([choice("".join(pending), finish if last else None)],
-                             with_usage=last and include_usage and quirks.usage == "last")  # fmt: skip
+                data = event(
+                    [choice("".join(pending), finish if last else None)],
+                    with_usage=last and include_usage and quirks.usage == "last",
+                )
                 if last:  # the answer's end in the same write: one send per stream in the final step
                     if include_usage and quirks.usage == "separate":
                         data += event([], with_usage=True)
@@ -527,8 +773,9 @@ class OpenAIServer:
         return f"{len(data):x}\r\n".encode() + data + b"\r\n" if chunked else data
 
 
-async def run_server(config: ServerConfig, host: str, port: int, load_seconds: float = 0.0,
-                     prepare: Callable[[], None] | None = None) -> None:  # fmt: skip
+async def run_server(
+    config: ServerConfig, host: str, port: int, load_seconds: float = 0.0, prepare: Callable[[], None] | None = None
+) -> None:
     """Serve until cancelled; the readiness path answers 503 until `prepare` (run off the loop, e.g. a model
     download) and the simulated model load are done."""
     server = OpenAIServer(config)
@@ -560,8 +807,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fail", default="", help="comma-separated request numbers answered with HTTP 500")
     p.add_argument("--stall", default="", help="comma-separated request numbers that never answer")
     p.add_argument("--no-chat-template", action="store_true")
-    p.add_argument("--unknown-fields", choices=["refuse", "ignore"], default="refuse",
-                   help="request fields the server does not know: refuse (trtllm-serve) or ignore (vLLM/NIM)")
+    p.add_argument(
+        "--unknown-fields",
+        choices=["refuse", "ignore"],
+        default="refuse",
+        help="request fields the server does not know: refuse (trtllm-serve) or ignore (vLLM/NIM)",
+    )
     args = p.parse_args(argv)
 
     def numbers(text: str) -> frozenset[int]:

@@ -22,17 +22,49 @@ PROFILE_DIR = os.path.join(CACHE, "ngc", "hub", "models--nim--meta--llama-3.1-8b
 # The NIM_* variables NVIDIA's NIM for LLMs documents ("Environment Variables" reference: logging, server, model
 # profile and path, cache, LoRA/PEFT, TLS, guided decoding, KV cache, limits). A real NIM ignores a NIM_* name it
 # does not know; the stand-in refuses it (the stricter reading: a typo fails in rehearsal, not silently on a Spark).
-DOCUMENTED_ENV = frozenset({
-    "NIM_CACHE_PATH", "NIM_LOG_LEVEL", "NIM_JSONL_LOGGING", "NIM_SERVER_PORT", "NIM_HEALTH_PORT", "NIM_MODEL_PROFILE",
-    "NIM_MODEL_PATH", "NIM_MODEL_NAME", "NIM_SERVED_MODEL_NAME", "NIM_CUSTOM_MODEL_NAME", "NIM_MAX_MODEL_LEN",
-    "NIM_MAX_NUM_SEQS", "NIM_TENSOR_PARALLEL_SIZE", "NIM_PIPELINE_PARALLEL_SIZE", "NIM_LOW_MEMORY_MODE",
-    "NIM_ENABLE_KV_CACHE_REUSE", "NIM_KV_CACHE_PERCENT", "NIM_NUM_KV_CACHE_SEQ_LENS", "NIM_DISABLE_LOG_REQUESTS",
-    "NIM_TRUST_CUSTOM_CODE", "NIM_MANIFEST_ALLOW_UNSAFE", "NIM_PEFT_SOURCE", "NIM_PEFT_REFRESH_INTERVAL",
-    "NIM_MAX_LORA_RANK", "NIM_MAX_GPU_LORAS", "NIM_MAX_CPU_LORAS", "NIM_GUIDED_DECODING_BACKEND",
-    "NIM_CUSTOM_GUIDED_DECODING_BACKENDS", "NIM_SSL_MODE", "NIM_SSL_KEY_PATH", "NIM_SSL_CERTS_PATH",
-    "NIM_SSL_CA_CERTS_PATH", "NIM_ENABLE_OTEL", "NIM_OTEL_SERVICE_NAME", "NIM_OTEL_TRACES_EXPORTER",
-    "NIM_OTEL_METRICS_EXPORTER", "NIM_OTEL_EXPORTER_OTLP_ENDPOINT", "NIM_CORS_ALLOW_ORIGINS", "NIM_REPOSITORY_OVERRIDE",
-})  # fmt: skip
+DOCUMENTED_ENV = frozenset(
+    {
+        "NIM_CACHE_PATH",
+        "NIM_LOG_LEVEL",
+        "NIM_JSONL_LOGGING",
+        "NIM_SERVER_PORT",
+        "NIM_HEALTH_PORT",
+        "NIM_MODEL_PROFILE",
+        "NIM_MODEL_PATH",
+        "NIM_MODEL_NAME",
+        "NIM_SERVED_MODEL_NAME",
+        "NIM_CUSTOM_MODEL_NAME",
+        "NIM_MAX_MODEL_LEN",
+        "NIM_MAX_NUM_SEQS",
+        "NIM_TENSOR_PARALLEL_SIZE",
+        "NIM_PIPELINE_PARALLEL_SIZE",
+        "NIM_LOW_MEMORY_MODE",
+        "NIM_ENABLE_KV_CACHE_REUSE",
+        "NIM_KV_CACHE_PERCENT",
+        "NIM_NUM_KV_CACHE_SEQ_LENS",
+        "NIM_DISABLE_LOG_REQUESTS",
+        "NIM_TRUST_CUSTOM_CODE",
+        "NIM_MANIFEST_ALLOW_UNSAFE",
+        "NIM_PEFT_SOURCE",
+        "NIM_PEFT_REFRESH_INTERVAL",
+        "NIM_MAX_LORA_RANK",
+        "NIM_MAX_GPU_LORAS",
+        "NIM_MAX_CPU_LORAS",
+        "NIM_GUIDED_DECODING_BACKEND",
+        "NIM_CUSTOM_GUIDED_DECODING_BACKENDS",
+        "NIM_SSL_MODE",
+        "NIM_SSL_KEY_PATH",
+        "NIM_SSL_CERTS_PATH",
+        "NIM_SSL_CA_CERTS_PATH",
+        "NIM_ENABLE_OTEL",
+        "NIM_OTEL_SERVICE_NAME",
+        "NIM_OTEL_TRACES_EXPORTER",
+        "NIM_OTEL_METRICS_EXPORTER",
+        "NIM_OTEL_EXPORTER_OTLP_ENDPOINT",
+        "NIM_CORS_ALLOW_ORIGINS",
+        "NIM_REPOSITORY_OVERRIDE",
+    }
+)
 DOWNLOAD_S, LOAD_S = 120.0, 20.0  # seed-scale seconds: a first start downloads the profile; every start loads it
 
 
@@ -45,16 +77,20 @@ def cache_writable() -> str | None:
             f.write("ok")
         os.unlink(probe)
     except OSError as exc:
-        return (f"PermissionError: [Errno {exc.errno}] {exc.strerror}: {exc.filename!r} — the NIM cache "
-                f"{CACHE} must be writable by UID {os.getuid()} (mount a directory owned by it)")  # fmt: skip
+        return (
+            f"PermissionError: [Errno {exc.errno}] {exc.strerror}: {exc.filename!r} — the NIM cache "
+            f"{CACHE} must be writable by UID {os.getuid()} (mount a directory owned by it)"
+        )
     return None
 
 
 def main(argv: list[str]) -> int:
     unknown = sorted(n for n in os.environ if n.startswith("NIM_") and n not in DOCUMENTED_ENV)
     if unknown:
-        print(f"ERROR: unknown NIM setting(s) {', '.join(unknown)}: not among the documented NIM_* environment "
-              "variables", file=sys.stderr)  # fmt: skip
+        print(
+            f"ERROR: unknown NIM setting(s) {', '.join(unknown)}: not among the documented NIM_* environment variables",
+            file=sys.stderr,
+        )
         return 1
     if not os.environ.get("NGC_API_KEY"):
         print("ERROR: NGC_API_KEY is not set; it is required to download the model profile.", file=sys.stderr)
@@ -78,8 +114,14 @@ def main(argv: list[str]) -> int:
             json.dump({"profile": PROFILE, "backend": "vllm"}, f)
         os.replace(marker + ".tmp", marker)
 
-    config = ServerConfig(model=MODEL, pacing=pacing_for("nim-vllm-fp8", gpu), max_batch_size=256, owned_by="system",
-                          unknown_fields="ignore", nim_routes=True)  # fmt: skip
+    config = ServerConfig(
+        model=MODEL,
+        pacing=pacing_for("nim-vllm-fp8", gpu),
+        max_batch_size=256,
+        owned_by="system",
+        unknown_fields="ignore",
+        nim_routes=True,
+    )
     memory = hold_memory("nim-vllm-fp8", gpu)  # noqa: F841 - held for the process lifetime
     print(f"INFO Uvicorn running on http://0.0.0.0:{port}", flush=True)
     asyncio.run(run_server(config, "0.0.0.0", port, load_seconds=LOAD_S * scale, prepare=download_profile))
