@@ -15,7 +15,7 @@ from .bench.runner import run_measured
 from .errors import ConnectError, Outcome, ProbeError
 from .observe import baseline
 from .observe.compare import Item, compare
-from .observe.probe import observe
+from .observe.observation import observe
 from .plan.host_plan import plan_host
 from .remote import container_resident_gib, on_each_host, probe_host
 from .state.model import State
@@ -57,7 +57,7 @@ def check_host(state: State, address: str, data: dict[str, Any], environ: Mappin
     name = data["spark_host"]
     result = HostDrift(name, address)
     try:
-        observed = observe(state, name, lambda spec: probe_host(address, data, spec), read_only=True)
+        observed = observe(state, name, lambda request: probe_host(address, data, request), read_only=True)
     except (ProbeError, ConnectError) as exc:
         result.error = str(exc)
         return result

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .observe.probe import ProbeSpec, observe
-from .observe.snapshot import Snapshot
+from .observe.observation import artifacts_request, observe
+from .on_host.probe import KeptDir, Snapshot
 from .plan.host_plan import HostPlan, local_ref
 from .plan.quoting import sh_join
 from .state.model import State
@@ -73,54 +73,52 @@ def removable(state: State, plan: HostPlan, snapshot: Snapshot, keep: int = 1) -
 
     wanted_engines = {e.dir for e in plan.engines}
     kept_images = {i.local for i in plan.images} | {c.image for c in running if c.image}
-    builds: dict[str, list[dict[str, Any]]] = {}
-    for build in found.get("engines", []):
-        path, manifest = build["path"], build.get("manifest") or {}
+    builds: dict[str, list[KeptDir]] = {}
+    for build in found.engines:
+        path, manifest = build.path, build.manifest
         if path in wanted_engines or _referenced(path, texts, mounts):
-            if manifest.get("image"):
-                kept_images.add(str(manifest["image"]))
+            if manifest and manifest.image:
+                kept_images.add(manifest.image)
             continue
         if path.endswith(".partial") or not manifest:
             items.append(
                 Removable(
                     "interrupted build",
-                    f"{build['name']} {path.rsplit('/', 1)[-1]}",
+                    f"{build.name} {path.rsplit('/', 1)[-1]}",
                     path,
-                    build["bytes"],
+                    build.bytes,
                     "a build that never finished",
                 )
             )
             continue
-        builds.setdefault(build["name"], []).append(build)
+        builds.setdefault(build.name, []).append(build)
     for name, older in builds.items():
-        older.sort(key=lambda b: b["mtime"], reverse=True)
+        older.sort(key=lambda b: b.mtime, reverse=True)
         for i, build in enumerate(older):
-            manifest = build["manifest"]
-            what = (
-                f"{name} {str(manifest.get('fingerprint'))[:16]} (TensorRT-LLM {manifest.get('trtllm_version')}, "
-                f"{manifest.get('image')})"
-            )
+            manifest = build.manifest
+            assert manifest is not None  # builds without one were set aside above
+            what = f"{name} {str(manifest.fingerprint)[:16]} (TensorRT-LLM {manifest.trtllm_version}, {manifest.image})"
             if i < keep - 1:
-                kept_images.add(str(manifest.get("image")))
+                kept_images.add(str(manifest.image))
                 continue
             why = (
                 "not in the state" if name not in {e.name for e in plan.engines} else "replaced, not a rollback target"
             )
-            items.append(Removable("engine", what, build["path"], build["bytes"], why))
+            items.append(Removable("engine", what, build.path, build.bytes, why))
 
     wanted_checkpoints = {c.dir for c in plan.checkpoints}
-    for copy in found.get("checkpoints", []):
-        path = copy["path"]
+    for copy in found.checkpoints:
+        path = copy.path
         if path in wanted_checkpoints or _referenced(path, texts, mounts):
             continue
-        manifest = copy.get("manifest") or {}
-        what = f"{copy['name']} {manifest.get('repo')}@{manifest.get('revision')}" if manifest else copy["name"]
+        manifest = copy.manifest
+        what = f"{copy.name} {manifest.repo}@{manifest.revision}" if manifest else copy.name
         items.append(
             Removable(
                 "checkpoint",
                 what,
                 path,
-                copy["bytes"],
+                copy.bytes,
                 "not in the state" if manifest else "a download that never finished",
             )
         )
@@ -128,8 +126,8 @@ def removable(state: State, plan: HostPlan, snapshot: Snapshot, keep: int = 1) -
     wanted_files = {s.env_file for s in plan.services if s.env_file}
     wanted_files |= {f for c in plan.checkpoints if (f := plan.checkpoint_env_file(c))}
     wanted_files |= {plan.rollback_unit(s) for s in plan.services} | {plan.rollback_env_file(s) for s in plan.services}
-    for entry in found.get("files", []):
-        path = entry["path"]
+    for entry in found.files:
+        path = entry.path
         if path in wanted_files or any(path in t for t in texts):
             continue
         kind = "kept unit" if path.endswith(".service") else "env file"
@@ -138,30 +136,29 @@ def removable(state: State, plan: HostPlan, snapshot: Snapshot, keep: int = 1) -
                 "file",
                 f"{kind} {path.rsplit('/', 1)[-1]}",
                 path,
-                entry["bytes"],
+                entry.bytes,
                 "of a service or checkpoint the state no longer has",
             )
         )
 
     ours = {_repository(i.ref) for i in state.images.values()}
-    ours |= {
-        _repository(t) for image in found.get("images", []) for t in image.get("tags", []) if any(t in u for u in texts)
-    }
-    kept_images |= {t for image in found.get("images", []) for t in image.get("tags", []) if any(t in u for u in texts)}
+    named = {t for image in found.images for t in image.tags if any(t in u for u in texts)}
+    ours |= {_repository(t) for t in named}
+    kept_images |= named
     kept_images = {local_ref(r) for r in kept_images}
     running_ids = {c.image for c in running}
-    for image in found.get("images", []):
-        tags = [t for t in image.get("tags", []) if t != "<none>:<none>"]
+    for image in found.images:
+        tags = [t for t in image.tags if t != "<none>:<none>"]
         if not tags or not any(_repository(t) in ours for t in tags):
             continue  # not spark-state's: the user's own images are not ours to prune
-        if any(t in kept_images for t in tags) or image.get("id") in running_ids:
+        if any(t in kept_images for t in tags) or image.id in running_ids:
             continue
         items.append(
             Removable(
                 "image",
                 ", ".join(tags),
                 " ".join(tags),
-                int(image.get("bytes") or 0),
+                image.bytes,
                 "no unit, build or running container uses it",
             )
         )
@@ -195,15 +192,8 @@ def inspect_host(state: State, address: str, data: dict[str, Any], keep: int) ->
     from .remote import probe_host
 
     name = data["spark_host"]
-    observed = observe(state, name, lambda spec: probe_host(address, data, spec), read_only=True)
-    plan = observed.plan
-    spec = ProbeSpec(
-        units_dir=plan.units_dir,
-        rollback_dir=plan.rollback_dir,
-        containers=observed.spec.containers,
-        artifacts=(plan.root, plan.secrets_dir),
-    )
-    snapshot = probe_host(address, data, spec)
+    plan = observe(state, name, lambda request: probe_host(address, data, request), read_only=True).plan
+    snapshot = probe_host(address, data, artifacts_request(plan))
     return plan, HostPrune(name, address, removable(state, plan, snapshot, keep))
 
 

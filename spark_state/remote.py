@@ -20,8 +20,7 @@ from pyinfra.api.exceptions import ConnectError as PyinfraConnectError
 from pyinfra.api.exceptions import PyinfraError
 
 from .errors import ConnectError
-from .observe.probe import ProbeSpec, probe_command
-from .observe.snapshot import Snapshot
+from .on_host.probe import ProbeRequest, Snapshot, probe_command
 from .plan.scripts import parse_resident, resident_command
 
 T = TypeVar("T")
@@ -75,18 +74,15 @@ def run(
     return ok, "\n".join(output.stdout_lines), "\n".join(output.stderr_lines)
 
 
-def probe_host(address: str, data: dict[str, Any], spec: ProbeSpec) -> Snapshot:
-    """The host's Snapshot for `spec`; ConnectError when it cannot be reached or the probe cannot run."""
-    ok, stdout, stderr = run(address, data, probe_command(spec))
+def probe_host(address: str, data: dict[str, Any], request: ProbeRequest) -> Snapshot:
+    """The host's Snapshot for `request`; ConnectError when it cannot be reached or the probe cannot run,
+    ProbeError when its answer is not a probe's."""
+    ok, stdout, stderr = run(address, data, probe_command(request))
     if not ok:
         raise ConnectError(
             f"{data.get('spark_host', address)} ({address}): the probe failed: {(stderr or stdout)[-500:]}"
         )
-    try:
-        document = json.loads(stdout)
-    except ValueError as exc:
-        raise ConnectError(f"{address}: the probe did not answer JSON: {stdout[-200:]!r}") from exc
-    return Snapshot.parse(document)
+    return Snapshot.from_output(stdout)
 
 
 def container_resident_gib(address: str, data: dict[str, Any], container: str, docker: str = "docker") -> float | None:

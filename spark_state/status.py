@@ -11,8 +11,8 @@ from typing import Any
 
 from .bench import history
 from .errors import ConnectError, Outcome, ProbeError
-from .observe.probe import ProbeSpec, observe
-from .observe.snapshot import Snapshot
+from .observe.observation import observe
+from .on_host.probe import ProbeRequest, Snapshot
 from .remote import on_each_host, probe_host
 from .state.model import State
 
@@ -54,7 +54,11 @@ def _bench(host: str, service: str, history_dir: Path | None) -> str:
 
 
 def host_status(
-    state: State, address: str, data: dict[str, Any], history_dir: Path | None, probe: Callable[[ProbeSpec], Snapshot]
+    state: State,
+    address: str,
+    data: dict[str, Any],
+    history_dir: Path | None,
+    probe: Callable[[ProbeRequest], Snapshot],
 ) -> HostStatus:
     name = data["spark_host"]
     result = HostStatus(name, address)
@@ -88,7 +92,7 @@ def fleet_status(
     state: State, entries: list[tuple[str, dict[str, Any]]], history_dir: Path | None = None, host: str | None = None
 ) -> list[HostStatus]:
     def read(address: str, data: dict[str, Any]) -> HostStatus:
-        return host_status(state, address, data, history_dir, lambda spec: probe_host(address, data, spec))
+        return host_status(state, address, data, history_dir, lambda request: probe_host(address, data, request))
 
     return [status for _, _, status in on_each_host(entries, host, read)]
 

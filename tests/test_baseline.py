@@ -9,7 +9,7 @@ import pytest
 
 from spark_state.bench.results import ClientHealth, EndpointResult, LevelResult, SerialResult
 from spark_state.observe import baseline
-from spark_state.observe.snapshot import Snapshot
+from spark_state.on_host.probe import Snapshot
 
 SNAPSHOT = {
     "gpu": {"name": "NVIDIA GB10", "compute_capability": "12.1", "driver_version": "580.95.05"},

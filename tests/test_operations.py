@@ -31,8 +31,8 @@ from pyinfra.context import ctx_host, ctx_state
 from spark_state.deploy import operations
 from spark_state.deploy.facts import SparkHostState
 from spark_state.observe.compare import sha256
-from spark_state.observe.probe import probe_spec
-from spark_state.observe.snapshot import Snapshot
+from spark_state.observe.observation import probe_request
+from spark_state.on_host.probe import Snapshot
 from spark_state.plan.host_plan import HostPlan, plan_host
 from spark_state.plan.scripts import env_file_text
 from spark_state.state.loader import load_state
@@ -109,7 +109,7 @@ def _arguments(op: Any, args: dict[str, Any], plan: HostPlan) -> dict[str, Any]:
         resolved["content"] = svc.unit_text if kind == "unit" else env_file_text(svc.env, svc.secrets, ENV)
         if inspect.signature(op).parameters["content"].annotation == "Secret":
             resolved["content"] = operations.Secret(name, resolved["content"])
-    return resolved | ({"spec": probe_spec(plan)} if "spec" in inspect.signature(op).parameters else {})
+    return resolved | ({"request": probe_request(plan)} if "request" in inspect.signature(op).parameters else {})
 
 
 def _rendered(command: Any) -> Any:

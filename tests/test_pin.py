@@ -17,9 +17,9 @@ from conftest import EXAMPLE_STATE, REPO
 
 from spark_state import pin
 from spark_state.errors import ResolveError
-from spark_state.observe.probe import held_under, with_revisions
-from spark_state.observe.snapshot import Snapshot
+from spark_state.observe.observation import held_under, with_revisions
 from spark_state.on_host import resolve
+from spark_state.on_host.probe import Snapshot
 from spark_state.plan.host_plan import local_ref, plan_host, ref_digest
 from spark_state.state.loader import load_state, load_state_text
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 from conftest import EXAMPLE_STATE
 
+from spark_state.errors import ProbeError
 from spark_state.observe.compare import compare, sha256
 from spark_state.observe.preflight import preflight
-from spark_state.observe.snapshot import Snapshot
+from spark_state.on_host.probe import Snapshot
 from spark_state.plan.host_plan import HostPlan, manifest_path, plan_host
 from spark_state.plan.scripts import env_file_text
 from spark_state.state.loader import load_state, load_state_text
@@ -257,10 +259,14 @@ def test_images_count_on_dockers_file_system_and_old_builds_are_named() -> None:
     snap["download_sizes"] = {TRITON_2512: {"bytes": 34_600_000_000}}
     snap["docker_disk"] = {"path": "/var/lib/docker", "free_gb": 40.0, "total_gb": 500.0}
     snap["engine_builds"] = {
-        "llama31-8b-nvfp4": [{"fingerprint": "old", "files": {"engine/rank0.engine": 5_700_000_000}}, "not a manifest"]
+        "llama31-8b-nvfp4": [{"fingerprint": "old", "files": {"engine/rank0.engine": 5_700_000_000}}]
     }
     (failure,) = [f for f in _preflight(snap) if "GB free" in f]
     assert failure.startswith("/var/lib/docker has 40.0 GB free") and "old engine builds hold 5.7 GB" in failure
+    # The probe reads only JSON objects as manifests; anything else in that section is not its answer.
+    snap["engine_builds"]["llama31-8b-nvfp4"].append("not a manifest")
+    with pytest.raises(ProbeError, match="unexpected in engine_builds"):
+        Snapshot.parse(snap)
 
 
 def test_services_to_start_must_fit_the_memory_free_now() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import EXAMPLE_STATE
 
-from spark_state.observe.snapshot import Snapshot
+from spark_state.on_host.probe import Snapshot
 from spark_state.plan.host_plan import plan_host
 from spark_state.prune import removable, removal_command
 from spark_state.state.loader import load_state

@@ -1,5 +1,5 @@
 """pyinfra operations for Sparks, in pyinfra's own shape: desired state in, the host's Snapshot (one probe per
-deploy, `facts.snapshot(spec)`) compared with it, commands or `host.noop(...)` out. Restarts are chained by
+deploy, `facts.snapshot(request)`) compared with it, commands or `host.noop(...)` out. Restarts are chained by
 the caller with `_if=any_changed(...)` on the operations that changed a unit or its environment, as
 pyinfra's own `systemd.service(restarted=True, _if=...)` is.
 
@@ -17,7 +17,7 @@ from pyinfra import state as pyinfra_state
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
 from ..observe.compare import checkpoint_ok, engine_ok, holds_digest, lost_restart, sha256, unit_current
-from ..observe.probe import ProbeSpec
+from ..on_host.probe import ProbeRequest
 from ..plan import scripts
 from ..plan.host_plan import CheckpointPlan, EnginePlan, HostPlan, ServicePlan, ref_digest
 from ..plan.quoting import sh_join, sh_word
@@ -28,7 +28,7 @@ class ShownCommand(StringCommand):
     """A long step (pull, download, build, health wait) whose output pyinfra prints as it arrives, at any
     verbosity: its progress lines are the only sign of life for minutes."""
 
-    def execute(self, state, host, connector_arguments):  # type: ignore[no-untyped-def]
+    def execute(self, state, host, connector_arguments):
         connector_arguments.update(self.connector_arguments)
         return host.run_shell_command(self, print_output=True, print_input=state.print_input, **connector_arguments)
 
@@ -45,7 +45,7 @@ def preflight_gate(failures: list[str]):
     yield sh_join(["sh", "-c", 'printf "spark-state preflight: %s\\n" "$@" >&2; exit 1', "preflight", *failures])
 
 
-def spark_name(pyinfra_host) -> str:  # type: ignore[no-untyped-def]
+def spark_name(pyinfra_host) -> str:
     """A pyinfra host's name in the state file (inventories made by spark-state carry it as `spark_host`)."""
     return str(pyinfra_host.data.get("spark_host") or pyinfra_host.name)
 
@@ -88,37 +88,37 @@ def _upload(path: str, content: str, mode: str):
     yield StringCommand("chmod", mode, sh_word(path))
 
 
-def _up_to_date(spec: ProbeSpec, path: str, content: str, mode: str) -> bool:
-    current = snapshot(spec).file(path)
+def _up_to_date(request: ProbeRequest, path: str, content: str, mode: str) -> bool:
+    current = snapshot(request).file(path)
     return current is not None and current.sha256 == sha256(content) and current.mode == f"0o{mode}"
 
 
-def _keep_previous(spec: ProbeSpec, path: str, previous: str | None):
+def _keep_previous(request: ProbeRequest, path: str, previous: str | None):
     """Copy the file being replaced to `previous` (mode kept, in a 0700 directory): what a rollback restores."""
-    if previous and snapshot(spec).file(path) is not None:
+    if previous and snapshot(request).file(path) is not None:
         parent = previous.rsplit("/", 1)[0]
         yield StringCommand(f"install -d -m 700 {sh_word(parent)} && cp -p {sh_word(path)} {sh_word(previous)}")
 
 
 @operation()
-def managed_file(path: str, content: str, mode: str, spec: ProbeSpec, previous: str | None = None):
+def managed_file(path: str, content: str, mode: str, request: ProbeRequest, previous: str | None = None):
     """A file with exactly this content and mode (the probe reported its sha256 and mode).
 
     + path: where on the host
     + content: the whole text
     + mode: octal, e.g. "600" for secrets, "644" for programs
-    + spec: the deploy's probe (its `files` must name `path`)
+    + request: the deploy's probe (its `files` must name `path`)
     + previous: where to keep the file being replaced, for a rollback (none: not kept)
     """
-    if _up_to_date(spec, path, content, mode):
+    if _up_to_date(request, path, content, mode):
         host.noop(f"{path} is up to date")
         return
-    yield from _keep_previous(spec, path, previous)
+    yield from _keep_previous(request, path, previous)
     yield from _upload(path, content, mode)
 
 
 @operation()
-def private_file(plan: HostPlan, path: str, content: Secret, spec: ProbeSpec, previous: str | None = None):
+def private_file(plan: HostPlan, path: str, content: Secret, request: ProbeRequest, previous: str | None = None):
     """A file of secrets (0600, in a 0700 directory) with exactly this content. It travels base64 on the SSH
     channel's stdin to the helper, which writes a 0600 temp file beside it and renames it into place: no argv, no
     upload staging file in /tmp (pyinfra's upload under sudo stages one there), never a half-written file.
@@ -126,39 +126,39 @@ def private_file(plan: HostPlan, path: str, content: Secret, spec: ProbeSpec, pr
     + plan: the host's plan (helper path)
     + path: where on the host (an env file in the secrets directory)
     + content: the whole text, wrapped so it never prints
-    + spec: the deploy's probe (its `files` must name `path`, its `modes` the directory)
+    + request: the deploy's probe (its `files` must name `path`, its `modes` the directory)
     + previous: where to keep the file being replaced, for a rollback (none: not kept)
     """
     directory = path.rsplit("/", 1)[0]
-    loose = snapshot(spec).modes.get(directory) not in (None, "0o700")
-    if _up_to_date(spec, path, content.value, "600") and not loose:
+    loose = snapshot(request).modes.get(directory) not in (None, "0o700")
+    if _up_to_date(request, path, content.value, "600") and not loose:
         host.noop(f"{path} is up to date")
         return
-    yield from _keep_previous(spec, path, previous)
+    yield from _keep_previous(request, path, previous)
     encoded = base64.b64encode(content.value.encode()).decode()
     yield StringCommand(scripts.write_private_command(plan, path), _stdin=encoded)
 
 
 @operation()
-def unit_file(path: str, content: str, spec: ProbeSpec, previous: str | None = None):
+def unit_file(path: str, content: str, request: ProbeRequest, previous: str | None = None):
     """A systemd unit with exactly this text; systemd re-reads its units when it changed.
 
     + path: the unit file (in the units directory the probe lists)
     + content: the unit text
-    + spec: the deploy's probe
+    + request: the deploy's probe
     + previous: where to keep the unit being replaced, for a rollback (none: not kept)
     """
-    if _up_to_date(spec, path, content, "644"):
+    if _up_to_date(request, path, content, "644"):
         host.noop(f"{path} is up to date")
         return
-    yield from _keep_previous(spec, path, previous)
+    yield from _keep_previous(request, path, previous)
     yield from _upload(path, content, "644")
     yield StringCommand("systemctl", "daemon-reload")
 
 
 @operation()
 def docker_image(
-    plan: HostPlan, ref: str, spec: ProbeSpec, local: str | None = None, read_trtllm_version: bool = False
+    plan: HostPlan, ref: str, request: ProbeRequest, local: str | None = None, read_trtllm_version: bool = False
 ):
     """The image is present locally under `local` (pulled with progress lines); a pinned reference
     (`name:tag@sha256:...`) is pulled by its digest and tagged `name:tag`, and a local tag holding other bits is
@@ -168,11 +168,11 @@ def docker_image(
     + ref: the image reference as the state declares it
     + local: the name units and builds use (host_plan.local_ref; default: ref)
     + read_trtllm_version: read the TensorRT-LLM version inside it after the pull
-    + spec: the deploy's probe
+    + request: the deploy's probe
     """
     local = local or ref
     digest = ref_digest(ref)
-    if holds_digest(snapshot(spec).images.get(local), digest):
+    if holds_digest(snapshot(request).images.get(local), digest):
         host.noop(f"image {ref} is present")
         return
     yield ShownCommand(scripts.pull_command(plan, ref, local))
@@ -192,7 +192,13 @@ class Secret:
 
 @operation()
 def registry_login(
-    plan: HostPlan, registry: str, user: str, password: Secret, image: str, spec: ProbeSpec, local: str | None = None
+    plan: HostPlan,
+    registry: str,
+    user: str,
+    password: Secret,
+    image: str,
+    request: ProbeRequest,
+    local: str | None = None,
 ):
     """The host's docker is logged in to `registry` before `image` is pulled from it (only then: an image already
     present needs no login). The password goes to `docker login --password-stdin` over the SSH channel's stdin —
@@ -203,25 +209,25 @@ def registry_login(
     + user: e.g. $oauthtoken (NGC)
     + password: the key, wrapped so it never prints
     + image: the image that needs the login
-    + spec: the deploy's probe
+    + request: the deploy's probe
     + local: the name it is used by on the host (default: image)
     """
-    if holds_digest(snapshot(spec).images.get(local or image), ref_digest(image)):
+    if holds_digest(snapshot(request).images.get(local or image), ref_digest(image)):
         host.noop(f"image {image} is present: no login to {registry} needed")
         return
     yield StringCommand(scripts.docker_login_command(plan, registry, user, image), _stdin=password.value)
 
 
 @operation()
-def checkpoint(plan: HostPlan, ckpt: CheckpointPlan, spec: ProbeSpec):
+def checkpoint(plan: HostPlan, ckpt: CheckpointPlan, request: ProbeRequest):
     """The checkpoint is downloaded at its pinned revision and verified (its manifest says so), inside its image
     by the fetcher (uploaded before, to plan.fetch_script_path), which prints progress while it downloads.
 
     + plan: the host's plan
     + ckpt: the checkpoint's plan (repo, revision, directory, image, secrets)
-    + spec: the deploy's probe
+    + request: the deploy's probe
     """
-    ok, found = checkpoint_ok(snapshot(spec), ckpt.repo, ckpt.revision, ckpt.dir, ckpt.tokenizer_only)
+    ok, found = checkpoint_ok(snapshot(request), ckpt.repo, ckpt.revision, ckpt.dir, ckpt.tokenizer_only)
     if ok:
         host.noop(f"checkpoint {ckpt.name}: {found}")
         return
@@ -229,29 +235,29 @@ def checkpoint(plan: HostPlan, ckpt: CheckpointPlan, spec: ProbeSpec):
 
 
 @operation()
-def chat_template_guard(plan: HostPlan, service: str, checkpoint_dir: str, message: str, spec: ProbeSpec):
+def chat_template_guard(plan: HostPlan, service: str, checkpoint_dir: str, message: str, request: ProbeRequest):
     """Refuse to start a chat service whose tokenizer has no chat template (trtllm-serve would answer 400).
 
     + service: the service that loads the tokenizer
     + checkpoint_dir: the checkpoint whose tokenizer it loads
     + message: what the host fails with when there is no template
-    + spec: the deploy's probe
+    + request: the deploy's probe
     """
-    if snapshot(spec).chat_templates.get(checkpoint_dir) is True:
+    if snapshot(request).chat_templates.get(checkpoint_dir) is True:
         host.noop(f"{service}: tokenizer has a chat template")
         return
     yield scripts.chat_template_command(plan, checkpoint_dir, message)
 
 
 @operation()
-def engine(plan: HostPlan, engine_plan: EnginePlan, spec: ProbeSpec):
+def engine(plan: HostPlan, engine_plan: EnginePlan, request: ProbeRequest):
     """The engine is built for its fingerprint; the served engine switches only after a successful build.
 
     + plan: the host's plan
     + engine_plan: the engine's plan (fingerprint, directories, convert and build commands)
-    + spec: the deploy's probe
+    + request: the deploy's probe
     """
-    ok, found = engine_ok(snapshot(spec), engine_plan.fingerprint, engine_plan.dir, engine_plan.name)
+    ok, found = engine_ok(snapshot(request), engine_plan.fingerprint, engine_plan.dir, engine_plan.name)
     if ok:
         host.noop(f"engine {engine_plan.name}: {found}")
         return
@@ -259,31 +265,31 @@ def engine(plan: HostPlan, engine_plan: EnginePlan, spec: ProbeSpec):
 
 
 @operation()
-def nim_cache(path: str, uid: int, spec: ProbeSpec):
+def nim_cache(path: str, uid: int, request: ProbeRequest):
     """A NIM's model cache directory exists and belongs to the container's user (NIM runs as UID 1000 and
     exits when it cannot write its cache).
 
     + path: the cache directory on the host (mounted at /opt/nim/.cache)
     + uid: the user (and group) the NIM container runs as
-    + spec: the deploy's probe
+    + request: the deploy's probe
     """
-    if snapshot(spec).owners.get(path) == (uid, uid):
+    if snapshot(request).owners.get(path) == (uid, uid):
         host.noop(f"{path} belongs to {uid}:{uid}")
         return
     yield sh_join(["install", "-d", "-m", "0755", "-o", str(uid), "-g", str(uid), path])
 
 
 @operation(is_idempotent=False)
-def service_restarted(plan: HostPlan, svc: ServicePlan, spec: ProbeSpec):
+def service_restarted(plan: HostPlan, svc: ServicePlan, request: ProbeRequest):
     """Restart a running service and wait for it to answer; chain it with `_if=any_changed(unit_op, env_op)`.
     A service that was not running is left to `service_running`, which starts it (a new unit is started once,
     not started and restarted).
 
     + plan: the host's plan
     + svc: the service (unit, port, readiness path, health timeout)
-    + spec: the deploy's probe
+    + request: the deploy's probe
     """
-    unit = snapshot(spec).units.get(svc.unit_name)
+    unit = snapshot(request).units.get(svc.unit_name)
     if unit is None or unit.active != "active":
         host.noop(f"{svc.unit_name} is not running; it is started, not restarted")
         return
@@ -292,16 +298,16 @@ def service_restarted(plan: HostPlan, svc: ServicePlan, spec: ProbeSpec):
 
 
 @operation()
-def service_running(plan: HostPlan, svc: ServicePlan, spec: ProbeSpec):
+def service_running(plan: HostPlan, svc: ServicePlan, request: ProbeRequest):
     """The unit is enabled and active and answers its readiness path and /v1/models (waited for after a start).
     A container that runs but was started from an older unit than the current one (a restart an earlier run
     lost) is restarted.
 
     + plan: the host's plan
     + svc: the service (unit, port, container, identity, readiness path, health timeout)
-    + spec: the deploy's probe
+    + request: the deploy's probe
     """
-    found = snapshot(spec)
+    found = snapshot(request)
     unit = found.units.get(svc.unit_name)
     enabled = unit is not None and unit.enabled == "enabled"
     active = unit is not None and unit.active == "active"
@@ -317,15 +323,15 @@ def service_running(plan: HostPlan, svc: ServicePlan, spec: ProbeSpec):
 
 
 @operation()
-def stale_env_files_removed(directory: str, wanted: list[str], spec: ProbeSpec):
+def stale_env_files_removed(directory: str, wanted: list[str], request: ProbeRequest):
     """Env files in the secrets directory that nothing on this host uses any more (a service or checkpoint the
     state dropped, or whose env and secrets it emptied) are removed: a secret is kept no longer than it is used.
 
     + directory: the secrets directory
     + wanted: the names of the env files this host's plan writes (and those a stale unit's removal takes)
-    + spec: the deploy's probe (its `env_files_dir` lists the directory)
+    + request: the deploy's probe (its `env_files_dir` lists the directory)
     """
-    stale = sorted(set(snapshot(spec).env_files) - set(wanted))
+    stale = sorted(set(snapshot(request).env_files) - set(wanted))
     if not stale:
         host.noop(f"no stale env files in {directory}")
         return
@@ -333,16 +339,16 @@ def stale_env_files_removed(directory: str, wanted: list[str], spec: ProbeSpec):
 
 
 @operation()
-def stale_unit_removed(unit: str, units_dir: str, env_file: str, spec: ProbeSpec):
+def stale_unit_removed(unit: str, units_dir: str, env_file: str, request: ProbeRequest):
     """A spark-state unit the state no longer declares is stopped, disabled and removed with its env file
     (artifacts are kept).
 
     + unit: the unit's name
     + units_dir: where unit files live
     + env_file: the service's env file
-    + spec: the deploy's probe
+    + request: the deploy's probe
     """
-    if unit not in snapshot(spec).units:
+    if unit not in snapshot(request).units:
         host.noop(f"{unit} is absent")
         return
     yield sh_join(["systemctl", "disable", "--now", unit])

@@ -22,7 +22,7 @@ from ..bench.runner import BenchSettings
 from ..console import make_console, make_table
 from ..errors import StepError
 from ..observe import baseline
-from ..observe.probe import host_facts_spec
+from ..observe.observation import host_facts_request
 from ..plan import scripts
 from ..plan.host_plan import HostPlan
 from ..plan.quoting import sh_word
@@ -66,7 +66,7 @@ def _bench_in_clean_process(target: Target, settings: BenchSettings, resident: f
 def _record_baseline(plan: HostPlan, figures: dict[str, dict[str, float]]) -> str:
     """Write the host's new baseline on the host and in the control machine's history; facts are probed again
     now, after this run's pulls and restarts."""
-    now = host.get_fact(SparkHostState, spec=host_facts_spec(plan))  # not the deploy's snapshot: taken after it
+    now = host.get_fact(SparkHostState, request=host_facts_request(plan))  # not the deploy's snapshot: taken after it
     document = baseline.make_baseline(plan.host, baseline.host_facts(now), baseline.image_digests(now), figures)
     path = plan.baseline_path
     text = json.dumps(document, indent=2, sort_keys=True)

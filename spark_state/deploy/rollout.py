@@ -11,7 +11,7 @@ from typing import Any
 from pyinfra.api.operation import OperationMeta
 
 from ..observe.compare import lost_restart, sha256, unit_current
-from ..observe.snapshot import Snapshot
+from ..on_host.probe import Snapshot
 from ..plan.host_plan import HostPlan, ServicePlan, unit_serves
 
 

@@ -28,8 +28,8 @@ from pyinfra.operations.util import any_changed
 from ..errors import HostError, SparkStateError
 from ..observe import baseline
 from ..observe.compare import lost_restart, unit_current
+from ..observe.observation import Observation, observe
 from ..observe.preflight import chat_template_message, preflight
-from ..observe.probe import Observation, observe
 from ..on_host import program
 from ..plan.host_plan import CONVERTER_TEXT, NIM_UID, HostPlan
 from ..plan.scripts import env_file_text
@@ -94,7 +94,7 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
 
 def _reconcile(state: State, observation: Observation, canary: bool) -> None:
     environ = dict(os.environ)
-    plan, spec, observed = observation.plan, observation.spec, observation.snapshot
+    plan, request, observed = observation.plan, observation.request, observation.snapshot
     rollback = state.rollout.rollback
 
     failures = preflight(plan, observed, environ, _secrets_needed(plan), state.fleet.reserved_memory_gib)
@@ -103,7 +103,7 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
         return
 
     changes: dict[str, list[OperationMeta]] = {"host": []}
-    ops.managed_file(name="spark-state host helper", path=plan.helper_path, content=HELPER, mode="644", spec=spec)
+    ops.managed_file(name="spark-state host helper", path=plan.helper_path, content=HELPER, mode="644", request=request)
     for image in plan.images:
         if needs_ngc_login(image.ref):  # preflight made sure the key is here when the image must be pulled
             ops.registry_login(
@@ -114,27 +114,31 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
                 password=ops.Secret(NGC_KEY_ENV, environ.get(NGC_KEY_ENV, "")),
                 image=image.ref,
                 local=image.local,
-                spec=spec,
+                request=request,
             )
         changes["host"].append(
             ops.docker_image(
                 name=f"image {image.ref}",
                 plan=plan,
                 ref=image.ref,
-                spec=spec,
+                request=request,
                 local=image.local,
-                read_trtllm_version=image.local in spec.probe,
+                read_trtllm_version=image.local in (request.images.trtllm if request.images else ()),
             )
         )
 
     if plan.checkpoints:
-        ops.managed_file(name="checkpoint fetcher", path=plan.fetch_script_path, content=FETCHER, mode="644", spec=spec)
+        ops.managed_file(
+            name="checkpoint fetcher", path=plan.fetch_script_path, content=FETCHER, mode="644", request=request
+        )
     for ckpt in plan.checkpoints:
         env_file = plan.checkpoint_env_file(ckpt)
         if env_file:
             secret = ops.Secret(f"env file of {ckpt.name}", env_file_text({}, ckpt.secrets, environ) or "")
             changes["host"].append(
-                ops.private_file(name=f"secrets for {ckpt.name}", plan=plan, path=env_file, content=secret, spec=spec)
+                ops.private_file(
+                    name=f"secrets for {ckpt.name}", plan=plan, path=env_file, content=secret, request=request
+                )
             )
         # The download keeps the operator's login environment under sudo (HF_ENDPOINT for a mirror, proxies).
         changes["host"].append(
@@ -142,7 +146,7 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
                 name=f"checkpoint {ckpt.name} ({ckpt.repo}@{ckpt.revision})",
                 plan=plan,
                 ckpt=ckpt,
-                spec=spec,
+                request=request,
                 _preserve_sudo_env=True,
             )
         )
@@ -156,16 +160,16 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
                 plan=plan,
                 service=svc.name,
                 checkpoint_dir=ckpt.dir,
-                spec=spec,
+                request=request,
                 message=chat_template_message(svc.name, ckpt.name, ckpt.repo),
             )
 
     if plan.engines:
         ops.managed_file(
-            name="checkpoint converter", path=plan.converter_path, content=CONVERTER_TEXT, mode="644", spec=spec
+            name="checkpoint converter", path=plan.converter_path, content=CONVERTER_TEXT, mode="644", request=request
         )
     engine_ops = {
-        e.name: ops.engine(name=f"engine {e.name} ({e.fingerprint[:16]})", plan=plan, engine_plan=e, spec=spec)
+        e.name: ops.engine(name=f"engine {e.name} ({e.fingerprint[:16]})", plan=plan, engine_plan=e, request=request)
         for e in plan.engines
     }
 
@@ -189,20 +193,20 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
                 plan=plan,
                 path=svc.env_file,
                 content=secret,
-                spec=spec,
+                request=request,
                 previous=plan.rollback_env_file(svc) if rollback else None,
             )
             restart_after[svc.name].append(run.env_op)
         if svc.cache_dir:
             run.changes.append(
-                ops.nim_cache(name=f"{svc.name} model cache", path=svc.cache_dir, uid=NIM_UID, spec=spec)
+                ops.nim_cache(name=f"{svc.name} model cache", path=svc.cache_dir, uid=NIM_UID, request=request)
             )
         restart_after[svc.name].append(
             ops.unit_file(
                 name=f"unit {svc.unit_name}",
                 path=svc.unit_path,
                 content=svc.unit_text,
-                spec=spec,
+                request=request,
                 previous=plan.rollback_unit(svc) if rollback else None,
             )
         )
@@ -216,14 +220,14 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
         env_files.append(env_file)  # removed with its unit
         changes["host"].append(
             ops.stale_unit_removed(
-                name=f"remove {unit}", unit=unit, units_dir=plan.units_dir, env_file=env_file, spec=spec
+                name=f"remove {unit}", unit=unit, units_dir=plan.units_dir, env_file=env_file, request=request
             )
         )
     changes["host"].append(
         ops.stale_env_files_removed(
             name=f"stale env files in {plan.secrets_dir}",
             directory=plan.secrets_dir,
-            spec=spec,
+            request=request,
             wanted=[path.rsplit("/", 1)[1] for path in env_files],
         )
     )
@@ -237,12 +241,12 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
                 name=f"{svc.unit_name} restarted",
                 plan=plan,
                 svc=svc,
-                spec=spec,
+                request=request,
                 _if=any_changed(*restart_after[svc.name]),
                 _ignore_errors=rollback,
             ),
             ops.service_running(
-                name=f"{svc.unit_name} running", plan=plan, svc=svc, spec=spec, _ignore_errors=rollback
+                name=f"{svc.unit_name} running", plan=plan, svc=svc, request=request, _ignore_errors=rollback
             ),
         ]
         run.changes += run.health

@@ -16,8 +16,8 @@ from typing import Any
 
 from ..bench.history import state_home
 from ..bench.results import EndpointResult
+from ..on_host.probe import Snapshot
 from .compare import Item
-from .snapshot import Snapshot
 
 BASELINE_FORMAT = "spark-state/baseline/v1"
 

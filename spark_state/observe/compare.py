@@ -6,11 +6,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from ..on_host.probe import ImageFact, Manifest, Snapshot
 from ..plan.host_plan import NIM_UID, HostPlan, ServicePlan, manifest_path
 from ..plan.scripts import env_file_text
-from .snapshot import ImageFact, Snapshot
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def manifest_state(snapshot: Snapshot, directory: str) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
+def manifest_state(snapshot: Snapshot, directory: str) -> tuple[Manifest | None, tuple[str, ...]]:
     """(manifest, files it lists that are missing or changed size) for an artifact directory."""
     entry = snapshot.manifests.get(manifest_path(directory))
     if not entry:
@@ -49,26 +48,26 @@ def checkpoint_ok(
     manifest, missing = manifest_state(snapshot, directory)
     if manifest is None:
         return False, "not downloaded"
-    if (manifest.get("repo"), manifest.get("revision")) != (repo, revision):
-        return False, f"{manifest.get('repo')}@{manifest.get('revision')}"
-    if manifest.get("scope") == "tokenizer" and not tokenizer_only:
+    if (manifest.repo, manifest.revision) != (repo, revision):
+        return False, f"{manifest.repo}@{manifest.revision}"
+    if manifest.scope == "tokenizer" and not tokenizer_only:
         return False, f"{repo}@{revision}: tokenizer files only, the weights are needed"
     if missing:
         return False, f"files missing or changed: {', '.join(missing[:3])}"
-    scope = " tokenizer only" if manifest.get("scope") == "tokenizer" else ""
-    return True, f"{repo}@{revision} ({str(manifest.get('sha', ''))[:12]}){scope}"
+    scope = " tokenizer only" if manifest.scope == "tokenizer" else ""
+    return True, f"{repo}@{revision} ({str(manifest.sha or '')[:12]}){scope}"
 
 
 def engine_ok(snapshot: Snapshot, fingerprint: str, directory: str, name: str) -> tuple[bool, str]:
     manifest, missing = manifest_state(snapshot, directory)
-    if manifest is not None and manifest.get("fingerprint") == fingerprint and not missing:
-        return True, f"{fingerprint[:16]} (TensorRT-LLM {manifest.get('trtllm_version')})"
+    if manifest is not None and manifest.fingerprint == fingerprint and not missing:
+        return True, f"{fingerprint[:16]} (TensorRT-LLM {manifest.trtllm_version})"
     if manifest is not None and missing:
         return False, f"{fingerprint[:16]} built, but {', '.join(missing[:3])} missing or changed"
-    others = [m for m in snapshot.engine_builds.get(name, []) if m.get("fingerprint") != fingerprint]
+    others = [m for m in snapshot.engine_builds.get(name, []) if m.fingerprint != fingerprint]
     if others:
         latest = others[-1]
-        return False, f"only {str(latest.get('fingerprint'))[:16]} (TensorRT-LLM {latest.get('trtllm_version')})"
+        return False, f"only {str(latest.fingerprint)[:16]} (TensorRT-LLM {latest.trtllm_version})"
     return False, "not built"
 
 
@@ -130,15 +129,15 @@ def _service_items(host: str, svc: ServicePlan, snapshot: Snapshot, environ: Map
         )
     )
     rolled_back = snapshot.rollback.markers.get(svc.unit_name)
-    if not unit_ok and rolled_back and rolled_back.get("desired_identity") == svc.identity:
+    if not unit_ok and rolled_back and rolled_back.desired_identity == svc.identity:
         items.append(
             Item(
                 host,
                 "rollback",
                 svc.name,
                 svc.serves,
-                f"rolled back: desired {rolled_back.get('desired')}, serving {rolled_back.get('serving')} "
-                f"({rolled_back.get('reason')}, {rolled_back.get('at')})",
+                f"rolled back: desired {rolled_back.desired}, serving {rolled_back.serving} "
+                f"({rolled_back.reason}, {rolled_back.at})",
                 False,
             )
         )

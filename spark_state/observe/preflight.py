@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ..on_host.probe import DiskFact, DockerFact, Snapshot
 from ..plan.host_plan import HostPlan
 from ..plan.quoting import env_file_problem
 from ..state.compat import NGC_KEY_ENV, NGC_REGISTRY, Gpu, Support, known_bad_fix, needs_ngc_login, trtllm_support
 from ..state.names import UNIT_PREFIX
 from .compare import checkpoint_ok, engine_ok
-from .snapshot import DiskFact, DockerFact, Snapshot
 
 GIB_PER_GB = 1e9 / 2**30
 
@@ -91,7 +91,8 @@ def _disk(plan: HostPlan, snapshot: Snapshot) -> list[str]:
         if root_fs and e.size_gb and not engine_ok(snapshot, e.fingerprint, e.dir, e.name)[0]:
             needs.setdefault(root_fs, {})[f"engine {e.name}"] = 2 * e.size_gb
     for image in plan.images:
-        size = snapshot.download_sizes.get(image.ref)
+        download = snapshot.download_sizes.get(image.ref)
+        size = download.bytes if download else None
         if images_fs and size and snapshot.images.get(image.local) is None:
             needs.setdefault(images_fs, {})[f"image {image.name} ({_size(size / 1e9)} download)"] = (
                 PULL_SPACE * size / 1e9
@@ -114,9 +115,8 @@ def _old_builds(plan: HostPlan, snapshot: Snapshot) -> str:
     held = 0
     for builds in snapshot.engine_builds.values():
         for build in builds:
-            files = build.get("files") if isinstance(build, dict) else None
-            if isinstance(files, dict) and build.get("fingerprint") not in wanted:
-                held += sum(size for size in files.values() if isinstance(size, int))
+            if build.fingerprint not in wanted:
+                held += sum(build.files.values())
     return f"; old engine builds hold {_size(held / 1e9)} (`spark-state prune` frees them)" if held else ""
 
 

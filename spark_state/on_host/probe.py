@@ -1,12 +1,19 @@
-"""Runs ON a Spark (python3, stdlib only), as one SSH command: everything spark-state needs to know about the
-host, as one JSON document. A spec (JSON, argv[1]) says which sections to gather.
+"""The probe, declared once: what spark-state asks a Spark, how the Spark reads it, and the typed answer.
 
-Sections: gpu, memory, disk, docker, host, baseline, images, manifests, engine_dirs, checkpoint_dirs, chat_templates,
-files, units,
-rollback, artifacts, ports, health, containers.
-The TensorRT-LLM version inside an image is probed once per image id and cached in the spec's `trtllm_cache`
-directory (HostPlan.trtllm_versions_dir), one file per image id, shared with the helper's trtllm-version.
+Each section has one name and three aligned entries in this module, in the same order:
+    1. its field in `ProbeRequest`  — what the plan asks (None / False: not asked);
+    2. its reader in `READERS`      — the function that reads it ON the host (python3 and the standard library);
+    3. its field in `Snapshot`      — the pydantic model of its answer, parsed once at `Snapshot.from_output`.
+Adding a section is those three entries; a test holds the three lists equal.
+
+On a Spark this file runs as `python3 -c SOURCE REQUEST_JSON` (`probe_command`) and prints one JSON document
+keyed by section name; sections run side by side, and one that cannot be read is said by name in `errors`. The
+models below are never built there (pydantic is not imported on a host: the probe should start fast).
+The TensorRT-LLM version inside an image is read once per image id and cached in `images.cache_dir`
+(HostPlan.trtllm_versions_dir), one file per image id, shared with the helper's trtllm-version.
 """
+
+from __future__ import annotations
 
 import hashlib
 import json
@@ -16,9 +23,92 @@ import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+ON_HOST = __name__ == "__main__"
+if TYPE_CHECKING or not ON_HOST:
+    from pydantic import BaseModel, ConfigDict, ValidationError
+else:  # on a Spark: class statements below need a base, and nothing builds them
+
+    class BaseModel:
+        pass
+
+    def ConfigDict(**settings):  # pydantic's name
+        return settings
+
+
 TRTLLM_PROBE = "import importlib.metadata as m; print(m.version('tensorrt_llm'))"
+MANIFEST_NAME = ".spark-state.json"  # written into a checkpoint or engine directory once it is complete
+
+
+# 1. What the plan asks ----------------------------------------------------------------------------------------------
+# Frozen and hashable: pyinfra passes the request to its fact as an argument.
+
+
+class _Asked(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ImagesAsked(_Asked):
+    refs: tuple[str, ...]
+    trtllm: tuple[str, ...] = ()  # images whose TensorRT-LLM version is read from inside them
+    cache_dir: str | None = None  # where those versions are cached, by image id
+    cached_only: bool = False  # read-only (drift): start no container, write no cache
+
+
+class UnitsAsked(_Asked):
+    directory: str
+    prefix: str
+
+
+class ArtifactsAsked(_Asked):
+    root: str
+    secrets_dir: str
+
+
+class HealthAsked(_Asked):
+    port: int
+    ready_path: str
+
+
+class ProbeRequest(_Asked):
+    """The sections one probe gathers; each field is one section (see READERS and Snapshot)."""
+
+    gpu: bool = False
+    memory: bool = False
+    disk: str | None = None  # the path whose file system is measured
+    docker: bool = False
+    host: bool = False
+    baseline: str | None = None  # the baseline file
+    images: ImagesAsked | None = None
+    manifests: tuple[str, ...] | None = None  # completion manifests of artifact directories
+    engine_builds: tuple[str, ...] | None = None  # each engine's directory of builds
+    checkpoint_copies: tuple[str, ...] | None = None  # each checkpoint's directory of downloads
+    chat_templates: tuple[str, ...] | None = None  # checkpoint directories
+    owners: tuple[str, ...] | None = None
+    modes: tuple[str, ...] | None = None  # permission bits of these paths (the secrets directory)
+    download_sizes: tuple[str, ...] | None = None  # images whose download size the registry tells, when absent
+    docker_disk: bool = False  # the file system docker keeps images on
+    env_files: str | None = None  # the secrets directory: names of the env files kept there
+    files: tuple[str, ...] | None = None  # hashes and modes only: these may hold secrets
+    units: UnitsAsked | None = None
+    rollback: str | None = None  # the rollback directory
+    artifacts: ArtifactsAsked | None = None  # everything kept, with sizes (prune)
+    listening: bool = False  # TCP ports listening
+    containers: str | None = None  # name prefix of our containers
+    health: tuple[HealthAsked, ...] | None = None
+
+
+def probe_command(request: ProbeRequest) -> str:
+    """The shell command that runs this probe on a host (python3 and the standard library only)."""
+    from spark_state.on_host import program
+    from spark_state.plan.quoting import sh_word
+
+    return f"python3 -c {sh_word(program('probe.py'))} {sh_word(request.model_dump_json(exclude_defaults=True))}"
+
+
+# 2. How a Spark reads each section (runs ON the host) ----------------------------------------------------------------
 
 
 def run(argv, timeout=120):
@@ -29,7 +119,7 @@ def run(argv, timeout=120):
         return 127, "", str(exc)
 
 
-def gpu():
+def read_gpu(_):
     if not shutil.which("nvidia-smi"):
         return None
     rc, out, _ = run(["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"])
@@ -39,7 +129,40 @@ def gpu():
     return {"name": name, "compute_capability": cc, "driver_version": driver}
 
 
-def host_versions():
+def read_memory(_):
+    values = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            values[key] = int(rest.split()[0])
+    return {"total_gib": values["MemTotal"] / 2**20, "available_gib": values.get("MemAvailable", 0) / 2**20}
+
+
+def read_disk(path):
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    st = os.statvfs(path or "/")
+    return {
+        "path": path,
+        "free_gb": st.f_bavail * st.f_frsize / 1e9,
+        "total_gb": st.f_blocks * st.f_frsize / 1e9,
+        "device": os.stat(path or "/").st_dev,  # which file system: two paths may share one
+    }
+
+
+def read_docker(_):
+    if not shutil.which("docker"):
+        return {"present": False}
+    hook = shutil.which("nvidia-container-runtime-hook") or shutil.which("nvidia-ctk")
+    try:
+        status, info = docker_api("/version")
+        running, version, error = status == 200, (info or {}).get("Version"), None if status == 200 else str(info)
+    except OSError as exc:
+        running, version, error = False, None, str(exc)
+    return {"present": True, "running": running, "version": version, "error": error, "nvidia_runtime": bool(hook)}
+
+
+def read_host(_):
     """What a DGX OS upgrade changes under the services: CUDA (as nvidia-smi reports it), kernel, OS release and
     the NVIDIA container toolkit. The driver comes with `gpu`, docker's version with `docker`."""
     cuda = None
@@ -76,25 +199,12 @@ def read_text(path):
         return None
 
 
-def memory():
-    values = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            values[key] = int(rest.split()[0])
-    return {"total_gib": values["MemTotal"] / 2**20, "available_gib": values.get("MemAvailable", 0) / 2**20}
-
-
-def disk(path):
-    while path and not os.path.exists(path):
-        path = os.path.dirname(path)
-    st = os.statvfs(path or "/")
-    return {
-        "path": path,
-        "free_gb": st.f_bavail * st.f_frsize / 1e9,
-        "total_gb": st.f_blocks * st.f_frsize / 1e9,
-        "device": os.stat(path or "/").st_dev,
-    }  # which file system: two paths may share one
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def http_get(path, port=None, unix=None, timeout=30):
@@ -123,21 +233,9 @@ def docker_api(path):
     return status, (json.loads(body) if body.strip() else None)
 
 
-def docker():
-    if not shutil.which("docker"):
-        return {"present": False}
-    hook = shutil.which("nvidia-container-runtime-hook") or shutil.which("nvidia-ctk")
-    try:
-        status, info = docker_api("/version")
-        running, version, error = status == 200, (info or {}).get("Version"), None if status == 200 else str(info)
-    except OSError as exc:
-        running, version, error = False, None, str(exc)
-    return {"present": True, "running": running, "version": version, "error": error, "nvidia_runtime": bool(hook)}
-
-
-def images(refs, probe, cache_dir, cached_only=False):
+def read_images(asked):
     found = {}
-    for ref in refs:
+    for ref in asked["refs"]:
         try:
             status, info = docker_api(f"/images/{quote(ref, safe='/:@')}/json")
         except OSError:
@@ -146,51 +244,12 @@ def images(refs, probe, cache_dir, cached_only=False):
             found[ref] = None
             continue
         entry = {"id": info["Id"], "digests": info.get("RepoDigests") or [], "trtllm_version": None}
-        if ref in probe:
-            entry["trtllm_version"] = trtllm_version(ref, info["Id"], cache_dir, cached_only)
+        if ref in asked.get("trtllm", ()):
+            entry["trtllm_version"] = trtllm_version(
+                ref, info["Id"], asked.get("cache_dir"), asked.get("cached_only", False)
+            )
         found[ref] = entry
     return found
-
-
-ARCHITECTURES = {"aarch64": "arm64", "x86_64": "amd64"}  # uname -m → the OCI platform architecture
-
-
-def download_size(ref):
-    """Bytes a pull of `ref` downloads, from its registry manifest (`docker manifest inspect`, with docker's own
-    credentials), for this host's platform: {"bytes": N}, or {"error": why} (e.g. a NIM before `docker login`)."""
-    rc, out, err = run(["docker", "manifest", "inspect", ref], 60)
-    if rc != 0:
-        return {"error": (err or out).strip().splitlines()[-1:][0] if (err or out).strip() else f"exit {rc}"}
-    manifest = json.loads(out)
-    if "manifests" in manifest:  # a list: the entry for this host's platform, then its own manifest
-        arch = ARCHITECTURES.get(os.uname().machine, os.uname().machine)
-        entry = next((m for m in manifest["manifests"] if (m.get("platform") or {}).get("architecture") == arch), None)
-        if entry is None:
-            return {"error": f"no {arch} image in the manifest list"}
-        return download_size(ref.split("@")[0].rsplit(":", 1)[0] + "@" + entry["digest"])
-    return {"bytes": sum(int(layer.get("size") or 0) for layer in manifest.get("layers") or [])}
-
-
-def download_sizes(refs):
-    """Download sizes of the images in `refs` that are not on the host (those present need no pull)."""
-    absent = []
-    for ref in refs:
-        try:
-            status, _ = docker_api(f"/images/{quote(ref, safe='/:@')}/json")
-        except OSError:
-            return {}  # docker down: preflight says so; nothing is pulled
-        if status != 200:
-            absent.append(ref)
-    return {ref: download_size(ref) for ref in absent}
-
-
-def docker_root_disk():
-    """Free and total GB where docker keeps images (`docker info`'s DockerRootDir)."""
-    try:
-        status, info = docker_api("/info")
-    except OSError:
-        return None
-    return disk(info.get("DockerRootDir") or "/var/lib/docker") if status == 200 else None
 
 
 def trtllm_version(ref, image_id, cache_dir, cached_only=False):
@@ -209,12 +268,8 @@ def trtllm_version(ref, image_id, cache_dir, cached_only=False):
     return version or None
 
 
-def read_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+def read_manifests(paths):
+    return {path: artifact(path) for path in paths}
 
 
 def artifact(manifest_path):
@@ -244,36 +299,124 @@ def artifact(manifest_path):
     return {"manifest": manifest, "missing": missing}
 
 
+def read_engine_builds(directories):
+    """engine name → the manifests of its finished builds, oldest first."""
+    return {os.path.basename(d): engine_builds(d) for d in directories}
+
+
 def engine_builds(directory):
-    """Manifests of every finished build of one engine, oldest first."""
     found = []
     if os.path.isdir(directory):
         for entry in os.listdir(directory):
-            path = os.path.join(directory, entry, ".spark-state.json")
+            path = os.path.join(directory, entry, MANIFEST_NAME)
             manifest = read_json(path)
-            if manifest is not None:
+            if isinstance(manifest, dict):
                 found.append((os.path.getmtime(path), manifest))
     return [m for _, m in sorted(found, key=lambda pair: pair[0])]
 
 
-def checkpoint_copies(directory):
-    """Each finished download of one checkpoint: the directory (its revision as written when downloaded), repo,
+def read_checkpoint_copies(directories):
+    """checkpoint name → each finished download: the directory (its revision as written when downloaded), repo,
     revision and commit sha from its manifest."""
-    found = []
-    for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
-        manifest = read_json(os.path.join(directory, entry, ".spark-state.json"))
-        if isinstance(manifest, dict):
-            found.append({"dir": entry, **{k: manifest.get(k) for k in ("repo", "revision", "sha")}})
+    found = {}
+    for directory in directories:
+        copies = found[os.path.basename(directory)] = []
+        for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+            manifest = read_json(os.path.join(directory, entry, MANIFEST_NAME))
+            if isinstance(manifest, dict):
+                copies.append({"dir": entry, **{k: manifest.get(k) for k in ("repo", "revision", "sha")}})
     return found
+
+
+def read_chat_templates(directories):
+    return {d: chat_template(d) for d in directories}
 
 
 def chat_template(directory):
     if os.path.exists(os.path.join(directory, "chat_template.jinja")):
         return True
     config = read_json(os.path.join(directory, "tokenizer_config.json"))
-    if config is None:
+    if not isinstance(config, dict):
         return None
     return bool(config.get("chat_template"))
+
+
+def read_owners(paths):
+    """path → [uid, gid], or None when it does not exist."""
+    found = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+            found[path] = [st.st_uid, st.st_gid]
+        except OSError:
+            found[path] = None
+    return found
+
+
+def read_modes(paths):
+    """path → its permission bits as '0o700', or None when it does not exist."""
+    found = {}
+    for path in paths:
+        try:
+            found[path] = oct(os.stat(path).st_mode & 0o777)
+        except OSError:
+            found[path] = None
+    return found
+
+
+ARCHITECTURES = {"aarch64": "arm64", "x86_64": "amd64"}  # uname -m → the OCI platform architecture
+
+
+def read_download_sizes(refs):
+    """Download sizes of the images in `refs` that are not on the host (those present need no pull)."""
+    absent = []
+    for ref in refs:
+        try:
+            status, _ = docker_api(f"/images/{quote(ref, safe='/:@')}/json")
+        except OSError:
+            return {}  # docker down: preflight says so; nothing is pulled
+        if status != 200:
+            absent.append(ref)
+    return {ref: download_size(ref) for ref in absent}
+
+
+def download_size(ref):
+    """Bytes a pull of `ref` downloads, from its registry manifest (`docker manifest inspect`, with docker's own
+    credentials), for this host's platform: {"bytes": N}, or {"error": why} (e.g. a NIM before `docker login`)."""
+    rc, out, err = run(["docker", "manifest", "inspect", ref], 60)
+    if rc != 0:
+        return {"error": (err or out).strip().splitlines()[-1:][0] if (err or out).strip() else f"exit {rc}"}
+    manifest = json.loads(out)
+    if "manifests" in manifest:  # a list: the entry for this host's platform, then its own manifest
+        arch = ARCHITECTURES.get(os.uname().machine, os.uname().machine)
+        entry = next((m for m in manifest["manifests"] if (m.get("platform") or {}).get("architecture") == arch), None)
+        if entry is None:
+            return {"error": f"no {arch} image in the manifest list"}
+        return download_size(ref.split("@")[0].rsplit(":", 1)[0] + "@" + entry["digest"])
+    return {"bytes": sum(int(layer.get("size") or 0) for layer in manifest.get("layers") or [])}
+
+
+def read_docker_disk(_):
+    """Free and total GB where docker keeps images (`docker info`'s DockerRootDir)."""
+    try:
+        status, info = docker_api("/info")
+    except OSError:
+        return None
+    return read_disk(info.get("DockerRootDir") or "/var/lib/docker") if status == 200 else None
+
+
+def read_env_files(directory):
+    """Names of the env files in the secrets directory (names only: their contents are secrets)."""
+    try:
+        return sorted(
+            n for n in os.listdir(directory) if n.endswith(".env") and os.path.isfile(os.path.join(directory, n))
+        )
+    except OSError:
+        return []
+
+
+def read_files(paths):
+    return {path: file_info(path) for path in paths}
 
 
 def file_info(path, with_text=False):
@@ -290,34 +433,8 @@ def file_info(path, with_text=False):
     }
 
 
-def owner(path):
-    """[uid, gid] of a path, or None when it does not exist."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_uid, st.st_gid]
-
-
-def mode(path):
-    """A path's permission bits as '0o700', or None when it does not exist."""
-    try:
-        return oct(os.stat(path).st_mode & 0o777)
-    except OSError:
-        return None
-
-
-def env_files(directory):
-    """Names of the env files in the secrets directory (names only: their contents are secrets)."""
-    try:
-        return sorted(
-            n for n in os.listdir(directory) if n.endswith(".env") and os.path.isfile(os.path.join(directory, n))
-        )
-    except OSError:
-        return []
-
-
-def units(directory, prefix):
+def read_units(asked):
+    directory, prefix = asked["directory"], asked["prefix"]
     names = (
         sorted(n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".service"))
         if os.path.isdir(directory)
@@ -332,7 +449,7 @@ def units(directory, prefix):
     return result
 
 
-def rollback(directory):
+def read_rollback(directory):
     """What a rollback would restore: the units replaced by the last change (with their text), the env files
     kept beside them (hashes only: secrets) and the markers of rollbacks that happened (HostPlan.rollback_dir)."""
     found = {"units": {}, "env_files": {}, "markers": {}}
@@ -344,7 +461,9 @@ def rollback(directory):
         elif name.endswith(".env"):
             found["env_files"][name] = file_info(path)
         elif name.endswith(".service.json"):
-            found["markers"][name[: -len(".json")]] = read_json(path)
+            marker = read_json(path)
+            if isinstance(marker, dict):
+                found["markers"][name[: -len(".json")]] = marker
     return found
 
 
@@ -359,20 +478,20 @@ def tree_bytes(path):
     return total
 
 
-def artifacts(root, secrets_dir):
+def read_artifacts(asked):
     """Everything spark-state keeps on the host, with sizes (for `spark-state prune`): engine builds and
     checkpoint downloads (with what their manifests say), env files and kept units, and docker's images."""
+    root, secrets_dir = asked["root"], asked["secrets_dir"]
     found = {"engines": [], "checkpoints": [], "files": [], "images": []}
     for kind in ("engines", "checkpoints"):
         base = os.path.join(root, kind)
         for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-            for entry in (
-                sorted(os.listdir(os.path.join(base, name))) if os.path.isdir(os.path.join(base, name)) else []
-            ):
-                path = os.path.join(base, name, entry)
+            builds = os.path.join(base, name)
+            for entry in sorted(os.listdir(builds)) if os.path.isdir(builds) else []:
+                path = os.path.join(builds, entry)
                 if os.path.islink(path) or not os.path.isdir(path):
                     continue
-                manifest = read_json(os.path.join(path, ".spark-state.json"))
+                manifest = read_json(os.path.join(path, MANIFEST_NAME))
                 summary = None
                 if isinstance(manifest, dict):
                     inputs = manifest.get("inputs") or {}
@@ -414,7 +533,7 @@ def artifacts(root, secrets_dir):
     return found
 
 
-def listening_ports():
+def read_listening(_):
     ports = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -426,10 +545,10 @@ def listening_ports():
                         ports.add(int(fields[1].rsplit(":", 1)[1], 16))
         except OSError:
             continue
-    return ports
+    return sorted(ports)
 
 
-def containers(prefix):
+def read_containers(prefix):
     """Our containers: name → state, image, the host ports they publish and the identity label of the unit
     that started them (plan.IDENTITY_LABEL)."""
     query = quote(json.dumps({"name": [prefix]}))
@@ -453,8 +572,15 @@ def containers(prefix):
     return found
 
 
-def health(port, ready_path="/health"):
-    """What the service answers on its readiness path (trtllm-serve: /health; NIM: /v1/health/ready)."""
+def read_health(asked):
+    """port → what the service answers on its readiness path (trtllm-serve: /health; NIM: /v1/health/ready) and
+    on /v1/models; the ports side by side."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = pool.map(lambda a: health(a["port"], a["ready_path"]), asked)
+        return {str(a["port"]): answer for a, answer in zip(asked, answers, strict=True)}
+
+
+def health(port, ready_path):
     result = {}
     for path in (ready_path, "/v1/models"):
         try:
@@ -464,82 +590,312 @@ def health(port, ready_path="/health"):
     return result
 
 
+READERS = {
+    "gpu": read_gpu,
+    "memory": read_memory,
+    "disk": read_disk,
+    "docker": read_docker,
+    "host": read_host,
+    "baseline": read_json,
+    "images": read_images,
+    "manifests": read_manifests,
+    "engine_builds": read_engine_builds,
+    "checkpoint_copies": read_checkpoint_copies,
+    "chat_templates": read_chat_templates,
+    "owners": read_owners,
+    "modes": read_modes,
+    "download_sizes": read_download_sizes,
+    "docker_disk": read_docker_disk,
+    "env_files": read_env_files,
+    "files": read_files,
+    "units": read_units,
+    "rollback": read_rollback,
+    "artifacts": read_artifacts,
+    "listening": read_listening,
+    "containers": read_containers,
+    "health": read_health,
+}
+
+
 def main():
-    spec = json.loads(sys.argv[1])
+    request = json.loads(sys.argv[1])
+    asked = {name: request[name] for name in READERS if request.get(name) not in (None, False)}
     # Sections that wait on docker, systemctl or HTTP run side by side: one probe should cost one round trip.
-    jobs = {}
-    if spec.get("gpu"):
-        jobs["gpu"] = (gpu,)
-    if spec.get("memory"):
-        jobs["memory"] = (memory,)
-    if spec.get("disk"):
-        jobs["disk"] = (disk, spec["disk"])
-    if spec.get("docker"):
-        jobs["docker"] = (docker,)
-    if spec.get("host"):
-        jobs["host"] = (host_versions,)
-    if spec.get("baseline"):
-        jobs["baseline"] = (read_json, spec["baseline"])
-    if spec.get("images") is not None:
-        jobs["images"] = (
-            images,
-            spec["images"],
-            set(spec.get("probe") or []),
-            spec.get("trtllm_cache"),
-            bool(spec.get("read_only")),
-        )
-    if spec.get("manifests") is not None:
-        jobs["manifests"] = (lambda paths: {p: artifact(p) for p in paths}, spec["manifests"])
-    if spec.get("engine_dirs") is not None:
-        jobs["engine_builds"] = (
-            lambda dirs: {os.path.basename(d): engine_builds(d) for d in dirs},
-            spec["engine_dirs"],
-        )
-    if spec.get("checkpoint_dirs") is not None:
-        jobs["checkpoint_copies"] = (
-            lambda dirs: {os.path.basename(d): checkpoint_copies(d) for d in dirs},
-            spec["checkpoint_dirs"],
-        )
-    if spec.get("chat_templates") is not None:
-        jobs["chat_templates"] = (lambda dirs: {d: chat_template(d) for d in dirs}, spec["chat_templates"])
-    if spec.get("owners") is not None:
-        jobs["owners"] = (lambda paths: {p: owner(p) for p in paths}, spec["owners"])
-    if spec.get("download_sizes"):
-        jobs["download_sizes"] = (download_sizes, spec["download_sizes"])
-        jobs["docker_disk"] = (docker_root_disk,)
-    if spec.get("modes") is not None:
-        jobs["modes"] = (lambda paths: {p: mode(p) for p in paths}, spec["modes"])
-    if spec.get("env_files_dir"):
-        jobs["env_files"] = (env_files, spec["env_files_dir"])
-    if spec.get("files") is not None:  # hashes only: these may hold secrets
-        jobs["files"] = (lambda paths: {p: file_info(p) for p in paths}, spec["files"])
-    if spec.get("units_dir"):
-        jobs["units"] = (units, spec["units_dir"], spec["units_prefix"])
-    if spec.get("artifacts"):
-        jobs["artifacts"] = (artifacts, spec["artifacts"][0], spec["artifacts"][1])
-    if spec.get("rollback_dir"):
-        jobs["rollback"] = (rollback, spec["rollback_dir"])
-    if spec.get("ports"):
-        jobs["listening"] = (lambda: sorted(listening_ports()),)
-    if spec.get("containers"):
-        jobs["containers"] = (containers, spec["containers"])
-    for port, ready_path in spec.get("health") or []:
-        jobs[f"health:{port}"] = (health, port, ready_path)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        futures = {key: pool.submit(job[0], *job[1:]) for key, job in jobs.items()}
-        results, errors = {}, {}
-        for key, future in futures.items():
+        futures = {name: pool.submit(READERS[name], value) for name, value in asked.items()}
+        answer, errors = {}, {}
+        for name, future in futures.items():
             try:
-                results[key] = future.result()
+                answer[name] = future.result()
             except Exception as exc:  # one unreadable section: said by name, not a traceback
-                errors[key.split(":", 1)[0]] = f"{type(exc).__name__}: {exc}"
-    out = {key: value for key, value in results.items() if not key.startswith("health:")}
-    if spec.get("health") is not None:
-        out["health"] = {key.split(":", 1)[1]: value for key, value in results.items() if key.startswith("health:")}
+                errors[name] = f"{type(exc).__name__}: {exc}"
     if errors:
-        out["errors"] = errors
-    print(json.dumps(out))
+        answer["errors"] = errors
+    print(json.dumps(answer))
 
 
-if __name__ == "__main__":
+# 3. The answer, typed (never built on a host) -------------------------------------------------------------------------
+
+MAX_ANSWER_BYTES = 32 * 2**20  # a probe's answer is kilobytes; a host that sends more is not answering as a probe
+
+
+class _Fact(BaseModel):
+    # No NaN or infinity in a budget; frozen and hashable (a DiskFact keys the disk budget).
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+
+class GpuFact(_Fact):
+    name: str
+    compute_capability: str
+    driver_version: str
+
+
+class MemoryFact(_Fact):
+    total_gib: float
+    available_gib: float
+
+
+class DiskFact(_Fact):
+    path: str
+    free_gb: float
+    total_gb: float
+    device: int | None = None  # st_dev of the path: paths on one file system share its free space
+
+    def same_file_system(self, other: DiskFact) -> bool:
+        return self.path == other.path or (self.device is not None and self.device == other.device)
+
+
+class DockerFact(_Fact):
+    present: bool
+    running: bool = False
+    version: str | None = None
+    error: str | None = None
+    nvidia_runtime: bool = False
+
+
+class HostVersions(_Fact):
+    """What a DGX OS upgrade changes under the services (the driver is in GpuFact, docker in DockerFact)."""
+
+    cuda: str | None = None
+    kernel: str | None = None
+    os: str | None = None
+    container_toolkit: str | None = None
+
+
+class ImageFact(_Fact):
+    id: str
+    digests: tuple[str, ...] = ()
+    trtllm_version: str | None = None
+
+
+class Manifest(_Fact):
+    """A completion manifest spark-state wrote into a checkpoint download or an engine build."""
+
+    kind: str | None = None  # checkpoint, engine
+    repo: str | None = None
+    revision: str | None = None
+    sha: str | None = None
+    scope: str | None = None  # checkpoints: full, or tokenizer (its tokenizer files only)
+    fingerprint: str | None = None
+    trtllm_version: str | None = None
+    inputs: dict[str, Any] = {}
+    files: dict[str, int] = {}  # relative path → size in bytes
+
+
+class Artifact(_Fact):
+    """A completion manifest, and the files it lists that are gone or changed size."""
+
+    manifest: Manifest
+    missing: tuple[str, ...] = ()
+
+
+class CheckpointCopy(_Fact):
+    dir: str  # the directory's name: the revision as it was written when downloaded
+    repo: str | None = None
+    revision: str | None = None
+    sha: str | None = None
+
+
+class FileFact(_Fact):
+    sha256: str
+    mode: str  # "0o600"
+    text: str | None = None  # units only; never secrets
+
+
+class UnitFact(_Fact):
+    file: FileFact | None = None
+    active: str | None = None
+    enabled: str | None = None
+
+    @property
+    def status(self) -> str:
+        return f"{self.enabled or 'absent'}/{self.active or 'absent'}"
+
+
+class RollbackMarker(_Fact):
+    """What a deploy wanted, what serves instead, why and when (deploy.rollout.marker)."""
+
+    service: str | None = None
+    desired: str | None = None
+    desired_identity: str | None = None
+    serving: str | None = None
+    reason: str | None = None
+    at: str | None = None
+
+
+class RollbackFact(_Fact):
+    """What a rollback restores (unit files by name, env files by file name, hashes only) and the rollbacks that
+    happened (unit name → marker)."""
+
+    units: dict[str, FileFact | None] = {}
+    env_files: dict[str, FileFact | None] = {}
+    markers: dict[str, RollbackMarker] = {}
+
+
+class DownloadSize(_Fact):
+    bytes: int | None = None  # what a pull downloads, from the registry manifest
+    error: str | None = None  # why it is not known (e.g. a NIM before `docker login`)
+
+
+class ContainerFact(_Fact):
+    state: str | None = None
+    image: str | None = None
+    published: tuple[int, ...] = ()
+    identity: str | None = None
+    status: str | None = None  # docker's own words: "Up 2 hours", "Exited (1) 3 minutes ago"
+    created: int | None = None  # unix time the container was created (started from its unit)
+    mounts: tuple[str, ...] = ()  # host paths mounted into it
+
+
+class KeptManifest(_Fact):
+    fingerprint: str | None = None
+    trtllm_version: str | None = None
+    image: str | None = None
+    repo: str | None = None
+    revision: str | None = None
+    sha: str | None = None
+
+
+class KeptDir(_Fact):
+    """An engine build or checkpoint download under paths.root, finished (with its manifest) or not."""
+
+    name: str
+    path: str
+    bytes: int
+    mtime: float
+    manifest: KeptManifest | None = None
+
+
+class KeptFile(_Fact):
+    path: str
+    bytes: int
+
+
+class LocalImage(_Fact):
+    id: str | None = None
+    tags: tuple[str, ...] = ()
+    digests: tuple[str, ...] = ()
+    bytes: int = 0
+
+
+class ArtifactsFact(_Fact):
+    engines: tuple[KeptDir, ...] = ()
+    checkpoints: tuple[KeptDir, ...] = ()
+    files: tuple[KeptFile, ...] = ()
+    images: tuple[LocalImage, ...] = ()
+
+
+class Snapshot(_Fact):
+    """What a host is, one field per section; a section the probe was not asked for is empty (or None)."""
+
+    gpu: GpuFact | None = None
+    memory: MemoryFact | None = None
+    disk: DiskFact | None = None
+    docker: DockerFact | None = None
+    host: HostVersions = HostVersions()
+    baseline: Any = None  # the document as the host keeps it; observe.baseline.valid() decides whether it is one
+    images: dict[str, ImageFact | None] = {}
+    manifests: dict[str, Artifact | None] = {}
+    engine_builds: dict[str, tuple[Manifest, ...]] = {}
+    checkpoint_copies: dict[str, tuple[CheckpointCopy, ...]] = {}
+    chat_templates: dict[str, bool | None] = {}
+    owners: dict[str, tuple[int, int] | None] = {}
+    modes: dict[str, str | None] = {}
+    download_sizes: dict[str, DownloadSize] = {}  # absent image ref → its download
+    docker_disk: DiskFact | None = None
+    env_files: tuple[str, ...] = ()
+    files: dict[str, FileFact | None] = {}
+    units: dict[str, UnitFact] = {}
+    rollback: RollbackFact = RollbackFact()
+    artifacts: ArtifactsFact = ArtifactsFact()
+    listening: frozenset[int] = frozenset()
+    containers: dict[str, ContainerFact] = {}
+    health: dict[int, dict[str, int | str]] = {}
+
+    @classmethod
+    def from_output(cls, output: str) -> Snapshot:
+        """The probe's printed answer as a Snapshot — the one boundary where a host's answer enters. ProbeError
+        (naming the sections) when it is not what the probe writes, or when the probe could not read part of
+        the host: never another exception, never a NaN or an infinity."""
+        from spark_state.errors import ProbeError
+
+        if len(output) > MAX_ANSWER_BYTES:
+            raise ProbeError(f"the host's probe answered {len(output)} bytes (at most {MAX_ANSWER_BYTES} expected)")
+        try:
+            document = json.loads(output, parse_constant=_no_constant)
+        except (ValueError, RecursionError) as exc:
+            raise ProbeError(f"the host's probe answered something that is not its JSON ({_brief(exc)})") from None
+        return cls.parse(document)
+
+    @classmethod
+    def parse(cls, document: Any) -> Snapshot:
+        """A probe's decoded JSON document as a Snapshot (see from_output)."""
+        from spark_state.errors import ProbeError
+
+        if not isinstance(document, dict):
+            raise ProbeError(f"the host's probe answered a {type(document).__name__}, not a JSON object")
+        errors = document.get("errors")
+        if errors:
+            said = (
+                "; ".join(f"{section}: {why}" for section, why in sorted(errors.items()))
+                if isinstance(errors, dict)
+                else str(errors)
+            )
+            raise ProbeError(f"the probe could not read this host: {said}"[:2000])
+        try:
+            return cls.model_validate({k: v for k, v in document.items() if k != "errors"})
+        except (ValidationError, RecursionError, OverflowError) as exc:
+            sections = sorted({str(e["loc"][0]) for e in exc.errors()}) if isinstance(exc, ValidationError) else []
+            raise ProbeError(
+                f"the host's probe answered something unexpected in {', '.join(sections) or 'its answer'} "
+                f"({_brief(exc)})"
+            ) from None
+
+    def trtllm_versions(self) -> dict[str, str]:
+        """image ref → the TensorRT-LLM version found inside it on this host (probed images only)."""
+        return {ref: image.trtllm_version for ref, image in self.images.items() if image and image.trtllm_version}
+
+    def file(self, path: str) -> FileFact | None:
+        """A managed file or a unit file, by its path on the host."""
+        if path in self.files:
+            return self.files[path]
+        unit = self.units.get(path.rsplit("/", 1)[-1])
+        return unit.file if unit else None
+
+    def answers(self, port: int, ready_path: str) -> bool:
+        """The service on `port` answered 200 on its readiness path and on /v1/models."""
+        answer = self.health.get(port) or {}
+        return answer.get(ready_path) == 200 and answer.get("/v1/models") == 200
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a probe writes")
+
+
+def _brief(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+if ON_HOST:
     main()

@@ -309,7 +309,7 @@ def _models_needed(state: State, services: list[str], engines: list[str]) -> lis
 
 
 def _images_needed(state: State, services: list[str], engines: list[str]) -> list[str]:
-    needed = [state.engines[e].image for e in engines]
+    needed: list[str | None] = [state.engines[e].image for e in engines]
     for s in services:
         svc = state.services[s]
         needed.append(svc.container if isinstance(svc, NimService) else svc.image)

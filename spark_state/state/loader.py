@@ -200,7 +200,7 @@ def load_state_text(text: str, file: str = "<string>") -> LoadedState:
                 )
             ]
         ) from None
-    problems: list[Problem] = []
+    problems = []
     try:
         state = State.model_validate(data)
     except ValidationError as exc:
@@ -412,7 +412,7 @@ def position(root: Any, path: FieldPath, at_key: bool = False) -> tuple[int, int
     return line + 1, col + 1
 
 
-def _find_key(node: CommentedMap, part: str | int) -> Any:
+def _find_key(node: dict[Any, Any], part: str | int) -> Any:
     if part in node:
         return part
     for key in node:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -158,7 +158,10 @@ ExtraArg = Annotated[str, AfterValidator(_unit_word)]
 ShellArg = Annotated[str, AfterValidator(_shell_arg)]
 EnvValue = Annotated[str, AfterValidator(_env_value)]
 Port = Annotated[int, Field(ge=1, le=65535)]
-GpuName = Literal[tuple(KNOWN_GPUS)]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    GpuName = str
+else:  # the schema and validation know each GPU by name (compat.KNOWN_GPUS)
+    GpuName = Literal[tuple(KNOWN_GPUS)]
 Quantization = Literal["fp8", "nvfp4"]
 
 

@@ -363,11 +363,11 @@ def test_the_probe_reads_an_absent_images_download_size_from_the_registry(fleet:
     """Before any pull, preflight knows what the pull downloads: the registry manifest's layer sizes."""
     from spark_rehearsal import images, rootfs
     from spark_rehearsal.layout import Layout
-    from spark_state.observe.probe import ProbeSpec, probe_command
+    from spark_state.on_host.probe import ProbeRequest, probe_command
 
     host, ref = fleet.hosts[2], TRITON.format("25.01")
     fleet.root(host, f"docker rmi -f {ref} >/dev/null 2>&1; true")
-    out = fleet.root(host, probe_command(ProbeSpec(download_sizes=(ref, NIM)))).stdout
+    out = fleet.root(host, probe_command(ProbeRequest(download_sizes=(ref, NIM)))).stdout
     sizes = json.loads(out)["download_sizes"]
     layout = Layout.default()
     cache = layout.cache / "layers"

@@ -1,0 +1,123 @@
+"""What to ask a host about its plan, and the plan that follows from its answer. Pure: the caller brings the way
+to run the probe (pyinfra's fact in the deploy, the inventory's connection in drift, status and prune).
+
+The probe itself — its sections, how a host reads them, the typed answer — is declared in on_host/probe.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..on_host.probe import ArtifactsAsked, HealthAsked, ImagesAsked, ProbeRequest, Snapshot, UnitsAsked
+from ..plan.host_plan import HostPlan, plan_host
+from ..state.model import COMMIT_SHA, State
+from ..state.names import UNIT_PREFIX
+from .compare import manifest_path
+
+
+def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = True) -> ProbeRequest:
+    """Everything the deploy and drift compare for `plan`, from one probe (read_only: starts no container and
+    writes nothing, as drift and status must)."""
+    trtllm_refs = {e.image_ref for e in plan.engines} | {
+        s.image_ref for s in plan.services if s.kind == "trtllm-pytorch"
+    }
+    env_files = [s.env_file for s in plan.services if s.env_file]
+    env_files += [env for c in plan.checkpoints if (env := plan.checkpoint_env_file(c))]
+    return ProbeRequest(
+        gpu=True,
+        memory=True,
+        disk=plan.root,
+        docker=True,
+        host=True,
+        baseline=plan.baseline_path,
+        images=ImagesAsked(
+            refs=tuple(sorted({i.local for i in plan.images})),
+            trtllm=tuple(sorted(trtllm_refs)),
+            cache_dir=plan.trtllm_versions_dir,
+            cached_only=read_only,
+        ),
+        manifests=tuple(manifest_path(c.dir) for c in plan.checkpoints)
+        + tuple(manifest_path(e.dir) for e in plan.engines),
+        engine_builds=tuple(sorted({e.dir.rsplit("/", 1)[0] for e in plan.engines})),
+        checkpoint_copies=tuple(sorted({c.dir.rsplit("/", 1)[0] for c in plan.checkpoints})),
+        chat_templates=tuple(sorted({c.dir for c in plan.checkpoints})),
+        files=tuple(env_files) + (plan.helper_path, plan.fetch_script_path, plan.converter_path),
+        owners=tuple(s.cache_dir for s in plan.services if s.cache_dir),
+        modes=(plan.secrets_dir,),
+        download_sizes=None if read_only else tuple(sorted({i.ref for i in plan.images})),
+        docker_disk=not read_only,
+        env_files=plan.secrets_dir,
+        units=UnitsAsked(directory=plan.units_dir, prefix=UNIT_PREFIX),
+        rollback=plan.rollback_dir,
+        listening=True,
+        containers=UNIT_PREFIX,
+        health=tuple(HealthAsked(port=s.port, ready_path=s.health_path) for s in plan.services) if with_health else (),
+    )
+
+
+def host_facts_request(plan: HostPlan) -> ProbeRequest:
+    """Only what a baseline records: GPU driver, docker, host versions and image digests."""
+    return ProbeRequest(
+        gpu=True, docker=True, host=True, images=ImagesAsked(refs=tuple(sorted({i.local for i in plan.images})))
+    )
+
+
+def artifacts_request(plan: HostPlan) -> ProbeRequest:
+    """What prune decides from: everything kept under the plan's root and secrets directories, with the units
+    and containers that may still use it."""
+    return ProbeRequest(
+        artifacts=ArtifactsAsked(root=plan.root, secrets_dir=plan.secrets_dir),
+        units=UnitsAsked(directory=plan.units_dir, prefix=UNIT_PREFIX),
+        rollback=plan.rollback_dir,
+        containers=UNIT_PREFIX,
+    )
+
+
+@dataclass(frozen=True)
+class Observation:
+    plan: HostPlan
+    request: ProbeRequest
+    snapshot: Snapshot
+
+
+def observe(state: State, host: str, probe: Callable[[ProbeRequest], Snapshot], read_only: bool = False) -> Observation:
+    """Plan the host, probe it, and plan it again when the host knows better: an image carries another
+    TensorRT-LLM than its tag says (the version inside feeds the engine fingerprints), or a checkpoint pinned to
+    a commit is already here, downloaded under the branch or tag it was pinned from (it is used where it is:
+    same bits, same engines and units) — probing once more for the new plan."""
+    plan = plan_host(state, host)
+    request = probe_request(plan, read_only)
+    snapshot = probe(request)
+    probed = snapshot.trtllm_versions()
+    held = held_under(state, plan, snapshot)
+    if held or any(probed.get(i.local) not in (None, i.trtllm_version) for i in plan.images):
+        state = with_revisions(state, held)
+        plan = plan_host(state, host, probed)
+        request = probe_request(plan, read_only)
+        snapshot = probe(request)
+    return Observation(plan, request, snapshot)
+
+
+def held_under(state: State, plan: HostPlan, snapshot: Snapshot) -> dict[str, str]:
+    """checkpoint → the revision name a pinned commit is held under on this host (when not under its sha)."""
+    held = {}
+    for ckpt in plan.checkpoints:
+        if not COMMIT_SHA.match(ckpt.revision) or snapshot.manifests.get(manifest_path(ckpt.dir)):
+            continue
+        for copy in snapshot.checkpoint_copies.get(ckpt.name, []):
+            if (copy.repo, copy.sha) == (ckpt.repo, ckpt.revision) and copy.revision:
+                held[ckpt.name] = copy.revision
+                break
+    return held
+
+
+def with_revisions(state: State, revisions: dict[str, str]) -> State:
+    """The state with these checkpoints' revisions replaced (each by a name for the same commit)."""
+    if not revisions:
+        return state
+    checkpoints = {
+        name: c.model_copy(update={"revision": revisions[name]}) if name in revisions else c
+        for name, c in state.checkpoints.items()
+    }
+    return state.model_copy(update={"checkpoints": checkpoints})

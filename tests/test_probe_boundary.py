@@ -1,0 +1,76 @@
+"""The probe is declared once (on_host/probe.py) and its answer enters at one boundary: Snapshot.from_output."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spark_state.errors import ProbeError
+from spark_state.on_host.probe import READERS, ProbeRequest, Snapshot, probe_command
+
+
+def test_each_section_has_a_request_field_a_reader_and_an_answer_field_in_that_order() -> None:
+    assert list(ProbeRequest.model_fields) == list(READERS) == list(Snapshot.model_fields)
+
+
+def test_the_probe_runs_on_a_bare_python3_and_its_answer_parses() -> None:
+    """The same module, shipped as text, runs with python3's standard library alone (no pydantic there)."""
+    request = ProbeRequest(memory=True, disk="/var/lib/nothing-here", listening=True, env_files="/nonexistent")
+    command = probe_command(request).replace("python3 -c", "/usr/bin/python3 -I -S -c", 1)
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    snapshot = Snapshot.from_output(done.stdout)
+    assert snapshot.memory is not None and snapshot.memory.total_gib > 0
+    assert snapshot.disk is not None and snapshot.disk.path == "/var/lib"
+    assert snapshot.env_files == () and snapshot.gpu is None
+
+
+@pytest.mark.parametrize(
+    ("output", "says"),
+    [
+        ('{"errors": "boom"}', "could not read this host: boom"),
+        ('{"errors": {"units": "PermissionError: denied"}}', "units: PermissionError"),
+        ('{"memory": {"total_gib": 1e400, "available_gib": 1}}', "unexpected in memory"),
+        ('{"memory": {"total_gib": NaN, "available_gib": 1}}', "not its JSON"),
+        ('{"disk": {"path": "/", "free_gb": Infinity, "total_gb": 1}}', "not its JSON"),
+        ('{"owners": {"/x": [1e400, 0]}}', "unexpected in owners"),
+        ("[" * 100_000 + "]" * 100_000, "not its JSON"),
+        ('{"health": {"8000": {"/health": [[[]]]}}}', "unexpected in health"),
+        ('{"units": "all of them"}', "unexpected in units"),
+        ("[1, 2]", "not a JSON object"),
+        ("HTTP/1.0 [/] OK", "not its JSON"),
+    ],
+)
+def test_malformed_answers_are_that_hosts_probe_error(output: str, says: str) -> None:
+    with pytest.raises(ProbeError, match=says.replace("[", r"\[")):
+        Snapshot.from_output(output)
+
+
+def test_an_oversized_answer_is_refused_before_it_is_parsed() -> None:
+    with pytest.raises(ProbeError, match="at most"):
+        Snapshot.from_output('{"env_files": ["' + "x" * (33 * 2**20) + '"]}')
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+_sections = st.dictionaries(st.sampled_from([*READERS, "errors"]), _json, max_size=6)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_sections)
+def test_any_json_is_a_snapshot_or_a_probe_error(document: dict[str, object]) -> None:
+    try:
+        snapshot = Snapshot.from_output(json.dumps(document))
+    except ProbeError:
+        return
+    for fact in (snapshot.memory, snapshot.disk, snapshot.docker_disk):  # no NaN or infinity in a budget
+        for value in vars(fact).values() if fact else ():
+            assert not (isinstance(value, float) and not math.isfinite(value))
