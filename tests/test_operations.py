@@ -5,6 +5,8 @@ A case file:
     {"args": {...}, "probe": {...}, "commands": [...], "noop": "..."}
 - args: the operation's arguments. `plan`, `svc`, `ckpt` and `engine_plan` name objects of the example state's
   plan for spark-01 (a host name, a service, a checkpoint, an engine); `spec` is always that plan's probe spec.
+- verification (service_rolled_back, baseline_recorded, verification_verdict): what the verification step found,
+  {"done", "at", "outcomes": {service: ServiceOutcome fields}, "figures"}.
 - fleet (rollout_gate only): {"me": host, "hosts": [...], "failed": [...], "limit": [...] or null}: pyinfra's
   inventory, the hosts that failed so far and --limit, as the gate sees them when it runs.
 - probe: what on_host/probe.py answered (only the sections the case needs). "@unit_sha:SERVICE",
@@ -30,6 +32,7 @@ from pyinfra.context import ctx_host, ctx_state
 
 from spark_state.deploy import operations
 from spark_state.deploy.facts import SparkHostState
+from spark_state.deploy.rollout import ServiceOutcome, Verification
 from spark_state.observe.compare import sha256
 from spark_state.observe.observation import probe_request
 from spark_state.on_host.probe import Snapshot
@@ -100,6 +103,10 @@ def _arguments(op: Any, args: dict[str, Any], plan: HostPlan) -> dict[str, Any]:
             resolved[key] = next(i for i in items if i.name == resolved[key])
     if "plan" in resolved:
         resolved["plan"] = plan
+    if isinstance(resolved.get("verification"), dict):  # what the verification step found, as it left it
+        found = dict(resolved["verification"])
+        outcomes = {name: ServiceOutcome(**o) for name, o in found.pop("outcomes", {}).items()}
+        resolved["verification"] = Verification(**found, outcomes=outcomes)
     if isinstance(resolved.get("password"), dict):  # {"secret": NAME}: the test environment's value, wrapped
         name = resolved["password"]["secret"]
         resolved["password"] = operations.Secret(name, ENV[name])

@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 from pyinfra import host
 from pyinfra import state as pyinfra_state
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
+from ..observe import baseline
 from ..observe.compare import checkpoint_ok, engine_ok, holds_digest, lost_restart, sha256, unit_current
+from ..observe.observation import host_facts_request
 from ..on_host.probe import ProbeRequest
 from ..plan import scripts
 from ..plan.host_plan import CheckpointPlan, EnginePlan, HostPlan, ServicePlan, ref_digest
 from ..plan.quoting import sh_join, sh_word
-from .facts import snapshot
+from . import rollout
+from .facts import SparkHostState, snapshot
+from .rollout import Verification
 
 
 class ShownCommand(StringCommand):
@@ -354,3 +359,81 @@ def stale_unit_removed(unit: str, units_dir: str, env_file: str, request: ProbeR
     yield sh_join(["systemctl", "disable", "--now", unit])
     yield sh_join(["rm", "-f", f"{units_dir}/{unit}", env_file])
     yield StringCommand("systemctl", "daemon-reload")
+
+
+@operation(is_idempotent=False)
+def service_rolled_back(plan: HostPlan, svc: ServicePlan, verification: Verification, rollback: bool):
+    """A changed service that failed its verification gets the unit (and env file) it ran before back, is
+    restarted and waited for, and a marker tells drift what serves instead; a service that passed has an earlier
+    rollback's marker removed. Decided from the verification step of the same run (nothing to do at --dry).
+
+    + plan: the host's plan
+    + svc: the service
+    + verification: what the verification step found (read when this operation runs)
+    + rollback: the state's rollout.rollback
+    """
+    outcome = verification.outcomes.get(svc.name) if verification.done else None
+    if outcome is None:
+        host.noop(f"{svc.name}: not verified in this run, nothing to roll back")
+        return
+    if outcome.fatal and rollback and outcome.changed and outcome.previous:
+        outcome.rolled_back_to = outcome.previous
+        said = f"{plan.host}: {svc.name} failed ({outcome.reason}); rolling back to {outcome.previous}"
+        yield ShownCommand(sh_join(["echo", said]))
+        yield scripts.rollback_command(plan, svc, restore_env=outcome.env_changed)
+        yield ShownCommand(scripts.wait_healthy_command(plan, svc))
+        document = rollout.marker(svc, outcome.previous, outcome.reason, verification.at)
+        yield scripts.write_file_command(plan.rollback_marker(svc), json.dumps(document, indent=2, sort_keys=True))
+        return
+    if not outcome.reason and outcome.marked:
+        yield sh_join(["rm", "-f", plan.rollback_marker(svc)])
+        return
+    host.noop(f"{svc.name}: " + ("passed" if not outcome.reason else "failed, and is not rolled back"))
+
+
+@operation(is_idempotent=False)
+def baseline_recorded(plan: HostPlan, verification: Verification):
+    """When every service of the host was benched and none failed: the host's baseline (driver, CUDA, kernel, OS,
+    docker, container toolkit, image digests — probed now, after this run's pulls — and the bench figures) is
+    written to plan.baseline_path; drift and the next deploy compare the host with it.
+
+    + plan: the host's plan
+    + verification: what the verification step found (read when this operation runs)
+    """
+    if not verification.earns_baseline():
+        host.noop("no new baseline: " + ("nothing verified" if not verification.done else "not every service passed"))
+        return
+    now = host.get_fact(SparkHostState, request=host_facts_request(plan))  # not the deploy's snapshot: after it
+    document = baseline.make_baseline(
+        plan.host, baseline.host_facts(now), baseline.image_digests(now), verification.figures, verification.at
+    )
+    verification.baseline = document
+    text = json.dumps(document, indent=2, sort_keys=True)
+    yield scripts.write_file_command(plan.baseline_path, text, private_directory=False)
+
+
+@operation(is_idempotent=False)
+def verification_verdict(plan: HostPlan, verification: Verification, rollback: bool):
+    """Fail the host when a service failed its verification (after its rollback), naming each service, the
+    missed metric (measured vs expected) and what it serves again.
+
+    + plan: the host's plan
+    + verification: what the verification step found (read when this operation runs)
+    + rollback: the state's rollout.rollback
+    """
+    failed = verification.failures(rollback)
+    if not failed:
+        missed = any(o.reason for o in verification.outcomes.values())
+        host.noop(
+            f"{plan.host}: "
+            + (
+                "nothing verified"
+                if not verification.done
+                else "missed expectations reported, not failed (spark_bench_fail=no)"
+                if missed
+                else "every service passed"
+            )
+        )
+        return
+    said = f"verification failed on {plan.host}: " + "; ".join(failed)
+    yield sh_join(["sh", "-c", 'echo "$1" >&2; exit 1', "verdict", said])

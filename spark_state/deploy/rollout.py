@@ -1,11 +1,11 @@
-"""What the verification step needs to know about each service after its operations ran: whether this run
-changed it, whether its health wait failed, and what a rollback would put back. Built while the deploy is
-defined (from the probe), read after the service's operations executed."""
+"""What the verification step needs to know about each service after its operations ran (whether this run
+changed it, whether its health wait failed, what a rollback would put back: `ServiceRun`, built while the deploy
+is defined, from the probe) and what it found (`Verification`, read by the rollback, baseline and verdict
+operations when they run)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from pyinfra.api.operation import OperationMeta
@@ -35,6 +35,48 @@ class ServiceRun:
         return self.env_op is not None and self.env_op.did_change()
 
 
+@dataclass
+class ServiceOutcome:
+    """One service's verification, with what a rollback needs to know about this run."""
+
+    reason: str = ""  # what it missed ("": it passed)
+    fatal: bool = False  # fails the host (a missed expectation only with spark_bench_fail=yes)
+    benched: bool = False
+    changed: bool = False  # this run changed what it serves
+    env_changed: bool = False  # ... including its env file (restored with the unit)
+    previous: str | None = None  # what a rollback serves again (None: nothing to go back to)
+    marked: bool = False  # an earlier deploy rolled it back
+    rolled_back_to: str | None = None  # set by service_rolled_back when it put `previous` back
+
+
+@dataclass
+class Verification:
+    """What the verification found on one host; `done` once it ran in this deploy (never at --dry)."""
+
+    done: bool = False
+    at: str = ""  # when: the time a rollback marker and a baseline are recorded with
+    outcomes: dict[str, ServiceOutcome] = field(default_factory=dict)
+    figures: dict[str, dict[str, float]] = field(default_factory=dict)  # service → bench figures
+    baseline: dict[str, Any] | None = None  # the baseline document baseline_recorded wrote on the host
+
+    def earns_baseline(self) -> bool:
+        """Every service was benched and none failed (a miss under spark_bench_fail=no is not a failure)."""
+        return self.done and all(o.benched and not o.fatal for o in self.outcomes.values())
+
+    def failures(self, rollback: bool) -> list[str]:
+        said = []
+        for name, o in self.outcomes.items():
+            if not o.fatal:
+                continue
+            if o.rolled_back_to:
+                said.append(f"{name}: {o.reason}; rolled back to {o.rolled_back_to}")
+            elif rollback and o.changed and not o.previous:
+                said.append(f"{name}: {o.reason}; nothing to roll back to (it is new on this host)")
+            else:
+                said.append(f"{name}: {o.reason}")
+        return said
+
+
 def previous_version(plan: HostPlan, svc: ServicePlan, found: Snapshot) -> str | None:
     """What a rollback of `svc` would serve: the unit installed now when this run replaces it (the unit_file
     operation keeps it in the rollback directory), else the one an earlier run kept there when the new unit
@@ -52,7 +94,7 @@ def _describe(text: str | None, digest: str) -> str:
     return unit_serves(text) or f"the unit before (sha256 {digest[:12]})"
 
 
-def marker(svc: ServicePlan, serving: str, reason: str) -> dict[str, Any]:
+def marker(svc: ServicePlan, serving: str, reason: str, at: str) -> dict[str, Any]:
     """The rollback marker drift reads: what the deploy wanted, what serves instead, and why."""
     return {
         "service": svc.name,
@@ -60,5 +102,5 @@ def marker(svc: ServicePlan, serving: str, reason: str) -> dict[str, Any]:
         "desired_identity": svc.identity,
         "serving": serving,
         "reason": reason,
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "at": at,
     }

@@ -8,9 +8,10 @@ shares lets the others go ahead only when every canary passed) → preflight (fa
 change) → host helper → images → checkpoints → chat-template guard → engines → env files and units (the replaced
 ones kept for a rollback; daemon-reload when one changed) → remove dropped services → restart what changed
 (chained with `_if` on its unit and env file), start what is not running, wait for health → verification: the
-bench (after a change, when the host changed since its baseline, or spark_bench=always), a rollback of every
-changed service that failed its health wait or its bench (`rollout.rollback`, default on), the summary → a new
-baseline when every service passed.
+bench (after a change, when the host changed since its baseline, or spark_bench=always) and the summary → one
+operation per service that rolls it back when it changed and failed its health wait or its bench
+(`rollout.rollback`, default on) → the host's new baseline when every service passed (written there, then kept
+on this machine) → the verdict that fails the host when a service failed. `--dry` lists each of them.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from ..state.model import State
 from ..state.names import UNIT_PREFIX
 from . import operations as ops
 from .facts import snapshot
-from .rollout import ServiceRun, previous_version
+from .rollout import ServiceRun, Verification, previous_version
 
 HELPER = program("spark_host.py")
 FETCHER = program("fetch_checkpoint.py")
@@ -50,17 +51,23 @@ def _secrets_needed(plan: HostPlan) -> list[str]:
     return [name for s in plan.services for name in s.secrets] + [n for c in plan.checkpoints for n in c.secrets]
 
 
-def _verify(state: Any, host: Any, **kwargs: Any) -> bool:
+def _measure(state: Any, host: Any, **kwargs: Any) -> bool:
     """pyinfra passes its state and host to a callback that names both, and takes its return value as the
-    command's status: a failed verification fails the host with its message, not with a traceback."""
-    from .report import verify  # imported only when a verification runs: a converged run stays light
+    command's status: a bench that cannot run fails the host with its message, not with a traceback."""
+    from .verification import measure  # imported only when a verification runs: a converged run stays light
 
     try:
-        verify(**kwargs)
+        measure(**kwargs)
     except SparkStateError as exc:
         host.log_styled(str(exc), fg="red", log_func=logging.getLogger("pyinfra").error)
         return False
     return True
+
+
+def _keep_baseline(verification: Verification) -> None:
+    from .verification import keep_baseline
+
+    keep_baseline(verification)
 
 
 def _setting(name: str, env: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -274,9 +281,11 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
             or any(r.health_failed() for r in runs.values())
         )
 
+    verification = Verification()
     python.call(
-        name="verification: health, bench, rollback" if rollback else "verification: health and bench",
-        function=_verify,
+        name="verification: health and bench",
+        function=_measure,
+        verification=verification,
         spark=state,
         plan=plan,
         runs=list(runs.values()),
@@ -288,3 +297,23 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
         fail_on_miss=fail in ("yes", "true", "1"),
         _if=needed,
     )
+    # What the verification found decides these when they run: a rollback of each changed service that failed,
+    # the host's new baseline when every service passed, and the verdict that fails the host otherwise.
+    for svc in plan.services:
+        ops.service_rolled_back(
+            name=f"{svc.name}: rolled back if its verification failed",
+            plan=plan,
+            svc=svc,
+            verification=verification,
+            rollback=rollback,
+        )
+    recorded = ops.baseline_recorded(
+        name="baseline: recorded when every service passed", plan=plan, verification=verification
+    )
+    python.call(
+        name="baseline: kept on this machine too",
+        function=_keep_baseline,
+        verification=verification,
+        _if=recorded.did_change,
+    )
+    ops.verification_verdict(name="verification verdict", plan=plan, verification=verification, rollback=rollback)

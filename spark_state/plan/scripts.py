@@ -148,12 +148,13 @@ def rollback_command(plan: HostPlan, svc: ServicePlan, restore_env: bool) -> str
     return " && ".join(steps)
 
 
-def write_file_command(path: str, text: str) -> str:
+def write_file_command(path: str, text: str, private_directory: bool = True) -> str:
     """Write a small, non-secret document atomically (temp file beside it, then rename), creating its directory
-    readable by root only."""
+    (readable by root only with `private_directory`; an existing one is then made so)."""
     parent = path.rsplit("/", 1)[0]
+    directory = f"install -d -m 700 {sh_word(parent)}" if private_directory else f"mkdir -p {sh_word(parent)}"
     return (
-        f"install -d -m 700 {sh_word(parent)} && printf '%s\\n' {sh_word(text)} > {sh_word(path + '.tmp')} "
+        f"{directory} && printf '%s\\n' {sh_word(text)} > {sh_word(path + '.tmp')} "
         f"&& mv {sh_word(path + '.tmp')} {sh_word(path)}"
     )
 
