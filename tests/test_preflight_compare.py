@@ -11,8 +11,8 @@ from conftest import EXAMPLE_STATE
 from spark_state.errors import ProbeError
 from spark_state.observe.compare import compare, sha256
 from spark_state.observe.preflight import preflight
-from spark_state.on_host.probe import Snapshot
-from spark_state.plan.host_plan import HostPlan, manifest_path, plan_host
+from spark_state.on_host.probe import Snapshot, manifest_path
+from spark_state.plan.host_plan import HostPlan, plan_host
 from spark_state.plan.scripts import env_file_text
 from spark_state.state.loader import load_state, load_state_text
 

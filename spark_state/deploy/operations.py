@@ -18,7 +18,6 @@ from pyinfra import state as pyinfra_state
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
 from ..observe import baseline
-from ..observe.compare import checkpoint_ok, engine_ok, holds_digest, lost_restart, sha256, unit_current
 from ..observe.observation import host_facts_request
 from ..on_host.probe import ProbeRequest
 from ..plan import scripts
@@ -94,8 +93,9 @@ def _upload(path: str, content: str, mode: str):
 
 
 def _up_to_date(request: ProbeRequest, path: str, content: str, mode: str) -> bool:
-    current = snapshot(request).file(path)
-    return current is not None and current.sha256 == sha256(content) and current.mode == f"0o{mode}"
+    found = snapshot(request)
+    current = found.file(path)
+    return current is not None and found.has_text(path, content) and current.mode == f"0o{mode}"
 
 
 def _keep_previous(request: ProbeRequest, path: str, previous: str | None):
@@ -177,7 +177,7 @@ def docker_image(
     """
     local = local or ref
     digest = ref_digest(ref)
-    if holds_digest(snapshot(request).images.get(local), digest):
+    if snapshot(request).holds(local, digest):
         host.noop(f"image {ref} is present")
         return
     yield ShownCommand(scripts.pull_command(plan, ref, local))
@@ -217,7 +217,7 @@ def registry_login(
     + request: the deploy's probe
     + local: the name it is used by on the host (default: image)
     """
-    if holds_digest(snapshot(request).images.get(local or image), ref_digest(image)):
+    if snapshot(request).holds(local or image, ref_digest(image)):
         host.noop(f"image {image} is present: no login to {registry} needed")
         return
     yield StringCommand(scripts.docker_login_command(plan, registry, user, image), _stdin=password.value)
@@ -232,7 +232,7 @@ def checkpoint(plan: HostPlan, ckpt: CheckpointPlan, request: ProbeRequest):
     + ckpt: the checkpoint's plan (repo, revision, directory, image, secrets)
     + request: the deploy's probe
     """
-    ok, found = checkpoint_ok(snapshot(request), ckpt.repo, ckpt.revision, ckpt.dir, ckpt.tokenizer_only)
+    ok, found = snapshot(request).checkpoint(ckpt.repo, ckpt.revision, ckpt.dir, ckpt.tokenizer_only)
     if ok:
         host.noop(f"checkpoint {ckpt.name}: {found}")
         return
@@ -262,7 +262,7 @@ def engine(plan: HostPlan, engine_plan: EnginePlan, request: ProbeRequest):
     + engine_plan: the engine's plan (fingerprint, directories, convert and build commands)
     + request: the deploy's probe
     """
-    ok, found = engine_ok(snapshot(request), engine_plan.fingerprint, engine_plan.dir, engine_plan.name)
+    ok, found = snapshot(request).engine(engine_plan.fingerprint, engine_plan.dir, engine_plan.name)
     if ok:
         host.noop(f"engine {engine_plan.name}: {found}")
         return
@@ -316,7 +316,9 @@ def service_running(plan: HostPlan, svc: ServicePlan, request: ProbeRequest):
     unit = found.units.get(svc.unit_name)
     enabled = unit is not None and unit.enabled == "enabled"
     active = unit is not None and unit.active == "active"
-    relaunch = not active or (unit_current(svc, found) and lost_restart(svc, found))
+    relaunch = not active or (
+        found.has_text(svc.unit_path, svc.unit_text) and found.lost_restart(svc.container_name, svc.identity)
+    )
     if not enabled:
         yield sh_join(["systemctl", "enable", svc.unit_name])
     if relaunch:

@@ -10,7 +10,6 @@ from typing import Any
 
 from pyinfra.api.operation import OperationMeta
 
-from ..observe.compare import lost_restart, sha256, unit_current
 from ..on_host.probe import Snapshot
 from ..plan.host_plan import HostPlan, ServicePlan, unit_serves
 
@@ -83,9 +82,13 @@ def previous_version(plan: HostPlan, svc: ServicePlan, found: Snapshot) -> str |
     has not run yet (a lost restart). None when there is nothing to go back to."""
     installed = found.file(svc.unit_path)
     kept = found.rollback.units.get(svc.unit_name)
-    if installed is not None and installed.sha256 != sha256(svc.unit_text):
+    if installed is not None and not found.has_text(svc.unit_path, svc.unit_text):
         return _describe(installed.text, installed.sha256)
-    if kept is not None and unit_current(svc, found) and lost_restart(svc, found):
+    if (
+        kept is not None
+        and found.has_text(svc.unit_path, svc.unit_text)
+        and found.lost_restart(svc.container_name, svc.identity)
+    ):
         return _describe(kept.text, kept.sha256)
     return None
 

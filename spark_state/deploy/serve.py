@@ -28,7 +28,6 @@ from pyinfra.operations.util import any_changed
 
 from ..errors import HostError, SparkStateError
 from ..observe import baseline
-from ..observe.compare import lost_restart, unit_current
 from ..observe.observation import Observation, observe
 from ..observe.preflight import chat_template_message, preflight
 from ..on_host import program
@@ -189,7 +188,8 @@ def _reconcile(state: State, observation: Observation, canary: bool) -> None:
             svc,
             previous=previous_version(plan, svc, observed),
             marked=svc.unit_name in observed.rollback.markers,
-            relaunch=unit_current(svc, observed) and lost_restart(svc, observed),
+            relaunch=observed.has_text(svc.unit_path, svc.unit_text)
+            and observed.lost_restart(svc.container_name, svc.identity),
         )
         run.changes = [engine_ops[svc.engine]] if svc.engine else []
         restart_after[svc.name] = []

@@ -7,8 +7,8 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..on_host.probe import ImageFact, Manifest, Snapshot
-from ..plan.host_plan import NIM_UID, HostPlan, ServicePlan, manifest_path
+from ..on_host.probe import Snapshot
+from ..plan.host_plan import NIM_UID, HostPlan, ServicePlan
 from ..plan.scripts import env_file_text
 
 
@@ -27,50 +27,6 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def manifest_state(snapshot: Snapshot, directory: str) -> tuple[Manifest | None, tuple[str, ...]]:
-    """(manifest, files it lists that are missing or changed size) for an artifact directory."""
-    entry = snapshot.manifests.get(manifest_path(directory))
-    if not entry:
-        return None, ()
-    return entry.manifest, entry.missing
-
-
-def holds_digest(found: ImageFact | None, digest: str | None) -> bool:
-    """The local image is the one the state pins (any digest will do when it pins none)."""
-    return found is not None and (digest is None or any(d.endswith(f"@{digest}") for d in found.digests))
-
-
-def checkpoint_ok(
-    snapshot: Snapshot, repo: str, revision: str, directory: str, tokenizer_only: bool = False
-) -> tuple[bool, str]:
-    """A download as the plan needs it: complete and verified; the whole checkpoint unless only its tokenizer
-    is wanted (a tokenizer-only copy does not do for a host that builds from the weights)."""
-    manifest, missing = manifest_state(snapshot, directory)
-    if manifest is None:
-        return False, "not downloaded"
-    if (manifest.repo, manifest.revision) != (repo, revision):
-        return False, f"{manifest.repo}@{manifest.revision}"
-    if manifest.scope == "tokenizer" and not tokenizer_only:
-        return False, f"{repo}@{revision}: tokenizer files only, the weights are needed"
-    if missing:
-        return False, f"files missing or changed: {', '.join(missing[:3])}"
-    scope = " tokenizer only" if manifest.scope == "tokenizer" else ""
-    return True, f"{repo}@{revision} ({str(manifest.sha or '')[:12]}){scope}"
-
-
-def engine_ok(snapshot: Snapshot, fingerprint: str, directory: str, name: str) -> tuple[bool, str]:
-    manifest, missing = manifest_state(snapshot, directory)
-    if manifest is not None and manifest.fingerprint == fingerprint and not missing:
-        return True, f"{fingerprint[:16]} (TensorRT-LLM {manifest.trtllm_version})"
-    if manifest is not None and missing:
-        return False, f"{fingerprint[:16]} built, but {', '.join(missing[:3])} missing or changed"
-    others = [m for m in snapshot.engine_builds.get(name, []) if m.fingerprint != fingerprint]
-    if others:
-        latest = others[-1]
-        return False, f"only {str(latest.fingerprint)[:16]} (TensorRT-LLM {latest.trtllm_version})"
-    return False, "not built"
-
-
 def compare(plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str]) -> list[Item]:
     items: list[Item] = []
     host = plan.host
@@ -79,7 +35,7 @@ def compare(plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str]) -> l
         if found is None:
             items.append(Item(host, "image", image.ref, "present", "absent", False))
             continue
-        if not holds_digest(found, image.digest):
+        if not snapshot.holds(image.local, image.digest):
             items.append(
                 Item(
                     host,
@@ -98,10 +54,10 @@ def compare(plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str]) -> l
         desired = "present" + (f", TensorRT-LLM {image.trtllm_version}" if image.trtllm_version else "")
         items.append(Item(host, "image", image.ref, desired, observed, version_ok))
     for ckpt in plan.checkpoints:
-        ok, observed = checkpoint_ok(snapshot, ckpt.repo, ckpt.revision, ckpt.dir, ckpt.tokenizer_only)
+        ok, observed = snapshot.checkpoint(ckpt.repo, ckpt.revision, ckpt.dir, ckpt.tokenizer_only)
         items.append(Item(host, "checkpoint", ckpt.name, f"{ckpt.repo}@{ckpt.revision}", observed, ok))
     for engine in plan.engines:
-        ok, observed = engine_ok(snapshot, engine.fingerprint, engine.dir, engine.name)
+        ok, observed = snapshot.engine(engine.fingerprint, engine.dir, engine.name)
         desired = f"{engine.fingerprint[:16]} (TensorRT-LLM {engine.trtllm_version})"
         items.append(Item(host, "engine", engine.name, desired, observed, ok))
     for svc in plan.services:
@@ -161,7 +117,7 @@ def _service_items(host: str, svc: ServicePlan, snapshot: Snapshot, environ: Map
         items.append(
             Item(host, "cache", svc.cache_dir, f"owned by {NIM_UID}:{NIM_UID}", seen, owner == (NIM_UID, NIM_UID))
         )
-    if unit_ok and lost_restart(svc, snapshot):
+    if unit_ok and snapshot.lost_restart(svc.container_name, svc.identity):
         running = snapshot.containers[svc.container_name]
         items.append(
             Item(
@@ -194,17 +150,3 @@ def _service_items(host: str, svc: ServicePlan, snapshot: Snapshot, environ: Map
             )
         )
     return items
-
-
-def lost_restart(svc: ServicePlan, snapshot: Snapshot) -> bool:
-    """The service's container runs, but was started from another unit than the one it must have been started
-    from: a restart an earlier run lost (meaningful once the unit file on the host is current)."""
-    running = snapshot.containers.get(svc.container_name)
-    return (
-        bool(svc.identity) and running is not None and running.state == "running" and running.identity != svc.identity
-    )
-
-
-def unit_current(svc: ServicePlan, snapshot: Snapshot) -> bool:
-    found = snapshot.file(svc.unit_path)
-    return found is not None and found.sha256 == sha256(svc.unit_text)

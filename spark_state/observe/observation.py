@@ -9,11 +9,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..on_host.probe import ArtifactsAsked, HealthAsked, ImagesAsked, ProbeRequest, Snapshot, UnitsAsked
+from ..on_host.probe import (
+    ArtifactsAsked,
+    HealthAsked,
+    ImagesAsked,
+    ProbeRequest,
+    Snapshot,
+    UnitsAsked,
+    manifest_path,
+)
 from ..plan.host_plan import HostPlan, plan_host
 from ..state.model import COMMIT_SHA, State
 from ..state.names import UNIT_PREFIX
-from .compare import manifest_path
 
 
 def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = True) -> ProbeRequest:

@@ -9,7 +9,6 @@ from ..plan.host_plan import HostPlan
 from ..plan.quoting import env_file_problem
 from ..state.compat import NGC_KEY_ENV, NGC_REGISTRY, Gpu, Support, known_bad_fix, needs_ngc_login, trtllm_support
 from ..state.names import UNIT_PREFIX
-from .compare import checkpoint_ok, engine_ok
 
 GIB_PER_GB = 1e9 / 2**30
 
@@ -85,10 +84,10 @@ def _disk(plan: HostPlan, snapshot: Snapshot) -> list[str]:
     images_fs = root_fs if docker_fs is None or (root_fs and docker_fs.same_file_system(root_fs)) else docker_fs
     needs: dict[DiskFact, dict[str, float]] = {}
     for c in plan.checkpoints:
-        if root_fs and c.size_gb and not checkpoint_ok(snapshot, c.repo, c.revision, c.dir, c.tokenizer_only)[0]:
+        if root_fs and c.size_gb and not snapshot.checkpoint(c.repo, c.revision, c.dir, c.tokenizer_only)[0]:
             needs.setdefault(root_fs, {})[f"checkpoint {c.name}"] = c.size_gb
     for e in plan.engines:
-        if root_fs and e.size_gb and not engine_ok(snapshot, e.fingerprint, e.dir, e.name)[0]:
+        if root_fs and e.size_gb and not snapshot.engine(e.fingerprint, e.dir, e.name)[0]:
             needs.setdefault(root_fs, {})[f"engine {e.name}"] = 2 * e.size_gb
     for image in plan.images:
         download = snapshot.download_sizes.get(image.ref)

@@ -887,6 +887,60 @@ class Snapshot(_Fact):
         answer = self.health.get(port) or {}
         return answer.get(ready_path) == 200 and answer.get("/v1/models") == 200
 
+    def holds(self, local: str, digest: str | None) -> bool:
+        """The image is here under `local`, with the digest the state pins (any digest will do when it pins none)."""
+        found = self.images.get(local)
+        return found is not None and (digest is None or any(d.endswith(f"@{digest}") for d in found.digests))
+
+    def has_text(self, path: str, text: str) -> bool:
+        """The managed or unit file at `path` holds exactly `text`."""
+        found = self.file(path)
+        return found is not None and found.sha256 == hashlib.sha256(text.encode()).hexdigest()
+
+    def lost_restart(self, container: str, identity: str) -> bool:
+        """The container runs, but was started from another unit than the one it must have been started from
+        (`identity`): a restart an earlier run lost (meaningful once the unit file on the host is current)."""
+        running = self.containers.get(container)
+        return bool(identity) and running is not None and running.state == "running" and running.identity != identity
+
+    def artifact(self, directory: str) -> tuple[Manifest | None, tuple[str, ...]]:
+        """(manifest, files it lists that are missing or changed size) of an artifact directory."""
+        entry = self.manifests.get(manifest_path(directory))
+        return (entry.manifest, entry.missing) if entry else (None, ())
+
+    def checkpoint(self, repo: str, revision: str, directory: str, tokenizer_only: bool = False) -> tuple[bool, str]:
+        """(usable, what is there): a download as the plan needs it is complete and verified, and the whole
+        checkpoint unless only its tokenizer is wanted (a tokenizer-only copy does not do to build from)."""
+        manifest, missing = self.artifact(directory)
+        if manifest is None:
+            return False, "not downloaded"
+        if (manifest.repo, manifest.revision) != (repo, revision):
+            return False, f"{manifest.repo}@{manifest.revision}"
+        if manifest.scope == "tokenizer" and not tokenizer_only:
+            return False, f"{repo}@{revision}: tokenizer files only, the weights are needed"
+        if missing:
+            return False, f"files missing or changed: {', '.join(missing[:3])}"
+        scope = " tokenizer only" if manifest.scope == "tokenizer" else ""
+        return True, f"{repo}@{revision} ({str(manifest.sha or '')[:12]}){scope}"
+
+    def engine(self, fingerprint: str, directory: str, name: str) -> tuple[bool, str]:
+        """(built, what is there): the engine build for `fingerprint`, complete."""
+        manifest, missing = self.artifact(directory)
+        if manifest is not None and manifest.fingerprint == fingerprint and not missing:
+            return True, f"{fingerprint[:16]} (TensorRT-LLM {manifest.trtllm_version})"
+        if manifest is not None and missing:
+            return False, f"{fingerprint[:16]} built, but {', '.join(missing[:3])} missing or changed"
+        others = [m for m in self.engine_builds.get(name, ()) if m.fingerprint != fingerprint]
+        if others:
+            latest = others[-1]
+            return False, f"only {str(latest.fingerprint)[:16]} (TensorRT-LLM {latest.trtllm_version})"
+        return False, "not built"
+
+
+def manifest_path(directory: str) -> str:
+    """Where an artifact directory's completion manifest is."""
+    return f"{directory}/{MANIFEST_NAME}"
+
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number a probe writes")

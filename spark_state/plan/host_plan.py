@@ -33,7 +33,6 @@ PLAN_FORMAT = 1
 ENGINE_TO_CHECKPOINT_SIZE = 0.95
 GIB_PER_GB = 1e9 / 2**30
 TOKENIZER_GB = 0.02  # tokenizer.json, its config and the chat template of a Llama 3 checkpoint: ≈17 MB
-MANIFEST = ".spark-state.json"  # written into a checkpoint or engine directory once it is complete
 # The checkpoint converter spark-state ships (on_host/convert_checkpoint.py, TensorRT-LLM's library API), mounted
 # into the build image; its hash is part of every engine fingerprint that uses it, so a new converter rebuilds.
 CONVERTER_NAME = "convert_checkpoint.py"
@@ -211,10 +210,6 @@ class HostPlan:
 
 def converter_path(root: str) -> str:
     return f"{root}/lib/{CONVERTER_NAME}"
-
-
-def manifest_path(directory: str) -> str:
-    return f"{directory}/{MANIFEST}"
 
 
 def plan_fleet(state: State, only_host: str | None = None) -> list[HostPlan]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
+from ..on_host.probe import MANIFEST_NAME, manifest_path
 from ..state.compat import MIN_TRTLLM_FOR_SM12
 from ..state.names import build_container, convert_container, fetch_container
-from .host_plan import MANIFEST, CheckpointPlan, EnginePlan, HostPlan, ServicePlan, manifest_path
+from .host_plan import CheckpointPlan, EnginePlan, HostPlan, ServicePlan
 from .quoting import env_file_line, sh_join, sh_word
 from .templates import render
 
@@ -118,7 +119,7 @@ def build_script(plan: HostPlan, engine: EnginePlan) -> str:
             engine.fingerprint,
             json.dumps(engine.inputs, sort_keys=True),
             expected,
-            MANIFEST,
+            MANIFEST_NAME,
         ),
         manifest_path=sh_word(manifest_path(engine.dir)),
     )
