@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from spark_state.desired.loader import load_state
 from spark_state.errors import StateFileError
-from spark_state.state.loader import load_state
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "tests" / "bad_states"

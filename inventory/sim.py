@@ -5,9 +5,9 @@ inventory/sparks.py; the state's groups are pyinfra groups here too.
     pyinfra inventory/sim.py deploys/serve.py
 """
 
-from spark_rehearsal.inventory import sim_hosts
-from spark_state.state.inventory import group_hosts, state_path
-from spark_state.state.loader import load_state
+from spark_rehearsal.hosts import sim_hosts
+from spark_state.desired.loader import load_state
+from spark_state.inventory import group_hosts, state_path
 
 _state = load_state(state_path()).state
 sparks = sim_hosts(_state)

@@ -7,8 +7,8 @@ The state file is inventory/state.yaml, or $SPARK_STATE_FILE. A sudo password: p
 does, or give it as host data (`--data _sudo_password=...` is visible in your shell history; prefer the prompt).
 """
 
-from spark_state.state.inventory import group_hosts, real_hosts, state_path
-from spark_state.state.loader import load_state
+from spark_state.desired.loader import load_state
+from spark_state.inventory import group_hosts, real_hosts, state_path
 
 _state = load_state(state_path()).state
 sparks = real_hosts(_state)

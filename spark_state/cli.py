@@ -15,9 +15,9 @@ from rich.console import Console
 from rich.panel import Panel
 
 from .console import make_console, make_table
+from .desired.loader import load_state
+from .desired.model import DesiredState
 from .errors import Outcome, SparkStateError, StateFileError
-from .state.loader import load_state
-from .state.model import State
 
 EXIT_ERROR = 1  # an error: nothing or not everything could be done
 MAX_PROBLEMS_SHOWN = 50  # a file with thousands of problems is one mistake repeated: show the first ones
@@ -39,7 +39,7 @@ def _validate(args: argparse.Namespace, console: Console) -> Outcome:
 
 
 def _schema(args: argparse.Namespace, console: Console) -> Outcome:
-    print(json.dumps(State.model_json_schema(), indent=2))
+    print(json.dumps(DesiredState.model_json_schema(), indent=2))
     return Outcome.OK
 
 
@@ -72,10 +72,10 @@ def _bench(args: argparse.Namespace, console: Console) -> Outcome:
     return run_bench(args, console)
 
 
-def _fleet(args: argparse.Namespace) -> tuple[State, list[tuple[str, dict[str, Any]]], Path | None]:
+def _fleet(args: argparse.Namespace) -> tuple[DesiredState, list[tuple[str, dict[str, Any]]], Path | None]:
     """The state (--state, else $SPARK_STATE_FILE or inventory/state.yaml), the inventory's hosts and the bench
     history directory, for the commands that read a fleet."""
-    from .state.inventory import STATE_ENV, load_entries, state_path
+    from .inventory import STATE_ENV, load_entries, state_path
 
     if args.state:
         os.environ[STATE_ENV] = args.state  # the inventory file reads it too
@@ -161,7 +161,7 @@ def _pin(args: argparse.Namespace, console: Console) -> Outcome:
         return Outcome.FINDINGS
     document = pin.request(pins, os.environ)
     if args.inventory:
-        from .state.inventory import STATE_ENV, load_entries
+        from .inventory import STATE_ENV, load_entries
 
         os.environ[STATE_ENV] = str(path)  # the inventory places the hosts this state declares
         address, data = load_entries(args.inventory)[0]

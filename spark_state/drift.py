@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from .bench import history
-from .bench.fleet import Target, bench_target, settings_from_state
 from .bench.runner import run_measured
+from .bench.targets import Target, bench_target, settings_from_state
+from .desired.model import DesiredState
 from .errors import ConnectError, Outcome, ProbeError
 from .observe import baseline
 from .observe.compare import Item, compare
 from .observe.observation import observe
 from .plan.host_plan import plan_host
 from .remote import container_resident_gib, on_each_host, probe_host
-from .state.model import State
 
 DEFAULT_MARGIN = 0.10  # a bench figure this much worse than the last recorded one is drift
 
@@ -53,7 +53,7 @@ class HostDrift:
         return f"bench: all {len(figures)} figures within the margin of the baseline{since} — performance unchanged"
 
 
-def check_host(state: State, address: str, data: dict[str, Any], environ: Mapping[str, str]) -> HostDrift:
+def check_host(state: DesiredState, address: str, data: dict[str, Any], environ: Mapping[str, str]) -> HostDrift:
     name = data["spark_host"]
     result = HostDrift(name, address)
     try:
@@ -72,7 +72,7 @@ def check_host(state: State, address: str, data: dict[str, Any], environ: Mappin
 
 
 def bench_items(
-    state: State,
+    state: DesiredState,
     address: str,
     data: dict[str, Any],
     margin: float,
@@ -120,7 +120,7 @@ def bench_items(
 
 
 def run_drift(
-    state: State,
+    state: DesiredState,
     entries: list[tuple[str, dict[str, Any]]],
     environ: Mapping[str, str],
     with_bench: bool = False,

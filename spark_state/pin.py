@@ -21,11 +21,11 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from .desired.compat import NGC_KEY_ENV, NGC_REGISTRY, NGC_USER
+from .desired.loader import load_state, load_state_text, position
+from .desired.model import COMMIT_SHA, DesiredState
 from .errors import Problem, ResolveError, StateFileError
 from .on_host import resolve as resolver
-from .state.compat import NGC_KEY_ENV, NGC_REGISTRY, NGC_USER
-from .state.loader import load_state, load_state_text, position
-from .state.model import COMMIT_SHA, State
 
 RESOLVE_PROGRAM = Path(resolver.__file__).read_text()
 HF_TOKEN_ENV = "HF_TOKEN"
@@ -42,7 +42,7 @@ class Pin:
     pinned: str | None = None  # the value to write, once resolved
 
 
-def unpinned(state: State) -> list[Pin]:
+def unpinned(state: DesiredState) -> list[Pin]:
     """Image refs without a digest and checkpoint revisions that are not a commit sha, in file order."""
     pins = []
     for name, image in state.images.items():

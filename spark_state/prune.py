@@ -16,11 +16,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .desired.model import DesiredState
 from .observe.observation import artifacts_request, observe
 from .on_host.probe import KeptDir, Snapshot
 from .plan.host_plan import HostPlan, local_ref
 from .plan.quoting import sh_join
-from .state.model import State
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def _referenced(path: str, texts: Iterable[str], mounts: set[str]) -> bool:
     )
 
 
-def removable(state: State, plan: HostPlan, snapshot: Snapshot, keep: int = 1) -> list[Removable]:
+def removable(state: DesiredState, plan: HostPlan, snapshot: Snapshot, keep: int = 1) -> list[Removable]:
     """What nothing needs any more on this host (see the module's docstring for what is kept)."""
     texts = _unit_texts(snapshot)
     running = [c for c in snapshot.containers.values() if c.state == "running"]
@@ -188,7 +188,7 @@ def removal_command(plan: HostPlan, items: list[Removable]) -> str:
     return " && ".join(steps) or "true"
 
 
-def inspect_host(state: State, address: str, data: dict[str, Any], keep: int) -> tuple[HostPlan, HostPrune]:
+def inspect_host(state: DesiredState, address: str, data: dict[str, Any], keep: int) -> tuple[HostPlan, HostPrune]:
     from .remote import probe_host
 
     name = data["spark_host"]
@@ -197,7 +197,7 @@ def inspect_host(state: State, address: str, data: dict[str, Any], keep: int) ->
     return plan, HostPrune(name, address, removable(state, plan, snapshot, keep))
 
 
-def prune_host(state: State, address: str, data: dict[str, Any], keep: int, remove: bool) -> HostPrune:
+def prune_host(state: DesiredState, address: str, data: dict[str, Any], keep: int, remove: bool) -> HostPrune:
     from .errors import ConnectError, ProbeError
     from .remote import run
 

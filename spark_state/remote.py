@@ -15,7 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from pyinfra.api import Config, Inventory, State, StringCommand
+from pyinfra.api import Config, Inventory, StringCommand
+from pyinfra.api import State as PyinfraState
 from pyinfra.api.exceptions import ConnectError as PyinfraConnectError
 from pyinfra.api.exceptions import PyinfraError
 
@@ -34,7 +35,7 @@ def _host(address: str, data: dict[str, Any]) -> Any:
     if key not in hosts:
         name = str(data.get("spark_host") or address)
         inventory = Inventory(([(name, {**data, "ssh_hostname": address})], {}))
-        State(inventory, Config())  # binds the inventory's hosts to a state, which connecting needs
+        PyinfraState(inventory, Config())  # binds the inventory's hosts to a state, which connecting needs
         logging.getLogger("pyinfra").setLevel(logging.CRITICAL)  # its connect errors come back to us as ConnectError
         host = inventory.get_host(name)
         try:

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from .bench import history
+from .desired.model import DesiredState
 from .errors import ConnectError, Outcome, ProbeError
 from .observe.observation import observe
 from .on_host.probe import ProbeRequest, Snapshot
 from .remote import on_each_host, probe_host
-from .state.model import State
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def _bench(host: str, service: str, history_dir: Path | None) -> str:
 
 
 def host_status(
-    state: State,
+    state: DesiredState,
     address: str,
     data: dict[str, Any],
     history_dir: Path | None,
@@ -89,7 +89,10 @@ def host_status(
 
 
 def fleet_status(
-    state: State, entries: list[tuple[str, dict[str, Any]]], history_dir: Path | None = None, host: str | None = None
+    state: DesiredState,
+    entries: list[tuple[str, dict[str, Any]]],
+    history_dir: Path | None = None,
+    host: str | None = None,
 ) -> list[HostStatus]:
     def read(address: str, data: dict[str, Any]) -> HostStatus:
         return host_status(state, address, data, history_dir, lambda request: probe_host(address, data, request))

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from spark_state.cli import main
+from spark_state.desired.loader import load_state
 from spark_state.errors import StateFileError
-from spark_state.state.loader import load_state
 
 CORPUS = Path(__file__).parent / "bad_states"
 CASES = sorted(CORPUS.glob("*.yaml"))

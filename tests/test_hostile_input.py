@@ -10,8 +10,8 @@ import pytest
 from conftest import EXAMPLE_STATE
 
 from spark_state.cli import MAX_PROBLEMS_SHOWN, main
+from spark_state.desired.loader import MAX_STATE_BYTES, load_state, load_state_text
 from spark_state.errors import StateFileError
-from spark_state.state.loader import MAX_STATE_BYTES, load_state, load_state_text
 
 BASE = """images:
   triton: nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3

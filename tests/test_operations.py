@@ -33,12 +33,12 @@ from pyinfra.context import ctx_host, ctx_state
 from spark_state.deploy import operations
 from spark_state.deploy.facts import SparkHostState
 from spark_state.deploy.rollout import ServiceOutcome, Verification
+from spark_state.desired.loader import load_state
 from spark_state.observe.compare import sha256
 from spark_state.observe.observation import probe_request
 from spark_state.on_host.probe import Snapshot
 from spark_state.plan.host_plan import HostPlan, plan_host
 from spark_state.plan.scripts import env_file_text
-from spark_state.state.loader import load_state
 
 CASES = Path(__file__).parent / "operations"
 STATE = load_state(EXAMPLE_STATE).state

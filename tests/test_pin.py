@@ -16,12 +16,12 @@ import pytest
 from conftest import EXAMPLE_STATE, REPO
 
 from spark_state import pin
+from spark_state.desired.loader import load_state, load_state_text
 from spark_state.errors import ResolveError
 from spark_state.observe.observation import held_under, with_revisions
 from spark_state.on_host import resolve
 from spark_state.on_host.probe import Snapshot
 from spark_state.plan.host_plan import local_ref, plan_host, ref_digest
-from spark_state.state.loader import load_state, load_state_text
 
 DIGEST = "sha256:" + "ab" * 32
 SHA = "0123456789abcdef0123456789abcdef01234567"

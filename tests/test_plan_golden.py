@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLE_STATE
 
+from spark_state.desired.loader import load_state
 from spark_state.plan.host_plan import HostPlan, plan_fleet
-from spark_state.state.loader import load_state
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from conftest import EXAMPLE_STATE
 
+from spark_state.desired.loader import load_state, load_state_text
 from spark_state.errors import ProbeError
 from spark_state.observe.compare import compare, sha256
 from spark_state.observe.preflight import preflight
 from spark_state.on_host.probe import Snapshot, manifest_path
 from spark_state.plan.host_plan import HostPlan, plan_host
 from spark_state.plan.scripts import env_file_text
-from spark_state.state.loader import load_state, load_state_text
 
 STATE = load_state(EXAMPLE_STATE).state
 ENV = {"NGC_API_KEY": "k"}
@@ -134,7 +134,7 @@ def test_tokenizer_without_chat_template_fails_preflight() -> None:
         )
         .replace("    tokenizer_from: llama31-8b-fp8\n", "")
     )
-    from spark_state.state.loader import load_state_text
+    from spark_state.desired.loader import load_state_text
 
     plan = plan_host(load_state_text(text, "t.yaml").state, "spark-02")
     snap = converged(plan)

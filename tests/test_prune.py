@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from conftest import EXAMPLE_STATE
 
+from spark_state.desired.loader import load_state
 from spark_state.on_host.probe import Snapshot
 from spark_state.plan.host_plan import plan_host
 from spark_state.prune import removable, removal_command
-from spark_state.state.loader import load_state
 
 STATE = load_state(EXAMPLE_STATE).state
 HOST = next(iter(STATE.hosts))

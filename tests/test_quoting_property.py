@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
+from spark_state.desired.loader import load_state_text
 from spark_state.errors import StateFileError
 from spark_state.plan.host_plan import plan_fleet
-from spark_state.state.loader import load_state_text
 
 BASE: dict[str, Any] = {
     "paths": {"root": "/srv/spark", "docker": "/usr/bin/docker", "secrets": "/etc/ss", "units": "/etc/systemd/system"},

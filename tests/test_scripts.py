@@ -7,6 +7,8 @@ import subprocess
 import pytest
 from conftest import EXAMPLE_STATE
 
+from spark_state.desired.loader import load_state
+from spark_state.desired.model import Paths
 from spark_state.plan.host_plan import plan_host
 from spark_state.plan.quoting import sh_word
 from spark_state.plan.scripts import (
@@ -17,8 +19,6 @@ from spark_state.plan.scripts import (
     trtllm_version_command,
     wait_healthy_command,
 )
-from spark_state.state.loader import load_state
-from spark_state.state.model import Paths
 
 PLAN = plan_host(load_state(EXAMPLE_STATE).state, "spark-01")
 

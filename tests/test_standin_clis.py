@@ -13,8 +13,8 @@ import pytest
 from conftest import EXAMPLE_STATE
 
 from spark_rehearsal.standins import trtllm_build
+from spark_state.desired.loader import load_state
 from spark_state.plan.host_plan import plan_host
-from spark_state.state.loader import load_state
 
 PLAN = plan_host(load_state(EXAMPLE_STATE).state, "spark-01")
 

@@ -15,9 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..console import make_console
 from ..errors import BenchError, Outcome, SparkStateError
 from . import history, report
-from .fleet import Target, bench_target, settings_from_state, targets
 from .results import EndpointResult, Verdict, to_document
 from .runner import BenchSettings, run_endpoint, run_measured
+from .targets import Target, bench_target, settings_from_state, targets
 from .verdict import deltas
 
 OVERRIDES = (
@@ -52,7 +52,7 @@ def run_bench(args: argparse.Namespace, console: Console) -> Outcome:
     else:
         if not args.file:
             raise SparkStateError("give a state file, or --url for a single endpoint")
-        from ..state.inventory import load
+        from ..inventory import load
 
         state, entries = load(args.inventory, args.file)
         settings = settings_from_state(state.bench, **_overrides(args))

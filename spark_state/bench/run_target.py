@@ -9,9 +9,9 @@ import json
 import sys
 from dataclasses import asdict
 
-from .fleet import Target, bench_target
 from .results import to_document
 from .runner import BenchSettings, run_measured
+from .targets import Target, bench_target
 
 
 def job(target: Target, settings: BenchSettings, resident_gib: float | None) -> str:

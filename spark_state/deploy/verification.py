@@ -19,17 +19,17 @@ from pyinfra.api.operation import OperationMeta
 from rich.text import Text
 
 from ..bench import history
-from ..bench.fleet import Target, settings_from_state
 from ..bench.results import from_document
 from ..bench.run_target import job
 from ..bench.runner import BenchSettings
+from ..bench.targets import Target, settings_from_state
 from ..console import make_console, make_table
+from ..desired.model import DesiredState
 from ..errors import StepError
 from ..observe import baseline
 from ..plan.host_plan import HostPlan
 from ..plan.scripts import parse_resident, resident_command
 from ..remote import SUDO_ARGUMENTS
-from ..state.model import State
 from .rollout import ServiceOutcome, ServiceRun, Verification
 
 
@@ -65,7 +65,7 @@ def _bench_in_clean_process(target: Target, settings: BenchSettings, resident: f
 
 def measure(
     verification: Verification,
-    spark: State,
+    spark: DesiredState,
     plan: HostPlan,
     runs: list[ServiceRun],
     host_changes: list[OperationMeta],

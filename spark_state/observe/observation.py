@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..desired.model import COMMIT_SHA, DesiredState
+from ..desired.names import UNIT_PREFIX
 from ..on_host.probe import (
     ArtifactsAsked,
     HealthAsked,
@@ -19,8 +21,6 @@ from ..on_host.probe import (
     manifest_path,
 )
 from ..plan.host_plan import HostPlan, plan_host
-from ..state.model import COMMIT_SHA, State
-from ..state.names import UNIT_PREFIX
 
 
 def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = True) -> ProbeRequest:
@@ -88,7 +88,9 @@ class Observation:
     snapshot: Snapshot
 
 
-def observe(state: State, host: str, probe: Callable[[ProbeRequest], Snapshot], read_only: bool = False) -> Observation:
+def observe(
+    state: DesiredState, host: str, probe: Callable[[ProbeRequest], Snapshot], read_only: bool = False
+) -> Observation:
     """Plan the host, probe it, and plan it again when the host knows better: an image carries another
     TensorRT-LLM than its tag says (the version inside feeds the engine fingerprints), or a checkpoint pinned to
     a commit is already here, downloaded under the branch or tag it was pinned from (it is used where it is:
@@ -106,7 +108,7 @@ def observe(state: State, host: str, probe: Callable[[ProbeRequest], Snapshot], 
     return Observation(plan, request, snapshot)
 
 
-def held_under(state: State, plan: HostPlan, snapshot: Snapshot) -> dict[str, str]:
+def held_under(state: DesiredState, plan: HostPlan, snapshot: Snapshot) -> dict[str, str]:
     """checkpoint → the revision name a pinned commit is held under on this host (when not under its sha)."""
     held = {}
     for ckpt in plan.checkpoints:
@@ -119,7 +121,7 @@ def held_under(state: State, plan: HostPlan, snapshot: Snapshot) -> dict[str, st
     return held
 
 
-def with_revisions(state: State, revisions: dict[str, str]) -> State:
+def with_revisions(state: DesiredState, revisions: dict[str, str]) -> DesiredState:
     """The state with these checkpoints' revisions replaced (each by a name for the same commit)."""
     if not revisions:
         return state

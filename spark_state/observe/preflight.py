@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ..desired.compat import NGC_KEY_ENV, NGC_REGISTRY, Gpu, Support, known_bad_fix, needs_ngc_login, trtllm_support
+from ..desired.names import UNIT_PREFIX
 from ..on_host.probe import DiskFact, DockerFact, Snapshot
 from ..plan.host_plan import HostPlan
 from ..plan.quoting import env_file_problem
-from ..state.compat import NGC_KEY_ENV, NGC_REGISTRY, Gpu, Support, known_bad_fix, needs_ngc_login, trtllm_support
-from ..state.names import UNIT_PREFIX
 
 GIB_PER_GB = 1e9 / 2**30
 

@@ -1,4 +1,4 @@
-"""The pure per-host plan: State → HostPlan (plain data). No SSH, no pyinfra.
+"""The pure per-host plan: DesiredState → HostPlan (plain data). No SSH, no pyinfra.
 
 Everything a host should end up with is computed here: directories, the exact convert/build/serve command
 lines, engine fingerprints, systemd unit texts, ports, and disk and unified-memory budgets.
@@ -12,12 +12,18 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import UnknownHostError
-from ..on_host import program
-from ..state.checks import image_trtllm_version
-from ..state.compat import KNOWN_GPUS, trtllm_support
-from ..state.model import EngineService, NimService, PytorchService, State, host_gpu, host_services, service_kind
-from ..state.names import (
+from ..desired.checks import image_trtllm_version
+from ..desired.compat import KNOWN_GPUS, trtllm_support
+from ..desired.model import (
+    DesiredState,
+    EngineService,
+    NimService,
+    PytorchService,
+    host_gpu,
+    host_services,
+    service_kind,
+)
+from ..desired.names import (
     build_container,
     checkpoint_env_file,
     convert_container,
@@ -25,6 +31,8 @@ from ..state.names import (
     service_env_file,
     service_unit,
 )
+from ..errors import UnknownHostError
+from ..on_host import program
 from . import quoting
 from .templates import render
 
@@ -212,13 +220,13 @@ def converter_path(root: str) -> str:
     return f"{root}/lib/{CONVERTER_NAME}"
 
 
-def plan_fleet(state: State, only_host: str | None = None) -> list[HostPlan]:
+def plan_fleet(state: DesiredState, only_host: str | None = None) -> list[HostPlan]:
     if only_host is not None and only_host not in state.hosts:
         raise UnknownHostError(only_host, list(state.hosts))
     return [plan_host(state, h) for h in state.hosts if only_host in (None, h)]
 
 
-def plan_host(state: State, host_name: str, probed: Mapping[str, str] | None = None) -> HostPlan:
+def plan_host(state: DesiredState, host_name: str, probed: Mapping[str, str] | None = None) -> HostPlan:
     """The plan for one host. `probed` maps image refs to the TensorRT-LLM version found inside the image on
     the host, which wins over what the tag suggests (and so feeds the engine fingerprints)."""
     if host_name not in state.hosts:
@@ -274,7 +282,7 @@ def _ordered(names: Any) -> list[str]:
     return out
 
 
-def _tokenizer_checkpoint(state: State, service_name: str) -> str | None:
+def _tokenizer_checkpoint(state: DesiredState, service_name: str) -> str | None:
     """The checkpoint whose tokenizer a trtllm-serve service loads: explicit, else the model's tokenizer_from,
     else the model's own."""
     svc = state.services[service_name]
@@ -286,7 +294,7 @@ def _tokenizer_checkpoint(state: State, service_name: str) -> str | None:
     return state.checkpoints[model].tokenizer_from or model
 
 
-def _checkpoints_needed(state: State, services: list[str], engines: list[str]) -> list[str]:
+def _checkpoints_needed(state: DesiredState, services: list[str], engines: list[str]) -> list[str]:
     needed = [state.engines[e].checkpoint for e in engines]
     for s in services:
         svc = state.services[s]
@@ -296,14 +304,14 @@ def _checkpoints_needed(state: State, services: list[str], engines: list[str]) -
     return [n for n in needed if n is not None]
 
 
-def _models_needed(state: State, services: list[str], engines: list[str]) -> list[str]:
+def _models_needed(state: DesiredState, services: list[str], engines: list[str]) -> list[str]:
     """Checkpoints whose weights this host needs (an engine builds from it, or a PyTorch service serves it)."""
     return [state.engines[e].checkpoint for e in engines] + [
         svc.checkpoint for s in services if isinstance(svc := state.services[s], PytorchService)
     ]
 
 
-def _images_needed(state: State, services: list[str], engines: list[str]) -> list[str]:
+def _images_needed(state: DesiredState, services: list[str], engines: list[str]) -> list[str]:
     needed: list[str | None] = [state.engines[e].image for e in engines]
     for s in services:
         svc = state.services[s]
@@ -311,7 +319,7 @@ def _images_needed(state: State, services: list[str], engines: list[str]) -> lis
     return [n for n in needed if n is not None]
 
 
-def _plan_image(state: State, name: str, gpu: Any, probed: Mapping[str, str]) -> ImagePlan:
+def _plan_image(state: DesiredState, name: str, gpu: Any, probed: Mapping[str, str]) -> ImagePlan:
     ref = state.images[name].ref
     local, digest = local_ref(ref), ref_digest(ref)
     version = probed.get(local) or image_trtllm_version(state, name)
@@ -321,18 +329,18 @@ def _plan_image(state: State, name: str, gpu: Any, probed: Mapping[str, str]) ->
     return ImagePlan(name, ref, version, verdict.support.value, verdict.reason, local, digest)
 
 
-def _is_trtllm_image(state: State, name: str) -> bool:
+def _is_trtllm_image(state: DesiredState, name: str) -> bool:
     return any(e.image == name for e in state.engines.values()) or any(
         isinstance(s, PytorchService) and s.image == name for s in state.services.values()
     )
 
 
-def checkpoint_dir(state: State, name: str) -> str:
+def checkpoint_dir(state: DesiredState, name: str) -> str:
     revision = state.checkpoints[name].revision.replace("/", "--")
     return f"{state.paths.root}/checkpoints/{name}/{revision}"
 
 
-def _plan_checkpoint(state: State, name: str, fetch_image: str, tokenizer_only: bool = False) -> CheckpointPlan:
+def _plan_checkpoint(state: DesiredState, name: str, fetch_image: str, tokenizer_only: bool = False) -> CheckpointPlan:
     c = state.checkpoints[name]
     return CheckpointPlan(
         name,
@@ -346,7 +354,7 @@ def _plan_checkpoint(state: State, name: str, fetch_image: str, tokenizer_only: 
     )
 
 
-def _fetch_image(state: State, checkpoint: str, services: list[str], engines: list[str]) -> str:
+def _fetch_image(state: DesiredState, checkpoint: str, services: list[str], engines: list[str]) -> str:
     """A TensorRT-LLM image on this host that can download `checkpoint`: the image of whatever uses it."""
     for name in engines:
         if state.engines[name].checkpoint == checkpoint:
@@ -362,7 +370,7 @@ def _fetch_image(state: State, checkpoint: str, services: list[str], engines: li
     raise AssertionError(f"checkpoint {checkpoint} is planned but nothing uses it")
 
 
-def engine_build_flags(state: State, name: str) -> list[str]:
+def engine_build_flags(state: DesiredState, name: str) -> list[str]:
     """trtllm-build flags (without paths), exactly as the field report passes them."""
     e = state.engines[name]
     fp8_fmha = e.use_fp8_context_fmha if e.use_fp8_context_fmha is not None else e.quantization == "fp8"
@@ -385,7 +393,7 @@ def engine_build_flags(state: State, name: str) -> list[str]:
     return flags + list(e.build_args)
 
 
-def plan_engine(state: State, name: str, probed: Mapping[str, str] | None = None) -> EnginePlan:
+def plan_engine(state: DesiredState, name: str, probed: Mapping[str, str] | None = None) -> EnginePlan:
     e = state.engines[name]
     ckpt = state.checkpoints[e.checkpoint]
     image_ref = local_ref(state.images[e.image].ref)
@@ -493,7 +501,7 @@ HEALTH_TIMEOUT_S = {"nim": 1800}  # a NIM's first start downloads its model prof
 DEFAULT_HEALTH_TIMEOUT_S = 600
 
 
-def _plan_service(state: State, name: str, engines: dict[str, EnginePlan]) -> ServicePlan:
+def _plan_service(state: DesiredState, name: str, engines: dict[str, EnginePlan]) -> ServicePlan:
     svc = state.services[name]
     docker = state.paths.docker
     container = service_container(name)
@@ -581,7 +589,7 @@ def _plan_service(state: State, name: str, engines: dict[str, EnginePlan]) -> Se
 
 
 def _budget(
-    state: State,
+    state: DesiredState,
     total_gib: float | None,
     images: tuple[ImagePlan, ...],
     checkpoints: tuple[CheckpointPlan, ...],
@@ -642,7 +650,7 @@ def _budget(
     )
 
 
-def _checkpoint_gib(state: State, name: str) -> float | None:
+def _checkpoint_gib(state: DesiredState, name: str) -> float | None:
     size = state.checkpoints[name].size_gb
     return size * GIB_PER_GB if size else None
 

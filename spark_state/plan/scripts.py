@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
+from ..desired.compat import MIN_TRTLLM_FOR_SM12
+from ..desired.names import build_container, convert_container, fetch_container
 from ..on_host.probe import MANIFEST_NAME, manifest_path
-from ..state.compat import MIN_TRTLLM_FOR_SM12
-from ..state.names import build_container, convert_container, fetch_container
 from .host_plan import CheckpointPlan, EnginePlan, HostPlan, ServicePlan
 from .quoting import env_file_line, sh_join, sh_word
 from .templates import render

@@ -27,8 +27,8 @@ from e2e_helpers import (
     state_text,
 )
 
+from spark_state.desired.loader import load_state_text
 from spark_state.plan.host_plan import plan_host
-from spark_state.state.loader import load_state_text
 
 NIM = "nvcr.io/nim/meta/llama-3.1-8b-instruct-dgx-spark:latest"
 GATED = "meta-llama/Llama-3.1-8B-Instruct"

@@ -9,8 +9,8 @@ from pathlib import Path
 from conftest import Fleet
 from e2e_helpers import ALPHA, deploy, drift, drifted, host_clock, started, state_text
 
+from spark_state.desired.loader import load_state
 from spark_state.plan.host_plan import plan_host
-from spark_state.state.loader import load_state
 
 NEWER = "tritonserver:26.03-trtllm-python-py3"
 

@@ -8,7 +8,7 @@ import math
 import re
 from collections.abc import Callable, Iterator
 
-from .model import COMMIT_SHA, EngineService, NimService, PytorchService, State, host_services
+from .model import COMMIT_SHA, DesiredState, EngineService, NimService, PytorchService, host_services
 from .names import claims
 
 Path = tuple[str | int, ...]
@@ -109,7 +109,7 @@ PROMPT_TEMPLATE_TOKENS = 30
 BYTES_PER_TOKEN = 4
 
 
-def check(state: State, report: Report, warn: Report) -> None:
+def check(state: DesiredState, report: Report, warn: Report) -> None:
     _collisions(state, report)
     _paths(state, report)
     _environment(state, report, warn)
@@ -118,7 +118,7 @@ def check(state: State, report: Report, warn: Report) -> None:
     _revisions(state, warn)
 
 
-def _collisions(state: State, report: Report) -> None:
+def _collisions(state: DesiredState, report: Report) -> None:
     taken: dict[tuple[str, str], str] = {}
     for section in ("checkpoints", "engines", "services"):
         for name in getattr(state, section):
@@ -135,7 +135,7 @@ def _under(path: str, tree: str) -> bool:
     return path == tree or path.startswith(tree.rstrip("/") + "/")
 
 
-def _paths(state: State, report: Report) -> None:
+def _paths(state: DesiredState, report: Report) -> None:
     paths = state.paths
     system = {
         field
@@ -185,7 +185,7 @@ def hijacks(name: str) -> bool:
     return name in HIJACKING_ENV or name.startswith(HIJACKING_PREFIXES)
 
 
-def _env_names(state: State) -> Iterator[tuple[Path, str]]:
+def _env_names(state: DesiredState) -> Iterator[tuple[Path, str]]:
     for cname, ckpt in state.checkpoints.items():
         yield from ((("checkpoints", cname, "secrets", i), n) for i, n in enumerate(ckpt.secrets))
     for sname, svc in state.services.items():
@@ -193,7 +193,7 @@ def _env_names(state: State) -> Iterator[tuple[Path, str]]:
         yield from ((("services", sname, "env", n), n) for n in svc.env)
 
 
-def _environment(state: State, report: Report, warn: Report) -> None:
+def _environment(state: DesiredState, report: Report, warn: Report) -> None:
     for path, name in _env_names(state):
         if hijacks(name):
             report(
@@ -224,7 +224,7 @@ def machine_key(address: str) -> str:
     return address.lower().rstrip(".")
 
 
-def _hosts(state: State, report: Report, warn: Report) -> None:
+def _hosts(state: DesiredState, report: Report, warn: Report) -> None:
     seen: dict[tuple[str, int], str] = {}
     for hname, host in state.hosts.items():
         key = (machine_key(host.address), host.ssh_port)
@@ -254,7 +254,7 @@ def prompt_tokens(prompt: str) -> int:
     return math.ceil(len(prompt.encode()) / BYTES_PER_TOKEN) + PROMPT_TEMPLATE_TOKENS
 
 
-def _sequence_lengths(state: State, report: Report) -> None:
+def _sequence_lengths(state: DesiredState, report: Report) -> None:
     """The bench asks every service for max_tokens after its prompt; an engine built for shorter sequences
     refuses the request (trtllm-serve: 400), so every figure would be missing."""
     need = state.bench.max_tokens + prompt_tokens(state.bench.prompt)
@@ -273,7 +273,7 @@ def _sequence_lengths(state: State, report: Report) -> None:
             )
 
 
-def _revisions(state: State, warn: Report) -> None:
+def _revisions(state: DesiredState, warn: Report) -> None:
     for cname, ckpt in state.checkpoints.items():
         source = state.checkpoints.get(ckpt.tokenizer_from or "")
         if source and COMMIT_SHA.fullmatch(ckpt.revision) and not COMMIT_SHA.fullmatch(source.revision):

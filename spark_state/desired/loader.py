@@ -1,4 +1,4 @@
-"""Load a state file: YAML (round-trip, so every node keeps its line) → validated State, or every problem at once.
+"""Load a state file: YAML (round-trip, so every node keeps its line) → validated DesiredState, or every problem at once.
 
 Each problem is reported as `FILE:LINE:COL field.path: message` (1-based line and column).
 """
@@ -21,6 +21,7 @@ from .model import (
     SERVICE_KINDS,
     Bench,
     Checkpoint,
+    DesiredState,
     Engine,
     EngineService,
     Expect,
@@ -34,7 +35,6 @@ from .model import (
     PytorchService,
     Rollout,
     Service,
-    State,
 )
 
 FieldPath = tuple[str | int, ...]
@@ -60,7 +60,7 @@ _SERVICE_MODELS: dict[str, type[BaseModel]] = {
 class LoadedState:
     """A validated state plus what the loader learned on the way (file, warnings)."""
 
-    state: State
+    state: DesiredState
     file: str
     warnings: tuple[Problem, ...]
 
@@ -202,7 +202,7 @@ def load_state_text(text: str, file: str = "<string>") -> LoadedState:
         ) from None
     problems = []
     try:
-        state = State.model_validate(data)
+        state = DesiredState.model_validate(data)
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc, root, file))
         state = _partial_state(data)
@@ -250,8 +250,8 @@ def _declared(data: dict[str, Any]) -> dict[str, set[str]]:
     }
 
 
-def _partial_state(data: dict[str, Any]) -> State:
-    """A State of only the entries that validate on their own, so cross-checks still run on the rest."""
+def _partial_state(data: dict[str, Any]) -> DesiredState:
+    """A DesiredState of only the entries that validate on their own, so cross-checks still run on the rest."""
     parts: dict[str, Any] = {}
     for section, model in _SECTION_SINGLE.items():
         try:
@@ -268,7 +268,7 @@ def _partial_state(data: dict[str, Any]) -> State:
             except ValidationError:
                 continue
         parts[section] = valid
-    return State.model_construct(**parts)
+    return DesiredState.model_construct(**parts)
 
 
 def _pydantic_problems(exc: ValidationError, root: CommentedMap, file: str) -> list[Problem]:
@@ -337,7 +337,7 @@ def _yaml_kind(value: Any) -> str:
 def _model_at(loc: list[Any]) -> type[BaseModel] | None:
     """The model that owns the last element of a pydantic error location (for 'unknown field' hints)."""
     if len(loc) == 1:
-        return State
+        return DesiredState
     head = loc[0]
     if len(loc) == 2 and head in _SECTION_SINGLE:
         return _SECTION_SINGLE[head]

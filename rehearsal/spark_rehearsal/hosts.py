@@ -3,15 +3,15 @@ Sparks of `spark-rehearsal up` (inventory/sim.py)."""
 
 from __future__ import annotations
 
+from spark_state.desired.model import DesiredState
 from spark_state.errors import InventoryError
-from spark_state.state.inventory import InventoryHost, ssh_data
-from spark_state.state.model import State
+from spark_state.inventory import InventoryHost, ssh_data
 
 from .fleet import FleetRecord
 from .layout import Layout
 
 
-def sim_hosts(state: State) -> list[InventoryHost]:
+def sim_hosts(state: DesiredState) -> list[InventoryHost]:
     record = FleetRecord.load(Layout.default())
     names = list(state.hosts)
     if len(record.hosts) < len(names):

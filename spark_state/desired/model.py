@@ -374,7 +374,7 @@ class Host(Strict):
     services: list[Name] = Field(default_factory=list)
 
 
-class State(Strict):
+class DesiredState(Strict):
     """The whole desired state of a fleet."""
 
     model_config = ConfigDict(
@@ -408,7 +408,7 @@ def service_kind(service: AnyService) -> str:
     return "nim"
 
 
-def host_services(state: State, host_name: str) -> list[str]:
+def host_services(state: DesiredState, host_name: str) -> list[str]:
     """Services placed on a host: its groups' services, then its own, each once, in order."""
     host = state.hosts[host_name]
     names: list[str] = []
@@ -419,7 +419,7 @@ def host_services(state: State, host_name: str) -> list[str]:
     return [n for i, n in enumerate(names) if n not in names[:i]]
 
 
-def host_gpu(state: State, host_name: str) -> str | None:
+def host_gpu(state: DesiredState, host_name: str) -> str | None:
     """The GPU a host is declared to have (its own setting, else the fleet's); None: learned at preflight."""
     declared = state.hosts[host_name].gpu
     if declared == "detect":

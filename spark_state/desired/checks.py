@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from . import hazards
 from .compat import KNOWN_GPUS, Support, known_bad_fix, trtllm_support, trtllm_version_for_image, version_tuple
-from .model import EngineService, NimService, PytorchService, State, host_gpu, host_services
+from .model import DesiredState, EngineService, NimService, PytorchService, host_gpu, host_services
 
 Path = tuple[str | int, ...]
 
@@ -46,13 +46,13 @@ class _Collector:
         return True
 
 
-def image_trtllm_version(state: State, image_name: str) -> str | None:
+def image_trtllm_version(state: DesiredState, image_name: str) -> str | None:
     """What a tag we know says wins over a declared trtllm_version (a contradiction is reported on its own)."""
     image = state.images[image_name]
     return trtllm_version_for_image(image.ref) or image.trtllm_version
 
 
-def check(state: State, declared: Mapping[str, set[str]] | None = None) -> list[Finding]:
+def check(state: DesiredState, declared: Mapping[str, set[str]] | None = None) -> list[Finding]:
     """Every cross-reference problem in `state`. `declared` names entries that exist in the file even when
     they failed validation (so a reference to them is not reported as unknown)."""
     names = declared or {
@@ -76,7 +76,7 @@ def check(state: State, declared: Mapping[str, set[str]] | None = None) -> list[
     return c.findings
 
 
-def _check_checkpoints(state: State, c: _Collector) -> None:
+def _check_checkpoints(state: DesiredState, c: _Collector) -> None:
     for name, ckpt in state.checkpoints.items():
         path: Path = ("checkpoints", name, "tokenizer_from")
         if ckpt.tokenizer_from == name:
@@ -91,7 +91,7 @@ def _check_checkpoints(state: State, c: _Collector) -> None:
                 )
 
 
-def _check_engines(state: State, c: _Collector) -> None:
+def _check_engines(state: DesiredState, c: _Collector) -> None:
     for name, engine in state.engines.items():
         c.ref(("engines", name, "checkpoint"), "checkpoints", engine.checkpoint, "checkpoint")
         c.ref(("engines", name, "image"), "images", engine.image, "image")
@@ -109,7 +109,7 @@ def _check_engines(state: State, c: _Collector) -> None:
             )
 
 
-def _check_services(state: State, c: _Collector) -> None:
+def _check_services(state: DesiredState, c: _Collector) -> None:
     for name, svc in state.services.items():
         base: Path = ("services", name)
         if isinstance(svc, EngineService):
@@ -136,7 +136,7 @@ def _check_services(state: State, c: _Collector) -> None:
                 )
 
 
-def _check_hosts(state: State, c: _Collector) -> None:
+def _check_hosts(state: DesiredState, c: _Collector) -> None:
     if not c.declared.get("hosts"):
         c.error(
             ("hosts",), "no hosts declared: a state says which Sparks serve what (hosts: {spark-01: {address: ...}})"
@@ -169,11 +169,11 @@ def _check_hosts(state: State, c: _Collector) -> None:
             c.warn(("services", sname), f"service {sname!r} is placed on no host")
 
 
-def _check_bench(state: State, c: _Collector) -> None:
+def _check_bench(state: DesiredState, c: _Collector) -> None:
     c.ref(("bench", "baseline"), "services", state.bench.baseline, "service")
 
 
-def _check_rollout(state: State, c: _Collector) -> None:
+def _check_rollout(state: DesiredState, c: _Collector) -> None:
     canary = state.rollout.canary
     for i, hname in enumerate(canary):
         if c.ref(("rollout", "canary", i), "hosts", hname, "host") and hname in canary[:i]:
@@ -182,7 +182,7 @@ def _check_rollout(state: State, c: _Collector) -> None:
         c.warn(("rollout", "canary"), "every host is a canary: the rollout goes to all of them at once")
 
 
-def _check_image_versions(state: State, c: _Collector) -> None:
+def _check_image_versions(state: DesiredState, c: _Collector) -> None:
     """A declared trtllm_version overrides what the tag says; one that contradicts a tag we know is a mistake
     that would let a known-bad image through validation."""
     for name, image in state.images.items():
@@ -194,7 +194,7 @@ def _check_image_versions(state: State, c: _Collector) -> None:
             )
 
 
-def _gpus_for(state: State, users: set[str]) -> set[str]:
+def _gpus_for(state: DesiredState, users: set[str]) -> set[str]:
     """GPUs of the hosts serving any of the services in `users`; the fleet's GPU when none is placed."""
     gpus = {host_gpu(state, h) for h in state.hosts if users & set(host_services(state, h))}
     if not gpus:
@@ -202,7 +202,7 @@ def _gpus_for(state: State, users: set[str]) -> set[str]:
     return {g for g in gpus if g is not None}
 
 
-def _check_build_images(state: State, c: _Collector) -> None:
+def _check_build_images(state: DesiredState, c: _Collector) -> None:
     """An image whose TensorRT-LLM is known-bad for the GPU that would run it is refused before any build."""
     usages: list[tuple[Path, str, set[str]]] = []
     for name, engine in state.engines.items():

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..desired.model import Bench, DesiredState
 from ..plan.host_plan import HostPlan, ServicePlan, plan_host
-from ..state.model import Bench, State
 from .results import EndpointResult, Verdict
 from .runner import BenchSettings, Progress, run_endpoint
 from .verdict import judge
@@ -52,7 +52,7 @@ def settings_from_state(bench: Bench, **overrides: Any) -> BenchSettings:
 
 
 def targets(
-    state: State, entries: list[tuple[str, dict[str, Any]]], host: str | None = None, service: str | None = None
+    state: DesiredState, entries: list[tuple[str, dict[str, Any]]], host: str | None = None, service: str | None = None
 ) -> list[Target]:
     out = []
     for address, data in entries:

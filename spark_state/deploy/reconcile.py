@@ -1,6 +1,6 @@
 """`@deploy` functions that reconcile one Spark to the state file. Users can call them from their own deploys:
 
-    from spark_state.deploy.serve import serve_spark
+    from spark_state.deploy.reconcile import serve_spark
     serve_spark()                     # this host, the state file of $SPARK_STATE_FILE or inventory/state.yaml
 
 Order: probe once → (with `rollout.canary`: the canaries do everything below first, then a gate every host
@@ -26,18 +26,18 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import python
 from pyinfra.operations.util import any_changed
 
+from ..desired.compat import NGC_KEY_ENV, NGC_REGISTRY, NGC_USER, needs_ngc_login
+from ..desired.loader import load_state
+from ..desired.model import DesiredState
+from ..desired.names import UNIT_PREFIX
 from ..errors import HostError, SparkStateError
+from ..inventory import state_path
 from ..observe import baseline
 from ..observe.observation import Observation, observe
 from ..observe.preflight import chat_template_message, preflight
 from ..on_host import program
 from ..plan.host_plan import CONVERTER_TEXT, NIM_UID, HostPlan
 from ..plan.scripts import env_file_text
-from ..state.compat import NGC_KEY_ENV, NGC_REGISTRY, NGC_USER, needs_ngc_login
-from ..state.inventory import state_path
-from ..state.loader import load_state
-from ..state.model import State
-from ..state.names import UNIT_PREFIX
 from . import operations as ops
 from .facts import snapshot
 from .rollout import ServiceRun, Verification, previous_version
@@ -77,7 +77,7 @@ def _setting(name: str, env: str, default: str, allowed: tuple[str, ...]) -> str
 
 
 @deploy("spark-state: serve this Spark as the state file says")
-def serve_spark(state: State | None = None, host_name: str | None = None) -> None:
+def serve_spark(state: DesiredState | None = None, host_name: str | None = None) -> None:
     state = state or load_state(host.data.get("spark_state_file") or state_path()).state
     name = host_name or host.data.get("spark_host") or host.name
     try:
@@ -98,7 +98,7 @@ def serve_spark(state: State | None = None, host_name: str | None = None) -> Non
         _reconcile(state, observation, canary=False)
 
 
-def _reconcile(state: State, observation: Observation, canary: bool) -> None:
+def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> None:
     environ = dict(os.environ)
     plan, request, observed = observation.plan, observation.request, observation.snapshot
     rollback = state.rollout.rollback

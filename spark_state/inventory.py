@@ -1,5 +1,5 @@
 """pyinfra inventories from the state file: the real fleet, at the addresses it declares (the rehearsal fleet's
-inventory is spark_rehearsal.inventory).
+inventory is spark_rehearsal.hosts).
 
 pyinfra hosts are named as the state names them (`spark-01`), with the address as `ssh_hostname`, so
 `--limit spark-01` works and every output line says `[spark-01]`; the state's groups are pyinfra groups too
@@ -15,9 +15,9 @@ import runpy
 from pathlib import Path
 from typing import Any
 
-from ..errors import InventoryError
-from .loader import load_state
-from .model import State
+from .desired.loader import load_state
+from .desired.model import DesiredState
+from .errors import InventoryError
 
 STATE_ENV = "SPARK_STATE_FILE"
 DEFAULT_STATE = "inventory/state.yaml"
@@ -31,7 +31,7 @@ def state_path(override: str | None = None) -> Path:
     return Path(override or os.environ.get(STATE_ENV) or DEFAULT_STATE)
 
 
-def ssh_data(state: State, name: str) -> dict[str, Any]:
+def ssh_data(state: DesiredState, name: str) -> dict[str, Any]:
     host = state.hosts[name]
     data: dict[str, Any] = {
         "spark_host": name,
@@ -45,11 +45,11 @@ def ssh_data(state: State, name: str) -> dict[str, Any]:
     return data
 
 
-def real_hosts(state: State) -> list[InventoryHost]:
+def real_hosts(state: DesiredState) -> list[InventoryHost]:
     return [(name, ssh_data(state, name)) for name in state.hosts]
 
 
-def group_hosts(state: State, hosts: list[InventoryHost]) -> dict[str, list[InventoryHost]]:
+def group_hosts(state: DesiredState, hosts: list[InventoryHost]) -> dict[str, list[InventoryHost]]:
     """The state's groups as pyinfra groups (an inventory file exports them with `globals().update(...)`)."""
     by_name = {data["spark_host"]: (name, data) for name, data in hosts}
     groups: dict[str, list[InventoryHost]] = {}
@@ -84,7 +84,9 @@ def load_entries(inventory_file: str | Path) -> list[HostEntry]:
     return entries
 
 
-def load(inventory_file: str | Path | None, state_file: str | Path | None = None) -> tuple[State, list[HostEntry]]:
+def load(
+    inventory_file: str | Path | None, state_file: str | Path | None = None
+) -> tuple[DesiredState, list[HostEntry]]:
     state = load_state(state_path(str(state_file) if state_file else None)).state
     entries = load_entries(inventory_file) if inventory_file else [(address(n, d), d) for n, d in real_hosts(state)]
     return state, entries
