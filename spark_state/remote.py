@@ -22,7 +22,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from .errors import ConnectError
 from .on_host.probe import ProbeRequest, Snapshot, probe_command
-from .plan.scripts import parse_resident, resident_command
+from .plan.quoting import sh_join
 
 T = TypeVar("T")
 SUDO_ARGUMENTS = ("_sudo", "_sudo_user", "_sudo_password", "_use_sudo_login", "_preserve_sudo_env")
@@ -93,3 +93,27 @@ def container_resident_gib(address: str, data: dict[str, Any], container: str, d
     except ConnectError:
         return None
     return parse_resident(stdout) if ok else None
+
+
+def resident_command(docker: str, container: str) -> str:
+    """Memory a service's container holds: docker stats (cgroup accounting, as the field report read it), then
+    the RSS of its processes (for hosts whose docker has no memory accounting)."""
+    stats = sh_join([docker, "stats", "--no-stream", "--format", "{{.MemUsage}}", container])
+    top = sh_join([docker, "top", container, "-o", "pid,rss"])
+    return f"echo stats $({stats} 2>/dev/null); {top} 2>/dev/null"
+
+
+_UNITS = {"B": 1, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+
+
+def parse_resident(output: str) -> float | None:
+    """GiB from resident_command's output; None when the container is not running."""
+    lines = output.splitlines()
+    if lines and lines[0].startswith("stats "):
+        usage = lines[0][6:].split("/")[0].strip().upper()
+        number = usage.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        unit = usage[len(number) :]
+        if number and unit in _UNITS and float(number) > 0:
+            return float(number) * _UNITS[unit] / 2**30
+    kib = [int(parts[1]) for line in lines[1:] if len(parts := line.split()) == 2 and parts[1].isdigit()]
+    return sum(kib) / 2**20 if kib else None

@@ -4,12 +4,13 @@ operation's arguments in, the commands it yields (or its noop) out.
 A case file:
     {"args": {...}, "probe": {...}, "commands": [...], "noop": "..."}
 - args: the operation's arguments. `plan`, `svc`, `ckpt` and `engine_plan` name objects of the example state's
-  plan for spark-01 (a host name, a service, a checkpoint, an engine); `spec` is always that plan's probe spec.
+  plan for spark-01 (a host name, a service, a checkpoint, an engine); `snapshot` is always the case's probe.
 - verification (service_rolled_back, baseline_recorded, verification_verdict): what the verification step found,
   {"done", "at", "outcomes": {service: ServiceOutcome fields}, "figures"}.
 - fleet (rollout_gate only): {"me": host, "hosts": [...], "failed": [...], "limit": [...] or null}: pyinfra's
   inventory, the hosts that failed so far and --limit, as the gate sees them when it runs.
-- probe: what on_host/probe.py answered (only the sections the case needs). "@unit_sha:SERVICE",
+- probe: what on_host/probe.py answered (only the sections the case needs): the operation's `snapshot`, and the
+  fact an operation reads itself (baseline_recorded's host facts). "@unit_sha:SERVICE",
   "@identity:SERVICE" and "@env_sha:SERVICE" stand for the values of the plan, so cases survive a unit change.
 - commands: each a string, ["shown", string] for a command whose output pyinfra prints as it runs,
   ["stdin", string, what it reads on stdin], or ["upload", path, sha256 of the content].
@@ -35,10 +36,9 @@ from spark_state.deploy.facts import SparkHostState
 from spark_state.deploy.rollout import ServiceOutcome, Verification
 from spark_state.desired.loader import load_state
 from spark_state.observe.compare import sha256
-from spark_state.observe.observation import probe_request
 from spark_state.on_host.probe import Snapshot
 from spark_state.plan.host_plan import HostPlan, plan_host
-from spark_state.plan.scripts import env_file_text
+from spark_state.plan.quoting import env_file_text
 
 CASES = Path(__file__).parent / "operations"
 STATE = load_state(EXAMPLE_STATE).state
@@ -46,8 +46,7 @@ ENV = {"NGC_API_KEY": "nvapi-test"}
 
 
 class FakeState:
-    """A deploy of its own (facts.snapshot keeps one probe per pyinfra state), with the inventory, failed hosts
-    and --limit the rollout gate reads."""
+    """A deploy of its own, with the inventory, failed hosts and --limit the rollout gate reads."""
 
     def __init__(self, fleet: dict[str, Any]) -> None:
         self.inventory = [FakeHost({}, name, self) for name in fleet.get("hosts", [])]
@@ -65,7 +64,7 @@ class FakeHost:
 
     def __init__(self, probe: dict[str, Any], name: str = "spark-under-test", state: FakeState | None = None) -> None:
         self.name = name
-        self.state = state or FakeState({})  # a new deploy: facts.snapshot() probes afresh
+        self.state = state or FakeState({})
         self.data: dict[str, Any] = {"spark_host": name}
         self.probe = probe
         self.noops: list[str] = []
@@ -95,7 +94,7 @@ def _placeholders(value: Any, plan: HostPlan) -> Any:
     return value
 
 
-def _arguments(op: Any, args: dict[str, Any], plan: HostPlan) -> dict[str, Any]:
+def _arguments(op: Any, args: dict[str, Any], plan: HostPlan, probe: dict[str, Any]) -> dict[str, Any]:
     resolved = dict(args)
     by_name = {"svc": plan.services, "ckpt": plan.checkpoints, "engine_plan": plan.engines}
     for key, items in by_name.items():
@@ -116,7 +115,7 @@ def _arguments(op: Any, args: dict[str, Any], plan: HostPlan) -> dict[str, Any]:
         resolved["content"] = svc.unit_text if kind == "unit" else env_file_text(svc.env, svc.secrets, ENV)
         if inspect.signature(op).parameters["content"].annotation == "Secret":
             resolved["content"] = operations.Secret(name, resolved["content"])
-    return resolved | ({"request": probe_request(plan)} if "request" in inspect.signature(op).parameters else {})
+    return resolved | ({"snapshot": Snapshot.parse(probe)} if "snapshot" in inspect.signature(op).parameters else {})
 
 
 def _rendered(command: Any) -> Any:
@@ -142,9 +141,10 @@ def test_operation(path: Path) -> None:
     plan = plan_host(STATE, "spark-01")
     op = getattr(operations, path.parent.name)
     fleet = FakeState(case.get("fleet", {}))
-    fake = FakeHost(_placeholders(case.get("probe", {}), plan), case.get("fleet", {}).get("me", "spark-01"), fleet)
+    probe = _placeholders(case.get("probe", {}), plan)
+    fake = FakeHost(probe, case.get("fleet", {}).get("me", "spark-01"), fleet)
     with ctx_host.use(fake), ctx_state.use(fleet):
-        commands = [_rendered(c) for c in op._inner(**_arguments(op._inner, case["args"], plan))]
+        commands = [_rendered(c) for c in op._inner(**_arguments(op._inner, case["args"], plan, probe))]
     noop = fake.noops[0] if fake.noops else None
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(json.dumps(case | {"commands": commands, "noop": noop}, indent=2) + "\n")

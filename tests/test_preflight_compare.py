@@ -14,7 +14,7 @@ from spark_state.observe.compare import compare, sha256
 from spark_state.observe.preflight import preflight
 from spark_state.on_host.probe import Snapshot, manifest_path
 from spark_state.plan.host_plan import HostPlan, plan_host
-from spark_state.plan.scripts import env_file_text
+from spark_state.plan.quoting import env_file_text
 
 STATE = load_state(EXAMPLE_STATE).state
 ENV = {"NGC_API_KEY": "k"}

@@ -7,18 +7,12 @@ import subprocess
 import pytest
 from conftest import EXAMPLE_STATE
 
+from spark_state.deploy.operations import build_script, fetch_command, trtllm_version_command, wait_healthy_command
 from spark_state.desired.loader import load_state
 from spark_state.desired.model import Paths
 from spark_state.plan.host_plan import plan_host
 from spark_state.plan.quoting import sh_word
-from spark_state.plan.scripts import (
-    build_script,
-    fetch_command,
-    parse_resident,
-    resident_command,
-    trtllm_version_command,
-    wait_healthy_command,
-)
+from spark_state.remote import parse_resident, resident_command
 
 PLAN = plan_host(load_state(EXAMPLE_STATE).state, "spark-01")
 

@@ -1,7 +1,8 @@
 """pyinfra operations for Sparks, in pyinfra's own shape: desired state in, the host's Snapshot (one probe per
-deploy, `facts.snapshot(request)`) compared with it, commands or `host.noop(...)` out. Restarts are chained by
-the caller with `_if=any_changed(...)` on the operations that changed a unit or its environment, as
-pyinfra's own `systemd.service(restarted=True, _if=...)` is.
+deploy, `facts.snapshot`, handed to each operation) compared with it, commands or `host.noop(...)` out; the
+command builders stand beside the operations that use them. Restarts are chained by the caller with
+`_if=any_changed(...)` on the operations that changed a unit or its environment, as pyinfra's own
+`systemd.service(restarted=True, _if=...)` is.
 
 Each operation is tested as data: tests/operations/<operation>/<case>.json holds a probe answer and the
 arguments in, the commands out (tests/test_operations.py).
@@ -17,15 +18,155 @@ from pyinfra import host
 from pyinfra import state as pyinfra_state
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
+from ..desired.compat import MIN_TRTLLM_FOR_SM12
+from ..desired.names import build_container, convert_container, fetch_container
 from ..observe import baseline
 from ..observe.observation import host_facts_request
-from ..on_host.probe import ProbeRequest
-from ..plan import scripts
+from ..on_host.probe import MANIFEST_NAME, Snapshot, manifest_path
 from ..plan.host_plan import CheckpointPlan, EnginePlan, HostPlan, ServicePlan, ref_digest
 from ..plan.quoting import sh_join, sh_word
+from ..plan.templates import render
 from . import rollout
-from .facts import SparkHostState, snapshot
+from .facts import SparkHostState
 from .rollout import Verification
+
+# Command builders (pure; every word quoted by plan.quoting) ------------------------------------------------
+
+FETCH_SCRIPT_NAME = "fetch_checkpoint.py"
+
+
+def helper(plan: HostPlan, *args: str) -> str:
+    """A call of the host helper (spark_state/on_host/spark_host.py, uploaded to HostPlan.helper_path)."""
+    return sh_join(["python3", plan.helper_path, *args])
+
+
+def fetch_command(plan: HostPlan, ckpt: CheckpointPlan) -> str:
+    """Download (resumably), verify and complete one checkpoint, inside its image; the fetcher prints progress."""
+    parent, revision_dir = ckpt.dir.rsplit("/", 1)
+    argv = [
+        plan.docker,
+        "run",
+        "--rm",
+        "--name",
+        fetch_container(ckpt.name),
+        "-e",
+        "HF_ENDPOINT",
+        "-e",
+        "HF_HUB_DISABLE_TELEMETRY=1",
+        "-e",
+        "HF_HUB_DISABLE_PROGRESS_BARS=1",
+    ]
+    env_file = plan.checkpoint_env_file(ckpt)
+    if env_file:
+        argv += ["--env-file", env_file]
+    argv += [
+        "-v",
+        f"{parent}:/ckpt",
+        "-v",
+        f"{plan.fetch_script_path}:/opt/spark-state/{FETCH_SCRIPT_NAME}:ro",
+        "--entrypoint",
+        "python3",
+        ckpt.fetch_image_ref,
+        f"/opt/spark-state/{FETCH_SCRIPT_NAME}",
+        "--repo",
+        ckpt.repo,
+        "--revision",
+        ckpt.revision,
+        "--dir",
+        f"/ckpt/{revision_dir}",
+        *(["--tokenizer-only"] if ckpt.tokenizer_only else []),
+    ]
+    # a download interrupted earlier can leave its container under the same name: docker run would refuse it
+    leftover = sh_join([plan.docker, "rm", "-f", fetch_container(ckpt.name)])
+    return f"mkdir -p {sh_word(parent)} && {{ {leftover} >/dev/null 2>&1 || true; }} && {sh_join(argv)}"
+
+
+def pull_command(plan: HostPlan, ref: str, local: str | None = None) -> str:
+    """Pull `ref` with progress lines; a pinned `name:tag@sha256:...` is then tagged `local` (`name:tag`)."""
+    return helper(plan, "pull", plan.docker, ref, *([local] if local and local != ref else []))
+
+
+def docker_login_command(plan: HostPlan, registry: str, user: str, image: str) -> str:
+    """`docker login` through the helper; the password must come on the command's stdin."""
+    return helper(plan, "docker-login", plan.docker, registry, user, image, plan.host)
+
+
+def write_private_command(plan: HostPlan, path: str) -> str:
+    """Write a secret file atomically (0600, its directory 0700); its content, base64, must come on stdin."""
+    return helper(plan, "write-private", path)
+
+
+def trtllm_version_command(plan: HostPlan, ref: str) -> str:
+    """Print the TensorRT-LLM version inside an image, and remember it by image id for the host's probe."""
+    return helper(plan, "trtllm-version", plan.docker, ref, plan.trtllm_versions_dir)
+
+
+def chat_template_command(plan: HostPlan, checkpoint_dir: str, message: str) -> str:
+    return helper(plan, "chat-template", checkpoint_dir, message)
+
+
+def build_script(plan: HostPlan, engine: EnginePlan) -> str:
+    """Convert and build into the .partial directory; check the image's real TensorRT-LLM first; write the
+    manifest last; only then replace the final directory. A failed build leaves the served engine alone."""
+    expected = engine.trtllm_version or ""
+    return render(
+        "build_engine.sh.j2",
+        build=sh_word(engine.build_dir),
+        final=sh_word(engine.dir),
+        image=sh_word(engine.image_ref),
+        expected=sh_word(expected),
+        minimum=sh_word(MIN_TRTLLM_FOR_SM12),
+        cleanup=sh_join([plan.docker, "rm", "-f", convert_container(engine.name), build_container(engine.name)]),
+        version_command=trtllm_version_command(plan, engine.image_ref),
+        convert=helper(plan, "progress", f"convert {engine.name}", "--", "sh", "-c", engine.convert_command),
+        build_engine=helper(plan, "progress", f"build {engine.name}", "--", "sh", "-c", engine.build_command),
+        rank0=sh_word(engine.build_dir + "/engine/rank0.engine"),
+        manifest=helper(
+            plan,
+            "engine-manifest",
+            engine.build_dir,
+            engine.fingerprint,
+            json.dumps(engine.inputs, sort_keys=True),
+            expected,
+            MANIFEST_NAME,
+        ),
+        manifest_path=sh_word(manifest_path(engine.dir)),
+    )
+
+
+def wait_healthy_command(plan: HostPlan, svc: ServicePlan) -> str:
+    """Poll the service's readiness path (trtllm-serve: /health; NIM: /v1/health/ready) and /v1/models on the
+    host until both answer 200, with a progress line while it waits."""
+    return helper(
+        plan,
+        "wait-healthy",
+        str(svc.port),
+        str(svc.health_timeout_s),
+        plan.docker,
+        svc.container_name,
+        svc.health_path,
+        "/v1/models",
+    )
+
+
+def rollback_command(plan: HostPlan, svc: ServicePlan, restore_env: bool) -> str:
+    """Put back the unit (and env file) the service ran before its last change, and restart it."""
+    steps = [sh_join(["cp", "-p", plan.rollback_unit(svc), svc.unit_path])]
+    if restore_env and svc.env_file:
+        steps.append(sh_join(["cp", "-p", plan.rollback_env_file(svc), svc.env_file]))
+    steps += [sh_join(["systemctl", "daemon-reload"]), sh_join(["systemctl", "restart", svc.unit_name])]
+    return " && ".join(steps)
+
+
+def write_file_command(path: str, text: str, private_directory: bool = True) -> str:
+    """Write a small, non-secret document atomically (temp file beside it, then rename), creating its directory
+    (readable by root only with `private_directory`; an existing one is then made so)."""
+    parent = path.rsplit("/", 1)[0]
+    directory = f"install -d -m 700 {sh_word(parent)}" if private_directory else f"mkdir -p {sh_word(parent)}"
+    return (
+        f"{directory} && printf '%s\\n' {sh_word(text)} > {sh_word(path + '.tmp')} "
+        f"&& mv {sh_word(path + '.tmp')} {sh_word(path)}"
+    )
 
 
 class ShownCommand(StringCommand):
@@ -92,38 +233,37 @@ def _upload(path: str, content: str, mode: str):
     yield StringCommand("chmod", mode, sh_word(path))
 
 
-def _up_to_date(request: ProbeRequest, path: str, content: str, mode: str) -> bool:
-    found = snapshot(request)
-    current = found.file(path)
-    return current is not None and found.has_text(path, content) and current.mode == f"0o{mode}"
+def _up_to_date(snapshot: Snapshot, path: str, content: str, mode: str) -> bool:
+    current = snapshot.file(path)
+    return current is not None and snapshot.has_text(path, content) and current.mode == f"0o{mode}"
 
 
-def _keep_previous(request: ProbeRequest, path: str, previous: str | None):
+def _keep_previous(snapshot: Snapshot, path: str, previous: str | None):
     """Copy the file being replaced to `previous` (mode kept, in a 0700 directory): what a rollback restores."""
-    if previous and snapshot(request).file(path) is not None:
+    if previous and snapshot.file(path) is not None:
         parent = previous.rsplit("/", 1)[0]
         yield StringCommand(f"install -d -m 700 {sh_word(parent)} && cp -p {sh_word(path)} {sh_word(previous)}")
 
 
 @operation()
-def managed_file(path: str, content: str, mode: str, request: ProbeRequest, previous: str | None = None):
+def managed_file(path: str, content: str, mode: str, snapshot: Snapshot, previous: str | None = None):
     """A file with exactly this content and mode (the probe reported its sha256 and mode).
 
     + path: where on the host
     + content: the whole text
     + mode: octal, e.g. "600" for secrets, "644" for programs
-    + request: the deploy's probe (its `files` must name `path`)
+    + snapshot: the host, as the deploy's probe found it (its `files` must name `path`)
     + previous: where to keep the file being replaced, for a rollback (none: not kept)
     """
-    if _up_to_date(request, path, content, mode):
+    if _up_to_date(snapshot, path, content, mode):
         host.noop(f"{path} is up to date")
         return
-    yield from _keep_previous(request, path, previous)
+    yield from _keep_previous(snapshot, path, previous)
     yield from _upload(path, content, mode)
 
 
 @operation()
-def private_file(plan: HostPlan, path: str, content: Secret, request: ProbeRequest, previous: str | None = None):
+def private_file(plan: HostPlan, path: str, content: Secret, snapshot: Snapshot, previous: str | None = None):
     """A file of secrets (0600, in a 0700 directory) with exactly this content. It travels base64 on the SSH
     channel's stdin to the helper, which writes a 0600 temp file beside it and renames it into place: no argv, no
     upload staging file in /tmp (pyinfra's upload under sudo stages one there), never a half-written file.
@@ -131,39 +271,39 @@ def private_file(plan: HostPlan, path: str, content: Secret, request: ProbeReque
     + plan: the host's plan (helper path)
     + path: where on the host (an env file in the secrets directory)
     + content: the whole text, wrapped so it never prints
-    + request: the deploy's probe (its `files` must name `path`, its `modes` the directory)
+    + snapshot: the host, as the deploy's probe found it (its `files` must name `path`, its `modes` the directory)
     + previous: where to keep the file being replaced, for a rollback (none: not kept)
     """
     directory = path.rsplit("/", 1)[0]
-    loose = snapshot(request).modes.get(directory) not in (None, "0o700")
-    if _up_to_date(request, path, content.value, "600") and not loose:
+    loose = snapshot.modes.get(directory) not in (None, "0o700")
+    if _up_to_date(snapshot, path, content.value, "600") and not loose:
         host.noop(f"{path} is up to date")
         return
-    yield from _keep_previous(request, path, previous)
+    yield from _keep_previous(snapshot, path, previous)
     encoded = base64.b64encode(content.value.encode()).decode()
-    yield StringCommand(scripts.write_private_command(plan, path), _stdin=encoded)
+    yield StringCommand(write_private_command(plan, path), _stdin=encoded)
 
 
 @operation()
-def unit_file(path: str, content: str, request: ProbeRequest, previous: str | None = None):
+def unit_file(path: str, content: str, snapshot: Snapshot, previous: str | None = None):
     """A systemd unit with exactly this text; systemd re-reads its units when it changed.
 
     + path: the unit file (in the units directory the probe lists)
     + content: the unit text
-    + request: the deploy's probe
+    + snapshot: the host, as the deploy's probe found it
     + previous: where to keep the unit being replaced, for a rollback (none: not kept)
     """
-    if _up_to_date(request, path, content, "644"):
+    if _up_to_date(snapshot, path, content, "644"):
         host.noop(f"{path} is up to date")
         return
-    yield from _keep_previous(request, path, previous)
+    yield from _keep_previous(snapshot, path, previous)
     yield from _upload(path, content, "644")
     yield StringCommand("systemctl", "daemon-reload")
 
 
 @operation()
 def docker_image(
-    plan: HostPlan, ref: str, request: ProbeRequest, local: str | None = None, read_trtllm_version: bool = False
+    plan: HostPlan, ref: str, snapshot: Snapshot, local: str | None = None, read_trtllm_version: bool = False
 ):
     """The image is present locally under `local` (pulled with progress lines); a pinned reference
     (`name:tag@sha256:...`) is pulled by its digest and tagged `name:tag`, and a local tag holding other bits is
@@ -173,16 +313,16 @@ def docker_image(
     + ref: the image reference as the state declares it
     + local: the name units and builds use (host_plan.local_ref; default: ref)
     + read_trtllm_version: read the TensorRT-LLM version inside it after the pull
-    + request: the deploy's probe
+    + snapshot: the host, as the deploy's probe found it
     """
     local = local or ref
     digest = ref_digest(ref)
-    if snapshot(request).holds(local, digest):
+    if snapshot.holds(local, digest):
         host.noop(f"image {ref} is present")
         return
-    yield ShownCommand(scripts.pull_command(plan, ref, local))
+    yield ShownCommand(pull_command(plan, ref, local))
     if read_trtllm_version:
-        yield scripts.trtllm_version_command(plan, local)
+        yield trtllm_version_command(plan, local)
 
 
 class Secret:
@@ -202,7 +342,7 @@ def registry_login(
     user: str,
     password: Secret,
     image: str,
-    request: ProbeRequest,
+    snapshot: Snapshot,
     local: str | None = None,
 ):
     """The host's docker is logged in to `registry` before `image` is pulled from it (only then: an image already
@@ -214,105 +354,105 @@ def registry_login(
     + user: e.g. $oauthtoken (NGC)
     + password: the key, wrapped so it never prints
     + image: the image that needs the login
-    + request: the deploy's probe
+    + snapshot: the host, as the deploy's probe found it
     + local: the name it is used by on the host (default: image)
     """
-    if snapshot(request).holds(local or image, ref_digest(image)):
+    if snapshot.holds(local or image, ref_digest(image)):
         host.noop(f"image {image} is present: no login to {registry} needed")
         return
-    yield StringCommand(scripts.docker_login_command(plan, registry, user, image), _stdin=password.value)
+    yield StringCommand(docker_login_command(plan, registry, user, image), _stdin=password.value)
 
 
 @operation()
-def checkpoint(plan: HostPlan, ckpt: CheckpointPlan, request: ProbeRequest):
+def checkpoint(plan: HostPlan, ckpt: CheckpointPlan, snapshot: Snapshot):
     """The checkpoint is downloaded at its pinned revision and verified (its manifest says so), inside its image
     by the fetcher (uploaded before, to plan.fetch_script_path), which prints progress while it downloads.
 
     + plan: the host's plan
     + ckpt: the checkpoint's plan (repo, revision, directory, image, secrets)
-    + request: the deploy's probe
+    + snapshot: the host, as the deploy's probe found it
     """
-    ok, found = snapshot(request).checkpoint(ckpt.repo, ckpt.revision, ckpt.dir, ckpt.tokenizer_only)
+    ok, found = snapshot.checkpoint(ckpt.repo, ckpt.revision, ckpt.dir, ckpt.tokenizer_only)
     if ok:
         host.noop(f"checkpoint {ckpt.name}: {found}")
         return
-    yield ShownCommand(scripts.fetch_command(plan, ckpt))
+    yield ShownCommand(fetch_command(plan, ckpt))
 
 
 @operation()
-def chat_template_guard(plan: HostPlan, service: str, checkpoint_dir: str, message: str, request: ProbeRequest):
+def chat_template_guard(plan: HostPlan, service: str, checkpoint_dir: str, message: str, snapshot: Snapshot):
     """Refuse to start a chat service whose tokenizer has no chat template (trtllm-serve would answer 400).
 
     + service: the service that loads the tokenizer
     + checkpoint_dir: the checkpoint whose tokenizer it loads
     + message: what the host fails with when there is no template
-    + request: the deploy's probe
+    + snapshot: the host, as the deploy's probe found it
     """
-    if snapshot(request).chat_templates.get(checkpoint_dir) is True:
+    if snapshot.chat_templates.get(checkpoint_dir) is True:
         host.noop(f"{service}: tokenizer has a chat template")
         return
-    yield scripts.chat_template_command(plan, checkpoint_dir, message)
+    yield chat_template_command(plan, checkpoint_dir, message)
 
 
 @operation()
-def engine(plan: HostPlan, engine_plan: EnginePlan, request: ProbeRequest):
+def engine(plan: HostPlan, engine_plan: EnginePlan, snapshot: Snapshot):
     """The engine is built for its fingerprint; the served engine switches only after a successful build.
 
     + plan: the host's plan
     + engine_plan: the engine's plan (fingerprint, directories, convert and build commands)
-    + request: the deploy's probe
+    + snapshot: the host, as the deploy's probe found it
     """
-    ok, found = snapshot(request).engine(engine_plan.fingerprint, engine_plan.dir, engine_plan.name)
+    ok, found = snapshot.engine(engine_plan.fingerprint, engine_plan.dir, engine_plan.name)
     if ok:
         host.noop(f"engine {engine_plan.name}: {found}")
         return
-    yield ShownCommand(scripts.build_script(plan, engine_plan))
+    yield ShownCommand(build_script(plan, engine_plan))
 
 
 @operation()
-def nim_cache(path: str, uid: int, request: ProbeRequest):
+def nim_cache(path: str, uid: int, snapshot: Snapshot):
     """A NIM's model cache directory exists and belongs to the container's user (NIM runs as UID 1000 and
     exits when it cannot write its cache).
 
     + path: the cache directory on the host (mounted at /opt/nim/.cache)
     + uid: the user (and group) the NIM container runs as
-    + request: the deploy's probe
+    + snapshot: the host, as the deploy's probe found it
     """
-    if snapshot(request).owners.get(path) == (uid, uid):
+    if snapshot.owners.get(path) == (uid, uid):
         host.noop(f"{path} belongs to {uid}:{uid}")
         return
     yield sh_join(["install", "-d", "-m", "0755", "-o", str(uid), "-g", str(uid), path])
 
 
 @operation(is_idempotent=False)
-def service_restarted(plan: HostPlan, svc: ServicePlan, request: ProbeRequest):
+def service_restarted(plan: HostPlan, svc: ServicePlan, snapshot: Snapshot):
     """Restart a running service and wait for it to answer; chain it with `_if=any_changed(unit_op, env_op)`.
     A service that was not running is left to `service_running`, which starts it (a new unit is started once,
     not started and restarted).
 
     + plan: the host's plan
     + svc: the service (unit, port, readiness path, health timeout)
-    + request: the deploy's probe
+    + snapshot: the host, as the deploy's probe found it
     """
-    unit = snapshot(request).units.get(svc.unit_name)
+    unit = snapshot.units.get(svc.unit_name)
     if unit is None or unit.active != "active":
         host.noop(f"{svc.unit_name} is not running; it is started, not restarted")
         return
     yield sh_join(["systemctl", "restart", svc.unit_name])
-    yield ShownCommand(scripts.wait_healthy_command(plan, svc))
+    yield ShownCommand(wait_healthy_command(plan, svc))
 
 
 @operation()
-def service_running(plan: HostPlan, svc: ServicePlan, request: ProbeRequest):
+def service_running(plan: HostPlan, svc: ServicePlan, snapshot: Snapshot):
     """The unit is enabled and active and answers its readiness path and /v1/models (waited for after a start).
     A container that runs but was started from an older unit than the current one (a restart an earlier run
     lost) is restarted.
 
     + plan: the host's plan
     + svc: the service (unit, port, container, identity, readiness path, health timeout)
-    + request: the deploy's probe
+    + snapshot: the host, as the deploy's probe found it
     """
-    found = snapshot(request)
+    found = snapshot
     unit = found.units.get(svc.unit_name)
     enabled = unit is not None and unit.enabled == "enabled"
     active = unit is not None and unit.active == "active"
@@ -324,21 +464,21 @@ def service_running(plan: HostPlan, svc: ServicePlan, request: ProbeRequest):
     if relaunch:
         yield sh_join(["systemctl", "restart", svc.unit_name])
     if relaunch or not found.answers(svc.port, svc.health_path):
-        yield ShownCommand(scripts.wait_healthy_command(plan, svc))
+        yield ShownCommand(wait_healthy_command(plan, svc))
     elif enabled:
         host.noop(f"{svc.unit_name} is enabled, active and answering on :{svc.port}")
 
 
 @operation()
-def stale_env_files_removed(directory: str, wanted: list[str], request: ProbeRequest):
+def stale_env_files_removed(directory: str, wanted: list[str], snapshot: Snapshot):
     """Env files in the secrets directory that nothing on this host uses any more (a service or checkpoint the
     state dropped, or whose env and secrets it emptied) are removed: a secret is kept no longer than it is used.
 
     + directory: the secrets directory
     + wanted: the names of the env files this host's plan writes (and those a stale unit's removal takes)
-    + request: the deploy's probe (its `env_files_dir` lists the directory)
+    + snapshot: the host, as the deploy's probe found it (its `env_files_dir` lists the directory)
     """
-    stale = sorted(set(snapshot(request).env_files) - set(wanted))
+    stale = sorted(set(snapshot.env_files) - set(wanted))
     if not stale:
         host.noop(f"no stale env files in {directory}")
         return
@@ -346,16 +486,16 @@ def stale_env_files_removed(directory: str, wanted: list[str], request: ProbeReq
 
 
 @operation()
-def stale_unit_removed(unit: str, units_dir: str, env_file: str, request: ProbeRequest):
+def stale_unit_removed(unit: str, units_dir: str, env_file: str, snapshot: Snapshot):
     """A spark-state unit the state no longer declares is stopped, disabled and removed with its env file
     (artifacts are kept).
 
     + unit: the unit's name
     + units_dir: where unit files live
     + env_file: the service's env file
-    + request: the deploy's probe
+    + snapshot: the host, as the deploy's probe found it
     """
-    if unit not in snapshot(request).units:
+    if unit not in snapshot.units:
         host.noop(f"{unit} is absent")
         return
     yield sh_join(["systemctl", "disable", "--now", unit])
@@ -382,10 +522,10 @@ def service_rolled_back(plan: HostPlan, svc: ServicePlan, verification: Verifica
         outcome.rolled_back_to = outcome.previous
         said = f"{plan.host}: {svc.name} failed ({outcome.reason}); rolling back to {outcome.previous}"
         yield ShownCommand(sh_join(["echo", said]))
-        yield scripts.rollback_command(plan, svc, restore_env=outcome.env_changed)
-        yield ShownCommand(scripts.wait_healthy_command(plan, svc))
+        yield rollback_command(plan, svc, restore_env=outcome.env_changed)
+        yield ShownCommand(wait_healthy_command(plan, svc))
         document = rollout.marker(svc, outcome.previous, outcome.reason, verification.at)
-        yield scripts.write_file_command(plan.rollback_marker(svc), json.dumps(document, indent=2, sort_keys=True))
+        yield write_file_command(plan.rollback_marker(svc), json.dumps(document, indent=2, sort_keys=True))
         return
     if not outcome.reason and outcome.marked:
         yield sh_join(["rm", "-f", plan.rollback_marker(svc)])
@@ -411,7 +551,7 @@ def baseline_recorded(plan: HostPlan, verification: Verification):
     )
     verification.baseline = document
     text = json.dumps(document, indent=2, sort_keys=True)
-    yield scripts.write_file_command(plan.baseline_path, text, private_directory=False)
+    yield write_file_command(plan.baseline_path, text, private_directory=False)
 
 
 @operation(is_idempotent=False)

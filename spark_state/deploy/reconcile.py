@@ -37,7 +37,7 @@ from ..observe.observation import Observation, observe
 from ..observe.preflight import chat_template_message, preflight
 from ..on_host import program
 from ..plan.host_plan import CONVERTER_TEXT, NIM_UID, HostPlan
-from ..plan.scripts import env_file_text
+from ..plan.quoting import env_file_text
 from . import operations as ops
 from .facts import snapshot
 from .rollout import ServiceRun, Verification, previous_version
@@ -109,7 +109,9 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
         return
 
     changes: dict[str, list[OperationMeta]] = {"host": []}
-    ops.managed_file(name="spark-state host helper", path=plan.helper_path, content=HELPER, mode="644", request=request)
+    ops.managed_file(
+        name="spark-state host helper", path=plan.helper_path, content=HELPER, mode="644", snapshot=observed
+    )
     for image in plan.images:
         if needs_ngc_login(image.ref):  # preflight made sure the key is here when the image must be pulled
             ops.registry_login(
@@ -120,14 +122,14 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
                 password=ops.Secret(NGC_KEY_ENV, environ.get(NGC_KEY_ENV, "")),
                 image=image.ref,
                 local=image.local,
-                request=request,
+                snapshot=observed,
             )
         changes["host"].append(
             ops.docker_image(
                 name=f"image {image.ref}",
                 plan=plan,
                 ref=image.ref,
-                request=request,
+                snapshot=observed,
                 local=image.local,
                 read_trtllm_version=image.local in (request.images.trtllm if request.images else ()),
             )
@@ -135,7 +137,7 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
 
     if plan.checkpoints:
         ops.managed_file(
-            name="checkpoint fetcher", path=plan.fetch_script_path, content=FETCHER, mode="644", request=request
+            name="checkpoint fetcher", path=plan.fetch_script_path, content=FETCHER, mode="644", snapshot=observed
         )
     for ckpt in plan.checkpoints:
         env_file = plan.checkpoint_env_file(ckpt)
@@ -143,7 +145,7 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
             secret = ops.Secret(f"env file of {ckpt.name}", env_file_text({}, ckpt.secrets, environ) or "")
             changes["host"].append(
                 ops.private_file(
-                    name=f"secrets for {ckpt.name}", plan=plan, path=env_file, content=secret, request=request
+                    name=f"secrets for {ckpt.name}", plan=plan, path=env_file, content=secret, snapshot=observed
                 )
             )
         # The download keeps the operator's login environment under sudo (HF_ENDPOINT for a mirror, proxies).
@@ -152,7 +154,7 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
                 name=f"checkpoint {ckpt.name} ({ckpt.repo}@{ckpt.revision})",
                 plan=plan,
                 ckpt=ckpt,
-                request=request,
+                snapshot=observed,
                 _preserve_sudo_env=True,
             )
         )
@@ -166,16 +168,16 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
                 plan=plan,
                 service=svc.name,
                 checkpoint_dir=ckpt.dir,
-                request=request,
+                snapshot=observed,
                 message=chat_template_message(svc.name, ckpt.name, ckpt.repo),
             )
 
     if plan.engines:
         ops.managed_file(
-            name="checkpoint converter", path=plan.converter_path, content=CONVERTER_TEXT, mode="644", request=request
+            name="checkpoint converter", path=plan.converter_path, content=CONVERTER_TEXT, mode="644", snapshot=observed
         )
     engine_ops = {
-        e.name: ops.engine(name=f"engine {e.name} ({e.fingerprint[:16]})", plan=plan, engine_plan=e, request=request)
+        e.name: ops.engine(name=f"engine {e.name} ({e.fingerprint[:16]})", plan=plan, engine_plan=e, snapshot=observed)
         for e in plan.engines
     }
 
@@ -200,20 +202,20 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
                 plan=plan,
                 path=svc.env_file,
                 content=secret,
-                request=request,
+                snapshot=observed,
                 previous=plan.rollback_env_file(svc) if rollback else None,
             )
             restart_after[svc.name].append(run.env_op)
         if svc.cache_dir:
             run.changes.append(
-                ops.nim_cache(name=f"{svc.name} model cache", path=svc.cache_dir, uid=NIM_UID, request=request)
+                ops.nim_cache(name=f"{svc.name} model cache", path=svc.cache_dir, uid=NIM_UID, snapshot=observed)
             )
         restart_after[svc.name].append(
             ops.unit_file(
                 name=f"unit {svc.unit_name}",
                 path=svc.unit_path,
                 content=svc.unit_text,
-                request=request,
+                snapshot=observed,
                 previous=plan.rollback_unit(svc) if rollback else None,
             )
         )
@@ -227,14 +229,14 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
         env_files.append(env_file)  # removed with its unit
         changes["host"].append(
             ops.stale_unit_removed(
-                name=f"remove {unit}", unit=unit, units_dir=plan.units_dir, env_file=env_file, request=request
+                name=f"remove {unit}", unit=unit, units_dir=plan.units_dir, env_file=env_file, snapshot=observed
             )
         )
     changes["host"].append(
         ops.stale_env_files_removed(
             name=f"stale env files in {plan.secrets_dir}",
             directory=plan.secrets_dir,
-            request=request,
+            snapshot=observed,
             wanted=[path.rsplit("/", 1)[1] for path in env_files],
         )
     )
@@ -248,12 +250,12 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
                 name=f"{svc.unit_name} restarted",
                 plan=plan,
                 svc=svc,
-                request=request,
+                snapshot=observed,
                 _if=any_changed(*restart_after[svc.name]),
                 _ignore_errors=rollback,
             ),
             ops.service_running(
-                name=f"{svc.unit_name} running", plan=plan, svc=svc, request=request, _ignore_errors=rollback
+                name=f"{svc.unit_name} running", plan=plan, svc=svc, snapshot=observed, _ignore_errors=rollback
             ),
         ]
         run.changes += run.health

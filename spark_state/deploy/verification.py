@@ -28,8 +28,7 @@ from ..desired.model import DesiredState
 from ..errors import StepError
 from ..observe import baseline
 from ..plan.host_plan import HostPlan
-from ..plan.scripts import parse_resident, resident_command
-from ..remote import SUDO_ARGUMENTS
+from ..remote import SUDO_ARGUMENTS, parse_resident, resident_command
 from .rollout import ServiceOutcome, ServiceRun, Verification
 
 

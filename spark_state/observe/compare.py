@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..on_host.probe import Snapshot
 from ..plan.host_plan import NIM_UID, HostPlan, ServicePlan
-from ..plan.scripts import env_file_text
+from ..plan.quoting import env_file_text
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 from ..errors import QuotingError
 
@@ -70,3 +70,14 @@ def env_file_line(key: str, value: str) -> str:
     if problem:
         raise QuotingError(f"{key}: {problem}")
     return f"{key}={value}"
+
+
+def env_file_text(env: Mapping[str, str], secrets: Sequence[str], environ: Mapping[str, str]) -> str | None:
+    """A 0600 env file (a service's or a checkpoint download's): plain env, then secrets read from the control
+    machine's environment. None when a secret is missing there (preflight reports it)."""
+    lines = [env_file_line(k, v) for k, v in sorted(env.items())]
+    for name in secrets:
+        if name not in environ:
+            return None
+        lines.append(env_file_line(name, environ[name]))
+    return "".join(line + "\n" for line in lines)
