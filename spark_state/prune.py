@@ -19,7 +19,8 @@ from typing import Any
 from .desired.model import DesiredState
 from .observe.observation import artifacts_request, observe
 from .on_host.probe import KeptDir, Snapshot
-from .plan.host_plan import HostPlan, local_ref
+from .plan.host_plan import HostPlan
+from .plan.images import local_ref
 from .plan.quoting import sh_join
 
 

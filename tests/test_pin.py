@@ -21,7 +21,8 @@ from spark_state.errors import ResolveError
 from spark_state.observe.observation import held_under, with_revisions
 from spark_state.on_host import resolve
 from spark_state.on_host.probe import Snapshot
-from spark_state.plan.host_plan import local_ref, plan_host, ref_digest
+from spark_state.plan.host_plan import plan_host
+from spark_state.plan.images import local_ref, ref_digest
 
 DIGEST = "sha256:" + "ab" * 32
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -9,7 +9,8 @@ from conftest import EXAMPLE_STATE
 
 from spark_state.desired.compat import KNOWN_GPUS, Support, trtllm_support, trtllm_version_for_image, version_tuple
 from spark_state.desired.loader import load_state, load_state_text
-from spark_state.plan.host_plan import plan_engine, plan_fleet, plan_host
+from spark_state.plan.engines import plan_engine
+from spark_state.plan.host_plan import plan_fleet, plan_host
 
 EXAMPLE_TEXT = EXAMPLE_STATE.read_text()
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..desired.model import Bench, DesiredState
-from ..plan.host_plan import HostPlan, ServicePlan, plan_host
+from ..plan.host_plan import HostPlan, plan_host
+from ..plan.units import ServicePlan
 from .results import EndpointResult, Verdict
 from .runner import BenchSettings, Progress, run_endpoint
 from .verdict import judge

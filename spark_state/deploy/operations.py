@@ -23,9 +23,13 @@ from ..desired.names import build_container, convert_container, fetch_container
 from ..observe import baseline
 from ..observe.observation import host_facts_request
 from ..on_host.probe import MANIFEST_NAME, Snapshot, manifest_path
-from ..plan.host_plan import CheckpointPlan, EnginePlan, HostPlan, ServicePlan, ref_digest
+from ..plan.checkpoints import CheckpointPlan
+from ..plan.engines import EnginePlan
+from ..plan.host_plan import HostPlan
+from ..plan.images import ref_digest
 from ..plan.quoting import sh_join, sh_word
 from ..plan.templates import render
+from ..plan.units import ServicePlan
 from . import rollout
 from .facts import SparkHostState
 from .rollout import Verification

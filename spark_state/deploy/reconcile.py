@@ -36,8 +36,10 @@ from ..observe import baseline
 from ..observe.observation import Observation, observe
 from ..observe.preflight import chat_template_message, preflight
 from ..on_host import program
-from ..plan.host_plan import CONVERTER_TEXT, NIM_UID, HostPlan
+from ..plan.engines import CONVERTER_TEXT
+from ..plan.host_plan import HostPlan
 from ..plan.quoting import env_file_text
+from ..plan.units import NIM_UID
 from . import operations as ops
 from .facts import snapshot
 from .rollout import ServiceRun, Verification, previous_version

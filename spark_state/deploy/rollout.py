@@ -11,7 +11,8 @@ from typing import Any
 from pyinfra.api.operation import OperationMeta
 
 from ..on_host.probe import Snapshot
-from ..plan.host_plan import HostPlan, ServicePlan, unit_serves
+from ..plan.host_plan import HostPlan
+from ..plan.units import ServicePlan, unit_serves
 
 
 @dataclass

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..on_host.probe import Snapshot
-from ..plan.host_plan import NIM_UID, HostPlan, ServicePlan
+from ..plan.host_plan import HostPlan
 from ..plan.quoting import env_file_text
+from ..plan.units import NIM_UID, ServicePlan
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,105 @@
+"""Disk and unified-memory budgets of a host plan: what its checkpoints, engines and services need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..desired.model import DesiredState, NimService
+from .checkpoints import CheckpointPlan
+from .engines import EnginePlan
+from .images import ImagePlan
+from .units import ServicePlan
+
+GIB_PER_GB = 1e9 / 2**30
+TOKENIZER_GB = 0.02  # tokenizer.json, its config and the chat template of a Llama 3 checkpoint: ≈17 MB
+
+
+@dataclass(frozen=True)
+class Budget:
+    disk_gb: float
+    disk_items: dict[str, float]
+    disk_unknown: tuple[str, ...]
+    memory_total_gib: float | None
+    memory_reserved_gib: float
+    memory_gib: float
+    memory_items: dict[str, float]
+    memory_unknown: tuple[str, ...]
+
+
+def plan_budget(
+    state: DesiredState,
+    total_gib: float | None,
+    images: tuple[ImagePlan, ...],
+    checkpoints: tuple[CheckpointPlan, ...],
+    engines: tuple[EnginePlan, ...],
+    services: tuple[ServicePlan, ...],
+) -> Budget:
+    disk: dict[str, float] = {}
+    disk_unknown: list[str] = []
+    for i in images:
+        size = state.images[i.name].size_gb
+        (disk.__setitem__(f"image {i.name}", size) if size else disk_unknown.append(f"image {i.name}"))
+    for c in checkpoints:
+        if c.tokenizer_only:
+            disk[f"tokenizer of {c.name}"] = TOKENIZER_GB
+        elif c.size_gb:
+            disk[f"checkpoint {c.name}"] = c.size_gb
+        else:
+            disk_unknown.append(f"checkpoint {c.name}")
+    for e in engines:
+        if e.size_gb:
+            # The converted TensorRT-LLM checkpoint stays beside the engine, about as large.
+            disk[f"engine {e.name}"] = round(2 * e.size_gb, 2)
+        else:
+            disk_unknown.append(f"engine {e.name}")
+
+    memory: dict[str, float] = {}
+    memory_unknown: list[str] = []
+    free = (total_gib - state.fleet.reserved_memory_gib) if total_gib else None
+    engine_gib = {e.name: e.size_gb * GIB_PER_GB for e in engines if e.size_gb}
+    # Services start in order; each KV cache takes its fraction of what is free when it starts.
+    for s in services:
+        svc = state.services[s.name]
+        if s.memory_gib is not None:
+            need = s.memory_gib
+        elif isinstance(svc, NimService):
+            if svc.expect.resident_gib is None:
+                memory_unknown.append(s.name)
+                continue
+            need = svc.expect.resident_gib
+        else:
+            weights = engine_gib.get(s.engine) if s.engine else _checkpoint_gib(state, svc.checkpoint)  # type: ignore[union-attr]
+            if weights is None or free is None:
+                memory_unknown.append(s.name)
+                continue
+            need = weights + svc.kv_cache_free_gpu_memory_fraction * max(free - weights, 0.0)
+        memory[s.name] = round(need, 2)
+        if free is not None:
+            free -= need
+    return Budget(
+        disk_gb=round(sum(disk.values()), 2),
+        disk_items=disk,
+        disk_unknown=tuple(disk_unknown),
+        memory_total_gib=total_gib,
+        memory_reserved_gib=state.fleet.reserved_memory_gib,
+        memory_gib=round(sum(memory.values()), 2),
+        memory_items=memory,
+        memory_unknown=tuple(memory_unknown),
+    )
+
+
+def _checkpoint_gib(state: DesiredState, name: str) -> float | None:
+    size = state.checkpoints[name].size_gb
+    return size * GIB_PER_GB if size else None
+
+
+def budget_warnings(host: str, budget: Budget) -> list[str]:
+    if budget.memory_total_gib is None:
+        return []
+    usable = budget.memory_total_gib - budget.memory_reserved_gib
+    if budget.memory_gib > usable:
+        return [
+            f"{host}: services would claim {budget.memory_gib:.1f} GiB of unified memory, more than the "
+            f"{usable:.1f} GiB left after reserving {budget.memory_reserved_gib:g} GiB"
+        ]
+    return []
