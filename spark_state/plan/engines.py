@@ -17,9 +17,9 @@ from . import quoting
 from .checkpoints import checkpoint_dir
 from .images import local_ref
 
+PLAN_FORMAT = 1  # part of every engine fingerprint and of `plan --json`
 # The checkpoint converter spark-state ships (on_host/convert_checkpoint.py, TensorRT-LLM's library API), mounted
 # into the build image; its hash is part of every engine fingerprint that uses it, so a new converter rebuilds.
-PLAN_FORMAT = 1  # part of every engine fingerprint and of `plan --json`
 CONVERTER_NAME = "convert_checkpoint.py"
 CONVERTER_IN_IMAGE = f"/opt/spark-state/{CONVERTER_NAME}"
 CONVERTER_TEXT = program(CONVERTER_NAME)
