@@ -18,6 +18,7 @@ from .console import make_console, make_table
 from .desired.loader import load_state
 from .desired.model import DesiredState
 from .errors import Outcome, SparkStateError, StateFileError
+from .observe.baseline import DRIFT_MARGIN
 
 EXIT_ERROR = 1  # an error: nothing or not everything could be done
 MAX_PROBLEMS_SHOWN = 50  # a file with thousands of problems is one mistake repeated: show the first ones
@@ -293,7 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", help="state file (default: $SPARK_STATE_FILE or inventory/state.yaml)")
     p.add_argument("--host", help="only this host (its name in the state file)")
     p.add_argument("--bench", action="store_true", help="also measure each service: expectations and last bench")
-    p.add_argument("--margin", type=float, default=0.10, help="bench regression allowed vs the last run (0.10)")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=DRIFT_MARGIN,
+        help=f"bench regression allowed vs the last run ({DRIFT_MARGIN:.2f})",
+    )
     p.add_argument("--results-dir", help="bench history directory")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_drift)

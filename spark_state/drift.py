@@ -20,8 +20,6 @@ from .observe.observation import observe
 from .plan.host_plan import plan_host
 from .remote import container_resident_gib, on_each_host, probe_host
 
-DEFAULT_MARGIN = 0.10  # a bench figure this much worse than the last recorded one is drift
-
 
 @dataclass
 class HostDrift:
@@ -124,7 +122,7 @@ def run_drift(
     entries: list[tuple[str, dict[str, Any]]],
     environ: Mapping[str, str],
     with_bench: bool = False,
-    margin: float = DEFAULT_MARGIN,
+    margin: float = baseline.DRIFT_MARGIN,
     history_dir: Path | None = None,
     host: str | None = None,
 ) -> list[HostDrift]:

@@ -12,8 +12,6 @@ this machine's environment and reach a host on stdin only.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from .desired.compat import NGC_KEY_ENV, NGC_REGISTRY, NGC_USER
 from .desired.loader import load_state, load_state_text, position
 from .desired.model import COMMIT_SHA, DesiredState
 from .errors import Problem, ResolveError, StateFileError
+from .local_files import write_atomically
 from .on_host import resolve as resolver
 
 RESOLVE_PROGRAM = Path(resolver.__file__).read_text()
@@ -148,18 +147,6 @@ def _value_path(root: Any, path: tuple[str, ...]) -> tuple[str, ...]:
     for part in path:
         node = node[part]
     return (*path, "ref") if isinstance(node, dict) else path
-
-
-def write_atomically(path: Path, text: str) -> None:
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(temp, path.stat().st_mode & 0o7777)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def pin_file(path: Path, pins: list[Pin]) -> str:

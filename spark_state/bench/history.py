@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..local_files import write_atomically
 from .results import EndpointResult, Verdict, from_document, to_document
 
 
@@ -36,9 +37,7 @@ def save(result: EndpointResult, verdict: Verdict | None, base: Path | None = No
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = slot / f"{stamp}.json"
     document: dict[str, Any] = to_document([result], [verdict] if verdict else [])
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(document, indent=2))
-    tmp.replace(path)
+    write_atomically(path, json.dumps(document, indent=2))
     return path
 
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from ..desired.model import Bench
 from ..errors import BenchError
 from .client import LoopLagMonitor, stream_completion
 from .results import ClientHealth, EndpointResult, LevelResult, RequestResult, SerialResult
@@ -39,21 +40,26 @@ def run_measured(coroutine: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coroutine)
 
 
+_DEFAULTS = Bench()  # the state file's bench section as it is when left out: the one set of bench defaults
+
+
 @dataclass
 class BenchSettings:
-    prompt: str = "In one paragraph: what is retrieval-augmented generation and when is it the wrong tool?"
-    max_tokens: int = 200
-    temperature: float = 0.0
-    serial_requests: int = 5
-    warmup_requests: int = 1
-    concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    requests_per_level: int | None = None  # default: 2 per stream
+    """How a bench runs; its defaults are the state file's (desired.model.Bench)."""
+
+    prompt: str = _DEFAULTS.prompt
+    max_tokens: int = _DEFAULTS.max_tokens
+    temperature: float = _DEFAULTS.temperature
+    serial_requests: int = _DEFAULTS.serial_requests
+    warmup_requests: int = _DEFAULTS.warmup_requests
+    concurrency: list[int] = field(default_factory=lambda: list(_DEFAULTS.concurrency))
+    requests_per_level: int | None = _DEFAULTS.requests_per_level  # None: 2 per stream
     duration_s: float | None = None  # run each level this long instead of a request count
-    timeout_s: float = 120.0
+    timeout_s: float = _DEFAULTS.timeout_s
     chat: bool = True
     # Ask for exactly max_tokens tokens (`ignore_eos`, which trtllm-serve and vLLM/NIM accept; plain OpenAI
     # endpoints do not): comparable figures across stacks. Off: answers end at EOS, as users get them.
-    ignore_eos: bool = False
+    ignore_eos: bool = _DEFAULTS.ignore_eos
 
     def requests_at(self, concurrency: int) -> int:
         return self.requests_per_level or 2 * concurrency

@@ -16,10 +16,12 @@ from typing import Any
 
 from ..bench.history import state_home
 from ..bench.results import EndpointResult
+from ..local_files import write_atomically
 from ..on_host.probe import Snapshot
 from .compare import Item
 
 BASELINE_FORMAT = "spark-state/baseline/v1"
+DRIFT_MARGIN = 0.10  # a bench figure this much worse than the one recorded before is drift
 
 # Host facts, in the order they are reported, with the words a person reads them by.
 HOST_FACTS = {
@@ -175,9 +177,7 @@ def save_local(document: Mapping[str, Any], base: Path | None = None) -> Path:
     slot = (base or local_dir()) / str(document["host"])
     slot.mkdir(parents=True, exist_ok=True)
     path = slot / (datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + ".json")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(document, indent=2, sort_keys=True))
-    tmp.replace(path)
+    write_atomically(path, json.dumps(document, indent=2, sort_keys=True))
     return path
 
 
