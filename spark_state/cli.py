@@ -13,8 +13,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.panel import Panel
+from rich.text import Text
 
-from .console import make_console, make_table
+from .console import make_console, make_table, shown
 from .desired.loader import load_state
 from .desired.model import DesiredState
 from .errors import Outcome, SparkStateError, StateFileError
@@ -103,7 +104,9 @@ def _drift(args: argparse.Namespace, console: Console) -> Outcome:
         return outcome
     for r in results:
         if r.error:
-            console.print(f"[bold red]{r.host}[/] ({r.address}): unreachable or unreadable — {r.error}")
+            console.print(
+                Text.assemble((r.host, "bold red"), f" ({r.address}): unreachable or unreadable — ", shown(r.error))
+            )
             continue
         note = r.performance_note()
         if not r.drifted:
@@ -113,12 +116,16 @@ def _drift(args: argparse.Namespace, console: Console) -> Outcome:
                 f"{r.host} ({r.address}): {len(r.drifted)} drifted", "kind", "item", "desired", "observed"
             )
             for item in r.drifted:
-                table.add_row(item.kind, item.name, item.desired, f"[red]{item.observed}[/]")
+                table.add_row(item.kind, item.name, shown(item.desired), shown(item.observed, "red"))
             console.print(table)
         if note:
-            console.print(f"{r.host}: {note}")
+            console.print(Text.assemble(f"{r.host}: ", shown(note)))
         for item in r.unchecked:
-            console.print(f"{r.host}: [yellow]not checked[/] {item.kind} {item.name}: {item.desired}")
+            console.print(
+                Text.assemble(
+                    f"{r.host}: ", ("not checked", "yellow"), f" {item.kind} {item.name}: ", shown(item.desired)
+                )
+            )
     return outcome
 
 
@@ -133,15 +140,19 @@ def _status(args: argparse.Namespace, console: Console) -> Outcome:
         return outcome
     for h in hosts:
         if h.error:
-            console.print(f"[bold red]{h.host}[/] ({h.address}): unreachable or unreadable — {h.error}")
+            console.print(
+                Text.assemble((h.host, "bold red"), f" ({h.address}): unreachable or unreadable — ", shown(h.error))
+            )
             continue
         table = make_table(
             f"{h.host} ({h.address})", "service", "port", "unit", "container", "since", "health", "last bench", "image"
         )
         for s in h.services:
-            health = f"[green]{s.health}[/]" if s.healthy else f"[red]{s.health}[/]"
-            bench = f"[red]{s.bench}[/]" if s.bench.startswith("FAIL") else s.bench
-            table.add_row(s.service, str(s.port), s.unit, s.running, s.since, health, bench, s.image)
+            health = shown(s.health, "green" if s.healthy else "red")
+            bench = shown(s.bench, "red" if s.bench.startswith("FAIL") else "")
+            table.add_row(
+                s.service, str(s.port), shown(s.unit), shown(s.running), shown(s.since), health, bench, shown(s.image)
+            )
         console.print(table)
     return outcome
 
@@ -215,7 +226,7 @@ def _prune(args: argparse.Namespace, console: Console) -> Outcome:
     else:
         for r in results:
             if r.error and not r.items:
-                console.print(f"[bold red]{r.host}[/] ({r.address}): {r.error}")
+                console.print(Text.assemble((r.host, "bold red"), f" ({r.address}): ", shown(r.error)))
                 continue
             if not r.items:
                 console.print(f"[green]{r.host}[/] ({r.address}): nothing to prune")
@@ -223,10 +234,10 @@ def _prune(args: argparse.Namespace, console: Console) -> Outcome:
             verb = "removed" if r.removed else "would free"
             table = make_table(f"{r.host} ({r.address}): {verb} {_gigabytes(r.bytes)}", "kind", "what", "size", "why")
             for i in r.items:
-                table.add_row(i.kind, i.what, _gigabytes(i.bytes), i.why)
+                table.add_row(i.kind, shown(i.what), _gigabytes(i.bytes), i.why)
             console.print(table)
             if r.error:
-                console.print(f"[bold red]{r.host}[/]: {r.error}")
+                console.print(Text.assemble((r.host, "bold red"), ": ", shown(r.error)))
         if not args.yes and any(r.items for r in results):
             console.print("nothing was removed: run again with --yes to remove what is listed")
     return Outcome.HOST_ERRORS if any(r.error for r in results) else Outcome.OK
@@ -386,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SparkStateError as exc:
         if getattr(args, "json", False):
             print(json.dumps({"format": "spark-state/error/v1", "error": type(exc).__name__, "message": str(exc)}))
-        err.print(Panel(str(exc), title=type(exc).__name__, border_style="red", expand=False))
+        err.print(Panel(shown(str(exc)), title=type(exc).__name__, border_style="red", expand=False))
         return EXIT_ERROR
 
 

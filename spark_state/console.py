@@ -6,10 +6,12 @@ long values onto a second line instead of cutting them."""
 
 from __future__ import annotations
 
+import re
 import sys
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 LOG_WIDTH = 200  # without a terminal: wide enough for a whole row of any of our tables
 
@@ -26,3 +28,15 @@ def make_table(title: str, *columns: str) -> Table:
     for column in columns:
         table.add_column(column, overflow="fold")
     return table
+
+
+# C0 controls but tab and newline, DEL and C1 (ESC starts terminal escapes, CR rewrites a line), zero-width and
+# direction-override characters: what must not reach an operator's terminal as it came.
+_UNSHOWABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def shown(value: object, style: str = "") -> Text:
+    """A value that came from a host, a server or a file, as rich Text: brackets in it are not markup, and
+    control, escape, zero-width and direction characters are written out as \\uXXXX instead of reaching the
+    terminal."""
+    return Text(_UNSHOWABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(value)), style=style)

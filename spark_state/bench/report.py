@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..console import shown
 from ..plan.templates import render
 from .results import EndpointResult, LevelResult, Verdict
 from .verdict import Delta
@@ -48,7 +49,7 @@ def serial_table(results: list[EndpointResult]) -> Table:
             _f(s.decode_tok_s["p50"], 2),
             _f(s.wall_s["p50"], 2),
             _f(s.completion_tokens_p50, 0),
-            Text("; ".join(notes), style="yellow"),
+            shown("; ".join(notes), "yellow"),
         )
     return t
 
@@ -75,7 +76,7 @@ def concurrency_table(results: list[EndpointResult]) -> Table:
                 notes.append(f"c={c}: {lv.requests - lv.ok} failed, {lv.early_stops} ended before max_tokens")
             if lv and lv.client.limited:
                 notes.append(f"c={c} client-limited ({'; '.join(lv.client.reasons)})")
-        t.add_row(_name(r), *cells, Text("; ".join(notes), style="yellow"))
+        t.add_row(_name(r), *cells, shown("; ".join(notes), "yellow"))
     return t
 
 

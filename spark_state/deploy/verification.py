@@ -23,7 +23,7 @@ from ..bench.results import from_document
 from ..bench.run_target import job
 from ..bench.runner import BenchSettings
 from ..bench.targets import Target, settings_from_state
-from ..console import make_console, make_table
+from ..console import make_console, make_table, shown
 from ..desired.model import DesiredState
 from ..errors import StepError
 from ..observe import baseline
@@ -123,9 +123,9 @@ def measure(
     console = make_console()
     console.print(table)
     if since_baseline == [baseline.NO_BASELINE]:
-        console.print(f"{plan.host}: {baseline.NO_BASELINE}", markup=False)
+        console.print(shown(f"{plan.host}: {baseline.NO_BASELINE}"))
     elif since_baseline:
-        console.print(f"{plan.host} since its last baseline: " + "; ".join(since_baseline), markup=False)
+        console.print(shown(f"{plan.host} since its last baseline: " + "; ".join(since_baseline)))
 
 
 def keep_baseline(verification: Verification) -> None:
@@ -135,4 +135,4 @@ def keep_baseline(verification: Verification) -> None:
         return
     baseline.save_local(document)
     facts = ", ".join(f"{baseline.HOST_FACTS[k]} {v}" for k, v in document["facts"].items() if v)
-    make_console().print(f"baseline recorded on {document['host']}: {facts}", markup=False)
+    make_console().print(shown(f"baseline recorded on {document['host']}: {facts}"))
