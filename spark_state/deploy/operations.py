@@ -16,7 +16,10 @@ import json
 
 from pyinfra import host
 from pyinfra import state as pyinfra_state
-from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
+from pyinfra.operations import systemd
+from pyinfra.operations.util.files import chmod
+from pyinfra.operations.util.service import handle_service_control
 
 from ..desired.compat import MIN_TRTLLM_FOR_SM12
 from ..desired.names import build_container, convert_container, fetch_container
@@ -37,6 +40,7 @@ from .rollout import Verification
 # Command builders (pure; every word quoted by plan.quoting) ------------------------------------------------
 
 FETCH_SCRIPT_NAME = "fetch_checkpoint.py"
+SYSTEMCTL = "systemctl {1} {0}"  # pyinfra's systemd.service formatter: {0} the unit, {1} the verb
 
 
 def helper(plan: HostPlan, *args: str) -> str:
@@ -234,7 +238,7 @@ def _upload(path: str, content: str, mode: str):
         f"umask 077 && mkdir -p {sh_word(parent)} && touch {sh_word(path)} && chmod {mode} {sh_word(path)}"
     )
     yield FileUploadCommand(io.BytesIO(content.encode()), path)
-    yield StringCommand("chmod", mode, sh_word(path))
+    yield chmod(path, mode)
 
 
 def _up_to_date(snapshot: Snapshot, path: str, content: str, mode: str) -> bool:
@@ -302,7 +306,7 @@ def unit_file(path: str, content: str, snapshot: Snapshot, previous: str | None 
         return
     yield from _keep_previous(snapshot, path, previous)
     yield from _upload(path, content, "644")
-    yield StringCommand("systemctl", "daemon-reload")
+    yield from systemd.daemon_reload._inner()
 
 
 @operation()
@@ -442,7 +446,7 @@ def service_restarted(plan: HostPlan, svc: ServicePlan, snapshot: Snapshot):
     if unit is None or unit.active != "active":
         host.noop(f"{svc.unit_name} is not running; it is started, not restarted")
         return
-    yield sh_join(["systemctl", "restart", svc.unit_name])
+    yield from handle_service_control(host, svc.unit_name, {svc.unit_name: True}, SYSTEMCTL, restarted=True)
     yield ShownCommand(wait_healthy_command(plan, svc))
 
 
@@ -464,9 +468,9 @@ def service_running(plan: HostPlan, svc: ServicePlan, snapshot: Snapshot):
         found.has_text(svc.unit_path, svc.unit_text) and found.lost_restart(svc.container_name, svc.identity)
     )
     if not enabled:
-        yield sh_join(["systemctl", "enable", svc.unit_name])
-    if relaunch:
-        yield sh_join(["systemctl", "restart", svc.unit_name])
+        yield StringCommand("systemctl", "enable", QuoteString(svc.unit_name))
+    if relaunch:  # a stopped unit is restarted as well: `restart` starts it
+        yield from handle_service_control(host, svc.unit_name, {}, SYSTEMCTL, command="restart")
     if relaunch or not found.answers(svc.port, svc.health_path):
         yield ShownCommand(wait_healthy_command(plan, svc))
     elif enabled:
@@ -504,7 +508,7 @@ def stale_unit_removed(unit: str, units_dir: str, env_file: str, snapshot: Snaps
         return
     yield sh_join(["systemctl", "disable", "--now", unit])
     yield sh_join(["rm", "-f", f"{units_dir}/{unit}", env_file])
-    yield StringCommand("systemctl", "daemon-reload")
+    yield from systemd.daemon_reload._inner()
 
 
 @operation(is_idempotent=False)
