@@ -33,10 +33,11 @@ def _validate(args: argparse.Namespace, console: Console) -> Outcome:
     for warning in loaded.warnings:
         print(f"{warning} (warning)", file=sys.stderr)
     s = loaded.state
-    console.print(
-        f"[green]valid[/]: {args.file} — {len(s.hosts)} hosts, {len(s.services)} services, "
-        f"{len(s.engines)} engines, {len(s.checkpoints)} checkpoints, {len(s.images)} images"
+    counts = (
+        f" — {len(s.hosts)} hosts, {len(s.services)} services, {len(s.engines)} engines, "
+        f"{len(s.checkpoints)} checkpoints, {len(s.images)} images"
     )
+    console.print(Text.assemble(("valid", "green"), ": ", shown(args.file), counts))
     return Outcome.OK
 
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from conftest import EXAMPLE_STATE, REPO
 
 from spark_state.cli import main
@@ -39,3 +41,13 @@ def test_committed_schema_is_current() -> None:
         [sys.executable, "-m", "spark_state.cli", "schema"], capture_output=True, text=True, check=True, cwd=REPO
     ).stdout
     assert json.loads(out) == json.loads((REPO / "spark-state.schema.json").read_text())
+
+
+def test_a_file_path_is_printed_as_it_is(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A path holding rich markup (`[/]`) is a path, not markup: validate prints it literally."""
+    folder = tmp_path / "[bold]x[/]"
+    folder.mkdir(parents=True)
+    state = folder / "state.yaml"
+    state.write_text((REPO / "inventory" / "state.yaml").read_text())
+    assert main(["validate", str(state)]) == 0
+    assert f"valid: {state} —" in capsys.readouterr().out

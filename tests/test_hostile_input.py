@@ -54,7 +54,7 @@ def test_a_file_over_the_size_limit_is_refused_before_parsing(tmp_path: Path) ->
     with pytest.raises(StateFileError) as info:
         load_state(big)
     (problem,) = info.value.problems
-    assert (problem.line, problem.field) == (1, "<file>") and "at most 1048576 bytes" in problem.message
+    assert (problem.line, problem.field) == (1, "<file>") and f"at most {MAX_STATE_BYTES} bytes" in problem.message
 
 
 def test_validate_prints_at_most_50_problems_then_how_many_more(tmp_path: Path, capsys) -> None:

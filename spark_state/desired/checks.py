@@ -64,6 +64,7 @@ def check(state: DesiredState, declared: Mapping[str, set[str]] | None = None) -
         "hosts": set(state.hosts),
     }
     c = _Collector(names)
+    _check_repeats(state, c)
     _check_checkpoints(state, c)
     _check_engines(state, c)
     _check_services(state, c)
@@ -74,6 +75,21 @@ def check(state: DesiredState, declared: Mapping[str, set[str]] | None = None) -
     _check_image_versions(state, c)
     hazards.check(state, c.error, c.warn)
     return c.findings
+
+
+def _check_repeats(state: DesiredState, c: _Collector) -> None:
+    """A list that names the same thing twice says it once too often (and 40,000 repeats cost the checks
+    after it their time): each repeat is refused where it stands."""
+    lists: list[tuple[Path, list[object]]] = [(("bench", "concurrency"), list(state.bench.concurrency))]
+    lists += [(("groups", name, "services"), list(g.services)) for name, g in state.groups.items()]
+    for name, host in state.hosts.items():
+        lists += [(("hosts", name, "services"), list(host.services)), (("hosts", name, "groups"), list(host.groups))]
+    for path, items in lists:
+        seen: set[object] = set()
+        for index, item in enumerate(items):
+            if item in seen:
+                c.error((*path, index), f"{item!r} is listed twice")
+            seen.add(item)
 
 
 def _check_checkpoints(state: DesiredState, c: _Collector) -> None:

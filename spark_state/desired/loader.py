@@ -6,13 +6,15 @@ Each problem is reported as `FILE:LINE:COL field.path: message` (1-based line an
 from __future__ import annotations
 
 import difflib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from ..errors import Problem, StateFileError
@@ -65,8 +67,13 @@ class LoadedState:
     warnings: tuple[Problem, ...]
 
 
-MAX_STATE_BYTES = 1 << 20  # far above any fleet's state; refused before parsing
+MAX_STATE_BYTES = 256 * 1024  # 50× a two-Spark state; refused before parsing (ruamel reads ~150 KB/s here)
+MAX_READ_SECONDS = 1.5  # reading the YAML stops here, wherever it is: no file holds a command for longer
 MAX_VALUES = 100_000  # values once aliases and merges are expanded: an alias bomb stops here, in bounded time
+MAX_DEPTH = 32  # nesting of mappings and lists; a state file needs 6
+# A line is at most this long: ruamel reads a long comment line in time that grows with its square (900 KB:
+# 12 s); the longest value the schema takes (a 100,000-character prompt) fits, or folds over lines (`prompt: >-`).
+MAX_LINE_CHARS = 64 * 1024
 # Characters that make a file read differently than it runs (Trojan Source) or that YAML does not allow.
 _INVISIBLE = {
     0x200B: "ZERO WIDTH SPACE",
@@ -95,7 +102,7 @@ def load_state(path: str | Path) -> LoadedState:
             raise StateFileError(
                 [
                     Problem(
-                        file, 1, 1, "<file>", f"{size} bytes: a state file is at most {MAX_STATE_BYTES} bytes (1 MiB)"
+                        file, 1, 1, "<file>", f"{size} bytes: a state file is at most {MAX_STATE_BYTES} bytes (256 KiB)"
                     )
                 ]
             )
@@ -130,6 +137,22 @@ def _text_problems(text: str, file: str) -> list[Problem]:
     direction-changing characters, and a %YAML directive for another version than 1.2."""
     problems = []
     for number, line in enumerate(text.split("\n"), start=1):
+        if len(line) > MAX_LINE_CHARS:
+            problems.append(
+                Problem(
+                    file,
+                    number,
+                    MAX_LINE_CHARS + 1,
+                    "<file>",
+                    f"a line of {len(line)} characters: at most {MAX_LINE_CHARS}; fold a long value over several "
+                    "lines (`key: >-` and the text indented below)",
+                )
+            )
+            continue
+        if line.startswith("%TAG"):
+            problems.append(
+                Problem(file, number, 1, "<yaml>", "%TAG directives are not read by spark-state: remove it")
+            )
         if line.startswith("%YAML") and line.split()[1:2] != ["1.2"]:
             problems.append(
                 Problem(
@@ -167,8 +190,18 @@ def load_state_text(text: str, file: str = "<string>") -> LoadedState:
     if problems := _text_problems(text, file):
         raise StateFileError(problems)
     yaml = YAML(typ="rt")
+    yaml.Composer = _TimedComposer
+    _TimedComposer.deadline = time.monotonic() + MAX_READ_SECONDS
     try:
         root = yaml.load(text)
+    except _TooSlow as exc:
+        raise StateFileError(
+            [
+                Problem(
+                    file, exc.line, 1, "<yaml>", f"reading stopped here after {MAX_READ_SECONDS} s: too large to read"
+                )
+            ]
+        ) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -179,27 +212,29 @@ def load_state_text(text: str, file: str = "<string>") -> LoadedState:
         raise StateFileError([Problem(file, line, col, "<yaml>", message or str(exc))]) from exc
     except YAMLError as exc:
         raise StateFileError([Problem(file, 1, 1, "<yaml>", str(exc))]) from exc
+    except RecursionError:
+        line, col = _deepest(text)
+        raise StateFileError(
+            [Problem(file, line, col, "<yaml>", f"nested deeper than {MAX_DEPTH} levels (a state file needs 6)")]
+        ) from None
     if root is None:
         root = CommentedMap()
     if not isinstance(root, CommentedMap):
         raise StateFileError([Problem(file, 1, 1, "<root>", "the state file must be a mapping of sections")])
 
+    reader = _Plain(file, text)
     try:
-        data = _plain(root, [MAX_VALUES], [(1, 1)])
+        data = reader.plain(root, (1, 1))
     except _TooManyValues as exc:
         line, col = exc.where
-        raise StateFileError(
-            [
-                Problem(
-                    file,
-                    line,
-                    col,
-                    "<yaml>",
-                    f"more than {MAX_VALUES} values once aliases and "
-                    "merges are expanded (an alias bomb?); write the values out",
-                )
-            ]
-        ) from None
+        why = (
+            "once aliases and merges are expanded (an alias bomb?); write the values out"
+            if "*" in text or "<<" in text
+            else "(a state file is at most that large)"
+        )
+        raise StateFileError([Problem(file, line, col, "<yaml>", f"more than {MAX_VALUES} values {why}")]) from None
+    if reader.problems:
+        raise StateFileError(reader.problems)
     problems = []
     try:
         state = DesiredState.model_validate(data)
@@ -214,33 +249,122 @@ def load_state_text(text: str, file: str = "<string>") -> LoadedState:
     return LoadedState(state=state, file=file, warnings=warnings)
 
 
+class _TooSlow(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+class _TimedComposer(Composer):
+    """ruamel's composer, stopped once the file has taken MAX_READ_SECONDS (checked at every node)."""
+
+    deadline = 0.0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if time.monotonic() > self.deadline:
+            raise _TooSlow(self.parser.peek_event().start_mark.line + 1)
+        return super().compose_node(parent, index)
+
+
 class _TooManyValues(Exception):
     def __init__(self, where: tuple[int, int]) -> None:
         self.where = where
 
 
-def _plain(node: Any, budget: list[int], where: list[tuple[int, int]]) -> Any:
-    """ruamel's round-trip types → plain dict/list/str/int/float/bool for pydantic, expanding at most
-    `budget[0]` values (aliases are shared nodes: expanding them is where a bomb would explode)."""
-    budget[0] -= 1
-    lc = getattr(node, "lc", None)
-    if lc is not None and lc.line is not None:
-        where[0] = (lc.line + 1, lc.col + 1)  # the collection being expanded: where the bomb goes off
-    if budget[0] < 0:
-        raise _TooManyValues(where[0])
-    if isinstance(node, dict):
-        return {_plain(k, budget, where): _plain(v, budget, where) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v, budget, where) for v in node]
-    if isinstance(node, bool):
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    return node
+class _Plain:
+    """ruamel's round-trip types → plain dict/list/str/int/float/bool for pydantic, expanding at most MAX_VALUES
+    values (aliases are shared nodes: expanding them is where a bomb would explode), and refusing at each value's
+    line what YAML reads but spark-state does not: tags, numbers written with underscores, nesting deeper than
+    MAX_DEPTH, and — in the decoded text, escapes included — control, invisible and direction characters and
+    lone surrogates."""
+
+    def __init__(self, file: str, text: str) -> None:
+        self.file, self.lines = file, text.split("\n")
+        self.budget = MAX_VALUES
+        self.expanding = (1, 1)  # the collection entered last
+        self.problems: list[Problem] = []
+
+    def refuse(self, where: tuple[int, int], path: FieldPath, message: str) -> None:
+        self.problems.append(Problem(self.file, where[0], where[1], _dotted(path) or "<root>", message))
+
+    def plain(self, node: Any, where: tuple[int, int], path: FieldPath = ()) -> Any:
+        self.budget -= 1
+        lc = getattr(node, "lc", None)
+        if lc is not None and lc.line is not None:
+            where = self.expanding = (lc.line + 1, lc.col + 1)
+        if self.budget < 0:
+            raise _TooManyValues(self.expanding)  # the collection being expanded: where the bomb goes off
+        tag = getattr(getattr(node, "tag", None), "value", None)
+        if tag is not None or isinstance(node, TaggedScalar):
+            self.refuse(where, path, f"YAML tag {tag or '?'}: spark-state reads no tags; write the value plainly")
+            return None
+        if isinstance(node, dict | list) and len(path) >= MAX_DEPTH:
+            self.refuse(where, path, f"nested deeper than {MAX_DEPTH} levels (a state file needs 6)")
+            return None
+        if isinstance(node, dict):
+            return {
+                self.plain(k, self._at(node, k, where, key=True), path): self.plain(
+                    v, self._at(node, k, where), (*path, str(k))
+                )
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [self.plain(v, self._at(node, i, where), (*path, i)) for i, v in enumerate(node)]
+        if isinstance(node, bool):
+            return bool(node)
+        if isinstance(node, int | float):
+            if "_" in (token := self._token(where)):
+                self.refuse(where, path, f"{token}: a number written with underscores; write its digits only")
+            return int(node) if isinstance(node, int) else float(node)
+        if isinstance(node, str):
+            self._check_text(str(node), where, path)
+            return str(node)
+        return node
+
+    @staticmethod
+    def _at(node: Any, index: Any, where: tuple[int, int], key: bool = False) -> tuple[int, int]:
+        """Where a mapping's key or value, or a list's item, stands (merged keys: where their mapping does)."""
+        try:
+            lc = node.lc
+            if isinstance(node, list):
+                line, col = lc.item(index)
+            else:
+                line, col = lc.key(index) if key else lc.value(index)
+        except (AttributeError, KeyError, IndexError, TypeError):
+            return where
+        return line + 1, col + 1
+
+    def _token(self, where: tuple[int, int]) -> str:
+        line = self.lines[where[0] - 1] if 0 < where[0] <= len(self.lines) else ""
+        rest = line[where[1] - 1 :]
+        return rest.split()[0].rstrip(",]}") if rest.split() else ""
+
+    def _check_text(self, text: str, where: tuple[int, int], path: FieldPath) -> None:
+        for char in text:
+            code = ord(char)
+            if 0xD800 <= code <= 0xDFFF:
+                self.refuse(where, path, f"U+{code:04X} is a lone surrogate, not a character: remove the escape")
+                return
+            if code in _INVISIBLE or (code < 0x20 and char not in "\t\n") or 0x7F <= code <= 0x9F:
+                name = _INVISIBLE.get(code) or ("NUL" if code == 0 else "a control character")
+                self.refuse(where, path, f"the value holds U+{code:04X} ({name}): it hides what the file says")
+                return
+
+
+def _deepest(text: str) -> tuple[int, int]:
+    """Where flow brackets first nest deeper than MAX_DEPTH (1:1 when they do not): to point at a file too deep
+    for the YAML reader itself."""
+    depth, line, col = 0, 1, 0
+    for char in text:
+        col += 1
+        if char == "\n":
+            line, col = line + 1, 0
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return line, col
+        elif char in "]}":
+            depth -= 1
+    return 1, 1
 
 
 def _declared(data: dict[str, Any]) -> dict[str, set[str]]:
