@@ -16,10 +16,10 @@ from rich.panel import Panel
 from rich.text import Text
 
 from .console import make_console, make_table, shown
+from .defaults import DRIFT_MARGIN
 from .desired.loader import load_state
 from .desired.model import DesiredState
 from .errors import Outcome, SparkStateError, StateFileError
-from .observe.baseline import DRIFT_MARGIN
 
 EXIT_ERROR = 1  # an error: nothing or not everything could be done
 MAX_PROBLEMS_SHOWN = 50  # a file with thousands of problems is one mistake repeated: show the first ones

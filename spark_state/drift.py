@@ -12,6 +12,7 @@ from typing import Any
 from .bench import history
 from .bench.runner import run_measured
 from .bench.targets import Target, bench_target, settings_from_state
+from .defaults import DRIFT_MARGIN
 from .desired.model import DesiredState
 from .errors import ConnectError, Outcome, ProbeError
 from .observe import baseline
@@ -122,7 +123,7 @@ def run_drift(
     entries: list[tuple[str, dict[str, Any]]],
     environ: Mapping[str, str],
     with_bench: bool = False,
-    margin: float = baseline.DRIFT_MARGIN,
+    margin: float = DRIFT_MARGIN,
     history_dir: Path | None = None,
     host: str | None = None,
 ) -> list[HostDrift]:

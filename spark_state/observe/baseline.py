@@ -21,7 +21,6 @@ from ..on_host.probe import Snapshot
 from .compare import Item
 
 BASELINE_FORMAT = "spark-state/baseline/v1"
-DRIFT_MARGIN = 0.10  # a bench figure this much worse than the one recorded before is drift
 
 # Host facts, in the order they are reported, with the words a person reads them by.
 HOST_FACTS = {
