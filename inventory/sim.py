@@ -11,4 +11,4 @@ from spark_state.inventory import group_hosts, state_path
 
 _state = load_state(state_path()).state
 sparks = sim_hosts(_state)
-globals().update(group_hosts(_state, sparks))
+globals().update(group_hosts(_state, sparks))  # never named `sparks` (desired.names.ALL_HOSTS_GROUP)

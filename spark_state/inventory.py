@@ -17,6 +17,7 @@ from typing import Any
 
 from .desired.loader import load_state
 from .desired.model import DesiredState
+from .desired.names import ALL_HOSTS_GROUP
 from .errors import InventoryError
 
 STATE_ENV = "SPARK_STATE_FILE"
@@ -50,11 +51,15 @@ def real_hosts(state: DesiredState) -> list[InventoryHost]:
 
 
 def group_hosts(state: DesiredState, hosts: list[InventoryHost]) -> dict[str, list[InventoryHost]]:
-    """The state's groups as pyinfra groups (an inventory file exports them with `globals().update(...)`)."""
+    """The state's groups as pyinfra groups (an inventory file exports them with `globals().update(...)`, beside
+    its group of every host, names.ALL_HOSTS_GROUP, which validation keeps free; checked again here, as an
+    inventory can be handed any state)."""
     by_name = {data["spark_host"]: (name, data) for name, data in hosts}
     groups: dict[str, list[InventoryHost]] = {}
     for host_name, host in state.hosts.items():
         for group in host.groups:
+            if group == ALL_HOSTS_GROUP:
+                raise InventoryError(f"group {group!r} cannot be a pyinfra group beside {ALL_HOSTS_GROUP!r}")
             if host_name in by_name:
                 groups.setdefault(group, []).append(by_name[host_name])
     return groups

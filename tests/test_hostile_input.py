@@ -83,3 +83,12 @@ def test_json_output_stays_json_when_the_command_fails(tmp_path: Path, capsys, a
     document = json.loads(capsys.readouterr().out)
     assert document["format"] == "spark-state/error/v1"
     assert document.get("problems") or document.get("message")
+
+
+def test_a_registry_host_name_is_read_case_insensitively() -> None:
+    """`NVCR.IO/nim/...` is pulled from nvcr.io: it needs the login and the NGC key as well."""
+    from spark_state.desired.compat import needs_ngc_login
+
+    assert needs_ngc_login("NVCR.IO/nim/meta/llama-3.1-8b-instruct-dgx-spark:1.0.0")
+    assert needs_ngc_login("Nvcr.Io/nim/meta/llama-3.1-8b-instruct-dgx-spark:1.0.0")
+    assert not needs_ngc_login("NVCR.IO/nvidia/tritonserver:25.12-trtllm-python-py3")

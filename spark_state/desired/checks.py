@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from . import hazards
 from .compat import KNOWN_GPUS, Support, known_bad_fix, trtllm_support, trtllm_version_for_image, version_tuple
 from .model import DesiredState, EngineService, NimService, PytorchService, host_gpu, host_services
+from .names import ALL_HOSTS_GROUP
 
 Path = tuple[str | int, ...]
 
@@ -158,6 +159,12 @@ def _check_hosts(state: DesiredState, c: _Collector) -> None:
             ("hosts",), "no hosts declared: a state says which Sparks serve what (hosts: {spark-01: {address: ...}})"
         )
     for gname, group in state.groups.items():
+        if gname == ALL_HOSTS_GROUP:
+            c.error(
+                ("groups", gname),
+                f"{gname!r} is the inventories' group of every host: a state group cannot take that name",
+                at_key=True,
+            )
         for i, sname in enumerate(group.services):
             c.ref(("groups", gname, "services", i), "services", sname, "service")
     placed: set[str] = set()

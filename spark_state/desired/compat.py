@@ -131,5 +131,8 @@ NGC_PUBLIC_PREFIXES = ("nvcr.io/nvidia/",)
 
 
 def needs_ngc_login(image_ref: str) -> bool:
-    """Pulling this image needs `docker login nvcr.io` with an NGC API key."""
-    return image_ref.startswith(f"{NGC_REGISTRY}/") and not image_ref.startswith(NGC_PUBLIC_PREFIXES)
+    """Pulling this image needs `docker login nvcr.io` with an NGC API key (a registry's host name is a DNS name:
+    `NVCR.IO/nim/...` is pulled from nvcr.io too)."""
+    registry, _, path = image_ref.partition("/")
+    normalized = f"{registry.lower()}/{path}"
+    return normalized.startswith(f"{NGC_REGISTRY}/") and not normalized.startswith(NGC_PUBLIC_PREFIXES)

@@ -4,6 +4,7 @@ declared twice, ports that are taken, answers that cannot fit an engine. Pure; f
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -83,9 +84,29 @@ HIJACKING_ENV = frozenset(
         "PERL5LIB",
         "RUBYOPT",
         "TMPDIR",
+        "_",  # the shell's last command: whatever reads it is misled
     }
 )
 HIJACKING_PREFIXES = ("LD_", "PYTHON", "MALLOC_", "DYLD_")
+# CUDA's profiler injection loads a library into every CUDA process (CUDA_INJECTION64_PATH: like LD_PRELOAD, CUPTI
+# docs); the NVIDIA container runtime reads NVIDIA_* from a container's environment to choose its devices,
+# capabilities and requirement checks (nvidia-container-toolkit: NVIDIA_VISIBLE_DEVICES, NVIDIA_DRIVER_CAPABILITIES,
+# NVIDIA_REQUIRE_*, NVIDIA_DISABLE_REQUIRE).
+RUNTIME_ENV = frozenset({"CUDA_INJECTION64_PATH", "CUDA_INJECTION32_PATH"})
+RUNTIME_PREFIXES = ("NVIDIA_",)
+# Where a service's traffic goes and which certificates it trusts: set, they can route NIM's NGC key or a hub
+# token through another party (curl, requests, Python's ssl and urllib read these).
+INTERCEPTING_ENV = frozenset(
+    {
+        *(f"{scheme}_proxy" for scheme in ("http", "https", "all", "no", "ftp")),
+        *(f"{scheme}_PROXY" for scheme in ("HTTP", "HTTPS", "ALL", "NO", "FTP")),
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "NODE_EXTRA_CA_CERTS",
+    }
+)
 # A value shaped like a credential: NGC API keys (nvapi-), Hugging Face tokens (hf_), OpenAI-style keys (sk-),
 # GitHub tokens, AWS access keys, JWTs.
 _TOKEN_VALUE = re.compile(
@@ -201,6 +222,24 @@ def _environment(state: DesiredState, report: Report, warn: Report) -> None:
                 f"{name} changes which programs and libraries run (or what the shell or Python does "
                 "before them); it cannot be set through a state file",
             )
+        elif name in RUNTIME_ENV or name.startswith(RUNTIME_PREFIXES):
+            report(
+                path,
+                f"{name} controls the GPU runtime itself (a library injected into every CUDA process, or the "
+                "devices and checks of the NVIDIA container runtime); it cannot be set through a state file",
+            )
+        elif name in INTERCEPTING_ENV:
+            report(
+                path,
+                f"{name} decides where the service's traffic goes or which certificates it trusts (it could "
+                "hand its keys to another party); it cannot be set through a state file",
+            )
+    for sname, svc in state.services.items():
+        for name in sorted(set(svc.env) & set(svc.secrets)):
+            report(
+                ("services", sname, "env", name),
+                f"{name} is both in env and in secrets: the env file would hold it twice; keep one",
+            )
     for sname, svc in state.services.items():
         for name, value in svc.env.items():
             if _TOKEN_VALUE.match(value) or (_SECRET_NAME.search(name) and len(value) >= 8):
@@ -224,9 +263,27 @@ def machine_key(address: str) -> str:
     return address.lower().rstrip(".")
 
 
+def is_this_machine(address: str) -> bool:
+    """localhost, or a loopback address: the control machine itself."""
+    name = address.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _hosts(state: DesiredState, report: Report, warn: Report) -> None:
     seen: dict[tuple[str, int], str] = {}
     for hname, host in state.hosts.items():
+        if len(state.hosts) > 1 and is_this_machine(host.address):
+            # One Spark may run spark-state itself (its only host is 127.0.0.1); in a fleet, this machine is
+            # not one of the Sparks by accident.
+            report(
+                ("hosts", hname, "address"),
+                f"{host.address} is this machine, in a fleet of several Sparks: give the Spark's address",
+            )
         key = (machine_key(host.address), host.ssh_port)
         other = seen.setdefault(key, hname)
         if other != hname:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
@@ -80,12 +81,25 @@ def _revision(value: str) -> str:
 
 
 def _address(value: str) -> str:
-    """An IPv4 or IPv6 address, or a DNS host name (RFC 1123 labels, 253 characters, an optional final dot)."""
+    """An IPv4 or IPv6 address, or a DNS host name (RFC 1123 labels, 253 characters, an optional final dot);
+    read as the resolver reads it: inet_aton's forms (0xc0a80115, 3232235797, 192.168.277) are IPv4 addresses,
+    to be written as one; 0.0.0.0 names no machine."""
+    if re.fullmatch(r"[0-9A-Fa-fxX.]+", value):
+        try:
+            canonical = socket.inet_ntoa(socket.inet_aton(value))
+        except OSError:
+            canonical = None
+        if canonical is not None and canonical != value:
+            raise ValueError(f"{value!r} is the IPv4 address {canonical} to the resolver: write {canonical}")
     if ":" in value or re.fullmatch(r"[0-9.]+", value):
         try:
             address = ipaddress.ip_address(value)
         except ValueError:
             raise ValueError(f"{value!r} is neither an IPv4 nor an IPv6 address") from None
+        if address.is_unspecified:
+            raise ValueError(
+                f"{value!r} names no machine (connecting to it reaches this one): give the Spark's address"
+            )
         if address.version == 6:  # refused clearly rather than half-working
             raise ValueError(
                 f"{value!r}: IPv6 hosts are not supported yet (the services listen on IPv4 and the "

@@ -44,3 +44,8 @@ def claims(section: str, name: str, secrets_dir: str) -> list[tuple[str, str]]:
     if section == "checkpoints":
         return [("container", fetch_container(name)), ("env file", checkpoint_env_file(secrets_dir, name))]
     return []
+
+
+# The pyinfra group of every host in spark-state's inventories (inventory/sparks.py, inventory/sim.py): a state
+# group of this name would replace it there, and hosts in no group would drop out of deploy, drift and status.
+ALL_HOSTS_GROUP = "sparks"
