@@ -116,6 +116,20 @@ def _address(value: str) -> str:
     return value
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "m": 2**20, "mb": 2**20, "g": 2**30, "gb": 2**30}
+MAX_SHM_BYTES = 2**40  # docker's --shm-size is host memory: a Spark has 128 GB, 1 TiB is beyond any
+
+
+def _shm_size(value: str) -> str:
+    """docker's --shm-size: digits and an optional unit (b, k, m, g), at most MAX_SHM_BYTES."""
+    if not _SIZE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a size like 16GB")
+    digits = value.rstrip("bkmgBKMG")
+    if int(digits) * _SIZE_UNITS[value[len(digits) :].lower()] > MAX_SHM_BYTES:
+        raise ValueError(f"{value!r} is more shared memory than any host has (at most 1 TiB)")
+    return value
+
+
 def _matching(pattern: re.Pattern[str], what: str) -> Any:
     def check(value: str) -> str:
         if not pattern.fullmatch(value):
@@ -264,13 +278,22 @@ class Engine(Strict):
     build_args: list[ShellArg] = Field(default_factory=list, description="Extra trtllm-build flags, verbatim.")
 
 
+# Bounds an expectation can meet at all: no answer's first token comes in under a millisecond (the bench's own
+# resolution is ~0.1 ms, a loopback round trip more), no GB10 stream decodes 10,000 tok/s, no Spark serves
+# 1,000,000 tok/s in aggregate or holds more than its 128 GB of memory (1024 GiB leaves room for larger kin).
 class Expect(Strict):
-    ttft_p50_ms: float | None = Field(default=None, gt=0, description="Upper bound on median time to first token.")
-    decode_tok_s: float | None = Field(default=None, gt=0, description="Lower bound on per-stream decode rate.")
-    aggregate_tok_s: dict[Annotated[int, Field(ge=1, le=4096)], Annotated[float, Field(gt=0)]] = Field(
+    ttft_p50_ms: float | None = Field(
+        default=None, ge=1, le=600_000, description="Upper bound on median time to first token (1 ms .. 10 min)."
+    )
+    decode_tok_s: float | None = Field(
+        default=None, gt=0, le=10_000, description="Lower bound on per-stream decode rate (at most 10,000)."
+    )
+    aggregate_tok_s: dict[Annotated[int, Field(ge=1, le=4096)], Annotated[float, Field(gt=0, le=1_000_000)]] = Field(
         default_factory=dict, description="Lower bound on aggregate tok/s, by concurrency."
     )
-    resident_gib: float | None = Field(default=None, gt=0, description="Upper bound on resident memory.")
+    resident_gib: float | None = Field(
+        default=None, gt=0, le=1024, description="Upper bound on resident memory (at most 1024 GiB)."
+    )
 
 
 class _ServiceBase(Strict):
@@ -291,7 +314,10 @@ class _ServiceBase(Strict):
 
 class _TrtllmServeFlags(Strict):
     kv_cache_free_gpu_memory_fraction: float = Field(
-        default=0.4, gt=0, le=1, description="Share of free unified memory the KV cache may take."
+        default=0.4,
+        ge=0.01,
+        le=1,
+        description="Share of free unified memory the KV cache may take (at least 0.01: less holds no sequence).",
     )
     max_batch_size: int | None = Field(default=None, ge=1, le=2048)
     max_num_tokens: int | None = Field(default=None, ge=1, le=1048576)
@@ -319,7 +345,7 @@ class NimService(_ServiceBase):
 
     container: Name
     container_port: Port = Field(default=8000, description="Port the NIM listens on inside the container.")
-    shm_size: Annotated[str, _matching(_SIZE, "a size like 16GB")] = "16GB"
+    shm_size: Annotated[str, AfterValidator(_shm_size)] = "16GB"
 
 
 SERVICE_KINDS = {"engine": "trtllm-engine", "checkpoint": "trtllm-pytorch", "container": "nim"}
@@ -356,7 +382,7 @@ class Bench(Strict):
     max_tokens: int = Field(default=200, ge=1, le=131072)
     temperature: float = Field(default=0.0, ge=0, le=2)
     concurrency: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
-    serial_requests: int = Field(default=5, ge=1, le=10000)
+    serial_requests: int = Field(default=5, ge=1, le=1000)  # 1000 × 200 tokens at 40 tok/s: 1.4 h already
     warmup_requests: int = Field(default=1, ge=0, le=100)
     requests_per_level: int | None = Field(
         default=None, ge=1, le=100000, description="Requests per concurrency level; default 2 × concurrency."
