@@ -148,6 +148,13 @@ def test_dry_run_lists_pending_changes_and_changes_nothing(fleet: Fleet, workdir
     proc = deploy(workdir, state_text(nvfp4_batch=16, kv=0.35), "--dry")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "unit spark-state-trtllm-nvfp4.service" in proc.stdout
+    # what the verification decides is listed too: a rollback per service, the baseline, the verdict
+    for step in (
+        "trtllm-nvfp4: rolled back if its verification failed",
+        "baseline: recorded when every service passed",
+        "verification verdict",
+    ):
+        assert step in proc.stdout, step
     assert [unit_files(fleet, i) for i in range(3)] == before
     assert all(events(fleet, i, marks[i]) == [] for i in range(3))
 
