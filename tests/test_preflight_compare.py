@@ -300,3 +300,17 @@ def test_paths_on_one_file_system_share_one_budget() -> None:
     assert "checkpoint llama31-8b-fp8" in failure
     snap["docker_disk"]["device"] = 2050  # another disk: each fits on its own
     assert not [f for f in _preflight(snap) if "/var/lib/docker" in f]
+
+
+def test_a_secrets_directory_spark_state_did_not_create_fails_preflight() -> None:
+    """Preflight refuses it before anything changes; a directory spark-state made (or none yet) passes."""
+    snap = converged(PLAN)
+    directory = PLAN.secrets_dir
+    snap["secrets_dir"] = {"path": directory, "resolved": directory, "exists": True, "owned": False, "mode": "0o755"}
+    snap["secrets_dir"]["foreign"] = ["ca-certificates.crt"]
+    (failure,) = [f for f in _preflight(snap) if "paths.secrets" in f]
+    assert "spark-state did not create it and holds ca-certificates.crt" in failure
+    snap["secrets_dir"] |= {"owned": True, "foreign": []}
+    assert not [f for f in _preflight(snap) if "paths.secrets" in f]
+    snap["secrets_dir"] = {"path": directory, "resolved": directory, "exists": False, "owned": False}
+    assert not [f for f in _preflight(snap) if "paths.secrets" in f]

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -74,3 +79,48 @@ def test_any_json_is_a_snapshot_or_a_probe_error(document: dict[str, object]) ->
     for fact in (snapshot.memory, snapshot.disk, snapshot.docker_disk):  # no NaN or infinity in a budget
         for value in vars(fact).values() if fact else ():
             assert not (isinstance(value, float) and not math.isfinite(value))
+
+
+def _secrets_dir(path: object) -> dict[str, object]:
+    """The probe's secrets_dir section, read on this machine by the probe program itself."""
+    request = ProbeRequest(secrets_dir=str(path))
+    command = probe_command(request).replace("python3 -c", "/usr/bin/python3 -I -S -c", 1)
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    found = Snapshot.from_output(done.stdout).secrets_dir
+    assert found is not None
+    return {"refusal": found.refusal(), "owned": found.owned, "foreign": found.foreign}
+
+
+@pytest.fixture
+def root_only_dir() -> Iterator[Path]:
+    """A directory whose parents only root may write to (pytest's tmp_path is under the world-writable /tmp)."""
+    base = Path(tempfile.mkdtemp(dir="/var/lib", prefix="spark-state-test-"))
+    base.chmod(0o755)
+    yield base
+    shutil.rmtree(base)
+
+
+def test_a_secrets_directory_is_written_only_when_it_is_spark_states(root_only_dir: Path) -> None:
+    base = root_only_dir
+    assert _secrets_dir(base / "new")["refusal"] is None  # not there yet: spark-state creates it
+    certs = base / "certs"
+    certs.mkdir(mode=0o755)
+    (certs / "ca.pem").write_text("x")
+    said = _secrets_dir(certs)
+    assert "spark-state did not create it and holds ca.pem" in str(said["refusal"]) and said["foreign"] == ("ca.pem",)
+    ours = base / "ours"
+    ours.mkdir(mode=0o755)
+    (ours / ".spark-state-owned").write_text("")
+    (ours / "chat.env").write_text("A=1\n")
+    assert _secrets_dir(ours) == {"refusal": None, "owned": True, "foreign": ()}  # loosened, but spark-state's
+    older = base / "older"
+    older.mkdir(mode=0o700)
+    (older / "chat.env").write_text("A=1\n")
+    assert _secrets_dir(older)["refusal"] is None  # an older spark-state's: taken over
+    os.symlink(ours, base / "link")
+    assert "a link on the way" in str(_secrets_dir(base / "link")["refusal"])
+    shared = base / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /var/crash
+    assert "which anyone on the host may write to" in str(_secrets_dir(shared / "secrets")["refusal"])

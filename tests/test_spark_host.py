@@ -112,15 +112,38 @@ def test_our_running_container_publishing_the_port_is_healthy(tmp_path: Path, fo
 
 def test_a_secret_file_is_written_whole_0600_in_a_0700_directory(tmp_path: Path) -> None:
     directory = tmp_path / "secrets"
-    directory.mkdir(mode=0o755)
     target = directory / "chat.env"
     content = "HF_TOKEN=hf_x\nEMPTY=\n"
     proc = _helper("write-private", str(target), stdin=base64.b64encode(content.encode()).decode() + "\n")
     assert proc.returncode == 0, proc.stderr
     assert target.read_text() == content
     assert stat.S_IMODE(target.stat().st_mode) == 0o600 and stat.S_IMODE(directory.stat().st_mode) == 0o700
-    assert [p.name for p in directory.iterdir()] == ["chat.env"]  # no temp file left beside it
+    # no temp file left beside it; the directory is marked as spark-state's
+    assert sorted(p.name for p in directory.iterdir()) == [".spark-state-owned", "chat.env"]
+    directory.chmod(0o755)  # someone loosened spark-state's own directory: it is put back
     assert _helper("write-private", str(target), stdin="\n").returncode == 0 and target.read_text() == ""
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+def test_a_directory_spark_state_did_not_create_is_left_alone(tmp_path: Path) -> None:
+    """/etc/ssl/certs or /etc/profile.d as paths.secrets: not chmodded, not written into."""
+    directory = tmp_path / "certs"
+    directory.mkdir(mode=0o755)
+    (directory / "ca.pem").write_text("cert")
+    proc = _helper("write-private", str(directory / "chat.env"), stdin=base64.b64encode(b"A=1\n").decode() + "\n")
+    assert proc.returncode != 0 and "spark-state did not create it" in proc.stderr
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o755
+    assert sorted(p.name for p in directory.iterdir()) == ["ca.pem"]
+
+
+def test_an_older_spark_states_directory_is_taken_over(tmp_path: Path) -> None:
+    """0700 and env files only: what spark-state made before it marked its directories."""
+    directory = tmp_path / "secrets"
+    directory.mkdir(mode=0o700)
+    (directory / "old.env").write_text("A=1\n")
+    proc = _helper("write-private", str(directory / "chat.env"), stdin=base64.b64encode(b"B=2\n").decode() + "\n")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in directory.iterdir()) == [".spark-state-owned", "chat.env", "old.env"]
 
 
 def test_a_bad_stdin_leaves_the_old_secret_file_alone(tmp_path: Path) -> None:

@@ -486,6 +486,9 @@ def stale_env_files_removed(directory: str, wanted: list[str], snapshot: Snapsho
     + wanted: the names of the env files this host's plan writes (and those a stale unit's removal takes)
     + snapshot: the host, as the deploy's probe found it (its `env_files_dir` lists the directory)
     """
+    if snapshot.secrets_dir is not None and snapshot.secrets_dir.refusal():
+        host.noop(f"{directory} is not spark-state's: nothing is removed there")
+        return
     stale = sorted(set(snapshot.env_files) - set(wanted))
     if not stale:
         host.noop(f"no stale env files in {directory}")

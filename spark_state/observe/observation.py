@@ -60,6 +60,7 @@ def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = T
         listening=True,
         containers=UNIT_PREFIX,
         health=tuple(HealthAsked(port=s.port, ready_path=s.health_path) for s in plan.services) if with_health else (),
+        secrets_dir=plan.secrets_dir,
     )
 
 

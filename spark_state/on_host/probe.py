@@ -40,6 +40,9 @@ else:  # on a Spark: class statements below need a base, and nothing builds them
 
 TRTLLM_PROBE = "import importlib.metadata as m; print(m.version('tensorrt_llm'))"
 MANIFEST_NAME = ".spark-state.json"  # written into a checkpoint or engine directory once it is complete
+# Written into the secrets directory by the helper that created it: spark-state chmods, writes into and cleans only
+# a directory that holds it (spark_host.write_private keeps the same name).
+OWNED_MARKER = ".spark-state-owned"
 
 
 # 1. What the plan asks ----------------------------------------------------------------------------------------------
@@ -98,6 +101,7 @@ class ProbeRequest(_Asked):
     listening: bool = False  # TCP ports listening
     containers: str | None = None  # name prefix of our containers
     health: tuple[HealthAsked, ...] | None = None
+    secrets_dir: str | None = None  # the secrets directory: whose it is, what it holds, what lies above it
 
 
 def probe_command(request: ProbeRequest) -> str:
@@ -590,6 +594,28 @@ def health(port, ready_path):
     return result
 
 
+def read_secrets_dir(path):
+    """Whether spark-state may write its env files into `path`: the directory as the host resolves it (a link
+    anywhere on the way shows), whether spark-state made it (its marker), what else it holds (names only), and
+    every existing directory above it that anyone may write to."""
+    resolved = os.path.realpath(path)
+    found = {"path": path, "resolved": resolved, "exists": os.path.isdir(resolved), "owned": False, "mode": None}
+    found["foreign"], found["writable_parents"] = [], []
+    if found["exists"]:
+        found["mode"] = oct(os.stat(resolved).st_mode & 0o777)
+        found["owned"] = os.path.isfile(os.path.join(resolved, OWNED_MARKER))
+        for name in sorted(os.listdir(resolved)):
+            ours = name == OWNED_MARKER or (name.endswith(".env") and os.path.isfile(os.path.join(resolved, name)))
+            if not ours and not (name.startswith(".spark-state-") and name.endswith(".tmp")):
+                found["foreign"].append(name)
+    parent = os.path.dirname(resolved)
+    while parent and parent != os.path.dirname(parent):
+        if os.path.isdir(parent) and os.stat(parent).st_mode & 0o002:
+            found["writable_parents"].append(parent)
+        parent = os.path.dirname(parent)
+    return found
+
+
 READERS = {
     "gpu": read_gpu,
     "memory": read_memory,
@@ -614,6 +640,7 @@ READERS = {
     "listening": read_listening,
     "containers": read_containers,
     "health": read_health,
+    "secrets_dir": read_secrets_dir,
 }
 
 
@@ -805,6 +832,35 @@ class ArtifactsFact(_Fact):
     images: tuple[LocalImage, ...] = ()
 
 
+class SecretsDirFact(_Fact):
+    path: str
+    resolved: str  # as the host resolves it: another path when a link stands on the way
+    exists: bool
+    owned: bool  # spark-state created it (OWNED_MARKER inside)
+    mode: str | None = None
+    foreign: tuple[str, ...] = ()  # entries spark-state does not write there (not an env file, not its marker)
+    writable_parents: tuple[str, ...] = ()  # existing directories above it that anyone may write to
+
+    def refusal(self) -> str | None:
+        """Why spark-state must not write its env files here (None: it may). A directory it did not create is
+        taken over only when nothing else could be using it: 0700, holding env files and nothing else (an older
+        spark-state's)."""
+        if self.resolved != self.path:
+            return f"paths.secrets {self.path} is {self.resolved} on this host (a link on the way): name that"
+        if self.writable_parents:
+            return (
+                f"paths.secrets {self.path} lies under {', '.join(self.writable_parents)}, which anyone on the host "
+                "may write to: choose a directory under root-only ones"
+            )
+        if self.exists and not self.owned and (self.foreign or self.mode != "0o700"):
+            held = f" and holds {', '.join(self.foreign[:5])}" if self.foreign else f" (mode {self.mode})"
+            return (
+                f"paths.secrets {self.path} exists, spark-state did not create it{held}: it is not changed, "
+                "chmodded or cleaned; choose a directory of spark-state's own"
+            )
+        return None
+
+
 class Snapshot(_Fact):
     """What a host is, one field per section; a section the probe was not asked for is empty (or None)."""
 
@@ -831,6 +887,7 @@ class Snapshot(_Fact):
     listening: frozenset[int] = frozenset()
     containers: dict[str, ContainerFact] = {}
     health: dict[int, dict[str, int | str]] = {}
+    secrets_dir: SecretsDirFact | None = None
 
     @classmethod
     def from_output(cls, output: str) -> Snapshot:

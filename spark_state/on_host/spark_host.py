@@ -42,6 +42,7 @@ def clock(seconds):
 # Seconds between pull attempts: a registry answering 5xx or dropping the connection usually recovers.
 PULL_BACKOFF_S = tuple(float(s) for s in os.environ.get("SPARK_STATE_PULL_BACKOFF", "5,10,20").split(",") if s)
 # What docker says when trying again cannot help: the name, the credentials or the disk are wrong.
+OWNED_MARKER = ".spark-state-owned"  # on_host/probe.py reads the same name
 PULL_FINAL = ("unauthorized", "denied", "not found", "manifest unknown", "no space left", "invalid reference")
 
 
@@ -254,14 +255,25 @@ def write_private(path):
     """A secret file written as credentials are: the content arrives on stdin (never an argv, never a temp file
     outside its directory), goes into a 0600 file created exclusively beside PATH, is flushed to disk, then renamed
     over PATH, so readers see the old file or the new one and nobody else ever sees either. The directory is made
-    0700, and put back to 0700 when someone loosened it."""
+    0700 and marked as spark-state's (OWNED_MARKER), and put back to 0700 when someone loosened it — only a
+    directory spark-state made: one it did not is refused, unless nothing else can be using it (0700, env files
+    only: an older spark-state's), which it then marks."""
     import tempfile
 
+    content = base64.b64decode(sys.stdin.buffer.read().strip(), validate=True)  # one line: pyinfra ends stdin lines
     directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    marker = os.path.join(directory, OWNED_MARKER)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700)
+    elif not os.path.isfile(marker):
+        others = [n for n in os.listdir(directory) if not (n.endswith(".env") or n.startswith(".spark-state-"))]
+        if others or os.stat(directory).st_mode & 0o777 != 0o700:
+            sys.exit(f"{directory} exists and spark-state did not create it: not writing, chmodding or cleaning it")
+    if not os.path.isfile(marker):
+        with open(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write("spark-state keeps its env files here\n")
     if os.stat(directory).st_mode & 0o777 != 0o700:
         os.chmod(directory, 0o700)
-    content = base64.b64decode(sys.stdin.buffer.read().strip(), validate=True)  # one line: pyinfra ends stdin lines
     fd, temp = tempfile.mkstemp(dir=directory, prefix=".spark-state-", suffix=".tmp")  # O_EXCL, mode 0600
     try:
         with os.fdopen(fd, "wb") as f:

@@ -49,12 +49,13 @@ def test_a_new_secret_travels_like_a_credential_and_stale_env_files_go(
     value = "sst_" + secrets.token_hex(16)
     text = _with_secret(state_text())
     host = fleet.hosts[ALPHA]
-    # someone loosened the directory and left the env files of things the state no longer has
+    # someone loosened spark-state's directory (its marker inside) and left the env files of things the state
+    # no longer has
     for index in range(3):
         fleet.root(
             fleet.hosts[index],
-            f"install -d -m 755 {SECRETS} && chmod 755 {SECRETS} && printf 'OLD=1\\n' > {SECRETS}/retired-chat.env && "
-            f"printf 'HF_TOKEN=x\\n' > {SECRETS}/checkpoint-retired.env",
+            f"install -d -m 755 {SECRETS} && chmod 755 {SECRETS} && touch {SECRETS}/.spark-state-owned && "
+            f"printf 'OLD=1\\n' > {SECRETS}/retired-chat.env && printf 'HF_TOKEN=x\\n' > {SECRETS}/checkpoint-retired.env",
         )
     fleet.root(
         host,
@@ -105,3 +106,18 @@ def test_a_new_secret_travels_like_a_credential_and_stale_env_files_go(
     assert proc.returncode == 0, proc.stdout[-4000:]
     for index in range(3):
         assert value not in fleet.root(fleet.hosts[index], f"cat {SECRETS}/*.env; true").stdout
+
+
+def test_a_secrets_directory_spark_state_did_not_create_is_refused_and_left_alone(fleet: Fleet, workdir: Path) -> None:
+    """paths.secrets naming someone else's directory (as /etc/profile.d or /etc/ssl/certs would be): preflight
+    refuses the host before anything changes; the directory is not chmodded, written into or cleaned."""
+    foreign = "/etc/someone-elses"
+    host = fleet.hosts[ALPHA]
+    fleet.root(host, f"install -d -m 755 {foreign} && printf 'umask 022\\n' > {foreign}/profile.sh")
+    before = fleet.root(host, f"stat -c '%a %U' {foreign} && ls -A {foreign} && sha256sum {foreign}/*").stdout
+    text = state_text() + f"paths: {{secrets: {foreign}}}\n"
+    proc = deploy(workdir, text, "--limit", "alpha")
+    assert proc.returncode != 0
+    assert f"paths.secrets {foreign} exists, spark-state did not create it and holds profile.sh" in proc.stdout
+    assert fleet.root(host, f"stat -c '%a %U' {foreign} && ls -A {foreign} && sha256sum {foreign}/*").stdout == before
+    fleet.root(host, f"rm -rf {foreign}")
