@@ -157,7 +157,7 @@ class _Registry(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         port = self.server.server_address[1]
         if self.headers.get("Authorization") != "Bearer t":
-            self._answer(401, {}, {"WWW-Authenticate": f'Bearer realm="http://127.0.0.1:{port}/token",service="r"'})
+            self._answer(401, {}, {"WWW-Authenticate": f'Bearer realm="https://127.0.0.1:{port}/token",service="r"'})
         elif self.path.endswith("/manifests/1"):
             self._answer(200, {}, {"Docker-Content-Digest": DIGEST})
         else:
@@ -211,3 +211,47 @@ def test_the_resolver_follows_the_token_challenge_and_reads_the_digest(registry:
     pins = [pin.Pin("image", "x", ("images", "x"), f"{registry}/private/a:1", f"{registry}/private/a:1")]
     with pytest.raises(ResolveError, match="could not pin: image x"):
         pin.resolved(pins, without)
+
+
+def test_registry_credentials_go_only_to_an_https_realm_of_the_registry() -> None:
+    assert resolve.may_send_credentials("nvcr.io", "https://nvcr.io/proxy_auth")
+    assert resolve.may_send_credentials("NVCR.IO", "https://nvcr.io/proxy_auth")
+    assert resolve.may_send_credentials("registry-1.docker.io", "https://auth.docker.io/token")
+    assert resolve.may_send_credentials("127.0.0.1:5000", "https://127.0.0.1:5001/token")
+    assert not resolve.may_send_credentials("nvcr.io", "http://nvcr.io/proxy_auth")
+    assert not resolve.may_send_credentials("nvcr.io", "https://collector.example/token")
+    assert not resolve.may_send_credentials("nvcr.io", "https://nvcr.io.example/token")
+    assert not resolve.may_send_credentials("127.0.0.1:5000", "https://127.0.0.2/token")
+
+
+def test_authorization_is_dropped_on_a_redirect_to_another_host() -> None:
+    """urllib would carry it along; a registry or hub redirecting elsewhere gets no credential sent there."""
+    seen: dict[str, str | None] = {}
+
+    class Target(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen[self.path] = self.headers.get("Authorization")
+            if self.path == "/start":
+                self.send_response(302)
+                self.send_header("Location", f"http://127.0.0.2:{self.server.server_address[1]}/elsewhere")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+    server = ThreadingHTTPServer(("0.0.0.0", 0), Target)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        status, _, _ = resolve._request(
+            f"http://127.0.0.1:{server.server_address[1]}/start", headers={"Authorization": "Bearer secret"}
+        )
+    finally:
+        server.shutdown()
+    assert status == 200
+    assert seen == {"/start": "Bearer secret", "/elsewhere": None}

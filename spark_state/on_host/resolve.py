@@ -53,13 +53,38 @@ def _context(registry):
     return ssl.create_default_context(cafile=ca) if os.path.exists(ca) else ssl.create_default_context()
 
 
+class _SameHostAuthorization(urllib.request.HTTPRedirectHandler):
+    """urllib carries every header of a request into its redirects; a credential goes to no other host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urllib.parse.urlparse(newurl).hostname != urllib.parse.urlparse(req.full_url).hostname:
+            for name in [k for k in new.headers if k.lower() == "authorization"]:
+                del new.headers[name]
+            new.unredirected_hdrs.pop("Authorization", None)
+        return new
+
+
 def _request(url, method="GET", headers=None, context=None):
     request = urllib.request.Request(url, method=method, headers=headers or {})
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _SameHostAuthorization)
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S, context=context) as answer:
+        with opener.open(request, timeout=TIMEOUT_S) as answer:
             return answer.status, dict(answer.headers), answer.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
+
+
+def may_send_credentials(registry, realm):
+    """A registry's credentials go only to an https token realm on its own host or domain (nvcr.io's realm is
+    https://nvcr.io/proxy_auth, Docker Hub's https://auth.docker.io/token): a realm the registry names elsewhere,
+    or over plain http, would receive the NGC key."""
+    parsed = urllib.parse.urlparse(realm)
+    realm_host = (parsed.hostname or "").lower()
+    host = registry.lower().rsplit(":", 1)[0] if registry.count(":") == 1 else registry.lower()
+    labels = host.split(".")
+    domain = ".".join(labels[-2:]) if len(labels) > 2 and not host.replace(".", "").isdigit() else host
+    return parsed.scheme == "https" and (realm_host in (host, domain) or realm_host.endswith("." + domain))
 
 
 def _challenge(header):
@@ -89,8 +114,9 @@ def registry_digest(ref, credentials):
         if challenge.get("service"):
             query["service"] = challenge["service"]
         token_headers = {}
-        if registry in credentials:
-            user, password = credentials[registry]
+        login = credentials.get(registry.lower())
+        if login and may_send_credentials(registry, challenge["realm"]):
+            user, password = login
             token_headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         status, _, body = _request(
             challenge["realm"] + "?" + urllib.parse.urlencode(query),
@@ -101,7 +127,7 @@ def registry_digest(ref, credentials):
         if status != 200:
             raise OSError(
                 f"{registry} refused a pull token for {repository} (HTTP {status})"
-                + ("" if registry in credentials else "; it may need a login")
+                + ("" if login else "; it may need a login")
             )
         document = json.loads(body)
         token = document.get("token") or document.get("access_token")
@@ -135,7 +161,7 @@ def hub_sha(endpoint, repo, revision, token):
 def resolve(request):
     """Answer a request: {"images": [...], "revisions": [[repo, rev], ...], "hub": endpoint or null,
     "credentials": {registry: [user, password]}, "hf_token": token or null}."""
-    credentials = {k: tuple(v) for k, v in (request.get("credentials") or {}).items()}
+    credentials = {k.lower(): tuple(v) for k, v in (request.get("credentials") or {}).items()}
     endpoint = request.get("hub") or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
     out = {"images": {}, "revisions": {}}
     for ref in request.get("images") or []:
