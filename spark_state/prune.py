@@ -199,10 +199,13 @@ def inspect_host(state: DesiredState, address: str, data: dict[str, Any], keep: 
 
 
 def prune_host(state: DesiredState, address: str, data: dict[str, Any], keep: int, remove: bool) -> HostPrune:
-    from .errors import ConnectError, ProbeError
-    from .remote import run
+    from . import writer_lock
+    from .errors import HostError
+    from .remote import connected, run
 
     try:
+        if remove:  # a writer: one at a time per Spark, like a deploy
+            writer_lock.hold(connected(address, data), data["spark_host"], wait=False)
         plan, result = inspect_host(state, address, data, keep)
         if remove and result.items:
             ok, stdout, stderr = run(address, data, removal_command(plan, result.items), timeout=600)
@@ -211,5 +214,5 @@ def prune_host(state: DesiredState, address: str, data: dict[str, Any], keep: in
             else:
                 result.removed = True
         return result
-    except (ConnectError, ProbeError) as exc:
+    except HostError as exc:
         return HostPrune(data["spark_host"], address, [], error=str(exc))

@@ -29,7 +29,8 @@ SUDO_ARGUMENTS = ("_sudo", "_sudo_user", "_sudo_password", "_use_sudo_login", "_
 _connected = threading.local()  # one connection per host and thread: pyinfra's connector is not shared across hubs
 
 
-def _host(address: str, data: dict[str, Any]) -> Any:
+def connected(address: str, data: dict[str, Any]) -> Any:
+    """The pyinfra host for an inventory entry, connected (one connection per host and thread)."""
     hosts: dict[tuple[str, str], Any] = _connected.__dict__.setdefault("hosts", {})
     key = (address, json.dumps({k: v for k, v in data.items() if k.startswith("ssh_")}, sort_keys=True, default=str))
     if key not in hosts:
@@ -64,7 +65,7 @@ def run(
 ) -> tuple[bool, str, str]:
     """(succeeded, stdout, stderr) of one shell command on the host, with the inventory's sudo settings (unless
     `sudo` is off); `stdin` is what the command reads (secrets go there, never into the command)."""
-    host = _host(address, data)
+    host = connected(address, data)
     arguments: dict[str, Any] = {k: data[k] for k in SUDO_ARGUMENTS if data.get(k)} if sudo else {}
     if stdin is not None:
         arguments["_stdin"] = stdin

@@ -49,10 +49,9 @@ class Fleet:
             raise AssertionError(f"{host.name}: {command!r} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc
 
-    def ssh(
-        self, host: SimHost, command: str, user: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        argv = [
+    def ssh_argv(self, host: SimHost, command: str, user: str | None = None) -> list[str]:
+        """ssh as the operator (or `user`) running `command` on the host."""
+        return [
             "ssh",
             "-i",
             self.record.ssh_key,
@@ -69,6 +68,11 @@ class Fleet:
             f"{user or self.record.operator}@{host.address}",
             command,
         ]
+
+    def ssh(
+        self, host: SimHost, command: str, user: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        argv = self.ssh_argv(host, command, user)
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         if check and proc.returncode != 0:
             raise AssertionError(

@@ -26,6 +26,7 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import python
 from pyinfra.operations.util import any_changed
 
+from .. import writer_lock
 from ..desired.compat import NGC_KEY_ENV, NGC_REGISTRY, NGC_USER, needs_ngc_login
 from ..desired.loader import load_state
 from ..desired.model import DesiredState
@@ -82,10 +83,12 @@ def _setting(name: str, env: str, default: str, allowed: tuple[str, ...]) -> str
 def serve_spark(state: DesiredState | None = None, host_name: str | None = None) -> None:
     state = state or load_state(host.data.get("spark_state_file") or state_path()).state
     name = host_name or host.data.get("spark_host") or host.name
-    try:
+    wait = _setting("spark_lock", "SPARK_STATE_LOCK", "stop", ("stop", "wait")) == "wait"
+    try:  # one writer per Spark: held from before the probe until this run ends
+        writer_lock.hold(host, name, wait, say=lambda said: host.log_styled(said, fg="yellow"))
         observation = observe(state, name, snapshot)
-    except HostError as exc:  # this host cannot be read: it fails alone, the others carry on
-        ops.preflight_gate(name="spark-state probe", failures=[str(exc)])
+    except HostError as exc:  # this host is held by another writer or cannot be read: it fails alone
+        ops.preflight_gate(name="spark-state writer lock and probe", failures=[str(exc)])
         return
     canary = _setting("spark_canary", "SPARK_STATE_CANARY", "on", ("on", "off")) == "on"
     canaries = list(state.rollout.canary) if canary else []

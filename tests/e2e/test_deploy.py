@@ -8,11 +8,16 @@ The tests run in order and build on each other, like an operator's week.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
-from conftest import Fleet
+from conftest import REPO, Fleet
 from e2e_helpers import (
     ALPHA,
     BETA,
@@ -26,6 +31,10 @@ from e2e_helpers import (
     state_text,
     unit_files,
 )
+
+from spark_rehearsal.registry import NGC_KEY
+from spark_state.on_host import program
+from spark_state.writer_lock import LOCK_PATH
 
 
 def test_bare_hosts_converge_and_serve(fleet: Fleet, workdir: Path) -> None:
@@ -180,3 +189,68 @@ def test_removed_service_loses_its_unit_but_keeps_artifacts(fleet: Fleet, workdi
     # and it comes back when declared again
     proc = deploy(workdir, state_text(nvfp4_batch=16))
     assert proc.returncode == 0 and answers(fleet, ALPHA, 8003)
+
+
+def _hold_writer_lock(fleet: Fleet, index: int) -> subprocess.Popen[str]:
+    """Another operator's run holding host `index`'s writer lock, over its own SSH channel (as a deploy holds
+    it); it holds until its stdin closes or it is killed."""
+    holder = json.dumps(
+        {
+            "operator": "tester",
+            "control_machine": "other-laptop",
+            "command": "pyinfra",
+            "pid": 7,
+            "since": "2026-12-03T08:00:00+00:00",
+        }
+    )
+    command = shlex.join(["python3", "-c", program("lock.py"), LOCK_PATH, "stop", holder])
+    proc = subprocess.Popen(
+        fleet.ssh_argv(fleet.hosts[index], command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def _deploy_in_background(workdir: Path, name: str, text: str, *extra: str) -> subprocess.Popen[str]:
+    folder = workdir / name
+    folder.mkdir(exist_ok=True)
+    (folder / "state.yaml").write_text(text)
+    env = {
+        **os.environ,
+        "SPARK_STATE_FILE": str(folder / "state.yaml"),
+        "NGC_API_KEY": NGC_KEY,
+        "SPARK_STATE_HOME": str(workdir / "home"),
+    }
+    argv = [str(Path(sys.executable).parent / "pyinfra"), "-y", "inventory/sim.py", "deploys/serve.py", *extra]
+    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_one_writer_per_spark_a_second_stops_or_waits_and_a_killed_one_leaves_no_lock(
+    fleet: Fleet, workdir: Path
+) -> None:
+    text = state_text(nvfp4_batch=16)  # what the fleet serves now: each run below changes nothing
+    holder = _hold_writer_lock(fleet, ALPHA)
+    try:
+        proc = deploy(workdir, text)
+        assert proc.returncode != 0
+        assert "another spark-state writer holds alpha: tester on other-laptop since 2026-12-03T08:00:00" in proc.stdout
+        assert "another spark-state writer holds beta" not in proc.stdout  # the others went ahead
+
+        # two deploys started together, both asked to wait: they wait for the holder, then for each other
+        runs = [_deploy_in_background(workdir, f"run-{i}", text, "--data", "spark_lock=wait") for i in range(2)]
+        time.sleep(5)
+        assert all(run.poll() is None for run in runs), "both wait while the lock is held"
+    finally:
+        holder.stdin.close()  # type: ignore[union-attr]
+        holder.wait(timeout=60)
+    logs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    assert all("alpha: waiting for the writer lock, held by tester on other-laptop" in log for log in logs)
+
+    # a holder killed mid-run (SIGKILL on its control machine) leaves no lock: the next writer takes it at once
+    killed = _hold_writer_lock(fleet, ALPHA)
+    killed.kill()
+    killed.wait(timeout=60)
+    proc = deploy(workdir, text)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "writer lock" not in proc.stdout

@@ -1,0 +1,44 @@
+"""The writer lock's host side (on_host/lock.py), run here as it runs on a Spark: one holder at a time, the next
+one told who holds it, and a holder that goes away (its channel closed, its control machine killed) leaves no
+lock behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from spark_state.on_host import program
+from spark_state.writer_lock import BUSY_EXIT, describe
+
+
+def _writer(lock: Path, mode: str, who: str) -> subprocess.Popen[str]:
+    holder = json.dumps({"operator": who, "control_machine": "laptop", "command": "pyinfra", "pid": 1, "since": "t"})
+    return subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", program("lock.py"), str(lock), mode, holder],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_one_writer_holds_the_next_is_told_who_and_a_closed_channel_releases(tmp_path: Path) -> None:
+    lock = tmp_path / "writer.lock"
+    first = _writer(lock, "stop", "alice")
+    assert first.stdout is not None and first.stdout.readline().strip() == "held"
+
+    second = _writer(lock, "stop", "bob")
+    out, _ = second.communicate(timeout=30)
+    assert second.returncode == BUSY_EXIT
+    said = out.strip().removeprefix("busy ")
+    assert describe(said).startswith("alice on laptop since t")
+
+    waiting = _writer(lock, "wait", "carol")
+    assert waiting.stdout is not None and waiting.stdout.readline().startswith("busy ")
+    first.kill()  # the holder's control machine dies: its channel, and so its lock, go with it
+    first.wait(timeout=30)
+    assert waiting.stdout.readline().strip() == "held"
+    assert json.loads((tmp_path / "writer.lock.holder").read_text())["operator"] == "carol"
+    waiting.stdin.close()  # type: ignore[union-attr]
+    assert waiting.wait(timeout=30) == 0
