@@ -3,7 +3,8 @@
     from spark_state.deploy.reconcile import serve_spark
     serve_spark()                     # this host, the state file of $SPARK_STATE_FILE or inventory/state.yaml
 
-Order: probe once → (with `rollout.canary`: the canaries do everything below first, then a gate every host
+Order: take this Spark's writer lock (held until the run ends; another writer's holder is named, and this host
+stops, or waits with spark_lock=wait) → probe once → (with `rollout.canary`: the canaries do everything below first, then a gate every host
 shares lets the others go ahead only when every canary passed) → preflight (fail this host only, before any
 change) → host helper → images → checkpoints → chat-template guard → engines → env files and units (the replaced
 ones kept for a rollback; daemon-reload when one changed) → remove dropped services → restart what changed
