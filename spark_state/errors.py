@@ -14,7 +14,8 @@ these into exit codes and panels; the deploy's pyinfra boundary turns them into 
     └── ResolveError                a tag or revision could not be pinned (registry or hub refused, unknown)
 
 Foreign errors are mapped where they enter: httpx and OSError in the bench's runner and command (BenchError),
-subprocess and SSH in spark_state/remote.py (ConnectError), probe JSON in observe/snapshot.py (ProbeError).
+subprocess and SSH in spark_state/remote.py (ConnectError), a host's probe answer at Snapshot.from_output in
+on_host/probe.py (ProbeError).
 A missed expectation or a drifted host is not an error: it is an `Outcome`.
 """
 
