@@ -9,6 +9,7 @@ these into exit codes and panels; the deploy's pyinfra boundary turns them into 
     ├── HostError                   one host could not be read or changed (the others carry on)
     │   ├── ConnectError            unreachable: SSH refused, timed out, or the probe could not run
     │   ├── ProbeError              the probe answered something that is not a probe's answer
+    │   ├── LockHeld                another spark-state writer holds the host (it is named)
     │   └── StepError               a step on the host failed (bench process, baseline write)
     ├── BenchError                  an endpoint could not be measured (unreachable, not OpenAI-compatible)
     └── ResolveError                a tag or revision could not be pinned (registry or hub refused, unknown)
@@ -85,6 +86,10 @@ class ConnectError(HostError):
 
 class ProbeError(HostError):
     """The host's probe answered something that is not a probe's answer."""
+
+
+class LockHeld(HostError):
+    """Another spark-state writer (a deploy, a prune) holds this host's writer lock; the message names it."""
 
 
 class StepError(HostError):

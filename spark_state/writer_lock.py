@@ -13,17 +13,13 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import HostError
+from .errors import HostError, LockHeld
 from .on_host import program
 from .plan.quoting import sh_join
 
 LOCK_PATH = "/run/lock/spark-state-writer.lock"  # sticky and world-writable on DGX OS (systemd tmpfiles), tmpfs
 BUSY_EXIT = 3
 _HELD: dict[int, Any] = {}  # id(pyinfra host) → the open channel: held until this process ends
-
-
-class LockHeld(HostError):
-    """Another writer holds this Spark."""
 
 
 def holder() -> dict[str, Any]:
