@@ -35,8 +35,12 @@ def make_table(title: str, *columns: str) -> Table:
 _UNSHOWABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
+def escaped(value: object) -> str:
+    """A value that came from a host, a server or a file, with control, escape, zero-width and direction
+    characters written out as \\uXXXX: safe in a message any terminal prints."""
+    return _UNSHOWABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(value))
+
+
 def shown(value: object, style: str = "") -> Text:
-    """A value that came from a host, a server or a file, as rich Text: brackets in it are not markup, and
-    control, escape, zero-width and direction characters are written out as \\uXXXX instead of reaching the
-    terminal."""
-    return Text(_UNSHOWABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(value)), style=style)
+    """escaped(value) as rich Text: brackets in it are not markup either."""
+    return Text(escaped(value), style=style)

@@ -13,6 +13,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from .console import escaped
 from .errors import HostError, LockHeld
 from .on_host import program
 from .plan.quoting import sh_join
@@ -40,10 +41,11 @@ def describe(document: str) -> str:
         found = {}
     if not isinstance(found, dict) or not found:
         return "another writer (it did not say who)"
-    return (
+    said = (  # written on the host by whoever held the lock: data, escaped before any terminal shows it
         f"{found.get('operator', '?')} on {found.get('control_machine', '?')} since {found.get('since', '?')} "
         f"(pid {found.get('pid', '?')}: {found.get('command', '?')})"
     )
+    return escaped(said[:500])
 
 
 def hold(pyinfra_host: Any, name: str, wait: bool, say: Any = print) -> None:

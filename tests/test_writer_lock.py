@@ -42,3 +42,9 @@ def test_one_writer_holds_the_next_is_told_who_and_a_closed_channel_releases(tmp
     assert json.loads((tmp_path / "writer.lock.holder").read_text())["operator"] == "carol"
     waiting.stdin.close()  # type: ignore[union-attr]
     assert waiting.wait(timeout=30) == 0
+
+
+def test_what_a_holder_wrote_is_shown_escaped() -> None:
+    """The holder file is anyone's to write on the host: its words reach the operator's terminal as data."""
+    said = describe(json.dumps({"operator": "x\x1b]8;;http://evil\x1b\\", "control_machine": "m\r"}))
+    assert "\x1b" not in said and "\r" not in said and "\\u001b]8;;http://evil" in said
