@@ -124,8 +124,7 @@ def removable(state: DesiredState, plan: HostPlan, snapshot: Snapshot, keep: int
             )
         )
 
-    wanted_files = {s.env_file for s in plan.services if s.env_file}
-    wanted_files |= {f for c in plan.checkpoints if (f := plan.checkpoint_env_file(c))}
+    wanted_files = set(plan.env_files)
     wanted_files |= {plan.rollback_unit(s) for s in plan.services} | {plan.rollback_env_file(s) for s in plan.services}
     for entry in found.files:
         path = entry.path

@@ -228,8 +228,7 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
         run.changes += restart_after[svc.name]
 
     wanted = {s.unit_name for s in plan.services}
-    env_files = [s.env_file for s in plan.services if s.env_file]
-    env_files += [env for c in plan.checkpoints if (env := plan.checkpoint_env_file(c))]
+    env_files = list(plan.env_files)
     for unit in sorted(set(observed.units) - wanted):
         env_file = plan.service_env_file(unit.removeprefix(UNIT_PREFIX).removesuffix(".service"))
         env_files.append(env_file)  # removed with its unit

@@ -29,8 +29,6 @@ def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = T
     trtllm_refs = {e.image_ref for e in plan.engines} | {
         s.image_ref for s in plan.services if s.kind == "trtllm-pytorch"
     }
-    env_files = [s.env_file for s in plan.services if s.env_file]
-    env_files += [env for c in plan.checkpoints if (env := plan.checkpoint_env_file(c))]
     return ProbeRequest(
         gpu=True,
         memory=True,
@@ -49,7 +47,7 @@ def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = T
         engine_builds=tuple(sorted({e.dir.rsplit("/", 1)[0] for e in plan.engines})),
         checkpoint_copies=tuple(sorted({c.dir.rsplit("/", 1)[0] for c in plan.checkpoints})),
         chat_templates=tuple(sorted({c.dir for c in plan.checkpoints})),
-        files=tuple(env_files) + (plan.helper_path, plan.fetch_script_path, plan.converter_path),
+        files=(*plan.env_files, plan.helper_path, plan.fetch_script_path, plan.converter_path),
         owners=tuple(s.cache_dir for s in plan.services if s.cache_dir),
         modes=(plan.secrets_dir,),
         download_sizes=None if read_only else tuple(sorted({i.ref for i in plan.images})),

@@ -66,10 +66,7 @@ def preflight(
             f"secrets that cannot go into an env file (a newline or NUL in the value): {', '.join(unusable)}"
         )
     directory = snapshot.secrets_dir
-    writes_env_files = any(s.env_file for s in plan.services) or any(
-        plan.checkpoint_env_file(c) for c in plan.checkpoints
-    )
-    if writes_env_files and directory is not None and (refusal := directory.refusal()):
+    if plan.env_files and directory is not None and (refusal := directory.refusal()):
         failures.append(refusal)
     missing = sorted({name for name in secrets_needed if name not in environ})
     if missing:

@@ -95,13 +95,9 @@ def plan_engine(state: DesiredState, name: str, probed: Mapping[str, str] | None
     build_dir = f"{final_dir}.partial"
     docker = state.paths.docker
     shipped = ("-v", f"{converter_path(state.paths.root)}:{CONVERTER_IN_IMAGE}:ro") if not e.convert_script else ()
+    gpu_run = (docker, "run", "--rm", "--gpus", "all", "--name")  # a one-off container on the GPU, named
     convert_argv = (
-        docker,
-        "run",
-        "--rm",
-        "--gpus",
-        "all",
-        "--name",
+        *gpu_run,
         convert_container(name),
         "-v",
         f"{checkpoint_dir(state, e.checkpoint)}:/ckpt:ro",
@@ -118,12 +114,7 @@ def plan_engine(state: DesiredState, name: str, probed: Mapping[str, str] | None
         *convert_flags,
     )
     build_argv = (
-        docker,
-        "run",
-        "--rm",
-        "--gpus",
-        "all",
-        "--name",
+        *gpu_run,
         build_container(name),
         "-v",
         f"{build_dir}:/work",

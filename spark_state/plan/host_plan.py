@@ -86,6 +86,12 @@ class HostPlan:
     def checkpoint_env_file(self, ckpt: CheckpointPlan) -> str | None:
         return checkpoint_env_file(self.secrets_dir, ckpt.name) if ckpt.secrets else None
 
+    @property
+    def env_files(self) -> tuple[str, ...]:
+        """Every env file this host gets: its services' and its checkpoint downloads' (those with secrets)."""
+        services = tuple(s.env_file for s in self.services if s.env_file)
+        return services + tuple(env for c in self.checkpoints if (env := self.checkpoint_env_file(c)))
+
     def service_env_file(self, service: str) -> str:
         """The 0600 env file of a service (also of one the state no longer declares, to remove it)."""
         return service_env_file(self.secrets_dir, service)
