@@ -3,7 +3,10 @@
 For 1, 4 and 8 simulated Sparks, all already converged (one NVFP4 service each, bench off), times
   converged: pyinfra -y inventory/sim.py deploys/serve.py
   bare:      pyinfra -y inventory/sim.py benchmarks/bare_deploy.py   (one fact, no operation)
-in the same run, medians over --runs. Targets (issue 4): converged ≤ 1.5 × bare; 8 hosts ≤ 1.3 × 1 host.
+  drift:     spark-state drift inventory/sim.py    (read-only, exit 0 on a converged fleet)
+  status:    spark-state status inventory/sim.py   (read-only)
+interleaved in the same run, medians over --runs. Targets (issue 29): converged / bare ≤ 1.15 at 1 host, ≤ 1.3
+at 4, ≤ 1.5 at 8; drift and status ≤ 1.2 × converged.
 
     python benchmarks/deploy_speed.py [--runs 5]
 """
@@ -24,6 +27,7 @@ from spark_rehearsal.layout import Layout
 
 REPO = Path(__file__).resolve().parent.parent
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+SPARK_STATE = str(Path(sys.executable).parent / "spark-state")
 
 
 def state(hosts: int) -> str:
@@ -40,16 +44,24 @@ def state(hosts: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(deploy: str, state_file: Path) -> float:
+def run(argv: list[str], state_file: Path) -> float:
     env = {**os.environ, "SPARK_STATE_FILE": str(state_file), "SPARK_STATE_BENCH": "off"}
     started = time.perf_counter()
-    proc = subprocess.run(
-        [PYINFRA, "-y", "inventory/sim.py", deploy], cwd=REPO, env=env, capture_output=True, text=True
-    )
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
-        raise SystemExit(f"{deploy} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+        raise SystemExit(
+            f"{' '.join(argv[:3])} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+        )
     return elapsed
+
+
+COMMANDS = {
+    "converged": [PYINFRA, "-y", "inventory/sim.py", "deploys/serve.py"],
+    "bare": [PYINFRA, "-y", "inventory/sim.py", "benchmarks/bare_deploy.py"],
+    "drift": [SPARK_STATE, "drift", "inventory/sim.py"],
+    "status": [SPARK_STATE, "status", "inventory/sim.py"],
+}
 
 
 def main() -> None:
@@ -66,19 +78,25 @@ def main() -> None:
                 files[n] = Path(tmp) / f"state-{n}.yaml"
                 files[n].write_text(state(n))
             print("converging 8 hosts once ...", flush=True)
-            run("deploys/serve.py", files[8])
-            rows = {}
+            run(COMMANDS["converged"], files[8])
+            rows: dict[int, dict[str, float]] = {}
             for n in (1, 4, 8):
-                converged, bare = [], []
-                for _ in range(args.runs):  # interleaved, so drift in machine load hits both alike
-                    converged.append(run("deploys/serve.py", files[n]))
-                    bare.append(run("benchmarks/bare_deploy.py", files[n]))
-                rows[n] = (statistics.median(converged), statistics.median(bare))
+                times: dict[str, list[float]] = {name: [] for name in COMMANDS}
+                for _ in range(args.runs):  # interleaved, so drift in machine load hits all alike
+                    for name, argv in COMMANDS.items():
+                        times[name].append(run(argv, files[n]))
+                rows[n] = {name: statistics.median(t) for name, t in times.items()}
             print(f"\nmedians over {args.runs} runs (seconds)")
-            print(f"{'hosts':>5} {'converged':>10} {'bare':>8} {'ratio':>6}")
-            for n, (c, b) in rows.items():
-                print(f"{n:>5} {c:>10.2f} {b:>8.2f} {c / b:>6.2f}")
-            print(f"8 hosts / 1 host (converged): {rows[8][0] / rows[1][0]:.2f}")
+            print(
+                f"{'hosts':>5} {'converged':>10} {'bare':>6} {'ratio':>6} {'drift':>6} {'/conv':>6} {'status':>7} {'/conv':>6}"
+            )
+            for n, r in rows.items():
+                c = r["converged"]
+                print(
+                    f"{n:>5} {c:>10.2f} {r['bare']:>6.2f} {c / r['bare']:>6.2f} {r['drift']:>6.2f} "
+                    f"{r['drift'] / c:>6.2f} {r['status']:>7.2f} {r['status'] / c:>6.2f}"
+                )
+            print(f"8 hosts / 1 host (converged): {rows[8]['converged'] / rows[1]['converged']:.2f}")
     finally:
         if not args.keep:
             fleet.down(layout, log=lambda *_: None)

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spark_state.errors import ProbeError
-from spark_state.on_host.probe import READERS, ProbeRequest, Snapshot, probe_command
+from spark_state.on_host.probe import READERS, KeptAsked, ProbeRequest, Snapshot, probe_command
 
 
 def test_each_section_has_a_request_field_a_reader_and_an_answer_field_in_that_order() -> None:
@@ -124,3 +124,55 @@ def test_a_secrets_directory_is_written_only_when_it_is_spark_states(root_only_d
     shared.mkdir()
     shared.chmod(0o1777)  # like /var/crash
     assert "which anyone on the host may write to" in str(_secrets_dir(shared / "secrets")["refusal"])
+
+
+def _kept_probe(tools: Path, kept: Path, write: bool = True) -> Snapshot:
+    """gpu and host, read on this machine by the probe program with `tools` first on PATH."""
+    asked = KeptAsked(directory=str(kept), write=write)
+    command = probe_command(ProbeRequest(gpu=asked, host=asked)).replace("python3 -c", "/usr/bin/python3 -I -S -c", 1)
+    env = {"PATH": f"{tools}:/usr/bin:/bin"}
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert done.returncode == 0, done.stderr
+    return Snapshot.from_output(done.stdout)
+
+
+def _tool(path: Path, text: str) -> None:
+    """Install a tool as a package upgrade does: a new file renamed over the old one."""
+    new = path.with_suffix(".new")
+    new.write_text("#!/bin/sh\n" + text)
+    new.chmod(0o755)
+    new.replace(path)
+
+
+def test_gpu_and_host_versions_are_kept_until_what_would_change_them_changes(tmp_path: Path) -> None:
+    """Read once and kept, keyed by the boot id, the package database, the OS release and the tools themselves:
+    a driver that changes without any of them changing is not seen (that is the cache at work), a new nvidia-smi
+    is; a read-only look keeps nothing; an answer with a field unread is never kept."""
+    tools, kept = tmp_path / "bin", tmp_path / "kept"
+    tools.mkdir()
+    smi = tools / "nvidia-smi"
+    table = "echo '| NVIDIA-SMI 580.95.05   Driver Version: 580.95.05   CUDA Version: 13.0 |'"
+    csv = 'if [ "$1" = "--query-gpu=name,compute_cap,driver_version" ]; then echo "NVIDIA GB10, 12.1, {0}"; exit; fi\n'
+    _tool(smi, csv.format("580.95.05") + table)
+    _tool(tools / "nvidia-container-runtime-hook", "echo 'NVIDIA Container Runtime Hook version 1.17.8'")
+
+    assert _kept_probe(tools, kept, write=False).gpu is not None and not kept.exists()  # drift keeps nothing
+    first = _kept_probe(tools, kept)
+    assert first.gpu is not None and first.gpu.driver_version == "580.95.05" and first.host.cuda == "13.0"
+    assert sorted(p.name for p in kept.iterdir()) == ["gpu.json", "host.json"]
+
+    kept_gpu = json.loads((kept / "gpu.json").read_text())
+    kept_gpu["answer"]["driver_version"] = "kept-answer"  # what only the kept copy says
+    (kept / "gpu.json").write_text(json.dumps(kept_gpu))
+    again = _kept_probe(tools, kept)
+    assert again.gpu is not None and again.gpu.driver_version == "kept-answer"
+
+    _tool(smi, csv.format("590.10.01") + table.replace("13.0", "13.1"))  # the driver upgraded
+    upgraded = _kept_probe(tools, kept)
+    assert upgraded.gpu is not None and upgraded.gpu.driver_version == "590.10.01" and upgraded.host.cuda == "13.1"
+    assert json.loads((kept / "gpu.json").read_text())["answer"]["driver_version"] == "590.10.01"
+
+    (kept / "host.json").unlink()
+    _tool(tools / "nvidia-container-runtime-hook", "exit 1")  # the toolkit cannot say its version
+    assert _kept_probe(tools, kept).host.container_toolkit is None
+    assert not (kept / "host.json").exists()

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import images, registry
+from . import images, packages, registry
 from .errors import SimError
 from .layout import BRIDGE, GATEWAY, HUB_PORT, Layout, host_address, host_name
 from .rootfs import OPERATOR, OPERATOR_UID, ensure_rootfs
@@ -271,7 +271,7 @@ def gpu_description() -> dict[str, object]:
 
 
 PROC_UNIT = """[Unit]
-Description=Rehearsal fleet: the Spark's 121.7 GiB unified memory in /proc/meminfo, its kernel release in /proc/sys
+Description=Rehearsal fleet: the Spark's 121.7 GiB unified memory in /proc/meminfo, its kernel release and a boot id of its own (new at every boot, as the kernel makes one) in /proc/sys
 DefaultDependencies=no
 Before=sysinit.target
 
@@ -280,6 +280,8 @@ Type=oneshot
 RemainAfterExit=yes
 ExecStart=/bin/mount --bind /etc/spark-sim/meminfo /proc/meminfo
 ExecStart=/bin/mount --bind /etc/spark-sim/osrelease /proc/sys/kernel/osrelease
+ExecStart=/bin/sh -c 'cat /proc/sys/kernel/random/uuid > /etc/spark-sim/boot_id'
+ExecStart=/bin/mount --bind /etc/spark-sim/boot_id /proc/sys/kernel/random/boot_id
 
 [Install]
 WantedBy=sysinit.target
@@ -411,6 +413,7 @@ def _personalise(root: Path, name: str, address: str, ca_crt: Path, layout: Layo
     (root / GPU_DIR / "meminfo").write_text(_meminfo())
     # The kernel release the host reports (`spark-rehearsal upgrade --kernel` rewrites it in place, under the bind).
     (root / GPU_DIR / "osrelease").write_text(os.uname().release + "\n")
+    packages.record_installed(root, gpu_description(), os.uname().release)
     unit = root / "etc/systemd/system/spark-sim-proc.service"
     unit.write_text(PROC_UNIT)
     wants = root / "etc/systemd/system/sysinit.target.wants"

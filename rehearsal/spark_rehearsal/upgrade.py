@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import packages
 from .errors import SimError
 from .fleet import GPU_DIR, FleetRecord, SimHost, host_exec, init_pid, require_root, wait_ready
 from .layout import Layout
@@ -62,6 +63,8 @@ def upgrade(
         with open(release, "r+") as f:
             f.truncate(0)
             f.write(kernel + "\n")
+    if changes or kernel:  # as apt would: the package database says what is installed now
+        packages.record_installed(_root(host), gpu, release.read_text().strip())
     return {
         "driver": str(gpu.get("driver_version", "")),
         "cuda": str(gpu.get("cuda_version", "")),

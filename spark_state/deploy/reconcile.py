@@ -17,8 +17,11 @@ on this machine) → the verdict that fails the host when a service failed. `--d
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import sys
+import types
 from typing import Any
 
 from pyinfra import host
@@ -80,8 +83,27 @@ def _setting(name: str, env: str, default: str, allowed: tuple[str, ...]) -> str
     return value
 
 
+def _deploy_file_known_as_module() -> None:
+    """pyinfra's CLI orders operations by the line numbers on the stack from the deploy file down
+    (pyinfra.api.util.get_operation_order_from_stack, through inspect.stack and inspect.getframeinfo). For the
+    deploy file, which pyinfra runs with exec, inspect.getmodule finds no module and scans every loaded module
+    (~900) three times per operation: 2 ms an operation, a third of a converged 8-host run's control-side cost.
+    A module entry naming the file lets inspect find it at once; operation order is unchanged (line numbers come
+    from the frames)."""
+    filename = host.state.current_deploy_filename
+    if not filename:
+        return
+    path = os.path.abspath(filename)
+    name = f"_spark_state_deploy_file.{hashlib.sha256(path.encode()).hexdigest()[:16]}"
+    if name not in sys.modules:
+        module = types.ModuleType(name, f"the pyinfra deploy file {path}")
+        module.__file__ = path
+        sys.modules[name] = module
+
+
 @deploy("spark-state: serve this Spark as the state file says")
 def serve_spark(state: DesiredState | None = None, host_name: str | None = None) -> None:
+    _deploy_file_known_as_module()
     state = state or load_state(host.data.get("spark_state_file") or state_path()).state
     name = host_name or host.data.get("spark_host") or host.name
     wait = _setting("spark_lock", "SPARK_STATE_LOCK", "stop", ("stop", "wait")) == "wait"
@@ -278,11 +300,12 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
     every = [op for group in changes.values() for op in group] + [op for r in runs.values() for op in r.changes]
 
     def needed() -> bool:
-        """After a change or a failed health wait; always when asked, when the host changed since its baseline,
-        or when a rollback is still marked (a passing run clears it)."""
+        """After a change or a failed health wait; always when asked, when the host changed since its baseline
+        (only with the bench on: it is what tells, and what records the next baseline), or when a rollback is
+        still marked (a passing run clears it)."""
         return (
             mode == "always"
-            or bool(since_baseline)
+            or (bool(since_baseline) and mode != "off")
             or any(r.marked or r.relaunch for r in runs.values())
             or any(op.did_change() for op in every)
             or any(r.health_failed() for r in runs.values())

@@ -6,6 +6,7 @@ Each problem is reported as `FILE:LINE:COL field.path: message` (1-based line an
 from __future__ import annotations
 
 import difflib
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,13 @@ def load_state(path: str | Path) -> LoadedState:
                 )
             ]
         ) from exc
+    return _load_once(text, file)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_once(text: str, file: str) -> LoadedState:
+    """A deploy loads the state on every host (pyinfra runs the deploy file once per host): the same text, read
+    and validated once per process. Only a state that loads is kept; what is kept cannot change (frozen)."""
     return load_state_text(text, file)
 
 

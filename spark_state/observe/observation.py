@@ -15,6 +15,7 @@ from ..on_host.probe import (
     ArtifactsAsked,
     HealthAsked,
     ImagesAsked,
+    KeptAsked,
     ProbeRequest,
     Snapshot,
     UnitsAsked,
@@ -29,12 +30,13 @@ def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = T
     trtllm_refs = {e.image_ref for e in plan.engines} | {
         s.image_ref for s in plan.services if s.kind == "trtllm-pytorch"
     }
+    kept = KeptAsked(directory=plan.host_facts_dir, write=not read_only)
     return ProbeRequest(
-        gpu=True,
+        gpu=kept,
         memory=True,
         disk=plan.root,
         docker=True,
-        host=True,
+        host=kept,
         baseline=plan.baseline_path,
         images=ImagesAsked(
             refs=tuple(sorted({i.local for i in plan.images})),
@@ -51,7 +53,7 @@ def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = T
         owners=tuple(s.cache_dir for s in plan.services if s.cache_dir),
         modes=(plan.secrets_dir,),
         download_sizes=None if read_only else tuple(sorted({i.ref for i in plan.images})),
-        docker_disk=not read_only,
+        docker_disk=None if read_only else tuple(sorted({i.ref for i in plan.images})),
         env_files=plan.secrets_dir,
         units=UnitsAsked(directory=plan.units_dir, prefix=UNIT_PREFIX),
         rollback=plan.rollback_dir,
@@ -64,8 +66,9 @@ def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = T
 
 def host_facts_request(plan: HostPlan) -> ProbeRequest:
     """Only what a baseline records: GPU driver, docker, host versions and image digests."""
+    kept = KeptAsked(directory=plan.host_facts_dir)
     return ProbeRequest(
-        gpu=True, docker=True, host=True, images=ImagesAsked(refs=tuple(sorted({i.local for i in plan.images})))
+        gpu=kept, docker=True, host=kept, images=ImagesAsked(refs=tuple(sorted({i.local for i in plan.images})))
     )
 
 

@@ -22,7 +22,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -75,14 +75,24 @@ class HealthAsked(_Asked):
     ready_path: str
 
 
+class KeptAsked(_Asked):
+    """A section only a reboot or a package change can change (the GPU and its driver; CUDA, the kernel, the OS
+    release and the container toolkit): read once, its answer kept in `directory` under a key of what would
+    change it (`kept_key`), read again when the key differs. A kept answer is still a host's answer: it enters
+    at Snapshot.from_output like any other."""
+
+    directory: str
+    write: bool = True  # off for read-only looks (drift, status): they use a kept answer but keep none
+
+
 class ProbeRequest(_Asked):
     """The sections one probe gathers; each field is one section (see READERS and Snapshot)."""
 
-    gpu: bool = False
+    gpu: KeptAsked | bool = False  # True: read now, keep nothing
     memory: bool = False
     disk: str | None = None  # the path whose file system is measured
     docker: bool = False
-    host: bool = False
+    host: KeptAsked | bool = False
     baseline: str | None = None  # the baseline file
     images: ImagesAsked | None = None
     manifests: tuple[str, ...] | None = None  # completion manifests of artifact directories
@@ -92,7 +102,7 @@ class ProbeRequest(_Asked):
     owners: tuple[str, ...] | None = None
     modes: tuple[str, ...] | None = None  # permission bits of these paths (the secrets directory)
     download_sizes: tuple[str, ...] | None = None  # images whose download size the registry tells, when absent
-    docker_disk: bool = False  # the file system docker keeps images on
+    docker_disk: tuple[str, ...] | None = None  # the file system docker keeps images on, when one of these is to pull
     env_files: str | None = None  # the secrets directory: names of the env files kept there
     files: tuple[str, ...] | None = None  # hashes and modes only: these may hold secrets
     units: UnitsAsked | None = None
@@ -104,12 +114,18 @@ class ProbeRequest(_Asked):
     secrets_dir: str | None = None  # the secrets directory: whose it is, what it holds, what lies above it
 
 
+ANSWER_MODELS = "\n# 3. The answer, typed"  # where the part a host runs ends
+
+
 def probe_command(request: ProbeRequest) -> str:
-    """The shell command that runs this probe on a host (python3 and the standard library only)."""
+    """The shell command that runs this probe on a host (python3 and the standard library only). The typed answer
+    is left out of what is shipped: a host never builds it, and python3 compiles the source at every probe."""
     from spark_state.on_host import program
     from spark_state.plan.quoting import sh_word
 
-    return f"python3 -c {sh_word(program('probe.py'))} {sh_word(request.model_dump_json(exclude_defaults=True))}"
+    source = program("probe.py")
+    shipped = source[: source.index(ANSWER_MODELS)] + "\nmain()\n"
+    return f"python3 -c {sh_word(shipped)} {sh_word(request.model_dump_json(exclude_defaults=True))}"
 
 
 # 2. How a Spark reads each section (runs ON the host) ----------------------------------------------------------------
@@ -123,7 +139,11 @@ def run(argv, timeout=120):
         return 127, "", str(exc)
 
 
-def read_gpu(_):
+def read_gpu(asked):
+    return kept("gpu", asked, gpu_now)
+
+
+def gpu_now():
     if not shutil.which("nvidia-smi"):
         return None
     rc, out, _ = run(["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"])
@@ -166,7 +186,11 @@ def read_docker(_):
     return {"present": True, "running": running, "version": version, "error": error, "nvidia_runtime": bool(hook)}
 
 
-def read_host(_):
+def read_host(asked):
+    return kept("host", asked, host_now)
+
+
+def host_now():
     """What a DGX OS upgrade changes under the services: CUDA (as nvidia-smi reports it), kernel, OS release and
     the NVIDIA container toolkit. The driver comes with `gpu`, docker's version with `docker`."""
     cuda = None
@@ -193,6 +217,49 @@ def read_host(_):
         "os": release.get("PRETTY_NAME") or release.get("VERSION_ID"),
         "container_toolkit": toolkit,
     }
+
+
+# What a reboot or a package change alters, read in microseconds: the kernel's boot id (new at every boot); the
+# kernel release and the loaded NVIDIA module's version (/proc/driver/nvidia/version, absent without one); dpkg's
+# database, rewritten by every apt or dpkg run (DGX OS is Ubuntu); the OS release file; and each tool the
+# readers run, as PATH finds it (a package upgrade replaces the file: new inode, size or times).
+KEPT_KEY_TEXTS = ("/proc/sys/kernel/random/boot_id", "/proc/sys/kernel/osrelease", "/proc/driver/nvidia/version")
+KEPT_KEY_FILES = ("/var/lib/dpkg/status", "/etc/os-release")
+KEPT_KEY_TOOLS = ("nvidia-smi", "nvidia-container-toolkit", "nvidia-container-runtime-hook", "nvidia-ctk")
+
+
+def kept_key():
+    def stat(path):
+        try:
+            st = os.stat(path)
+        except (OSError, TypeError):
+            return None
+        return [path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode]
+
+    parts = [read_text(path) for path in KEPT_KEY_TEXTS]
+    parts += [stat(path) for path in KEPT_KEY_FILES]
+    parts += [stat(shutil.which(tool)) for tool in KEPT_KEY_TOOLS]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def kept(name, asked, read_now):
+    """`read_now()`, or the answer kept for `name` under the same key. Only a complete answer (every field read)
+    is kept: a tool that failed once is asked again next time."""
+    if not isinstance(asked, dict):
+        return read_now()
+    key = kept_key()
+    path = os.path.join(asked["directory"], f"{name}.json")
+    found = read_json(path)
+    if isinstance(found, dict) and found.get("key") == key and "answer" in found:
+        return found["answer"]
+    answer = read_now()
+    if asked.get("write", True) and isinstance(answer, dict) and None not in answer.values():
+        os.makedirs(asked["directory"], mode=0o755, exist_ok=True)
+        partial = f"{path}.{os.getpid()}.partial"
+        with open(partial, "w") as f:
+            json.dump({"key": key, "answer": answer}, f)
+        os.replace(partial, path)
+    return answer
 
 
 def read_text(path):
@@ -373,15 +440,20 @@ ARCHITECTURES = {"aarch64": "arm64", "x86_64": "amd64"}  # uname -m → the OCI 
 
 def read_download_sizes(refs):
     """Download sizes of the images in `refs` that are not on the host (those present need no pull)."""
+    return {ref: download_size(ref) for ref in absent_images(refs)}
+
+
+def absent_images(refs):
+    """The images in `refs` docker does not have (none when docker does not answer: preflight says so)."""
     absent = []
     for ref in refs:
         try:
             status, _ = docker_api(f"/images/{quote(ref, safe='/:@')}/json")
         except OSError:
-            return {}  # docker down: preflight says so; nothing is pulled
+            return []
         if status != 200:
             absent.append(ref)
-    return {ref: download_size(ref) for ref in absent}
+    return absent
 
 
 def download_size(ref):
@@ -400,8 +472,11 @@ def download_size(ref):
     return {"bytes": sum(int(layer.get("size") or 0) for layer in manifest.get("layers") or [])}
 
 
-def read_docker_disk(_):
-    """Free and total GB where docker keeps images (`docker info`'s DockerRootDir)."""
+def read_docker_disk(refs):
+    """Free and total GB where docker keeps images (`docker info`'s DockerRootDir), when one of `refs` is to be
+    pulled there (`docker info` is the slowest question the probe asks docker)."""
+    if not absent_images(refs):
+        return None
     try:
         status, info = docker_api("/info")
     except OSError:
@@ -579,9 +654,11 @@ def read_containers(prefix):
 def read_health(asked):
     """port → what the service answers on its readiness path (trtllm-serve: /health; NIM: /v1/health/ready) and
     on /v1/models; the ports side by side."""
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        answers = pool.map(lambda a: health(a["port"], a["ready_path"]), asked)
-        return {str(a["port"]): answer for a, answer in zip(asked, answers, strict=True)}
+    answers = side_by_side({str(a["port"]): (health, (a["port"], a["ready_path"])) for a in asked})
+    for _, exc in answers.values():
+        if exc is not None:
+            raise exc
+    return {port: answer for port, (answer, _) in answers.items()}
 
 
 def health(port, ready_path):
@@ -644,18 +721,36 @@ READERS = {
 }
 
 
+def side_by_side(calls):
+    """name → (result, None) or (None, the exception), each call `(function, args)` in a thread of its own: they
+    wait on docker, systemctl or HTTP, not on the CPU (plain threads: concurrent.futures costs the probe ~5 ms of
+    imports at every start)."""
+    done = {}
+
+    def call(name, function, args):
+        try:
+            done[name] = (function(*args), None)
+        except Exception as exc:
+            done[name] = (None, exc)
+
+    threads = [threading.Thread(target=call, args=(name, f, args)) for name, (f, args) in calls.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {name: done[name] for name in calls}
+
+
 def main():
     request = json.loads(sys.argv[1])
     asked = {name: request[name] for name in READERS if request.get(name) not in (None, False)}
-    # Sections that wait on docker, systemctl or HTTP run side by side: one probe should cost one round trip.
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        futures = {name: pool.submit(READERS[name], value) for name, value in asked.items()}
-        answer, errors = {}, {}
-        for name, future in futures.items():
-            try:
-                answer[name] = future.result()
-            except Exception as exc:  # one unreadable section: said by name, not a traceback
-                errors[name] = f"{type(exc).__name__}: {exc}"
+    # Sections run side by side: one probe should cost one round trip, not the sum of its waits.
+    answer, errors = {}, {}
+    for name, (value, exc) in side_by_side({n: (READERS[n], (v,)) for n, v in asked.items()}).items():
+        if exc is None:
+            answer[name] = value
+        else:  # one unreadable section: said by name, not a traceback
+            errors[name] = f"{type(exc).__name__}: {exc}"
     if errors:
         answer["errors"] = errors
     print(json.dumps(answer))

@@ -83,6 +83,11 @@ class HostPlan:
         """The TensorRT-LLM version found inside each image, one file per image id (read by the probe)."""
         return f"{self.root}/cache/trtllm-versions"
 
+    @property
+    def host_facts_dir(self) -> str:
+        """The host's GPU and versions as the probe last read them, kept until a reboot or a package change."""
+        return f"{self.root}/cache/host-facts"
+
     def checkpoint_env_file(self, ckpt: CheckpointPlan) -> str | None:
         return checkpoint_env_file(self.secrets_dir, ckpt.name) if ckpt.secrets else None
 

@@ -17,6 +17,7 @@ STATE = state_text(nvfp4_batch=16).replace(
     "tritonserver:25.12-trtllm-python-py3", "tritonserver:26.03-trtllm-python-py3"
 )
 BASELINE = "/var/lib/spark-state/baseline.json"
+KEPT_GPU = "/var/lib/spark-state/cache/host-facts/gpu.json"
 HOST_ITEMS = {("beta", "host", "NVIDIA driver"), ("beta", "host", "CUDA (driver API)"), ("beta", "host", "kernel")}
 
 
@@ -59,6 +60,8 @@ def test_a_driver_upgrade_is_host_drift_on_that_host_only_and_the_deploy_rebench
 ) -> None:
     before = host_baseline(fleet, BETA)
     others = {i: host_baseline(fleet, i) for i in (ALPHA, GAMMA)}
+    kept = json.loads(fleet.root(fleet.hosts[BETA], f"cat {KEPT_GPU}").stdout)  # the probe keeps what it read
+    assert kept["answer"]["driver_version"] == "580.95.05"
     out = sim(
         "upgrade", fleet.hosts[BETA].name, "--driver", "590.10.01", "--cuda", "13.1", "--kernel", "6.14.0-1001-nvidia"
     )
@@ -70,6 +73,8 @@ def test_a_driver_upgrade_is_host_drift_on_that_host_only_and_the_deploy_rebench
         "nvidia-smi | grep -o 'CUDA Version: [0-9.]*'; cat /proc/sys/kernel/osrelease",
     )
     assert smi.stdout.split("\n")[:3] == ["590.10.01", "CUDA Version: 13.1", "6.14.0-1001-nvidia"]
+    packages = fleet.root(fleet.hosts[BETA], "dpkg-query -W -f '${Package} ${Version}\\n' 'nvidia-driver-*'").stdout
+    assert packages.split() == ["nvidia-driver-590-open", "590.10.01-0ubuntu1"]  # as apt leaves it
 
     code, report = drift(workdir, baselined)
     assert (code, drifted(report)) == (2, HOST_ITEMS)

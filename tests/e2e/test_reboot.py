@@ -1,8 +1,11 @@
 """A reboot of one Spark (through its own systemd): its services come back by themselves, drift says "starting"
-(exit 2) until they answer and then exit 0, and nothing is downloaded, pulled or built again."""
+(exit 2) until they answer and then exit 0, and nothing is downloaded, pulled or built again; what the probe
+kept of the GPU before the reboot is read again after it."""
 
 from __future__ import annotations
 
+import json
+import shlex
 import time
 from pathlib import Path
 
@@ -10,6 +13,8 @@ from conftest import Fleet
 from e2e_helpers import BETA, ENGINE_ROOT, answers, deploy, drift, drifted, events, state_text
 
 from spark_rehearsal import upgrade
+
+KEPT_GPU = "/var/lib/spark-state/cache/host-facts/gpu.json"
 
 
 def test_a_rebooted_host_serves_again_without_a_deploy(fleet: Fleet, workdir: Path) -> None:
@@ -20,6 +25,14 @@ def test_a_rebooted_host_serves_again_without_a_deploy(fleet: Fleet, workdir: Pa
     artifacts = "find /var/lib/spark-state/checkpoints /var/lib/spark-state/engines -name .spark-state.json -printf '%p %T@\\n' | sort"
     before = fleet.root(host, artifacts).stdout
     assert before.strip() and answers(fleet, BETA, 8004)
+
+    # What a converged run reads of the GPU is kept on the host until a reboot or a package change: a kept
+    # answer that says otherwise is believed now, and dropped once the host has booted again.
+    document = json.loads(fleet.root(host, f"cat {KEPT_GPU}").stdout)
+    document["answer"]["driver_version"] = "kept-before-the-reboot"
+    fleet.root(host, f"echo {shlex.quote(json.dumps(document))} > {KEPT_GPU}")
+    code, report = drift(workdir, text, "--host", "beta")
+    assert ("beta", "host", "NVIDIA driver") in drifted(report), drifted(report)
 
     upgrade.reboot(host.name)  # back when SSH and docker answer; the service is still loading
     code, report = drift(workdir, text, "--host", "beta")
