@@ -8,17 +8,21 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import secrets
 import socket
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from .console import escaped
 from .errors import HostError, LockHeld
 from .on_host import program
+from .on_host.probe import ProbeRequest, WriterAsked
 from .plan.quoting import sh_join
 
 LOCK_PATH = "/run/lock/spark-state-writer.lock"  # sticky and world-writable on DGX OS (systemd tmpfiles), tmpfs
+HOLDER_PATH = LOCK_PATH + ".holder"  # who holds it, written by on_host/lock.py once it does
 BUSY_EXIT = 3
 _HELD: dict[int, Any] = {}  # id(pyinfra host) → the open channel: held until this process ends
 
@@ -48,26 +52,47 @@ def describe(document: str) -> str:
     return escaped(said[:500])
 
 
-def hold(pyinfra_host: Any, name: str, wait: bool, say: Any = print) -> None:
-    """Take `name`'s lock over `pyinfra_host`'s SSH connection and keep it until this process ends; LockHeld
-    when another writer has it and `wait` is off. Hosts reached without SSH (pyinfra's @local) are not locked."""
+@dataclass
+class Asked:
+    """A lock asked for over a channel of its own, its answer not read yet (`settle` reads it)."""
+
+    channel: Any
+    key: int  # the pyinfra host's, in _HELD
+    token: str  # written beside the lock by this run's lock program once it holds it (the probe waits for it)
+    waited: bool = False  # another writer held it first: what was probed before is not to be trusted
+
+
+def ask(pyinfra_host: Any, wait: bool) -> Asked | None:
+    """Ask for the lock over `pyinfra_host`'s SSH connection, without waiting for the answer: the probe can set
+    out at the same time and wait on the host for this run's token (probe section `writer`). None for hosts
+    reached without SSH (pyinfra's @local: not locked) and for a host this process holds already."""
     if id(pyinfra_host) in _HELD:
-        return
+        return None
     client = getattr(pyinfra_host.connector, "client", None)
     transport = client.get_transport() if client is not None else None
     if transport is None:
-        return
+        return None
+    token = secrets.token_hex(16)
     channel = transport.open_session()
     mode = "wait" if wait else "stop"
-    channel.exec_command(
-        sh_join(["python3", "-c", program("lock.py"), LOCK_PATH, mode, json.dumps(holder(), sort_keys=True)])
-    )
-    answers = channel.makefile("r")
+    document = json.dumps({**holder(), "token": token}, sort_keys=True)
+    channel.exec_command(sh_join(["python3", "-c", program("lock.py"), LOCK_PATH, mode, document]))
+    _HELD[id(pyinfra_host)] = channel
+    return Asked(channel, id(pyinfra_host), token)
+
+
+def settle(asked: Asked | None, name: str, wait: bool, say: Any = print) -> None:
+    """Read the lock program's answer and keep the lock until this process ends; LockHeld when another writer
+    has it and `wait` is off (after saying who, when it is on, once it is ours)."""
+    if asked is None:
+        return
+    answers = asked.channel.makefile("r")
     line = answers.readline().strip()
     if line.startswith("busy "):
+        asked.waited = True
         who = describe(line[len("busy ") :])
         if not wait:
-            channel.close()
+            _release(asked)
             raise LockHeld(
                 f"another spark-state writer holds {name}: {who}; try again when it ends, or wait for it "
                 "with --data spark_lock=wait"
@@ -75,6 +100,22 @@ def hold(pyinfra_host: Any, name: str, wait: bool, say: Any = print) -> None:
         say(f"{name}: waiting for the writer lock, held by {who}")
         line = answers.readline().strip()
     if line != "held":
-        channel.close()
+        _release(asked)
         raise HostError(f"{name}: could not take the writer lock ({line or 'no answer'})")
-    _HELD[id(pyinfra_host)] = channel
+
+
+def _release(asked: Asked) -> None:
+    asked.channel.close()
+    _HELD.pop(asked.key, None)
+
+
+def hold(pyinfra_host: Any, name: str, wait: bool, say: Any = print) -> None:
+    """Take `name`'s lock and keep it until this process ends (ask, then settle)."""
+    settle(ask(pyinfra_host, wait), name, wait, say)
+
+
+def guarded(request: ProbeRequest, asked: Asked | None) -> ProbeRequest:
+    """`request`, read on the host only once this run holds the lock (when it was asked for)."""
+    if asked is None:
+        return request
+    return request.model_copy(update={"writer": WriterAsked(holder=HOLDER_PATH, token=asked.token)})

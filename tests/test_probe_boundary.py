@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spark_state.errors import ProbeError
-from spark_state.on_host.probe import READERS, KeptAsked, ProbeRequest, Snapshot, probe_command
+from spark_state.on_host.probe import READERS, KeptAsked, ProbeRequest, Snapshot, WriterAsked, probe_command
 
 
 def test_each_section_has_a_request_field_a_reader_and_an_answer_field_in_that_order() -> None:
@@ -176,3 +177,25 @@ def test_gpu_and_host_versions_are_kept_until_what_would_change_them_changes(tmp
     _tool(tools / "nvidia-container-runtime-hook", "exit 1")  # the toolkit cannot say its version
     assert _kept_probe(tools, kept).host.container_toolkit is None
     assert not (kept / "host.json").exists()
+
+
+def test_a_probe_guarded_by_the_writer_lock_reads_nothing_before_the_lock_is_this_runs(tmp_path: Path) -> None:
+    """The deploy asks for the lock and probes at the same time; the probe waits on the host for the run's token,
+    which the lock program writes once it holds the lock, and reads no other section before it (or at all)."""
+    holder = tmp_path / "writer.lock.holder"
+    holder.write_text(json.dumps({"operator": "someone else", "token": "theirs"}))
+
+    def probe(wait_s: float) -> subprocess.Popen[str]:
+        request = ProbeRequest(writer=WriterAsked(holder=str(holder), token="ours", wait_s=wait_s), memory=True)
+        command = probe_command(request).replace("python3 -c", "/usr/bin/python3 -I -S -c", 1)
+        return subprocess.Popen(["sh", "-c", command], stdout=subprocess.PIPE, text=True)
+
+    refused = Snapshot.from_output(probe(0.3).communicate(timeout=60)[0])
+    assert refused.writer is False and refused.memory is None  # another writer's lock: nothing read
+
+    waiting = probe(30)
+    time.sleep(0.5)
+    assert waiting.poll() is None  # still waiting for this run's token
+    holder.write_text(json.dumps({"operator": "me", "token": "ours"}))  # what lock.py writes once it holds it
+    held = Snapshot.from_output(waiting.communicate(timeout=60)[0])
+    assert held.writer is True and held.memory is not None

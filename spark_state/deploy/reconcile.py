@@ -107,9 +107,12 @@ def serve_spark(state: DesiredState | None = None, host_name: str | None = None)
     state = state or load_state(host.data.get("spark_state_file") or state_path()).state
     name = host_name or host.data.get("spark_host") or host.name
     wait = _setting("spark_lock", "SPARK_STATE_LOCK", "stop", ("stop", "wait")) == "wait"
-    try:  # one writer per Spark: held from before the probe until this run ends
-        writer_lock.hold(host, name, wait, say=lambda said: host.log_styled(said, fg="yellow"))
-        observation = observe(state, name, snapshot)
+    try:  # one writer per Spark, held until this run ends; the probe reads the host only once it is this run's
+        asked = writer_lock.ask(host, wait)
+        observation = observe(state, name, lambda request: snapshot(writer_lock.guarded(request, asked)))
+        writer_lock.settle(asked, name, wait, say=lambda said: host.log_styled(said, fg="yellow"))
+        if asked and (asked.waited or not observation.snapshot.writer):  # probed before the lock was this run's
+            observation = observe(state, name, snapshot)
     except HostError as exc:  # this host is held by another writer or cannot be read: it fails alone
         ops.preflight_gate(name="spark-state writer lock and probe", failures=[str(exc)])
         return

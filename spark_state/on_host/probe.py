@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -85,9 +86,16 @@ class KeptAsked(_Asked):
     write: bool = True  # off for read-only looks (drift, status): they use a kept answer but keep none
 
 
+class WriterAsked(_Asked):
+    holder: str  # the file beside the writer lock naming who holds it (writer_lock.HOLDER_PATH)
+    token: str  # this run's token, written there by its lock program once it holds the lock
+    wait_s: float = 3.0
+
+
 class ProbeRequest(_Asked):
     """The sections one probe gathers; each field is one section (see READERS and Snapshot)."""
 
+    writer: WriterAsked | None = None  # read first, alone: the others only while this run holds the lock
     gpu: KeptAsked | bool = False  # True: read now, keep nothing
     memory: bool = False
     disk: str | None = None  # the path whose file system is measured
@@ -137,6 +145,21 @@ def run(argv, timeout=120):
         return p.returncode, p.stdout, p.stderr
     except (OSError, subprocess.TimeoutExpired) as exc:
         return 127, "", str(exc)
+
+
+def read_writer(asked):
+    """Whether this run holds the writer lock: its lock program, asked for over another channel at the same time
+    as this probe (writer_lock.ask), writes the run's token into the holder file once it holds the lock. Waits
+    for it up to `wait_s`; False then (another writer holds the lock, or the lock program is slow to start): the
+    deploy settles the lock and probes again."""
+    deadline = time.monotonic() + asked.get("wait_s", 3.0)
+    while True:
+        found = read_json(asked["holder"])
+        if isinstance(found, dict) and found.get("token") == asked["token"]:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
 
 
 def read_gpu(asked):
@@ -694,6 +717,7 @@ def read_secrets_dir(path):
 
 
 READERS = {
+    "writer": read_writer,
     "gpu": read_gpu,
     "memory": read_memory,
     "disk": read_disk,
@@ -744,8 +768,13 @@ def side_by_side(calls):
 def main():
     request = json.loads(sys.argv[1])
     asked = {name: request[name] for name in READERS if request.get(name) not in (None, False)}
-    # Sections run side by side: one probe should cost one round trip, not the sum of its waits.
     answer, errors = {}, {}
+    if "writer" in asked:  # first and alone: nothing is read before this run holds the lock
+        answer["writer"] = read_writer(asked.pop("writer"))
+        if not answer["writer"]:
+            print(json.dumps(answer))
+            return
+    # Sections run side by side: one probe should cost one round trip, not the sum of its waits.
     for name, (value, exc) in side_by_side({n: (READERS[n], (v,)) for n, v in asked.items()}).items():
         if exc is None:
             answer[name] = value
@@ -959,6 +988,7 @@ class SecretsDirFact(_Fact):
 class Snapshot(_Fact):
     """What a host is, one field per section; a section the probe was not asked for is empty (or None)."""
 
+    writer: bool | None = None  # False: not held yet when the probe gave up waiting, and nothing else was read
     gpu: GpuFact | None = None
     memory: MemoryFact | None = None
     disk: DiskFact | None = None
