@@ -13,7 +13,8 @@ A case file:
   fact an operation reads itself (baseline_recorded's host facts). "@unit_sha:SERVICE",
   "@identity:SERVICE" and "@env_sha:SERVICE" stand for the values of the plan, so cases survive a unit change.
 - commands: each a string, ["shown", string] for a command whose output pyinfra prints as it runs,
-  ["stdin", string, what it reads on stdin], or ["upload", path, sha256 of the content].
+  ["stdin", string, what it reads on stdin], ["upload", path, sha256 of the content], or ["call", function] for
+  a function run on this machine.
 `UPDATE_GOLDEN=1` rewrites `commands` and `noop` from what the operations yield now (review the diff).
 """
 
@@ -28,7 +29,7 @@ from typing import Any
 
 import pytest
 from conftest import EXAMPLE_STATE
-from pyinfra.api import FileUploadCommand, StringCommand
+from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand
 from pyinfra.context import ctx_host, ctx_state
 
 from spark_state.deploy import operations
@@ -128,6 +129,8 @@ def _rendered(command: Any) -> Any:
         return ["stdin", command.get_raw_value(), command.connector_arguments["_stdin"]]
     if isinstance(command, StringCommand):
         return command.get_raw_value()
+    if isinstance(command, FunctionCommand):
+        return ["call", command.function.__name__]
     return command
 
 

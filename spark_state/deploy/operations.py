@@ -13,10 +13,11 @@ from __future__ import annotations
 import base64
 import io
 import json
+from typing import Any
 
 from pyinfra import host
 from pyinfra import state as pyinfra_state
-from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
+from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
 from pyinfra.operations import systemd
 from pyinfra.operations.util.files import chmod
 from pyinfra.operations.util.service import handle_service_control
@@ -254,20 +255,19 @@ def _keep_previous(snapshot: Snapshot, path: str, previous: str | None):
 
 
 @operation()
-def managed_file(path: str, content: str, mode: str, snapshot: Snapshot, previous: str | None = None):
-    """A file with exactly this content and mode (the probe reported its sha256 and mode).
+def programs(files: dict[str, str], snapshot: Snapshot):
+    """spark-state's own programs on the host (the helper, the checkpoint fetcher, the converter), each with exactly
+    this text and mode 644 (the probe reported their sha256 and modes); only those that differ are uploaded.
 
-    + path: where on the host
-    + content: the whole text
-    + mode: octal, e.g. "600" for secrets, "644" for programs
-    + snapshot: the host, as the deploy's probe found it (its `files` must name `path`)
-    + previous: where to keep the file being replaced, for a rollback (none: not kept)
+    + files: where on the host → the program's text
+    + snapshot: the host, as the deploy's probe found it (its `files` must name each path)
     """
-    if _up_to_date(snapshot, path, content, mode):
-        host.noop(f"{path} is up to date")
+    stale = [path for path, text in files.items() if not _up_to_date(snapshot, path, text, "644")]
+    if not stale:
+        host.noop(f"{', '.join(files)} up to date")
         return
-    yield from _keep_previous(snapshot, path, previous)
-    yield from _upload(path, content, mode)
+    for path in stale:
+        yield from _upload(path, files[path], "644")
 
 
 @operation()
@@ -548,7 +548,8 @@ def service_rolled_back(plan: HostPlan, svc: ServicePlan, verification: Verifica
 def baseline_recorded(plan: HostPlan, verification: Verification):
     """When every service of the host was benched and none failed: the host's baseline (driver, CUDA, kernel, OS,
     docker, container toolkit, image digests — probed now, after this run's pulls — and the bench figures) is
-    written to plan.baseline_path; drift and the next deploy compare the host with it.
+    written to plan.baseline_path, and kept in this machine's history; drift and the next deploy compare the host
+    with it.
 
     + plan: the host's plan
     + verification: what the verification step found (read when this operation runs)
@@ -560,9 +561,16 @@ def baseline_recorded(plan: HostPlan, verification: Verification):
     document = baseline.make_baseline(
         plan.host, baseline.host_facts(now), baseline.image_digests(now), verification.figures, verification.at
     )
-    verification.baseline = document
     text = json.dumps(document, indent=2, sort_keys=True)
     yield write_file_command(plan.baseline_path, text, private_directory=False)
+    yield FunctionCommand(keep_baseline_here, (document,), {})
+
+
+def keep_baseline_here(document: dict[str, Any]) -> None:
+    """The baseline just written on the host, kept in this machine's history too."""
+    from .verification import keep_baseline  # imported only when a baseline is written: a converged run stays light
+
+    keep_baseline(document)
 
 
 @operation(is_idempotent=False)

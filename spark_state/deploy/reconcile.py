@@ -3,16 +3,17 @@
     from spark_state.deploy.reconcile import serve_spark
     serve_spark()                     # this host, the state file of $SPARK_STATE_FILE or inventory/state.yaml
 
-Order: take this Spark's writer lock (held until the run ends; another writer's holder is named, and this host
-stops, or waits with spark_lock=wait) → probe once → (with `rollout.canary`: the canaries do everything below first, then a gate every host
-shares lets the others go ahead only when every canary passed) → preflight (fail this host only, before any
-change) → host helper → images → checkpoints → chat-template guard → engines → env files and units (the replaced
-ones kept for a rollback; daemon-reload when one changed) → remove dropped services → restart what changed
-(chained with `_if` on its unit and env file), start what is not running, wait for health → verification: the
-bench (after a change, when the host changed since its baseline, or spark_bench=always) and the summary → one
-operation per service that rolls it back when it changed and failed its health wait or its bench
-(`rollout.rollback`, default on) → the host's new baseline when every service passed (written there, then kept
-on this machine) → the verdict that fails the host when a service failed. `--dry` lists each of them.
+Order: ask for this Spark's writer lock and probe at once (the probe reads nothing before the lock is this
+run's; held until the run ends; another writer's holder is named, and this host stops, or waits with
+spark_lock=wait) → (with `rollout.canary`: the canaries do everything below first, then a gate every host shares
+lets the others go ahead only when every canary passed) → preflight (fail this host only, before any change) →
+spark-state's programs (helper, fetcher, converter) → images → checkpoints → chat-template guard → engines → env
+files and units (the replaced ones kept for a rollback; daemon-reload when one changed) → remove dropped services
+→ restart what changed (chained with `_if` on its unit and env file), start what is not running, wait for health
+→ verification: the bench (after a change, when the host changed since its baseline, or spark_bench=always) and
+the summary → one operation per service that rolls it back when it changed and failed its health wait or its
+bench (`rollout.rollback`, default on) → the host's new baseline when every service passed (written there, and
+kept on this machine) → the verdict that fails the host when a service failed. `--dry` lists each of them.
 """
 
 from __future__ import annotations
@@ -68,12 +69,6 @@ def _measure(state: Any, host: Any, **kwargs: Any) -> bool:
         host.log_styled(str(exc), fg="red", log_func=logging.getLogger("pyinfra").error)
         return False
     return True
-
-
-def _keep_baseline(verification: Verification) -> None:
-    from .verification import keep_baseline
-
-    keep_baseline(verification)
 
 
 def _setting(name: str, env: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -140,9 +135,12 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
         return
 
     changes: dict[str, list[OperationMeta]] = {"host": []}
-    ops.managed_file(
-        name="spark-state host helper", path=plan.helper_path, content=HELPER, mode="644", snapshot=observed
-    )
+    programs = {plan.helper_path: HELPER}
+    if plan.checkpoints:
+        programs[plan.fetch_script_path] = FETCHER
+    if plan.engines:
+        programs[plan.converter_path] = CONVERTER_TEXT
+    ops.programs(name="spark-state's programs on the host", files=programs, snapshot=observed)
     for image in plan.images:
         if needs_ngc_login(image.ref):  # preflight made sure the key is here when the image must be pulled
             ops.registry_login(
@@ -166,10 +164,6 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
             )
         )
 
-    if plan.checkpoints:
-        ops.managed_file(
-            name="checkpoint fetcher", path=plan.fetch_script_path, content=FETCHER, mode="644", snapshot=observed
-        )
     for ckpt in plan.checkpoints:
         env_file = plan.checkpoint_env_file(ckpt)
         if env_file:
@@ -203,10 +197,6 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
                 message=chat_template_message(svc.name, ckpt.name, ckpt.repo),
             )
 
-    if plan.engines:
-        ops.managed_file(
-            name="checkpoint converter", path=plan.converter_path, content=CONVERTER_TEXT, mode="644", snapshot=observed
-        )
     engine_ops = {
         e.name: ops.engine(name=f"engine {e.name} ({e.fingerprint[:16]})", plan=plan, engine_plan=e, snapshot=observed)
         for e in plan.engines
@@ -340,13 +330,5 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
             verification=verification,
             rollback=rollback,
         )
-    recorded = ops.baseline_recorded(
-        name="baseline: recorded when every service passed", plan=plan, verification=verification
-    )
-    python.call(
-        name="baseline: kept on this machine too",
-        function=_keep_baseline,
-        verification=verification,
-        _if=recorded.did_change,
-    )
+    ops.baseline_recorded(name="baseline: recorded when every service passed", plan=plan, verification=verification)
     ops.verification_verdict(name="verification verdict", plan=plan, verification=verification, rollback=rollback)

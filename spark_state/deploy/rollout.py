@@ -57,7 +57,6 @@ class Verification:
     at: str = ""  # when: the time a rollback marker and a baseline are recorded with
     outcomes: dict[str, ServiceOutcome] = field(default_factory=dict)
     figures: dict[str, dict[str, float]] = field(default_factory=dict)  # service → bench figures
-    baseline: dict[str, Any] | None = None  # the baseline document baseline_recorded wrote on the host
 
     def earns_baseline(self) -> bool:
         """Every service was benched and none failed (a miss under spark_bench_fail=no is not a failure)."""

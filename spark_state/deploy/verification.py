@@ -128,11 +128,8 @@ def measure(
         console.print(shown(f"{plan.host} since its last baseline: " + "; ".join(since_baseline)))
 
 
-def keep_baseline(verification: Verification) -> None:
+def keep_baseline(document: dict[str, Any]) -> None:
     """The baseline baseline_recorded wrote on the host, kept in the control machine's history too."""
-    document = verification.baseline
-    if document is None:
-        return
     baseline.save_local(document)
     facts = ", ".join(f"{baseline.HOST_FACTS[k]} {v}" for k, v in document["facts"].items() if v)
     make_console().print(shown(f"baseline recorded on {document['host']}: {facts}"))
