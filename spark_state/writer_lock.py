@@ -76,7 +76,7 @@ def ask(pyinfra_host: Any, wait: bool) -> Asked | None:
     channel = transport.open_session()
     mode = "wait" if wait else "stop"
     document = json.dumps({**holder(), "token": token}, sort_keys=True)
-    channel.exec_command(sh_join(["python3", "-c", program("lock.py"), LOCK_PATH, mode, document]))
+    channel.exec_command(sh_join(["python3", "-I", "-S", "-c", program("lock.py"), LOCK_PATH, mode, document]))
     _HELD[id(pyinfra_host)] = channel
     return Asked(channel, id(pyinfra_host), token)
 

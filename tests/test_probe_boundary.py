@@ -27,7 +27,7 @@ def test_each_section_has_a_request_field_a_reader_and_an_answer_field_in_that_o
 def test_the_probe_runs_on_a_bare_python3_and_its_answer_parses() -> None:
     """The same module, shipped as text, runs with python3's standard library alone (no pydantic there)."""
     request = ProbeRequest(memory=True, disk="/var/lib/nothing-here", listening=True, env_files="/nonexistent")
-    command = probe_command(request).replace("python3 -c", "/usr/bin/python3 -I -S -c", 1)
+    command = probe_command(request).replace("python3 -I", "/usr/bin/python3 -I", 1)
     done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     snapshot = Snapshot.from_output(done.stdout)
@@ -85,7 +85,7 @@ def test_any_json_is_a_snapshot_or_a_probe_error(document: dict[str, object]) ->
 def _secrets_dir(path: object) -> dict[str, object]:
     """The probe's secrets_dir section, read on this machine by the probe program itself."""
     request = ProbeRequest(secrets_dir=str(path))
-    command = probe_command(request).replace("python3 -c", "/usr/bin/python3 -I -S -c", 1)
+    command = probe_command(request).replace("python3 -I", "/usr/bin/python3 -I", 1)
     done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     found = Snapshot.from_output(done.stdout).secrets_dir
@@ -130,7 +130,7 @@ def test_a_secrets_directory_is_written_only_when_it_is_spark_states(root_only_d
 def _kept_probe(tools: Path, kept: Path, write: bool = True) -> Snapshot:
     """gpu and host, read on this machine by the probe program with `tools` first on PATH."""
     asked = KeptAsked(directory=str(kept), write=write)
-    command = probe_command(ProbeRequest(gpu=asked, host=asked)).replace("python3 -c", "/usr/bin/python3 -I -S -c", 1)
+    command = probe_command(ProbeRequest(gpu=asked, host=asked)).replace("python3 -I", "/usr/bin/python3 -I", 1)
     env = {"PATH": f"{tools}:/usr/bin:/bin"}
     done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60, check=False, env=env)
     assert done.returncode == 0, done.stderr
@@ -187,7 +187,7 @@ def test_a_probe_guarded_by_the_writer_lock_reads_nothing_before_the_lock_is_thi
 
     def probe(wait_s: float) -> subprocess.Popen[str]:
         request = ProbeRequest(writer=WriterAsked(holder=str(holder), token="ours", wait_s=wait_s), memory=True)
-        command = probe_command(request).replace("python3 -c", "/usr/bin/python3 -I -S -c", 1)
+        command = probe_command(request).replace("python3 -I", "/usr/bin/python3 -I", 1)
         return subprocess.Popen(["sh", "-c", command], stdout=subprocess.PIPE, text=True)
 
     refused = Snapshot.from_output(probe(0.3).communicate(timeout=60)[0])

@@ -133,7 +133,9 @@ def probe_command(request: ProbeRequest) -> str:
 
     source = program("probe.py")
     shipped = source[: source.index(ANSWER_MODELS)] + "\nmain()\n"
-    return f"python3 -c {sh_word(shipped)} {sh_word(request.model_dump_json(exclude_defaults=True))}"
+    # -I -S: the standard library only (no site-packages to scan, no PYTHON* variables): faster, and the same
+    # on every host whatever is installed there.
+    return f"python3 -I -S -c {sh_word(shipped)} {sh_word(request.model_dump_json(exclude_defaults=True))}"
 
 
 # 2. How a Spark reads each section (runs ON the host) ----------------------------------------------------------------
