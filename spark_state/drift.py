@@ -64,9 +64,10 @@ def check_host(state: DesiredState, address: str, data: dict[str, Any], environ:
     result.items = compare(observed.plan, snapshot, environ)
     result.baseline = baseline.valid(snapshot.baseline)
     facts, digests = baseline.host_facts(snapshot), baseline.image_digests(snapshot)
-    result.items += baseline.host_items(name, result.baseline, facts, digests)
+    services = baseline.verified_services(observed.plan, snapshot)
+    result.items += baseline.host_items(name, result.baseline, facts, digests, services)
     if result.baseline is not None:
-        result.since_baseline = baseline.changes(result.baseline, facts, digests)
+        result.since_baseline = baseline.changes(result.baseline, facts, digests, services)
     return result
 
 

@@ -6,10 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import EXAMPLE_STATE
 
 from spark_state.bench.results import ClientHealth, EndpointResult, LevelResult, SerialResult
+from spark_state.desired.loader import load_state
 from spark_state.observe import baseline
 from spark_state.on_host.probe import Snapshot
+from spark_state.plan.host_plan import plan_host
 
 SNAPSHOT = {
     "gpu": {"name": "NVIDIA GB10", "compute_capability": "12.1", "driver_version": "580.95.05"},
@@ -21,6 +24,7 @@ SNAPSHOT = {
     },
 }
 TRITON = "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
+SERVICES = {"trtllm-nvfp4": "1111aaaa2222bbbb"}  # what each service's bench verified
 
 
 def _recorded(**facts: str) -> dict:
@@ -30,6 +34,7 @@ def _recorded(**facts: str) -> dict:
         baseline.image_digests(Snapshot.parse(SNAPSHOT)),
         {"trtllm-nvfp4": {baseline.TTFT: 31.0, baseline.DECODE: 38.8}},
         "2026-11-24T10:00:00+00:00",
+        SERVICES,
     )
 
 
@@ -64,8 +69,8 @@ def test_facts_come_from_the_gpu_docker_and_host_sections() -> None:
 def test_an_unchanged_host_has_no_changes_and_every_item_in_sync() -> None:
     recorded = _recorded()
     facts, images = baseline.host_facts(Snapshot.parse(SNAPSHOT)), baseline.image_digests(Snapshot.parse(SNAPSHOT))
-    assert baseline.changes(recorded, facts, images) == []
-    items = baseline.host_items("spark-02", recorded, facts, images)
+    assert baseline.changes(recorded, facts, images, SERVICES) == []
+    items = baseline.host_items("spark-02", recorded, facts, images, SERVICES)
     assert items and all(i.ok and i.kind == "host" for i in items)
     assert {i.name for i in items} >= {"NVIDIA driver", "kernel", f"image {TRITON}"}
 
@@ -74,8 +79,8 @@ def test_a_driver_upgrade_is_named_with_then_and_now() -> None:
     recorded = _recorded()
     upgraded = {**SNAPSHOT, "gpu": {**SNAPSHOT["gpu"], "driver_version": "590.10.01"}}
     facts, images = baseline.host_facts(Snapshot.parse(upgraded)), baseline.image_digests(Snapshot.parse(upgraded))
-    assert baseline.changes(recorded, facts, images) == ["NVIDIA driver 580.95.05 → 590.10.01"]
-    (drift,) = [i for i in baseline.host_items("spark-02", recorded, facts, images) if not i.ok]
+    assert baseline.changes(recorded, facts, images, SERVICES) == ["NVIDIA driver 580.95.05 → 590.10.01"]
+    (drift,) = [i for i in baseline.host_items("spark-02", recorded, facts, images, SERVICES) if not i.ok]
     assert (drift.name, drift.observed) == ("NVIDIA driver", "590.10.01")
     assert drift.desired == "580.95.05 (baseline 2026-11-24T10:00:00+00:00)"
 
@@ -88,13 +93,13 @@ def test_a_retagged_image_and_a_new_kernel_both_show() -> None:
         "images": {**SNAPSHOT["images"], TRITON: {"id": "sha256:cccc3333dddd4444"}},
     }
     assert baseline.changes(
-        recorded, baseline.host_facts(Snapshot.parse(later)), baseline.image_digests(Snapshot.parse(later))
+        recorded, baseline.host_facts(Snapshot.parse(later)), baseline.image_digests(Snapshot.parse(later)), SERVICES
     ) == ["kernel 6.11.0-1016-nvidia → 6.14.0-1001-nvidia", f"image {TRITON} aaaa1111bbbb → cccc3333dddd"]
 
 
 def test_no_baseline_yet_is_a_reason_to_bench_but_not_drift() -> None:
-    assert baseline.changes(None, baseline.host_facts(Snapshot.parse(SNAPSHOT)), {}) == ["no baseline recorded yet"]
-    (item,) = baseline.host_items("spark-02", None, baseline.host_facts(Snapshot.parse(SNAPSHOT)), {})
+    assert baseline.changes(None, baseline.host_facts(Snapshot.parse(SNAPSHOT)), {}, {}) == ["no baseline recorded yet"]
+    (item,) = baseline.host_items("spark-02", None, baseline.host_facts(Snapshot.parse(SNAPSHOT)), {}, {})
     assert item.ok and item.observed == "none recorded yet"
     assert baseline.valid({"format": "something else"}) is None and baseline.valid("[]") is None
     assert baseline.valid(_recorded()) is not None
@@ -103,7 +108,11 @@ def test_no_baseline_yet_is_a_reason_to_bench_but_not_drift() -> None:
 def test_an_image_the_state_dropped_is_not_drift() -> None:
     recorded = _recorded()
     items = baseline.host_items(
-        "spark-02", recorded, baseline.host_facts(Snapshot.parse(SNAPSHOT)), {TRITON: "sha256:aaaa1111bbbb2222"}
+        "spark-02",
+        recorded,
+        baseline.host_facts(Snapshot.parse(SNAPSHOT)),
+        {TRITON: "sha256:aaaa1111bbbb2222"},
+        SERVICES,
     )
     assert all(i.ok for i in items) and not any("nim" in i.name for i in items)
 
@@ -150,3 +159,31 @@ def test_local_history_keeps_each_baseline_and_reads_the_newest(tmp_path: Path) 
     assert len(list((tmp_path / "spark-02").glob("*.json"))) == 3
     assert baseline.latest_local("spark-02", tmp_path) == json.loads(json.dumps(second))
     assert baseline.latest_local("spark-01", tmp_path) is None
+
+
+def test_a_service_changed_since_its_last_bench_shows_until_a_bench_passes() -> None:
+    """A change deployed but never benched (the run killed during its bench, or the bench off) is a reason to
+    bench and drift; a service the baseline never benched too; a baseline older than this record says nothing."""
+    recorded = _recorded()
+    facts, images = baseline.host_facts(Snapshot.parse(SNAPSHOT)), baseline.image_digests(Snapshot.parse(SNAPSHOT))
+    now = {"trtllm-nvfp4": "3333cccc4444dddd", "nim-fp8": "5555eeee6666ffff"}
+    assert baseline.changes(recorded, facts, images, now) == [
+        "service nim-fp8 as benched never benched → 5555eeee6666ffff, not benched since it changed",
+        "service trtllm-nvfp4 as benched 1111aaaa2222bbbb → 3333cccc4444dddd, not benched since it changed",
+    ]
+    older = {k: v for k, v in recorded.items() if k != "services"}
+    assert baseline.changes(older, facts, images, now) == []
+
+
+def test_what_a_bench_verified_is_the_unit_and_the_env_file_the_host_has() -> None:
+    plan = plan_host(load_state(EXAMPLE_STATE).state, "spark-01")
+    svc = next(s for s in plan.services if s.env_file)
+    before = baseline.verified_services(
+        plan, Snapshot.parse({"files": {svc.env_file: {"sha256": "a" * 64, "mode": "0o600"}}})
+    )
+    after = baseline.verified_services(
+        plan, Snapshot.parse({"files": {svc.env_file: {"sha256": "b" * 64, "mode": "0o600"}}})
+    )
+    assert set(before) == {s.name for s in plan.services}
+    assert before[svc.name] != after[svc.name]  # a new env file is a new thing to bench
+    assert {k: v for k, v in before.items() if k != svc.name} == {k: v for k, v in after.items() if k != svc.name}

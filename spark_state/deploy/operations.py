@@ -559,7 +559,12 @@ def baseline_recorded(plan: HostPlan, verification: Verification):
         return
     now = host.get_fact(SparkHostState, request=host_facts_request(plan))  # not the deploy's snapshot: after it
     document = baseline.make_baseline(
-        plan.host, baseline.host_facts(now), baseline.image_digests(now), verification.figures, verification.at
+        plan.host,
+        baseline.host_facts(now),
+        baseline.image_digests(now),
+        verification.figures,
+        verification.at,
+        baseline.verified_services(plan, now),
     )
     text = json.dumps(document, indent=2, sort_keys=True)
     yield write_file_command(plan.baseline_path, text, private_directory=False)

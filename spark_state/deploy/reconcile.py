@@ -283,7 +283,10 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
     # A host that changed under its services since its last good deploy (driver, CUDA, kernel, OS, docker,
     # toolkit, images) is benched again even when no file changed: the bench tells whether the upgrade hurt.
     since_baseline = baseline.changes(
-        baseline.valid(observed.baseline), baseline.host_facts(observed), baseline.image_digests(observed)
+        baseline.valid(observed.baseline),
+        baseline.host_facts(observed),
+        baseline.image_digests(observed),
+        baseline.verified_services(plan, observed),
     )
 
     mode = _setting("spark_bench", "SPARK_STATE_BENCH", "on", ("on", "always", "off"))

@@ -8,6 +8,7 @@ host's probe with it, so an upgrade that leaves every file in place still shows.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from ..bench.history import state_home
 from ..bench.results import EndpointResult
 from ..local_files import write_atomically
 from ..on_host.probe import Snapshot
+from ..plan.host_plan import HostPlan
 from .compare import Item
 
 BASELINE_FORMAT = "spark-state/baseline/v1"
@@ -63,6 +65,18 @@ def image_digests(snapshot: Snapshot) -> dict[str, str | None]:
     return out
 
 
+def verified_services(plan: HostPlan, snapshot: Snapshot) -> dict[str, str]:
+    """service → what a bench of it verifies: the unit it runs (its identity) and its env file as the host has
+    it (by hash: the file may hold secrets). A change deployed but never benched — a run killed during its bench,
+    a deploy with the bench off — differs from the baseline's, so the next deploy benches it and drift says so."""
+    verified = {}
+    for svc in plan.services:
+        env = snapshot.files.get(svc.env_file) if svc.env_file else None
+        seen = f"{svc.identity}:{env.sha256 if env else ''}"
+        verified[svc.name] = hashlib.sha256(seen.encode()).hexdigest()[:16]
+    return verified
+
+
 def bench_figures(result: EndpointResult) -> dict[str, float]:
     """The figures a bench is compared by: serial TTFT p50 and decode p50, aggregate at each concurrency."""
     figures: dict[str, float | None] = {}
@@ -80,6 +94,7 @@ def make_baseline(
     images: Mapping[str, str | None],
     bench: Mapping[str, Mapping[str, float]],
     recorded_at: str | None = None,
+    services: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     return {
         "format": BASELINE_FORMAT,
@@ -88,6 +103,7 @@ def make_baseline(
         "facts": dict(facts),
         "images": dict(images),
         "bench": {service: dict(figures) for service, figures in sorted(bench.items())},
+        "services": dict(sorted((services or {}).items())),
     }
 
 
@@ -103,7 +119,10 @@ def valid(document: Any) -> dict[str, Any] | None:
 
 
 def _fields(
-    baseline: Mapping[str, Any], facts: Mapping[str, str | None], images: Mapping[str, str | None]
+    baseline: Mapping[str, Any],
+    facts: Mapping[str, str | None],
+    images: Mapping[str, str | None],
+    services: Mapping[str, str],
 ) -> Iterator[tuple[str, str, str, bool]]:
     """Each baseline field as (label, then, now, unchanged), then and now as a person reads them."""
     for key, label in HOST_FACTS.items():
@@ -112,19 +131,33 @@ def _fields(
     for ref, then in sorted(baseline["images"].items()):
         if ref in images:  # an image the state no longer uses is not this host's drift
             yield f"image {ref}", _short(then), _short(images[ref]), then == images[ref]
+    benched = baseline.get("services")
+    if isinstance(benched, dict):  # baselines recorded before services were noted say nothing of them
+        for name, now in sorted(services.items()):
+            then = benched.get(name)
+            shown_now = now if then == now else f"{now}, not benched since it changed"
+            yield f"service {name} as benched", str(then or "never benched"), shown_now, then == now
 
 
 def changes(
-    baseline: Mapping[str, Any] | None, facts: Mapping[str, str | None], images: Mapping[str, str | None]
+    baseline: Mapping[str, Any] | None,
+    facts: Mapping[str, str | None],
+    images: Mapping[str, str | None],
+    services: Mapping[str, str],
 ) -> list[str]:
     """What differs from the baseline, in words ("NVIDIA driver 580.95.05 → 590.10"); [] when nothing does."""
     if baseline is None:
         return [NO_BASELINE]
-    return [f"{label} {then} → {now}" for label, then, now, same in _fields(baseline, facts, images) if not same]
+    fields = _fields(baseline, facts, images, services)
+    return [f"{label} {then} → {now}" for label, then, now, same in fields if not same]
 
 
 def host_items(
-    host: str, baseline: Mapping[str, Any] | None, facts: Mapping[str, str | None], images: Mapping[str, str | None]
+    host: str,
+    baseline: Mapping[str, Any] | None,
+    facts: Mapping[str, str | None],
+    images: Mapping[str, str | None],
+    services: Mapping[str, str],
 ) -> list[Item]:
     """One `host` item per baseline field: in sync, or drift naming the value then and now."""
     if baseline is None:
@@ -132,7 +165,7 @@ def host_items(
     since = f"baseline {baseline.get('recorded_at', '?')}"
     return [
         Item(host, "host", label, f"{then} ({since})", now, same)
-        for label, then, now, same in _fields(baseline, facts, images)
+        for label, then, now, same in _fields(baseline, facts, images, services)
     ]
 
 
