@@ -175,15 +175,17 @@ def test_a_service_changed_since_its_last_bench_shows_until_a_bench_passes() -> 
     assert baseline.changes(older, facts, images, now) == []
 
 
-def test_what_a_bench_verified_is_the_unit_and_the_env_file_the_host_has() -> None:
+def test_what_a_bench_verified_is_the_running_unit_and_the_env_file_the_host_has() -> None:
     plan = plan_host(load_state(EXAMPLE_STATE).state, "spark-01")
     svc = next(s for s in plan.services if s.env_file)
-    before = baseline.verified_services(
-        plan, Snapshot.parse({"files": {svc.env_file: {"sha256": "a" * 64, "mode": "0o600"}}})
-    )
-    after = baseline.verified_services(
-        plan, Snapshot.parse({"files": {svc.env_file: {"sha256": "b" * 64, "mode": "0o600"}}})
-    )
+
+    def verified(identity: str, env_sha: str) -> dict[str, str]:
+        containers = {s.container_name: {"state": "running", "identity": identity} for s in plan.services}
+        files = {svc.env_file: {"sha256": env_sha, "mode": "0o600"}}
+        return baseline.verified_services(plan, Snapshot.parse({"containers": containers, "files": files}))
+
+    before = verified("1111", "a" * 64)
     assert set(before) == {s.name for s in plan.services}
-    assert before[svc.name] != after[svc.name]  # a new env file is a new thing to bench
-    assert {k: v for k, v in before.items() if k != svc.name} == {k: v for k, v in after.items() if k != svc.name}
+    assert before[svc.name] != verified("1111", "b" * 64)[svc.name]  # a new env file is a new thing to bench
+    assert all(before[name] != after for name, after in verified("2222", "a" * 64).items())  # a restarted unit too
+    assert baseline.verified_services(plan, Snapshot.parse({})) == {}  # nothing runs: nothing to say

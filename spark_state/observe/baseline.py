@@ -66,13 +66,18 @@ def image_digests(snapshot: Snapshot) -> dict[str, str | None]:
 
 
 def verified_services(plan: HostPlan, snapshot: Snapshot) -> dict[str, str]:
-    """service → what a bench of it verifies: the unit it runs (its identity) and its env file as the host has
-    it (by hash: the file may hold secrets). A change deployed but never benched — a run killed during its bench,
-    a deploy with the bench off — differs from the baseline's, so the next deploy benches it and drift says so."""
+    """service → what a bench of it verifies, as the host runs it: the unit its container was started from (the
+    container's identity label) and its env file (by hash: the file may hold secrets). A change that runs but was
+    never benched — a run killed during its bench, a deploy with the bench off — differs from the baseline's, so
+    the next deploy benches it and drift says so. A service whose container is not there is left out: other items
+    say it is down, and the deploy that starts it benches it."""
     verified = {}
     for svc in plan.services:
+        container = snapshot.containers.get(svc.container_name)
+        if container is None:
+            continue
         env = snapshot.files.get(svc.env_file) if svc.env_file else None
-        seen = f"{svc.identity}:{env.sha256 if env else ''}"
+        seen = f"{container.identity or ''}:{env.sha256 if env else ''}"
         verified[svc.name] = hashlib.sha256(seen.encode()).hexdigest()[:16]
     return verified
 

@@ -65,8 +65,8 @@ def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = T
 
 
 def host_facts_request(plan: HostPlan) -> ProbeRequest:
-    """Only what a baseline records: GPU driver, docker, host versions, image digests and the services' env files
-    (their hashes: what the bench verified)."""
+    """Only what a baseline records: GPU driver, docker, host versions, image digests, and what the bench verified
+    (the services' containers and env files)."""
     kept = KeptAsked(directory=plan.host_facts_dir)
     return ProbeRequest(
         gpu=kept,
@@ -74,6 +74,7 @@ def host_facts_request(plan: HostPlan) -> ProbeRequest:
         host=kept,
         images=ImagesAsked(refs=tuple(sorted({i.local for i in plan.images}))),
         files=tuple(s.env_file for s in plan.services if s.env_file),
+        containers=UNIT_PREFIX,
     )
 
 
