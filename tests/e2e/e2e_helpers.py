@@ -80,6 +80,24 @@ def deploy(
     return proc
 
 
+def deploy_in_background(workdir: Path, name: str, text: str, *extra: str) -> subprocess.Popen[str]:
+    """A deploy of `text` from its own folder, running while the test goes on; in a process group of its own, so
+    the test can kill it as a control machine dies (os.killpg: pyinfra and the bench it started)."""
+    folder = workdir / name
+    folder.mkdir(exist_ok=True)
+    (folder / "state.yaml").write_text(text)
+    env = {
+        **os.environ,
+        "SPARK_STATE_FILE": str(folder / "state.yaml"),
+        "NGC_API_KEY": NGC_KEY,
+        "SPARK_STATE_HOME": str(workdir / "home"),
+    }
+    argv = [str(Path(sys.executable).parent / "pyinfra"), "-y", "inventory/sim.py", "deploys/serve.py", *extra]
+    return subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+
+
 def drift(workdir: Path, text: str, *extra: str) -> tuple[int, dict]:
     return read_fleet("drift", workdir, text, *extra)
 

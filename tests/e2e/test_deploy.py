@@ -8,16 +8,14 @@ The tests run in order and build on each other, like an operator's week.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
-from conftest import REPO, Fleet
+from conftest import Fleet
 from e2e_helpers import (
     ALPHA,
     BETA,
@@ -25,6 +23,7 @@ from e2e_helpers import (
     GAMMA,
     answers,
     deploy,
+    deploy_in_background,
     events,
     host_clock,
     started,
@@ -32,7 +31,6 @@ from e2e_helpers import (
     unit_files,
 )
 
-from spark_rehearsal.registry import NGC_KEY
 from spark_state.on_host import program
 from spark_state.writer_lock import LOCK_PATH
 
@@ -211,20 +209,6 @@ def _hold_writer_lock(fleet: Fleet, index: int) -> subprocess.Popen[str]:
     return proc
 
 
-def _deploy_in_background(workdir: Path, name: str, text: str, *extra: str) -> subprocess.Popen[str]:
-    folder = workdir / name
-    folder.mkdir(exist_ok=True)
-    (folder / "state.yaml").write_text(text)
-    env = {
-        **os.environ,
-        "SPARK_STATE_FILE": str(folder / "state.yaml"),
-        "NGC_API_KEY": NGC_KEY,
-        "SPARK_STATE_HOME": str(workdir / "home"),
-    }
-    argv = [str(Path(sys.executable).parent / "pyinfra"), "-y", "inventory/sim.py", "deploys/serve.py", *extra]
-    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
 def test_one_writer_per_spark_a_second_stops_or_waits_and_a_killed_one_leaves_no_lock(
     fleet: Fleet, workdir: Path
 ) -> None:
@@ -237,7 +221,7 @@ def test_one_writer_per_spark_a_second_stops_or_waits_and_a_killed_one_leaves_no
         assert "another spark-state writer holds beta" not in proc.stdout  # the others went ahead
 
         # two deploys started together, both asked to wait: they wait for the holder, then for each other
-        runs = [_deploy_in_background(workdir, f"run-{i}", text, "--data", "spark_lock=wait") for i in range(2)]
+        runs = [deploy_in_background(workdir, f"run-{i}", text, "--data", "spark_lock=wait") for i in range(2)]
         time.sleep(5)
         assert all(run.poll() is None for run in runs), "both wait while the lock is held"
     finally:
