@@ -6,10 +6,12 @@ Each section has one name and three aligned entries in this module, in the same 
     3. its field in `Snapshot`      — the pydantic model of its answer, parsed once at `Snapshot.from_output`.
 Adding a section is those three entries; a test holds the three lists equal.
 
-On a Spark this file runs as `python3 -c SOURCE REQUEST_JSON` (`probe_command`) and prints one JSON document
-keyed by section name; sections run side by side, and one that cannot be read is said by name in `errors`. The
-models below are never built there (pydantic is not imported on a host: the probe should start fast).
-The TensorRT-LLM version inside an image is read once per image id and cached in `images.cache_dir`
+On a Spark the part of this file up to its typed answer runs as `python3 -I -S -c SOURCE REQUEST_JSON`
+(`probe_command`) and prints one JSON document keyed by section name; sections run side by side (`writer`, when
+asked, first and alone: nothing is read before the deploy holds the writer lock), and one that cannot be read is
+said by name in `errors`. The models below are never built there (pydantic is not imported on a host: the probe
+should start fast). What only a reboot or a package change can change (`gpu`, `host`) is kept on the host
+(KeptAsked); the TensorRT-LLM version inside an image is read once per image id and cached in `images.cache_dir`
 (HostPlan.trtllm_versions_dir), one file per image id, shared with the helper's trtllm-version.
 """
 
