@@ -26,6 +26,13 @@ from spark_state.desired.names import build_container, convert_container, fetch_
 from spark_state.plan.host_plan import plan_host
 
 ROUNDS = int(os.environ.get("SPARK_STATE_KILL_ROUNDS", "1"))
+NEWER = "tritonserver:26.03-trtllm-python-py3"  # what the fleet serves after test_host_upgrade, and before test_lost_restart
+
+
+def _state(nvfp4_batch: int = 16, kv: float = 0.4) -> str:
+    return state_text(nvfp4_batch=nvfp4_batch, kv=kv).replace("tritonserver:25.12-trtllm-python-py3", NEWER)
+
+
 ENGINE, CHECKPOINT, SERVICE, PORT = "llama31-8b-nvfp4", "llama31-8b-nvfp4", "trtllm-nvfp4", 8004
 CHECKPOINTS = "/var/lib/spark-state/checkpoints"
 ENGINES = "/var/lib/spark-state/engines"
@@ -118,10 +125,10 @@ def _gamma_drift(workdir: Path, text: str) -> set[tuple[str, str]]:
 
 def test_a_deploy_killed_at_each_long_step_leaves_nothing_half_done(fleet: Fleet, workdir: Path) -> None:
     unbenched = ("host", f"service {SERVICE} as benched")
-    _converges(workdir, state_text())
+    _converges(workdir, _state())
     for round_ in range(ROUNDS):
         batch, kv = 24 + 8 * round_, (0.45 + 0.02 * round_, 0.5 + 0.02 * round_)
-        before = state_text()
+        before = _state()
 
         # the download: what the fetcher wrote has no manifest, so it is neither used nor called done
         fleet.root(fleet.hosts[GAMMA], f"rm -rf {CHECKPOINTS}/{CHECKPOINT}")
@@ -133,7 +140,7 @@ def test_a_deploy_killed_at_each_long_step_leaves_nothing_half_done(fleet: Fleet
         _converges(workdir, before)
 
         # the conversion, then the build, of a new engine: the one served goes on serving
-        rebuilt = state_text(nvfp4_batch=batch)
+        rebuilt = _state(nvfp4_batch=batch)
         new = _engine_fingerprint(rebuilt)
         for step, container in (("convert", convert_container(ENGINE)), ("build", build_container(ENGINE))):
             _kill_when(workdir, f"kill-{step}-{round_}", rebuilt, _running(fleet, container))
@@ -147,7 +154,7 @@ def test_a_deploy_killed_at_each_long_step_leaves_nothing_half_done(fleet: Fleet
         # the health wait after a restart, then the bench: a change that runs but was never benched is named,
         # and the next deploy benches it (the converged deploy above would fail its bench otherwise)
         for step, value in (("health wait", kv[0]), ("bench", kv[1])):
-            changed = state_text(nvfp4_batch=batch, kv=value)
+            changed = _state(nvfp4_batch=batch, kv=value)
             identity = _identity(changed)
             reached = _running(fleet, f"spark-state-{SERVICE}", identity) if step == "health wait" else _bench_running
             log = _kill_when(workdir, f"kill-{step.replace(' ', '-')}-{round_}", changed, reached)
@@ -163,7 +170,7 @@ def test_a_deploy_killed_at_each_long_step_leaves_nothing_half_done(fleet: Fleet
             code, report = drift(workdir, changed, "--host", "gamma")
             assert (code, drifted(report)) == (0, set())
 
-    proc = deploy(workdir, state_text())  # the whole fleet as the modules after this one expect it
+    proc = deploy(workdir, _state())  # the whole fleet as the modules before and after this one have it
     assert proc.returncode == 0, proc.stdout[-4000:]
-    code, report = drift(workdir, state_text())
+    code, report = drift(workdir, _state())
     assert (code, drifted(report)) == (0, set())
