@@ -22,15 +22,12 @@ def _stanza(package: str, version: str, description: str) -> str:
 def nvidia_stanzas(gpu: dict[str, object], kernel: str) -> dict[str, str]:
     """package name → its stanza, for the driver and toolkit versions in the GPU description and the kernel."""
     driver = str(gpu["driver_version"])
-    return {
-        f"nvidia-driver-{driver.split('.')[0]}-open": _stanza(
-            f"nvidia-driver-{driver.split('.')[0]}-open", f"{driver}-0ubuntu1", "NVIDIA driver metapackage"
-        ),
-        "nvidia-container-toolkit": _stanza(
-            "nvidia-container-toolkit", f"{gpu['toolkit_version']}-1", "NVIDIA Container toolkit"
-        ),
-        f"linux-image-{kernel}": _stanza(f"linux-image-{kernel}", kernel, "Linux kernel image"),
-    }
+    installed = (
+        (f"nvidia-driver-{driver.split('.')[0]}-open", f"{driver}-0ubuntu1", "NVIDIA driver metapackage"),
+        ("nvidia-container-toolkit", f"{gpu['toolkit_version']}-1", "NVIDIA Container toolkit"),
+        (f"linux-image-{kernel}", kernel, "Linux kernel image"),
+    )
+    return {package: _stanza(package, version, what) for package, version, what in installed}
 
 
 def record_installed(root: Path, gpu: dict[str, object], kernel: str) -> None:

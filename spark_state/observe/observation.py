@@ -31,6 +31,7 @@ def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = T
         s.image_ref for s in plan.services if s.kind == "trtllm-pytorch"
     }
     kept = KeptAsked(directory=plan.host_facts_dir, write=not read_only)
+    pulls = None if read_only else tuple(sorted({i.ref for i in plan.images}))  # what a pull would fetch, and where
     return ProbeRequest(
         gpu=kept,
         memory=True,
@@ -52,8 +53,8 @@ def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = T
         files=(*plan.env_files, plan.helper_path, plan.fetch_script_path, plan.converter_path),
         owners=tuple(s.cache_dir for s in plan.services if s.cache_dir),
         modes=(plan.secrets_dir,),
-        download_sizes=None if read_only else tuple(sorted({i.ref for i in plan.images})),
-        docker_disk=None if read_only else tuple(sorted({i.ref for i in plan.images})),
+        download_sizes=pulls,
+        docker_disk=pulls,
         env_files=plan.secrets_dir,
         units=UnitsAsked(directory=plan.units_dir, prefix=UNIT_PREFIX),
         rollback=plan.rollback_dir,

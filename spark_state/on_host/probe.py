@@ -17,6 +17,7 @@ should start fast). What only a reboot or a package change can change (`gpu`, `h
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -255,6 +256,7 @@ KEPT_KEY_FILES = ("/var/lib/dpkg/status", "/etc/os-release")
 KEPT_KEY_TOOLS = ("nvidia-smi", "nvidia-container-toolkit", "nvidia-container-runtime-hook", "nvidia-ctk")
 
 
+@functools.cache  # once per probe: gpu and host both ask
 def kept_key():
     def stat(path):
         try:
