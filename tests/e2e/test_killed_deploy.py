@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,8 +59,14 @@ def _running(fleet: Fleet, container: str, identity: str | None = None) -> Calla
 
 def _bench_running(group: int) -> bool:
     """The deploy's bench (a process of its own, in the deploy's process group) is measuring."""
-    found = subprocess.run(["pgrep", "-g", str(group), "-f", "spark_state.bench.run_target"], capture_output=True)
-    return found.returncode == 0
+    for entry in Path("/proc").iterdir():  # /proc itself, not pgrep: procps is not on every fresh Debian
+        try:
+            mine = entry.name.isdigit() and os.getpgid(int(entry.name)) == group
+            if mine and b"spark_state.bench.run_target" in (entry / "cmdline").read_bytes():
+                return True
+        except OSError:
+            continue  # the process ended while we looked
+    return False
 
 
 def _kill_when(workdir: Path, name: str, text: str, reached: Callable[[int], bool]) -> str:
