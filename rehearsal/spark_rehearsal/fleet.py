@@ -270,6 +270,8 @@ def gpu_description() -> dict[str, object]:
     return dict(DEFAULT_GPU)
 
 
+# The boot id: proc(5) documents /proc/sys/kernel/random/boot_id as a random UUID made anew at each boot; every
+# simulated boot gets its own, as a real Spark's kernel gives it (tools key what they cache on it).
 PROC_UNIT = """[Unit]
 Description=Rehearsal fleet: the Spark's 121.7 GiB unified memory in /proc/meminfo, its kernel release and a boot id of its own (new at every boot, as the kernel makes one) in /proc/sys
 DefaultDependencies=no
