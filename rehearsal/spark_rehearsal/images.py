@@ -46,8 +46,23 @@ IMAGES = (
     StandinImage("nvidia/tritonserver", "25.01-trtllm-python-py3", "25.01", "0.17.0.post1", True),
     StandinImage("nvidia/tritonserver", "25.12-trtllm-python-py3", "25.12", "1.1.0", False),
     StandinImage("nvidia/tritonserver", "26.03-trtllm-python-py3", "26.03", "1.2.0", False),
+    # NGC's TensorRT-LLM release image (the dgx-spark-playbooks serve from `tensorrt-llm/release:1.3.0rcN`), after
+    # upstream removed the TensorRT backend: no trtllm-build, trtllm-serve serves checkpoints only.
+    StandinImage("nvidia/tensorrt-llm/release", "1.3.0rc23", "1.3.0rc23", "1.3.0rc23", False),
     StandinImage("nim/meta/llama-3.1-8b-instruct-dgx-spark", "latest", "1.14.0", None, False),
 )
+
+# TensorRT-LLM removed trtllm-build (and --backend tensorrt) after v1.3.0rc20 (docs/source/legacy/
+# tensorrt-backend-removal.md; its pyproject's console_scripts keep trtllm-bench, trtllm-serve, trtllm-eval).
+LAST_WITH_TRTLLM_BUILD = (1, 3, 0, "rc", 20)
+
+
+def release_key(version: str) -> tuple:
+    """'1.3.0rc23' → (1, 3, 0, 'rc', 23); a final release sorts after its candidates ('~' > 'rc')."""
+    head, _, rc = version.partition("rc")
+    numbers = tuple(int(part) for part in head.split(".")[:3] if part.isdigit())
+    return (*numbers, "rc", int(rc)) if rc.isdigit() else (*numbers, "~", 0)
+
 
 ENTRYPOINT = """#!/bin/sh
 # Stand-in for NVIDIA's container entrypoint: the banner, and the GPU warning the field report learned to trust.
@@ -86,9 +101,11 @@ class Layer:
 def standin_files(image: StandinImage) -> dict[str, tuple[bytes, int]]:
     """path in image → (content, mode) for the stand-in layer of `image`."""
     files: dict[str, tuple[bytes, int]] = {}
-    for source in sorted(STANDINS_DIR.glob("*.py")):
+    for source in sorted([*STANDINS_DIR.glob("*.py"), *STANDINS_DIR.glob("*.json")]):
         files[f"{PYTHON_SITE}/{STANDIN_PACKAGE}/{source.name}"] = (source.read_bytes(), 0o644)
-    title = "Triton Inference Server" if image.trtllm_version else "NVIDIA NIM"
+    title = "NVIDIA NIM"
+    if image.trtllm_version:
+        title = "TensorRT-LLM" if image.repository.endswith("/release") else "Triton Inference Server"
     entry = ENTRYPOINT.format(title=title, release=image.release, warns="yes" if image.warns_on_gb10 else "no")
     files["opt/nvidia/nvidia_entrypoint.sh"] = (entry.encode(), 0o755)
     if image.trtllm_version:
@@ -106,7 +123,10 @@ def standin_files(image: StandinImage) -> dict[str, tuple[bytes, int]]:
             0o644,
         )
         files[f"{PYTHON_SITE}/tensorrt_llm-{v}.dist-info/INSTALLER"] = (b"pip\n", 0o644)
-        for command, module in (("trtllm-build", "trtllm_build"), ("trtllm-serve", "trtllm_serve")):
+        commands = [("trtllm-serve", "trtllm_serve")]
+        if release_key(v) <= LAST_WITH_TRTLLM_BUILD:
+            commands.append(("trtllm-build", "trtllm_build"))
+        for command, module in commands:
             files[f"usr/local/bin/{command}"] = (
                 PY_WRAPPER.format(package=STANDIN_PACKAGE, module=module).encode(),
                 0o755,

@@ -38,7 +38,8 @@ PACKAGES = {
         "sudo",
     ],
     # What the stand-in NVIDIA images are built on.
-    "image": ["python3", "procps", "ca-certificates"],
+    # PyYAML: trtllm-serve reads its --extra_llm_api_options file with yaml.safe_load, as the real images do.
+    "image": ["python3", "python3-yaml", "procps", "ca-certificates"],
 }
 
 HF_WRAPPER = """#!/usr/bin/python3

@@ -256,8 +256,9 @@ def _keep_previous(snapshot: Snapshot, path: str, previous: str | None):
 
 @operation()
 def programs(files: dict[str, str], snapshot: Snapshot):
-    """spark-state's own programs on the host (the helper, the checkpoint fetcher, the converter), each with exactly
-    this text and mode 644 (the probe reported their sha256 and modes); only those that differ are uploaded.
+    """spark-state's own files on the host (the helper, the checkpoint fetcher, the converter, a service's LLM API
+    options), each with exactly this text and mode 644 (the probe reported their sha256 and modes); only those that
+    differ are uploaded.
 
     + files: where on the host → the program's text
     + snapshot: the host, as the deploy's probe found it (its `files` must name each path)

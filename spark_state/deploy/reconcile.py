@@ -227,6 +227,10 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
                 previous=plan.rollback_env_file(svc) if rollback else None,
             )
             restart_after[svc.name].append(run.env_op)
+        if svc.config_files:
+            restart_after[svc.name].append(
+                ops.programs(name=f"{svc.name} options", files=svc.config_files, snapshot=observed)
+            )
         if svc.cache_dir:
             run.changes.append(
                 ops.nim_cache(name=f"{svc.name} model cache", path=svc.cache_dir, uid=NIM_UID, snapshot=observed)

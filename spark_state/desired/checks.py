@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..stacks import trtllm
 from . import hazards
 from .compat import KNOWN_GPUS, Support, known_bad_fix, trtllm_support, trtllm_version_for_image, version_tuple
 from .model import DesiredState, EngineService, NimService, PytorchService, host_gpu, host_services
@@ -74,6 +75,7 @@ def check(state: DesiredState, declared: Mapping[str, set[str]] | None = None) -
     _check_rollout(state, c)
     _check_build_images(state, c)
     _check_image_versions(state, c)
+    _check_engine_builds(state, c)
     hazards.check(state, c.error, c.warn)
     return c.findings
 
@@ -142,6 +144,9 @@ def _check_services(state: DesiredState, c: _Collector) -> None:
             c.ref(base + ("checkpoint",), "checkpoints", svc.checkpoint, "checkpoint")
             c.ref(base + ("image",), "images", svc.image, "image")
             c.ref(base + ("tokenizer",), "checkpoints", svc.tokenizer, "checkpoint")
+            version = image_trtllm_version(state, svc.image) if svc.image in state.images else None
+            for problem in trtllm.option_problems(svc.llm_api_options, version):
+                c.error(base + ("llm_api_options", *problem.path), problem.message, at_key=True)
         elif isinstance(svc, NimService):
             c.ref(base + ("container",), "images", svc.container, "image")
         for conc in svc.expect.aggregate_tok_s:
@@ -215,6 +220,25 @@ def _check_image_versions(state: DesiredState, c: _Collector) -> None:
                 ("images", name, "trtllm_version"),
                 f"{image.ref} ships TensorRT-LLM {from_tag}, not {image.trtllm_version}; drop trtllm_version",
             )
+
+
+def _check_engine_builds(state: DesiredState, c: _Collector) -> None:
+    """An engine declared on an image whose TensorRT-LLM no longer has trtllm-build (nor --backend tensorrt) is
+    refused before a pull of tens of GB; the fix is to serve its checkpoint directly."""
+    for name, engine in state.engines.items():
+        if engine.image not in state.images:
+            continue
+        version = image_trtllm_version(state, engine.image)
+        if trtllm.has_trtllm_build(version) is False:
+            ref = state.images[engine.image].ref
+            c.error(("engines", name, "image"), trtllm.no_trtllm_build_fix(ref, version or "?", engine.checkpoint))
+    for name, svc in state.services.items():
+        if isinstance(svc, EngineService) and svc.image in state.images and svc.engine in state.engines:
+            version = image_trtllm_version(state, svc.image)
+            if trtllm.has_trtllm_build(version) is False:
+                ref = state.images[svc.image].ref
+                checkpoint = state.engines[svc.engine].checkpoint
+                c.error(("services", name, "image"), trtllm.no_trtllm_build_fix(ref, version or "?", checkpoint))
 
 
 def _gpus_for(state: DesiredState, users: set[str]) -> set[str]:

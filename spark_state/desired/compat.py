@@ -41,6 +41,11 @@ MIN_TRTLLM_FOR_SM12 = "0.18"
 RECOMMENDED_BUILD_IMAGE = "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
 
 _TRITON_TAG = re.compile(r"(?:^|/)tritonserver:(?P<release>\d\d\.\d\d)-trtllm-python-py3(?:@sha256:[0-9a-f]{64})?$")
+# NGC's TensorRT-LLM release images (`nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc3`, the dgx-spark-playbooks'
+# image) are tagged with the TensorRT-LLM version they ship.
+_RELEASE_TAG = re.compile(
+    r"(?:^|/)tensorrt-llm/release:(?P<version>\d+\.\d+\.\d+(?:rc\d+|\.post\d+)?)(?:@sha256:[0-9a-f]{64})?$"
+)
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,10 @@ class Verdict:
 
 
 def trtllm_version_for_image(ref: str) -> str | None:
-    """TensorRT-LLM version a Triton TRT-LLM image ships, from its tag; None when the tag is not one we know."""
+    """TensorRT-LLM version an image ships, from its tag (a Triton TRT-LLM or a TensorRT-LLM release image); None
+    when the tag is not one we know."""
+    if release := _RELEASE_TAG.search(ref):
+        return release.group("version")
     match = _TRITON_TAG.search(ref)
     if not match:
         return None

@@ -338,6 +338,12 @@ class PytorchService(_ServiceBase, _TrtllmServeFlags):
     checkpoint: Name
     backend: Literal["pytorch"]
     image: Name
+    llm_api_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="TensorRT-LLM LLM API options (kv_cache_config, cuda_graph_config, enable_chunked_prefill, "
+        "speculative_config, ...), written to the YAML file trtllm-serve reads with --extra_llm_api_options; keys "
+        "are checked against the image's TensorRT-LLM where its fields are known.",
+    )
 
 
 class NimService(_ServiceBase):

@@ -4,6 +4,8 @@ the plan derives them and validation can refuse two entries that would share one
 
 from __future__ import annotations
 
+import hashlib
+
 UNIT_PREFIX = "spark-state-"
 
 
@@ -29,6 +31,11 @@ def fetch_container(checkpoint: str) -> str:
 
 def service_env_file(secrets_dir: str, service: str) -> str:
     return f"{secrets_dir}/{service}.env"
+
+
+def service_options_file(root: str, service: str, text: str) -> str:
+    """A service's LLM API options on the host, named by their content (a change is a new file)."""
+    return f"{root}/services/{service}/llm-api-options.{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
 
 
 def checkpoint_env_file(secrets_dir: str, checkpoint: str) -> str:

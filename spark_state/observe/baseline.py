@@ -78,6 +78,9 @@ def verified_services(plan: HostPlan, snapshot: Snapshot) -> dict[str, str]:
             continue
         env = snapshot.files.get(svc.env_file) if svc.env_file else None
         seen = f"{container.identity or ''}:{env.sha256 if env else ''}"
+        for path in sorted(svc.config_files):  # the options it was benched with, as the host holds them
+            found = snapshot.files.get(path)
+            seen += f":{found.sha256 if found else ''}"
         verified[svc.name] = hashlib.sha256(seen.encode()).hexdigest()[:16]
     return verified
 

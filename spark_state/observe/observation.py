@@ -50,7 +50,7 @@ def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = T
         engine_builds=tuple(sorted({e.dir.rsplit("/", 1)[0] for e in plan.engines})),
         checkpoint_copies=tuple(sorted({c.dir.rsplit("/", 1)[0] for c in plan.checkpoints})),
         chat_templates=tuple(sorted({c.dir for c in plan.checkpoints})),
-        files=(*plan.env_files, plan.helper_path, plan.fetch_script_path, plan.converter_path),
+        files=(*plan.env_files, *plan.config_files, plan.helper_path, plan.fetch_script_path, plan.converter_path),
         owners=tuple(s.cache_dir for s in plan.services if s.cache_dir),
         modes=(plan.secrets_dir,),
         download_sizes=pulls,
@@ -74,7 +74,7 @@ def host_facts_request(plan: HostPlan) -> ProbeRequest:
         docker=True,
         host=kept,
         images=ImagesAsked(refs=tuple(sorted({i.local for i in plan.images}))),
-        files=tuple(s.env_file for s in plan.services if s.env_file),
+        files=(*(s.env_file for s in plan.services if s.env_file), *plan.config_files),
         containers=UNIT_PREFIX,
     )
 

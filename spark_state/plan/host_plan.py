@@ -97,6 +97,11 @@ class HostPlan:
         services = tuple(s.env_file for s in self.services if s.env_file)
         return services + tuple(env for c in self.checkpoints if (env := self.checkpoint_env_file(c)))
 
+    @property
+    def config_files(self) -> dict[str, str]:
+        """Files the services' containers read (their LLM API options), path → text."""
+        return {path: text for s in self.services for path, text in s.config_files.items()}
+
     def service_env_file(self, service: str) -> str:
         """The 0600 env file of a service (also of one the state no longer declares, to remove it)."""
         return service_env_file(self.secrets_dir, service)

@@ -4,11 +4,13 @@ ports, readiness path and health timeout, and the identity that tells which unit
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..desired.model import DesiredState, EngineService, NimService, PytorchService, service_kind
-from ..desired.names import service_container, service_env_file, service_unit
+from ..desired.names import service_container, service_env_file, service_options_file, service_unit
+from ..stacks.trtllm import OPTIONS_IN_CONTAINER
 from . import quoting
 from .checkpoints import checkpoint_dir, tokenizer_checkpoint
 from .engines import EnginePlan
@@ -49,6 +51,14 @@ class ServicePlan:
     cache_dir: str | None = None  # a NIM's model cache on the host, writable by the container's UID 1000
     identity: str = ""  # the unit this service's container must have been started from (IDENTITY_LABEL)
     serves: str = ""  # what the unit runs, for people: "engine E <fingerprint> on <image>" (its `# Serves:` line)
+    # Files the container reads (host path → text), each named by its content: a changed option is a new file and
+    # so a new unit (a restart), and a rollback's unit still names the file it ran with.
+    config_files: dict[str, str] = field(default_factory=dict)
+
+
+def options_text(options: dict[str, Any]) -> str:
+    """LLM API options as the YAML trtllm-serve reads (JSON is YAML: one spelling, keys sorted)."""
+    return json.dumps(options, indent=2, sort_keys=True) + "\n"
 
 
 def unit_serves(unit_text: str | None) -> str | None:
@@ -77,6 +87,8 @@ def plan_service(state: DesiredState, name: str, engines: dict[str, EnginePlan])
     engine_plan = engines.get(svc.engine) if isinstance(svc, EngineService) else None
     tokenizer = tokenizer_checkpoint(state, name)
     checkpoint: str | None = None
+    config_files: dict[str, str] = {}
+    options_flag: list[str] = []
 
     cache_dir = None
     if isinstance(svc, NimService):
@@ -107,10 +119,17 @@ def plan_service(state: DesiredState, name: str, engines: dict[str, EnginePlan])
             description = f"trtllm-serve checkpoint {svc.checkpoint} (pytorch) on :{svc.port}"
             ckpt = state.checkpoints[svc.checkpoint]
             serves = f"checkpoint {ckpt.repo}@{ckpt.revision} (pytorch) on {image_ref}"
+            if svc.llm_api_options:
+                text = options_text(svc.llm_api_options)
+                path = service_options_file(state.paths.root, name, text)
+                config_files[path] = text
+                run += ["-v", f"{path}:{OPTIONS_IN_CONTAINER}:ro"]
+                options_flag = ["--extra_llm_api_options", OPTIONS_IN_CONTAINER]
         if env_file:
             run += ["--env-file", env_file]
         run += [image_ref, "trtllm-serve", "serve", model_arg, "--tokenizer", "/tokenizer", "--backend", backend]
-        run += ["--host", "0.0.0.0", "--port", str(svc.port), *_serve_flags(svc, defaults), *svc.extra_args]
+        run += ["--host", "0.0.0.0", "--port", str(svc.port), *_serve_flags(svc, defaults), *options_flag]
+        run += svc.extra_args
 
     unit_name = service_unit(name)
 
@@ -152,4 +171,5 @@ def plan_service(state: DesiredState, name: str, engines: dict[str, EnginePlan])
         cache_dir=cache_dir,
         identity=identity,
         serves=serves,
+        config_files=config_files,
     )

@@ -87,18 +87,40 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _without_tensorrt_backend(version: str) -> bool:
+    """TensorRT-LLM after v1.3.0rc20 has no TensorRT backend (docs/source/legacy/tensorrt-backend-removal.md)."""
+    head, _, rc = version.partition("rc")
+    numbers = tuple(int(part) for part in head.split(".")[:3] if part.isdigit())
+    return numbers > (1, 3, 0) or (numbers == (1, 3, 0) and (not rc.isdigit() or int(rc) > 20))
+
+
 def main(argv: list[str]) -> int:
     p = parser()
     args = p.parse_args(argv)
     if args.backend == "trt":  # click's ChoiceWithAlias
         args.backend = "tensorrt"
+    version = trtllm_version()
+    if args.backend in ("tensorrt", "trt") and _without_tensorrt_backend(version):
+        # the migration guide: `--backend tensorrt` (CLI) → omit, or pass `--backend pytorch`
+        print(
+            "Usage: trtllm-serve serve [OPTIONS] MODEL\nTry 'trtllm-serve serve --help' for help.\n\n"
+            f"Error: Invalid value for '--backend': '{args.backend}' is not one of 'pytorch', '_autodeploy'.",
+            file=sys.stderr,
+        )
+        return 2
+    if args.extra_llm_api_options is not None:
+        from .llm_args import load_options
+
+        _, problem = load_options(args.extra_llm_api_options)
+        if problem:
+            print(f"Traceback (most recent call last):\n  ...\n{problem}", file=sys.stderr)
+            return 1
     if args.tensor_parallel_size * args.pipeline_parallel_size > 1:
         return _fail(
             f"world size {args.tensor_parallel_size * args.pipeline_parallel_size} needs that many GPUs; "
             "this host has 1"
         )
     gpu = require_gpu()
-    version = trtllm_version()
     print(f"[TensorRT-LLM] TensorRT-LLM version: {version}", flush=True)
     try:
         with open(os.path.join(args.model, "config.json")) as f:
