@@ -118,3 +118,42 @@ def test_a_nim_refuses_a_nim_variable_it_does_not_document(tmp_path: Path) -> No
         },
     )
     assert "unknown NIM setting" not in proc.stderr  # a documented one passes on to the next check
+
+
+def test_llm_api_options_loader_refuses_what_trtllm_serve_refuses_with_its_message(tmp_path: Path) -> None:
+    """tensorrt_llm/llmapi/llm_args.py: yaml.safe_load, a mapping at the root, pydantic models with extra="forbid"
+    (the mapped sections such as kv_cache_config are built alone and name their own model)."""
+    from spark_rehearsal.standins.llm_args import load_options
+
+    def load(text: str) -> tuple[dict | None, str | None]:
+        (tmp_path / "options.yaml").write_text(text)
+        return load_options(str(tmp_path / "options.yaml"))
+
+    assert load("kv_cache_config: {enable_block_reus: true}\n")[1] == (
+        "pydantic_core._pydantic_core.ValidationError: 1 validation error for KvCacheConfig\nenable_block_reus\n"
+        "  Extra inputs are not permitted [type=extra_forbidden, input_value=True, input_type=bool]\n"
+        "    For further information visit https://errors.pydantic.dev/2.11/v/extra_forbidden"
+    )
+    assert "1 validation error for TorchLlmArgs\ncuda_graph_config.decode.batch_size\n" in str(
+        load("cuda_graph_config: {batch_size: 8}\n")[1]
+    )
+    assert "for TorchLlmArgs\nenable_chunked_prefil\n" in str(load("enable_chunked_prefil: true\n")[1])
+    assert load("- a\n") == (None, "ValueError: Configuration file root must be a mapping.")
+    assert load("") == ({}, None)
+    assert (
+        load("enable_chunked_prefill: true\ncuda_graph_config: {enable_padding: true, max_batch_size: 8}\n")[1] is None
+    )
+
+
+def test_the_options_file_the_plan_writes_is_one_trtllm_serve_loads(tmp_path: Path) -> None:
+    from spark_rehearsal.standins.llm_args import load_options
+    from spark_state.plan.units import options_text
+
+    options = {
+        "enable_chunked_prefill": True,
+        "kv_cache_config": {"enable_block_reuse": False, "dtype": "fp8"},
+        "cuda_graph_config": {"enable_padding": True, "max_batch_size": 8},
+        "speculative_config": {"decoding_type": "Eagle3", "max_draft_len": 3},
+    }
+    (tmp_path / "options.yaml").write_text(options_text(options))
+    assert load_options(str(tmp_path / "options.yaml")) == (options, None)

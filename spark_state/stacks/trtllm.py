@@ -14,6 +14,7 @@ Sources:
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -180,9 +181,11 @@ def _lookup(options: Mapping[str, Any], path: tuple[str, ...]) -> bool:
 def _unknown_keys(options: Mapping[str, Any], section: Section, at: tuple[str, ...], version: str):
     for key, value in options.items():
         if key not in section.fields:
+            close = difflib.get_close_matches(key, section.fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             yield OptionProblem(
                 (*at, key),
-                f"TensorRT-LLM {version}'s {section.model} has no field {key!r}: its loader refuses it "
+                f"TensorRT-LLM {version}'s {section.model} has no field {key!r}{hint}: its loader refuses it "
                 f"('Extra inputs are not permitted'; fields as of {OPTIONS_SOURCE})",
             )
         elif section.sections and key in section.sections and isinstance(value, Mapping):
