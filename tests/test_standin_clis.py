@@ -5,12 +5,13 @@ run them (a subprocess), without the fleet."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE_STATE
+from conftest import EXAMPLE_STATE, REPO
 
 from spark_rehearsal.standins import trtllm_build
 from spark_state.desired.loader import load_state
@@ -157,3 +158,72 @@ def test_the_options_file_the_plan_writes_is_one_trtllm_serve_loads(tmp_path: Pa
     }
     (tmp_path / "options.yaml").write_text(options_text(options))
     assert load_options(str(tmp_path / "options.yaml")) == (options, None)
+
+
+VLLM_FLAGS = REPO / "spark_state" / "stacks" / "data" / "vllm-0.20.1.json"
+VLLM_STATE = """
+images:
+  vllm: nvcr.io/nvidia/vllm:26.05-py3
+checkpoints:
+  fp8: {repo: nvidia/Llama-3.1-8B-Instruct-FP8}
+services:
+  chat:
+    stack: vllm
+    checkpoint: fp8
+    tokenizer: fp8
+    image: vllm
+    port: 8000
+    served_model_name: llama
+    gpu_memory_utilization: 0.4
+    max_model_len: 8192
+    max_num_seqs: 8
+    options: {enable-prefix-caching: true, enable-chunked-prefill: false, kv-cache-dtype: fp8,
+              compilation-config: {cudagraph_mode: FULL_DECODE_ONLY}, max-num-batched-tokens: 4096}
+hosts:
+  spark-01: {address: 10.0.0.1, services: [chat]}
+"""
+
+
+def _vllm(*argv: str, gpu: dict | None = None, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    gpu_file = tmp_path / "gpu.json"
+    if gpu is not None:
+        gpu_file.write_text(json.dumps(gpu))
+    env = {"SPARK_SIM_VLLM_FLAGS": str(VLLM_FLAGS), "SPARK_SIM_GPU_FILE": str(gpu_file)}
+    return _standin("vllm_serve", *argv, env=env)
+
+
+def test_vllm_serve_takes_every_flag_the_plan_passes(tmp_path: Path) -> None:
+    from spark_rehearsal.standins import vllm_serve
+    from spark_state.desired.loader import load_state_text
+
+    plan = plan_host(load_state_text(VLLM_STATE, "state.yaml").state, "spark-01")
+    argv = list(plan.services[0].run_argv)
+    serve = argv[argv.index("vllm") + 1 :]
+    assert serve[0] == "serve"
+    os.environ["SPARK_SIM_VLLM_FLAGS"] = str(VLLM_FLAGS)
+    try:
+        args = vllm_serve.parser().parse_args(serve[1:])
+    finally:
+        del os.environ["SPARK_SIM_VLLM_FLAGS"]
+    assert (args.enable_prefix_caching, args.enable_chunked_prefill, args.kv_cache_dtype) == (True, False, "fp8")
+    assert json.loads(args.compilation_config) == {"cudagraph_mode": "FULL_DECODE_ONLY"}
+
+
+def test_vllm_serve_refuses_a_flag_its_version_lacks_as_argparse_does(tmp_path: Path) -> None:
+    proc = _vllm("serve", "/model", "--disable-log-requests", tmp_path=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == "vllm serve: error: unrecognized arguments: --disable-log-requests"
+
+
+def test_vllm_serve_refuses_to_start_when_its_share_is_not_free(tmp_path: Path) -> None:
+    """vllm/v1/worker/utils.py request_memory: utilization × total must be free at start."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    gpu = {"memory_total_gib": 121.7, "memory_free_gib_at_start": 50.0}
+    proc = _vllm("serve", str(model), "--gpu-memory-utilization", "0.5", gpu=gpu, tmp_path=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "ValueError: Free memory on device cuda:0 (50.0/121.7 GiB) on startup is less than desired GPU memory "
+        "utilization (0.5, 60.85 GiB). Decrease GPU memory utilization or reduce GPU memory used by other processes."
+    )

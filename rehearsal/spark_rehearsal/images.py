@@ -12,6 +12,7 @@ import subprocess
 import tarfile
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import httpx
@@ -34,8 +35,13 @@ class StandinImage:
     repository: str  # path under nvcr.io
     tag: str
     release: str  # the NVIDIA container release it imitates
-    trtllm_version: str | None  # None: a NIM
+    trtllm_version: str | None  # None: a NIM or a vLLM image
     warns_on_gb10: bool
+    vllm_version: str | None = None  # NGC's vLLM containers
+
+    @property
+    def is_nim(self) -> bool:
+        return self.trtllm_version is None and self.vllm_version is None
 
     @property
     def ref(self) -> str:
@@ -50,7 +56,11 @@ IMAGES = (
     # upstream removed the TensorRT backend: no trtllm-build, trtllm-serve serves checkpoints only.
     StandinImage("nvidia/tensorrt-llm/release", "1.3.0rc23", "1.3.0rc23", "1.3.0rc23", False),
     StandinImage("nim/meta/llama-3.1-8b-instruct-dgx-spark", "latest", "1.14.0", None, False),
+    # NGC's vLLM container as the dgx-spark-playbooks serve from it (release notes: 26.05 ships vLLM 0.20.1).
+    StandinImage("nvidia/vllm", "26.05-py3", "26.05", None, False, vllm_version="0.20.1"),
 )
+# The flags each vLLM takes, as read from its wheel (spark-state keeps the same reading for its checks).
+VLLM_FLAGS = resources.files("spark_state.stacks").joinpath("data")
 
 # TensorRT-LLM removed trtllm-build (and --backend tensorrt) after v1.3.0rc20 (docs/source/legacy/
 # tensorrt-backend-removal.md; its pyproject's console_scripts keep trtllm-bench, trtllm-serve, trtllm-eval).
@@ -104,7 +114,9 @@ def standin_files(image: StandinImage) -> dict[str, tuple[bytes, int]]:
     for source in sorted([*STANDINS_DIR.glob("*.py"), *STANDINS_DIR.glob("*.json")]):
         files[f"{PYTHON_SITE}/{STANDIN_PACKAGE}/{source.name}"] = (source.read_bytes(), 0o644)
     title = "NVIDIA NIM"
-    if image.trtllm_version:
+    if image.vllm_version:
+        title = "vLLM"
+    elif image.trtllm_version:
         title = "TensorRT-LLM" if image.repository.endswith("/release") else "Triton Inference Server"
     entry = ENTRYPOINT.format(title=title, release=image.release, warns="yes" if image.warns_on_gb10 else "no")
     files["opt/nvidia/nvidia_entrypoint.sh"] = (entry.encode(), 0o755)
@@ -131,6 +143,15 @@ def standin_files(image: StandinImage) -> dict[str, tuple[bytes, int]]:
                 PY_WRAPPER.format(package=STANDIN_PACKAGE, module=module).encode(),
                 0o755,
             )
+    elif image.vllm_version:
+        v = image.vllm_version
+        flags = VLLM_FLAGS.joinpath(f"vllm-{v}.json").read_bytes()
+        files[f"{PYTHON_SITE}/{STANDIN_PACKAGE}/vllm_flags.json"] = (flags, 0o644)
+        files[f"{PYTHON_SITE}/vllm-{v}.dist-info/METADATA"] = (
+            f"Metadata-Version: 2.1\nName: vllm\nVersion: {v}\n".encode(),
+            0o644,
+        )
+        files["usr/local/bin/vllm"] = (PY_WRAPPER.format(package=STANDIN_PACKAGE, module="vllm_serve").encode(), 0o755)
     else:
         files["opt/nim/start_server.sh"] = (
             PY_WRAPPER.format(package=STANDIN_PACKAGE, module="nim_server").encode(),
@@ -141,7 +162,7 @@ def standin_files(image: StandinImage) -> dict[str, tuple[bytes, int]]:
 
 def image_config(image: StandinImage, diff_ids: list[str], note: str = "") -> bytes:
     env = [PATH_ENV, f"NVIDIA_PRODUCT_RELEASE={image.release}"]
-    cmd: list[str] = ["/bin/bash"] if image.trtllm_version else ["/opt/nim/start_server.sh"]
+    cmd: list[str] = ["/opt/nim/start_server.sh"] if image.is_nim else ["/bin/bash"]
     if image.trtllm_version:
         env.append(f"TRTLLM_VERSION={image.trtllm_version}")
     config = {
@@ -153,7 +174,7 @@ def image_config(image: StandinImage, diff_ids: list[str], note: str = "") -> by
             "Cmd": cmd,
             "WorkingDir": "/",
             # NIM containers run as UID 1000 (NIM docs: the cache volume must be writable by it)
-            **({} if image.trtllm_version else {"User": "1000"}),
+            **({"User": "1000"} if image.is_nim else {}),
         },
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
         "history": [

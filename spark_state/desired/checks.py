@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..stacks import trtllm
+from ..stacks import trtllm, vllm
 from . import hazards
 from .compat import KNOWN_GPUS, Support, known_bad_fix, trtllm_support, trtllm_version_for_image, version_tuple
-from .model import DesiredState, EngineService, NimService, PytorchService, host_gpu, host_services
+from .model import DesiredState, EngineService, NimService, PytorchService, VllmService, host_gpu, host_services
 from .names import ALL_HOSTS_GROUP
 
 Path = tuple[str | int, ...]
@@ -147,6 +147,26 @@ def _check_services(state: DesiredState, c: _Collector) -> None:
             version = image_trtllm_version(state, svc.image) if svc.image in state.images else None
             for problem in trtllm.option_problems(svc.llm_api_options, version):
                 c.error(base + ("llm_api_options", *problem.path), problem.message, at_key=True)
+        elif isinstance(svc, VllmService):
+            c.ref(base + ("checkpoint",), "checkpoints", svc.checkpoint, "checkpoint")
+            c.ref(base + ("tokenizer",), "checkpoints", svc.tokenizer, "checkpoint")
+            if c.ref(base + ("image",), "images", svc.image, "image") and svc.image in state.images:
+                ref = state.images[svc.image].ref
+                version = vllm.version_for_image(ref)
+                for option, message in vllm.option_problems(svc.options, version):
+                    c.error(base + ("options", option), message, at_key=True)
+                if version is None:
+                    c.warn(
+                        base + ("image",),
+                        f"image {ref}: its vLLM version is not known from the tag; the "
+                        "options are checked when the service starts",
+                    )
+                elif vllm.flags(version) is None:
+                    c.warn(
+                        base + ("image",),
+                        f"image {ref} ships vLLM {version}, whose flags spark-state has not "
+                        f"on file ({', '.join(vllm.known_versions())}): the options are checked when it starts",
+                    )
         elif isinstance(svc, NimService):
             c.ref(base + ("container",), "images", svc.container, "image")
         for conc in svc.expect.aggregate_tok_s:

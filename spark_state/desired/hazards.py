@@ -9,7 +9,7 @@ import math
 import re
 from collections.abc import Callable, Iterator
 
-from .model import COMMIT_SHA, DesiredState, EngineService, NimService, PytorchService, host_services
+from .model import COMMIT_SHA, DesiredState, EngineService, NimService, PytorchService, VllmService, host_services
 from .names import claims
 
 Path = tuple[str | int, ...]
@@ -319,6 +319,8 @@ def _sequence_lengths(state: DesiredState, report: Report) -> None:
         limit, source = None, f"service {sname!r}"
         if isinstance(svc, (EngineService, PytorchService)) and svc.max_seq_len:
             limit = svc.max_seq_len
+        elif isinstance(svc, VllmService) and svc.max_model_len:
+            limit = svc.max_model_len
         elif isinstance(svc, EngineService) and svc.engine in state.engines:
             limit, source = state.engines[svc.engine].max_seq_len, f"engine {svc.engine!r}"
         if limit is not None and need > limit:

@@ -22,6 +22,7 @@ from ..errors import Problem, StateFileError
 from . import checks
 from .model import (
     SERVICE_KINDS,
+    STACKS,
     Bench,
     Checkpoint,
     DesiredState,
@@ -38,6 +39,7 @@ from .model import (
     PytorchService,
     Rollout,
     Service,
+    VllmService,
 )
 
 FieldPath = tuple[str | int, ...]
@@ -51,11 +53,12 @@ _SECTION_ENTRY: dict[str, Any] = {
     "hosts": Host,
 }
 _SECTION_SINGLE: dict[str, Any] = {"fleet": Fleet, "paths": Paths, "bench": Bench, "rollout": Rollout}
-_SERVICE_TAGS = set(SERVICE_KINDS.values())
+_SERVICE_TAGS = set(SERVICE_KINDS.values()) | set(STACKS)
 _SERVICE_MODELS: dict[str, type[BaseModel]] = {
     "trtllm-engine": EngineService,
     "trtllm-pytorch": PytorchService,
     "nim": NimService,
+    "vllm": VllmService,
 }
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..desired.model import DesiredState, NimService
+from ..desired.model import DesiredState, NimService, VllmService
+from ..stacks import vllm
 from .checkpoints import CheckpointPlan
 from .engines import EnginePlan
 from .images import ImagePlan
@@ -62,6 +63,12 @@ def plan_budget(
         svc = state.services[s.name]
         if s.memory_gib is not None:
             need = s.memory_gib
+        elif isinstance(svc, VllmService):
+            share = vllm.memory_gib(svc, total_gib)
+            if share is None:
+                memory_unknown.append(s.name)
+                continue
+            need = share
         elif isinstance(svc, NimService):
             if svc.expect.resident_gib is None:
                 memory_unknown.append(s.name)

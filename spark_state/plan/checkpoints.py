@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..desired.model import DesiredState, EngineService, NimService, PytorchService
+from ..desired.model import DesiredState, EngineService, NimService, PytorchService, VllmService
 from .images import local_ref
 
 
@@ -48,7 +48,7 @@ def fetch_image(state: DesiredState, checkpoint: str, services: list[str], engin
         svc = state.services[s]
         if isinstance(svc, NimService):
             continue
-        if (isinstance(svc, PytorchService) and svc.checkpoint == checkpoint) or tokenizer_checkpoint(
+        if (isinstance(svc, (PytorchService, VllmService)) and svc.checkpoint == checkpoint) or tokenizer_checkpoint(
             state, s
         ) == checkpoint:
             return svc.image or state.engines[svc.engine].image  # type: ignore[union-attr]

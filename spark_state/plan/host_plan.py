@@ -12,7 +12,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..desired.compat import KNOWN_GPUS
-from ..desired.model import DesiredState, EngineService, NimService, PytorchService, host_gpu, host_services
+from ..desired.model import (
+    DesiredState,
+    EngineService,
+    NimService,
+    PytorchService,
+    VllmService,
+    host_gpu,
+    host_services,
+)
 from ..desired.names import checkpoint_env_file, service_env_file
 from ..errors import UnknownHostError
 from .budgets import Budget, budget_warnings, plan_budget
@@ -176,16 +184,16 @@ def _checkpoints_needed(state: DesiredState, services: list[str], engines: list[
     needed = [state.engines[e].checkpoint for e in engines]
     for s in services:
         svc = state.services[s]
-        if isinstance(svc, PytorchService):
+        if isinstance(svc, (PytorchService, VllmService)):
             needed.append(svc.checkpoint)
         needed.append(tokenizer_checkpoint(state, s))  # type: ignore[arg-type]
     return [n for n in needed if n is not None]
 
 
 def _models_needed(state: DesiredState, services: list[str], engines: list[str]) -> list[str]:
-    """Checkpoints whose weights this host needs (an engine builds from it, or a PyTorch service serves it)."""
+    """Checkpoints whose weights this host needs (an engine builds from it, or a service serves it directly)."""
     return [state.engines[e].checkpoint for e in engines] + [
-        svc.checkpoint for s in services if isinstance(svc := state.services[s], PytorchService)
+        svc.checkpoint for s in services if isinstance(svc := state.services[s], (PytorchService, VllmService))
     ]
 
 

@@ -8,8 +8,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..desired.model import DesiredState, EngineService, NimService, PytorchService, service_kind
+from ..desired.model import DesiredState, EngineService, NimService, PytorchService, VllmService, service_kind
 from ..desired.names import service_container, service_env_file, service_options_file, service_unit
+from ..stacks import vllm
 from ..stacks.trtllm import OPTIONS_IN_CONTAINER
 from . import quoting
 from .checkpoints import checkpoint_dir, tokenizer_checkpoint
@@ -21,7 +22,9 @@ IDENTITY_LABEL = "spark-state.identity"
 SERVES_LINE = "# Serves: "  # a unit's second line: what it runs, read back by rollback and drift
 NIM_CACHE = "/opt/nim/.cache"  # where a NIM keeps downloaded model profiles (NIM docs: mount a host dir here)
 NIM_UID = 1000  # NIM containers run as this user: the cache must be writable by it
-HEALTH_TIMEOUT_S = {"nim": 1800}  # a NIM's first start downloads its model profile into the cache
+# A NIM's first start downloads its model profile into the cache; vLLM profiles memory, captures CUDA graphs and
+# may compile before it answers.
+HEALTH_TIMEOUT_S = {"nim": 1800, "vllm": 1800}
 DEFAULT_HEALTH_TIMEOUT_S = 600
 
 
@@ -101,6 +104,20 @@ def plan_service(state: DesiredState, name: str, engines: dict[str, EnginePlan])
         run += [image_ref, *svc.extra_args]
         description = f"NIM {image_ref} on :{svc.port}"
         serves = f"NIM {image_ref}"
+    elif isinstance(svc, VllmService):
+        checkpoint = svc.checkpoint
+        image_ref = local_ref(state.images[svc.image].ref)
+        run += [f"--shm-size={svc.shm_size_gb}g", "-p", f"{svc.port}:{svc.port}"]
+        run += ["-v", f"{checkpoint_dir(state, svc.checkpoint)}:{vllm.MODEL_IN_CONTAINER}:ro"]
+        if svc.tokenizer:
+            run += ["-v", f"{checkpoint_dir(state, svc.tokenizer)}:{vllm.TOKENIZER_IN_CONTAINER}:ro"]
+        run += ["-e", "HF_HUB_OFFLINE=1"]  # the checkpoint is on disk: no hub look-ups at start
+        if env_file:
+            run += ["--env-file", env_file]
+        run += [image_ref, *vllm.serve_argv(svc, svc.port)]
+        description = f"vllm serve checkpoint {svc.checkpoint} on :{svc.port}"
+        ckpt = state.checkpoints[svc.checkpoint]
+        serves = f"checkpoint {ckpt.repo}@{ckpt.revision} (vllm) on {image_ref}"
     else:
         tokenizer_dir = checkpoint_dir(state, tokenizer)  # type: ignore[arg-type]
         run += ["-p", f"{svc.port}:{svc.port}"]
@@ -166,7 +183,7 @@ def plan_service(state: DesiredState, name: str, engines: dict[str, EnginePlan])
         tokenizer_checkpoint=tokenizer,
         expect=svc.expect.model_dump(),
         memory_gib=svc.memory_gib,
-        health_path="/v1/health/ready" if isinstance(svc, NimService) else "/health",
+        health_path="/v1/health/ready" if isinstance(svc, NimService) else vllm.HEALTH_PATH,
         health_timeout_s=svc.health_timeout_s or HEALTH_TIMEOUT_S.get(service_kind(svc), DEFAULT_HEALTH_TIMEOUT_S),
         cache_dir=cache_dir,
         identity=identity,

@@ -117,15 +117,15 @@ LLM_API_OPTIONS = Section(
 # options file would be overridden by the flag (explicit CLI keys win) and the plan's memory budget would read the
 # wrong one. Each maps to the service field to use instead.
 OWNED_BY_SERVICE: dict[tuple[str, ...], str] = {
-    ("model",): "checkpoint",
-    ("tokenizer",): "tokenizer",
-    ("backend",): "(the stack: trtllm serves with the PyTorch backend)",
-    ("max_batch_size",): "max_batch_size",
-    ("max_num_tokens",): "max_num_tokens",
-    ("max_seq_len",): "max_seq_len",
-    ("kv_cache_config", "free_gpu_memory_fraction"): "kv_cache_free_gpu_memory_fraction",
-    ("tensor_parallel_size",): "(one Spark: world size 1)",
-    ("pipeline_parallel_size",): "(one Spark: world size 1)",
+    ("model",): "set the service's checkpoint",
+    ("tokenizer",): "set the service's tokenizer",
+    ("backend",): "a checkpoint service runs the PyTorch backend",
+    ("max_batch_size",): "set the service's max_batch_size",
+    ("max_num_tokens",): "set the service's max_num_tokens",
+    ("max_seq_len",): "set the service's max_seq_len",
+    ("kv_cache_config", "free_gpu_memory_fraction"): "set the service's kv_cache_free_gpu_memory_fraction",
+    ("tensor_parallel_size",): "a service runs on one Spark (world size 1)",
+    ("pipeline_parallel_size",): "a service runs on one Spark (world size 1)",
 }
 
 
@@ -162,7 +162,7 @@ def option_problems(options: Mapping[str, Any], version: str | None) -> Iterator
     the keys spark-state sets itself."""
     for path, field in OWNED_BY_SERVICE.items():
         if _lookup(options, path):
-            yield OptionProblem(path, f"spark-state passes {'.'.join(path)} itself: set the service's {field}")
+            yield OptionProblem(path, f"spark-state passes {'.'.join(path)} itself: {field}")
     found = release(version)
     if found is None or found < OPTIONS_KNOWN_FROM:
         return  # fields unknown for this release: trtllm-serve checks them when the service starts

@@ -24,6 +24,7 @@ DEFAULT_GPU: dict[str, Any] = {
     "time_scale": 0.1,  # convert/build/load durations = seed figure × this
     "slowdown": 1.0,  # token pacing multiplier: 1.3 simulates a host regressed by 30 %
     "toolkit_version": "1.17.8",  # the NVIDIA container toolkit (runtime hook) installed on the host
+    "memory_total_gib": 121.7,  # unified memory as CUDA reports it (cudaMemGetInfo's total)
 }
 
 # The field report's measurements (29-token prompt, 200-token greedy completion, streaming).
@@ -83,7 +84,12 @@ def pacing_for(profile: str, gpu: dict[str, Any]) -> Pacing:
 
 def hold_memory(profile: str, gpu: dict[str, Any]) -> bytearray:
     """Allocate and touch the profile's resident memory (scaled), so RSS shows it like docker stats would."""
-    size = int(SEED_PROFILES[profile]["resident_gib"] * 2**30 * float(gpu.get("memory_scale", 1 / 64)))
+    return hold_gib(SEED_PROFILES[profile]["resident_gib"], gpu)
+
+
+def hold_gib(gib: float, gpu: dict[str, Any]) -> bytearray:
+    """Hold `gib` of the simulated Spark's memory (scaled, touched), as a server that claimed it would."""
+    size = int(gib * 2**30 * float(gpu.get("memory_scale", 1 / 64)))
     block = bytearray(size)
     for offset in range(0, size, 4096):
         block[offset] = 1

@@ -347,6 +347,7 @@ class ServerConfig:
     # NIM's documented routes (NIM API reference): /v1/health/live (the server is up), /v1/health/ready (503 until
     # the model is loaded), /v1/models, /v1/metrics; no /health. trtllm-serve: /health, /metrics.
     nim_routes: bool = False
+    metrics: str = "plain"  # "vllm": vLLM's names (vllm/v1/metrics/loggers.py), labelled by model_name and engine
 
 
 class BatchScheduler:
@@ -365,6 +366,7 @@ class BatchScheduler:
         self._wake = asyncio.Event()
         self.completed_tokens = 0
         self.completed_requests = 0
+        self.waiting = 0  # requests that arrived while every batch slot was taken
 
     def start(self) -> None:
         self._loop_task = asyncio.get_running_loop().create_task(self._run())
@@ -394,7 +396,12 @@ class BatchScheduler:
         had to wait for a batch slot: then from when it got one. So the known TTFT holds from arrival, however
         long this one-process server took to read the requests of a burst ahead of it."""
         waited = self.slots.locked()
-        async with self.slots:
+        self.waiting += 1
+        try:
+            await self.slots.acquire()
+        finally:
+            self.waiting -= 1
+        try:
             begun = time.perf_counter() if waited or arrived is None else arrived
             await asyncio.sleep(max(0.0, begun + self.config.pacing.ttft_seconds() - time.perf_counter()))
             emit(0)
@@ -424,6 +431,8 @@ class BatchScheduler:
                 await done
             finally:
                 self.active.pop(stream_id, None)
+        finally:
+            self.slots.release()
 
     async def tokens(self, count: int, arrived: float | None = None) -> AsyncIterator[int]:
         """Token indices 0..count-1 with the same pacing, for answers that are not streamed."""
@@ -591,6 +600,18 @@ class OpenAIServer:
 
     def _metrics(self) -> str:
         s = self.scheduler
+        if self.config.metrics == "vllm":
+            labels = f'engine="0",model_name="{self.config.model}"'
+            families = (
+                ("vllm:num_requests_running", "gauge", "", len(s.active)),
+                ("vllm:num_requests_waiting", "gauge", "", s.waiting),
+                ("vllm:kv_cache_usage_perc", "gauge", "", round(len(s.active) / self.config.max_batch_size, 4)),
+                ("vllm:generation_tokens_total", "counter", "", s.completed_tokens),
+                ("vllm:request_success_total", "counter", ',finished_reason="stop"', s.completed_requests),
+            )
+            return "".join(
+                f"# TYPE {name} {kind}\n{name}{{{labels}{extra}}} {value}\n" for name, kind, extra, value in families
+            )
         return (
             "# TYPE num_requests_running gauge\n"
             f"num_requests_running {len(s.active)}\n"

@@ -4,6 +4,7 @@ runs it as `... prestart` with the OCI state on stdin. Like the real hook it inj
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -11,10 +12,28 @@ import sys
 
 GPU_FILE = "/etc/spark-sim/gpu.json"
 DEFAULT_VERSION = "1.17.8"
-INJECT = {
-    "/usr/bin/nvidia-smi": "usr/bin/nvidia-smi",
-    "/etc/spark-sim/gpu.json": "etc/spark-sim/gpu.json",
-}
+INJECT = {"/usr/bin/nvidia-smi": "usr/bin/nvidia-smi"}
+GPU_IN_CONTAINER = "etc/spark-sim/gpu.json"
+# What the host's memory cgroups hold: docker's containers (systemd driver, or cgroupfs driver).
+CONTAINER_CGROUPS = ("/sys/fs/cgroup/system.slice/docker-*.scope", "/sys/fs/cgroup/docker/*")
+TOTAL_GIB, OS_GIB = 121.7, 3.0  # GB10's unified memory, and what DGX OS holds when nothing else runs
+
+
+def free_memory_gib(gpu: dict) -> float:
+    """Unified memory free as the GPU would report it at this container's start (cudaMemGetInfo): the total less
+    the OS and what the host's running containers hold. Containers hold simulated memory at `memory_scale`, so
+    their real cgroup usage, scaled back, is what they claim of the simulated Spark."""
+    scale = float(gpu.get("memory_scale", 1 / 64))
+    held = 0
+    for pattern in CONTAINER_CGROUPS:
+        for cgroup in glob.glob(pattern):
+            try:
+                with open(os.path.join(cgroup, "memory.current")) as f:
+                    held += int(f.read())
+            except (OSError, ValueError):
+                continue
+    total = float(gpu.get("memory_total_gib", TOTAL_GIB))
+    return max(0.0, total - OS_GIB - held / 2**30 / scale)
 
 
 def main(argv: list[str]) -> int:
@@ -46,6 +65,14 @@ def main(argv: list[str]) -> int:
             dest = os.path.join(root, target)
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             shutil.copy2(source, dest)
+    if os.path.exists(GPU_FILE):
+        with open(GPU_FILE) as f:
+            gpu = json.load(f)
+        gpu["memory_free_gib_at_start"] = round(free_memory_gib(gpu), 3)
+        dest = os.path.join(root, GPU_IN_CONTAINER)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        with open(dest, "w") as f:
+            json.dump(gpu, f)
     return 0
 
 

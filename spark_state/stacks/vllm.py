@@ -1,0 +1,165 @@
+"""vLLM (`vllm serve`): its images and how their vLLM version is read, the service a state declares, the flags it
+takes at that version (read from vLLM's own wheels: scripts/vllm_flags_from_wheel.py), and how it sizes memory.
+
+vLLM claims `--gpu-memory-utilization` × the device's *total* memory, weights and KV cache together, and refuses to
+start when that much is not free (vllm/v1/worker/utils.py: "Free memory on device ... is less than desired GPU
+memory utilization"). NVIDIA's vLLM release notes warn that on unified memory (DGX Spark) its default is too
+aggressive; the playbooks pass a share explicitly."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Iterator, Mapping
+from importlib import resources
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ..desired.fields import Name, ServiceBase
+
+STACK = "vllm"
+HEALTH_PATH = "/health"  # vLLM's API server answers 200 once the engine is up (it listens only after loading)
+METRICS_PATH = "/metrics"
+MODEL_IN_CONTAINER = "/model"
+TOKENIZER_IN_CONTAINER = "/tokenizer"
+
+# NGC's vLLM containers (`nvcr.io/nvidia/vllm:YY.MM-py3`) → the vLLM they ship (NVIDIA vLLM release notes,
+# docs.nvidia.com/deeplearning/frameworks/vllm-release-notes/rel-YY-MM.html).
+NGC_VLLM_VERSIONS: dict[str, str] = {
+    "25.10": "0.10.2",
+    "26.01": "0.11.1",
+    "26.03": "0.17.1",
+    "26.05": "0.20.1",
+    "26.10": "0.31.0",
+}
+_NGC_TAG = re.compile(r"(?:^|/)nvidia/vllm:(?P<release>\d\d\.\d\d)-py3(?:@sha256:[0-9a-f]{64})?$")
+# vLLM's own image (`vllm/vllm-openai:v0.20.1`) is tagged with the version.
+_UPSTREAM_TAG = re.compile(
+    r"(?:^|/)vllm/vllm-openai:v(?P<version>\d+\.\d+\.\d+(?:\.post\d+)?)(?:@sha256:[0-9a-f]{64})?$"
+)
+
+# What spark-state passes itself, from the service's own fields (a second value would be ambiguous, and the plan's
+# memory budget reads the service's gpu_memory_utilization).
+OWNED_FLAGS: dict[str, str] = {
+    "model": "set the service's checkpoint",
+    "tokenizer": "set the service's tokenizer",
+    "host": "the service listens on every address of its Spark",
+    "port": "set the service's port",
+    "gpu-memory-utilization": "set the service's gpu_memory_utilization",
+    "max-model-len": "set the service's max_model_len",
+    "max-num-seqs": "set the service's max_num_seqs",
+    "served-model-name": "set the service's served_model_name",
+    "config": "give the options here, one by one",
+    "headless": "each service runs its own API server",
+}
+
+OptionValue = bool | int | float | str | dict[str, Any]
+
+
+class VllmService(ServiceBase):
+    """`vllm serve` on a checkpoint, in a vLLM image."""
+
+    stack: Literal["vllm"]
+    checkpoint: Name
+    image: Name
+    tokenizer: Name | None = Field(default=None, description="Checkpoint whose tokenizer to serve with.")
+    served_model_name: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$", description="The model id clients ask for."
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Share of the Spark's total unified memory vLLM claims (weights and KV cache); vLLM refuses to "
+        "start when that much is not free.",
+    )
+    max_model_len: int | None = Field(default=None, ge=1, le=1048576)
+    max_num_seqs: int | None = Field(default=None, ge=1, le=65536)
+    shm_size_gb: int = Field(default=16, ge=1, le=1024, description="The container's /dev/shm (vLLM's IPC).")
+    options: dict[str, OptionValue] = Field(
+        default_factory=dict,
+        description="Further `vllm serve` flags by name (`enable-prefix-caching: true`, `kv-cache-dtype: fp8`); "
+        "true/false become --flag/--no-flag, a mapping its JSON; checked against the image's vLLM version.",
+    )
+
+
+def version_for_image(ref: str) -> str | None:
+    if upstream := _UPSTREAM_TAG.search(ref):
+        return upstream.group("version")
+    if ngc := _NGC_TAG.search(ref):
+        return NGC_VLLM_VERSIONS.get(ngc.group("release"))
+    return None
+
+
+@functools.cache
+def flags(version: str) -> dict[str, str] | None:
+    """`vllm serve`'s flags at this version (flag → 'bool' | 'switch' | 'value'); None when not on file."""
+    data = resources.files(__package__).joinpath("data", f"vllm-{version}.json")
+    if not data.is_file():
+        return None
+    return dict(json.loads(data.read_text())["flags"])
+
+
+def known_versions() -> list[str]:
+    return sorted(
+        entry.name.removeprefix("vllm-").removesuffix(".json")
+        for entry in resources.files(__package__).joinpath("data").iterdir()
+        if entry.name.startswith("vllm-")
+    )
+
+
+def option_problems(options: Mapping[str, Any], version: str | None) -> Iterator[tuple[str, str]]:
+    """(option, what is wrong) for each option vllm serve would refuse, or spark-state sets itself."""
+    known = flags(version) if version else None
+    for name, value in options.items():
+        flag = name.replace("_", "-")
+        if flag in OWNED_FLAGS:
+            yield name, f"spark-state passes --{flag} itself: {OWNED_FLAGS[flag]}"
+            continue
+        if isinstance(value, list):
+            yield name, "list values are not passed yet: give one value"
+            continue
+        if known is None:
+            continue  # the version's flags are not on file: vllm serve checks them when the service starts
+        kind = known.get(f"--{flag}")
+        if kind is None:
+            yield name, f"vLLM {version}'s `vllm serve` has no --{flag}: it exits with 'unrecognized arguments'"
+        elif kind == "switch" and value is not True:
+            yield name, f"--{flag} is a switch in vLLM {version}: only true turns it on"
+        elif kind == "value" and isinstance(value, bool):
+            yield name, f"--{flag} takes a value in vLLM {version}, not true/false"
+
+
+def option_argv(options: Mapping[str, OptionValue]) -> list[str]:
+    """The flags for these options, in the order given: true/false → --flag/--no-flag, a mapping → its JSON."""
+    argv: list[str] = []
+    for name, value in options.items():
+        flag = name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(f"--{flag}" if value else f"--no-{flag}")
+        elif isinstance(value, dict):
+            argv += [f"--{flag}", json.dumps(value, sort_keys=True, separators=(",", ":"))]
+        else:
+            argv += [f"--{flag}", str(value)]
+    return argv
+
+
+def serve_argv(svc: VllmService, port: int) -> list[str]:
+    """`vllm serve` and its flags, after the image in `docker run`."""
+    argv = ["vllm", "serve", MODEL_IN_CONTAINER, "--host", "0.0.0.0", "--port", str(port)]
+    argv += ["--gpu-memory-utilization", f"{svc.gpu_memory_utilization:g}"]
+    if svc.tokenizer:
+        argv += ["--tokenizer", TOKENIZER_IN_CONTAINER]
+    if svc.served_model_name:
+        argv += ["--served-model-name", svc.served_model_name]
+    for flag, value in (("--max-model-len", svc.max_model_len), ("--max-num-seqs", svc.max_num_seqs)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv + option_argv(svc.options) + list(svc.extra_args)
+
+
+def memory_gib(svc: VllmService, total_gib: float | None) -> float | None:
+    """What vLLM holds: its share of total memory, whatever else runs (None when the total is not known)."""
+    return svc.gpu_memory_utilization * total_gib if total_gib else None
