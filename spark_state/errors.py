@@ -6,6 +6,7 @@ these into exit codes and panels; the deploy's pyinfra boundary turns them into 
     ├── UnknownHostError            a command named a host the state file does not declare
     ├── InventoryError              an inventory names no spark-state host, or the fleet is too small for it
     ├── QuotingError                a word cannot be carried safely into a shell command or a systemd unit
+    ├── MemoryBudgetError           a host's services cannot all fit in its unified memory (each share named)
     ├── HostError                   one host could not be read or changed (the others carry on)
     │   ├── ConnectError            unreachable: SSH refused, timed out, or the probe could not run
     │   ├── ProbeError              the probe answered something that is not a probe's answer
@@ -74,6 +75,10 @@ class InventoryError(SparkStateError):
 
 class QuotingError(SparkStateError):
     """A word cannot be carried safely into a shell command or a systemd unit."""
+
+
+class MemoryBudgetError(SparkStateError):
+    """The services placed on a host cannot all fit in its unified memory; refused at plan time."""
 
 
 class HostError(SparkStateError):

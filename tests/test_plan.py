@@ -9,6 +9,7 @@ from conftest import EXAMPLE_STATE
 
 from spark_state.desired.compat import KNOWN_GPUS, Support, trtllm_support, trtllm_version_for_image, version_tuple
 from spark_state.desired.loader import load_state, load_state_text
+from spark_state.errors import MemoryBudgetError
 from spark_state.plan.engines import plan_engine
 from spark_state.plan.host_plan import plan_fleet, plan_host
 
@@ -144,10 +145,44 @@ def test_memory_budget_claims_kv_fraction_of_what_is_free() -> None:
     assert not plan.warnings
 
 
-def test_memory_over_budget_is_a_warning() -> None:
+def test_a_host_whose_services_do_not_fit_is_refused_naming_each_share() -> None:
     text = EXAMPLE_TEXT.replace("    shm_size: 16GB\n", "    shm_size: 16GB\n    memory_gib: 200\n")
-    plan = plan_host(_state(text), "spark-01")
-    assert any("more than the" in w for w in plan.warnings)
+    with pytest.raises(MemoryBudgetError) as refused:
+        plan_host(_state(text), "spark-01")
+    message = str(refused.value)
+    assert (
+        message.startswith("spark-01: its services need ") and "113.7 GiB is usable (121.7 less 8 reserved)" in message
+    )
+    assert "nim-fp8 200.0 GiB (its memory_gib)" in message
+    assert "trtllm-nvfp4 " in message and "trtllm-fp8 " in message
+
+
+def test_vllm_shares_are_of_total_memory_and_fraction_of_free_shares_follow_them() -> None:
+    text = """
+images:
+  vllm: nvcr.io/nvidia/vllm:26.05-py3
+  rel: nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc23
+checkpoints:
+  fp8: {repo: nvidia/Llama-3.1-8B-Instruct-FP8, size_gb: 9.08}
+services:
+  a: {stack: vllm, checkpoint: fp8, image: vllm, port: 8000, gpu_memory_utilization: 0.5}
+  c: {checkpoint: fp8, backend: pytorch, image: rel, port: 8355, kv_cache_free_gpu_memory_fraction: 0.5}
+hosts:
+  s1: {address: 10.0.0.5, services: [a, c]}
+"""
+    budget = plan_host(_state(text), "s1").budget
+    weights = 9.08e9 / 2**30
+    assert budget.memory_items["a"] == round(0.5 * 121.7, 2)
+    assert budget.memory_items["c"] == round(weights + 0.5 * (121.7 - 8 - 0.5 * 121.7 - weights), 2)
+    with pytest.raises(MemoryBudgetError, match=r"a 97\.4 GiB \(vllm: 0\.8 of the 121\.7 GiB total\)"):
+        plan_host(
+            _state(
+                text.replace("gpu_memory_utilization: 0.5", "gpu_memory_utilization: 0.8")
+                .replace("fraction: 0.5", "fraction: 0.9")
+                .replace("size_gb: 9.08", "size_gb: 30")
+            ),
+            "s1",
+        )
 
 
 def test_compat_table_and_verdicts() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..desired.model import DesiredState, NimService, VllmService
 from ..stacks import vllm
@@ -25,6 +25,7 @@ class Budget:
     memory_gib: float
     memory_items: dict[str, float]
     memory_unknown: tuple[str, ...]
+    memory_basis: dict[str, str] = field(default_factory=dict)  # service → how its share was reckoned
 
 
 def plan_budget(
@@ -55,6 +56,7 @@ def plan_budget(
             disk_unknown.append(f"engine {e.name}")
 
     memory: dict[str, float] = {}
+    basis: dict[str, str] = {}
     memory_unknown: list[str] = []
     free = (total_gib - state.fleet.reserved_memory_gib) if total_gib else None
     engine_gib = {e.name: e.size_gb * GIB_PER_GB for e in engines if e.size_gb}
@@ -62,24 +64,26 @@ def plan_budget(
     for s in services:
         svc = state.services[s.name]
         if s.memory_gib is not None:
-            need = s.memory_gib
+            need, basis[s.name] = s.memory_gib, "its memory_gib"
         elif isinstance(svc, VllmService):
             share = vllm.memory_gib(svc, total_gib)
             if share is None:
                 memory_unknown.append(s.name)
                 continue
-            need = share
+            need, basis[s.name] = share, f"vllm: {svc.gpu_memory_utilization:g} of the {total_gib:g} GiB total"
         elif isinstance(svc, NimService):
             if svc.expect.resident_gib is None:
                 memory_unknown.append(s.name)
                 continue
-            need = svc.expect.resident_gib
+            need, basis[s.name] = svc.expect.resident_gib, "its expected resident_gib"
         else:
             weights = engine_gib.get(s.engine) if s.engine else _checkpoint_gib(state, svc.checkpoint)  # type: ignore[union-attr]
             if weights is None or free is None:
                 memory_unknown.append(s.name)
                 continue
-            need = weights + svc.kv_cache_free_gpu_memory_fraction * max(free - weights, 0.0)
+            fraction = svc.kv_cache_free_gpu_memory_fraction
+            need = weights + fraction * max(free - weights, 0.0)
+            basis[s.name] = f"weights {weights:.1f} + KV {fraction:g} of the {max(free - weights, 0.0):.1f} GiB free"
         memory[s.name] = round(need, 2)
         if free is not None:
             free -= need
@@ -92,6 +96,7 @@ def plan_budget(
         memory_gib=round(sum(memory.values()), 2),
         memory_items=memory,
         memory_unknown=tuple(memory_unknown),
+        memory_basis=basis,
     )
 
 
@@ -100,13 +105,20 @@ def _checkpoint_gib(state: DesiredState, name: str) -> float | None:
     return size * GIB_PER_GB if size else None
 
 
-def budget_warnings(host: str, budget: Budget) -> list[str]:
+def memory_overflow(host: str, budget: Budget) -> str | None:
+    """Why the services placed on a host cannot all run in its unified memory, each share named; None when they
+    fit (or the memory is not known before preflight)."""
     if budget.memory_total_gib is None:
-        return []
+        return None
     usable = budget.memory_total_gib - budget.memory_reserved_gib
-    if budget.memory_gib > usable:
-        return [
-            f"{host}: services would claim {budget.memory_gib:.1f} GiB of unified memory, more than the "
-            f"{usable:.1f} GiB left after reserving {budget.memory_reserved_gib:g} GiB"
-        ]
-    return []
+    if budget.memory_gib <= usable:
+        return None
+    shares = "; ".join(
+        f"{name} {gib:.1f} GiB ({budget.memory_basis.get(name, 'estimated')})"
+        for name, gib in budget.memory_items.items()
+    )
+    return (
+        f"{host}: its services need {budget.memory_gib:.1f} GiB of unified memory, {usable:.1f} GiB is usable "
+        f"({budget.memory_total_gib:g} less {budget.memory_reserved_gib:g} reserved): {shares}. Lower a share, "
+        "or place a service on another Spark"
+    )

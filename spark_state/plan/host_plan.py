@@ -22,8 +22,8 @@ from ..desired.model import (
     host_services,
 )
 from ..desired.names import checkpoint_env_file, service_env_file
-from ..errors import UnknownHostError
-from .budgets import Budget, budget_warnings, plan_budget
+from ..errors import MemoryBudgetError, UnknownHostError
+from .budgets import Budget, memory_overflow, plan_budget
 from .checkpoints import CheckpointPlan, fetch_image, plan_checkpoint, tokenizer_checkpoint
 from .engines import PLAN_FORMAT, EnginePlan, converter_path, plan_engine
 from .images import ImagePlan, plan_image
@@ -150,7 +150,9 @@ def plan_host(state: DesiredState, host_name: str, probed: Mapping[str, str] | N
     service_plans = tuple(plan_service(state, s, engines_by_name) for s in services)
 
     budget = plan_budget(state, gpu.unified_memory_gib if gpu else None, images, checkpoints, engines, service_plans)
-    warnings = list(budget_warnings(host_name, budget))
+    if overflow := memory_overflow(host_name, budget):
+        raise MemoryBudgetError(overflow)
+    warnings: list[str] = []
     warnings += [f"image {i.ref}: {i.reason}" for i in images if i.support not in ("verified",) and i.trtllm_version]
     return HostPlan(
         host=host_name,
