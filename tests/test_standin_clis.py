@@ -148,7 +148,7 @@ def test_llm_api_options_loader_refuses_what_trtllm_serve_refuses_with_its_messa
 
 def test_the_options_file_the_plan_writes_is_one_trtllm_serve_loads(tmp_path: Path) -> None:
     from spark_rehearsal.standins.llm_args import load_options
-    from spark_state.plan.units import options_text
+    from spark_state.stacks.trtllm import options_text
 
     options = {
         "enable_chunked_prefill": True,

@@ -45,7 +45,7 @@ from ..on_host import program
 from ..plan.engines import CONVERTER_TEXT
 from ..plan.host_plan import HostPlan
 from ..plan.quoting import env_file_text
-from ..plan.units import NIM_UID
+from ..stacks.nim import NIM_UID
 from . import operations as ops
 from .facts import snapshot
 from .rollout import ServiceRun, Verification, previous_version

@@ -21,25 +21,20 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ..errors import Problem, StateFileError
 from . import checks
 from .model import (
-    SERVICE_KINDS,
     STACKS,
     Bench,
     Checkpoint,
     DesiredState,
     Engine,
-    EngineService,
     Expect,
     Fleet,
     Group,
     Host,
     Image,
     ImageEntry,
-    NimService,
     Paths,
-    PytorchService,
     Rollout,
     Service,
-    VllmService,
 )
 
 FieldPath = tuple[str | int, ...]
@@ -53,13 +48,8 @@ _SECTION_ENTRY: dict[str, Any] = {
     "hosts": Host,
 }
 _SECTION_SINGLE: dict[str, Any] = {"fleet": Fleet, "paths": Paths, "bench": Bench, "rollout": Rollout}
-_SERVICE_TAGS = set(SERVICE_KINDS.values()) | set(STACKS)
-_SERVICE_MODELS: dict[str, type[BaseModel]] = {
-    "trtllm-engine": EngineService,
-    "trtllm-pytorch": PytorchService,
-    "nim": NimService,
-    "vllm": VllmService,
-}
+_SERVICE_TAGS = set(STACKS)
+_SERVICE_MODELS: dict[str, type[BaseModel]] = {name: stack.service for name, stack in STACKS.items()}
 
 
 @dataclass(frozen=True)

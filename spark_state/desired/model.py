@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -14,6 +13,10 @@ from pydantic import (
     Tag,
 )
 
+from ..stacks import STACKS
+from ..stacks.nim import NimService
+from ..stacks.trtllm import PytorchService
+from ..stacks.trtllm_engine import EngineService
 from ..stacks.vllm import VllmService
 from .fields import (
     COMMIT_SHA,
@@ -28,14 +31,12 @@ from .fields import (
     Port,
     Quantization,
     Revision,
-    ServiceBase,
     ShellArg,
     Strict,
     UnixUser,
-    docker_shm_size,
 )
 
-__all__ = ["COMMIT_SHA", "Expect", "VllmService"]
+__all__ = ["COMMIT_SHA", "EngineService", "Expect", "NimService", "PytorchService", "VllmService"]
 
 # ---------------------------------------------------------------- sections
 
@@ -117,51 +118,9 @@ class Engine(Strict):
     build_args: list[ShellArg] = Field(default_factory=list, description="Extra trtllm-build flags, verbatim.")
 
 
-class _TrtllmServeFlags(Strict):
-    kv_cache_free_gpu_memory_fraction: float = Field(
-        default=0.4,
-        ge=0.01,
-        le=1,
-        description="Share of free unified memory the KV cache may take (at least 0.01: less holds no sequence).",
-    )
-    max_batch_size: int | None = Field(default=None, ge=1, le=2048)
-    max_num_tokens: int | None = Field(default=None, ge=1, le=1048576)
-    max_seq_len: int | None = Field(default=None, ge=1, le=1048576)
-    tokenizer: Name | None = Field(default=None, description="Checkpoint whose tokenizer to serve with.")
-
-
-class EngineService(ServiceBase, _TrtllmServeFlags):
-    """trtllm-serve with the TensorRT backend, serving a built engine."""
-
-    engine: Name
-    image: Name | None = Field(default=None, description="Serving image; defaults to the engine's build image.")
-
-
-class PytorchService(ServiceBase, _TrtllmServeFlags):
-    """trtllm-serve with the PyTorch backend, serving a checkpoint directly (no engine build)."""
-
-    checkpoint: Name
-    backend: Literal["pytorch"]
-    image: Name
-    llm_api_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="TensorRT-LLM LLM API options (kv_cache_config, cuda_graph_config, enable_chunked_prefill, "
-        "speculative_config, ...), written to the YAML file trtllm-serve reads with --extra_llm_api_options; keys "
-        "are checked against the image's TensorRT-LLM where its fields are known.",
-    )
-
-
-class NimService(ServiceBase):
-    """An NVIDIA NIM container."""
-
-    container: Name
-    container_port: Port = Field(default=8000, description="Port the NIM listens on inside the container.")
-    shm_size: Annotated[str, AfterValidator(docker_shm_size)] = "16GB"
-
-
-# A service names its stack (`stack: vllm`); the field report's kinds are still told by the key they carry.
-SERVICE_KINDS = {"engine": "trtllm-engine", "checkpoint": "trtllm-pytorch", "container": "nim"}
-STACKS = ("vllm",)
+# A service names its stack (`stack: vllm`); one that does not is told by the key it carries, as state files
+# written before stacks had names are.
+SERVICE_KINDS = {"engine": "trtllm-engine", "checkpoint": "trtllm", "container": "nim"}
 
 
 def _service_kind(value: Any) -> str | None:
@@ -177,14 +136,14 @@ def _service_kind(value: Any) -> str | None:
 
 Service = Annotated[
     Annotated[EngineService, Tag("trtllm-engine")]
-    | Annotated[PytorchService, Tag("trtllm-pytorch")]
+    | Annotated[PytorchService, Tag("trtllm")]
     | Annotated[NimService, Tag("nim")]
     | Annotated[VllmService, Tag("vllm")],
     Discriminator(
         _service_kind,
         custom_error_type="service_kind",
         custom_error_message="a service needs exactly one of: engine (trtllm-serve), checkpoint with "
-        f"backend: pytorch, container (NIM), or stack: one of {', '.join(STACKS)}",
+        f"backend: pytorch, container (NIM); or name its stack: one of {', '.join(STACKS)}",
     ),
 ]
 
@@ -257,13 +216,8 @@ AnyService = EngineService | PytorchService | NimService | VllmService
 
 
 def service_kind(service: AnyService) -> str:
-    if isinstance(service, EngineService):
-        return "trtllm-engine"
-    if isinstance(service, PytorchService):
-        return "trtllm-pytorch"
-    if isinstance(service, VllmService):
-        return "vllm"
-    return "nim"
+    """The stack a service runs on (a key of stacks.STACKS)."""
+    return service.stack
 
 
 def host_services(state: DesiredState, host_name: str) -> list[str]:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from ..on_host.probe import Snapshot
 from ..plan.host_plan import HostPlan
 from ..plan.quoting import env_file_text
-from ..plan.units import NIM_UID, ServicePlan
+from ..plan.units import ServicePlan
+from ..stacks.nim import NIM_UID
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,7 @@ from ..plan.host_plan import HostPlan, plan_host
 def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = True) -> ProbeRequest:
     """Everything the deploy and drift compare for `plan`, from one probe (read_only: starts no container and
     writes nothing, as drift and status must)."""
-    trtllm_refs = {e.image_ref for e in plan.engines} | {
-        s.image_ref for s in plan.services if s.kind == "trtllm-pytorch"
-    }
+    trtllm_refs = {e.image_ref for e in plan.engines} | {s.image_ref for s in plan.services if s.kind == "trtllm"}
     kept = KeptAsked(directory=plan.host_facts_dir, write=not read_only)
     pulls = None if read_only else tuple(sorted({i.ref for i in plan.images}))  # what a pull would fetch, and where
     return ProbeRequest(

@@ -15,11 +15,17 @@ Sources:
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from packaging.version import InvalidVersion, Version
+from pydantic import Field
+
+from ..desired.fields import Name, ServiceBase, Strict
+from ..desired.names import service_options_file
+from .base import Launch, LaunchInputs, Stack
 
 FIRST_WITHOUT_TRTLLM_BUILD = Version("1.3.0rc21")
 OPTIONS_KNOWN_FROM = FIRST_WITHOUT_TRTLLM_BUILD  # the field lists below are read after the removal
@@ -190,3 +196,86 @@ def _unknown_keys(options: Mapping[str, Any], section: Section, at: tuple[str, .
             )
         elif section.sections and key in section.sections and isinstance(value, Mapping):
             yield from _unknown_keys(value, section.sections[key], (*at, key), version)
+
+
+class TrtllmServeFlags(Strict):
+    """trtllm-serve's own flags a service sets (both TensorRT-LLM stacks)."""
+
+    kv_cache_free_gpu_memory_fraction: float = Field(
+        default=0.4,
+        ge=0.01,
+        le=1,
+        description="Share of free unified memory the KV cache may take (at least 0.01: less holds no sequence).",
+    )
+    max_batch_size: int | None = Field(default=None, ge=1, le=2048)
+    max_num_tokens: int | None = Field(default=None, ge=1, le=1048576)
+    max_seq_len: int | None = Field(default=None, ge=1, le=1048576)
+    tokenizer: Name | None = Field(default=None, description="Checkpoint whose tokenizer to serve with.")
+
+
+class PytorchService(ServiceBase, TrtllmServeFlags):
+    """trtllm-serve with the PyTorch backend, serving a checkpoint directly (no engine build)."""
+
+    stack: Literal["trtllm"] = "trtllm"
+    checkpoint: Name
+    backend: Literal["pytorch"] = Field(default="pytorch", description="The only backend TensorRT-LLM keeps.")
+    image: Name
+    llm_api_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="TensorRT-LLM LLM API options (kv_cache_config, cuda_graph_config, enable_chunked_prefill, "
+        "speculative_config, ...), written to the YAML file trtllm-serve reads with --extra_llm_api_options; keys "
+        "are checked against the image's TensorRT-LLM where its fields are known.",
+    )
+
+
+SERVE_LIMITS = ("max_batch_size", "max_num_tokens", "max_seq_len")
+
+
+def serve_command(
+    svc: TrtllmServeFlags, inputs: LaunchInputs, model_arg: str, backend: str, options_flag: list[str]
+) -> list[str]:
+    """`trtllm-serve serve` with the service's flags (an engine's build limits where the service sets none)."""
+    argv = ["trtllm-serve", "serve", model_arg, "--tokenizer", "/tokenizer", "--backend", backend]
+    argv += ["--host", "0.0.0.0", "--port", str(inputs.port)]
+    for flag in SERVE_LIMITS:
+        value = getattr(svc, flag) if getattr(svc, flag) is not None else inputs.limits.get(flag)
+        if value is not None:
+            argv += [f"--{flag}", str(value)]
+    argv += ["--kv_cache_free_gpu_memory_fraction", f"{svc.kv_cache_free_gpu_memory_fraction:g}"]
+    return argv + options_flag + list(svc.extra_args)  # type: ignore[attr-defined]
+
+
+def options_text(options: Mapping[str, Any]) -> str:
+    """LLM API options as the YAML trtllm-serve reads (JSON is YAML: one spelling, keys sorted)."""
+    return json.dumps(options, indent=2, sort_keys=True) + "\n"
+
+
+def launch(svc: PytorchService, inputs: LaunchInputs) -> Launch:
+    docker = ["-p", f"{inputs.port}:{inputs.port}"]
+    docker += ["-v", f"{inputs.model_dir}:/model:ro", "-v", f"{inputs.tokenizer_dir}:/tokenizer:ro"]
+    config_files: dict[str, str] = {}
+    options_flag: list[str] = []
+    if svc.llm_api_options:
+        text = options_text(svc.llm_api_options)
+        path = service_options_file(inputs.root, inputs.service, text)
+        config_files[path] = text
+        docker += ["-v", f"{path}:{OPTIONS_IN_CONTAINER}:ro"]
+        options_flag = ["--extra_llm_api_options", OPTIONS_IN_CONTAINER]
+    return Launch(
+        docker=docker,
+        command=serve_command(svc, inputs, "/model", "pytorch", options_flag),
+        description=f"trtllm-serve checkpoint {svc.checkpoint} (pytorch) on :{inputs.port}",
+        serves=f"{inputs.served} (pytorch) on {inputs.image_ref}",
+        config_files=config_files,
+    )
+
+
+STACK = Stack(
+    name="trtllm",
+    service=PytorchService,
+    default_port=8355,  # the dgx-spark-playbooks' trtllm-serve port
+    health_path="/health",
+    metrics_path="/metrics",
+    health_timeout_s=600,
+    launch=launch,
+)

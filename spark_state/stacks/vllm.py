@@ -18,8 +18,9 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..desired.fields import Name, ServiceBase
+from .base import Launch, LaunchInputs, Stack
 
-STACK = "vllm"
+STACK_NAME = "vllm"
 HEALTH_PATH = "/health"  # vLLM's API server answers 200 once the engine is up (it listens only after loading)
 METRICS_PATH = "/metrics"
 MODEL_IN_CONTAINER = "/model"
@@ -144,6 +145,31 @@ def option_argv(options: Mapping[str, OptionValue]) -> list[str]:
         else:
             argv += [f"--{flag}", str(value)]
     return argv
+
+
+def launch(svc: VllmService, inputs: LaunchInputs) -> Launch:
+    docker = [f"--shm-size={svc.shm_size_gb}g", "-p", f"{inputs.port}:{inputs.port}"]
+    docker += ["-v", f"{inputs.model_dir}:{MODEL_IN_CONTAINER}:ro"]
+    if svc.tokenizer:
+        docker += ["-v", f"{inputs.tokenizer_dir}:{TOKENIZER_IN_CONTAINER}:ro"]
+    docker += ["-e", "HF_HUB_OFFLINE=1"]  # the checkpoint is on disk: no hub look-ups at start
+    return Launch(
+        docker=docker,
+        command=serve_argv(svc, inputs.port),
+        description=f"vllm serve checkpoint {svc.checkpoint} on :{inputs.port}",
+        serves=f"{inputs.served} (vllm) on {inputs.image_ref}",
+    )
+
+
+STACK = Stack(
+    name=STACK_NAME,
+    service=VllmService,
+    default_port=8000,
+    health_path=HEALTH_PATH,
+    metrics_path=METRICS_PATH,
+    health_timeout_s=1800,  # vLLM profiles memory, captures CUDA graphs and may compile before it answers
+    launch=launch,
+)
 
 
 def serve_argv(svc: VllmService, port: int) -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 from conftest import Fleet
 from e2e_helpers import GAMMA, answers, deploy, drift, drifted, host_clock, started, state_text
 
-from spark_state.plan.units import options_text
+from spark_state.stacks.trtllm import options_text
 
 PORT = 8355  # the dgx-spark-playbooks' trtllm-serve port
 

@@ -1,0 +1,44 @@
+"""What every serving stack module declares (`STACK`), and what the plan hands a stack to launch a service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LaunchInputs:
+    """Where a service's pieces are on its host, resolved by the plan."""
+
+    service: str
+    port: int
+    image_ref: str  # the image as the host knows it locally
+    served: str  # what is served, for people: "checkpoint REPO@REVISION" or "engine NAME FINGERPRINT"
+    root: str  # spark-state's directory on the host (caches, options files)
+    model_dir: str | None = None  # the checkpoint or engine directory the service serves
+    tokenizer_dir: str | None = None
+    limits: Mapping[str, int] = field(default_factory=dict)  # an engine's build limits (max_batch_size, ...)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How a stack runs one service: `docker run` options before the image, the command after it."""
+
+    docker: list[str]
+    command: list[str]
+    description: str  # the unit's Description
+    serves: str  # what runs, for people (the unit's `# Serves:` line)
+    config_files: dict[str, str] = field(default_factory=dict)  # host path → text, read by the container
+    cache_dir: str | None = None  # a host directory the container's user must own
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    service: type  # the state's service model for this stack
+    default_port: int
+    health_path: str  # 200 once the model is loaded
+    metrics_path: str
+    health_timeout_s: int  # how long a start may take, unless the service says
+    launch: Callable[[Any, LaunchInputs], Launch]

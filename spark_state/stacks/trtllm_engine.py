@@ -1,0 +1,42 @@
+"""The field report's TensorRT-LLM path: an engine built with `trtllm-build`, served by `trtllm-serve --backend
+tensorrt`. Kept for the images that still have both (TensorRT-LLM before its backend's removal, stacks/trtllm.py)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ..desired.fields import Name, ServiceBase
+from .base import Launch, LaunchInputs, Stack
+from .trtllm import TrtllmServeFlags, serve_command
+
+
+class EngineService(ServiceBase, TrtllmServeFlags):
+    """trtllm-serve with the TensorRT backend, serving a built engine."""
+
+    stack: Literal["trtllm-engine"] = "trtllm-engine"
+    engine: Name
+    image: Name | None = Field(default=None, description="Serving image; defaults to the engine's build image.")
+
+
+def launch(svc: EngineService, inputs: LaunchInputs) -> Launch:
+    docker = ["-p", f"{inputs.port}:{inputs.port}"]
+    docker += ["-v", f"{inputs.model_dir}/engine:/engine:ro", "-v", f"{inputs.tokenizer_dir}:/tokenizer:ro"]
+    return Launch(
+        docker=docker,
+        command=serve_command(svc, inputs, "/engine", "tensorrt", []),
+        description=f"trtllm-serve engine {svc.engine} on :{inputs.port}",
+        serves=f"{inputs.served} on {inputs.image_ref}",
+    )
+
+
+STACK = Stack(
+    name="trtllm-engine",
+    service=EngineService,
+    default_port=8000,  # trtllm-serve's default
+    health_path="/health",
+    metrics_path="/metrics",
+    health_timeout_s=600,
+    launch=launch,
+)
