@@ -1,33 +1,49 @@
-"""The trtllm stack on the rehearsal fleet: a checkpoint served directly by trtllm-serve's PyTorch backend from the
-TensorRT-LLM release image (no trtllm-build in it), with LLM API options in the file trtllm-serve reads. Runs on
-gamma only (`--limit gamma`), after the other fleet modules."""
+"""Today's serving stacks side by side on one simulated Spark (gamma, `--limit gamma`, after the other fleet
+modules): a checkpoint served by trtllm-serve's PyTorch backend from the TensorRT-LLM release image (no
+trtllm-build in it) with LLM API options in the file it reads, and one served by `vllm serve` from NGC's vLLM
+image with its flags; the plan's memory budget holds both."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import Fleet
 from e2e_helpers import GAMMA, answers, deploy, drift, drifted, host_clock, started, state_text
+from openai import OpenAI
 
 from spark_state.stacks.trtllm import options_text
 
 PORT = 8355  # the dgx-spark-playbooks' trtllm-serve port
+VLLM_PORT = 8100
 
 
-def stack_state(chunked: bool = True) -> str:
+def stack_state(chunked: bool = True, prefix_caching: bool = True) -> str:
     options = {"enable_chunked_prefill": chunked, "kv_cache_config": {"enable_block_reuse": True}}
+    vllm_options = {"enable-prefix-caching": prefix_caching, "kv-cache-dtype": "fp8"}
     return (
         state_text(nvfp4_batch=16)
-        .replace("images:\n", "images:\n  trtllm-rc: nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc23\n", 1)
+        .replace(
+            "images:\n",
+            "images:\n  trtllm-rc: nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc23\n"
+            "  vllm-26.05: nvcr.io/nvidia/vllm:26.05-py3\n",
+            1,
+        )
         .replace(
             "services:\n",
             "services:\n  trt-pt: {checkpoint: llama31-8b-nvfp4, backend: pytorch, image: trtllm-rc, "
-            f"port: {PORT}, llm_api_options: {json.dumps(options)}}}\n",
+            f"port: {PORT}, llm_api_options: {json.dumps(options)}}}\n"
+            "  chat-vllm: {stack: vllm, checkpoint: llama31-8b-fp8, image: vllm-26.05, "
+            f"port: {VLLM_PORT}, gpu_memory_utilization: 0.3, max_model_len: 4096, "
+            f"options: {json.dumps(vllm_options)}}}\n",
             1,
         )
-        .replace("  gamma: {address: 10.9.0.3, groups: [nvfp4]}", "  gamma: {address: 10.9.0.3, services: [trt-pt]}")
+        .replace(
+            "  gamma: {address: 10.9.0.3, groups: [nvfp4]}",
+            "  gamma: {address: 10.9.0.3, services: [trt-pt, chat-vllm]}",
+        )
     )
 
 
@@ -48,6 +64,30 @@ def served(fleet: Fleet, workdir: Path) -> str:
     proc = deploy(workdir, text, "--limit", "gamma")
     assert proc.returncode == 0, proc.stdout[-4000:]
     return text
+
+
+def test_vllm_serves_with_its_flags_and_vllm_metrics(fleet: Fleet, served: str) -> None:
+    assert answers(fleet, GAMMA, VLLM_PORT)
+    args = json.loads(
+        fleet.root(fleet.hosts[GAMMA], "docker inspect --format '{{json .Args}}' spark-state-chat-vllm").stdout
+    )
+    assert args[:2] == ["serve", "/model"] and "--enable-prefix-caching" in args
+    assert args[args.index("--gpu-memory-utilization") + 1] == "0.3"
+    base = f"http://{fleet.hosts[GAMMA].address}:{VLLM_PORT}"
+    assert httpx.get(f"{base}/v1/models", timeout=5).json()["data"][0]["owned_by"] == "vllm"
+    metrics = httpx.get(f"{base}/metrics", timeout=5).text
+    assert "vllm:num_requests_running{" in metrics and "vllm:generation_tokens_total{" in metrics
+
+
+def test_the_official_openai_client_streams_from_each_stack(fleet: Fleet, served: str) -> None:
+    for port in (PORT, VLLM_PORT):
+        client = OpenAI(base_url=f"http://{fleet.hosts[GAMMA].address}:{port}/v1", api_key="unused", timeout=30)
+        model = client.models.list().data[0].id
+        stream = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Say hello."}], max_tokens=8, stream=True
+        )
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+        assert text.strip(), port
 
 
 def test_serves_the_checkpoint_with_its_options_file(fleet: Fleet, served: str) -> None:
@@ -86,8 +126,19 @@ def test_a_changed_option_restarts_that_service_only(fleet: Fleet, workdir: Path
     assert want in options_files(fleet).values()  # the earlier file stays: a rollback's unit names it
 
 
+def test_a_changed_vllm_flag_restarts_that_service_only(fleet: Fleet, workdir: Path, served: str) -> None:
+    mark = host_clock(fleet, GAMMA)
+    proc = deploy(workdir, stack_state(chunked=False, prefix_caching=False), "--limit", "gamma")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert started(fleet, GAMMA, mark) == {"spark-state-chat-vllm"}
+    args = json.loads(
+        fleet.root(fleet.hosts[GAMMA], "docker inspect --format '{{json .Args}}' spark-state-chat-vllm").stdout
+    )
+    assert "--no-enable-prefix-caching" in args
+
+
 def test_drift_names_a_hand_changed_option(fleet: Fleet, workdir: Path) -> None:
-    text = stack_state(chunked=False)
+    text = stack_state(chunked=False, prefix_caching=False)
     want = options_text({"enable_chunked_prefill": False, "kv_cache_config": {"enable_block_reuse": True}})
     path = next(p for p, t in options_files(fleet).items() if t == want)
     fleet.root(fleet.hosts[GAMMA], f"cp {path} /root/options.bak && sed -i 's/false/true/' {path}")
