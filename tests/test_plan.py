@@ -77,7 +77,7 @@ def test_seed_build_flags() -> None:
 
 def test_nvfp4_is_served_with_the_fp8_tokenizer() -> None:
     (plan,) = plan_fleet(_state(), "spark-02")
-    (svc,) = plan.services
+    svc = next(s for s in plan.services if s.name == "trtllm-nvfp4")
     assert svc.tokenizer_checkpoint == "llama31-8b-fp8"
     assert "/var/lib/spark-state/checkpoints/llama31-8b-fp8/main:/tokenizer:ro" in svc.run_argv
     # tokenizer_from on the checkpoint is enough without the explicit service setting.
@@ -92,9 +92,9 @@ def test_nvfp4_is_served_with_the_fp8_tokenizer() -> None:
 def test_placement_per_host() -> None:
     plans = {p.host: p for p in plan_fleet(_state())}
     assert [s.name for s in plans["spark-01"].services] == ["trtllm-nvfp4", "nim-fp8", "trtllm-fp8"]
-    assert [s.name for s in plans["spark-02"].services] == ["trtllm-nvfp4"]
+    assert [s.name for s in plans["spark-02"].services] == ["trtllm-nvfp4", "trtllm-pt-nvfp4", "vllm-fp8"]
     assert [e.name for e in plans["spark-02"].engines] == ["llama31-8b-nvfp4"]
-    assert [i.name for i in plans["spark-02"].images] == ["triton-25.12"]
+    assert [i.name for i in plans["spark-02"].images] == ["triton-25.12", "trtllm-1.3", "vllm-26.05"]
 
 
 def test_revision_with_slash_stays_one_directory() -> None:
@@ -117,12 +117,12 @@ def test_secrets_go_to_an_env_file_never_the_unit() -> None:
 
 
 def test_pytorch_backend_service_serves_the_checkpoint() -> None:
-    text = EXAMPLE_TEXT + "    services: [pt]\n"
+    text = EXAMPLE_TEXT.replace("services: [nim-fp8, trtllm-fp8]", "services: [nim-fp8, trtllm-fp8, pt]")
     text = text.replace(
         "# The verification bench",
         "  pt: {checkpoint: llama31-8b-nvfp4, backend: pytorch, image: triton-25.12, port: 8010}\n\n# The verification bench",
     )
-    plan = plan_host(_state(text), "spark-02")
+    plan = plan_host(_state(text), "spark-01")
     pt = next(s for s in plan.services if s.name == "pt")
     i = pt.run_argv.index("trtllm-serve")
     assert pt.run_argv[i : i + 7] == (
@@ -142,7 +142,7 @@ def test_memory_budget_claims_kv_fraction_of_what_is_free() -> None:
     b = plan.budget
     weights = 6.03 * 0.95 * 1e9 / 2**30
     assert b.memory_items["trtllm-nvfp4"] == pytest.approx(weights + 0.4 * (121.7 - 8 - weights), abs=0.01)
-    assert not plan.warnings
+    assert b.memory_items["vllm-fp8"] == pytest.approx(0.3 * 121.7, abs=0.01)  # a share of total, whatever is free
 
 
 def test_a_host_whose_services_do_not_fit_is_refused_naming_each_share() -> None:
@@ -204,5 +204,9 @@ def test_unverified_image_is_a_warning_not_an_error() -> None:
     assert any("unverified" in w.message and w.field == "engines.llama31-8b-fp8.image" for w in loaded.warnings)
 
 
-def test_example_loads_without_warnings() -> None:
-    assert load_state(EXAMPLE_STATE).warnings == ()
+def test_example_warns_only_that_the_release_image_is_unverified_on_gb10() -> None:
+    (warning,) = load_state(EXAMPLE_STATE).warnings
+    assert (
+        warning.field == "services.trtllm-pt-nvfp4.image"
+        and "1.3.0rc23 is unverified on NVIDIA GB10" in warning.message
+    )
