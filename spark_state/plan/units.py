@@ -104,6 +104,7 @@ def plan_service(state: DesiredState, name: str, engines: dict[str, EnginePlan])
             "service.unit.j2",
             service={"name": name, "description": description, "serves": serves},
             exec_rm=quoting.systemd_join([docker, "rm", "-f", container]),
+            exec_before=[quoting.systemd_join(argv) for argv in launch.before_start],
             exec_start=quoting.systemd_join(argv),
             exec_stop=quoting.systemd_join([docker, "stop", "-t", "30", container]),
         )

@@ -31,6 +31,7 @@ class Launch:
     serves: str  # what runs, for people (the unit's `# Serves:` line)
     config_files: dict[str, str] = field(default_factory=dict)  # host path → text, read by the container
     cache_dir: str | None = None  # a host directory the container's user must own
+    before_start: list[list[str]] = field(default_factory=list)  # commands the unit runs first (failures ignored)
 
 
 @dataclass(frozen=True)

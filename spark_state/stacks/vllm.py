@@ -58,6 +58,11 @@ OWNED_FLAGS: dict[str, str] = {
 
 OptionValue = bool | int | float | str | dict[str, Any]
 
+# cudaMemGetInfo on GB10 does not count reclaimable page cache as free (vllm-project/vllm#35313): after a
+# checkpoint was read, vLLM's startup check sees too little memory and refuses. NVIDIA's playbooks drop the cache
+# first; the unit does the same before each start.
+DROP_PAGE_CACHE = ["/bin/sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"]
+
 
 class VllmService(ServiceBase):
     """`vllm serve` on a checkpoint, in a vLLM image."""
@@ -158,6 +163,7 @@ def launch(svc: VllmService, inputs: LaunchInputs) -> Launch:
         command=serve_argv(svc, inputs.port),
         description=f"vllm serve checkpoint {svc.checkpoint} on :{inputs.port}",
         serves=f"{inputs.served} (vllm) on {inputs.image_ref}",
+        before_start=[DROP_PAGE_CACHE],
     )
 
 
