@@ -152,8 +152,8 @@ def no_trtllm_build_fix(image_ref: str, version: str, checkpoint: str) -> str:
     return (
         f"image {image_ref} ships TensorRT-LLM {version}, which has no trtllm-build (TensorRT-LLM removed its "
         f"TensorRT backend from {FIRST_WITHOUT_TRTLLM_BUILD} on; docs/source/legacy/tensorrt-backend-removal.md): "
-        f"serve checkpoint {checkpoint!r} directly instead, as a service with `checkpoint: {checkpoint}`, "
-        "`backend: pytorch` and this image"
+        f"serve checkpoint {checkpoint!r} directly instead: a service with `stack: trtllm`, "
+        f"`checkpoint: {checkpoint}` and this image (trtllm-serve's PyTorch backend)"
     )
 
 
