@@ -11,7 +11,7 @@ from spark_state.deploy.operations import build_script, fetch_command, trtllm_ve
 from spark_state.desired.loader import load_state
 from spark_state.desired.model import Paths
 from spark_state.plan.host_plan import plan_host
-from spark_state.plan.quoting import sh_word
+from spark_state.plan.quoting import sh_join, sh_word
 from spark_state.remote import parse_resident, resident_command
 
 PLAN = plan_host(load_state(EXAMPLE_STATE).state, "spark-01")
@@ -67,6 +67,7 @@ def test_the_in_image_version_check_refuses_whatever_the_tag_said(tmp_path, answ
     plan = plan_host(state.model_copy(update={"paths": Paths(root=str(tmp_path))}), "spark-01")
     engine = plan.engines[0]
     script = build_script(plan, engine).replace(trtllm_version_command(plan, engine.image_ref), answer)
+    script = script.replace(_has_build_command(plan, engine.image_ref), "true")
     proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0  # the helper is not installed under tmp_path: a build that starts fails there
     if refusal is None:
@@ -74,3 +75,21 @@ def test_the_in_image_version_check_refuses_whatever_the_tag_said(tmp_path, answ
     else:
         assert refusal in proc.stderr, proc.stderr
         assert "spark_host.py" not in proc.stderr  # nothing after the check ran
+
+
+def _has_build_command(plan, image_ref: str) -> str:
+    return sh_join([plan.docker, "run", "--rm", "--entrypoint", "sh", image_ref, "-c", "command -v trtllm-build"])
+
+
+def test_an_image_without_trtllm_build_is_refused_before_any_conversion(tmp_path) -> None:
+    """A tag that does not tell (a retag, a digest) of a TensorRT-LLM without trtllm-build: the in-image check
+    stops the build with the fix before the converter runs."""
+    state = load_state(EXAMPLE_STATE).state
+    plan = plan_host(state.model_copy(update={"paths": Paths(root=str(tmp_path))}), "spark-01")
+    engine = plan.engines[0]
+    script = build_script(plan, engine).replace(trtllm_version_command(plan, engine.image_ref), "printf '1.1.0\\n'")
+    script = script.replace(_has_build_command(plan, engine.image_ref), "false")
+    proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "has no trtllm-build" in proc.stderr and "`stack: trtllm`" in proc.stderr, proc.stderr
+    assert "spark_host.py" not in proc.stderr  # the converter never started

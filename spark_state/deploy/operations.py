@@ -34,6 +34,7 @@ from ..plan.images import ref_digest
 from ..plan.quoting import sh_join, sh_word
 from ..plan.templates import render
 from ..plan.units import ServicePlan
+from ..stacks import trtllm
 from . import rollout
 from .facts import SparkHostState
 from .rollout import Verification
@@ -127,6 +128,10 @@ def build_script(plan: HostPlan, engine: EnginePlan) -> str:
         minimum=sh_word(MIN_TRTLLM_FOR_SM12),
         cleanup=sh_join([plan.docker, "rm", "-f", convert_container(engine.name), build_container(engine.name)]),
         version_command=trtllm_version_command(plan, engine.image_ref),
+        has_build=sh_join(
+            [plan.docker, "run", "--rm", "--entrypoint", "sh", engine.image_ref, "-c", "command -v trtllm-build"]
+        ),
+        no_build=sh_word(trtllm.no_trtllm_build_fix(engine.image_ref, None, engine.checkpoint)),
         convert=helper(plan, "progress", f"convert {engine.name}", "--", "sh", "-c", engine.convert_command),
         build_engine=helper(plan, "progress", f"build {engine.name}", "--", "sh", "-c", engine.build_command),
         rank0=sh_word(engine.build_dir + "/engine/rank0.engine"),

@@ -251,14 +251,14 @@ def _check_engine_builds(state: DesiredState, c: _Collector) -> None:
         version = image_trtllm_version(state, engine.image)
         if trtllm.has_trtllm_build(version) is False:
             ref = state.images[engine.image].ref
-            c.error(("engines", name, "image"), trtllm.no_trtllm_build_fix(ref, version or "?", engine.checkpoint))
+            c.error(("engines", name, "image"), trtllm.no_trtllm_build_fix(ref, version, engine.checkpoint))
     for name, svc in state.services.items():
         if isinstance(svc, EngineService) and svc.image in state.images and svc.engine in state.engines:
             version = image_trtllm_version(state, svc.image)
             if trtllm.has_trtllm_build(version) is False:
                 ref = state.images[svc.image].ref
                 checkpoint = state.engines[svc.engine].checkpoint
-                c.error(("services", name, "image"), trtllm.no_trtllm_build_fix(ref, version or "?", checkpoint))
+                c.error(("services", name, "image"), trtllm.no_trtllm_build_fix(ref, version, checkpoint))
 
 
 def _gpus_for(state: DesiredState, users: set[str]) -> set[str]:

@@ -9,6 +9,7 @@ from ..desired.names import UNIT_PREFIX
 from ..on_host.probe import DiskFact, DockerFact, Snapshot
 from ..plan.host_plan import HostPlan
 from ..plan.quoting import env_file_problem
+from ..stacks import trtllm
 
 GIB_PER_GB = 1e9 / 2**30
 
@@ -35,6 +36,10 @@ def preflight(
                 continue
             if trtllm_support(version, gpu).support is Support.KNOWN_BAD:
                 failures.append(known_bad_fix(image.ref, version, gpu))
+    for engine in plan.engines:  # what the image holds, when the host has read it, wins over its tag
+        version = probed.get(engine.image_ref) or engine.trtllm_version
+        if trtllm.has_trtllm_build(version) is False:
+            failures.append(trtllm.no_trtllm_build_fix(engine.image_ref, version, engine.checkpoint))
 
     docker = snapshot.docker or DockerFact(present=False)
     if not docker.present:

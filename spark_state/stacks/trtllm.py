@@ -148,9 +148,10 @@ def has_trtllm_build(version: str | None) -> bool | None:
     return None if found is None else found < FIRST_WITHOUT_TRTLLM_BUILD
 
 
-def no_trtllm_build_fix(image_ref: str, version: str, checkpoint: str) -> str:
+def no_trtllm_build_fix(image_ref: str, version: str | None, checkpoint: str) -> str:
+    ships = f"ships TensorRT-LLM {version}, which has" if version else "has"
     return (
-        f"image {image_ref} ships TensorRT-LLM {version}, which has no trtllm-build (TensorRT-LLM removed its "
+        f"image {image_ref} {ships} no trtllm-build (TensorRT-LLM removed its "
         f"TensorRT backend from {FIRST_WITHOUT_TRTLLM_BUILD} on; docs/source/legacy/tensorrt-backend-removal.md): "
         f"serve checkpoint {checkpoint!r} directly instead: a service with `stack: trtllm`, "
         f"`checkpoint: {checkpoint}` and this image (trtllm-serve's PyTorch backend)"
