@@ -71,7 +71,7 @@ def test_vllm_serves_with_its_flags_and_vllm_metrics(fleet: Fleet, served: str) 
     args = json.loads(
         fleet.root(fleet.hosts[GAMMA], "docker inspect --format '{{json .Args}}' spark-state-chat-vllm").stdout
     )
-    assert args[:2] == ["serve", "/model"] and "--enable-prefix-caching" in args
+    assert args[:3] == ["vllm", "serve", "/model"] and "--enable-prefix-caching" in args
     assert args[args.index("--gpu-memory-utilization") + 1] == "0.3"
     base = f"http://{fleet.hosts[GAMMA].address}:{VLLM_PORT}"
     assert httpx.get(f"{base}/v1/models", timeout=5).json()["data"][0]["owned_by"] == "vllm"
