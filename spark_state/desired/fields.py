@@ -151,14 +151,18 @@ def _unit_word(value: str) -> str:
     return value
 
 
-def _shell_arg(value: str) -> str:
+def shell_arg_problem(value: str) -> str | None:
+    """Why `value` cannot be one command-line argument, or None when it can."""
     if "\x00" in value:
-        raise ValueError("a NUL byte cannot be passed as a command-line argument")
+        return "a NUL byte cannot be passed as a command-line argument"
     if len(value.encode()) > MAX_ARG_BYTES:
-        raise ValueError(
-            f"{len(value.encode())} bytes: Linux refuses a command-line argument over {MAX_ARG_BYTES} "
-            "bytes (MAX_ARG_STRLEN)"
-        )
+        return f"{len(value.encode())} bytes: Linux refuses a command-line argument over {MAX_ARG_BYTES} bytes (MAX_ARG_STRLEN)"
+    return None
+
+
+def _shell_arg(value: str) -> str:
+    if problem := shell_arg_problem(value):
+        raise ValueError(problem)
     return value
 
 

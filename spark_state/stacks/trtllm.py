@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from packaging.version import InvalidVersion, Version
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from ..desired.fields import Name, ServiceBase, Strict
 from ..desired.names import service_options_file
@@ -214,6 +215,15 @@ class TrtllmServeFlags(Strict):
     tokenizer: Name | None = Field(default=None, description="Checkpoint whose tokenizer to serve with.")
 
 
+def _finite(value: Any) -> Any:
+    """The options travel as JSON (YAML's .inf and .nan have no JSON spelling)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("an LLM API option cannot be infinite or NaN")
+    for inner in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+        _finite(inner)
+    return value
+
+
 class PytorchService(ServiceBase, TrtllmServeFlags):
     """trtllm-serve with the PyTorch backend, serving a checkpoint directly (no engine build)."""
 
@@ -221,7 +231,7 @@ class PytorchService(ServiceBase, TrtllmServeFlags):
     checkpoint: Name
     backend: Literal["pytorch"] = Field(default="pytorch", description="The only backend TensorRT-LLM keeps.")
     image: Name
-    llm_api_options: dict[str, Any] = Field(
+    llm_api_options: dict[str, Annotated[Any, AfterValidator(_finite)]] = Field(
         default_factory=dict,
         description="TensorRT-LLM LLM API options (kv_cache_config, cuda_graph_config, enable_chunked_prefill, "
         "speculative_config, ...), written to the YAML file trtllm-serve reads with --extra_llm_api_options; keys "

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from importlib import resources
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from ..desired.fields import Name, ServiceBase
+from ..desired.fields import Name, ServiceBase, shell_arg_problem
+from ..plan.quoting import systemd_problem
 from .base import Launch, LaunchInputs, Stack
 
 STACK_NAME = "vllm"
@@ -56,7 +58,21 @@ OWNED_FLAGS: dict[str, str] = {
     "headless": "each service runs its own API server",
 }
 
-OptionValue = bool | int | float | str | dict[str, Any]
+
+def _option_value(value: Any) -> Any:
+    """One flag's value: true/false, a finite number, a string or a mapping (passed as its JSON), each a word a
+    systemd unit can carry."""
+    if isinstance(value, bool) or (isinstance(value, int | float) and math.isfinite(value)):
+        return value
+    if isinstance(value, str | dict):
+        word = value if isinstance(value, str) else _json_word(value)
+        if problem := systemd_problem(word) or shell_arg_problem(word):
+            raise ValueError(problem)
+        return value
+    raise ValueError("a flag's value is true/false, a number, a string or a mapping (passed as its JSON)")
+
+
+OptionValue = Annotated[Any, AfterValidator(_option_value)]
 
 # cudaMemGetInfo on GB10 does not count reclaimable page cache as free (vllm-project/vllm#35313): after a
 # checkpoint was read, vLLM's startup check sees too little memory and refuses. NVIDIA's playbooks drop the cache
@@ -124,9 +140,6 @@ def option_problems(options: Mapping[str, Any], version: str | None) -> Iterator
         if flag in OWNED_FLAGS:
             yield name, f"spark-state passes --{flag} itself: {OWNED_FLAGS[flag]}"
             continue
-        if isinstance(value, list):
-            yield name, "list values are not passed yet: give one value"
-            continue
         if known is None:
             continue  # the version's flags are not on file: vllm serve checks them when the service starts
         kind = known.get(f"--{flag}")
@@ -138,6 +151,10 @@ def option_problems(options: Mapping[str, Any], version: str | None) -> Iterator
             yield name, f"--{flag} takes a value in vLLM {version}, not true/false"
 
 
+def _json_word(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
 def option_argv(options: Mapping[str, OptionValue]) -> list[str]:
     """The flags for these options, in the order given: true/false → --flag/--no-flag, a mapping → its JSON."""
     argv: list[str] = []
@@ -146,7 +163,7 @@ def option_argv(options: Mapping[str, OptionValue]) -> list[str]:
         if isinstance(value, bool):
             argv.append(f"--{flag}" if value else f"--no-{flag}")
         elif isinstance(value, dict):
-            argv += [f"--{flag}", json.dumps(value, sort_keys=True, separators=(",", ":"))]
+            argv += [f"--{flag}", _json_word(value)]
         else:
             argv += [f"--{flag}", str(value)]
     return argv
