@@ -12,6 +12,7 @@ from spark_state.desired.loader import load_state, load_state_text
 from spark_state.errors import MemoryBudgetError
 from spark_state.plan.engines import plan_engine
 from spark_state.plan.host_plan import plan_fleet, plan_host
+from spark_state.stacks import STACKS
 
 EXAMPLE_TEXT = EXAMPLE_STATE.read_text()
 
@@ -209,4 +210,25 @@ def test_example_warns_only_that_the_release_image_is_unverified_on_gb10() -> No
     assert (
         warning.field == "services.trtllm-pt-nvfp4.image"
         and "1.3.0rc23 is unverified on NVIDIA GB10" in warning.message
+    )
+
+
+def test_a_service_without_a_port_answers_on_its_stacks_default() -> None:
+    text = """
+images:
+  vllm: nvcr.io/nvidia/vllm:26.05-py3
+  rel: nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc23
+checkpoints:
+  fp8: {repo: nvidia/Llama-3.1-8B-Instruct-FP8, size_gb: 9.08}
+services:
+  chat: {stack: vllm, checkpoint: fp8, image: vllm, gpu_memory_utilization: 0.3}
+  pt: {stack: trtllm, checkpoint: fp8, image: rel}
+hosts:
+  s1: {address: 10.0.0.5, services: [chat, pt]}
+"""
+    ports = {s.name: s.port for s in plan_host(_state(text), "s1").services}
+    assert (
+        ports
+        == {"chat": STACKS["vllm"].default_port, "pt": STACKS["trtllm"].default_port}
+        == {"chat": 8000, "pt": 8355}
     )

@@ -11,14 +11,16 @@ from .base import Launch, LaunchInputs, Stack
 
 NIM_CACHE = "/opt/nim/.cache"  # where a NIM keeps downloaded model profiles (NIM docs: mount a host dir here)
 NIM_UID = 1000  # NIM containers run as this user: the cache must be writable by it
+DEFAULT_PORT = 8000  # NIM's documented port
 
 
 class NimService(ServiceBase):
     """An NVIDIA NIM container."""
 
     stack: Literal["nim"] = "nim"
+    port: Port = Field(default=DEFAULT_PORT, description="Where it answers on the host (default: NIM's 8000).")
     container: Name
-    container_port: Port = Field(default=8000, description="Port the NIM listens on inside the container.")
+    container_port: Port = Field(default=DEFAULT_PORT, description="Port the NIM listens on inside the container.")
     shm_size: Annotated[str, AfterValidator(docker_shm_size)] = "16GB"
 
 
@@ -38,7 +40,7 @@ def launch(svc: NimService, inputs: LaunchInputs) -> Launch:
 STACK = Stack(
     name="nim",
     service=NimService,
-    default_port=8000,
+    default_port=DEFAULT_PORT,
     # NIM documents /v1/health/ready (503 until the model is loaded) and /v1/metrics; it has no /health.
     health_path="/v1/health/ready",
     metrics_path="/v1/metrics",

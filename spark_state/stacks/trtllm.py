@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from packaging.version import InvalidVersion, Version
 from pydantic import AfterValidator, Field
 
-from ..desired.fields import Name, ServiceBase, Strict
+from ..desired.fields import Name, Port, ServiceBase, Strict
 from ..desired.names import service_options_file
 from .base import Launch, LaunchInputs, Stack
 
@@ -32,6 +32,7 @@ FIRST_WITHOUT_TRTLLM_BUILD = Version("1.3.0rc21")
 OPTIONS_KNOWN_FROM = FIRST_WITHOUT_TRTLLM_BUILD  # the field lists below are read after the removal
 OPTIONS_SOURCE = "TensorRT-LLM llm_args.py at main 0004396"
 OPTIONS_IN_CONTAINER = "/etc/spark-state/llm-api-options.yaml"
+DEFAULT_PORT = 8355  # the dgx-spark-playbooks' trtllm-serve port
 
 _BASE_LLM_ARGS = """
 model tokenizer tokenizer_mode custom_tokenizer post_processor_hook skip_tokenizer_init trust_remote_code
@@ -228,6 +229,7 @@ class PytorchService(ServiceBase, TrtllmServeFlags):
     """trtllm-serve with the PyTorch backend, serving a checkpoint directly (no engine build)."""
 
     stack: Literal["trtllm"] = "trtllm"
+    port: Port = Field(default=DEFAULT_PORT, description="Where it answers (default: the playbooks' 8355).")
     checkpoint: Name
     backend: Literal["pytorch"] = Field(default="pytorch", description="The only backend TensorRT-LLM keeps.")
     image: Name
@@ -284,7 +286,7 @@ def launch(svc: PytorchService, inputs: LaunchInputs) -> Launch:
 STACK = Stack(
     name="trtllm",
     service=PytorchService,
-    default_port=8355,  # the dgx-spark-playbooks' trtllm-serve port
+    default_port=DEFAULT_PORT,
     health_path="/health",
     metrics_path="/metrics",
     health_timeout_s=600,

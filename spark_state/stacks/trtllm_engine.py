@@ -7,15 +7,18 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..desired.fields import Name, ServiceBase
+from ..desired.fields import Name, Port, ServiceBase
 from .base import Launch, LaunchInputs, Stack
 from .trtllm import TrtllmServeFlags, serve_command
+
+DEFAULT_PORT = 8000  # trtllm-serve's default
 
 
 class EngineService(ServiceBase, TrtllmServeFlags):
     """trtllm-serve with the TensorRT backend, serving a built engine."""
 
     stack: Literal["trtllm-engine"] = "trtllm-engine"
+    port: Port = Field(default=DEFAULT_PORT, description="Where it answers (default: trtllm-serve's 8000).")
     engine: Name
     image: Name | None = Field(default=None, description="Serving image; defaults to the engine's build image.")
 
@@ -34,7 +37,7 @@ def launch(svc: EngineService, inputs: LaunchInputs) -> Launch:
 STACK = Stack(
     name="trtllm-engine",
     service=EngineService,
-    default_port=8000,  # trtllm-serve's default
+    default_port=DEFAULT_PORT,
     health_path="/health",
     metrics_path="/metrics",
     health_timeout_s=600,

@@ -18,11 +18,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
-from ..desired.fields import Name, ServiceBase, shell_arg_problem
+from ..desired.fields import Name, Port, ServiceBase, shell_arg_problem
 from ..plan.quoting import systemd_problem
 from .base import Launch, LaunchInputs, Stack
 
 STACK_NAME = "vllm"
+DEFAULT_PORT = 8000  # vllm serve's default
 HEALTH_PATH = "/health"  # vLLM's API server answers 200 once the engine is up (it listens only after loading)
 METRICS_PATH = "/metrics"
 MODEL_IN_CONTAINER = "/model"
@@ -84,6 +85,7 @@ class VllmService(ServiceBase):
     """`vllm serve` on a checkpoint, in a vLLM image."""
 
     stack: Literal["vllm"]
+    port: Port = Field(default=DEFAULT_PORT, description="Where it answers (default: vLLM's 8000).")
     checkpoint: Name
     image: Name
     tokenizer: Name | None = Field(default=None, description="Checkpoint whose tokenizer to serve with.")
@@ -187,7 +189,7 @@ def launch(svc: VllmService, inputs: LaunchInputs) -> Launch:
 STACK = Stack(
     name=STACK_NAME,
     service=VllmService,
-    default_port=8000,
+    default_port=DEFAULT_PORT,
     health_path=HEALTH_PATH,
     metrics_path=METRICS_PATH,
     health_timeout_s=1800,  # vLLM profiles memory, captures CUDA graphs and may compile before it answers
