@@ -15,6 +15,14 @@ from spark_state.plan.host_plan import plan_fleet, plan_host
 from spark_state.stacks import STACKS
 
 EXAMPLE_TEXT = EXAMPLE_STATE.read_text()
+# A vLLM and a TensorRT-LLM release image with one checkpoint, for states with services of both stacks.
+TWO_STACKS_IMAGES = """
+images:
+  vllm: nvcr.io/nvidia/vllm:26.05-py3
+  rel: nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc23
+checkpoints:
+  fp8: {repo: nvidia/Llama-3.1-8B-Instruct-FP8, size_gb: 9.08}
+"""
 
 
 def _state(text: str = EXAMPLE_TEXT):
@@ -159,18 +167,15 @@ def test_a_host_whose_services_do_not_fit_is_refused_naming_each_share() -> None
 
 
 def test_vllm_shares_are_of_total_memory_and_fraction_of_free_shares_follow_them() -> None:
-    text = """
-images:
-  vllm: nvcr.io/nvidia/vllm:26.05-py3
-  rel: nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc23
-checkpoints:
-  fp8: {repo: nvidia/Llama-3.1-8B-Instruct-FP8, size_gb: 9.08}
-services:
+    text = (
+        TWO_STACKS_IMAGES
+        + """services:
   a: {stack: vllm, checkpoint: fp8, image: vllm, port: 8000, gpu_memory_utilization: 0.5}
   c: {checkpoint: fp8, backend: pytorch, image: rel, port: 8355, kv_cache_free_gpu_memory_fraction: 0.5}
 hosts:
   s1: {address: 10.0.0.5, services: [a, c]}
 """
+    )
     budget = plan_host(_state(text), "s1").budget
     weights = 9.08e9 / 2**30
     assert budget.memory_items["a"] == round(0.5 * 121.7, 2)
@@ -214,18 +219,15 @@ def test_example_warns_only_that_the_release_image_is_unverified_on_gb10() -> No
 
 
 def test_a_service_without_a_port_answers_on_its_stacks_default() -> None:
-    text = """
-images:
-  vllm: nvcr.io/nvidia/vllm:26.05-py3
-  rel: nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc23
-checkpoints:
-  fp8: {repo: nvidia/Llama-3.1-8B-Instruct-FP8, size_gb: 9.08}
-services:
+    text = (
+        TWO_STACKS_IMAGES
+        + """services:
   chat: {stack: vllm, checkpoint: fp8, image: vllm, gpu_memory_utilization: 0.3}
   pt: {stack: trtllm, checkpoint: fp8, image: rel}
 hosts:
   s1: {address: 10.0.0.5, services: [chat, pt]}
 """
+    )
     ports = {s.name: s.port for s in plan_host(_state(text), "s1").services}
     assert (
         ports

@@ -20,6 +20,7 @@ import httpx
 from .errors import SimError
 from .layout import Layout
 from .rootfs import PYTHON_SITE
+from .standins.trtllm_serve import without_tensorrt_backend
 
 STANDINS_DIR = Path(__file__).parent / "standins"
 STANDIN_PACKAGE = "spark_sim_standins"
@@ -61,17 +62,6 @@ IMAGES = (
 )
 # The flags each vLLM takes, as read from its wheel (spark-state keeps the same reading for its checks).
 VLLM_FLAGS = resources.files("spark_state.stacks").joinpath("data")
-
-# TensorRT-LLM removed trtllm-build (and --backend tensorrt) after v1.3.0rc20 (docs/source/legacy/
-# tensorrt-backend-removal.md; its pyproject's console_scripts keep trtllm-bench, trtllm-serve, trtllm-eval).
-LAST_WITH_TRTLLM_BUILD = (1, 3, 0, "rc", 20)
-
-
-def release_key(version: str) -> tuple:
-    """'1.3.0rc23' → (1, 3, 0, 'rc', 23); a final release sorts after its candidates ('~' > 'rc')."""
-    head, _, rc = version.partition("rc")
-    numbers = tuple(int(part) for part in head.split(".")[:3] if part.isdigit())
-    return (*numbers, "rc", int(rc)) if rc.isdigit() else (*numbers, "~", 0)
 
 
 ENTRYPOINT = """#!/bin/sh
@@ -135,8 +125,9 @@ def standin_files(image: StandinImage) -> dict[str, tuple[bytes, int]]:
             0o644,
         )
         files[f"{PYTHON_SITE}/tensorrt_llm-{v}.dist-info/INSTALLER"] = (b"pip\n", 0o644)
+        # trtllm-build went with the TensorRT backend (its pyproject's console_scripts keep trtllm-serve)
         commands = [("trtllm-serve", "trtllm_serve")]
-        if release_key(v) <= LAST_WITH_TRTLLM_BUILD:
+        if not without_tensorrt_backend(v):
             commands.append(("trtllm-build", "trtllm_build"))
         for command, module in commands:
             files[f"usr/local/bin/{command}"] = (

@@ -245,20 +245,19 @@ def _check_image_versions(state: DesiredState, c: _Collector) -> None:
 def _check_engine_builds(state: DesiredState, c: _Collector) -> None:
     """An engine declared on an image whose TensorRT-LLM no longer has trtllm-build (nor --backend tensorrt) is
     refused before a pull of tens of GB; the fix is to serve its checkpoint directly."""
-    for name, engine in state.engines.items():
-        if engine.image not in state.images:
-            continue
-        version = image_trtllm_version(state, engine.image)
-        if trtllm.has_trtllm_build(version) is False:
-            ref = state.images[engine.image].ref
-            c.error(("engines", name, "image"), trtllm.no_trtllm_build_fix(ref, version, engine.checkpoint))
-    for name, svc in state.services.items():
-        if isinstance(svc, EngineService) and svc.image in state.images and svc.engine in state.engines:
-            version = image_trtllm_version(state, svc.image)
+    uses: list[tuple[Path, str, str]] = [
+        (("engines", name, "image"), engine.image, engine.checkpoint) for name, engine in state.engines.items()
+    ]
+    uses += [
+        (("services", name, "image"), svc.image, state.engines[svc.engine].checkpoint)
+        for name, svc in state.services.items()
+        if isinstance(svc, EngineService) and svc.image is not None and svc.engine in state.engines
+    ]
+    for path, image, checkpoint in uses:
+        if image in state.images:
+            version = image_trtllm_version(state, image)
             if trtllm.has_trtllm_build(version) is False:
-                ref = state.images[svc.image].ref
-                checkpoint = state.engines[svc.engine].checkpoint
-                c.error(("services", name, "image"), trtllm.no_trtllm_build_fix(ref, version, checkpoint))
+                c.error(path, trtllm.no_trtllm_build_fix(state.images[image].ref, version, checkpoint))
 
 
 def _gpus_for(state: DesiredState, users: set[str]) -> set[str]:

@@ -114,18 +114,10 @@ def _service_items(host: str, svc: ServicePlan, snapshot: Snapshot, environ: Map
             ok = seen_env is not None and seen_env.sha256 == sha256(text) and seen_env.mode == "0o600"
             items.append(Item(host, "env", svc.env_file, f"sha256 {sha256(text)[:12]}, 0600", seen, ok))
     for path, text in svc.config_files.items():
-        seen_file = snapshot.files.get(path)
+        want, seen_file = sha256(text), snapshot.files.get(path)
         seen = "absent" if seen_file is None else f"sha256 {seen_file.sha256[:12]}"
-        items.append(
-            Item(
-                host,
-                "options",
-                path,
-                f"sha256 {sha256(text)[:12]}",
-                seen,
-                seen_file is not None and seen_file.sha256 == sha256(text),
-            )
-        )
+        ok = seen_file is not None and seen_file.sha256 == want
+        items.append(Item(host, "options", path, f"sha256 {want[:12]}", seen, ok))
     if svc.cache_dir:
         owner = snapshot.owners.get(svc.cache_dir)
         seen = "absent" if owner is None else f"owned by {owner[0]}:{owner[1]}"

@@ -81,9 +81,9 @@ def plan_budget(
             if weights is None or free is None:
                 memory_unknown.append(s.name)
                 continue
-            fraction = svc.kv_cache_free_gpu_memory_fraction
-            need = weights + fraction * max(free - weights, 0.0)
-            basis[s.name] = f"weights {weights:.1f} + KV {fraction:g} of the {max(free - weights, 0.0):.1f} GiB free"
+            fraction, room = svc.kv_cache_free_gpu_memory_fraction, max(free - weights, 0.0)
+            need = weights + fraction * room
+            basis[s.name] = f"weights {weights:.1f} + KV {fraction:g} of the {room:.1f} GiB free"
         memory[s.name] = round(need, 2)
         if free is not None:
             free -= need

@@ -95,14 +95,13 @@ def plan_service(state: DesiredState, name: str, engines: dict[str, EnginePlan])
     if env_file:
         run += ["--env-file", env_file]
     run += [image_ref, *launch.command]
-    description, serves = launch.description, launch.serves
 
     unit_name = service_unit(name)
 
     def unit(argv: list[str]) -> str:
         return render(
             "service.unit.j2",
-            service={"name": name, "description": description, "serves": serves},
+            service={"name": name, "description": launch.description, "serves": launch.serves},
             exec_rm=quoting.systemd_join([docker, "rm", "-f", container]),
             exec_before=[quoting.systemd_join(argv) for argv in launch.before_start],
             exec_start=quoting.systemd_join(argv),
@@ -137,6 +136,6 @@ def plan_service(state: DesiredState, name: str, engines: dict[str, EnginePlan])
         health_timeout_s=svc.health_timeout_s or stack.health_timeout_s,
         cache_dir=launch.cache_dir,
         identity=identity,
-        serves=serves,
+        serves=launch.serves,
         config_files=launch.config_files,
     )

@@ -87,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _without_tensorrt_backend(version: str) -> bool:
+def without_tensorrt_backend(version: str) -> bool:
     """TensorRT-LLM after v1.3.0rc20 has no TensorRT backend (docs/source/legacy/tensorrt-backend-removal.md)."""
     head, _, rc = version.partition("rc")
     numbers = tuple(int(part) for part in head.split(".")[:3] if part.isdigit())
@@ -100,7 +100,7 @@ def main(argv: list[str]) -> int:
     if args.backend == "trt":  # click's ChoiceWithAlias
         args.backend = "tensorrt"
     version = trtllm_version()
-    if args.backend in ("tensorrt", "trt") and _without_tensorrt_backend(version):
+    if args.backend in ("tensorrt", "trt") and without_tensorrt_backend(version):
         # the migration guide: `--backend tensorrt` (CLI) → omit, or pass `--backend pytorch`
         print(
             "Usage: trtllm-serve serve [OPTIONS] MODEL\nTry 'trtllm-serve serve --help' for help.\n\n"
