@@ -191,6 +191,28 @@ hosts:
         )
 
 
+def test_sglang_claims_its_fraction_of_what_is_free_when_it_starts() -> None:
+    """kv_cache_configurator.py: weights and KV cache within mem_fraction_static × the memory available at start;
+    the weights must leave room for the KV cache, or SGLang refuses to start."""
+    text = TWO_STACKS_IMAGES.replace("images:\n", "images:\n  sgl: lmsysorg/sglang:v0.5.23-cu130\n") + (
+        """services:
+  a: {stack: vllm, checkpoint: fp8, image: vllm, port: 8000, gpu_memory_utilization: 0.5}
+  s: {stack: sglang, checkpoint: fp8, image: sgl, mem_fraction_static: 0.5}
+hosts:
+  s1: {address: 10.0.0.5, services: [a, s]}
+"""
+    )
+    plan = plan_host(_state(text), "s1")
+    free = 121.7 - 8 - 0.5 * 121.7
+    assert plan.budget.memory_items["s"] == round(0.5 * free, 2)
+    argv = plan.services[1].run_argv
+    assert plan.services[1].port == 30000 and argv[argv.index("--mem-fraction-static") + 1] == "0.5"
+    assert argv[argv.index("lmsysorg/sglang:v0.5.23-cu130") + 1 :][:3] == ("python3", "-m", "sglang.launch_server")
+    short = text.replace("mem_fraction_static: 0.5", "mem_fraction_static: 0.1")
+    with pytest.raises(MemoryBudgetError, match=r"s: its mem_fraction_static 0\.1 of 52\.9 GiB is 5\.3 GiB, which "):
+        plan_host(_state(short), "s1")
+
+
 def test_compat_table_and_verdicts() -> None:
     gb10 = KNOWN_GPUS["GB10"]
     assert trtllm_version_for_image("nvcr.io/nvidia/tritonserver:25.01-trtllm-python-py3") == "0.17.0.post1"

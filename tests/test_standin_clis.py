@@ -227,3 +227,153 @@ def test_vllm_serve_refuses_to_start_when_its_share_is_not_free(tmp_path: Path) 
         "ValueError: Free memory on device cuda:0 (50.0/121.7 GiB) on startup is less than desired GPU memory "
         "utilization (0.5, 60.85 GiB). Decrease GPU memory utilization or reduce GPU memory used by other processes."
     )
+
+
+SGLANG_FLAGS = REPO / "spark_state" / "stacks" / "data" / "sglang-0.5.23.json"
+SGLANG_STATE = """
+images:
+  sglang: lmsysorg/sglang:v0.5.23-cu130
+checkpoints:
+  fp8: {repo: nvidia/Llama-3.1-8B-Instruct-FP8}
+services:
+  chat:
+    stack: sglang
+    checkpoint: fp8
+    tokenizer: fp8
+    image: sglang
+    served_model_name: llama
+    mem_fraction_static: 0.5
+    context_length: 8192
+    max_running_requests: 8
+    options: {attention-backend: flashinfer, trust-remote-code: true, chunked-prefill-size: 4096,
+              enable-torch-compile: true}
+hosts:
+  spark-01: {address: 10.0.0.1, services: [chat]}
+"""
+
+
+def _sglang(*argv: str, gpu: dict | None = None, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    gpu_file = tmp_path / "gpu.json"
+    if gpu is not None:
+        gpu_file.write_text(json.dumps(gpu))
+    env = {"SPARK_SIM_SGLANG_FLAGS": str(SGLANG_FLAGS), "SPARK_SIM_GPU_FILE": str(gpu_file)}
+    return _standin("sglang_serve", *argv, env=env)
+
+
+def test_sglang_takes_every_flag_the_plan_passes() -> None:
+    from spark_rehearsal.standins import sglang_serve
+    from spark_state.desired.loader import load_state_text
+
+    plan = plan_host(load_state_text(SGLANG_STATE, "state.yaml").state, "spark-01")
+    argv = list(plan.services[0].run_argv)
+    launch = argv[argv.index("sglang.launch_server") + 1 :]
+    os.environ["SPARK_SIM_SGLANG_FLAGS"] = str(SGLANG_FLAGS)
+    try:
+        args = sglang_serve.parser().parse_args(launch)
+    finally:
+        del os.environ["SPARK_SIM_SGLANG_FLAGS"]
+    assert (args.model_path, args.port, args.mem_fraction_static, args.enable_metrics) == (
+        "/model",
+        "30000",
+        "0.5",
+        True,
+    )
+    assert (args.attention_backend, args.trust_remote_code, args.enable_torch_compile) == ("flashinfer", True, True)
+
+
+def test_sglang_refuses_a_flag_it_lacks_as_argparse_does(tmp_path: Path) -> None:
+    proc = _sglang("--model-path", "/model", "--gpu-memory-utilization", "0.5", tmp_path=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == "sglang serve: error: unrecognized arguments: --gpu-memory-utilization 0.5"
+
+
+def test_sglang_refuses_to_start_when_its_share_leaves_no_kv_cache(tmp_path: Path) -> None:
+    """kv_cache_configurator.py _profile_available_bytes: the weights must fit in fraction × available."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": "fp8"}}))
+    gpu = {"memory_total_gib": 121.7, "memory_free_gib_at_start": 10.0}
+    proc = _sglang("--model-path", str(model), "--mem-fraction-static", "0.5", gpu=gpu, tmp_path=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "ValueError: Loaded weights leave no GPU memory for the KV cache under --mem-fraction-static=0.5. Raise "
+        "--mem-fraction-static above 0.801 (minimum viable = 1 - available/pre = 0.8009). If using speculative "
+        "decoding, draft weights are now counted."
+    )
+
+
+LLAMA_FLAGS = REPO / "spark_state" / "stacks" / "data" / "llama.cpp-b11312.json"
+LLAMA_STATE = """
+images:
+  llama: ghcr.io/ggml-org/llama.cpp:server-cuda-b11312
+  vllm: nvcr.io/nvidia/vllm:26.05-py3
+checkpoints:
+  gguf:
+    repo: bartowski/Meta-Llama-3.1-8B-Instruct-GGUF
+    files: [Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf]
+    fetch_image: vllm
+services:
+  chat:
+    stack: llama.cpp
+    checkpoint: gguf
+    gguf: Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf
+    image: llama
+    served_model_name: llama
+    ctx_size: 8192
+    parallel: 4
+    memory_gib: 7
+    options: {flash-attn: "on", jinja: true, kv-offload: false, cache-type-k: q8_0}
+hosts:
+  spark-01: {address: 10.0.0.1, services: [chat]}
+"""
+
+
+def test_llama_server_takes_every_flag_the_plan_passes() -> None:
+    from spark_rehearsal.standins.llama_server import parse
+    from spark_state.desired.loader import load_state_text
+
+    plan = plan_host(load_state_text(LLAMA_STATE, "state.yaml").state, "spark-01")
+    argv = list(plan.services[0].run_argv)
+    values = parse(argv[argv.index("ghcr.io/ggml-org/llama.cpp:server-cuda-b11312") + 1 :], _llama_flags())
+    assert values["--model"] == "/model/Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf" and values["--metrics"] is True
+    assert (values["--flash-attn"], values["--jinja"], values["--kv-offload"]) == ("on", True, False)
+    assert plan.checkpoints[0].files == ("Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf",)
+    assert plan.checkpoints[0].fetch_image_ref == "nvcr.io/nvidia/vllm:26.05-py3"
+    assert [i.ref for i in plan.images] == [
+        "ghcr.io/ggml-org/llama.cpp:server-cuda-b11312",
+        "nvcr.io/nvidia/vllm:26.05-py3",
+    ]
+
+
+def _llama_flags() -> dict[str, str]:
+    return json.loads(LLAMA_FLAGS.read_text())["flags"]
+
+
+def _llama(*argv: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    gpu_file = tmp_path / "gpu.json"
+    gpu_file.write_text(json.dumps({"memory_total_gib": 121.7}))
+    return _standin(
+        "llama_server", *argv, env={"SPARK_SIM_LLAMA_FLAGS": str(LLAMA_FLAGS), "SPARK_SIM_GPU_FILE": str(gpu_file)}
+    )
+
+
+def test_llama_server_refuses_an_argument_it_lacks_as_common_params_parse_does(tmp_path: Path) -> None:
+    # --mmap went with --load-mode; a positional model path is not llama-server's
+    for argv, said in (
+        (["--model", "/m.gguf", "--mmap"], "error: invalid argument: --mmap"),
+        (["/m.gguf"], "error: invalid argument: /m.gguf"),
+        (["--model"], "expected value for argument"),
+    ):
+        proc = _llama(*argv, tmp_path=tmp_path)
+        assert (proc.returncode, proc.stderr.strip()) == (1, said)
+
+
+def test_llama_server_refuses_a_file_that_is_not_gguf(tmp_path: Path) -> None:
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"\x08\x00\x00\x00{}")  # a safetensors header, not a GGUF
+    proc = _llama("--model", str(model), "--ctx_size", "4096", tmp_path=tmp_path)  # `_` reads as `-`
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "gguf_init_from_file_impl: invalid magic characters: '\x08\x00\x00\x00', expected 'GGUF'",
+        f"srv    load_model: failed to load model, '{model}'",
+    ]

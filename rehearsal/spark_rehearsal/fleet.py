@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import images, packages, registry
+from . import images, ngc_auth, packages, registry
 from .errors import SimError
 from .layout import BRIDGE, GATEWAY, HUB_PORT, Layout, host_address, host_name
 from .rootfs import OPERATOR, OPERATOR_UID, ensure_rootfs
@@ -391,15 +391,27 @@ def _data_disk(host_dir: Path) -> Path:
 def _personalise(root: Path, name: str, address: str, ca_crt: Path, layout: Layout, record: FleetRecord) -> None:
     (root / "etc/hostname").write_text(f"{name}\n")
     (root / "etc/machine-id").write_text(secrets.token_hex(16) + "\n")
+    registries = " ".join(ngc_auth.door_names())
     (root / "etc/hosts").write_text(
-        f"127.0.0.1 localhost\n{address} {name}\n{GATEWAY} nvcr.io\n::1 localhost ip6-localhost ip6-loopback\n"
+        f"127.0.0.1 localhost\n{address} {name}\n{GATEWAY} {registries}\n::1 localhost ip6-localhost ip6-loopback\n"
     )
     (root / "etc/environment").write_text(f"HF_ENDPOINT={record.hub_endpoint}\nHF_HUB_DISABLE_TELEMETRY=1\n")
     _run(["ssh-keygen", "-A", "-f", str(root)])
     _operator(root, name, layout, record)
-    certs = root / "etc/docker/certs.d/nvcr.io"
-    certs.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ca_crt, certs / "ca.crt")
+    # docker trusts a registry's CA from certs.d/HOST/ca.crt, except Docker Hub's, which it checks against the
+    # system's roots only (moby registry/service_v2.go: tlsconfig.ServerDefault() for the index): the CA goes there
+    # too, as update-ca-certificates would put it.
+    for served in ngc_auth.REGISTRIES:
+        certs = root / "etc/docker/certs.d" / served.host
+        certs.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ca_crt, certs / "ca.crt")
+    local_ca = root / "usr/local/share/ca-certificates/spark-rehearsal.crt"
+    local_ca.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ca_crt, local_ca)
+    bundle = root / "etc/ssl/certs/ca-certificates.crt"
+    if ca_crt.read_text() not in bundle.read_text():
+        with open(bundle, "a") as f:
+            f.write(ca_crt.read_text())
     # NVIDIA's driver userland, as stand-ins: nvidia-smi, the container runtime hook, and the GPU they describe.
     site = root / "usr/local/lib/python3.11/dist-packages" / images.STANDIN_PACKAGE
     site.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """A small local Hugging Face Hub: serves NVIDIA's two Llama 3.1 8B ModelOpt checkpoints as small files with the
-real names, configs and the real quirk (the NVFP4 tokenizer_config.json has no chat_template).
+real names, configs and the real quirk (the NVFP4 tokenizer_config.json has no chat_template), and a GGUF repo
+holding several quantizations of the same model, one file each, as llama.cpp users download them.
 
 It speaks the part of the Hub API the real `huggingface_hub` client uses (HF_ENDPOINT=http://HOST:PORT):
   GET  /api/models/{repo}/revision/{rev}            → {"id", "sha", "siblings"}
@@ -118,6 +119,37 @@ def _repo_files(quant: str, commit: str) -> dict[str, bytes]:
     return files
 
 
+GGUF_REPO = "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF"
+GGUF_QUANTS = ("Q4_K_M", "Q8_0")
+
+
+def _gguf(name: str, quant: str) -> bytes:
+    """A valid GGUF v3 file (ggml/src/gguf.cpp reads the magic, version, tensor and key-value counts, then the
+    key-values): no tensors, the metadata llama-server reads first."""
+
+    def text(value: str) -> bytes:
+        return struct.pack("<Q", len(value.encode())) + value.encode()
+
+    string_type = 8  # GGUF_TYPE_STRING
+    metadata = {
+        "general.architecture": "llama",
+        "general.name": name,
+        "general.file_type_name": quant,
+        "tokenizer.chat_template": CHAT_TEMPLATE,
+    }
+    body = b"GGUF" + struct.pack("<IQQ", 3, 0, len(metadata))
+    for key, value in metadata.items():
+        body += text(key) + struct.pack("<I", string_type) + text(value)
+    return body + bytes(4096)  # the (empty) tensor data, aligned
+
+
+def _gguf_files(commit: str) -> dict[str, bytes]:
+    stem = GGUF_REPO.split("/")[1].removesuffix("-GGUF")
+    files = {f"{stem}-{quant}.gguf": _gguf(stem, quant) for quant in GGUF_QUANTS}
+    files["README.md"] = f"# {stem} GGUF\n\nQuantizations made with llama.cpp (rehearsal copy, {commit}).\n".encode()
+    return files
+
+
 @dataclass(frozen=True)
 class Commit:
     sha: str
@@ -148,11 +180,17 @@ def build_repos() -> dict[str, dict[str, Commit]]:
             commit = Commit(sha, files)
             revisions[name] = revisions[sha] = commit
         repos[repo] = revisions
+    revisions = {}
+    for name in ("v1", "main"):
+        files = _gguf_files(name)
+        commit = Commit(hashlib.sha1(GGUF_REPO.encode() + b"".join(sorted(files.values()))).hexdigest(), files)
+        revisions[name] = revisions[commit.sha] = commit
+    repos[GGUF_REPO] = revisions
     return repos
 
 
 def is_lfs(path: str) -> bool:
-    return path.endswith(".safetensors")
+    return path.endswith((".safetensors", ".gguf"))
 
 
 def file_oid(path: str, content: bytes) -> str:

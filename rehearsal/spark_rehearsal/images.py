@@ -1,5 +1,6 @@
-"""Stand-in NVIDIA images, built as real Docker image layers and pushed to the fleet's registry under their
-real names (nvcr.io/nvidia/tritonserver:TAG, the NIM image). No docker daemon is needed to build them."""
+"""Stand-in serving images, built as real Docker image layers and pushed to the fleet's registry under their
+real names (nvcr.io/nvidia/tritonserver:TAG, the NIM image, lmsysorg/sglang on Docker Hub). No docker daemon is
+needed to build them."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import httpx
 
 from .errors import SimError
 from .layout import Layout
+from .ngc_auth import registry_for
 from .rootfs import PYTHON_SITE
 from .standins.trtllm_serve import without_tensorrt_backend
 
@@ -33,20 +35,30 @@ PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 @dataclass(frozen=True)
 class StandinImage:
-    repository: str  # path under nvcr.io
+    repository: str  # path in its registry
     tag: str
-    release: str  # the NVIDIA container release it imitates
-    trtllm_version: str | None  # None: a NIM or a vLLM image
+    release: str  # the container release it imitates
+    trtllm_version: str | None  # None: a NIM, vLLM or SGLang image
     warns_on_gb10: bool
     vllm_version: str | None = None  # NGC's vLLM containers
+    sglang_version: str | None = None  # SGLang's own images
+    llamacpp_build: str | None = None  # ggml-org's llama.cpp server images
+    registry: str = "nvcr.io"
 
     @property
     def is_nim(self) -> bool:
-        return self.trtllm_version is None and self.vllm_version is None
+        versions = (self.trtllm_version, self.vllm_version, self.sglang_version, self.llamacpp_build)
+        return all(v is None for v in versions)
 
     @property
     def ref(self) -> str:
-        return f"nvcr.io/{self.repository}:{self.tag}"
+        """As a state names it (Docker Hub's images without their registry, as docker reads them)."""
+        registry = "" if self.registry == "docker.io" else f"{self.registry}/"
+        return f"{registry}{self.repository}:{self.tag}"
+
+    @property
+    def backend_repository(self) -> str:
+        return registry_for(self.registry).backend_prefix + self.repository
 
 
 IMAGES = (
@@ -59,9 +71,19 @@ IMAGES = (
     StandinImage("nim/meta/llama-3.1-8b-instruct-dgx-spark", "latest", "1.14.0", None, False),
     # NGC's vLLM container as the dgx-spark-playbooks serve from it (release notes: 26.05 ships vLLM 0.20.1).
     StandinImage("nvidia/vllm", "26.05-py3", "26.05", None, False, vllm_version="0.20.1"),
+    # SGLang's own CUDA 13 image on Docker Hub (the dgx-spark-playbooks use lmsysorg/sglang:latest-cu130; a
+    # versioned tag tells which flags it takes).
+    StandinImage(
+        "lmsysorg/sglang", "v0.5.23-cu130", "0.5.23", None, False, sglang_version="0.5.23", registry="docker.io"
+    ),
+    # ggml-org's llama.cpp server image (.devops/cuda.Dockerfile, target server), tagged by build.
+    StandinImage(
+        "ggml-org/llama.cpp", "server-cuda-b11312", "b11312", None, False, llamacpp_build="b11312", registry="ghcr.io"
+    ),
 )
-# The flags each vLLM takes, as read from its wheel (spark-state keeps the same reading for its checks).
-VLLM_FLAGS = resources.files("spark_state.stacks").joinpath("data")
+LLAMA_SERVER = "app/llama-server"
+# The flags each vLLM and SGLang takes, as read from its wheel (spark-state keeps the same reading for its checks).
+FLAG_LISTS = resources.files("spark_state.stacks").joinpath("data")
 
 
 ENTRYPOINT = """#!/bin/sh
@@ -104,7 +126,9 @@ def standin_files(image: StandinImage) -> dict[str, tuple[bytes, int]]:
     for source in sorted([*STANDINS_DIR.glob("*.py"), *STANDINS_DIR.glob("*.json")]):
         files[f"{PYTHON_SITE}/{STANDIN_PACKAGE}/{source.name}"] = (source.read_bytes(), 0o644)
     title = "NVIDIA NIM"
-    if image.vllm_version:
+    if image.sglang_version:
+        title = "CUDA"  # SGLang's images are built on NVIDIA's CUDA images, whose entrypoint prints this banner
+    elif image.vllm_version:
         title = "vLLM"
     elif image.trtllm_version:
         title = "TensorRT-LLM" if image.repository.endswith("/release") else "Triton Inference Server"
@@ -136,13 +160,37 @@ def standin_files(image: StandinImage) -> dict[str, tuple[bytes, int]]:
             )
     elif image.vllm_version:
         v = image.vllm_version
-        flags = VLLM_FLAGS.joinpath(f"vllm-{v}.json").read_bytes()
+        flags = FLAG_LISTS.joinpath(f"vllm-{v}.json").read_bytes()
         files[f"{PYTHON_SITE}/{STANDIN_PACKAGE}/vllm_flags.json"] = (flags, 0o644)
         files[f"{PYTHON_SITE}/vllm-{v}.dist-info/METADATA"] = (
             f"Metadata-Version: 2.1\nName: vllm\nVersion: {v}\n".encode(),
             0o644,
         )
         files["usr/local/bin/vllm"] = (PY_WRAPPER.format(package=STANDIN_PACKAGE, module="vllm_serve").encode(), 0o755)
+    elif image.llamacpp_build:
+        flags = FLAG_LISTS.joinpath(f"llama.cpp-{image.llamacpp_build}.json").read_bytes()
+        files[f"{PYTHON_SITE}/{STANDIN_PACKAGE}/llama_server_flags.json"] = (flags, 0o644)
+        files[LLAMA_SERVER] = (PY_WRAPPER.format(package=STANDIN_PACKAGE, module="llama_server").encode(), 0o755)
+        # The real server image is CUDA's runtime image with llama.cpp's binaries: no Python, so nothing in it can
+        # download a checkpoint. The stand-in needs an interpreter; the Hugging Face client is taken out (OCI
+        # whiteouts), so a download attempted in it fails as it would on the real image.
+        files[f"{PYTHON_SITE}/.wh.huggingface_hub"] = (b"", 0o644)
+        files["usr/local/bin/.wh.hf"] = (b"", 0o755)
+        del files["opt/nvidia/nvidia_entrypoint.sh"]
+    elif image.sglang_version:
+        v = image.sglang_version
+        flags = FLAG_LISTS.joinpath(f"sglang-{v}.json").read_bytes()
+        files[f"{PYTHON_SITE}/{STANDIN_PACKAGE}/sglang_flags.json"] = (flags, 0o644)
+        files[f"{PYTHON_SITE}/sglang-{v}.dist-info/METADATA"] = (
+            f"Metadata-Version: 2.1\nName: sglang\nVersion: {v}\n".encode(),
+            0o644,
+        )
+        files[f"{PYTHON_SITE}/sglang/__init__.py"] = (f'__version__ = "{v}"\n'.encode(), 0o644)
+        # `python3 -m sglang.launch_server`, as the playbooks start it
+        files[f"{PYTHON_SITE}/sglang/launch_server.py"] = (
+            PY_WRAPPER.format(package=STANDIN_PACKAGE, module="sglang_serve").encode(),
+            0o644,
+        )
     else:
         files["opt/nim/start_server.sh"] = (
             PY_WRAPPER.format(package=STANDIN_PACKAGE, module="nim_server").encode(),
@@ -154,6 +202,9 @@ def standin_files(image: StandinImage) -> dict[str, tuple[bytes, int]]:
 def image_config(image: StandinImage, diff_ids: list[str], note: str = "") -> bytes:
     env = [PATH_ENV, f"NVIDIA_PRODUCT_RELEASE={image.release}"]
     cmd: list[str] = ["/opt/nim/start_server.sh"] if image.is_nim else ["/bin/bash"]
+    entrypoint = ["/opt/nvidia/nvidia_entrypoint.sh"]
+    if image.llamacpp_build:  # .devops/cuda.Dockerfile, target server
+        env, cmd, entrypoint = [PATH_ENV, "LLAMA_ARG_HOST=0.0.0.0"], [], [f"/{LLAMA_SERVER}"]
     if image.trtllm_version:
         env.append(f"TRTLLM_VERSION={image.trtllm_version}")
     config = {
@@ -161,7 +212,7 @@ def image_config(image: StandinImage, diff_ids: list[str], note: str = "") -> by
         "os": "linux",
         "config": {
             "Env": env,
-            "Entrypoint": ["/opt/nvidia/nvidia_entrypoint.sh"],
+            "Entrypoint": entrypoint,
             "Cmd": cmd,
             "WorkingDir": "/",
             # NIM containers run as UID 1000 (NIM docs: the cache volume must be writable by it)
@@ -296,7 +347,7 @@ def publish_images(layout: Layout, rootfs: Path, registry_url: str, ca_file: Pat
         for image in IMAGES:
             layer = standin_layer(image, cache)
             config = image_config(image, [base.diff_id, layer.diff_id])
-            digests[image.ref] = client.push(image.repository, image.tag, [base, layer], config)
+            digests[image.ref] = client.push(image.backend_repository, image.tag, [base, layer], config)
     finally:
         client.close()
     log(f"registry holds {len(digests)} stand-in images")
@@ -314,6 +365,6 @@ def repush(layout: Layout, rootfs: Path, registry_url: str, ca_file: Path, ref: 
     config = image_config(image, [base.diff_id, layer.diff_id], note=f", re-pushed at {time.time():.0f}")
     client = RegistryClient(registry_url, ca_file)
     try:
-        return client.push(image.repository, image.tag, [base, layer], config)
+        return client.push(image.backend_repository, image.tag, [base, layer], config)
     finally:
         client.close()

@@ -1,4 +1,5 @@
-"""The rehearsal registry's front door, answering as nvcr.io does: Docker registry token authentication.
+"""The rehearsal registry's front door, answering as nvcr.io, Docker Hub and ghcr.io do: Docker registry token
+authentication, one registry per Host name (`REGISTRIES`), each kept under its own prefix in the one backend.
 
 Modelled on NGC (docs.nvidia.com/ngc, "Accessing NGC container images": `docker login nvcr.io`, username
 `$oauthtoken`, password the NGC API key) and on the Docker Registry token authentication specification
@@ -8,6 +9,10 @@ Modelled on NGC (docs.nvidia.com/ngc, "Accessing NGC container images": `docker 
 - The realm gives anonymous clients tokens for public repositories (`nvidia/...`) only. `nim/...` needs Basic
   credentials `$oauthtoken:<NGC API key>`; without them, or with a wrong key, it answers 401 — the stricter
   reading of NGC, whose NIM repositories need an entitled key.
+- Docker Hub (`registry-1.docker.io`, realm https://auth.docker.io/token, service registry.docker.io) and ghcr.io
+  (realm https://ghcr.io/token, service ghcr.io) give anonymous pull tokens for public repositories; every
+  repository the fleet publishes there is public (lmsysorg/sglang, ggml-org/llama.cpp are). A token names the
+  registry it was given for and is refused by the others.
 - Only pulls (GET/HEAD) pass; pushes are refused (the fleet publishes to the registry behind this door).
 Requests with a valid token are forwarded to the plain registry on the loopback interface, streamed.
 - Outages on purpose (`spark-rehearsal registry down [--after-blobs K]`): the faults file says when the registry
@@ -31,13 +36,54 @@ import re
 import secrets
 import ssl
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-REALM = "https://nvcr.io/proxy_auth"
-SERVICE = "ngc"
 OAUTH_USER = "$oauthtoken"
-PUBLIC_PREFIXES = ("nvidia/",)  # anonymous pulls allowed; everything else (nim/...) needs the key
+
+
+@dataclass(frozen=True)
+class Registry:
+    host: str  # the name docker pulls from
+    realm: str  # its token service
+    service: str
+    backend_prefix: str  # where its repositories live in the backend registry
+    public: tuple[str, ...] | None  # repository prefixes anonymous clients may pull; None: all
+    key_required: bool = False  # credentials are the NGC key (nvcr.io)
+
+    @property
+    def token_host(self) -> str:
+        return urlsplit(self.realm).hostname or self.host
+
+    @property
+    def token_path(self) -> str:
+        return urlsplit(self.realm).path
+
+
+REGISTRIES = (
+    # anonymous pulls of nvidia/...; nim/... needs the key
+    Registry("nvcr.io", "https://nvcr.io/proxy_auth", "ngc", "", ("nvidia/",), key_required=True),
+    Registry("registry-1.docker.io", "https://auth.docker.io/token", "registry.docker.io", "docker.io/", None),
+    Registry("ghcr.io", "https://ghcr.io/token", "ghcr.io", "ghcr.io/", None),
+)
+DOCKER_HUB = "docker.io"  # the name in an image reference; docker pulls it from registry-1.docker.io
+
+
+def registry_for(name: str) -> Registry:
+    """The registry an image reference names (docker.io for Docker Hub)."""
+    name = "registry-1.docker.io" if name == DOCKER_HUB else name
+    return next(r for r in REGISTRIES if r.host == name)
+
+
+def door_names() -> list[str]:
+    """Every host name the door answers (certificate SANs, the hosts' /etc/hosts)."""
+    names: list[str] = []
+    for r in REGISTRIES:
+        names += [n for n in (r.host, r.token_host) if n not in names]
+    return names
+
+
 TOKEN_SECONDS = 300
 REPOSITORY_PATH = re.compile(r"^/v2/(?P<name>.+)/(manifests|blobs|tags)/")
 FORWARDED_HEADERS = ("Accept", "Range", "If-None-Match")
@@ -75,16 +121,18 @@ class Door:
             return False
         return True
 
-    def token(self, scopes: list[str]) -> str:
-        body = base64.urlsafe_b64encode(json.dumps({"scopes": scopes, "exp": time.time() + TOKEN_SECONDS}).encode())
+    def token(self, registry: Registry, scopes: list[str]) -> str:
+        claims = {"aud": registry.service, "scopes": scopes, "exp": time.time() + TOKEN_SECONDS}
+        body = base64.urlsafe_b64encode(json.dumps(claims).encode())
         return body.decode() + "." + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
 
-    def scopes(self, token: str) -> list[str] | None:
+    def scopes(self, registry: Registry, token: str) -> list[str] | None:
         body, _, mac = token.partition(".")
         if not hmac.compare_digest(mac, hmac.new(self.secret, body.encode(), hashlib.sha256).hexdigest()):
             return None
         claims = json.loads(base64.urlsafe_b64decode(body))
-        return claims["scopes"] if claims["exp"] > time.time() else None
+        valid = claims["exp"] > time.time() and claims.get("aud") == registry.service
+        return claims["scopes"] if valid else None
 
     def credentials_ok(self, header: str | None) -> bool | None:
         """None without Basic credentials; otherwise whether they are $oauthtoken and the NGC key."""
@@ -118,8 +166,13 @@ def handler(door: Door) -> type[BaseHTTPRequestHandler]:
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def _challenge(self, scope: str | None = None) -> None:
-            value = f'Bearer realm="{REALM}",service="{SERVICE}"' + (f',scope="{scope}"' if scope else "")
+        def _host(self) -> str:
+            return (self.headers.get("Host") or "").rsplit(":", 1)[0].lower()
+
+        def _challenge(self, registry: Registry, scope: str | None = None) -> None:
+            value = f'Bearer realm="{registry.realm}",service="{registry.service}"' + (
+                f',scope="{scope}"' if scope else ""
+            )
             self._json(
                 401,
                 {
@@ -134,10 +187,10 @@ def handler(door: Door) -> type[BaseHTTPRequestHandler]:
                 {"WWW-Authenticate": value},
             )
 
-        def _token_endpoint(self) -> None:
+        def _token_endpoint(self, registry: Registry) -> None:
             query = parse_qs(urlsplit(self.path).query)
             wanted = [s for scope in query.get("scope", []) for s in scope.split(" ") if s]
-            creds = door.credentials_ok(self.headers.get("Authorization"))
+            creds = door.credentials_ok(self.headers.get("Authorization")) if registry.key_required else None
             if creds is False:
                 self._json(401, {"errors": [{"code": "UNAUTHORIZED", "message": "invalid NGC API key"}]})
                 return
@@ -147,7 +200,7 @@ def handler(door: Door) -> type[BaseHTTPRequestHandler]:
                 name, _, actions = rest.rpartition(":")
                 if kind != "repository" or "pull" not in actions.split(","):
                     continue
-                if creds or name.startswith(PUBLIC_PREFIXES):
+                if creds or registry.public is None or name.startswith(registry.public):
                     granted.append(f"repository:{name}:pull")
                 else:
                     self._json(
@@ -155,30 +208,29 @@ def handler(door: Door) -> type[BaseHTTPRequestHandler]:
                         {"errors": [{"code": "UNAUTHORIZED", "message": f"access to {name} requires an NGC API key"}]},
                     )
                     return
-            token = door.token(granted)
+            token = door.token(registry, granted)
             self._json(200, {"token": token, "access_token": token, "expires_in": TOKEN_SECONDS})
 
-        def _registry(self) -> None:
+        def _registry(self, registry: Registry) -> None:
             auth = self.headers.get("Authorization") or ""
-            scopes = door.scopes(auth[7:]) if auth.startswith("Bearer ") else None
+            scopes = door.scopes(registry, auth[7:]) if auth.startswith("Bearer ") else None
             path = urlsplit(self.path).path
-            if scopes is None:
-                match = REPOSITORY_PATH.match(path)
-                self._challenge(f"repository:{match['name']}:pull" if match else None)
-                return
             match = REPOSITORY_PATH.match(path)
-            if match and f"repository:{match['name']}:pull" not in scopes:
-                self._challenge(f"repository:{match['name']}:pull")
+            if scopes is None:
+                self._challenge(registry, f"repository:{match['name']}:pull" if match else None)
                 return
-            self._forward()
+            if match and f"repository:{match['name']}:pull" not in scopes:
+                self._challenge(registry, f"repository:{match['name']}:pull")
+                return
+            self._forward(self.path.replace("/v2/", f"/v2/{registry.backend_prefix}", 1) if match else self.path)
 
-        def _forward(self) -> None:
+        def _forward(self, path: str) -> None:
             host, _, port = door.backend.partition(":")
             connection = http.client.HTTPConnection(host, int(port), timeout=300)
             # every Accept line the client sent (docker sends one per manifest type it reads): a registry answers
             # the best type the client accepts, schema 1 only when nothing else is accepted
             headers = {k: ", ".join(v) for k in FORWARDED_HEADERS if (v := self.headers.get_all(k))}
-            connection.request(self.command, self.path, headers=headers)
+            connection.request(self.command, path, headers=headers)
             answer = connection.getresponse()
             self.send_response(answer.status)
             for key in RETURNED_HEADERS:
@@ -195,12 +247,15 @@ def handler(door: Door) -> type[BaseHTTPRequestHandler]:
             connection.close()
 
         def do_GET(self) -> None:
-            if self.path.startswith("/v2/") and door.unavailable(self.path):
+            host, path = self._host(), urlsplit(self.path).path
+            registry = next((r for r in REGISTRIES if r.host == host), None)
+            realm = next((r for r in REGISTRIES if r.token_host == host and r.token_path == path), None)
+            if path.startswith("/v2/") and registry and door.unavailable(self.path):
                 self._json(503, {"errors": [{"code": "UNAVAILABLE", "message": "service unavailable"}]})
-            elif self.path.startswith("/proxy_auth"):
-                self._token_endpoint()
-            elif self.path.startswith("/v2/"):
-                self._registry()
+            elif realm is not None:
+                self._token_endpoint(realm)
+            elif path.startswith("/v2/") and registry is not None:
+                self._registry(registry)
             else:
                 self._json(404, {"errors": [{"code": "NOT_FOUND"}]})
 

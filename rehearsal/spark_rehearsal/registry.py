@@ -1,5 +1,5 @@
-"""The fleet's image registry, reached by the hosts as nvcr.io: Debian's docker-registry on the loopback
-interface, behind an NGC-style token-auth door over TLS (ngc_auth.py) on the bridge's gateway address."""
+"""The fleet's image registry, reached by the hosts as nvcr.io, Docker Hub and ghcr.io: Debian's docker-registry on
+the loopback interface, behind a token-auth door over TLS (ngc_auth.py) on the bridge's gateway address."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .errors import SimError
 from .layout import GATEWAY, REGISTRY_NAME, Layout
+from .ngc_auth import door_names
 
 CONFIG = """version: 0.1
 log:
@@ -30,14 +31,18 @@ NGC_KEY = "rehearsal-key"
 
 
 def ensure_certificates(layout: Layout) -> tuple[Path, Path, Path]:
-    """(CA certificate, server certificate, server key); the server is valid for nvcr.io and the gateway IP."""
+    """(CA certificate, server certificate, server key); the server is valid for every name the door answers
+    (nvcr.io, Docker Hub's registry and token hosts, ghcr.io) and the gateway IP. Made again when that list
+    changed since they were made."""
     d = layout.ca_dir
     ca_crt, ca_key, crt, key = d / "ca.crt", d / "ca.key", d / "registry.crt", d / "registry.key"
-    if all(p.exists() for p in (ca_crt, crt, key)):
+    ext = d / "san.ext"
+    names = ",".join(f"DNS:{n}" for n in door_names())
+    san = f"subjectAltName={names},IP:{GATEWAY}\nbasicConstraints=CA:FALSE\n"
+    if all(p.exists() for p in (ca_crt, crt, key)) and ext.exists() and ext.read_text() == san:
         return ca_crt, crt, key
     d.mkdir(parents=True, exist_ok=True)
-    ext = d / "san.ext"
-    ext.write_text(f"subjectAltName=DNS:{REGISTRY_NAME},IP:{GATEWAY}\nbasicConstraints=CA:FALSE\n")
+    ext.write_text(san)
     for argv in (
         [
             "openssl",

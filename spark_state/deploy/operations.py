@@ -85,6 +85,7 @@ def fetch_command(plan: HostPlan, ckpt: CheckpointPlan) -> str:
         "--dir",
         f"/ckpt/{revision_dir}",
         *(["--tokenizer-only"] if ckpt.tokenizer_only else []),
+        *[word for pattern in ckpt.files for word in ("--include", pattern)],
     ]
     # a download interrupted earlier can leave its container under the same name: docker run would refuse it
     leftover = sh_join([plan.docker, "rm", "-f", fetch_container(ckpt.name)])

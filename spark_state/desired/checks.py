@@ -5,13 +5,25 @@ Each finding carries the field path it is about, so the loader can point at the 
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..stacks import trtllm, vllm
+from ..stacks import llamacpp, sglang, trtllm, vllm
 from . import hazards
 from .compat import KNOWN_GPUS, Support, known_bad_fix, trtllm_support, trtllm_version_for_image, version_tuple
-from .model import DesiredState, EngineService, NimService, PytorchService, VllmService, host_gpu, host_services
+from .model import (
+    DOWNLOADING_SERVICES,
+    DesiredState,
+    EngineService,
+    LlamaCppService,
+    NimService,
+    PytorchService,
+    SglangService,
+    VllmService,
+    host_gpu,
+    host_services,
+)
 from .names import ALL_HOSTS_GROUP
 
 Path = tuple[str | int, ...]
@@ -97,6 +109,7 @@ def _check_repeats(state: DesiredState, c: _Collector) -> None:
 
 def _check_checkpoints(state: DesiredState, c: _Collector) -> None:
     for name, ckpt in state.checkpoints.items():
+        c.ref(("checkpoints", name, "fetch_image"), "images", ckpt.fetch_image, "image")
         path: Path = ("checkpoints", name, "tokenizer_from")
         if ckpt.tokenizer_from == name:
             c.error(path, "a checkpoint cannot take its tokenizer from itself")
@@ -147,26 +160,13 @@ def _check_services(state: DesiredState, c: _Collector) -> None:
             version = image_trtllm_version(state, svc.image) if svc.image in state.images else None
             for problem in trtllm.option_problems(svc.llm_api_options, version):
                 c.error(base + ("llm_api_options", *problem.path), problem.message, at_key=True)
-        elif isinstance(svc, VllmService):
+        elif isinstance(svc, VllmService | SglangService):
             c.ref(base + ("checkpoint",), "checkpoints", svc.checkpoint, "checkpoint")
             c.ref(base + ("tokenizer",), "checkpoints", svc.tokenizer, "checkpoint")
             if c.ref(base + ("image",), "images", svc.image, "image") and svc.image in state.images:
-                ref = state.images[svc.image].ref
-                version = vllm.version_for_image(ref)
-                for option, message in vllm.option_problems(svc.options, version):
-                    c.error(base + ("options", option), message, at_key=True)
-                if version is None:
-                    c.warn(
-                        base + ("image",),
-                        f"image {ref}: its vLLM version is not known from the tag; the "
-                        "options are checked when the service starts",
-                    )
-                elif vllm.flags(version) is None:
-                    c.warn(
-                        base + ("image",),
-                        f"image {ref} ships vLLM {version}, whose flags spark-state has not "
-                        f"on file ({', '.join(vllm.known_versions())}): the options are checked when it starts",
-                    )
+                _check_flag_options(c, base, svc, state.images[svc.image].ref)
+        elif isinstance(svc, LlamaCppService):
+            _check_llamacpp(state, c, base, svc)
         elif isinstance(svc, NimService):
             c.ref(base + ("container",), "images", svc.container, "image")
         for conc in svc.expect.aggregate_tok_s:
@@ -176,6 +176,61 @@ def _check_services(state: DesiredState, c: _Collector) -> None:
                     f"the bench does not run concurrency {conc} (bench.concurrency: {state.bench.concurrency})",
                     at_key=True,
                 )
+
+
+def _check_llamacpp(state: DesiredState, c: _Collector, base: Path, svc: LlamaCppService) -> None:
+    if (
+        c.ref(base + ("checkpoint",), "checkpoints", svc.checkpoint, "checkpoint")
+        and svc.checkpoint in state.checkpoints
+    ):
+        files = state.checkpoints[svc.checkpoint].files
+        if not files:
+            c.error(
+                base + ("gguf",),
+                f"checkpoint {svc.checkpoint!r} would download its whole repo, every quantization in it: give it "
+                f"files: [{svc.gguf}] (split GGUF: a pattern matching every part)",
+            )
+        elif not any(fnmatch.fnmatchcase(svc.gguf, pattern) for pattern in files):
+            c.error(
+                base + ("gguf",),
+                f"{svc.gguf} is not among the files checkpoint {svc.checkpoint!r} downloads ({', '.join(files)})",
+            )
+    if c.ref(base + ("image",), "images", svc.image, "image") and svc.image in state.images:
+        _check_flag_options(c, base, svc, state.images[svc.image].ref)
+    if svc.memory_gib is None:
+        c.warn(
+            base,
+            "llama.cpp sizes its KV cache to its context (with --fit on, to what is free): the plan cannot reckon "
+            "its memory; give memory_gib so every service on its Spark is held to a share",
+        )
+
+
+def _check_flag_options(
+    c: _Collector, base: Path, svc: VllmService | SglangService | LlamaCppService, ref: str
+) -> None:
+    """A flag-configured server's options against its flags at the image's version, where the tag tells it."""
+    stack, server = (
+        (vllm, "vLLM")
+        if isinstance(svc, VllmService)
+        else (sglang, "SGLang")
+        if isinstance(svc, SglangService)
+        else (llamacpp, "llama.cpp")
+    )
+    version = stack.version_for_image(ref)
+    for option, message in stack.option_problems(svc.options, version):
+        c.error(base + ("options", option), message, at_key=True)
+    if version is None:
+        c.warn(
+            base + ("image",),
+            f"image {ref}: its {server} version is not known from the tag; the options are checked when the "
+            "service starts",
+        )
+    elif stack.flags(version) is None:
+        c.warn(
+            base + ("image",),
+            f"image {ref} ships {server} {version}, whose flags spark-state has not on file "
+            f"({', '.join(stack.known_versions())}): the options are checked when it starts",
+        )
 
 
 def _check_hosts(state: DesiredState, c: _Collector) -> None:
@@ -215,6 +270,35 @@ def _check_hosts(state: DesiredState, c: _Collector) -> None:
     for sname in state.services:
         if sname not in placed and state.hosts:
             c.warn(("services", sname), f"service {sname!r} is placed on no host")
+    _check_downloads(state, c)
+
+
+def _check_downloads(state: DesiredState, c: _Collector) -> None:
+    """Each checkpoint a llama.cpp service serves is downloaded on its host by an image with huggingface_hub: a
+    service or engine there that uses it too, or the checkpoint's fetch_image (llama.cpp's images have no Python)."""
+    for hname in state.hosts:
+        services = [state.services[s] for s in host_services(state, hname) if s in state.services]
+        downloads = {
+            name
+            for svc in services
+            if isinstance(svc, (EngineService, *DOWNLOADING_SERVICES))
+            for name in (
+                (state.engines[svc.engine].checkpoint if svc.engine in state.engines else None)
+                if isinstance(svc, EngineService)
+                else svc.checkpoint,
+                svc.tokenizer,
+            )
+        }
+        for svc in services:
+            if not isinstance(svc, LlamaCppService) or svc.checkpoint not in state.checkpoints:
+                continue
+            if svc.checkpoint not in downloads and state.checkpoints[svc.checkpoint].fetch_image is None:
+                c.error(
+                    ("checkpoints", svc.checkpoint),
+                    f"on host {hname!r} only llama.cpp serves it, whose images have no Python to download with: "
+                    "give the checkpoint fetch_image: an image with huggingface_hub (a vLLM, SGLang or "
+                    "TensorRT-LLM image)",
+                )
 
 
 def _check_bench(state: DesiredState, c: _Collector) -> None:

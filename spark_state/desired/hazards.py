@@ -9,7 +9,17 @@ import math
 import re
 from collections.abc import Callable, Iterator
 
-from .model import COMMIT_SHA, DesiredState, EngineService, NimService, PytorchService, VllmService, host_services
+from .model import (
+    COMMIT_SHA,
+    DesiredState,
+    EngineService,
+    LlamaCppService,
+    NimService,
+    PytorchService,
+    SglangService,
+    VllmService,
+    host_services,
+)
 from .names import claims
 
 Path = tuple[str | int, ...]
@@ -321,6 +331,10 @@ def _sequence_lengths(state: DesiredState, report: Report) -> None:
             limit = svc.max_seq_len
         elif isinstance(svc, VllmService) and svc.max_model_len:
             limit = svc.max_model_len
+        elif isinstance(svc, SglangService) and svc.context_length:
+            limit = svc.context_length
+        elif isinstance(svc, LlamaCppService) and svc.ctx_size:
+            limit = svc.ctx_size
         elif isinstance(svc, EngineService) and svc.engine in state.engines:
             limit, source = state.engines[svc.engine].max_seq_len, f"engine {svc.engine!r}"
         if limit is not None and need > limit:

@@ -14,7 +14,9 @@ from pydantic import (
 )
 
 from ..stacks import STACKS
+from ..stacks.llamacpp import LlamaCppService
 from ..stacks.nim import NimService
+from ..stacks.sglang import SglangService
 from ..stacks.trtllm import PytorchService
 from ..stacks.trtllm_engine import EngineService
 from ..stacks.vllm import VllmService
@@ -36,7 +38,18 @@ from .fields import (
     UnixUser,
 )
 
-__all__ = ["COMMIT_SHA", "EngineService", "Expect", "NimService", "PytorchService", "VllmService"]
+__all__ = [
+    "CHECKPOINT_SERVICES",
+    "COMMIT_SHA",
+    "DOWNLOADING_SERVICES",
+    "EngineService",
+    "Expect",
+    "LlamaCppService",
+    "NimService",
+    "PytorchService",
+    "SglangService",
+    "VllmService",
+]
 
 # ---------------------------------------------------------------- sections
 
@@ -93,6 +106,16 @@ class Checkpoint(Strict):
     )
     secrets: list[EnvName] = Field(default_factory=list, description="Env-var names, e.g. HF_TOKEN for gated repos.")
     size_gb: float | None = Field(default=None, gt=0, le=4096, description="Download size, for the disk budget.")
+    files: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9*?\[\]][A-Za-z0-9._/*?\[\]-]{0,250}$")]] = Field(
+        default_factory=list,
+        description="Only these files of the repo (glob patterns, as huggingface_hub's allow_patterns): a GGUF "
+        "repo holds every quantization of a model; name the one served. Default: the whole repo.",
+    )
+    fetch_image: Name | None = Field(
+        default=None,
+        description="An image with Python and huggingface_hub that downloads it on hosts where no service that "
+        "uses it can (llama.cpp's server images carry no Python).",
+    )
 
 
 class Engine(Strict):
@@ -138,7 +161,9 @@ Service = Annotated[
     Annotated[EngineService, Tag("trtllm-engine")]
     | Annotated[PytorchService, Tag("trtllm")]
     | Annotated[NimService, Tag("nim")]
-    | Annotated[VllmService, Tag("vllm")],
+    | Annotated[VllmService, Tag("vllm")]
+    | Annotated[SglangService, Tag("sglang")]
+    | Annotated[LlamaCppService, Tag("llama.cpp")],
     Discriminator(
         _service_kind,
         custom_error_type="service_kind",
@@ -212,7 +237,11 @@ class DesiredState(Strict):
     hosts: dict[Name, Host] = Field(default_factory=dict)
 
 
-AnyService = EngineService | PytorchService | NimService | VllmService
+AnyService = EngineService | PytorchService | NimService | VllmService | SglangService | LlamaCppService
+# Services that serve a checkpoint directly (its weights on the host, no engine), in an image of their stack.
+CHECKPOINT_SERVICES = (PytorchService, VllmService, SglangService, LlamaCppService)
+# ... and of those, the ones whose image can download it (it ships Python and huggingface_hub).
+DOWNLOADING_SERVICES = (PytorchService, VllmService, SglangService)
 
 
 def service_kind(service: AnyService) -> str:

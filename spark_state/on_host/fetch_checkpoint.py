@@ -109,6 +109,7 @@ def parse_args():
     p.add_argument("--revision", required=True)
     p.add_argument("--dir", required=True)
     p.add_argument("--tokenizer-only", action="store_true", help="only the tokenizer's files, not the weights")
+    p.add_argument("--include", action="append", default=[], help="only files matching this glob (repeatable)")
     return p.parse_args()
 
 
@@ -117,11 +118,13 @@ def fetch(args):
     api = HfApi()
     sha = api.model_info(args.repo, revision=args.revision).sha
     entries = [e for e in api.list_repo_tree(args.repo, revision=sha, recursive=True) if hasattr(e, "size")]
-    patterns = TOKENIZER_FILES if args.tokenizer_only else None
+    patterns = list(TOKENIZER_FILES) if args.tokenizer_only else args.include or None
     if patterns:
         entries = [e for e in entries if any(fnmatch.fnmatch(e.path, p) for p in patterns)]
-        if not any(e.path in ("tokenizer.json", "tokenizer.model") for e in entries):
+        if args.tokenizer_only and not any(e.path in ("tokenizer.json", "tokenizer.model") for e in entries):
             sys.exit(f"download {args.repo}@{args.revision}: it has no tokenizer.json or tokenizer.model to take")
+        if not entries:
+            sys.exit(f"download {args.repo}@{args.revision}: no file matches {', '.join(patterns)}")
     label, expected, started = f"{args.repo}@{args.revision}", sum(e.size for e in entries), time.monotonic()
     done = threading.Event()
     watcher = threading.Thread(target=report_progress, args=(label, partial, expected, done), daemon=True)
@@ -149,7 +152,7 @@ def fetch(args):
         "revision": args.revision,
         "sha": sha,
         "files": files,
-        "scope": "tokenizer" if args.tokenizer_only else "full",
+        "scope": "tokenizer" if args.tokenizer_only else "files" if args.include else "full",
     }
     with open(os.path.join(partial, MANIFEST), "w") as f:
         json.dump(manifest, f, indent=2)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..desired.model import DesiredState, NimService, VllmService
-from ..stacks import vllm
+from ..desired.model import DesiredState, LlamaCppService, NimService, SglangService, VllmService
+from ..stacks import sglang, vllm
 from .checkpoints import CheckpointPlan
 from .engines import EnginePlan
 from .images import ImagePlan
@@ -26,6 +26,7 @@ class Budget:
     memory_items: dict[str, float]
     memory_unknown: tuple[str, ...]
     memory_basis: dict[str, str] = field(default_factory=dict)  # service → how its share was reckoned
+    memory_short: tuple[str, ...] = ()  # services whose share cannot hold their weights: they would not start
 
 
 def plan_budget(
@@ -58,6 +59,7 @@ def plan_budget(
     memory: dict[str, float] = {}
     basis: dict[str, str] = {}
     memory_unknown: list[str] = []
+    short: list[str] = []
     free = (total_gib - state.fleet.reserved_memory_gib) if total_gib else None
     engine_gib = {e.name: e.size_gb * GIB_PER_GB for e in engines if e.size_gb}
     # Services start in order; each KV cache takes its fraction of what is free when it starts.
@@ -76,6 +78,22 @@ def plan_budget(
                 memory_unknown.append(s.name)
                 continue
             need, basis[s.name] = svc.expect.resident_gib, "its expected resident_gib"
+        elif isinstance(svc, LlamaCppService):  # its KV cache follows its context: memory_gib, or unknown
+            memory_unknown.append(s.name)
+            continue
+        elif isinstance(svc, SglangService):
+            if free is None:
+                memory_unknown.append(s.name)
+                continue
+            need = sglang.memory_gib(svc, free)
+            basis[s.name] = f"sglang: {svc.mem_fraction_static:g} of the {free:.1f} GiB free when it starts"
+            weights = _checkpoint_gib(state, svc.checkpoint)
+            if weights is not None and weights >= need:
+                short.append(
+                    f"{s.name}: its mem_fraction_static {svc.mem_fraction_static:g} of {free:.1f} GiB is "
+                    f"{need:.1f} GiB, which the {weights:.1f} GiB of weights fill: SGLang refuses to start with no "
+                    "room for its KV cache"
+                )
         else:
             weights = engine_gib.get(s.engine) if s.engine else _checkpoint_gib(state, svc.checkpoint)  # type: ignore[union-attr]
             if weights is None or free is None:
@@ -97,6 +115,7 @@ def plan_budget(
         memory_items=memory,
         memory_unknown=tuple(memory_unknown),
         memory_basis=basis,
+        memory_short=tuple(short),
     )
 
 
@@ -110,6 +129,8 @@ def memory_overflow(host: str, budget: Budget) -> str | None:
     fit (or the memory is not known before preflight)."""
     if budget.memory_total_gib is None:
         return None
+    if budget.memory_short:
+        return f"{host}: " + "; ".join(budget.memory_short) + ". Raise the share, or start it before the others"
     usable = budget.memory_total_gib - budget.memory_reserved_gib
     if budget.memory_gib <= usable:
         return None

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
-from ..desired.model import DesiredState, EngineService, NimService, PytorchService, VllmService
+from ..desired.model import (
+    CHECKPOINT_SERVICES,
+    DOWNLOADING_SERVICES,
+    DesiredState,
+    EngineService,
+    LlamaCppService,
+    NimService,
+)
 from .images import local_ref
 
 
@@ -18,10 +26,16 @@ class CheckpointPlan:
     size_gb: float | None
     fetch_image_ref: str  # downloads run inside this image (it ships huggingface_hub)
     tokenizer_only: bool = False  # this host only takes its tokenizer (tokenizer_from): those files, not weights
+    files: tuple[str, ...] = ()  # only these files of the repo (glob patterns); () for all
 
 
 def checkpoint_dir(state: DesiredState, name: str) -> str:
-    revision = state.checkpoints[name].revision.replace("/", "--")
+    """Where a checkpoint's download lives: one directory per revision and choice of files (a download of other
+    files of the same revision is another directory, never a half-matching one)."""
+    c = state.checkpoints[name]
+    revision = c.revision.replace("/", "--")
+    if c.files:
+        revision += "-" + hashlib.sha256("\n".join(c.files).encode()).hexdigest()[:8]
     return f"{state.paths.root}/checkpoints/{name}/{revision}"
 
 
@@ -36,30 +50,34 @@ def plan_checkpoint(state: DesiredState, name: str, fetch_image: str, tokenizer_
         None if tokenizer_only else c.size_gb,
         local_ref(state.images[fetch_image].ref),
         tokenizer_only,
+        () if tokenizer_only else tuple(c.files),
     )
 
 
 def fetch_image(state: DesiredState, checkpoint: str, services: list[str], engines: list[str]) -> str:
-    """A TensorRT-LLM image on this host that can download `checkpoint`: the image of whatever uses it."""
+    """An image on this host that can download `checkpoint` (it ships huggingface_hub): the image of whatever uses
+    it, else the checkpoint's own fetch_image (llama.cpp's server images carry no Python)."""
     for name in engines:
         if state.engines[name].checkpoint == checkpoint:
             return state.engines[name].image
     for s in services:
         svc = state.services[s]
-        if isinstance(svc, NimService):
+        if not isinstance(svc, (EngineService, *DOWNLOADING_SERVICES)):
             continue
-        if (isinstance(svc, (PytorchService, VllmService)) and svc.checkpoint == checkpoint) or tokenizer_checkpoint(
+        if (isinstance(svc, CHECKPOINT_SERVICES) and svc.checkpoint == checkpoint) or tokenizer_checkpoint(
             state, s
         ) == checkpoint:
             return svc.image or state.engines[svc.engine].image  # type: ignore[union-attr]
-    raise AssertionError(f"checkpoint {checkpoint} is planned but nothing uses it")
+    if (image := state.checkpoints[checkpoint].fetch_image) is not None:
+        return image
+    raise AssertionError(f"checkpoint {checkpoint} is planned but nothing here can download it (validate refuses)")
 
 
 def tokenizer_checkpoint(state: DesiredState, service_name: str) -> str | None:
     """The checkpoint whose tokenizer a trtllm-serve service loads: explicit, else the model's tokenizer_from,
     else the model's own."""
     svc = state.services[service_name]
-    if isinstance(svc, NimService):
+    if isinstance(svc, NimService | LlamaCppService):  # a NIM brings its own; a GGUF file carries its tokenizer
         return None
     if svc.tokenizer:
         return svc.tokenizer

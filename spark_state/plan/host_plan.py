@@ -13,11 +13,10 @@ from typing import Any
 
 from ..desired.compat import KNOWN_GPUS
 from ..desired.model import (
+    CHECKPOINT_SERVICES,
     DesiredState,
     EngineService,
     NimService,
-    PytorchService,
-    VllmService,
     host_gpu,
     host_services,
 )
@@ -136,15 +135,13 @@ def plan_host(state: DesiredState, host_name: str, probed: Mapping[str, str] | N
 
     engine_names = _ordered(svc.engine for s in services if isinstance(svc := state.services[s], EngineService))
     checkpoint_names = _ordered(_checkpoints_needed(state, services, engine_names))
-    image_names = _ordered(_images_needed(state, services, engine_names))
+    fetch_images = {n: fetch_image(state, n, services, engine_names) for n in checkpoint_names}
+    image_names = _ordered([*_images_needed(state, services, engine_names), *fetch_images.values()])
 
     probed = probed or {}
     images = tuple(plan_image(state, n, gpu, probed) for n in image_names)
     models = set(_models_needed(state, services, engine_names))
-    checkpoints = tuple(
-        plan_checkpoint(state, n, fetch_image(state, n, services, engine_names), n not in models)
-        for n in checkpoint_names
-    )
+    checkpoints = tuple(plan_checkpoint(state, n, fetch_images[n], n not in models) for n in checkpoint_names)
     engines = tuple(plan_engine(state, n, probed) for n in engine_names)
     engines_by_name = {e.name: e for e in engines}
     service_plans = tuple(plan_service(state, s, engines_by_name) for s in services)
@@ -186,7 +183,7 @@ def _checkpoints_needed(state: DesiredState, services: list[str], engines: list[
     needed = [state.engines[e].checkpoint for e in engines]
     for s in services:
         svc = state.services[s]
-        if isinstance(svc, (PytorchService, VllmService)):
+        if isinstance(svc, CHECKPOINT_SERVICES):
             needed.append(svc.checkpoint)
         needed.append(tokenizer_checkpoint(state, s))  # type: ignore[arg-type]
     return [n for n in needed if n is not None]
@@ -195,7 +192,7 @@ def _checkpoints_needed(state: DesiredState, services: list[str], engines: list[
 def _models_needed(state: DesiredState, services: list[str], engines: list[str]) -> list[str]:
     """Checkpoints whose weights this host needs (an engine builds from it, or a service serves it directly)."""
     return [state.engines[e].checkpoint for e in engines] + [
-        svc.checkpoint for s in services if isinstance(svc := state.services[s], (PytorchService, VllmService))
+        svc.checkpoint for s in services if isinstance(svc := state.services[s], CHECKPOINT_SERVICES)
     ]
 
 

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from . import nim, trtllm, trtllm_engine, vllm
+from . import llamacpp, nim, sglang, trtllm, trtllm_engine, vllm
 from .base import Stack
 
-STACKS: dict[str, Stack] = {s.name: s for s in (trtllm.STACK, trtllm_engine.STACK, vllm.STACK, nim.STACK)}
+STACKS: dict[str, Stack] = {
+    s.name: s for s in (trtllm.STACK, trtllm_engine.STACK, vllm.STACK, sglang.STACK, llamacpp.STACK, nim.STACK)
+}

@@ -8,19 +8,16 @@ aggressive; the playbooks pass a share explicitly."""
 
 from __future__ import annotations
 
-import functools
-import json
-import math
 import re
 from collections.abc import Iterator, Mapping
-from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
-from ..desired.fields import Name, Port, ServiceBase, shell_arg_problem
-from ..plan.quoting import systemd_problem
+from ..desired.fields import Name, Port, ServiceBase
+from . import cli_flags
 from .base import Launch, LaunchInputs, Stack
+from .cli_flags import OptionValue
 
 STACK_NAME = "vllm"
 DEFAULT_PORT = 8000  # vllm serve's default
@@ -59,21 +56,6 @@ OWNED_FLAGS: dict[str, str] = {
     "headless": "each service runs its own API server",
 }
 
-
-def _option_value(value: Any) -> Any:
-    """One flag's value: true/false, a finite number, a string or a mapping (passed as its JSON), each a word a
-    systemd unit can carry."""
-    if isinstance(value, bool) or (isinstance(value, int | float) and math.isfinite(value)):
-        return value
-    if isinstance(value, str | dict):
-        word = value if isinstance(value, str) else _json_word(value)
-        if problem := systemd_problem(word) or shell_arg_problem(word):
-            raise ValueError(problem)
-        return value
-    raise ValueError("a flag's value is true/false, a number, a string or a mapping (passed as its JSON)")
-
-
-OptionValue = Annotated[Any, AfterValidator(_option_value)]
 
 # cudaMemGetInfo on GB10 does not count reclaimable page cache as free (vllm-project/vllm#35313): after a
 # checkpoint was read, vLLM's startup check sees too little memory and refuses. NVIDIA's playbooks drop the cache
@@ -117,58 +99,19 @@ def version_for_image(ref: str) -> str | None:
     return None
 
 
-@functools.cache
 def flags(version: str) -> dict[str, str] | None:
     """`vllm serve`'s flags at this version (flag → 'bool' | 'switch' | 'value'); None when not on file."""
-    data = resources.files(__package__).joinpath("data", f"vllm-{version}.json")
-    if not data.is_file():
-        return None
-    return dict(json.loads(data.read_text())["flags"])
+    return cli_flags.flags(STACK_NAME, version)
 
 
 def known_versions() -> list[str]:
-    return sorted(
-        entry.name.removeprefix("vllm-").removesuffix(".json")
-        for entry in resources.files(__package__).joinpath("data").iterdir()
-        if entry.name.startswith("vllm-")
-    )
+    return cli_flags.known_versions(STACK_NAME)
 
 
 def option_problems(options: Mapping[str, Any], version: str | None) -> Iterator[tuple[str, str]]:
     """(option, what is wrong) for each option vllm serve would refuse, or spark-state sets itself."""
     known = flags(version) if version else None
-    for name, value in options.items():
-        flag = name.replace("_", "-")
-        if flag in OWNED_FLAGS:
-            yield name, f"spark-state passes --{flag} itself: {OWNED_FLAGS[flag]}"
-            continue
-        if known is None:
-            continue  # the version's flags are not on file: vllm serve checks them when the service starts
-        kind = known.get(f"--{flag}")
-        if kind is None:
-            yield name, f"vLLM {version}'s `vllm serve` has no --{flag}: it exits with 'unrecognized arguments'"
-        elif kind == "switch" and value is not True:
-            yield name, f"--{flag} is a switch in vLLM {version}: only true turns it on"
-        elif kind == "value" and isinstance(value, bool):
-            yield name, f"--{flag} takes a value in vLLM {version}, not true/false"
-
-
-def _json_word(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def option_argv(options: Mapping[str, OptionValue]) -> list[str]:
-    """The flags for these options, in the order given: true/false → --flag/--no-flag, a mapping → its JSON."""
-    argv: list[str] = []
-    for name, value in options.items():
-        flag = name.replace("_", "-")
-        if isinstance(value, bool):
-            argv.append(f"--{flag}" if value else f"--no-{flag}")
-        elif isinstance(value, dict):
-            argv += [f"--{flag}", _json_word(value)]
-        else:
-            argv += [f"--{flag}", str(value)]
-    return argv
+    return cli_flags.option_problems(options, known, OWNED_FLAGS, f"vLLM {version}'s `vllm serve`")
 
 
 def launch(svc: VllmService, inputs: LaunchInputs) -> Launch:
@@ -208,7 +151,7 @@ def serve_argv(svc: VllmService, port: int) -> list[str]:
     for flag, value in (("--max-model-len", svc.max_model_len), ("--max-num-seqs", svc.max_num_seqs)):
         if value is not None:
             argv += [flag, str(value)]
-    return argv + option_argv(svc.options) + list(svc.extra_args)
+    return argv + cli_flags.option_argv(svc.options) + list(svc.extra_args)
 
 
 def memory_gib(svc: VllmService, total_gib: float | None) -> float | None:

@@ -1,7 +1,9 @@
 """Today's serving stacks side by side on one simulated Spark (gamma, `--limit gamma`, after the other fleet
 modules): a checkpoint served by trtllm-serve's PyTorch backend from the TensorRT-LLM release image (no
-trtllm-build in it) with LLM API options in the file it reads, and one served by `vllm serve` from NGC's vLLM
-image with its flags; the plan's memory budget holds both."""
+trtllm-build in it) with LLM API options in the file it reads, one served by `vllm serve` from NGC's vLLM
+image with its flags, one by SGLang from its own image on Docker Hub, and one GGUF file of a hub repo by
+llama-server from ggml-org's image on ghcr.io (downloaded by the vLLM image: llama.cpp's has no Python); the plan's
+memory budget holds all four."""
 
 from __future__ import annotations
 
@@ -18,17 +20,22 @@ from spark_state.stacks.trtllm import options_text
 
 PORT = 8355  # the dgx-spark-playbooks' trtllm-serve port
 VLLM_PORT = 8100
+SGLANG_PORT = 30000  # SGLang's default: the service leaves its port out
+LLAMA_PORT = 8080  # llama-server's default, likewise
+GGUF = "Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf"
 
 
-def stack_state(chunked: bool = True, prefix_caching: bool = True) -> str:
+def stack_state(chunked: bool = True, prefix_caching: bool = True, sglang_chunk: int = 4096) -> str:
     options = {"enable_chunked_prefill": chunked, "kv_cache_config": {"enable_block_reuse": True}}
     vllm_options = {"enable-prefix-caching": prefix_caching, "kv-cache-dtype": "fp8"}
+    sglang_options = {"attention-backend": "flashinfer", "chunked-prefill-size": sglang_chunk}
     return (
         state_text(nvfp4_batch=16)
         .replace(
             "images:\n",
             "images:\n  trtllm-rc: nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc23\n"
-            "  vllm-26.05: nvcr.io/nvidia/vllm:26.05-py3\n",
+            "  vllm-26.05: nvcr.io/nvidia/vllm:26.05-py3\n  sglang: lmsysorg/sglang:v0.5.23-cu130\n"
+            "  llamacpp: ghcr.io/ggml-org/llama.cpp:server-cuda-b11312\n",
             1,
         )
         .replace(
@@ -37,12 +44,22 @@ def stack_state(chunked: bool = True, prefix_caching: bool = True) -> str:
             f"port: {PORT}, llm_api_options: {json.dumps(options)}}}\n"
             "  chat-vllm: {stack: vllm, checkpoint: llama31-8b-fp8, image: vllm-26.05, "
             f"port: {VLLM_PORT}, gpu_memory_utilization: 0.3, max_model_len: 4096, "
-            f"options: {json.dumps(vllm_options)}}}\n",
+            f"options: {json.dumps(vllm_options)}}}\n"
+            "  chat-sglang: {stack: sglang, checkpoint: llama31-8b-fp8, image: sglang, mem_fraction_static: 0.5, "
+            f"context_length: 4096, options: {json.dumps(sglang_options)}}}\n"
+            f"  chat-llama: {{stack: llama.cpp, checkpoint: llama31-8b-gguf, gguf: {GGUF}, image: llamacpp, "
+            "ctx_size: 4096, memory_gib: 6, options: {flash-attn: 'on', jinja: true}}\n",
+            1,
+        )
+        .replace(
+            "checkpoints:\n",
+            "checkpoints:\n  llama31-8b-gguf: {repo: bartowski/Meta-Llama-3.1-8B-Instruct-GGUF, "
+            f"files: [{GGUF}], fetch_image: vllm-26.05}}\n",
             1,
         )
         .replace(
             "  gamma: {address: 10.9.0.3, groups: [nvfp4]}",
-            "  gamma: {address: 10.9.0.3, services: [trt-pt, chat-vllm]}",
+            "  gamma: {address: 10.9.0.3, services: [trt-pt, chat-vllm, chat-sglang, chat-llama]}",
         )
     )
 
@@ -79,8 +96,41 @@ def test_vllm_serves_with_its_flags_and_vllm_metrics(fleet: Fleet, served: str) 
     assert "vllm:num_requests_running{" in metrics and "vllm:generation_tokens_total{" in metrics
 
 
+def test_sglang_serves_from_docker_hub_with_its_flags_and_sglang_metrics(fleet: Fleet, served: str) -> None:
+    assert answers(fleet, GAMMA, SGLANG_PORT)
+    args = json.loads(
+        fleet.root(fleet.hosts[GAMMA], "docker inspect --format '{{json .Args}}' spark-state-chat-sglang").stdout
+    )
+    assert args[:5] == ["python3", "-m", "sglang.launch_server", "--model-path", "/model"]
+    assert args[args.index("--mem-fraction-static") + 1] == "0.5" and "--enable-metrics" in args
+    assert args[args.index("--attention-backend") + 1] == "flashinfer"
+    base = f"http://{fleet.hosts[GAMMA].address}:{SGLANG_PORT}"
+    assert httpx.get(f"{base}/v1/models", timeout=5).json()["data"][0]["owned_by"] == "sglang"
+    metrics = httpx.get(f"{base}/metrics", timeout=5).text
+    assert "sglang:num_running_reqs{" in metrics and "sglang:generation_tokens_total{" in metrics
+    # pulled as docker reads `lmsysorg/sglang`: from Docker Hub, trusted through the system's roots
+    digests = fleet.root(
+        fleet.hosts[GAMMA], "docker image inspect --format '{{json .RepoDigests}}' lmsysorg/sglang:v0.5.23-cu130"
+    ).stdout
+    assert json.loads(digests)[0].startswith("lmsysorg/sglang@sha256:")
+
+
+def test_llama_server_serves_one_gguf_file_from_ghcr(fleet: Fleet, served: str) -> None:
+    base = f"http://{fleet.hosts[GAMMA].address}:{LLAMA_PORT}"
+    assert httpx.get(f"{base}/health", timeout=5).json() == {"status": "ok"}
+    assert httpx.get(f"{base}/v1/models", timeout=5).json()["data"][0]["owned_by"] == "llamacpp"
+    assert "llamacpp:tokens_predicted_total " in httpx.get(f"{base}/metrics", timeout=5).text
+    args = json.loads(
+        fleet.root(fleet.hosts[GAMMA], "docker inspect --format '{{json .Args}}' spark-state-chat-llama").stdout
+    )
+    assert args[:2] == ["--model", f"/model/{GGUF}"] and args[args.index("--flash-attn") + 1] == "on"
+    # only the file served came down, not the repo's other quantization
+    listing = fleet.root(fleet.hosts[GAMMA], "ls /var/lib/spark-state/checkpoints/llama31-8b-gguf/*/").stdout.split()
+    assert GGUF in listing and not [name for name in listing if name.endswith("Q8_0.gguf")]
+
+
 def test_the_official_openai_client_streams_from_each_stack(fleet: Fleet, served: str) -> None:
-    for port in (PORT, VLLM_PORT):
+    for port in (PORT, VLLM_PORT, SGLANG_PORT, LLAMA_PORT):
         client = OpenAI(base_url=f"http://{fleet.hosts[GAMMA].address}:{port}/v1", api_key="unused", timeout=30)
         model = client.models.list().data[0].id
         stream = client.chat.completions.create(
@@ -137,8 +187,19 @@ def test_a_changed_vllm_flag_restarts_that_service_only(fleet: Fleet, workdir: P
     assert "--no-enable-prefix-caching" in args
 
 
+def test_a_changed_sglang_flag_restarts_that_service_only(fleet: Fleet, workdir: Path, served: str) -> None:
+    mark = host_clock(fleet, GAMMA)
+    proc = deploy(workdir, stack_state(chunked=False, prefix_caching=False, sglang_chunk=2048), "--limit", "gamma")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert started(fleet, GAMMA, mark) == {"spark-state-chat-sglang"}
+    args = json.loads(
+        fleet.root(fleet.hosts[GAMMA], "docker inspect --format '{{json .Args}}' spark-state-chat-sglang").stdout
+    )
+    assert args[args.index("--chunked-prefill-size") + 1] == "2048"
+
+
 def test_drift_names_a_hand_changed_option(fleet: Fleet, workdir: Path) -> None:
-    text = stack_state(chunked=False, prefix_caching=False)
+    text = stack_state(chunked=False, prefix_caching=False, sglang_chunk=2048)
     want = options_text({"enable_chunked_prefill": False, "kv_cache_config": {"enable_block_reuse": True}})
     path = next(p for p, t in options_files(fleet).items() if t == want)
     fleet.root(fleet.hosts[GAMMA], f"cp {path} /root/options.bak && sed -i 's/false/true/' {path}")

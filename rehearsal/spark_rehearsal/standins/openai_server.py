@@ -347,7 +347,15 @@ class ServerConfig:
     # NIM's documented routes (NIM API reference): /v1/health/live (the server is up), /v1/health/ready (503 until
     # the model is loaded), /v1/models, /v1/metrics; no /health. trtllm-serve: /health, /metrics.
     nim_routes: bool = False
-    metrics: str = "plain"  # "vllm": vLLM's names (vllm/v1/metrics/loggers.py), labelled by model_name and engine
+    # "vllm": vLLM's names (vllm/v1/metrics/loggers.py), labelled by model_name and engine; "sglang": SGLang's
+    # (sglang/srt/observability/metrics_collector.py, labelled as its scheduler labels them); "llamacpp":
+    # llama-server's (tools/server/server-task.cpp to_metrics, unlabelled, with HELP lines); "none": no /metrics
+    # (SGLang without --enable-metrics); "llamacpp-off": llama-server without --metrics (501)
+    metrics: str = "plain"
+    # llama-server (tools/server/server-http.cpp middleware_server_state): until the model is loaded every route
+    # answers 503 with this error; once loaded /health answers {"status": "ok"}.
+    loading_error: dict[str, Any] | None = None
+    health_body: dict[str, Any] | None = None
 
 
 class BatchScheduler:
@@ -553,6 +561,7 @@ class OpenAIServer:
             400: "Bad Request",
             404: "Not Found",
             500: "Internal Server Error",
+            501: "Not Implemented",
             503: "Service Unavailable",
         }
         head = (
@@ -567,6 +576,10 @@ class OpenAIServer:
         ready_path, metrics_path = (
             ("/v1/health/ready", "/v1/metrics") if self.config.nim_routes else ("/health", "/metrics")
         )
+        if not self.ready and self.config.loading_error is not None:
+            return await self._respond(writer, 503, self.config.loading_error, "application/json; charset=utf-8")
+        if path == ready_path and self.ready and self.config.health_body is not None:
+            return await self._respond(writer, 200, self.config.health_body)
         if path == ready_path:
             return await self._respond(writer, 200 if self.ready else 503, b"", "text/plain")
         if path == "/v1/health/live" and self.config.nim_routes:
@@ -592,7 +605,11 @@ class OpenAIServer:
             )
         if path == "/debug/timings":
             return await self._respond(writer, 200, {str(k): v for k, v in self.timings.items()})
-        if path == metrics_path:
+        if path == metrics_path and self.config.metrics == "llamacpp-off":
+            message = "This server does not support metrics endpoint. Start it with `--metrics`"
+            error = {"code": 501, "message": message, "type": "not_supported_error"}
+            return await self._respond(writer, 501, {"error": error})
+        if path == metrics_path and self.config.metrics != "none":
             return await self._respond(writer, 200, self._metrics().encode(), "text/plain; version=0.0.4")
         if path in ("/v1/chat/completions", "/v1/completions") and method == "POST":
             return await self._completion(path.endswith("chat/completions"), body, writer, arrived)
@@ -608,6 +625,29 @@ class OpenAIServer:
                 ("vllm:kv_cache_usage_perc", "gauge", "", round(len(s.active) / self.config.max_batch_size, 4)),
                 ("vllm:generation_tokens_total", "counter", "", s.completed_tokens),
                 ("vllm:request_success_total", "counter", ',finished_reason="stop"', s.completed_requests),
+            )
+            return "".join(
+                f"# TYPE {name} {kind}\n{name}{{{labels}{extra}}} {value}\n" for name, kind, extra, value in families
+            )
+        if self.config.metrics == "llamacpp":
+            items = (
+                ("counter", "prompt_tokens_total", "Number of prompt tokens processed, excluding cached tokens", 0),
+                ("counter", "tokens_predicted_total", "Number of generation tokens processed", s.completed_tokens),
+                ("gauge", "requests_processing", "Number of requests processing", len(s.active)),
+                ("gauge", "requests_deferred", "Number of requests deferred", s.waiting),
+            )
+            return "".join(
+                f"# HELP llamacpp:{name} {text}\n# TYPE llamacpp:{name} {kind}\nllamacpp:{name} {value}\n"
+                for kind, name, text, value in items
+            )
+        if self.config.metrics == "sglang":
+            labels = f'engine_type="unified",model_name="{self.config.model}",moe_ep_rank="0",pp_rank="0",tp_rank="0"'
+            families = (
+                ("sglang:num_running_reqs", "gauge", "", len(s.active)),
+                ("sglang:num_queue_reqs", "gauge", "", s.waiting),
+                ("sglang:token_usage", "gauge", "", round(len(s.active) / self.config.max_batch_size, 4)),
+                ("sglang:generation_tokens_total", "counter", "", s.completed_tokens),
+                ("sglang:num_requests_total", "counter", "", s.completed_requests),
             )
             return "".join(
                 f"# TYPE {name} {kind}\n{name}{{{labels}{extra}}} {value}\n" for name, kind, extra, value in families
