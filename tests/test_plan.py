@@ -100,8 +100,9 @@ def test_nvfp4_is_served_with_the_fp8_tokenizer() -> None:
 
 def test_placement_per_host() -> None:
     plans = {p.host: p for p in plan_fleet(_state())}
-    assert [s.name for s in plans["spark-01"].services] == ["trtllm-nvfp4", "nim-fp8", "trtllm-fp8"]
-    assert [s.name for s in plans["spark-02"].services] == ["trtllm-nvfp4", "trtllm-pt-nvfp4", "vllm-fp8"]
+    # fraction-of-free services start after the others (in the state's order: the group's, then the host's)
+    assert [s.name for s in plans["spark-01"].services] == ["nim-fp8", "trtllm-nvfp4", "trtllm-fp8"]
+    assert [s.name for s in plans["spark-02"].services] == ["vllm-fp8", "trtllm-nvfp4", "trtllm-pt-nvfp4"]
     assert [e.name for e in plans["spark-02"].engines] == ["llama31-8b-nvfp4"]
     assert [i.name for i in plans["spark-02"].images] == ["triton-25.12", "trtllm-1.3", "vllm-26.05"]
 
@@ -150,8 +151,10 @@ def test_memory_budget_claims_kv_fraction_of_what_is_free() -> None:
     plan = plan_host(_state(), "spark-02")
     b = plan.budget
     weights = 6.03 * 0.95 * 1e9 / 2**30
-    assert b.memory_items["trtllm-nvfp4"] == pytest.approx(weights + 0.4 * (121.7 - 8 - weights), abs=0.01)
-    assert b.memory_items["vllm-fp8"] == pytest.approx(0.3 * 121.7, abs=0.01)  # a share of total, whatever is free
+    # vLLM's share of the total is claimed first; the engine's KV cache takes its fraction of what is left
+    assert b.memory_items["vllm-fp8"] == pytest.approx(0.3 * 121.7, abs=0.01)
+    free = 121.7 - 8 - 0.3 * 121.7 - weights
+    assert b.memory_items["trtllm-nvfp4"] == pytest.approx(weights + 0.4 * free, abs=0.01)
 
 
 def test_a_host_whose_services_do_not_fit_is_refused_naming_each_share() -> None:
@@ -211,6 +214,32 @@ hosts:
     short = text.replace("mem_fraction_static: 0.5", "mem_fraction_static: 0.1")
     with pytest.raises(MemoryBudgetError, match=r"s: its mem_fraction_static 0\.1 of 52\.9 GiB is 5\.3 GiB, which "):
         plan_host(_state(short), "s1")
+
+
+def test_fraction_of_free_services_start_last_each_after_the_one_before() -> None:
+    """Whatever order the state lists them in, share-of-total services start first and fraction-of-free ones
+    after them in one chain (After=/PartOf=, the leader counted started once it answers), as the budget reckons."""
+    text = TWO_STACKS_IMAGES.replace("images:\n", "images:\n  sgl: lmsysorg/sglang:v0.5.23-cu130\n") + (
+        """services:
+  c: {checkpoint: fp8, backend: pytorch, image: rel, port: 8355, kv_cache_free_gpu_memory_fraction: 0.3}
+  s: {stack: sglang, checkpoint: fp8, image: sgl, mem_fraction_static: 0.5}
+  a: {stack: vllm, checkpoint: fp8, image: vllm, port: 8000, gpu_memory_utilization: 0.3}
+hosts:
+  s1: {address: 10.0.0.5, services: [c, s, a]}
+"""
+    )
+    plan = plan_host(_state(text), "s1")
+    assert [s.name for s in plan.services] == ["a", "c", "s"]
+    assert list(plan.budget.memory_items) == ["a", "c", "s"]
+    a, c, s = plan.services
+    assert (a.after_unit, a.followers, c.after_unit, c.followers) == (None, (), None, ("spark-state-s.service",))
+    assert s.after_unit == "spark-state-c.service" and s.followers == ()
+    assert "After=docker.service network-online.target spark-state-c.service\n" in s.unit_text
+    assert "PartOf=spark-state-c.service\n" in s.unit_text and "ExecStartPost" not in s.unit_text
+    assert 'ExecStartPost=/bin/sh -c "until curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:8355/health;' in (
+        c.unit_text
+    )
+    assert "PartOf" not in a.unit_text + c.unit_text
 
 
 def test_compat_table_and_verdicts() -> None:

@@ -120,7 +120,7 @@ def test_free_text_is_rejected_or_carried_as_one_word(path: tuple[Any, ...], app
             argvs.append(list(argv))
     for service in plan.services:
         exec_lines = _exec_lines(service.unit_text)
-        assert len(exec_lines) == 3
+        assert len(exec_lines) == (4 if service.followers else 3)  # rm, run, [wait until it answers,] stop
         parsed = [shlex.split(line) for line in exec_lines]
         assert parsed[1] == list(service.run_argv)
         argvs.extend(parsed)

@@ -443,10 +443,11 @@ def nim_cache(path: str, uid: int, snapshot: Snapshot):
 def service_restarted(plan: HostPlan, svc: ServicePlan, snapshot: Snapshot):
     """Restart a running service and wait for it to answer; chain it with `_if=any_changed(unit_op, env_op)`.
     A service that was not running is left to `service_running`, which starts it (a new unit is started once,
-    not started and restarted).
+    not started and restarted). The units that follow it (`PartOf=`) go down first and come up after it: they are
+    waited for too.
 
     + plan: the host's plan
-    + svc: the service (unit, port, readiness path, health timeout)
+    + svc: the service (unit, port, readiness path, health timeout, followers)
     + snapshot: the host, as the deploy's probe found it
     """
     unit = snapshot.units.get(svc.unit_name)
@@ -454,7 +455,8 @@ def service_restarted(plan: HostPlan, svc: ServicePlan, snapshot: Snapshot):
         host.noop(f"{svc.unit_name} is not running; it is started, not restarted")
         return
     yield from handle_service_control(host, svc.unit_name, {svc.unit_name: True}, SYSTEMCTL, restarted=True)
-    yield ShownCommand(wait_healthy_command(plan, svc))
+    for restarted in [svc, *(s for s in plan.services if s.unit_name in svc.followers)]:
+        yield ShownCommand(wait_healthy_command(plan, restarted))
 
 
 @operation()

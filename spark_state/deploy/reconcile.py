@@ -23,6 +23,7 @@ import logging
 import os
 import sys
 import types
+from collections.abc import Callable
 from typing import Any
 
 from pyinfra import host
@@ -69,6 +70,11 @@ def _measure(state: Any, host: Any, **kwargs: Any) -> bool:
         host.log_styled(str(exc), fg="red", log_func=logging.getLogger("pyinfra").error)
         return False
     return True
+
+
+def _none_changed(operations: list[OperationMeta]) -> Callable[[], bool]:
+    """For `_if`: true when none of these operations changed anything (their counterpart of any_changed)."""
+    return lambda: not any(op.did_change() for op in operations)
 
 
 def _setting(name: str, env: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -267,17 +273,21 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
 
     # With rollback on, a failed health wait does not end the host's run: the verification that follows rolls
     # the service back and then fails the host.
+    restarts: dict[str, OperationMeta] = {}
     for svc in plan.services:
         run = runs[svc.name]
+        # a unit that follows another went down and up with it already, when that one restarted
+        leaders = [restarts[s.name] for s in plan.services if svc.unit_name in s.followers and s.name in restarts]
+        restarts[svc.name] = ops.service_restarted(
+            name=f"{svc.unit_name} restarted",
+            plan=plan,
+            svc=svc,
+            snapshot=observed,
+            _if=[any_changed(*restart_after[svc.name]), _none_changed(leaders)],
+            _ignore_errors=rollback,
+        )
         run.health = [
-            ops.service_restarted(
-                name=f"{svc.unit_name} restarted",
-                plan=plan,
-                svc=svc,
-                snapshot=observed,
-                _if=any_changed(*restart_after[svc.name]),
-                _ignore_errors=rollback,
-            ),
+            restarts[svc.name],
             ops.service_running(
                 name=f"{svc.unit_name} running", plan=plan, svc=svc, snapshot=observed, _ignore_errors=rollback
             ),

@@ -19,9 +19,11 @@ from ..desired.model import (
     NimService,
     host_gpu,
     host_services,
+    service_kind,
 )
 from ..desired.names import checkpoint_env_file, service_env_file
 from ..errors import MemoryBudgetError, UnknownHostError
+from ..stacks import STACKS
 from .budgets import Budget, memory_overflow, plan_budget
 from .checkpoints import CheckpointPlan, fetch_image, plan_checkpoint, tokenizer_checkpoint
 from .engines import PLAN_FORMAT, EnginePlan, converter_path, plan_engine
@@ -131,7 +133,11 @@ def plan_host(state: DesiredState, host_name: str, probed: Mapping[str, str] | N
     host = state.hosts[host_name]
     gpu_name = host_gpu(state, host_name)
     gpu = KNOWN_GPUS.get(gpu_name) if gpu_name else None
-    services = [s for s in host_services(state, host_name) if s in state.services]
+    # Services that claim a fraction of the free memory start last, in the state's order (units ordered so):
+    # what each gets is then what the budget below reckons, whatever order a deploy or a boot starts them in.
+    services = sorted(
+        (s for s in host_services(state, host_name) if s in state.services), key=lambda s: _takes_free(state, s)
+    )
 
     engine_names = _ordered(svc.engine for s in services if isinstance(svc := state.services[s], EngineService))
     checkpoint_names = _ordered(_checkpoints_needed(state, services, engine_names))
@@ -144,7 +150,17 @@ def plan_host(state: DesiredState, host_name: str, probed: Mapping[str, str] | N
     checkpoints = tuple(plan_checkpoint(state, n, fetch_images[n], n not in models) for n in checkpoint_names)
     engines = tuple(plan_engine(state, n, probed) for n in engine_names)
     engines_by_name = {e.name: e for e in engines}
-    service_plans = tuple(plan_service(state, s, engines_by_name) for s in services)
+    chain = [s for s in services if _takes_free(state, s)]
+    service_plans = tuple(
+        plan_service(
+            state,
+            s,
+            engines_by_name,
+            after=chain[chain.index(s) - 1] if s in chain[1:] else None,
+            followers=tuple(chain[chain.index(s) + 1 :]) if s in chain else (),
+        )
+        for s in services
+    )
 
     budget = plan_budget(state, gpu.unified_memory_gib if gpu else None, images, checkpoints, engines, service_plans)
     if overflow := memory_overflow(host_name, budget):
@@ -169,6 +185,10 @@ def plan_host(state: DesiredState, host_name: str, probed: Mapping[str, str] | N
         budget=budget,
         warnings=tuple(warnings),
     )
+
+
+def _takes_free(state: DesiredState, service: str) -> bool:
+    return STACKS[service_kind(state.services[service])].takes_free_memory
 
 
 def _ordered(names: Any) -> list[str]:

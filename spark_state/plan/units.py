@@ -51,6 +51,11 @@ class ServicePlan:
     # Files the container reads (host path → text), each named by its content: a changed option is a new file and
     # so a new unit (a restart), and a rollback's unit still names the file it ran with.
     config_files: dict[str, str] = field(default_factory=dict)
+    # Services that claim a fraction of the free memory start one after another in the plan's order: each unit
+    # starts after the one before it (and goes down and up again with it), and a unit another follows counts as
+    # started only once it answers, when its memory is claimed.
+    after_unit: str | None = None
+    followers: tuple[str, ...] = ()  # the units restarted with this one, in order
 
 
 def unit_serves(unit_text: str | None) -> str | None:
@@ -61,7 +66,15 @@ def unit_serves(unit_text: str | None) -> str | None:
     return None
 
 
-def plan_service(state: DesiredState, name: str, engines: dict[str, EnginePlan]) -> ServicePlan:
+def plan_service(
+    state: DesiredState,
+    name: str,
+    engines: dict[str, EnginePlan],
+    after: str | None = None,
+    followers: tuple[str, ...] = (),
+) -> ServicePlan:
+    """One service's unit and container. `after`: the service it starts after; `followers`: those that start
+    after it, in order (both among the host's services that claim a fraction of the free memory)."""
     svc = state.services[name]
     stack = STACKS[service_kind(svc)]
     docker = state.paths.docker
@@ -97,11 +110,18 @@ def plan_service(state: DesiredState, name: str, engines: dict[str, EnginePlan])
     run += [image_ref, *launch.command]
 
     unit_name = service_unit(name)
+    after_unit = service_unit(after) if after else None
+    timeout = svc.health_timeout_s or stack.health_timeout_s
+    # curl on the host until the service answers (systemd ends it with the unit when the container dies)
+    wait = f"until curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:{svc.port}{stack.health_path}; do sleep 2; done"
 
     def unit(argv: list[str]) -> str:
         return render(
             "service.unit.j2",
             service={"name": name, "description": launch.description, "serves": launch.serves},
+            after_unit=after_unit,
+            exec_ready=quoting.systemd_join(["/bin/sh", "-c", wait]) if followers else None,
+            start_timeout=max(timeout, 900) if followers else 900,
             exec_rm=quoting.systemd_join([docker, "rm", "-f", container]),
             exec_before=[quoting.systemd_join(argv) for argv in launch.before_start],
             exec_start=quoting.systemd_join(argv),
@@ -133,9 +153,11 @@ def plan_service(state: DesiredState, name: str, engines: dict[str, EnginePlan])
         expect=svc.expect.model_dump(),
         memory_gib=svc.memory_gib,
         health_path=stack.health_path,
-        health_timeout_s=svc.health_timeout_s or stack.health_timeout_s,
+        health_timeout_s=timeout,
         cache_dir=launch.cache_dir,
         identity=identity,
         serves=launch.serves,
         config_files=launch.config_files,
+        after_unit=after_unit,
+        followers=tuple(service_unit(f) for f in followers),
     )

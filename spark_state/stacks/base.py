@@ -43,3 +43,6 @@ class Stack:
     metrics_path: str
     health_timeout_s: int  # how long a start may take, unless the service says
     launch: Callable[[Any, LaunchInputs], Launch]
+    # It claims a fraction of the memory free when it starts (TensorRT-LLM's KV cache, SGLang's static pool): what
+    # it gets depends on what started before it, so such services start after every other, in one fixed order.
+    takes_free_memory: bool = False

@@ -146,4 +146,5 @@ STACK = Stack(
     metrics_path=METRICS_PATH,
     health_timeout_s=1800,  # SGLang loads, profiles memory and captures CUDA graphs before it answers
     launch=launch,
+    takes_free_memory=True,
 )

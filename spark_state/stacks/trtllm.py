@@ -291,4 +291,5 @@ STACK = Stack(
     metrics_path="/metrics",
     health_timeout_s=600,
     launch=launch,
+    takes_free_memory=True,
 )
