@@ -104,7 +104,7 @@ def test_placement_per_host() -> None:
     assert [s.name for s in plans["spark-01"].services] == ["nim-fp8", "trtllm-nvfp4", "trtllm-fp8"]
     assert [s.name for s in plans["spark-02"].services] == ["vllm-fp8", "trtllm-nvfp4", "trtllm-pt-nvfp4"]
     assert [e.name for e in plans["spark-02"].engines] == ["llama31-8b-nvfp4"]
-    assert [i.name for i in plans["spark-02"].images] == ["triton-25.12", "trtllm-1.3", "vllm-26.05"]
+    assert [i.name for i in plans["spark-02"].images] == ["triton-25.12", "vllm-26.05", "trtllm-1.3"]
 
 
 def test_revision_with_slash_stays_one_directory() -> None:
