@@ -26,7 +26,7 @@ def test_plan_json_for_one_host(capsys) -> None:
     assert main(["plan", str(EXAMPLE_STATE), "--host", "spark-02", "--json"]) == 0
     plans = json.loads(capsys.readouterr().out)
     assert [p["host"] for p in plans] == ["spark-02"]
-    assert [s["name"] for s in plans[0]["services"]] == ["vllm-fp8", "trtllm-nvfp4", "trtllm-pt-nvfp4"]
+    assert [s["name"] for s in plans[0]["services"]] == ["vllm-fp8", "llama-q4", "trtllm-nvfp4", "trtllm-pt-nvfp4"]
     assert plans[0]["format"] == 1
 
 

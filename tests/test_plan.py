@@ -94,17 +94,18 @@ def test_nvfp4_is_served_with_the_fp8_tokenizer() -> None:
         "    tokenizer: llama31-8b-fp8     # explicit; tokenizer_from on the checkpoint would choose the same\n", ""
     )
     (plan,) = plan_fleet(_state(text), "spark-02")
-    assert plan.services[0].tokenizer_checkpoint == "llama31-8b-fp8"
-    assert [c.name for c in plan.checkpoints] == ["llama31-8b-nvfp4", "llama31-8b-fp8"]
+    nvfp4 = next(s for s in plan.services if s.name == "trtllm-nvfp4")
+    assert nvfp4.tokenizer_checkpoint == "llama31-8b-fp8"
+    assert [c.name for c in plan.checkpoints] == ["llama31-8b-nvfp4", "llama31-8b-fp8", "llama31-8b-gguf"]
 
 
 def test_placement_per_host() -> None:
     plans = {p.host: p for p in plan_fleet(_state())}
     # fraction-of-free services start after the others (in the state's order: the group's, then the host's)
-    assert [s.name for s in plans["spark-01"].services] == ["nim-fp8", "trtllm-nvfp4", "trtllm-fp8"]
-    assert [s.name for s in plans["spark-02"].services] == ["vllm-fp8", "trtllm-nvfp4", "trtllm-pt-nvfp4"]
+    assert [s.name for s in plans["spark-01"].services] == ["nim-fp8", "trtllm-nvfp4", "trtllm-fp8", "sglang-fp8"]
+    assert [s.name for s in plans["spark-02"].services] == ["vllm-fp8", "llama-q4", "trtllm-nvfp4", "trtllm-pt-nvfp4"]
     assert [e.name for e in plans["spark-02"].engines] == ["llama31-8b-nvfp4"]
-    assert [i.name for i in plans["spark-02"].images] == ["triton-25.12", "vllm-26.05", "trtllm-1.3"]
+    assert [i.name for i in plans["spark-02"].images] == ["triton-25.12", "vllm-26.05", "llama.cpp", "trtllm-1.3"]
 
 
 def test_revision_with_slash_stays_one_directory() -> None:
@@ -127,7 +128,9 @@ def test_secrets_go_to_an_env_file_never_the_unit() -> None:
 
 
 def test_pytorch_backend_service_serves_the_checkpoint() -> None:
-    text = EXAMPLE_TEXT.replace("services: [nim-fp8, trtllm-fp8]", "services: [nim-fp8, trtllm-fp8, pt]")
+    text = EXAMPLE_TEXT.replace(
+        "services: [nim-fp8, trtllm-fp8, sglang-fp8]", "services: [nim-fp8, trtllm-fp8, sglang-fp8, pt]"
+    )
     text = text.replace(
         "# The verification bench",
         "  pt: {checkpoint: llama31-8b-nvfp4, backend: pytorch, image: triton-25.12, port: 8010}\n\n# The verification bench",
@@ -151,9 +154,10 @@ def test_memory_budget_claims_kv_fraction_of_what_is_free() -> None:
     plan = plan_host(_state(), "spark-02")
     b = plan.budget
     weights = 6.03 * 0.95 * 1e9 / 2**30
-    # vLLM's share of the total is claimed first; the engine's KV cache takes its fraction of what is left
+    # vLLM's share of the total and llama.cpp's memory_gib are claimed first; the engine's KV cache takes its
+    # fraction of what is left
     assert b.memory_items["vllm-fp8"] == pytest.approx(0.3 * 121.7, abs=0.01)
-    free = 121.7 - 8 - 0.3 * 121.7 - weights
+    free = 121.7 - 8 - 0.3 * 121.7 - 6 - weights
     assert b.memory_items["trtllm-nvfp4"] == pytest.approx(weights + 0.4 * free, abs=0.01)
 
 

@@ -84,7 +84,7 @@ def test_trtllm_serve_takes_the_plans_flags() -> None:
     from spark_rehearsal.standins import trtllm_serve
 
     for svc in PLAN.services:
-        if svc.kind == "nim":
+        if svc.kind not in ("trtllm", "trtllm-engine"):
             continue
         argv = list(svc.run_argv[svc.run_argv.index("trtllm-serve") + 1 :])
         assert trtllm_serve.parser().parse_args(argv).command == "serve", svc.name

@@ -85,7 +85,7 @@ def plan_budget(
             if free is None:
                 memory_unknown.append(s.name)
                 continue
-            need = sglang.memory_gib(svc, free)
+            need = sglang.memory_gib(svc, max(free, 0.0))
             basis[s.name] = f"sglang: {svc.mem_fraction_static:g} of the {free:.1f} GiB free when it starts"
             weights = _checkpoint_gib(state, svc.checkpoint)
             if weights is not None and weights >= need:
@@ -129,10 +129,10 @@ def memory_overflow(host: str, budget: Budget) -> str | None:
     fit (or the memory is not known before preflight)."""
     if budget.memory_total_gib is None:
         return None
-    if budget.memory_short:
-        return f"{host}: " + "; ".join(budget.memory_short) + ". Raise the share, or start it before the others"
     usable = budget.memory_total_gib - budget.memory_reserved_gib
     if budget.memory_gib <= usable:
+        if budget.memory_short:
+            return f"{host}: " + "; ".join(budget.memory_short) + ". Raise the share, or start it before the others"
         return None
     shares = "; ".join(
         f"{name} {gib:.1f} GiB ({budget.memory_basis.get(name, 'estimated')})"

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import Fleet
-from e2e_helpers import GAMMA, answers, deploy, drift, drifted, host_clock, started, state_text
+from e2e_helpers import GAMMA, answers, deploy, drift, drifted, events, host_clock, started, state_text
 from openai import OpenAI
 
 from spark_state.stacks.trtllm import options_text
@@ -166,12 +166,24 @@ def test_second_run_changes_nothing(fleet: Fleet, workdir: Path, served: str) ->
     assert "spark-state: gamma" not in proc.stdout  # nothing changed: no bench
 
 
-def test_a_changed_option_restarts_that_service_only(fleet: Fleet, workdir: Path, served: str) -> None:
+def test_a_changed_option_restarts_that_service_and_the_one_that_starts_after_it(
+    fleet: Fleet, workdir: Path, served: str
+) -> None:
+    """trt-pt and chat-sglang both claim a fraction of the memory free when they start: chat-sglang starts after
+    trt-pt (the plan's budget order), so a restart of trt-pt takes chat-sglang down first and up after it."""
     mark = host_clock(fleet, GAMMA)
     proc = deploy(workdir, stack_state(chunked=False), "--limit", "gamma")
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert started(fleet, GAMMA, mark) == {"spark-state-trt-pt"}
-    assert answers(fleet, GAMMA, PORT)
+    starts = [e.split()[2] for e in events(fleet, GAMMA, mark) if e.startswith("container start ")]
+    assert starts == ["spark-state-trt-pt", "spark-state-chat-sglang"]
+    free_at_start = {
+        name: json.loads(
+            fleet.root(fleet.hosts[GAMMA], f"docker exec spark-state-{name} cat /etc/spark-sim/gpu.json").stdout
+        )["memory_free_gib_at_start"]
+        for name in ("trt-pt", "chat-sglang")
+    }
+    assert free_at_start["trt-pt"] - free_at_start["chat-sglang"] > 2  # what trt-pt holds was claimed first
+    assert answers(fleet, GAMMA, PORT) and answers(fleet, GAMMA, SGLANG_PORT)
     want = options_text({"enable_chunked_prefill": False, "kv_cache_config": {"enable_block_reuse": True}})
     assert want in options_files(fleet).values()  # the earlier file stays: a rollback's unit names it
 
