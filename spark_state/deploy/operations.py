@@ -455,15 +455,27 @@ def service_restarted(plan: HostPlan, svc: ServicePlan, snapshot: Snapshot):
         host.noop(f"{svc.unit_name} is not running; it is started, not restarted")
         return
     yield from handle_service_control(host, svc.unit_name, {svc.unit_name: True}, SYSTEMCTL, restarted=True)
-    for restarted in [svc, *(s for s in plan.services if s.unit_name in svc.followers)]:
+    for restarted in [svc, *running_followers(plan, svc, snapshot)]:
         yield ShownCommand(wait_healthy_command(plan, restarted))
+
+
+def running_followers(plan: HostPlan, svc: ServicePlan, snapshot: Snapshot) -> list[ServicePlan]:
+    """The running services a restart of `svc` restarts too (their units are `PartOf=` it; systemd restarts a
+    follower that runs and leaves one that does not to its own start)."""
+    return [
+        s
+        for s in plan.services
+        if s.unit_name in svc.followers
+        and (unit := snapshot.units.get(s.unit_name)) is not None
+        and unit.active == "active"
+    ]
 
 
 @operation()
 def service_running(plan: HostPlan, svc: ServicePlan, snapshot: Snapshot):
     """The unit is enabled and active and answers its readiness path and /v1/models (waited for after a start).
     A container that runs but was started from an older unit than the current one (a restart an earlier run
-    lost) is restarted.
+    lost) is restarted, and the running units that follow it are waited for too (they restart with it).
 
     + plan: the host's plan
     + svc: the service (unit, port, container, identity, readiness path, health timeout)
@@ -482,6 +494,8 @@ def service_running(plan: HostPlan, svc: ServicePlan, snapshot: Snapshot):
         yield from handle_service_control(host, svc.unit_name, {}, SYSTEMCTL, command="restart")
     if relaunch or not found.answers(svc.port, svc.health_path):
         yield ShownCommand(wait_healthy_command(plan, svc))
+        for follower in running_followers(plan, svc, found) if relaunch else []:
+            yield ShownCommand(wait_healthy_command(plan, follower))
     elif enabled:
         host.noop(f"{svc.unit_name} is enabled, active and answering on :{svc.port}")
 
