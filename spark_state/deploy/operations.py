@@ -558,6 +558,10 @@ def service_rolled_back(plan: HostPlan, svc: ServicePlan, verification: Verifica
         yield ShownCommand(sh_join(["echo", said]))
         yield rollback_command(plan, svc, restore_env=outcome.env_changed)
         yield ShownCommand(wait_healthy_command(plan, svc))
+        for follower in (s for s in plan.services if s.unit_name in svc.followers):
+            # it restarted with svc if it ran (PartOf=): wait for it then
+            active = sh_join(["systemctl", "is-active", "--quiet", follower.unit_name])
+            yield ShownCommand(f"! {active} || {wait_healthy_command(plan, follower)}")
         document = rollout.marker(svc, outcome.previous, outcome.reason, verification.at)
         yield write_file_command(plan.rollback_marker(svc), json.dumps(document, indent=2, sort_keys=True))
         return
