@@ -9,7 +9,7 @@ import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..stacks import llamacpp, sglang, trtllm, vllm
+from ..stacks import STACKS, trtllm
 from . import hazards
 from .compat import KNOWN_GPUS, Support, known_bad_fix, trtllm_support, trtllm_version_for_image, version_tuple
 from .model import (
@@ -209,27 +209,22 @@ def _check_flag_options(
     c: _Collector, base: Path, svc: VllmService | SglangService | LlamaCppService, ref: str
 ) -> None:
     """A flag-configured server's options against its flags at the image's version, where the tag tells it."""
-    stack, server = (
-        (vllm, "vLLM")
-        if isinstance(svc, VllmService)
-        else (sglang, "SGLang")
-        if isinstance(svc, SglangService)
-        else (llamacpp, "llama.cpp")
-    )
-    version = stack.version_for_image(ref)
-    for option, message in stack.option_problems(svc.options, version):
+    server = STACKS[svc.stack].flags
+    assert server is not None
+    version = server.version_for_image(ref)
+    for option, message in server.option_problems(svc.options, version):
         c.error(base + ("options", option), message, at_key=True)
     if version is None:
         c.warn(
             base + ("image",),
-            f"image {ref}: its {server} version is not known from the tag; the options are checked when the "
+            f"image {ref}: its {server.label} version is not known from the tag; the options are checked when the "
             "service starts",
         )
-    elif stack.flags(version) is None:
+    elif server.flags(version) is None:
         c.warn(
             base + ("image",),
-            f"image {ref} ships {server} {version}, whose flags spark-state has not on file "
-            f"({', '.join(stack.known_versions())}): the options are checked when it starts",
+            f"image {ref} ships {server.label} {version}, whose flags spark-state has not on file "
+            f"({', '.join(server.known_versions())}): the options are checked when it starts",
         )
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cli_flags import FlagServer
 
 
 @dataclass(frozen=True)
@@ -46,3 +49,4 @@ class Stack:
     # It claims a fraction of the memory free when it starts (TensorRT-LLM's KV cache, SGLang's static pool): what
     # it gets depends on what started before it, so such services start after every other, in one fixed order.
     takes_free_memory: bool = False
+    flags: FlagServer | None = None  # a server configured by flags: how a service's `options` are checked

@@ -15,8 +15,7 @@ scripts/llamacpp_flags_from_source.py), and what it leaves to the state.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -87,20 +86,10 @@ def version_for_image(ref: str) -> str | None:
     return upstream.group("build") if upstream else None
 
 
-def flags(version: str) -> dict[str, str] | None:
-    return cli_flags.flags(STACK_NAME, version)
-
-
-def known_versions() -> list[str]:
-    return cli_flags.known_versions(STACK_NAME)
-
-
-def option_problems(options: Mapping[str, Any], version: str | None) -> Iterator[tuple[str, str]]:
-    """(option, what is wrong) for each option llama-server would refuse, or spark-state sets itself."""
-    known = flags(version) if version else None
-    # common_params_parse_ex: "error: invalid argument: --x" (exit 1); no abbreviations
-    program = f"llama.cpp {version}'s `llama-server`"
-    return cli_flags.option_problems(options, known, OWNED_FLAGS, program, refusal="invalid argument")
+# common_params_parse_ex: "error: invalid argument: --x" (exit 1); no abbreviations
+FLAGS = cli_flags.FlagServer(
+    STACK_NAME, "llama.cpp", "`llama-server`", OWNED_FLAGS, version_for_image, refusal="invalid argument"
+)
 
 
 def serve_argv(svc: LlamaCppService, port: int) -> list[str]:
@@ -133,4 +122,5 @@ STACK = Stack(
     metrics_path=METRICS_PATH,
     health_timeout_s=900,  # loading a GGUF is reading it: minutes at most for what fits a Spark
     launch=launch,
+    flags=FLAGS,
 )

@@ -13,22 +13,19 @@ cache under --mem-fraction-static=..."). The dgx-spark-playbooks pass 0.75."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from ..desired.fields import Name, Port, ServiceBase
+from ..desired.fields import Port
 from . import cli_flags
 from .base import Launch, LaunchInputs, Stack
-from .cli_flags import OptionValue
+from .cli_flags import MODEL_IN_CONTAINER, TOKENIZER_IN_CONTAINER, CheckpointFlagService, OptionValue
 
 STACK_NAME = "sglang"
 DEFAULT_PORT = 30000  # sglang/srt/arg_groups/fields/serving.py: port = 30000; the playbooks serve there
 HEALTH_PATH = "/health"  # 503 while the server is starting, 200 once up (sglang/srt/entrypoints/http_server.py)
 METRICS_PATH = "/metrics"  # only with --enable-metrics, which spark-state always passes
-MODEL_IN_CONTAINER = "/model"
-TOKENIZER_IN_CONTAINER = "/tokenizer"
 PLAYBOOK_MEM_FRACTION = 0.75  # dgx-spark-playbooks, sglang: `--mem-fraction-static 0.75`
 
 # SGLang's own images are tagged with the version: `lmsysorg/sglang:v0.5.23-cu130` (also -cu129, -runtime, ...);
@@ -53,17 +50,11 @@ OWNED_FLAGS: dict[str, str] = {
 }
 
 
-class SglangService(ServiceBase):
+class SglangService(CheckpointFlagService):
     """`python3 -m sglang.launch_server` on a checkpoint, in an SGLang image."""
 
     stack: Literal["sglang"]
     port: Port = Field(default=DEFAULT_PORT, description="Where it answers (default: SGLang's 30000).")
-    checkpoint: Name
-    image: Name
-    tokenizer: Name | None = Field(default=None, description="Checkpoint whose tokenizer to serve with.")
-    served_model_name: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$", description="The model id clients ask for."
-    )
     mem_fraction_static: float = Field(
         default=PLAYBOOK_MEM_FRACTION,
         gt=0,
@@ -73,7 +64,6 @@ class SglangService(ServiceBase):
     )
     context_length: int | None = Field(default=None, ge=1, le=1048576)
     max_running_requests: int | None = Field(default=None, ge=1, le=65536)
-    shm_size_gb: int = Field(default=16, ge=1, le=1024, description="The container's /dev/shm (SGLang's IPC).")
     options: dict[str, OptionValue] = Field(
         default_factory=dict,
         description="Further `sglang.launch_server` flags by name (`attention-backend: flashinfer`, "
@@ -87,21 +77,10 @@ def version_for_image(ref: str) -> str | None:
     return upstream.group("version") if upstream else None
 
 
-def flags(version: str) -> dict[str, str] | None:
-    """`sglang.launch_server`'s flags at this version; None when not on file."""
-    return cli_flags.flags(STACK_NAME, version)
-
-
-def known_versions() -> list[str]:
-    return cli_flags.known_versions(STACK_NAME)
-
-
-def option_problems(options: Mapping[str, Any], version: str | None) -> Iterator[tuple[str, str]]:
-    """(option, what is wrong) for each option launch_server would refuse, or spark-state sets itself."""
-    known = flags(version) if version else None
-    # prepare_server_args builds `argparse.ArgumentParser(prog="sglang serve")`: abbreviations allowed
-    program = f"SGLang {version}'s `sglang.launch_server`"
-    return cli_flags.option_problems(options, known, OWNED_FLAGS, program, abbreviations=True)
+# prepare_server_args builds `argparse.ArgumentParser(prog="sglang serve")`: abbreviations allowed
+FLAGS = cli_flags.FlagServer(
+    STACK_NAME, "SGLang", "`sglang.launch_server`", OWNED_FLAGS, version_for_image, abbreviations=True
+)
 
 
 def serve_argv(svc: SglangService, port: int) -> list[str]:
@@ -120,13 +99,8 @@ def serve_argv(svc: SglangService, port: int) -> list[str]:
 
 
 def launch(svc: SglangService, inputs: LaunchInputs) -> Launch:
-    docker = [f"--shm-size={svc.shm_size_gb}g", "-p", f"{inputs.port}:{inputs.port}"]
-    docker += ["-v", f"{inputs.model_dir}:{MODEL_IN_CONTAINER}:ro"]
-    if svc.tokenizer:
-        docker += ["-v", f"{inputs.tokenizer_dir}:{TOKENIZER_IN_CONTAINER}:ro"]
-    docker += ["-e", "HF_HUB_OFFLINE=1"]  # the checkpoint is on disk: no hub look-ups at start
     return Launch(
-        docker=docker,
+        docker=svc.docker_options(inputs),
         command=serve_argv(svc, inputs.port),
         description=f"sglang checkpoint {svc.checkpoint} on :{inputs.port}",
         serves=f"{inputs.served} (sglang) on {inputs.image_ref}",
@@ -147,4 +121,5 @@ STACK = Stack(
     health_timeout_s=1800,  # SGLang loads, profiles memory and captures CUDA graphs before it answers
     launch=launch,
     takes_free_memory=True,
+    flags=FLAGS,
 )

@@ -9,22 +9,19 @@ aggressive; the playbooks pass a share explicitly."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from ..desired.fields import Name, Port, ServiceBase
+from ..desired.fields import Port
 from . import cli_flags
 from .base import Launch, LaunchInputs, Stack
-from .cli_flags import OptionValue
+from .cli_flags import MODEL_IN_CONTAINER, TOKENIZER_IN_CONTAINER, CheckpointFlagService, OptionValue
 
 STACK_NAME = "vllm"
 DEFAULT_PORT = 8000  # vllm serve's default
 HEALTH_PATH = "/health"  # vLLM's API server answers 200 once the engine is up (it listens only after loading)
 METRICS_PATH = "/metrics"
-MODEL_IN_CONTAINER = "/model"
-TOKENIZER_IN_CONTAINER = "/tokenizer"
 
 # NGC's vLLM containers (`nvcr.io/nvidia/vllm:YY.MM-py3`) → the vLLM they ship (NVIDIA vLLM release notes,
 # docs.nvidia.com/deeplearning/frameworks/vllm-release-notes/rel-YY-MM.html).
@@ -63,17 +60,11 @@ OWNED_FLAGS: dict[str, str] = {
 DROP_PAGE_CACHE = ["/bin/sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"]
 
 
-class VllmService(ServiceBase):
+class VllmService(CheckpointFlagService):
     """`vllm serve` on a checkpoint, in a vLLM image."""
 
     stack: Literal["vllm"]
     port: Port = Field(default=DEFAULT_PORT, description="Where it answers (default: vLLM's 8000).")
-    checkpoint: Name
-    image: Name
-    tokenizer: Name | None = Field(default=None, description="Checkpoint whose tokenizer to serve with.")
-    served_model_name: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$", description="The model id clients ask for."
-    )
     gpu_memory_utilization: float = Field(
         default=0.9,
         gt=0,
@@ -83,7 +74,6 @@ class VllmService(ServiceBase):
     )
     max_model_len: int | None = Field(default=None, ge=1, le=1048576)
     max_num_seqs: int | None = Field(default=None, ge=1, le=65536)
-    shm_size_gb: int = Field(default=16, ge=1, le=1024, description="The container's /dev/shm (vLLM's IPC).")
     options: dict[str, OptionValue] = Field(
         default_factory=dict,
         description="Further `vllm serve` flags by name (`enable-prefix-caching: true`, `kv-cache-dtype: fp8`); "
@@ -99,29 +89,12 @@ def version_for_image(ref: str) -> str | None:
     return None
 
 
-def flags(version: str) -> dict[str, str] | None:
-    """`vllm serve`'s flags at this version (flag → 'bool' | 'switch' | 'value'); None when not on file."""
-    return cli_flags.flags(STACK_NAME, version)
-
-
-def known_versions() -> list[str]:
-    return cli_flags.known_versions(STACK_NAME)
-
-
-def option_problems(options: Mapping[str, Any], version: str | None) -> Iterator[tuple[str, str]]:
-    """(option, what is wrong) for each option vllm serve would refuse, or spark-state sets itself."""
-    known = flags(version) if version else None
-    return cli_flags.option_problems(options, known, OWNED_FLAGS, f"vLLM {version}'s `vllm serve`")
+FLAGS = cli_flags.FlagServer(STACK_NAME, "vLLM", "`vllm serve`", OWNED_FLAGS, version_for_image)
 
 
 def launch(svc: VllmService, inputs: LaunchInputs) -> Launch:
-    docker = [f"--shm-size={svc.shm_size_gb}g", "-p", f"{inputs.port}:{inputs.port}"]
-    docker += ["-v", f"{inputs.model_dir}:{MODEL_IN_CONTAINER}:ro"]
-    if svc.tokenizer:
-        docker += ["-v", f"{inputs.tokenizer_dir}:{TOKENIZER_IN_CONTAINER}:ro"]
-    docker += ["-e", "HF_HUB_OFFLINE=1"]  # the checkpoint is on disk: no hub look-ups at start
     return Launch(
-        docker=docker,
+        docker=svc.docker_options(inputs),
         command=serve_argv(svc, inputs.port),
         description=f"vllm serve checkpoint {svc.checkpoint} on :{inputs.port}",
         serves=f"{inputs.served} (vllm) on {inputs.image_ref}",
@@ -137,6 +110,7 @@ STACK = Stack(
     metrics_path=METRICS_PATH,
     health_timeout_s=1800,  # vLLM profiles memory, captures CUDA graphs and may compile before it answers
     launch=launch,
+    flags=FLAGS,
 )
 
 

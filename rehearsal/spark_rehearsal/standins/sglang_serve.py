@@ -23,6 +23,7 @@ import os
 import sys
 
 from .checkpoint_formats import quant_algo
+from .flag_parsers import package_version, parser_from_flags
 from .gpu import ENGINE_BYTES, hold_gib, pacing_for, require_gpu
 from .openai_server import ServerConfig, run_server
 
@@ -31,30 +32,10 @@ LOAD_S = 25.0  # seed-scale seconds to load an 8B checkpoint and capture CUDA gr
 DEFAULT_FRACTION = 0.9
 
 
-def sglang_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("sglang")
-    except PackageNotFoundError:
-        return "0.0.0"
-
-
 def parser() -> argparse.ArgumentParser:
-    with open(os.environ.get("SPARK_SIM_SGLANG_FLAGS", FLAGS_FILE)) as f:
-        flags = json.load(f)["flags"]
-    p = argparse.ArgumentParser(prog="sglang serve")
-    dests = {"--model": "model_path", "--tensor-parallel-size": "tp_size"}  # Arg(aliases=...) share a dest
-    for name in sorted(flags):
-        kind = flags[name]
-        dest = dests.get(name, name[2:].replace("-", "_"))
-        if kind == "bool":
-            p.add_argument(name, dest=dest, action=argparse.BooleanOptionalAction, default=None)
-        elif kind == "switch":
-            p.add_argument(name, dest=dest, action="store_true")
-        else:
-            p.add_argument(name, dest=dest, default=None)
-    return p
+    # Arg(aliases=...) share their field's destination
+    dests = {"--model": "model_path", "--tensor-parallel-size": "tp_size"}
+    return parser_from_flags(os.environ.get("SPARK_SIM_SGLANG_FLAGS", FLAGS_FILE), "sglang serve", True, dests)
 
 
 def weights_gib(model: str) -> float:
@@ -95,7 +76,10 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"[sglang] SGLang {sglang_version()}: mem_fraction_static={fraction}, {claimed:.2f} GB claimed", flush=True)
+    print(
+        f"[sglang] SGLang {package_version('sglang')}: mem_fraction_static={fraction}, {claimed:.2f} GB claimed",
+        flush=True,
+    )
     from .trtllm_serve import has_chat_template
 
     # No published GB10 figures for SGLang on these checkpoints: paced as the field report's vLLM (FP8) and

@@ -13,6 +13,7 @@ import math
 import os
 import sys
 
+from .flag_parsers import package_version, parser_from_flags
 from .gpu import hold_gib, pacing_for, require_gpu
 from .openai_server import ServerConfig, run_server
 
@@ -20,32 +21,11 @@ FLAGS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vllm_flag
 LOAD_S = 25.0  # seed-scale seconds to load an 8B checkpoint and capture CUDA graphs (assumed: no published figure)
 
 
-def vllm_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("vllm")
-    except PackageNotFoundError:
-        return "0.0.0"
-
-
 def parser() -> argparse.ArgumentParser:
     """`vllm serve`'s parser: the positional model tag, then every flag of this vLLM (vllm/entrypoints/.../
     cli_args.py `make_arg_parser`); bool fields take --flag/--no-flag (argparse.BooleanOptionalAction)."""
-    with open(os.environ.get("SPARK_SIM_VLLM_FLAGS", FLAGS_FILE)) as f:
-        flags = json.load(f)["flags"]
-    p = argparse.ArgumentParser(prog="vllm serve", allow_abbrev=False)
+    p = parser_from_flags(os.environ.get("SPARK_SIM_VLLM_FLAGS", FLAGS_FILE), "vllm serve", False)
     p.add_argument("model_tag", nargs="?")
-    longs = {name for name in flags if name.startswith("--")}
-    for name in sorted(longs):
-        kind = flags[name]
-        dest = name[2:].replace("-", "_")
-        if kind == "bool":
-            p.add_argument(name, dest=dest, action=argparse.BooleanOptionalAction, default=None)
-        elif kind == "switch":
-            p.add_argument(name, dest=dest, action="store_true")
-        else:
-            p.add_argument(name, dest=dest, default=None)
     return p
 
 
@@ -59,7 +39,7 @@ def main(argv: list[str]) -> int:
         print("vllm serve: error: the model tag is required", file=sys.stderr)
         return 2
     gpu = require_gpu()
-    version = vllm_version()
+    version = package_version("vllm")
     print(f"INFO vLLM API server version {version}", flush=True)
     try:
         with open(os.path.join(model, "config.json")) as f:
