@@ -25,7 +25,7 @@ LLAMA_PORT = 8080  # llama-server's default, likewise
 GGUF = "Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf"
 
 
-def stack_state(chunked: bool = True, prefix_caching: bool = True, sglang_chunk: int = 4096) -> str:
+def stack_state(chunked: bool = True, prefix_caching: bool = True, sglang_chunk: int = 4096, flash: str = "on") -> str:
     options = {"enable_chunked_prefill": chunked, "kv_cache_config": {"enable_block_reuse": True}}
     vllm_options = {"enable-prefix-caching": prefix_caching, "kv-cache-dtype": "fp8"}
     sglang_options = {"attention-backend": "flashinfer", "chunked-prefill-size": sglang_chunk}
@@ -48,7 +48,7 @@ def stack_state(chunked: bool = True, prefix_caching: bool = True, sglang_chunk:
             "  chat-sglang: {stack: sglang, checkpoint: llama31-8b-fp8, image: sglang, mem_fraction_static: 0.5, "
             f"context_length: 4096, options: {json.dumps(sglang_options)}}}\n"
             f"  chat-llama: {{stack: llama.cpp, checkpoint: llama31-8b-gguf, gguf: {GGUF}, image: llamacpp, "
-            "ctx_size: 4096, memory_gib: 6, options: {flash-attn: 'on', jinja: true}}\n",
+            f"ctx_size: 4096, memory_gib: 6, options: {{flash-attn: '{flash}', jinja: true}}}}\n",
             1,
         )
         .replace(
@@ -199,19 +199,28 @@ def test_a_changed_vllm_flag_restarts_that_service_only(fleet: Fleet, workdir: P
     assert "--no-enable-prefix-caching" in args
 
 
-def test_a_changed_sglang_flag_restarts_that_service_only(fleet: Fleet, workdir: Path, served: str) -> None:
+def test_changed_sglang_and_llama_server_flags_restart_those_services_only(
+    fleet: Fleet, workdir: Path, served: str
+) -> None:
     mark = host_clock(fleet, GAMMA)
-    proc = deploy(workdir, stack_state(chunked=False, prefix_caching=False, sglang_chunk=2048), "--limit", "gamma")
+    text = stack_state(chunked=False, prefix_caching=False, sglang_chunk=2048, flash="off")
+    proc = deploy(workdir, text, "--limit", "gamma")
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert started(fleet, GAMMA, mark) == {"spark-state-chat-sglang"}
-    args = json.loads(
-        fleet.root(fleet.hosts[GAMMA], "docker inspect --format '{{json .Args}}' spark-state-chat-sglang").stdout
-    )
-    assert args[args.index("--chunked-prefill-size") + 1] == "2048"
+    assert started(fleet, GAMMA, mark) == {"spark-state-chat-sglang", "spark-state-chat-llama"}
+    for container, flag, value in (
+        ("chat-sglang", "--chunked-prefill-size", "2048"),
+        ("chat-llama", "--flash-attn", "off"),
+    ):
+        args = json.loads(
+            fleet.root(
+                fleet.hosts[GAMMA], f"docker inspect --format '{{{{json .Args}}}}' spark-state-{container}"
+            ).stdout
+        )
+        assert args[args.index(flag) + 1] == value
 
 
 def test_drift_names_a_hand_changed_option(fleet: Fleet, workdir: Path) -> None:
-    text = stack_state(chunked=False, prefix_caching=False, sglang_chunk=2048)
+    text = stack_state(chunked=False, prefix_caching=False, sglang_chunk=2048, flash="off")
     want = options_text({"enable_chunked_prefill": False, "kv_cache_config": {"enable_block_reuse": True}})
     path = next(p for p, t in options_files(fleet).items() if t == want)
     fleet.root(fleet.hosts[GAMMA], f"cp {path} /root/options.bak && sed -i 's/false/true/' {path}")
@@ -226,3 +235,35 @@ def test_drift_names_a_hand_changed_option(fleet: Fleet, workdir: Path) -> None:
         fleet.root(fleet.hosts[GAMMA], f"mv /root/options.bak {path}")
     _, report = drift(workdir, text)
     assert {d for d in drifted(report) if d[0] == "gamma"} == set()
+
+
+def test_an_engine_on_an_image_without_trtllm_build_is_refused_before_any_build(fleet: Fleet, workdir: Path) -> None:
+    """The image named by digest alone: its tag cannot tell its TensorRT-LLM, so validate lets it pass; the host
+    refuses it (what the image holds, read in it) before anything is built, with the fix, and nothing that
+    serves is touched."""
+    digest_ref = fleet.root(
+        fleet.hosts[GAMMA],
+        "docker image inspect --format '{{index .RepoDigests 0}}' nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc23",
+    ).stdout.strip()
+    assert "@sha256:" in digest_ref and ":1.3.0rc23" not in digest_ref
+    text = (
+        stack_state(chunked=False, prefix_caching=False, sglang_chunk=2048, flash="off")
+        .replace("images:\n", f"images:\n  by-digest: {digest_ref}\n", 1)
+        .replace(
+            "engines:\n",
+            "engines:\n  nvfp4-rel: {checkpoint: llama31-8b-nvfp4, image: by-digest, quantization: nvfp4}\n",
+            1,
+        )
+        .replace("services:\n", "services:\n  eng-rel: {engine: nvfp4-rel, port: 8040}\n", 1)
+        .replace(
+            "services: [trt-pt, chat-vllm, chat-sglang, chat-llama]",
+            "services: [trt-pt, chat-vllm, chat-sglang, chat-llama, eng-rel]",
+        )
+    )
+    mark = host_clock(fleet, GAMMA)
+    proc = deploy(workdir, text, "--limit", "gamma")
+    assert proc.returncode != 0
+    assert "no trtllm-build" in proc.stdout and "serve checkpoint 'llama31-8b-nvfp4' directly instead" in proc.stdout
+    seen = events(fleet, GAMMA, mark)
+    assert not [e for e in seen if "spark-state-build-" in e or "spark-state-convert-" in e], seen
+    assert started(fleet, GAMMA, mark) == set()
