@@ -19,19 +19,37 @@ CONTAINER_CGROUPS = ("/sys/fs/cgroup/system.slice/docker-*.scope", "/sys/fs/cgro
 TOTAL_GIB, OS_GIB = 121.7, 3.0  # GB10's unified memory, and what DGX OS holds when nothing else runs
 
 
+def cgroup_bytes(cgroup: str) -> int:
+    """What a container's processes hold: its cgroup's memory.current where the memory controller is enabled on
+    the unified hierarchy, else the resident memory of the processes in it (a hybrid host, whose memory
+    controller is on cgroup v1 and out of the simulated host's view)."""
+    try:
+        with open(os.path.join(cgroup, "memory.current")) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        pass
+    held = 0
+    try:
+        with open(os.path.join(cgroup, "cgroup.procs")) as f:
+            pids = [line.strip() for line in f if line.strip() not in ("", "0")]
+    except OSError:
+        return 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                rss = next((line.split()[1] for line in f if line.startswith("VmRSS:")), "0")
+            held += int(rss) * 1024
+        except (OSError, ValueError):
+            continue  # the process ended while we read
+    return held
+
+
 def free_memory_gib(gpu: dict) -> float:
     """Unified memory free as the GPU would report it at this container's start (cudaMemGetInfo): the total less
     the OS and what the host's running containers hold. Containers hold simulated memory at `memory_scale`, so
-    their real cgroup usage, scaled back, is what they claim of the simulated Spark."""
+    their real usage, scaled back, is what they claim of the simulated Spark."""
     scale = float(gpu.get("memory_scale", 1 / 64))
-    held = 0
-    for pattern in CONTAINER_CGROUPS:
-        for cgroup in glob.glob(pattern):
-            try:
-                with open(os.path.join(cgroup, "memory.current")) as f:
-                    held += int(f.read())
-            except (OSError, ValueError):
-                continue
+    held = sum(cgroup_bytes(cgroup) for pattern in CONTAINER_CGROUPS for cgroup in glob.glob(pattern))
     total = float(gpu.get("memory_total_gib", TOTAL_GIB))
     return max(0.0, total - OS_GIB - held / 2**30 / scale)
 
