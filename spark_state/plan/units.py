@@ -112,7 +112,8 @@ def plan_service(
     unit_name = service_unit(name)
     after_unit = service_unit(after) if after else None
     timeout = svc.health_timeout_s or stack.health_timeout_s
-    # curl on the host until the service answers (systemd ends it with the unit when the container dies)
+    # curl on the host until the service answers, for at most its health timeout: a container that died while
+    # loading fails the start then, not at systemd's start timeout (the loop does not end with the container)
     wait = f"until curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:{svc.port}{stack.health_path}; do sleep 2; done"
 
     def unit(argv: list[str]) -> str:
@@ -120,8 +121,10 @@ def plan_service(
             "service.unit.j2",
             service={"name": name, "description": launch.description, "serves": launch.serves},
             after_unit=after_unit,
-            exec_ready=quoting.systemd_join(["/bin/sh", "-c", wait]) if followers else None,
-            start_timeout=max(timeout, 900) if followers else 900,
+            exec_ready=quoting.systemd_join(["/usr/bin/timeout", str(timeout), "/bin/sh", "-c", wait])
+            if followers
+            else None,
+            start_timeout=timeout + 60 if followers else 900,
             exec_rm=quoting.systemd_join([docker, "rm", "-f", container]),
             exec_before=[quoting.systemd_join(argv) for argv in launch.before_start],
             exec_start=quoting.systemd_join(argv),
