@@ -240,9 +240,10 @@ hosts:
     assert s.after_unit == "spark-state-c.service" and s.followers == ()
     assert "After=docker.service network-online.target spark-state-c.service\n" in s.unit_text
     assert "PartOf=spark-state-c.service\n" in s.unit_text and "ExecStartPost" not in s.unit_text
-    assert 'ExecStartPost=/bin/sh -c "until curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:8355/health;' in (
-        c.unit_text
+    wait = (
+        'ExecStartPost=/usr/bin/timeout 600 /bin/sh -c "until curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:8355'
     )
+    assert wait in c.unit_text and "TimeoutStartSec=660\n" in c.unit_text
     assert "PartOf" not in a.unit_text + c.unit_text
 
 
