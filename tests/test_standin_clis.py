@@ -184,12 +184,18 @@ hosts:
 """
 
 
-def _vllm(*argv: str, gpu: dict | None = None, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _flag_server(
+    module: str, flags_env: str, flags: Path, *argv: str, gpu: dict | None, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """A flag-configured stand-in server run with its flag list and (when given) a GPU description."""
     gpu_file = tmp_path / "gpu.json"
     if gpu is not None:
         gpu_file.write_text(json.dumps(gpu))
-    env = {"SPARK_SIM_VLLM_FLAGS": str(VLLM_FLAGS), "SPARK_SIM_GPU_FILE": str(gpu_file)}
-    return _standin("vllm_serve", *argv, env=env)
+    return _standin(module, *argv, env={flags_env: str(flags), "SPARK_SIM_GPU_FILE": str(gpu_file)})
+
+
+def _vllm(*argv: str, gpu: dict | None = None, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return _flag_server("vllm_serve", "SPARK_SIM_VLLM_FLAGS", VLLM_FLAGS, *argv, gpu=gpu, tmp_path=tmp_path)
 
 
 def test_vllm_serve_takes_every_flag_the_plan_passes(tmp_path: Path) -> None:
@@ -253,11 +259,7 @@ hosts:
 
 
 def _sglang(*argv: str, gpu: dict | None = None, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    gpu_file = tmp_path / "gpu.json"
-    if gpu is not None:
-        gpu_file.write_text(json.dumps(gpu))
-    env = {"SPARK_SIM_SGLANG_FLAGS": str(SGLANG_FLAGS), "SPARK_SIM_GPU_FILE": str(gpu_file)}
-    return _standin("sglang_serve", *argv, env=env)
+    return _flag_server("sglang_serve", "SPARK_SIM_SGLANG_FLAGS", SGLANG_FLAGS, *argv, gpu=gpu, tmp_path=tmp_path)
 
 
 def test_sglang_takes_every_flag_the_plan_passes() -> None:
@@ -350,11 +352,8 @@ def _llama_flags() -> dict[str, str]:
 
 
 def _llama(*argv: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    gpu_file = tmp_path / "gpu.json"
-    gpu_file.write_text(json.dumps({"memory_total_gib": 121.7}))
-    return _standin(
-        "llama_server", *argv, env={"SPARK_SIM_LLAMA_FLAGS": str(LLAMA_FLAGS), "SPARK_SIM_GPU_FILE": str(gpu_file)}
-    )
+    gpu = {"memory_total_gib": 121.7}
+    return _flag_server("llama_server", "SPARK_SIM_LLAMA_FLAGS", LLAMA_FLAGS, *argv, gpu=gpu, tmp_path=tmp_path)
 
 
 def test_llama_server_refuses_an_argument_it_lacks_as_common_params_parse_does(tmp_path: Path) -> None:

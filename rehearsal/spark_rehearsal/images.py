@@ -82,7 +82,7 @@ IMAGES = (
     ),
 )
 LLAMA_SERVER = "app/llama-server"
-# The flags each vLLM and SGLang takes, as read from its wheel (spark-state keeps the same reading for its checks).
+# The flags each vLLM, SGLang and llama.cpp takes, as read from its source (spark-state checks options against them).
 FLAG_LISTS = resources.files("spark_state.stacks").joinpath("data")
 
 

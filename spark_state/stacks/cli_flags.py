@@ -1,5 +1,5 @@
-"""Servers configured by command-line flags (vLLM, SGLang): the flag lists read from each server's own wheel
-(stacks/data/<server>-<version>.json, written by scripts/*_flags_from_wheel.py), the options a state gives as
+"""Servers configured by command-line flags (vLLM, SGLang, llama.cpp): the flag lists read from each server's own
+source (stacks/data/<server>-<version>.json, written by scripts/*_flags_from_*.py), the options a state gives as
 `flag: value`, what the server's argparse would refuse, and the argv they become.
 
 A flag's kind: 'bool' (argparse.BooleanOptionalAction: --flag/--no-flag), 'switch' (store_true: only --flag) or

@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any
 
+from .flag_parsers import package_version
 from .openai_server import Pacing
 
 GPU_FILE = os.environ.get("SPARK_SIM_GPU_FILE", "/etc/spark-sim/gpu.json")
@@ -97,12 +98,7 @@ def hold_gib(gib: float, gpu: dict[str, Any]) -> bytearray:
 
 
 def trtllm_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("tensorrt_llm")
-    except PackageNotFoundError:
-        return "0.0.0"
+    return package_version("tensorrt_llm")
 
 
 def version_tuple(text: str) -> tuple[int, ...]:

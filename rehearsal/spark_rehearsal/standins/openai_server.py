@@ -358,6 +358,13 @@ class ServerConfig:
     health_body: dict[str, Any] | None = None
 
 
+def _labelled(labels: str, families: tuple[tuple[str, str, str, Any], ...]) -> str:
+    """Prometheus text for (name, kind, extra labels, value) families, each sample with `labels`."""
+    return "".join(
+        f"# TYPE {name} {kind}\n{name}{{{labels}{extra}}} {value}\n" for name, kind, extra, value in families
+    )
+
+
 class BatchScheduler:
     """The decode loop: one token per active stream per step; at most max_batch_size streams decode at once.
 
@@ -626,9 +633,7 @@ class OpenAIServer:
                 ("vllm:generation_tokens_total", "counter", "", s.completed_tokens),
                 ("vllm:request_success_total", "counter", ',finished_reason="stop"', s.completed_requests),
             )
-            return "".join(
-                f"# TYPE {name} {kind}\n{name}{{{labels}{extra}}} {value}\n" for name, kind, extra, value in families
-            )
+            return _labelled(labels, families)
         if self.config.metrics == "llamacpp":
             items = (
                 ("counter", "prompt_tokens_total", "Number of prompt tokens processed, excluding cached tokens", 0),
@@ -649,9 +654,7 @@ class OpenAIServer:
                 ("sglang:generation_tokens_total", "counter", "", s.completed_tokens),
                 ("sglang:num_requests_total", "counter", "", s.completed_requests),
             )
-            return "".join(
-                f"# TYPE {name} {kind}\n{name}{{{labels}{extra}}} {value}\n" for name, kind, extra, value in families
-            )
+            return _labelled(labels, families)
         return (
             "# TYPE num_requests_running gauge\n"
             f"num_requests_running {len(s.active)}\n"
