@@ -9,4 +9,10 @@ cd "$(dirname "$0")/.."
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+if [ $# -gt 0 ]; then
+  exec .venv/bin/python -m pytest "$@"
+fi
+# The fast subset first (no fleet: a failure shows in two minutes), then the fleet modules in their two groups
+# side by side, each on a fleet of its own (tests/conftest.py FLEET_GROUPS; the simulated Sparks mostly wait).
+.venv/bin/python -m pytest -m "not fleet"
+exec .venv/bin/python -m pytest -m fleet -n 2 --dist loadgroup

@@ -15,17 +15,37 @@ sys.path.insert(0, str(REPO))
 
 from spark_rehearsal import fleet as sim_fleet
 from spark_rehearsal.fleet import FleetRecord, SimHost
-from spark_rehearsal.layout import Layout
+from spark_rehearsal.layout import SLOT_ENV, Layout
 
 FLEET_SIZE = int(os.environ.get("SPARK_STATE_TEST_HOSTS", "3"))
+# The fleet modules in two groups of about equal time (seconds each took in the clean-clone CI before this split).
+# `scripts/test.sh` runs the groups side by side, one pytest-xdist worker and one fleet (slot) each; a module
+# keeps its group's order and the state the modules before it left. Plain `pytest` runs them all on one fleet.
+FLEET_GROUPS = {
+    # One three-host state, deployed and then upgraded, drifted, half-restarted, rebooted and rolled out.
+    "tests/e2e/test_deploy.py": "seed-fleet",  # ≈ 420
+    "tests/e2e/test_drift.py": "seed-fleet",  # ≈ 330
+    "tests/e2e/test_host_upgrade.py": "seed-fleet",  # ≈ 180
+    "tests/e2e/test_lost_restart.py": "seed-fleet",  # ≈ 110
+    "tests/e2e/test_reboot.py": "seed-fleet",  # ≈ 40
+    "tests/e2e/test_rollout.py": "seed-fleet",  # ≈ 480
+    # Faults, kills, credentials and the other stacks, each from the state it deploys first.
+    "tests/e2e/test_faults.py": "fault-fleet",  # ≈ 500 (+ the bare deploy)
+    "tests/e2e/test_killed_deploy.py": "fault-fleet",  # ≈ 215
+    "tests/e2e/test_ngc_login.py": "fault-fleet",  # ≈ 135
+    "tests/e2e/test_private_files.py": "fault-fleet",  # ≈ 190
+    "tests/e2e/test_stacks.py": "fault-fleet",  # ≈ 370
+    "tests/sim/test_rehearsal_fleet.py": "fault-fleet",  # ≈ 150
+}
 
 
 class Fleet:
     """The session's rehearsal fleet. Evidence comes from inside each machine as root (`root`, through its
     namespaces: root has no SSH login, as on DGX OS); `ssh` logs in as the operator, as a user would."""
 
-    def __init__(self, record: FleetRecord) -> None:
+    def __init__(self, record: FleetRecord, layout: Layout) -> None:
         self.record = record
+        self.layout = layout
         self.hosts: list[SimHost] = record.hosts
 
     def root(
@@ -86,10 +106,10 @@ def fleet() -> Iterator[Fleet]:
     """One rehearsal fleet for the whole session; torn down at the end, and proven to leave nothing behind."""
     if os.geteuid() != 0:
         pytest.fail("the rehearsal-fleet tests need root (network namespaces, mounts, systemd-nspawn)")
-    layout = Layout.default()
+    layout = _worker_layout()
     record = sim_fleet.up(FLEET_SIZE, layout)
     try:
-        yield Fleet(record)
+        yield Fleet(record, layout)
     finally:
         sim_fleet.down(layout, log=lambda *_: None)
         left = sim_fleet.leftovers(layout)
@@ -102,8 +122,26 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("deploy")
 
 
+def _worker_layout() -> Layout:
+    """This session's fleet: slot SPARK_STATE_SIM_SLOT (default 0), plus the pytest-xdist worker's number when
+    fleets run side by side. Set in the environment, so pyinfra (inventory/sim.py) and `spark-rehearsal` find it."""
+    base = Layout.default()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, …
+    if worker.startswith("gw"):
+        base = Layout(base.home, base.slot + int(worker[2:]))
+        os.environ[SLOT_ENV] = str(base.slot)
+    return base
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the marker, and before pytest-xdist reads the group
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that use the rehearsal fleet carry the `fleet` marker: `pytest -m "not fleet"` is the fast subset."""
+    """Tests that use the rehearsal fleet carry the `fleet` marker (`pytest -m "not fleet"` is the fast subset)
+    and their module's group in FLEET_GROUPS (`--dist loadgroup` runs each group on a fleet of its own)."""
     for item in items:
-        if "fleet" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.fleet)
+        if "fleet" not in getattr(item, "fixturenames", ()):
+            continue
+        item.add_marker(pytest.mark.fleet)
+        module = item.path.relative_to(REPO).as_posix()
+        if module not in FLEET_GROUPS:
+            raise pytest.UsageError(f"{module} uses the fleet: give it a group in tests/conftest.py FLEET_GROUPS")
+        item.add_marker(pytest.mark.xdist_group(FLEET_GROUPS[module]))

@@ -4,6 +4,7 @@ a docker directory). The registry and the hub listen on the bridge's gateway add
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -13,17 +14,17 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import images, ngc_auth, packages, registry
 from .errors import SimError
-from .layout import BRIDGE, GATEWAY, HUB_PORT, Layout, host_address, host_name
+from .layout import HUB_PORT, Layout, host_name
 from .rootfs import OPERATOR, OPERATOR_UID, ensure_rootfs
 
-NETNS_PREFIX = "ssim-"
-VETH_PREFIX = "ssim-h"
 GPU_DIR = "etc/spark-sim"
 UNIFIED_MEMORY_KIB = int(121.7 * 1024 * 1024)  # the Spark's 121.7 GiB of unified memory
 SPARK_DATA_DIR = "/var/lib/spark-state"
@@ -205,21 +206,22 @@ def up(count: int, layout: Layout | None = None, log=print) -> FleetRecord:
     layout = layout or Layout.default()
     down(layout, log=lambda *_: None)  # whatever a crash left behind goes first
     started = time.monotonic()
-    host_root = ensure_rootfs(layout, "host", log)
-    image_root = ensure_rootfs(layout, "image", log)
+    with _cache_lock(layout):  # fleets in other slots, starting now, build the shared caches once
+        host_root = ensure_rootfs(layout, "host", log)
+        image_root = ensure_rootfs(layout, "image", log)
+        _ensure_ssh_key(layout)
+        ca_crt, _, _ = registry.ensure_certificates(layout)
     layout.fleet.mkdir(parents=True, exist_ok=True)
-    _ensure_ssh_key(layout)
 
-    _run(["ip", "link", "add", BRIDGE, "type", "bridge"])
-    _run(["ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE])
-    _run(["ip", "link", "set", BRIDGE, "up"])
+    _run(["ip", "link", "add", layout.bridge, "type", "bridge"])
+    _run(["ip", "addr", "add", f"{layout.gateway}/24", "dev", layout.bridge])
+    _run(["ip", "link", "set", layout.bridge, "up"])
 
-    ca_crt, _, _ = registry.ensure_certificates(layout)
     registry_pid = _spawn(registry.registry_command(layout), layout.fleet / "registry.log")
     door_argv, door_env = registry.door_command(layout)
     door_pid = _spawn(door_argv, layout.fleet / "ngc-auth.log", door_env)
     hub_pid = _spawn(
-        [sys.executable, "-m", "spark_rehearsal.hub", "--host", GATEWAY, "--port", str(HUB_PORT)],
+        [sys.executable, "-m", "spark_rehearsal.hub", "--host", layout.gateway, "--port", str(HUB_PORT)],
         layout.fleet / "hub.log",
     )
     # Both sudo paths are exercised: the second host asks its operator for a password, the others do not; only
@@ -228,7 +230,7 @@ def up(count: int, layout: Layout | None = None, log=print) -> FleetRecord:
     record = FleetRecord(
         [],
         str(layout.ssh_key),
-        f"http://{GATEWAY}:{HUB_PORT}",
+        f"http://{layout.gateway}:{HUB_PORT}",
         registry_pid,
         hub_pid,
         time.time(),
@@ -238,12 +240,14 @@ def up(count: int, layout: Layout | None = None, log=print) -> FleetRecord:
         door_pid=door_pid,
     )
     record.save(layout)
-    backend_host, _, backend_port = registry.BACKEND.partition(":")
+    backend_host, _, backend_port = layout.backend.partition(":")
     if not all(
-        _wait_port(a, p, 15) for a, p in ((GATEWAY, 443), (GATEWAY, HUB_PORT), (backend_host, int(backend_port)))
+        _wait_port(a, p, 15)
+        for a, p in ((layout.gateway, 443), (layout.gateway, HUB_PORT), (backend_host, int(backend_port)))
     ):
         raise SimError(f"registry, its nvcr.io door or the hub did not start; see {layout.fleet}/*.log")
-    images.publish_images(layout, image_root, f"http://{registry.BACKEND}", ca_crt, log)
+    with _cache_lock(layout):  # the layer cache is shared
+        images.publish_images(layout, image_root, f"http://{layout.backend}", ca_crt, log)
 
     for index in range(count):
         record.hosts.append(_boot_host(layout, index, host_root, ca_crt, record))
@@ -255,6 +259,17 @@ def up(count: int, layout: Layout | None = None, log=print) -> FleetRecord:
         + ", ".join(f"{h.name}={h.address}" for h in record.hosts)
     )
     return record
+
+
+@contextmanager
+def _cache_lock(layout: Layout) -> Iterator[None]:
+    layout.cache.mkdir(parents=True, exist_ok=True)
+    with open(layout.cache_lock, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _ensure_ssh_key(layout: Layout) -> None:
@@ -301,20 +316,20 @@ def _meminfo() -> str:
 
 
 def _boot_host(layout: Layout, index: int, lower: Path, ca_crt: Path, record: FleetRecord) -> SimHost:
-    name, address = host_name(index), host_address(index)
-    netns, veth = f"{NETNS_PREFIX}{name}", f"{VETH_PREFIX}{index + 1:02d}"
+    name, address = host_name(index), layout.host_address(index)
+    netns, veth = f"{layout.netns_prefix}{name}", f"{layout.veth_prefix}{index + 1:02d}"
     d = layout.host_dir(name)
     for sub in ("upper", "work", "merged", "docker"):
         (d / sub).mkdir(parents=True, exist_ok=True)
 
     _run(["ip", "netns", "add", netns])
     _run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns])
-    _run(["ip", "link", "set", veth, "master", BRIDGE, "up"])
+    _run(["ip", "link", "set", veth, "master", layout.bridge, "up"])
     for argv in (
         ["addr", "add", f"{address}/24", "dev", "eth0"],
         ["link", "set", "eth0", "up"],
         ["link", "set", "lo", "up"],
-        ["route", "add", "default", "via", GATEWAY],
+        ["route", "add", "default", "via", layout.gateway],
     ):
         _run(["ip", "-n", netns, *argv])
     # /proc/sys is read-only inside the machine; docker only needs forwarding already on.
@@ -344,7 +359,8 @@ def _boot_host(layout: Layout, index: int, lower: Path, ca_crt: Path, record: Fl
         "-D",
         str(merged),
         "-M",
-        name,
+        layout.machine_name(index),
+        f"--hostname={name}",
         f"--network-namespace-path=/run/netns/{netns}",
         "--register=no",
         "--keep-unit",
@@ -393,7 +409,8 @@ def _personalise(root: Path, name: str, address: str, ca_crt: Path, layout: Layo
     (root / "etc/machine-id").write_text(secrets.token_hex(16) + "\n")
     registries = " ".join(ngc_auth.door_names())
     (root / "etc/hosts").write_text(
-        f"127.0.0.1 localhost\n{address} {name}\n{GATEWAY} {registries}\n::1 localhost ip6-localhost ip6-loopback\n"
+        f"127.0.0.1 localhost\n{address} {name}\n{layout.gateway} {registries}\n"
+        "::1 localhost ip6-localhost ip6-loopback\n"
     )
     (root / "etc/environment").write_text(f"HF_ENDPOINT={record.hub_endpoint}\nHF_HUB_DISABLE_TELEMETRY=1\n")
     _run(["ssh-keygen", "-A", "-f", str(root)])
@@ -494,7 +511,7 @@ def down(layout: Layout | None = None, log=print) -> list[str]:
         if _alive(pid):
             _stop(pid, 5)
             removed.append(f"service pid {pid}")
-    for netns in _our_netns():
+    for netns in _our_netns(layout):
         for pid in _run(["ip", "netns", "pids", netns], check=False).stdout.split():
             _stop(int(pid), 3)
         _run(["ip", "netns", "del", netns], check=False)
@@ -503,7 +520,7 @@ def down(layout: Layout | None = None, log=print) -> list[str]:
         if _run(["umount", mount], check=False).returncode != 0:
             _run(["umount", "-l", mount], check=False)
         removed.append(f"mount {mount}")
-    for link in _our_links():
+    for link in _our_links(layout):
         _run(["ip", "link", "del", link], check=False)
         removed.append(f"link {link}")
     if layout.fleet.exists():
@@ -540,23 +557,23 @@ def _stray_service_pids(layout: Layout) -> list[int]:
         p
         for p, c in _cmdlines().items()
         if (c.startswith("docker-registry serve") and registry_config in c)
-        or ("spark_rehearsal.hub" in c and f"--host {GATEWAY}" in c)
-        or ("spark_rehearsal.ngc_auth" in c and f"--listen {GATEWAY}:443" in c)
+        or ("spark_rehearsal.hub" in c and f"--host {layout.gateway} " in c)
+        or ("spark_rehearsal.ngc_auth" in c and f"--listen {layout.gateway}:443 " in c)
     ]
 
 
-def _our_netns() -> list[str]:
+def _our_netns(layout: Layout) -> list[str]:
     out = _run(["ip", "netns", "list"], check=False).stdout.split("\n")
-    return [line.split()[0] for line in out if line.startswith(NETNS_PREFIX)]
+    return [line.split()[0] for line in out if line.startswith(layout.netns_prefix)]
 
 
-def _our_links() -> list[str]:
+def _our_links(layout: Layout) -> list[str]:
     names = [
         line.split(":")[1].strip().split("@")[0]
         for line in _run(["ip", "-o", "link", "show"], check=False).stdout.splitlines()
         if ":" in line
     ]
-    return [n for n in names if n == BRIDGE or n.startswith(VETH_PREFIX)]
+    return [n for n in names if n == layout.bridge or n.startswith(layout.veth_prefix)]
 
 
 def _mounts_under(path: Path) -> list[str]:
@@ -585,8 +602,10 @@ def status(layout: Layout | None = None) -> tuple[FleetRecord, list[HostStatus],
     record = FleetRecord.load(layout)
     hosts = [HostStatus(h.name, h.address, _alive(h.pid), _wait_port(h.address, 22, 1.5)) for h in record.hosts]
     services = {
-        "registry (nvcr.io)": _alive(record.registry_pid) and _alive(record.door_pid) and _wait_port(GATEWAY, 443, 1),
-        f"hub ({record.hub_endpoint})": _alive(record.hub_pid) and _wait_port(GATEWAY, HUB_PORT, 1),
+        "registry (nvcr.io)": _alive(record.registry_pid)
+        and _alive(record.door_pid)
+        and _wait_port(layout.gateway, 443, 1),
+        f"hub ({record.hub_endpoint})": _alive(record.hub_pid) and _wait_port(layout.gateway, HUB_PORT, 1),
     }
     return record, hosts, services
 
@@ -594,7 +613,7 @@ def status(layout: Layout | None = None) -> tuple[FleetRecord, list[HostStatus],
 def leftovers(layout: Layout | None = None) -> list[str]:
     """Anything of a fleet still present (used to prove `down` leaves nothing)."""
     layout = layout or Layout.default()
-    found = [f"netns {n}" for n in _our_netns()] + [f"link {n}" for n in _our_links()]
+    found = [f"netns {n}" for n in _our_netns(layout)] + [f"link {n}" for n in _our_links(layout)]
     found += [f"mount {m}" for m in _mounts_under(layout.fleet)]
     found += [f"process {p}" for p in _stray_nspawn_pids(layout) + _stray_service_pids(layout)]
     if layout.fleet.exists():

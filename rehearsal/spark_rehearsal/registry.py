@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .errors import SimError
-from .layout import GATEWAY, REGISTRY_NAME, Layout
+from .layout import REGISTRY_NAME, SLOTS, Layout, gateway
 from .ngc_auth import door_names
 
 CONFIG = """version: 0.1
@@ -25,20 +25,19 @@ storage:
 http:
   addr: {backend}
 """
-BACKEND = "127.0.0.1:15000"  # only this machine reaches the registry itself (the fleet publishes here)
 # The NGC API key the rehearsal nvcr.io accepts (user $oauthtoken); the tests and scripts/rehearse.sh use it.
 NGC_KEY = "rehearsal-key"
 
 
 def ensure_certificates(layout: Layout) -> tuple[Path, Path, Path]:
     """(CA certificate, server certificate, server key); the server is valid for every name the door answers
-    (nvcr.io, Docker Hub's registry and token hosts, ghcr.io) and the gateway IP. Made again when that list
-    changed since they were made."""
+    (nvcr.io, Docker Hub's registry and token hosts, ghcr.io) and every slot's gateway IP, so the fleets of all
+    slots share them. Made again when that list changed since they were made."""
     d = layout.ca_dir
     ca_crt, ca_key, crt, key = d / "ca.crt", d / "ca.key", d / "registry.crt", d / "registry.key"
     ext = d / "san.ext"
-    names = ",".join(f"DNS:{n}" for n in door_names())
-    san = f"subjectAltName={names},IP:{GATEWAY}\nbasicConstraints=CA:FALSE\n"
+    names = ",".join([f"DNS:{n}" for n in door_names()] + [f"IP:{gateway(slot)}" for slot in range(SLOTS)])
+    san = f"subjectAltName={names}\nbasicConstraints=CA:FALSE\n"
     if all(p.exists() for p in (ca_crt, crt, key)) and ext.exists() and ext.read_text() == san:
         return ca_crt, crt, key
     d.mkdir(parents=True, exist_ok=True)
@@ -101,7 +100,7 @@ def ensure_certificates(layout: Layout) -> tuple[Path, Path, Path]:
 def registry_command(layout: Layout) -> list[str]:
     layout.registry_dir.mkdir(parents=True, exist_ok=True)
     config = layout.fleet / "registry.yml"
-    config.write_text(CONFIG.format(storage=layout.registry_dir, backend=BACKEND))
+    config.write_text(CONFIG.format(storage=layout.registry_dir, backend=layout.backend))
     return ["docker-registry", "serve", str(config)]
 
 
@@ -129,13 +128,13 @@ def door_command(layout: Layout) -> tuple[list[str], dict[str, str]]:
         "-m",
         "spark_rehearsal.ngc_auth",
         "--listen",
-        f"{GATEWAY}:443",
+        f"{layout.gateway}:443",
         "--cert",
         str(crt),
         "--key",
         str(key),
         "--backend",
-        BACKEND,
+        layout.backend,
         "--faults",
         str(faults_file(layout)),
     ]

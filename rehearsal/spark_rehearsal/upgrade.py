@@ -104,7 +104,7 @@ def repush(ref: str, layout: Layout | None = None) -> str:
     require_root()
     layout = layout or Layout.default()
     ca_crt, _, _ = registry.ensure_certificates(layout)
-    return images.repush(layout, ensure_rootfs(layout, "image"), f"http://{registry.BACKEND}", ca_crt, ref)
+    return images.repush(layout, ensure_rootfs(layout, "image"), f"http://{layout.backend}", ca_crt, ref)
 
 
 def reboot(name: str, layout: Layout | None = None, wait: bool = True) -> float:

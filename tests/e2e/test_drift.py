@@ -11,8 +11,6 @@ import pytest
 from conftest import Fleet
 from e2e_helpers import ALPHA, BETA, ENGINE_ROOT, GAMMA, answers, deploy, drift, drifted, read_fleet, state_text
 
-from spark_rehearsal.layout import GATEWAY
-
 HOSTS = {ALPHA: "alpha", BETA: "beta", GAMMA: "gamma"}
 NVFP4_HOSTS = ("alpha", "beta", "gamma")
 
@@ -181,7 +179,7 @@ def test_unreachable_host_is_an_error_for_that_host_only(fleet: Fleet, workdir: 
         assert by_host["alpha"]["in_sync"] and not by_host["alpha"]["drift"]
     finally:
         subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
-        subprocess.run(["ip", "-n", netns, "route", "replace", "default", "via", GATEWAY], check=True)
+        subprocess.run(["ip", "-n", netns, "route", "replace", "default", "via", fleet.layout.gateway], check=True)
 
 
 def test_after_a_deploy_drift_exits_0_again(fleet: Fleet, workdir: Path, converged: str) -> None:

@@ -7,6 +7,7 @@ started here use 18004-18006 and /srv."""
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import time
 
@@ -26,7 +27,7 @@ def test_each_host_has_ssh_systemd_docker_and_its_identity(fleet: Fleet) -> None
     for index, host in enumerate(fleet.hosts):
         out = fleet.root(host, "hostname; systemctl is-active ssh docker; cat /proc/1/comm").stdout.split()
         assert out == [host.name, "active", "active", "systemd"]
-        assert host.address == f"10.200.0.{11 + index}"
+        assert host.address == fleet.layout.host_address(index)
 
 
 def test_root_has_no_ssh_the_operator_logs_in_by_key_and_sudo_is_as_each_host_says(fleet: Fleet) -> None:
@@ -267,13 +268,24 @@ def _stream_200(url: str) -> tuple[float, float, int]:
     return first - start, (tokens - 1) / (last - first), tokens
 
 
+def _stream_median(url: str, runs: int = 3) -> tuple[float, float, int]:
+    """Medians of `_stream_200` over `runs` requests, as the bench reports them: one request's TTFT is a single
+    scheduling delay away from the band on a loaded 2-core machine."""
+    samples = [_stream_200(url) for _ in range(runs)]
+    return (
+        statistics.median(s[0] for s in samples),
+        statistics.median(s[1] for s in samples),
+        min(s[2] for s in samples),
+    )
+
+
 def test_served_standin_streams_at_the_seed_rate_and_refuses_chat_without_template(fleet: Fleet) -> None:
     host = fleet.hosts[0]
     rc, log = _convert_and_build(fleet, host, "25.12", "/srv/build-serve")
     assert rc == 0, log
     _download(fleet, host, "nvidia/Llama-3.1-8B-Instruct-FP8", "/srv/ckpt/fp8")
     url = _serve(fleet, host, "nvfp4-fp8tok", 18004, "/srv/ckpt/fp8", "/srv/build-serve/engine")
-    ttft, decode, tokens = _stream_200(url)
+    ttft, decode, tokens = _stream_median(url)
     assert tokens == 200
     assert 0.020 < ttft < 0.080  # seed: 30.8 ms
     assert 38.82 * 0.85 < decode < 38.82 * 1.10  # seed: 38.82 tok/s
@@ -301,7 +313,7 @@ def test_pacing_is_configurable_per_host(fleet: Fleet) -> None:
     )
     try:
         url = _serve(fleet, host, "nvfp4-slow", 18006, "/srv/ckpt/fp8", "/srv/build-slow/engine")
-        _, decode, _ = _stream_200(url)
+        _, decode, _ = _stream_median(url)
         assert 38.82 / 1.3 * 0.85 < decode < 38.82 / 1.3 * 1.10
     finally:
         fleet.root(host, "mv /root/gpu.json.bak /etc/spark-sim/gpu.json; docker rm -f nvfp4-slow")
