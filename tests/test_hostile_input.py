@@ -48,6 +48,20 @@ def test_a_token_shaped_value_is_warned_whatever_its_name() -> None:
     assert "looks like a credential" in _warnings(text)["services.chat.env.EXTRA"]
 
 
+def test_a_secret_its_stack_does_not_document_is_delivered_only_when_allowed_with_a_warning() -> None:
+    allowed = BASE.replace(
+        "services:\n  chat: {engine: nvfp4, port: 8004,",
+        "services:\n  chat: {engine: nvfp4, port: 8004, secrets: [SITE_TOKEN], allow_secrets: [SITE_TOKEN],",
+    )
+    warning = _warnings(allowed)["services.chat.allow_secrets[0]"]
+    assert "SITE_TOKEN is not a credential trtllm-engine documents reading" in warning
+    assert "delivered because allow_secrets names it" in warning
+    with pytest.raises(StateFileError) as info:
+        load_state_text(allowed.replace(", allow_secrets: [SITE_TOKEN]", ""), "state.yaml")
+    (problem,) = info.value.problems
+    assert problem.field == "services.chat.secrets[0]" and "add allow_secrets: [SITE_TOKEN]" in problem.message
+
+
 def test_a_file_over_the_size_limit_is_refused_before_parsing(tmp_path: Path) -> None:
     big = tmp_path / "big.yaml"
     big.write_text("# " + "x" * MAX_STATE_BYTES + "\n")

@@ -228,7 +228,16 @@ class ServiceBase(Strict):
         "trtllm-serve, 1800 s for a NIM, whose first start downloads its model profile).",
     )
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, description="Plain environment for the container.")
-    secrets: list[EnvName] = Field(default_factory=list, description="Env-var names delivered in a 0600 file.")
+    secrets: list[EnvName] = Field(
+        default_factory=list,
+        description="Env-var names delivered in a 0600 file: credentials the stack documents reading (HF_TOKEN, "
+        "NGC_API_KEY for a NIM, VLLM_API_KEY, LLAMA_API_KEY), or names listed in allow_secrets.",
+    )
+    allow_secrets: list[EnvName] = Field(
+        default_factory=list,
+        description="Secrets this service's image reads although its stack does not document them (each one a "
+        "warning at validate): the operator's environment goes into the container only by name.",
+    )
     extra_args: list[ExtraArg] = Field(default_factory=list, description="Extra server flags, verbatim.")
     expect: Expect = Field(default_factory=Expect)
     memory_gib: float | None = Field(default=None, gt=0, le=4096, description="Memory budget; overrides the estimate.")

@@ -9,8 +9,10 @@ import math
 import re
 from collections.abc import Callable, Iterator
 
+from ..stacks import STACKS
 from .model import (
     COMMIT_SHA,
+    FETCH_SECRETS,
     DesiredState,
     EngineService,
     LlamaCppService,
@@ -224,7 +226,19 @@ def _env_names(state: DesiredState) -> Iterator[tuple[Path, str]]:
         yield from ((("services", sname, "env", n), n) for n in svc.env)
 
 
+def _refused_env(name: str) -> bool:
+    return hijacks(name) or name in RUNTIME_ENV or name.startswith(RUNTIME_PREFIXES) or name in INTERCEPTING_ENV
+
+
 def _environment(state: DesiredState, report: Report, warn: Report) -> None:
+    for cname, ckpt in state.checkpoints.items():
+        where = ("checkpoints", cname)
+        _secrets_read(
+            where, ckpt.secrets, ckpt.allow_secrets, FETCH_SECRETS, "the download (huggingface_hub)", report, warn
+        )
+    for sname, svc in state.services.items():
+        stack = STACKS[svc.stack]
+        _secrets_read(("services", sname), svc.secrets, svc.allow_secrets, stack.secrets, stack.name, report, warn)
     for path, name in _env_names(state):
         if hijacks(name):
             report(
@@ -264,6 +278,44 @@ def _environment(state: DesiredState, report: Report, warn: Report) -> None:
                 ("services", sname, "secrets"),
                 "a NIM needs NGC_API_KEY to download its model profile: add "
                 "secrets: [NGC_API_KEY] (the deploy refuses it without)",
+            )
+
+
+def _secrets_read(
+    where: Path,
+    secrets: list[str],
+    allowed: list[str],
+    documented: frozenset[str],
+    reader: str,
+    report: Report,
+    warn: Report,
+) -> None:
+    """A secret is the deploying operator's environment shipped into a container: only the credentials its reader
+    documents, or a name the state allows on purpose (a warning)."""
+    known = ", ".join(sorted(documented)) or "none"
+    for i, name in enumerate(secrets):
+        if name in documented or _refused_env(name):  # a refused name has its own reason
+            continue
+        if name not in allowed:
+            report(
+                (*where, "secrets", i),
+                f"{name} is not a credential {reader} documents reading (it reads: {known}); a secret is your "
+                f"environment shipped into the container, so only what it reads belongs there. If it "
+                f"does read {name}, add allow_secrets: [{name}]",
+            )
+    for i, name in enumerate(allowed):
+        if name not in secrets:
+            report(
+                (*where, "allow_secrets", i),
+                f"{name} is not in secrets: allow_secrets only lets a listed secret through",
+            )
+        elif name in documented:
+            warn((*where, "allow_secrets", i), f"{name} needs no allow_secrets: {reader} documents reading it")
+        elif not _refused_env(name):
+            warn(
+                (*where, "allow_secrets", i),
+                f"{name} is not a credential {reader} documents reading; it is delivered because allow_secrets "
+                "names it",
             )
 
 

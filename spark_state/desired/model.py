@@ -98,13 +98,27 @@ class Image(Strict):
 ImageEntry = Annotated[Image, BeforeValidator(_image_shorthand, json_schema_input_type=ImageRef | Image)]
 
 
+# Downloads run on_host/fetch_checkpoint.py, that is huggingface_hub, which reads its token from HF_TOKEN
+# (huggingface_hub's environment-variable reference; HUGGING_FACE_HUB_TOKEN is its deprecated alias).
+FETCH_SECRETS = frozenset({"HF_TOKEN"})
+
+
 class Checkpoint(Strict):
     repo: HfRepo
     revision: Revision = Field(default="main", description="Pin a commit sha for reproducible engines.")
     tokenizer_from: Name | None = Field(
         default=None, description="Take tokenizer and chat template from this checkpoint (NVFP4 repos lack one)."
     )
-    secrets: list[EnvName] = Field(default_factory=list, description="Env-var names, e.g. HF_TOKEN for gated repos.")
+    secrets: list[EnvName] = Field(
+        default_factory=list,
+        description="Env-var names for the download, e.g. HF_TOKEN for gated repos (the one credential "
+        "huggingface_hub reads), or names listed in allow_secrets.",
+    )
+    allow_secrets: list[EnvName] = Field(
+        default_factory=list,
+        description="Secrets the download reads although huggingface_hub does not document them (each one a "
+        "warning at validate).",
+    )
     size_gb: float | None = Field(default=None, gt=0, le=4096, description="Download size, for the disk budget.")
     files: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9*?\[\]][A-Za-z0-9._/*?\[\]-]{0,250}$")]] = Field(
         default_factory=list,

@@ -50,3 +50,7 @@ class Stack:
     # it gets depends on what started before it, so such services start after every other, in one fixed order.
     takes_free_memory: bool = False
     flags: FlagServer | None = None  # a server configured by flags: how a service's `options` are checked
+    # The credentials the server documents reading from its environment: a service's `secrets` may name these; any
+    # other name needs the service's `allow_secrets` (a secret is the operator's environment shipped into a
+    # container, so only what the server reads belongs there).
+    secrets: frozenset[str] = frozenset()

@@ -123,4 +123,6 @@ STACK = Stack(
     health_timeout_s=900,  # loading a GGUF is reading it: minutes at most for what fits a Spark
     launch=launch,
     flags=FLAGS,
+    # common/arg.cpp (b11312): `--api-key` from LLAMA_API_KEY, `--hf-token` from HF_TOKEN.
+    secrets=frozenset({"LLAMA_API_KEY", "HF_TOKEN"}),
 )

@@ -46,4 +46,7 @@ STACK = Stack(
     metrics_path="/v1/metrics",
     health_timeout_s=1800,  # the first start downloads the model profile into the cache
     launch=launch,
+    # NIM LLM's configuration and environment-variable pages: `-e NGC_API_KEY` (NGC downloads) and `-e HF_TOKEN`
+    # (gated or private Hugging Face models).
+    secrets=frozenset({"NGC_API_KEY", "HF_TOKEN"}),
 )

@@ -122,4 +122,7 @@ STACK = Stack(
     launch=launch,
     takes_free_memory=True,
     flags=FLAGS,
+    # SGLang 0.5.23 reads its API keys only from flags (srt/arg_groups/fields/serving.py); HF_TOKEN through
+    # huggingface_hub.
+    secrets=frozenset({"HF_TOKEN"}),
 )

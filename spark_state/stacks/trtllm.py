@@ -292,4 +292,5 @@ STACK = Stack(
     health_timeout_s=600,
     launch=launch,
     takes_free_memory=True,
+    secrets=frozenset({"HF_TOKEN"}),  # transformers and huggingface_hub in trtllm-serve, for gated tokenizers
 )

@@ -43,4 +43,5 @@ STACK = Stack(
     health_timeout_s=600,
     launch=launch,
     takes_free_memory=True,
+    # No `secrets`: Triton serves a built engine and reads its tokenizer from disk; it documents no credential.
 )

@@ -111,6 +111,9 @@ STACK = Stack(
     health_timeout_s=1800,  # vLLM profiles memory, captures CUDA graphs and may compile before it answers
     launch=launch,
     flags=FLAGS,
+    # vllm/envs.py: VLLM_API_KEY (the key `--api-key` otherwise takes); HF_TOKEN through huggingface_hub, for gated
+    # tokenizers and configs.
+    secrets=frozenset({"VLLM_API_KEY", "HF_TOKEN"}),
 )
 
 

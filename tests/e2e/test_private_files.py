@@ -24,7 +24,7 @@ SAMPLER = "/root/argv-samples.log"
 def _with_secret(text: str) -> str:
     with_secret = text.replace(
         "kv_cache_free_gpu_memory_fraction: 0.4,",
-        "kv_cache_free_gpu_memory_fraction: 0.4, secrets: [SPARK_TEST_TOKEN],",
+        "kv_cache_free_gpu_memory_fraction: 0.4, secrets: [SPARK_TEST_TOKEN], allow_secrets: [SPARK_TEST_TOKEN],",
     )
     assert with_secret != text
     return with_secret
