@@ -9,7 +9,7 @@ from conftest import EXAMPLE_STATE
 
 from spark_state.desired.compat import KNOWN_GPUS, Support, trtllm_support, trtllm_version_for_image, version_tuple
 from spark_state.desired.loader import load_state, load_state_text
-from spark_state.errors import MemoryBudgetError
+from spark_state.errors import MemoryBudgetError, StateFileError
 from spark_state.plan.engines import plan_engine
 from spark_state.plan.host_plan import plan_fleet, plan_host
 from spark_state.stacks import STACKS
@@ -290,3 +290,27 @@ hosts:
         == {"chat": STACKS["vllm"].default_port, "pt": STACKS["trtllm"].default_port}
         == {"chat": 8000, "pt": 8355}
     )
+
+
+def test_validate_and_plan_agree_on_who_downloads_a_gguf_checkpoint() -> None:
+    """A GGUF checkpoint that is also the NVFP4 checkpoint's tokenizer_from is downloaded on spark-02 by the NVFP4
+    engine's image: validate accepts it without fetch_image, as the plan has an image for it (one rule,
+    desired.downloads)."""
+    text = (
+        EXAMPLE_TEXT.replace(
+            "    fetch_image: vllm-26.05     # llama.cpp's image has no Python to download with; this one has "
+            "huggingface_hub\n",
+            "",
+        )
+        .replace("    tokenizer_from: llama31-8b-fp8\n", "    tokenizer_from: llama31-8b-gguf\n")
+        .replace(
+            "    tokenizer: llama31-8b-fp8     # explicit; tokenizer_from on the checkpoint would choose the same\n", ""
+        )
+    )
+    assert "fetch_image" not in text and "tokenizer_from: llama31-8b-gguf" in text
+    (plan,) = plan_fleet(_state(text), "spark-02")
+    gguf = next(c for c in plan.checkpoints if c.name == "llama31-8b-gguf")
+    assert gguf.fetch_image_ref == "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
+    with pytest.raises(StateFileError) as info:  # without that tokenizer use, nothing on spark-02 can download it
+        _state(text.replace("    tokenizer_from: llama31-8b-gguf\n", ""))
+    assert "only llama.cpp serves it" in str(info.value.problems[0])

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from ..stacks import STACKS, trtllm
 from . import hazards
 from .compat import KNOWN_GPUS, Support, known_bad_fix, trtllm_support, trtllm_version_for_image, version_tuple
+from .downloads import download_image
 from .model import (
-    DOWNLOADING_SERVICES,
     DesiredState,
     EngineService,
     LlamaCppService,
@@ -269,25 +269,17 @@ def _check_hosts(state: DesiredState, c: _Collector) -> None:
 
 
 def _check_downloads(state: DesiredState, c: _Collector) -> None:
-    """Each checkpoint a llama.cpp service serves is downloaded on its host by an image with huggingface_hub: a
-    service or engine there that uses it too, or the checkpoint's fetch_image (llama.cpp's images have no Python)."""
+    """Each checkpoint a llama.cpp service serves is downloaded on its host by an image with huggingface_hub
+    (desired.downloads, the rule the plan follows): a service or engine there that uses it too, or the checkpoint's
+    fetch_image (llama.cpp's images have no Python)."""
     for hname in state.hosts:
-        services = [state.services[s] for s in host_services(state, hname) if s in state.services]
-        downloads = {
-            name
-            for svc in services
-            if isinstance(svc, (EngineService, *DOWNLOADING_SERVICES))
-            for name in (
-                (state.engines[svc.engine].checkpoint if svc.engine in state.engines else None)
-                if isinstance(svc, EngineService)
-                else svc.checkpoint,
-                svc.tokenizer,
-            )
-        }
-        for svc in services:
+        services = [s for s in host_services(state, hname) if s in state.services]
+        engines = [svc.engine for s in services if isinstance(svc := state.services[s], EngineService)]
+        for s in services:
+            svc = state.services[s]
             if not isinstance(svc, LlamaCppService) or svc.checkpoint not in state.checkpoints:
                 continue
-            if svc.checkpoint not in downloads and state.checkpoints[svc.checkpoint].fetch_image is None:
+            if download_image(state, svc.checkpoint, services, engines) is None:
                 c.error(
                     ("checkpoints", svc.checkpoint),
                     f"on host {hname!r} only llama.cpp serves it, whose images have no Python to download with: "

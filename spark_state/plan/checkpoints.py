@@ -5,14 +5,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from ..desired.model import (
-    CHECKPOINT_SERVICES,
-    DOWNLOADING_SERVICES,
-    DesiredState,
-    EngineService,
-    LlamaCppService,
-    NimService,
-)
+from ..desired.downloads import download_image
+from ..desired.model import DesiredState
 from .images import local_ref
 
 
@@ -55,31 +49,9 @@ def plan_checkpoint(state: DesiredState, name: str, fetch_image: str, tokenizer_
 
 
 def fetch_image(state: DesiredState, checkpoint: str, services: list[str], engines: list[str]) -> str:
-    """An image on this host that can download `checkpoint` (it ships huggingface_hub): the image of whatever uses
-    it, else the checkpoint's own fetch_image (llama.cpp's server images carry no Python)."""
-    for name in engines:
-        if state.engines[name].checkpoint == checkpoint:
-            return state.engines[name].image
-    for s in services:
-        svc = state.services[s]
-        if not isinstance(svc, (EngineService, *DOWNLOADING_SERVICES)):
-            continue
-        if (isinstance(svc, CHECKPOINT_SERVICES) and svc.checkpoint == checkpoint) or tokenizer_checkpoint(
-            state, s
-        ) == checkpoint:
-            return svc.image or state.engines[svc.engine].image  # type: ignore[union-attr]
-    if (image := state.checkpoints[checkpoint].fetch_image) is not None:
-        return image
-    raise AssertionError(f"checkpoint {checkpoint} is planned but nothing here can download it (validate refuses)")
-
-
-def tokenizer_checkpoint(state: DesiredState, service_name: str) -> str | None:
-    """The checkpoint whose tokenizer a trtllm-serve service loads: explicit, else the model's tokenizer_from,
-    else the model's own."""
-    svc = state.services[service_name]
-    if isinstance(svc, NimService | LlamaCppService):  # a NIM brings its own; a GGUF file carries its tokenizer
-        return None
-    if svc.tokenizer:
-        return svc.tokenizer
-    model = state.engines[svc.engine].checkpoint if isinstance(svc, EngineService) else svc.checkpoint
-    return state.checkpoints[model].tokenizer_from or model
+    """The image that downloads `checkpoint` on this host (desired.downloads decides; validate refused a state
+    where nothing can)."""
+    image = download_image(state, checkpoint, services, engines)
+    if image is None:
+        raise AssertionError(f"checkpoint {checkpoint} is planned but nothing here can download it (validate refuses)")
+    return image

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..desired.compat import KNOWN_GPUS
+from ..desired.downloads import tokenizer_checkpoint
 from ..desired.model import (
     CHECKPOINT_SERVICES,
     DesiredState,
@@ -25,7 +26,7 @@ from ..desired.names import checkpoint_env_file, service_env_file
 from ..errors import MemoryBudgetError, UnknownHostError
 from ..stacks import STACKS
 from .budgets import Budget, memory_overflow, plan_budget
-from .checkpoints import CheckpointPlan, fetch_image, plan_checkpoint, tokenizer_checkpoint
+from .checkpoints import CheckpointPlan, fetch_image, plan_checkpoint
 from .engines import PLAN_FORMAT, EnginePlan, converter_path, plan_engine
 from .images import ImagePlan, plan_image
 from .units import ServicePlan, plan_service

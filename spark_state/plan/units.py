@@ -7,13 +7,14 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..desired.downloads import tokenizer_checkpoint
 from ..desired.model import DesiredState, EngineService, NimService, service_kind
 from ..desired.names import service_container, service_env_file, service_unit
 from ..stacks import STACKS
 from ..stacks.base import LaunchInputs
 from ..stacks.trtllm import SERVE_LIMITS
 from . import quoting
-from .checkpoints import checkpoint_dir, tokenizer_checkpoint
+from .checkpoints import checkpoint_dir
 from .engines import EnginePlan
 from .images import local_ref
 from .templates import render
