@@ -133,10 +133,10 @@ def _worker_layout() -> Layout:
     return base
 
 
-@pytest.hookimpl(tryfirst=True)  # before -m selects on the marker, and before pytest-xdist reads the group
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that use the rehearsal fleet carry the `fleet` marker (`pytest -m "not fleet"` is the fast subset)
-    and their module's group in FLEET_GROUPS (`--dist loadgroup` runs each group on a fleet of its own)."""
+    """Tests that use the rehearsal fleet carry the `fleet` marker (`pytest -m "not fleet"` is the fast subset);
+    each of their modules must have a group in FLEET_GROUPS."""
     for item in items:
         if "fleet" not in getattr(item, "fixturenames", ()):
             continue
@@ -144,4 +144,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         module = item.path.relative_to(REPO).as_posix()
         if module not in FLEET_GROUPS:
             raise pytest.UsageError(f"{module} uses the fleet: give it a group in tests/conftest.py FLEET_GROUPS")
-        item.add_marker(pytest.mark.xdist_group(FLEET_GROUPS[module]))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """`--dist loadgroup` with the groups of FLEET_GROUPS: each group's tests, in collection order, on one worker
+    (so on one fleet); any other test on its own. pytest-xdist's own loadgroup reads `xdist_group` marks through
+    the test's node id, which pytest 9.2 no longer lets it change: the marks are silently ignored
+    (pytest-dev/pytest-xdist#1386), hence xdist's scope scheduler with the groups given here."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FleetGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return FLEET_GROUPS.get(nodeid.split("::", 1)[0], nodeid)
+
+    return FleetGroupScheduling(config, log)
