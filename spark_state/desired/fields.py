@@ -218,6 +218,22 @@ class Expect(Strict):
     )
 
 
+def secrets_field(reader: str) -> Any:
+    return Field(
+        default_factory=list,
+        description=f"Env-var names delivered in a 0600 file: credentials {reader} documents reading, or names "
+        "listed in allow_secrets.",
+    )
+
+
+def allow_secrets_field(reader: str) -> Any:
+    return Field(
+        default_factory=list,
+        description=f"Secrets that are read although {reader} does not document them (each one a warning at "
+        "validate): the operator's environment goes into a container only by name.",
+    )
+
+
 class ServiceBase(Strict):
     port: Port
     health_timeout_s: int | None = Field(
@@ -228,16 +244,8 @@ class ServiceBase(Strict):
         "trtllm-serve, 1800 s for a NIM, whose first start downloads its model profile).",
     )
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, description="Plain environment for the container.")
-    secrets: list[EnvName] = Field(
-        default_factory=list,
-        description="Env-var names delivered in a 0600 file: credentials the stack documents reading (HF_TOKEN, "
-        "NGC_API_KEY for a NIM, VLLM_API_KEY, LLAMA_API_KEY), or names listed in allow_secrets.",
-    )
-    allow_secrets: list[EnvName] = Field(
-        default_factory=list,
-        description="Secrets this service's image reads although its stack does not document them (each one a "
-        "warning at validate): the operator's environment goes into the container only by name.",
-    )
+    secrets: list[EnvName] = secrets_field("its stack (HF_TOKEN; NGC_API_KEY for a NIM, VLLM_API_KEY, LLAMA_API_KEY)")
+    allow_secrets: list[EnvName] = allow_secrets_field("its stack")
     extra_args: list[ExtraArg] = Field(default_factory=list, description="Extra server flags, verbatim.")
     expect: Expect = Field(default_factory=Expect)
     memory_gib: float | None = Field(default=None, gt=0, le=4096, description="Memory budget; overrides the estimate.")

@@ -36,6 +36,8 @@ from .fields import (
     ShellArg,
     Strict,
     UnixUser,
+    allow_secrets_field,
+    secrets_field,
 )
 
 __all__ = [
@@ -109,16 +111,8 @@ class Checkpoint(Strict):
     tokenizer_from: Name | None = Field(
         default=None, description="Take tokenizer and chat template from this checkpoint (NVFP4 repos lack one)."
     )
-    secrets: list[EnvName] = Field(
-        default_factory=list,
-        description="Env-var names for the download, e.g. HF_TOKEN for gated repos (the one credential "
-        "huggingface_hub reads), or names listed in allow_secrets.",
-    )
-    allow_secrets: list[EnvName] = Field(
-        default_factory=list,
-        description="Secrets the download reads although huggingface_hub does not document them (each one a "
-        "warning at validate).",
-    )
+    secrets: list[EnvName] = secrets_field("its download, huggingface_hub (HF_TOKEN, for gated repos)")
+    allow_secrets: list[EnvName] = allow_secrets_field("huggingface_hub")
     size_gb: float | None = Field(default=None, gt=0, le=4096, description="Download size, for the disk budget.")
     files: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9*?\[\]][A-Za-z0-9._/*?\[\]-]{0,250}$")]] = Field(
         default_factory=list,
