@@ -105,6 +105,7 @@ def _handle_line(line: bytes, now: float, result: RequestResult) -> int | None:
         content = delta.get("content") if isinstance(delta, dict) else choice.get("text")
         if content:
             result.content_chunks += 1
+            result.chunk_times.append(now)
             result.last_token = now
             if result.first_token is None:
                 result.first_token = now

@@ -54,6 +54,29 @@ def serial_table(results: list[EndpointResult]) -> Table:
     return t
 
 
+def tail_table(results: list[EndpointResult]) -> Table:
+    """The serial run's tail, as vLLM's benchmark_serving.py reports it (ms), and goodput where objectives exist."""
+    t = Table(title="serial tail latency (ms) and goodput", title_justify="left")
+    t.add_column("stack", overflow="fold", min_width=12)
+    columns = (
+        ("TTFT p95", "ttft_ms", "p95"),
+        ("TTFT p99", "ttft_ms", "p99"),
+        ("ITL p50", "itl_ms", "p50"),
+        ("ITL p95", "itl_ms", "p95"),
+        ("ITL p99", "itl_ms", "p99"),
+        ("TPOT p50", "tpot_ms", "p50"),
+        ("E2EL p99", "e2el_ms", "p99"),
+    )
+    for title, _, _ in columns:
+        t.add_column(title, justify="right", overflow="fold")
+    t.add_column("goodput %", justify="right", overflow="fold")
+    for r in results:
+        if r.serial is not None:
+            figures = (_f(getattr(r.serial, figure).get(q)) for _, figure, q in columns)
+            t.add_row(_name(r), *figures, _f(r.serial.goodput_pct))
+    return t
+
+
 def _levels_table(results: list[EndpointResult], title: str) -> tuple[Table, list[int]]:
     """A table with a stack column and one column per concurrency any result measured; and those levels."""
     levels = sorted({lv.concurrency for r in results for lv in r.levels})
@@ -131,6 +154,7 @@ def show(
     console: Console, results: list[EndpointResult], verdicts: list[Verdict], deltas: list[Delta], baseline: str | None
 ) -> None:
     console.print(serial_table(results))
+    console.print(tail_table(results))
     console.print(concurrency_table(results))
     if any(r.levels for r in results):
         console.print(latency_table(results))

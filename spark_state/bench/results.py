@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ class RequestResult:
     send_delay: float = 0.0  # start → request headers on the wire, less TCP connect: pool wait or a busy loop
     saw_done: bool = False
     due: float | None = None  # when the request should have left: level start or the stream's previous end
+    chunk_times: list[float] = field(default_factory=list)  # arrival of each chunk with content (first_token…)
 
     @property
     def dispatch_lag(self) -> float:
@@ -50,6 +52,50 @@ class RequestResult:
     @property
     def wall(self) -> float:
         return self.ended - self.started
+
+    # Latency figures as vLLM's benchmark_serving.py defines them (benchmarks/backend_request_func.py and
+    # calculate_metrics): ITL = every gap between two chunks with content; TPOT = (last − first token) over the
+    # tokens after the first; E2EL = on the wire → last token.
+    @property
+    def itls(self) -> list[float]:
+        times = self.chunk_times
+        return [b - a for a, b in itertools.pairwise(times)]
+
+    @property
+    def tpot(self) -> float | None:
+        if self.first_token is None or self.last_token is None or self.completion_tokens < 2:
+            return None
+        return (self.last_token - self.first_token) / (self.completion_tokens - 1)
+
+    @property
+    def e2el(self) -> float | None:
+        return None if self.last_token is None else self.last_token - (self.sent or self.started)
+
+    def meets(self, slo: Slo) -> bool:
+        """Every per-request objective held (a failed request meets none)."""
+        checks = (
+            (slo.ttft_ms, [self.ttft]),
+            (slo.itl_ms, self.itls),
+            (slo.tpot_ms, [self.tpot]),
+            (slo.e2el_ms, [self.e2el]),
+        )
+        return self.ok and all(
+            bound is None or all(v is not None and v * 1000 <= bound for v in values) for bound, values in checks
+        )
+
+
+@dataclass(frozen=True)
+class Slo:
+    """What one request must meet to count toward goodput (milliseconds; None: no objective). A late token
+    anywhere in an answer is a missed ITL objective."""
+
+    ttft_ms: float | None = None
+    itl_ms: float | None = None
+    tpot_ms: float | None = None
+    e2el_ms: float | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.ttft_ms, self.itl_ms, self.tpot_ms, self.e2el_ms))
 
 
 @dataclass
@@ -77,6 +123,10 @@ class SerialResult:
     fallback_token_counts: int  # requests whose token count came from chunks, not usage
     client: ClientHealth
     dispatch_lag_ms: dict[str, float | None] = field(default_factory=dict)  # next to TTFT: their sum is the wait
+    itl_ms: dict[str, float | None] = field(default_factory=dict)
+    tpot_ms: dict[str, float | None] = field(default_factory=dict)
+    e2el_ms: dict[str, float | None] = field(default_factory=dict)
+    goodput_pct: float | None = None  # share of requests meeting the service's Slo; None when it declares none
 
 
 @dataclass
@@ -93,6 +143,10 @@ class LevelResult:
     errors: list[str]
     client: ClientHealth
     dispatch_lag_ms: dict[str, float | None] = field(default_factory=dict)  # next to TTFT: their sum is the wait
+    itl_ms: dict[str, float | None] = field(default_factory=dict)
+    tpot_ms: dict[str, float | None] = field(default_factory=dict)
+    e2el_ms: dict[str, float | None] = field(default_factory=dict)
+    goodput_pct: float | None = None
 
 
 @dataclass

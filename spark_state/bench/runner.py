@@ -17,7 +17,7 @@ import httpx
 from ..desired.model import Bench
 from ..errors import BenchError
 from .client import LoopLagMonitor, stream_completion
-from .results import ClientHealth, EndpointResult, LevelResult, RequestResult, SerialResult
+from .results import ClientHealth, EndpointResult, LevelResult, RequestResult, SerialResult, Slo
 from .stats import percentile, summary
 from .wire import StreamConnection
 
@@ -40,6 +40,7 @@ def run_measured(coroutine: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coroutine)
 
 
+NO_SLO = Slo()  # goodput is not reckoned
 _DEFAULTS = Bench()  # the state file's bench section as it is when left out: the one set of bench defaults
 
 
@@ -94,6 +95,18 @@ def _ms(values: list[float]) -> dict[str, float | None]:
     return summary([v * 1000 for v in values])
 
 
+def _latencies(results: list[RequestResult], slo: Slo) -> dict[str, Any]:
+    """ITL (every gap, pooled over the requests), TPOT and E2EL of the answers that arrived, and goodput: the
+    share of all requests (failed ones included) that met every objective of `slo`."""
+    good = [r for r in results if r.ok]
+    return {
+        "itl_ms": _ms([gap for r in good for gap in r.itls]),
+        "tpot_ms": _ms([r.tpot for r in good if r.tpot is not None]),
+        "e2el_ms": _ms([r.e2el for r in good if r.e2el is not None]),
+        "goodput_pct": 100.0 * sum(r.meets(slo) for r in results) / len(results) if slo and results else None,
+    }
+
+
 async def _one(connection: StreamConnection, model: str, s: BenchSettings) -> RequestResult:
     return await stream_completion(
         connection, model, s.prompt, s.max_tokens, s.temperature, s.chat, s.timeout_s, s.ignore_eos
@@ -110,11 +123,16 @@ async def discover_model(client: httpx.AsyncClient, url: str) -> str:
 
 
 async def run_serial(
-    url: str, model: str, s: BenchSettings, progress: Progress | None = None, sink: list[RequestResult] | None = None
+    url: str,
+    model: str,
+    s: BenchSettings,
+    progress: Progress | None = None,
+    sink: list[RequestResult] | None = None,
+    slo: Slo = NO_SLO,
 ) -> SerialResult:
     connection = stream_connection(url, s)
     try:
-        return await _serial(connection, model, s, progress, sink)
+        return await _serial(connection, model, s, progress, sink, slo)
     finally:
         connection.close()
 
@@ -125,6 +143,7 @@ async def _serial(
     s: BenchSettings,
     progress: Progress | None,
     sink: list[RequestResult] | None,
+    slo: Slo,
 ) -> SerialResult:
     for i in range(s.warmup_requests):
         await _one(connection, model, s)
@@ -155,6 +174,7 @@ async def _serial(
         errors=_errors(results),
         fallback_token_counts=sum(r.ok and r.tokens_from == "chunks" for r in results),
         client=_client_health(lag, results),
+        **_latencies(results, slo),
     )
 
 
@@ -176,6 +196,7 @@ async def run_level(
     concurrency: int,
     progress: Progress | None = None,
     sink: list[RequestResult] | None = None,
+    slo: Slo = NO_SLO,
 ) -> LevelResult:
     """`concurrency` closed-loop streams: each sends its next request as soon as the previous one ends."""
     total = s.requests_at(concurrency)
@@ -227,6 +248,7 @@ async def run_level(
         early_stops=sum(r.early_stop for r in ok),
         errors=_errors(results),
         client=_client_health(lag, results, first_wave=concurrency),
+        **_latencies(results, slo),
     )
 
 
@@ -237,14 +259,15 @@ async def run_endpoint(
     host: str | None = None,
     service: str | None = None,
     progress: Progress | None = None,
+    slo: Slo = NO_SLO,
 ) -> EndpointResult:
     url = url.rstrip("/")
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     if model is None:
         async with httpx.AsyncClient(timeout=httpx.Timeout(settings.timeout_s, connect=10.0)) as client:
             model = await discover_model(client, url)
-    serial = await run_serial(url, model, settings, progress) if settings.serial_requests else None
-    levels = [await run_level(url, model, settings, c, progress) for c in settings.concurrency]
+    serial = await run_serial(url, model, settings, progress, slo=slo) if settings.serial_requests else None
+    levels = [await run_level(url, model, settings, c, progress, slo=slo) for c in settings.concurrency]
     return EndpointResult(
         url=url,
         model=model,

@@ -22,6 +22,7 @@ def summary(values: Sequence[float]) -> dict[str, float | None]:
     return {
         "p50": percentile(values, 50),
         "p90": percentile(values, 90),
+        "p95": percentile(values, 95),
         "p99": percentile(values, 99),
         "mean": sum(values) / len(values) if values else None,
         "max": max(values) if values else None,

@@ -10,7 +10,7 @@ from ..plan.host_plan import HostPlan, plan_host
 from ..plan.units import ServicePlan
 from .results import EndpointResult, Verdict
 from .runner import BenchSettings, Progress, run_endpoint
-from .verdict import judge
+from .verdict import judge, slo_for
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,13 @@ def targets(
 async def bench_target(
     target: Target, settings: BenchSettings, resident_gib: float | None, progress: Progress | None = None
 ) -> tuple[EndpointResult, Verdict]:
-    result = await run_endpoint(target.url, settings, host=target.host, service=target.service, progress=progress)
+    result = await run_endpoint(
+        target.url,
+        settings,
+        host=target.host,
+        service=target.service,
+        progress=progress,
+        slo=slo_for(target.expect),
+    )
     result.resident_gib = resident_gib
     return result, judge(result, target.expect, target.service, target.host)

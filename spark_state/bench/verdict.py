@@ -5,7 +5,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .results import Check, EndpointResult, Verdict
+from .results import Check, EndpointResult, Slo, Verdict
+
+# Expectation → (the serial run's figure, its percentile, what the check is called); all upper bounds in ms.
+_TAIL_BOUNDS = {
+    "ttft_p95_ms": ("ttft_ms", "p95", "TTFT p95 (ms)"),
+    "ttft_p99_ms": ("ttft_ms", "p99", "TTFT p99 (ms)"),
+    "itl_p95_ms": ("itl_ms", "p95", "ITL p95 (ms)"),
+    "itl_p99_ms": ("itl_ms", "p99", "ITL p99 (ms)"),
+    "tpot_p50_ms": ("tpot_ms", "p50", "TPOT p50 (ms)"),
+    "e2el_p99_ms": ("e2el_ms", "p99", "E2EL p99 (ms)"),
+}
+
+
+def slo_for(expect: dict[str, Any]) -> Slo:
+    """The per-request objectives goodput counts against: for each metric, the largest bound the service
+    declares on it (its tail budget)."""
+
+    def largest(*names: str) -> float | None:
+        bounds = [float(expect[n]) for n in names if expect.get(n) is not None]
+        return max(bounds) if bounds else None
+
+    return Slo(
+        ttft_ms=largest("ttft_p50_ms", "ttft_p95_ms", "ttft_p99_ms"),
+        itl_ms=largest("itl_p95_ms", "itl_p99_ms"),
+        tpot_ms=largest("tpot_p50_ms"),
+        e2el_ms=largest("e2el_p99_ms"),
+    )
 
 
 def judge(result: EndpointResult, expect: dict[str, Any], service: str, host: str | None = None) -> Verdict:
@@ -16,6 +42,12 @@ def judge(result: EndpointResult, expect: dict[str, Any], service: str, host: st
     if expect.get("ttft_p50_ms") is not None:
         measured = serial.ttft_ms.get("p50") if serial else None
         checks.append(_check("TTFT p50 (ms)", "<=", expect["ttft_p50_ms"], measured))
+    for name, (figure, q, metric) in _TAIL_BOUNDS.items():
+        if expect.get(name) is not None:
+            measured = getattr(serial, figure).get(q) if serial else None
+            checks.append(_check(metric, "<=", expect[name], measured))
+    if expect.get("goodput_pct") is not None:
+        checks.append(_check("goodput (%)", ">=", expect["goodput_pct"], serial.goodput_pct if serial else None))
     if expect.get("decode_tok_s") is not None:
         measured = serial.decode_tok_s.get("p50") if serial else None
         checks.append(_check("decode (tok/s)", ">=", expect["decode_tok_s"], measured))

@@ -13,6 +13,7 @@ from ..stacks import STACKS, trtllm
 from . import hazards
 from .compat import KNOWN_GPUS, Support, known_bad_fix, trtllm_support, trtllm_version_for_image, version_tuple
 from .downloads import download_image
+from .fields import LATENCY_BOUNDS
 from .model import (
     DesiredState,
     EngineService,
@@ -169,6 +170,15 @@ def _check_services(state: DesiredState, c: _Collector) -> None:
             _check_llamacpp(state, c, base, svc)
         elif isinstance(svc, NimService):
             c.ref(base + ("container",), "images", svc.container, "image")
+        if svc.expect.goodput_pct is not None and not any(
+            getattr(svc.expect, bound) is not None for bound in ("ttft_p50_ms", *LATENCY_BOUNDS)
+        ):
+            c.error(
+                base + ("expect", "goodput_pct"),
+                "goodput counts the requests that meet the latency bounds: declare at least one (ttft_p50_ms, "
+                + ", ".join(LATENCY_BOUNDS)
+                + ")",
+            )
         for conc in svc.expect.aggregate_tok_s:
             if conc not in state.bench.concurrency:
                 c.error(

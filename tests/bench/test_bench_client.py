@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import subprocess
@@ -14,8 +15,16 @@ import httpx
 import pytest
 
 from spark_state.bench.report import html_report
-from spark_state.bench.results import EndpointResult, from_document, to_document
+from spark_state.bench.results import (
+    ClientHealth,
+    EndpointResult,
+    SerialResult,
+    Slo,
+    from_document,
+    to_document,
+)
 from spark_state.bench.runner import BenchSettings, run_endpoint
+from spark_state.bench.stats import percentile
 from spark_state.cli import main
 
 TTFT_MS, GAP_MS = 40.0, 10.0
@@ -84,6 +93,64 @@ def test_at_concurrency_64_figures_stay_near_the_truth(server: KnownServer) -> N
     # every request's dispatch lag (due → on the wire) is summarised next to TTFT
     assert level.dispatch_lag_ms["n"] == 128 and 0 <= level.dispatch_lag_ms["p50"] <= level.dispatch_lag_ms["max"]
     assert result.serial is None
+
+
+# Every fourth serial request (numbers 5, 9, …, 21: the warm-up is number 1) holds tokens 10, 20 and 30 for ten
+# extra decode steps: 15 of the 780 gaps are 110 ms, the rest 10 ms, so ITL p95 is 10 ms and p99 110 ms.
+LATE = ("--late", "5,9,13,17,21", "--late-tokens", "10,20,30", "--late-steps", "10")
+
+
+@pytest.mark.parametrize("server", [LATE], indirect=True)
+def test_tail_latencies_and_goodput_match_a_known_itl_distribution(server: KnownServer) -> None:
+    settings = BenchSettings(max_tokens=40, serial_requests=20, warmup_requests=1, concurrency=[], timeout_s=30)
+    result = asyncio.run(run_endpoint(server.url, settings, slo=Slo(ttft_ms=100, itl_ms=50)))
+    s = result.serial
+    assert s.ok == 20 and s.itl_ms["n"] == 20 * 39
+    # The truth is what the server did: when each request arrived and each chunk left it (one monotonic clock).
+    # On a loaded machine the server's own steps drift from the 10/110 ms it aims at; the bench must see the gaps
+    # it really made, not the ones it meant.
+    timings = httpx.get(f"{server.url}/debug/timings").json()
+    served = [timings[str(n)] for n in range(2, 22)]
+    truth = {
+        "ttft": [(t[4][0] - t[0]) * 1000 for t in served],
+        "itl": [(b - a) * 1000 for t in served for a, b in itertools.pairwise(t[4])],
+    }
+
+    def near(measured: float | None, figure: str, q: float) -> bool:  # within 2 %, or 1 ms, of the truth
+        true = percentile(truth[figure], q)
+        return measured is not None and true is not None and abs(measured - true) <= max(0.02 * true, 1.0)
+
+    assert near(s.itl_ms["p50"], "itl", 50) and near(s.itl_ms["p95"], "itl", 95) and near(s.itl_ms["p99"], "itl", 99)
+    assert near(s.ttft_ms["p95"], "ttft", 95) and near(s.ttft_ms["p99"], "ttft", 99)
+    assert percentile(truth["itl"], 95) < 2 * GAP_MS < percentile(truth["itl"], 99)  # the distribution as designed
+    assert s.tpot_ms["p50"] == pytest.approx(GAP_MS, rel=0.1)
+    assert s.e2el_ms["p99"] == pytest.approx(TTFT_MS + 39 * GAP_MS + 3 * 10 * GAP_MS, rel=0.1)
+    assert s.goodput_pct == 75.0  # the five requests with late tokens missed the 50 ms ITL objective
+
+
+def test_latency_expectations_are_judged_and_their_bounds_are_goodputs_objectives() -> None:
+    from spark_state.bench.verdict import judge, slo_for
+
+    expect = {"ttft_p50_ms": 60, "ttft_p99_ms": 200, "itl_p99_ms": 50, "goodput_pct": 90}
+    assert slo_for(expect) == Slo(ttft_ms=200, itl_ms=50)
+    result = EndpointResult("http://x", "m", None, "svc", "now", {}, None, [])
+    result.serial = SerialResult(
+        requests=20,
+        ok=20,
+        ttft_ms={"p50": 41.0, "p99": 43.0},
+        decode_tok_s={},
+        wall_s={},
+        completion_tokens_p50=40,
+        early_stops=0,
+        errors=[],
+        fallback_token_counts=0,
+        client=ClientHealth(),
+        itl_ms={"p99": 110.0},
+        goodput_pct=75.0,
+    )
+    checks = {c.metric: c for c in judge(result, expect, "svc").checks}
+    assert checks["TTFT p99 (ms)"].ok and not checks["ITL p99 (ms)"].ok and not checks["goodput (%)"].ok
+    assert checks["goodput (%)"].measured == 75.0 and checks["goodput (%)"].expected == ">= 90"
 
 
 @pytest.mark.parametrize("server", [("--no-role-chunk",)], indirect=True)

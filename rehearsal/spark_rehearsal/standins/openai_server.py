@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -332,6 +332,11 @@ class Quirks:
     stop_after: int | None = None  # finish with "stop" after this many tokens (an early stop)
     fail_requests: frozenset[int] = frozenset()  # request numbers (from 1) answered with HTTP 500
     stall_requests: frozenset[int] = frozenset()  # request numbers that never answer
+    # A known inter-token-latency distribution for testing clients: in these requests, each token index of
+    # `late_tokens` is held for `late_steps` extra decode steps (its gap is (1 + late_steps) steps).
+    late_requests: frozenset[int] = frozenset()
+    late_tokens: frozenset[int] = frozenset()
+    late_steps: int = 0
 
 
 @dataclass
@@ -403,9 +408,16 @@ class BatchScheduler:
                 if step():
                     del self.active[stream_id]
 
-    async def stream(self, count: int, emit: Callable[[int], None], arrived: float | None = None) -> None:
+    async def stream(
+        self,
+        count: int,
+        emit: Callable[[int], None],
+        arrived: float | None = None,
+        held: Mapping[int, int] | None = None,
+    ) -> None:
         """Call `emit(index)` for token indices 0..count-1, paced: prefill for the first, then one per decode
-        step. `emit` raising ConnectionError (the client went away) ends the stream with that error.
+        step (plus `held[index]` steps before that index, for a known late token). `emit` raising
+        ConnectionError (the client went away) ends the stream with that error.
 
         Prefill counts from `arrived` (when the request's first bytes reached the server) unless the request
         had to wait for a batch slot: then from when it got one. So the known TTFT holds from arrival, however
@@ -424,9 +436,13 @@ class BatchScheduler:
                 return
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             next_index = 1
+            waits = dict(held or {})
 
             def step() -> bool:
                 nonlocal next_index
+                if waits.get(next_index, 0) > 0:
+                    waits[next_index] -= 1
+                    return False
                 try:
                     emit(next_index)
                 except ConnectionError as exc:
@@ -496,9 +512,9 @@ class OpenAIServer:
         self.config = config
         self.scheduler = BatchScheduler(config)
         self.request_count = 0
-        # Per request: [arrived, first token sent, last token sent, tokens] on the monotonic clock, so a
-        # client on the same machine can separate its own overhead from the server's.
-        self.timings: dict[int, list[float]] = {}
+        # Per request: [arrived, first token sent, last token sent, tokens, [when each chunk was sent]] on the
+        # monotonic clock, so a client on the same machine can separate its own overhead from the server's.
+        self.timings: dict[int, list[Any]] = {}
         self.started = time.time()
         self.ready = False
         self._server: asyncio.base_events.Server | None = None
@@ -669,7 +685,7 @@ class OpenAIServer:
     async def _completion(self, chat: bool, body: bytes, writer: asyncio.StreamWriter, arrived: float) -> bool:
         self.request_count += 1
         number = self.request_count
-        self.timings[number] = [arrived, 0.0, 0.0, 0]
+        self.timings[number] = [arrived, 0.0, 0.0, 0, []]
         quirks = self.config.quirks
         try:
             request = json.loads(body or b"{}")
@@ -827,8 +843,11 @@ class OpenAIServer:
                 timing[2] = time.perf_counter()
                 timing[1] = timing[1] or timing[2]
                 timing[3] = sent
+                timing[4].append(timing[2])
 
-        await self.scheduler.stream(count, emit, timing[0])
+        number = int(rid.rsplit("-", 1)[1])
+        held = dict.fromkeys(quirks.late_tokens, quirks.late_steps) if number in quirks.late_requests else None
+        await self.scheduler.stream(count, emit, timing[0], held)
         self._account(count)
         await writer.drain()
 
@@ -871,6 +890,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fail", default="", help="comma-separated request numbers answered with HTTP 500")
     p.add_argument("--stall", default="", help="comma-separated request numbers that never answer")
     p.add_argument("--no-chat-template", action="store_true")
+    p.add_argument("--late", default="", help="comma-separated request numbers with late tokens")
+    p.add_argument("--late-tokens", default="", help="comma-separated token indices held in those requests")
+    p.add_argument("--late-steps", type=int, default=0, help="extra decode steps each late token is held")
     p.add_argument(
         "--unknown-fields",
         choices=["refuse", "ignore"],
@@ -893,6 +915,9 @@ def main(argv: list[str] | None = None) -> None:
             stop_after=args.stop_after,
             fail_requests=numbers(args.fail),
             stall_requests=numbers(args.stall),
+            late_requests=numbers(args.late),
+            late_tokens=numbers(args.late_tokens),
+            late_steps=args.late_steps,
         ),
         chat_template=not args.no_chat_template,
         max_batch_size=args.max_batch_size,
