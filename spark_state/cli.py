@@ -69,6 +69,16 @@ def _concurrency(text: str) -> list[int]:
     return values
 
 
+def _rates(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    if not values or any(not 0 < v <= 10_000 for v in values):
+        raise argparse.ArgumentTypeError("request rates are requests per second, above 0 and at most 10000")
+    return values
+
+
 def _bench(args: argparse.Namespace, console: Console) -> Outcome:
     from .bench.command import run_bench
 
@@ -285,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=_concurrency, help="levels, e.g. 1,2,4,8")
     p.add_argument("--requests-per-level", type=int)
     p.add_argument("--duration", type=float, dest="duration_s", help="seconds per level instead of a count")
+    p.add_argument("--rate", type=_rates, dest="rates", help="open-loop runs at these requests/s (Poisson arrivals)")
+    p.add_argument("--requests-per-rate", type=int)
     p.add_argument("--timeout", type=float, dest="timeout_s", help="per-request timeout (s)")
     p.add_argument("--completions", action="store_true", help="use /v1/completions instead of chat")
     p.add_argument(

@@ -27,6 +27,8 @@ OVERRIDES = (
     "warmup_requests",
     "concurrency",
     "requests_per_level",
+    "rates",
+    "requests_per_rate",
     "duration_s",
     "timeout_s",
     "ignore_eos",

@@ -103,6 +103,33 @@ def concurrency_table(results: list[EndpointResult]) -> Table:
     return t
 
 
+def rate_table(results: list[EndpointResult]) -> Table:
+    """Open-loop runs: what was offered, what the client achieved, and what a user waited."""
+    t = Table(title="open loop (Poisson arrivals)", title_justify="left")
+    t.add_column("stack", overflow="fold", min_width=12)
+    for col in ("req/s", "achieved", "peak", "tok/s", "TTFT p50", "TTFT p99", "ITL p99", "goodput %"):
+        t.add_column(col, justify="right", overflow="fold")
+    t.add_column("notes", overflow="fold")
+    for r in results:
+        for run in r.rates:
+            notes = [f"{run.requests - run.ok} failed"] if run.ok < run.requests else []
+            if run.client.limited:
+                notes.append("client-limited: " + "; ".join(run.client.reasons))
+            t.add_row(
+                _name(r),
+                f"{run.rate_rps:g}",
+                _f(run.achieved_rps, 2),
+                str(run.peak_in_flight),
+                _f(run.aggregate_tok_s),
+                _f(run.ttft_ms.get("p50")),
+                _f(run.ttft_ms.get("p99")),
+                _f(run.itl_ms.get("p99")),
+                _f(run.goodput_pct),
+                shown("; ".join(notes), "yellow"),
+            )
+    return t
+
+
 def latency_cell(level: LevelResult | None) -> str:
     """TTFT p50 under load, then the client's dispatch lag p50: a reader adds them for the wait a user sees."""
     if level is None:
@@ -158,6 +185,8 @@ def show(
     console.print(concurrency_table(results))
     if any(r.levels for r in results):
         console.print(latency_table(results))
+    if any(r.rates for r in results):
+        console.print(rate_table(results))
     if deltas and baseline:
         console.print(delta_table(deltas, baseline))
     if verdicts:

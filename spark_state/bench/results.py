@@ -110,8 +110,18 @@ class ClientHealth:
     reasons: list[str] = field(default_factory=list)
 
 
+@dataclass(kw_only=True)
+class TailFigures:
+    """A run's latency tail (ms summaries, vLLM's definitions: RequestResult) and goodput."""
+
+    itl_ms: dict[str, float | None] = field(default_factory=dict)
+    tpot_ms: dict[str, float | None] = field(default_factory=dict)
+    e2el_ms: dict[str, float | None] = field(default_factory=dict)
+    goodput_pct: float | None = None  # share of requests meeting the service's Slo; None when it declares none
+
+
 @dataclass
-class SerialResult:
+class SerialResult(TailFigures):
     requests: int
     ok: int
     ttft_ms: dict[str, float | None]
@@ -123,14 +133,10 @@ class SerialResult:
     fallback_token_counts: int  # requests whose token count came from chunks, not usage
     client: ClientHealth
     dispatch_lag_ms: dict[str, float | None] = field(default_factory=dict)  # next to TTFT: their sum is the wait
-    itl_ms: dict[str, float | None] = field(default_factory=dict)
-    tpot_ms: dict[str, float | None] = field(default_factory=dict)
-    e2el_ms: dict[str, float | None] = field(default_factory=dict)
-    goodput_pct: float | None = None  # share of requests meeting the service's Slo; None when it declares none
 
 
 @dataclass
-class LevelResult:
+class LevelResult(TailFigures):
     concurrency: int
     requests: int
     ok: int
@@ -143,10 +149,25 @@ class LevelResult:
     errors: list[str]
     client: ClientHealth
     dispatch_lag_ms: dict[str, float | None] = field(default_factory=dict)  # next to TTFT: their sum is the wait
-    itl_ms: dict[str, float | None] = field(default_factory=dict)
-    tpot_ms: dict[str, float | None] = field(default_factory=dict)
-    e2el_ms: dict[str, float | None] = field(default_factory=dict)
-    goodput_pct: float | None = None
+
+
+@dataclass
+class RateResult(TailFigures):
+    """An open-loop run: requests leave at Poisson arrival times for `rate_rps`, whatever the answers."""
+
+    rate_rps: float
+    achieved_rps: float | None  # requests over the span from the first to the last one on the wire
+    requests: int
+    ok: int
+    peak_in_flight: int
+    aggregate_tok_s: float | None
+    ttft_ms: dict[str, float | None]
+    duration_s: float
+    completion_tokens: int
+    early_stops: int
+    errors: list[str]
+    client: ClientHealth
+    dispatch_lag_ms: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -160,6 +181,7 @@ class EndpointResult:
     serial: SerialResult | None
     levels: list[LevelResult]
     resident_gib: float | None = None
+    rates: list[RateResult] = field(default_factory=list)
 
     def level(self, concurrency: int) -> LevelResult | None:
         return next((lv for lv in self.levels if lv.concurrency == concurrency), None)
@@ -209,7 +231,8 @@ def from_document(doc: dict[str, Any]) -> tuple[list[EndpointResult], list[Verdi
         if serial is not None:
             serial = SerialResult(**{**serial, "client": _client(serial["client"])})
         levels = [LevelResult(**{**lv, "client": _client(lv["client"])}) for lv in r.get("levels", [])]
-        results.append(EndpointResult(**{**r, "serial": serial, "levels": levels}))
+        rates = [RateResult(**{**rr, "client": _client(rr["client"])}) for rr in r.get("rates", [])]
+        results.append(EndpointResult(**{**r, "serial": serial, "levels": levels, "rates": rates}))
     verdicts = [
         Verdict(v["service"], v.get("host"), [Check(**c) for c in v["checks"]]) for v in doc.get("verdicts", [])
     ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
+import random
 import ssl
 import time
 from collections import Counter
@@ -17,7 +19,7 @@ import httpx
 from ..desired.model import Bench
 from ..errors import BenchError
 from .client import LoopLagMonitor, stream_completion
-from .results import ClientHealth, EndpointResult, LevelResult, RequestResult, SerialResult, Slo
+from .results import ClientHealth, EndpointResult, LevelResult, RateResult, RequestResult, SerialResult, Slo
 from .stats import percentile, summary
 from .wire import StreamConnection
 
@@ -41,6 +43,8 @@ def run_measured(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 NO_SLO = Slo()  # goodput is not reckoned
+RATE_WINDOW_S = 30.0  # an open-loop run's default length in arrivals
+RATE_SEED = 0  # arrival times are the same on every run (vLLM's benchmark_serving seeds its draw with 0 too)
 _DEFAULTS = Bench()  # the state file's bench section as it is when left out: the one set of bench defaults
 
 
@@ -55,6 +59,8 @@ class BenchSettings:
     warmup_requests: int = _DEFAULTS.warmup_requests
     concurrency: list[int] = field(default_factory=lambda: list(_DEFAULTS.concurrency))
     requests_per_level: int | None = _DEFAULTS.requests_per_level  # None: 2 per stream
+    rates: list[float] = field(default_factory=lambda: list(_DEFAULTS.rates))  # open-loop runs, requests/s
+    requests_per_rate: int | None = _DEFAULTS.requests_per_rate  # None: RATE_WINDOW_S of arrivals, at least 20
     duration_s: float | None = None  # run each level this long instead of a request count
     timeout_s: float = _DEFAULTS.timeout_s
     chat: bool = True
@@ -64,6 +70,9 @@ class BenchSettings:
 
     def requests_at(self, concurrency: int) -> int:
         return self.requests_per_level or 2 * concurrency
+
+    def requests_at_rate(self, rate: float) -> int:
+        return self.requests_per_rate or max(20, round(RATE_WINDOW_S * rate))
 
 
 def _errors(results: list[RequestResult]) -> list[str]:
@@ -252,6 +261,88 @@ async def run_level(
     )
 
 
+def arrival_offsets(rate: float, count: int, seed: int = RATE_SEED) -> list[float]:
+    """Seconds after the start at which `count` requests leave: exponential gaps (Poisson arrivals, as vLLM's
+    benchmark_serving.py draws them at burstiness 1), scaled so that the run offers exactly `rate`."""
+    rng = random.Random(seed)
+    gaps = [rng.expovariate(1.0) for _ in range(count - 1)]
+    scale = (count - 1) / rate / sum(gaps) if gaps else 0.0
+    return [0.0, *itertools.accumulate(g * scale for g in gaps)]
+
+
+async def run_rate(
+    url: str,
+    model: str,
+    s: BenchSettings,
+    rate: float,
+    progress: Progress | None = None,
+    sink: list[RequestResult] | None = None,
+    slo: Slo = NO_SLO,
+) -> RateResult:
+    """Open loop: each request leaves at its arrival time whatever the server is doing, on a free connection or
+    a new one, so a slow server builds a queue instead of slowing the arrivals (as users do)."""
+    offsets = arrival_offsets(rate, s.requests_at_rate(rate))
+    idle: list[StreamConnection] = []
+    every: list[StreamConnection] = []
+    results: list[RequestResult] = []
+    in_flight = peak = 0
+
+    async def send(due: float) -> None:
+        nonlocal in_flight, peak
+        if idle:
+            connection = idle.pop()
+        else:
+            connection = stream_connection(url, s)
+            every.append(connection)
+        in_flight += 1
+        peak = max(peak, in_flight)
+        result = await _one(connection, model, s)
+        in_flight -= 1
+        idle.append(connection)
+        result.due = due
+        results.append(result)
+        if progress:
+            progress(f"{rate:g} req/s", len(results), len(offsets))
+
+    lag = LoopLagMonitor()
+    lag.start()
+    begun = time.perf_counter()
+    try:
+        sending: list[asyncio.Task[None]] = []
+        for offset in offsets:
+            delay = begun + offset - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sending.append(asyncio.create_task(send(begun + offset)))
+        await asyncio.gather(*sending)
+    finally:
+        await lag.stop()
+        for connection in every:
+            connection.close()
+    if sink is not None:
+        sink.extend(results)
+    ok = [r for r in results if r.ok]
+    sent = sorted(r.sent for r in results)
+    span = (max(r.ended for r in ok) - min(r.started for r in ok)) if ok else 0.0
+    tokens = sum(r.completion_tokens for r in ok)
+    return RateResult(
+        rate_rps=rate,
+        achieved_rps=(len(sent) - 1) / (sent[-1] - sent[0]) if len(sent) > 1 and sent[-1] > sent[0] else None,
+        requests=len(results),
+        ok=len(ok),
+        peak_in_flight=peak,
+        aggregate_tok_s=tokens / span if span > 0 else None,
+        ttft_ms=_ms([r.ttft for r in ok if r.ttft is not None]),
+        dispatch_lag_ms=_ms([r.dispatch_lag for r in results]),
+        duration_s=time.perf_counter() - begun,
+        completion_tokens=tokens,
+        early_stops=sum(r.early_stop for r in ok),
+        errors=_errors(results),
+        client=_client_health(lag, results),
+        **_latencies(results, slo),
+    )
+
+
 async def run_endpoint(
     url: str,
     settings: BenchSettings,
@@ -268,6 +359,7 @@ async def run_endpoint(
             model = await discover_model(client, url)
     serial = await run_serial(url, model, settings, progress, slo=slo) if settings.serial_requests else None
     levels = [await run_level(url, model, settings, c, progress, slo=slo) for c in settings.concurrency]
+    rates = [await run_rate(url, model, settings, r, progress, slo=slo) for r in settings.rates]
     return EndpointResult(
         url=url,
         model=model,
@@ -277,4 +369,5 @@ async def run_endpoint(
         settings=asdict(settings),
         serial=serial,
         levels=levels,
+        rates=rates,
     )

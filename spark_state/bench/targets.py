@@ -43,6 +43,8 @@ def settings_from_state(bench: Bench, **overrides: Any) -> BenchSettings:
         warmup_requests=bench.warmup_requests,
         concurrency=list(bench.concurrency),
         requests_per_level=bench.requests_per_level,
+        rates=list(bench.rates),
+        requests_per_rate=bench.requests_per_rate,
         timeout_s=bench.timeout_s,
         ignore_eos=bench.ignore_eos,
     )

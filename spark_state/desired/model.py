@@ -195,6 +195,14 @@ class Bench(Strict):
     requests_per_level: int | None = Field(
         default=None, ge=1, le=100000, description="Requests per concurrency level; default 2 × concurrency."
     )
+    rates: list[Annotated[float, Field(gt=0, le=10_000)]] = Field(
+        default_factory=list,
+        description="Open-loop runs after the concurrency levels: requests per second, leaving at Poisson "
+        "arrival times whatever the server is doing (the load users make).",
+    )
+    requests_per_rate: int | None = Field(
+        default=None, ge=2, le=100000, description="Requests per open-loop run; default 30 s of arrivals, at least 20."
+    )
     timeout_s: float = Field(default=120.0, gt=0, le=3600)
     ignore_eos: bool = Field(
         default=False,

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import re
+import statistics
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from spark_state.bench.results import (
     from_document,
     to_document,
 )
-from spark_state.bench.runner import BenchSettings, run_endpoint
+from spark_state.bench.runner import BenchSettings, arrival_offsets, run_endpoint
 from spark_state.bench.stats import percentile
 from spark_state.cli import main
 
@@ -151,6 +152,22 @@ def test_latency_expectations_are_judged_and_their_bounds_are_goodputs_objective
     checks = {c.metric: c for c in judge(result, expect, "svc").checks}
     assert checks["TTFT p99 (ms)"].ok and not checks["ITL p99 (ms)"].ok and not checks["goodput (%)"].ok
     assert checks["goodput (%)"].measured == 75.0 and checks["goodput (%)"].expected == ">= 90"
+
+
+def test_an_open_loop_run_keeps_its_poisson_rate_whatever_the_server_does(server: KnownServer) -> None:
+    # Each answer takes 40 + 39 × 10 ms; at 20 requests/s about nine are in flight: closed loop would slow down.
+    settings = BenchSettings(
+        max_tokens=40, serial_requests=0, warmup_requests=0, concurrency=[], rates=[20.0], requests_per_rate=100
+    )
+    (run,) = asyncio.run(run_endpoint(server.url, settings)).rates
+    assert run.requests == run.ok == 100 and not run.errors
+    assert run.achieved_rps == pytest.approx(20.0, rel=0.05)
+    assert run.peak_in_flight >= 5 and run.ttft_ms["p50"] == pytest.approx(TTFT_MS, abs=8)
+    offsets = arrival_offsets(20.0, 100)
+    assert offsets == arrival_offsets(20.0, 100) and offsets[-1] == pytest.approx(99 / 20.0)
+    gaps = [b - a for a, b in itertools.pairwise(offsets)]
+    mean = statistics.fmean(gaps)
+    assert 0.75 < statistics.pstdev(gaps) / mean < 1.25  # exponential gaps: their spread is their mean
 
 
 @pytest.mark.parametrize("server", [("--no-role-chunk",)], indirect=True)
