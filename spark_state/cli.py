@@ -288,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--service", help="only this service")
     p.add_argument("--url", help="bench any OpenAI-compatible endpoint instead, e.g. http://10.0.0.5:8000")
     p.add_argument("--model", help="model name for --url (default: the first of /v1/models)")
+    p.add_argument(
+        "--metrics-path",
+        default="/metrics",
+        help="for --url: the server's Prometheus metrics, read during the run ('' for none; NIM: /v1/metrics)",
+    )
     p.add_argument("--prompt")
     p.add_argument("--max-tokens", type=int)
     p.add_argument("--serial", type=int, dest="serial_requests", help="serial requests after warm-up")

@@ -99,7 +99,11 @@ async def _run_all(
                 bar.update(task, description=f"{label} {stage}", completed=done, total=total)
 
             if target is None:
-                results.append(await run_endpoint(url, settings, model=args.model, progress=progress))
+                results.append(
+                    await run_endpoint(
+                        url, settings, model=args.model, progress=progress, metrics_path=args.metrics_path or None
+                    )
+                )
                 continue
             resident = None
             if not args.no_resident:

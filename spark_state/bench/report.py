@@ -87,6 +87,20 @@ def _levels_table(results: list[EndpointResult], title: str) -> tuple[Table, lis
     return t, levels
 
 
+def server_note(figures: dict[str, float]) -> str:
+    """What the server said of the run (its own metrics), for a notes cell; "" when it said nothing."""
+    parts = []
+    if "running_peak" in figures:
+        parts.append(f"{figures['running_peak']:g} running")
+    if "waiting_peak" in figures:
+        parts.append(f"{figures['waiting_peak']:g} waiting")
+    if "kv_cache_use_peak" in figures:
+        parts.append(f"KV {figures['kv_cache_use_peak'] * 100:.0f}%")
+    if figures.get("preemptions"):
+        parts.append(f"{figures['preemptions']:g} preempted")
+    return f"server peak: {', '.join(parts)}" if parts else ""
+
+
 def concurrency_table(results: list[EndpointResult]) -> Table:
     t, levels = _levels_table(results, "aggregate throughput (tok/s), closed loop")
     t.add_column("notes", overflow="fold")
@@ -99,6 +113,8 @@ def concurrency_table(results: list[EndpointResult]) -> Table:
                 notes.append(f"c={c}: {lv.requests - lv.ok} failed, {lv.early_stops} ended before max_tokens")
             if lv and lv.client.limited:
                 notes.append(f"c={c} client-limited ({'; '.join(lv.client.reasons)})")
+            if lv and lv.server:
+                notes.append(f"c={c} {server_note(lv.server)}")
         t.add_row(_name(r), *cells, shown("; ".join(notes), "yellow"))
     return t
 
@@ -115,6 +131,8 @@ def rate_table(results: list[EndpointResult]) -> Table:
             notes = [f"{run.requests - run.ok} failed"] if run.ok < run.requests else []
             if run.client.limited:
                 notes.append("client-limited: " + "; ".join(run.client.reasons))
+            if run.server:
+                notes.append(server_note(run.server))
             t.add_row(
                 _name(r),
                 f"{run.rate_rps:g}",

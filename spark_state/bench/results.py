@@ -111,17 +111,19 @@ class ClientHealth:
 
 
 @dataclass(kw_only=True)
-class TailFigures:
-    """A run's latency tail (ms summaries, vLLM's definitions: RequestResult) and goodput."""
+class RunFigures:
+    """A run's latency tail (ms summaries, vLLM's definitions: RequestResult), goodput, and the server's own
+    figures while it ran (server_metrics: peaks of running/waiting requests and KV-cache use, preemptions)."""
 
     itl_ms: dict[str, float | None] = field(default_factory=dict)
     tpot_ms: dict[str, float | None] = field(default_factory=dict)
     e2el_ms: dict[str, float | None] = field(default_factory=dict)
     goodput_pct: float | None = None  # share of requests meeting the service's Slo; None when it declares none
+    server: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
-class SerialResult(TailFigures):
+class SerialResult(RunFigures):
     requests: int
     ok: int
     ttft_ms: dict[str, float | None]
@@ -136,7 +138,7 @@ class SerialResult(TailFigures):
 
 
 @dataclass
-class LevelResult(TailFigures):
+class LevelResult(RunFigures):
     concurrency: int
     requests: int
     ok: int
@@ -152,7 +154,7 @@ class LevelResult(TailFigures):
 
 
 @dataclass
-class RateResult(TailFigures):
+class RateResult(RunFigures):
     """An open-loop run: requests leave at Poisson arrival times for `rate_rps`, whatever the answers."""
 
     rate_rps: float

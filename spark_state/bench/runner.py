@@ -20,6 +20,7 @@ from ..desired.model import Bench
 from ..errors import BenchError
 from .client import LoopLagMonitor, stream_completion
 from .results import ClientHealth, EndpointResult, LevelResult, RateResult, RequestResult, SerialResult, Slo
+from .server_metrics import MetricsSampler
 from .stats import percentile, summary
 from .wire import StreamConnection
 
@@ -206,6 +207,7 @@ async def run_level(
     progress: Progress | None = None,
     sink: list[RequestResult] | None = None,
     slo: Slo = NO_SLO,
+    metrics_url: str | None = None,
 ) -> LevelResult:
     """`concurrency` closed-loop streams: each sends its next request as soon as the previous one ends."""
     total = s.requests_at(concurrency)
@@ -231,10 +233,13 @@ async def run_level(
         await asyncio.gather(*(c.open() for c in connections), return_exceptions=True)
         lag = LoopLagMonitor()
         lag.start()
+        server = MetricsSampler(metrics_url)
+        server.start()
         begun = time.perf_counter()
         deadline = begun + s.duration_s if s.duration_s else None
         await asyncio.gather(*(stream_worker(c, begun) for c in connections))
         await lag.stop()
+        server_figures = await server.stop()
     finally:
         for connection in connections:
             connection.close()
@@ -257,6 +262,7 @@ async def run_level(
         early_stops=sum(r.early_stop for r in ok),
         errors=_errors(results),
         client=_client_health(lag, results, first_wave=concurrency),
+        server=server_figures,
         **_latencies(results, slo),
     )
 
@@ -278,6 +284,7 @@ async def run_rate(
     progress: Progress | None = None,
     sink: list[RequestResult] | None = None,
     slo: Slo = NO_SLO,
+    metrics_url: str | None = None,
 ) -> RateResult:
     """Open loop: each request leaves at its arrival time whatever the server is doing, on a free connection or
     a new one, so a slow server builds a queue instead of slowing the arrivals (as users do)."""
@@ -306,6 +313,8 @@ async def run_rate(
 
     lag = LoopLagMonitor()
     lag.start()
+    server = MetricsSampler(metrics_url)
+    server.start()
     begun = time.perf_counter()
     try:
         sending: list[asyncio.Task[None]] = []
@@ -317,6 +326,7 @@ async def run_rate(
         await asyncio.gather(*sending)
     finally:
         await lag.stop()
+        server_figures = await server.stop()
         for connection in every:
             connection.close()
     if sink is not None:
@@ -339,6 +349,7 @@ async def run_rate(
         early_stops=sum(r.early_stop for r in ok),
         errors=_errors(results),
         client=_client_health(lag, results),
+        server=server_figures,
         **_latencies(results, slo),
     )
 
@@ -351,15 +362,23 @@ async def run_endpoint(
     service: str | None = None,
     progress: Progress | None = None,
     slo: Slo = NO_SLO,
+    metrics_path: str | None = "/metrics",
 ) -> EndpointResult:
+    """`metrics_path`: where the server's Prometheus metrics are read during the levels and rates (None: not)."""
     url = url.rstrip("/")
+    metrics_url = f"{url}{metrics_path}" if metrics_path else None
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     if model is None:
         async with httpx.AsyncClient(timeout=httpx.Timeout(settings.timeout_s, connect=10.0)) as client:
             model = await discover_model(client, url)
     serial = await run_serial(url, model, settings, progress, slo=slo) if settings.serial_requests else None
-    levels = [await run_level(url, model, settings, c, progress, slo=slo) for c in settings.concurrency]
-    rates = [await run_rate(url, model, settings, r, progress, slo=slo) for r in settings.rates]
+    levels = [
+        await run_level(url, model, settings, c, progress, slo=slo, metrics_url=metrics_url)
+        for c in settings.concurrency
+    ]
+    rates = [
+        await run_rate(url, model, settings, r, progress, slo=slo, metrics_url=metrics_url) for r in settings.rates
+    ]
     return EndpointResult(
         url=url,
         model=model,

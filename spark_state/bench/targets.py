@@ -8,6 +8,7 @@ from typing import Any
 from ..desired.model import Bench, DesiredState
 from ..plan.host_plan import HostPlan, plan_host
 from ..plan.units import ServicePlan
+from ..stacks import STACKS
 from .results import EndpointResult, Verdict
 from .runner import BenchSettings, Progress, run_endpoint
 from .verdict import judge, slo_for
@@ -22,11 +23,14 @@ class Target:
     url: str
     expect: dict[str, Any]
     container: str
+    metrics_path: str | None = None  # where its stack serves Prometheus metrics (read during the bench)
 
     @classmethod
     def for_service(cls, address: str, data: dict[str, Any], plan: HostPlan, svc: ServicePlan) -> Target:
         """The one way a service becomes a bench target (deploy, drift and `spark-state bench` alike)."""
-        return cls(plan.host, address, data, svc.name, service_url(address, svc.port), svc.expect, svc.container_name)
+        url = service_url(address, svc.port)
+        metrics = STACKS[svc.kind].metrics_path
+        return cls(plan.host, address, data, svc.name, url, svc.expect, svc.container_name, metrics)
 
 
 def service_url(address: str, port: int) -> str:
@@ -76,6 +80,7 @@ async def bench_target(
         service=target.service,
         progress=progress,
         slo=slo_for(target.expect),
+        metrics_path=target.metrics_path,
     )
     result.resident_gib = resident_gib
     return result, judge(result, target.expect, target.service, target.host)

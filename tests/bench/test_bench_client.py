@@ -170,6 +170,19 @@ def test_an_open_loop_run_keeps_its_poisson_rate_whatever_the_server_does(server
     assert 0.75 < statistics.pstdev(gaps) / mean < 1.25  # exponential gaps: their spread is their mean
 
 
+@pytest.mark.parametrize("server", [("--metrics", "vllm", "--max-batch-size", "4")], indirect=True)
+def test_the_servers_own_metrics_say_what_it_ran_and_queued(server: KnownServer) -> None:
+    """Eight streams on a server that decodes four at once: its vLLM metrics show four running, the rest
+    waiting and its batch (the stand-in's KV use) full, read while the level ran."""
+    result = _run(server.url, serial_requests=0, warmup_requests=0, concurrency=[8], requests_per_level=32)
+    assert result.level(8).server == {"running_peak": 4.0, "waiting_peak": 4.0, "kv_cache_use_peak": 1.0}
+
+
+def test_a_server_without_prometheus_metrics_gives_no_server_figures(server: KnownServer) -> None:
+    result = _run(server.url, serial_requests=0, warmup_requests=0, concurrency=[2])
+    assert result.level(2).server == {}  # the "plain" stand-in's names are no server's
+
+
 @pytest.mark.parametrize("server", [("--no-role-chunk",)], indirect=True)
 def test_without_role_chunk(server: KnownServer) -> None:
     result = _run(server.url)

@@ -890,6 +890,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fail", default="", help="comma-separated request numbers answered with HTTP 500")
     p.add_argument("--stall", default="", help="comma-separated request numbers that never answer")
     p.add_argument("--no-chat-template", action="store_true")
+    p.add_argument(
+        "--metrics",
+        choices=["plain", "vllm", "sglang", "llamacpp", "none"],
+        default="plain",
+        help="metric names served",
+    )
     p.add_argument("--late", default="", help="comma-separated request numbers with late tokens")
     p.add_argument("--late-tokens", default="", help="comma-separated token indices held in those requests")
     p.add_argument("--late-steps", type=int, default=0, help="extra decode steps each late token is held")
@@ -922,6 +928,7 @@ def main(argv: list[str] | None = None) -> None:
         chat_template=not args.no_chat_template,
         max_batch_size=args.max_batch_size,
         unknown_fields=args.unknown_fields,
+        metrics=args.metrics,
     )
 
     async def run() -> None:
