@@ -136,12 +136,30 @@ def test_figures_against_the_baseline_within_a_margin(ttft: float, decode: float
     assert len(items) == 2
 
 
+def _level(
+    concurrency: int, requests: int, aggregate: float | None, duration: float, tokens: int, health: ClientHealth
+) -> LevelResult:
+    return LevelResult(
+        concurrency=concurrency,
+        requests=requests,
+        ok=requests,
+        aggregate_tok_s=aggregate,
+        per_stream_decode_tok_s={},
+        ttft_ms={},
+        duration_s=duration,
+        completion_tokens=tokens,
+        early_stops=0,
+        errors=[],
+        client=health,
+    )
+
+
 def test_bench_figures_from_a_result() -> None:
     health = ClientHealth()
     serial = SerialResult(3, 3, {"p50": 30.8}, {"p50": 38.82}, {"p50": 5.1}, 200, 0, [], 0, health)
     levels = [
-        LevelResult(8, 16, 16, 264.7, {}, {}, 12.0, 3200, 0, [], health),
-        LevelResult(4, 8, 8, None, {}, {}, 6.0, 0, 0, [], health),
+        _level(8, 16, 264.7, 12.0, 3200, health),
+        _level(4, 8, None, 6.0, 0, health),
     ]
     result = EndpointResult("http://x:8004", "m", "spark-02", "trtllm-nvfp4", "now", {}, serial, levels)
     assert baseline.bench_figures(result) == {

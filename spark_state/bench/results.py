@@ -137,13 +137,13 @@ class SerialResult(RunFigures):
     dispatch_lag_ms: dict[str, float | None] = field(default_factory=dict)  # next to TTFT: their sum is the wait
 
 
-@dataclass
-class LevelResult(RunFigures):
-    concurrency: int
+@dataclass(kw_only=True)
+class LoadFigures(RunFigures):
+    """A run under load (a concurrency level or a request rate): what it served and how fast."""
+
     requests: int
     ok: int
     aggregate_tok_s: float | None
-    per_stream_decode_tok_s: dict[str, float | None]
     ttft_ms: dict[str, float | None]
     duration_s: float
     completion_tokens: int
@@ -153,23 +153,21 @@ class LevelResult(RunFigures):
     dispatch_lag_ms: dict[str, float | None] = field(default_factory=dict)  # next to TTFT: their sum is the wait
 
 
-@dataclass
-class RateResult(RunFigures):
+@dataclass(kw_only=True)
+class LevelResult(LoadFigures):
+    """A closed-loop run: `concurrency` streams, each sending its next request when the last one ended."""
+
+    concurrency: int
+    per_stream_decode_tok_s: dict[str, float | None]
+
+
+@dataclass(kw_only=True)
+class RateResult(LoadFigures):
     """An open-loop run: requests leave at Poisson arrival times for `rate_rps`, whatever the answers."""
 
     rate_rps: float
     achieved_rps: float | None  # requests over the span from the first to the last one on the wire
-    requests: int
-    ok: int
     peak_in_flight: int
-    aggregate_tok_s: float | None
-    ttft_ms: dict[str, float | None]
-    duration_s: float
-    completion_tokens: int
-    early_stops: int
-    errors: list[str]
-    client: ClientHealth
-    dispatch_lag_ms: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass

@@ -245,26 +245,35 @@ async def run_level(
             connection.close()
     if sink is not None:
         sink.extend(results)
+    return LevelResult(
+        concurrency=concurrency,
+        # figures from whatever arrived: answers that ended at EOS are measured, not dropped
+        per_stream_decode_tok_s=summary([r.decode_tok_s for r in results if r.ok and r.decode_tok_s is not None]),
+        **_load_figures(results, begun, _client_health(lag, results, first_wave=concurrency), server_figures, slo),
+    )
+
+
+def _load_figures(
+    results: list[RequestResult], begun: float, client: ClientHealth, server: dict[str, float], slo: Slo
+) -> dict[str, Any]:
+    """What every run under load reports (LoadFigures), from its requests."""
     ok = [r for r in results if r.ok]
     span = (max(r.ended for r in ok) - min(r.started for r in ok)) if ok else 0.0
     tokens = sum(r.completion_tokens for r in ok)
-    return LevelResult(
-        concurrency=concurrency,
-        requests=len(results),
-        ok=len(ok),
-        aggregate_tok_s=tokens / span if span > 0 else None,
-        # figures from whatever arrived: answers that ended at EOS are measured, not dropped
-        per_stream_decode_tok_s=summary([r.decode_tok_s for r in ok if r.decode_tok_s is not None]),
-        ttft_ms=_ms([r.ttft for r in ok if r.ttft is not None]),
-        dispatch_lag_ms=_ms([r.dispatch_lag for r in results]),
-        duration_s=time.perf_counter() - begun,
-        completion_tokens=tokens,
-        early_stops=sum(r.early_stop for r in ok),
-        errors=_errors(results),
-        client=_client_health(lag, results, first_wave=concurrency),
-        server=server_figures,
+    return {
+        "requests": len(results),
+        "ok": len(ok),
+        "aggregate_tok_s": tokens / span if span > 0 else None,
+        "ttft_ms": _ms([r.ttft for r in ok if r.ttft is not None]),
+        "dispatch_lag_ms": _ms([r.dispatch_lag for r in results]),
+        "duration_s": time.perf_counter() - begun,
+        "completion_tokens": tokens,
+        "early_stops": sum(r.early_stop for r in ok),
+        "errors": _errors(results),
+        "client": client,
+        "server": server,
         **_latencies(results, slo),
-    )
+    }
 
 
 def arrival_offsets(rate: float, count: int, seed: int = RATE_SEED) -> list[float]:
@@ -331,26 +340,12 @@ async def run_rate(
             connection.close()
     if sink is not None:
         sink.extend(results)
-    ok = [r for r in results if r.ok]
     sent = sorted(r.sent for r in results)
-    span = (max(r.ended for r in ok) - min(r.started for r in ok)) if ok else 0.0
-    tokens = sum(r.completion_tokens for r in ok)
     return RateResult(
         rate_rps=rate,
         achieved_rps=(len(sent) - 1) / (sent[-1] - sent[0]) if len(sent) > 1 and sent[-1] > sent[0] else None,
-        requests=len(results),
-        ok=len(ok),
         peak_in_flight=peak,
-        aggregate_tok_s=tokens / span if span > 0 else None,
-        ttft_ms=_ms([r.ttft for r in ok if r.ttft is not None]),
-        dispatch_lag_ms=_ms([r.dispatch_lag for r in results]),
-        duration_s=time.perf_counter() - begun,
-        completion_tokens=tokens,
-        early_stops=sum(r.early_stop for r in ok),
-        errors=_errors(results),
-        client=_client_health(lag, results),
-        server=server_figures,
-        **_latencies(results, slo),
+        **_load_figures(results, begun, _client_health(lag, results), server_figures, slo),
     )
 
 

@@ -9,7 +9,19 @@ from spark_state.bench.verdict import deltas, judge
 
 def _result(service: str, ttft: float, decode: float, agg8: float, resident: float | None = None) -> EndpointResult:
     serial = SerialResult(5, 5, {"p50": ttft}, {"p50": decode}, {"p50": 5.0}, 200, 0, [], 0, ClientHealth())
-    level = LevelResult(8, 16, 16, agg8, {"p50": decode}, {"p50": ttft}, 10.0, 3200, 0, [], ClientHealth())
+    level = LevelResult(
+        concurrency=8,
+        requests=16,
+        ok=16,
+        aggregate_tok_s=agg8,
+        per_stream_decode_tok_s={"p50": decode},
+        ttft_ms={"p50": ttft},
+        duration_s=10.0,
+        completion_tokens=3200,
+        early_stops=0,
+        errors=[],
+        client=ClientHealth(),
+    )
     return EndpointResult("http://x", "m", "spark-01", service, "now", {}, serial, [level], resident)
 
 
