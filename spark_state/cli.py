@@ -261,10 +261,35 @@ def _keep(text: str) -> int:
     return value
 
 
+def _version() -> str:
+    """spark-state's version and the pyinfra it deploys with (both from their installed metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    try:
+        pyinfra = version("pyinfra")
+    except PackageNotFoundError:
+        pyinfra = "not installed"
+    return f"spark-state {__version__} (pyinfra {pyinfra})"
+
+
+class _PrintVersion(argparse.Action):
+    """argparse's version action, with the versions read only when asked (not on every command's start)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(_version())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spark-state", description="Keep DGX Spark machines serving LLMs exactly as a state file says."
     )
+    parser.add_argument("--version", action=_PrintVersion, help="print the versions and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check a state file; every problem as FILE:LINE:COL field: message")

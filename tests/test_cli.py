@@ -8,12 +8,21 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLE_STATE, REPO
 
+from spark_state import __version__
 from spark_state.cli import main
 
 
 def test_validate_example_exits_0(capsys) -> None:
     assert main(["validate", str(EXAMPLE_STATE)]) == 0
     assert "valid" in capsys.readouterr().out
+
+
+def test_version_answers_without_a_command(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"spark-state {__version__} (pyinfra ") and "not installed" not in out
 
 
 def test_plan_prints_every_host(capsys) -> None:
