@@ -226,8 +226,24 @@ def _env_names(state: DesiredState) -> Iterator[tuple[Path, str]]:
         yield from ((("services", sname, "env", n), n) for n in svc.env)
 
 
-def _refused_env(name: str) -> bool:
-    return hijacks(name) or name in RUNTIME_ENV or name.startswith(RUNTIME_PREFIXES) or name in INTERCEPTING_ENV
+def _env_refusal(name: str) -> str | None:
+    """Why `name` can never be set through a state file (as env or as a secret); None when it can."""
+    if hijacks(name):
+        return (
+            f"{name} changes which programs and libraries run (or what the shell or Python does "
+            "before them); it cannot be set through a state file"
+        )
+    if name in RUNTIME_ENV or name.startswith(RUNTIME_PREFIXES):
+        return (
+            f"{name} controls the GPU runtime itself (a library injected into every CUDA process, or the "
+            "devices and checks of the NVIDIA container runtime); it cannot be set through a state file"
+        )
+    if name in INTERCEPTING_ENV:
+        return (
+            f"{name} decides where the service's traffic goes or which certificates it trusts (it could "
+            "hand its keys to another party); it cannot be set through a state file"
+        )
+    return None
 
 
 def _environment(state: DesiredState, report: Report, warn: Report) -> None:
@@ -240,24 +256,8 @@ def _environment(state: DesiredState, report: Report, warn: Report) -> None:
         stack = STACKS[svc.stack]
         _secrets_read(("services", sname), svc.secrets, svc.allow_secrets, stack.secrets, stack.name, report, warn)
     for path, name in _env_names(state):
-        if hijacks(name):
-            report(
-                path,
-                f"{name} changes which programs and libraries run (or what the shell or Python does "
-                "before them); it cannot be set through a state file",
-            )
-        elif name in RUNTIME_ENV or name.startswith(RUNTIME_PREFIXES):
-            report(
-                path,
-                f"{name} controls the GPU runtime itself (a library injected into every CUDA process, or the "
-                "devices and checks of the NVIDIA container runtime); it cannot be set through a state file",
-            )
-        elif name in INTERCEPTING_ENV:
-            report(
-                path,
-                f"{name} decides where the service's traffic goes or which certificates it trusts (it could "
-                "hand its keys to another party); it cannot be set through a state file",
-            )
+        if (why := _env_refusal(name)) is not None:
+            report(path, why)
     for sname, svc in state.services.items():
         for name in sorted(set(svc.env) & set(svc.secrets)):
             report(
@@ -294,7 +294,7 @@ def _secrets_read(
     documents, or a name the state allows on purpose (a warning)."""
     known = ", ".join(sorted(documented)) or "none"
     for i, name in enumerate(secrets):
-        if name in documented or _refused_env(name):  # a refused name has its own reason
+        if name in documented or _env_refusal(name) is not None:  # a refused name has its own reason
             continue
         if name not in allowed:
             report(
@@ -311,7 +311,7 @@ def _secrets_read(
             )
         elif name in documented:
             warn((*where, "allow_secrets", i), f"{name} needs no allow_secrets: {reader} documents reading it")
-        elif not _refused_env(name):
+        elif _env_refusal(name) is None:
             warn(
                 (*where, "allow_secrets", i),
                 f"{name} is not a credential {reader} documents reading; it is delivered because allow_secrets "
