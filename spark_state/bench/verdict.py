@@ -5,33 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..desired.fields import LATENCY_BOUNDS
 from .results import Check, EndpointResult, Slo, Verdict
 
-# Expectation → (the serial run's figure, its percentile, what the check is called); all upper bounds in ms.
-_TAIL_BOUNDS = {
-    "ttft_p95_ms": ("ttft_ms", "p95", "TTFT p95 (ms)"),
-    "ttft_p99_ms": ("ttft_ms", "p99", "TTFT p99 (ms)"),
-    "itl_p95_ms": ("itl_ms", "p95", "ITL p95 (ms)"),
-    "itl_p99_ms": ("itl_ms", "p99", "ITL p99 (ms)"),
-    "tpot_p50_ms": ("tpot_ms", "p50", "TPOT p50 (ms)"),
-    "e2el_p99_ms": ("e2el_ms", "p99", "E2EL p99 (ms)"),
-}
+
+def _latency_bound(name: str) -> tuple[str, str]:
+    """`itl_p99_ms` → (`itl`, `p99`): the metric and the percentile a latency bound is on."""
+    metric, q, _ = name.split("_")
+    return metric, q
 
 
 def slo_for(expect: dict[str, Any]) -> Slo:
     """The per-request objectives goodput counts against: for each metric, the largest bound the service
     declares on it (its tail budget)."""
-
-    def largest(*names: str) -> float | None:
-        bounds = [float(expect[n]) for n in names if expect.get(n) is not None]
-        return max(bounds) if bounds else None
-
-    return Slo(
-        ttft_ms=largest("ttft_p50_ms", "ttft_p95_ms", "ttft_p99_ms"),
-        itl_ms=largest("itl_p95_ms", "itl_p99_ms"),
-        tpot_ms=largest("tpot_p50_ms"),
-        e2el_ms=largest("e2el_p99_ms"),
-    )
+    largest: dict[str, float] = {}
+    for name in LATENCY_BOUNDS:
+        if expect.get(name) is not None:
+            metric, _ = _latency_bound(name)
+            largest[metric] = max(float(expect[name]), largest.get(metric, 0.0))
+    return Slo(**{f"{metric}_ms": bound for metric, bound in largest.items()})
 
 
 def judge(result: EndpointResult, expect: dict[str, Any], service: str, host: str | None = None) -> Verdict:
@@ -39,13 +31,11 @@ def judge(result: EndpointResult, expect: dict[str, Any], service: str, host: st
     A figure that was not measured fails its check (it cannot be shown to meet it)."""
     checks: list[Check] = []
     serial = result.serial
-    if expect.get("ttft_p50_ms") is not None:
-        measured = serial.ttft_ms.get("p50") if serial else None
-        checks.append(_check("TTFT p50 (ms)", "<=", expect["ttft_p50_ms"], measured))
-    for name, (figure, q, metric) in _TAIL_BOUNDS.items():
+    for name in LATENCY_BOUNDS:  # on the serial run's METRIC_ms figures
         if expect.get(name) is not None:
-            measured = getattr(serial, figure).get(q) if serial else None
-            checks.append(_check(metric, "<=", expect[name], measured))
+            metric, q = _latency_bound(name)
+            measured = getattr(serial, f"{metric}_ms").get(q) if serial else None
+            checks.append(_check(f"{metric.upper()} {q} (ms)", "<=", expect[name], measured))
     if expect.get("goodput_pct") is not None:
         checks.append(_check("goodput (%)", ">=", expect["goodput_pct"], serial.goodput_pct if serial else None))
     if expect.get("decode_tok_s") is not None:

@@ -200,16 +200,27 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
-# Bounds an expectation can meet at all: no answer's first token comes in under a millisecond (the bench's own
-# resolution is ~0.1 ms, a loopback round trip more), no GB10 stream decodes 10,000 tok/s, no Spark serves
-# 1,000,000 tok/s in aggregate or holds more than its 128 GB of memory (1024 GiB leaves room for larger kin).
-LATENCY_BOUNDS = ("ttft_p95_ms", "ttft_p99_ms", "itl_p95_ms", "itl_p99_ms", "tpot_p50_ms", "e2el_p99_ms")
+# Every upper bound on a latency an expectation can declare, named METRIC_PERCENTILE_ms: the bench judges it
+# against that percentile of its METRIC_ms figure, and goodput takes each metric's largest bound as the objective
+# one request must meet.
+LATENCY_BOUNDS = (
+    "ttft_p50_ms",
+    "ttft_p95_ms",
+    "ttft_p99_ms",
+    "itl_p95_ms",
+    "itl_p99_ms",
+    "tpot_p50_ms",
+    "e2el_p99_ms",
+)
 
 
 def _latency_bound(what: str) -> Any:
     return Field(default=None, ge=0.1, le=600_000, description=f"Upper bound on {what}, in ms (0.1 ms .. 10 min).")
 
 
+# Bounds an expectation can meet at all: no answer's first token comes in under a millisecond (the bench's own
+# resolution is ~0.1 ms, a loopback round trip more), no GB10 stream decodes 10,000 tok/s, no Spark serves
+# 1,000,000 tok/s in aggregate or holds more than its 128 GB of memory (1024 GiB leaves room for larger kin).
 class Expect(Strict):
     ttft_p50_ms: float | None = Field(
         default=None, ge=1, le=600_000, description="Upper bound on median time to first token (1 ms .. 10 min)."
