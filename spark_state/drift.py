@@ -61,7 +61,7 @@ def check_host(state: DesiredState, address: str, data: dict[str, Any], environ:
         result.error = str(exc)
         return result
     snapshot = observed.snapshot
-    result.items = compare(observed.plan, snapshot, environ)
+    result.items = compare(observed, environ)
     result.baseline = baseline.valid(snapshot.baseline)
     facts, digests = baseline.host_facts(snapshot), baseline.image_digests(snapshot)
     services = baseline.verified_services(observed.plan, snapshot)

@@ -80,7 +80,7 @@ def host_status(
                 running=(container.status or container.state or "?") if container else "no container",
                 since=_since(container.created if container and container.state == "running" else None),
                 image=container.image if container and container.image else svc.image_ref,
-                healthy=snapshot.answers(svc.port, svc.health_path),
+                healthy=observed.found.services[svc.name].answers,
                 health=f"{svc.health_path} {answer.get(svc.health_path, '-')}",
                 bench=_bench(name, svc.name, history_dir),
             )

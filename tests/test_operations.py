@@ -4,7 +4,8 @@ operation's arguments in, the commands it yields (or its noop) out.
 A case file:
     {"args": {...}, "probe": {...}, "commands": [...], "noop": "..."}
 - args: the operation's arguments. `plan`, `svc`, `ckpt` and `engine_plan` name objects of the example state's
-  plan for spark-01 (a host name, a service, a checkpoint, an engine); `snapshot` is always the case's probe.
+  plan for spark-01 (a host name, a service, a checkpoint, an engine); `snapshot` is always the case's probe,
+  `found` the probe read against that plan.
 - verification (service_rolled_back, baseline_recorded, verification_verdict): what the verification step found,
   {"done", "at", "outcomes": {service: ServiceOutcome fields}, "figures"}.
 - fleet (rollout_gate only): {"me": host, "hosts": [...], "failed": [...], "limit": [...] or null}: pyinfra's
@@ -36,7 +37,7 @@ from spark_state.deploy import operations
 from spark_state.deploy.facts import SparkHostState
 from spark_state.deploy.rollout import ServiceOutcome, Verification
 from spark_state.desired.loader import load_state
-from spark_state.observe.compare import sha256
+from spark_state.observe.found import found_for, sha256
 from spark_state.on_host.probe import Snapshot
 from spark_state.plan.host_plan import HostPlan, plan_host
 from spark_state.plan.quoting import env_file_text
@@ -116,7 +117,9 @@ def _arguments(op: Any, args: dict[str, Any], plan: HostPlan, probe: dict[str, A
         resolved["content"] = svc.unit_text if kind == "unit" else env_file_text(svc.env, svc.secrets, ENV)
         if inspect.signature(op).parameters["content"].annotation == "Secret":
             resolved["content"] = operations.Secret(name, resolved["content"])
-    return resolved | ({"snapshot": Snapshot.parse(probe)} if "snapshot" in inspect.signature(op).parameters else {})
+    snapshot, parameters = Snapshot.parse(probe), inspect.signature(op).parameters
+    facts = {"snapshot": snapshot, "found": found_for(plan, snapshot)}
+    return resolved | {name: fact for name, fact in facts.items() if name in parameters}
 
 
 def _rendered(command: Any) -> Any:

@@ -18,7 +18,8 @@ from conftest import EXAMPLE_STATE, REPO
 from spark_state import pin
 from spark_state.desired.loader import load_state, load_state_text
 from spark_state.errors import ResolveError
-from spark_state.observe.observation import held_under, with_revisions
+from spark_state.observe.found import found_for
+from spark_state.observe.observation import observe
 from spark_state.on_host import resolve
 from spark_state.on_host.probe import Snapshot
 from spark_state.plan.host_plan import plan_host
@@ -117,9 +118,8 @@ def test_a_pinned_state_plans_the_same_units_and_engines_as_the_unpinned_one_for
             }
         }
     )
-    held = held_under(pinned, pinned_plan, snapshot)
-    assert held == {c.name: "main" for c in plain.checkpoints}
-    replanned = plan_host(with_revisions(pinned, held), host)
+    assert found_for(pinned_plan, snapshot).held_under == {c.name: "main" for c in plain.checkpoints}
+    replanned = observe(pinned, host, lambda request: snapshot).plan
     assert [s.unit_text for s in replanned.services] == [s.unit_text for s in plain.services]
     assert [e.fingerprint for e in replanned.engines] == [e.fingerprint for e in plain.engines]
     assert [i.digest for i in replanned.images] == [DIGEST] * len(plain.images)
@@ -132,7 +132,7 @@ def test_a_pinned_state_plans_the_same_units_and_engines_as_the_unpinned_one_for
             }
         }
     )
-    assert held_under(pinned, pinned_plan, other) == {}
+    assert found_for(pinned_plan, other).held_under == {}
 
 
 class _Registry(BaseHTTPRequestHandler):

@@ -10,7 +10,6 @@ from conftest import EXAMPLE_STATE
 from spark_state.desired.compat import KNOWN_GPUS, Support, trtllm_support, trtllm_version_for_image, version_tuple
 from spark_state.desired.loader import load_state, load_state_text
 from spark_state.errors import MemoryBudgetError, StateFileError
-from spark_state.plan.engines import plan_engine
 from spark_state.plan.host_plan import plan_fleet, plan_host
 from spark_state.stacks import STACKS
 
@@ -29,8 +28,13 @@ def _state(text: str = EXAMPLE_TEXT):
     return load_state_text(text, "t.yaml").state
 
 
+def _engine(state, name: str):
+    """The engine's plan on the first host that builds it."""
+    return next(e for plan in plan_fleet(state) for e in plan.engines if e.name == name)
+
+
 def test_every_build_input_changes_the_fingerprint() -> None:
-    base = plan_engine(_state(), "llama31-8b-fp8").fingerprint
+    base = _engine(_state(), "llama31-8b-fp8").fingerprint
     variants = [
         EXAMPLE_TEXT.replace(
             "max_batch_size: 8\n    max_input_len: 2048\n    max_seq_len: 4096\n    max_num_tokens: 4096\n"
@@ -48,15 +52,15 @@ def test_every_build_input_changes_the_fingerprint() -> None:
             "quantization: fp8\n    use_fp8_context_fmha: false",
         ),
     ]
-    prints = {plan_engine(_state(v), "llama31-8b-fp8").fingerprint for v in variants}
+    prints = {_engine(_state(v), "llama31-8b-fp8").fingerprint for v in variants}
     assert base not in prints and len(prints) == len(variants)
     # ... and what does not feed the build does not.
-    assert plan_engine(_state(EXAMPLE_TEXT.replace("port: 8003", "port: 8013")), "llama31-8b-fp8").fingerprint == base
+    assert _engine(_state(EXAMPLE_TEXT.replace("port: 8003", "port: 8013")), "llama31-8b-fp8").fingerprint == base
 
 
 def test_seed_build_flags() -> None:
-    fp8 = plan_engine(_state(), "llama31-8b-fp8")
-    nvfp4 = plan_engine(_state(), "llama31-8b-nvfp4")
+    fp8 = _engine(_state(), "llama31-8b-fp8")
+    nvfp4 = _engine(_state(), "llama31-8b-nvfp4")
     assert fp8.build_argv[fp8.build_argv.index("trtllm-build") :] == (
         "trtllm-build",
         "--checkpoint_dir",

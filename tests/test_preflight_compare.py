@@ -10,7 +10,9 @@ from conftest import EXAMPLE_STATE
 
 from spark_state.desired.loader import load_state, load_state_text
 from spark_state.errors import ProbeError
-from spark_state.observe.compare import compare, sha256
+from spark_state.observe.compare import compare
+from spark_state.observe.found import found_for, sha256
+from spark_state.observe.observation import Observation, probe_request
 from spark_state.observe.preflight import preflight
 from spark_state.on_host.probe import Snapshot, manifest_path
 from spark_state.plan.host_plan import HostPlan, plan_host
@@ -72,14 +74,20 @@ def converged(plan: HostPlan) -> dict[str, Any]:
 PLAN = plan_host(STATE, "spark-01")
 
 
+def observed(plan: HostPlan, snapshot: dict[str, Any]) -> Observation:
+    """What observe() hands on after a probe that answered `snapshot`."""
+    parsed = Snapshot.parse(snapshot)
+    return Observation(plan, probe_request(plan), parsed, found_for(plan, parsed))
+
+
 def _preflight(snapshot: dict[str, Any], env: dict[str, str] = ENV) -> list[str]:
-    return preflight(PLAN, Snapshot.parse(snapshot), env, ["NGC_API_KEY"], 8.0)
+    return preflight(observed(PLAN, snapshot), env, 8.0)
 
 
 def test_converged_host_passes_preflight_and_compares_clean() -> None:
     snap = converged(PLAN)
     assert _preflight(snap) == []
-    items = compare(PLAN, Snapshot.parse(snap), ENV)
+    items = compare(observed(PLAN, snap), ENV)
     assert [i for i in items if not i.ok] == []
     assert {i.kind for i in items} == {"image", "checkpoint", "engine", "unit", "env", "service", "health", "cache"}
     nim = next(i for i in items if i.kind == "health" and i.name.startswith("nim-fp8"))
@@ -91,7 +99,7 @@ def test_a_nim_answering_only_health_or_a_cache_root_owns_is_drift() -> None:
     snap["health"]["8000"] = {"/v1/health/ready": 404, "/v1/models": 200}  # NIM has no /health: nothing answers
     cache = next(s.cache_dir for s in PLAN.services if s.cache_dir)
     snap["owners"] = {cache: [0, 0]}
-    drifted = {(i.kind, i.observed) for i in compare(PLAN, Snapshot.parse(snap), ENV) if not i.ok}
+    drifted = {(i.kind, i.observed) for i in compare(observed(PLAN, snap), ENV) if not i.ok}
     assert drifted == {("health", "/v1/health/ready 404, /v1/models 200"), ("cache", "owned by 0:0")}
 
 
@@ -99,7 +107,7 @@ def test_known_bad_image_by_tag_and_by_probe() -> None:
     snap = converged(PLAN)
     ref = "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
     snap["images"][ref]["trtllm_version"] = "0.17.0.post1"  # the image says otherwise than its tag
-    assert Snapshot.parse(snap).trtllm_versions()[ref] == "0.17.0.post1"
+    assert observed(PLAN, snap).found.trtllm_versions[ref] == "0.17.0.post1"
     (failure,) = _preflight(snap)
     assert ref in failure and "0.17.0.post1" in failure and "NVIDIA GB10" in failure and "25.12" in failure
 
@@ -138,10 +146,10 @@ def test_tokenizer_without_chat_template_fails_preflight() -> None:
 
     plan = plan_host(load_state_text(text, "t.yaml").state, "spark-02")
     snap = converged(plan)
-    (failure,) = preflight(plan, Snapshot.parse(snap), ENV, [], 8.0)
+    (failure,) = preflight(observed(plan, snap), ENV, 8.0)
     assert "trtllm-nvfp4" in failure and "no chat_template" in failure and "tokenizer_from" in failure
     snap["chat_templates"] = {}  # not downloaded yet: the deploy's guard decides after the download
-    assert preflight(plan, Snapshot.parse(snap), ENV, [], 8.0) == []
+    assert preflight(observed(plan, snap), ENV, 8.0) == []
 
 
 def test_compare_names_each_drifted_item() -> None:
@@ -157,7 +165,7 @@ def test_compare_names_each_drifted_item() -> None:
     }
     engine = next(e for e in PLAN.engines if e.name == "llama31-8b-fp8")
     changed["manifests"][manifest_path(engine.dir)]["missing"] = ["engine/rank0.engine"]
-    drifted = {(i.kind, i.name) for i in compare(PLAN, Snapshot.parse(changed), ENV) if not i.ok}
+    drifted = {(i.kind, i.name) for i in compare(observed(PLAN, changed), ENV) if not i.ok}
     assert drifted == {
         ("unit", "spark-state-nim-fp8.service"),
         ("service", "trtllm-fp8"),
@@ -166,9 +174,9 @@ def test_compare_names_each_drifted_item() -> None:
         ("engine", "llama31-8b-fp8"),
     }
     # a secret that changed on the deploying machine changes the env file's desired content
-    assert {
-        (i.kind, i.ok) for i in compare(PLAN, Snapshot.parse(snap), {"NGC_API_KEY": "other"}) if i.kind == "env"
-    } == {("env", False)}
+    assert {(i.kind, i.ok) for i in compare(observed(PLAN, snap), {"NGC_API_KEY": "other"}) if i.kind == "env"} == {
+        ("env", False)
+    }
 
 
 def test_a_container_started_from_an_older_unit_is_drift() -> None:
@@ -177,12 +185,12 @@ def test_a_container_started_from_an_older_unit_is_drift() -> None:
     svc = PLAN.services[0]
     assert f"--label spark-state.identity={svc.identity}" in svc.unit_text
     snap["containers"][svc.container_name]["identity"] = "0123456789abcdef"
-    (item,) = [i for i in compare(PLAN, Snapshot.parse(snap), ENV) if not i.ok]
+    (item,) = [i for i in compare(observed(PLAN, snap), ENV) if not i.ok]
     assert (item.kind, item.name) == ("service", f"{svc.name} container")
     assert item.observed == "running an older version than installed (0123456789abcdef)"
     # a stopped container, or a unit that is itself out of date, is reported by the other items instead
     snap["containers"][svc.container_name]["state"] = "exited"
-    assert [i for i in compare(PLAN, Snapshot.parse(snap), ENV) if not i.ok] == []
+    assert [i for i in compare(observed(PLAN, snap), ENV) if not i.ok] == []
 
 
 def test_the_identity_follows_every_change_to_the_unit() -> None:
@@ -211,7 +219,7 @@ def test_an_env_file_whose_secret_is_not_here_is_unchecked_not_drift() -> None:
     from spark_state.drift import HostDrift, outcome
     from spark_state.errors import Outcome
 
-    items = compare(PLAN, Snapshot.parse(converged(PLAN)), {})
+    items = compare(observed(PLAN, converged(PLAN)), {})
     (env,) = [i for i in items if i.kind == "env"]
     assert env.ok and env.unchecked and "NGC_API_KEY not set on this machine" in env.desired
     drift = HostDrift("spark-01", "10.0.0.1", items)
@@ -234,7 +242,7 @@ def test_a_nim_without_an_ngc_key_among_its_secrets_is_refused_at_preflight() ->
     loaded = load_state_text(text)
     assert any("a NIM needs NGC_API_KEY" in str(w) for w in loaded.warnings)  # validate warns
     plan = plan_host(loaded.state, "spark-01")
-    failures = preflight(plan, Snapshot.parse(converged(plan)), ENV, [], 8.0)
+    failures = preflight(observed(plan, converged(plan)), ENV, 8.0)
     assert [f for f in failures if "NIM service" in f and "no NGC_API_KEY among its secrets" in f]
 
 

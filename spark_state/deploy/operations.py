@@ -25,17 +25,16 @@ from pyinfra.operations.util.service import handle_service_control
 from ..desired.compat import MIN_TRTLLM_FOR_SM12
 from ..desired.names import build_container, convert_container, fetch_container
 from ..observe import baseline
+from ..observe.found import Found, holds_text
 from ..observe.observation import host_facts_request
 from ..on_host.probe import MANIFEST_NAME, Snapshot, manifest_path
 from ..plan.checkpoints import CheckpointPlan
 from ..plan.engines import EnginePlan
 from ..plan.host_plan import HostPlan
-from ..plan.images import ref_digest
 from ..plan.quoting import sh_join, sh_word
 from ..plan.templates import render
 from ..plan.units import ServicePlan
 from ..stacks import trtllm
-from . import rollout
 from .facts import SparkHostState
 from .rollout import Verification
 
@@ -248,28 +247,23 @@ def _upload(path: str, content: str, mode: str):
     yield chmod(path, mode)
 
 
-def _up_to_date(snapshot: Snapshot, path: str, content: str, mode: str) -> bool:
-    current = snapshot.file(path)
-    return current is not None and snapshot.has_text(path, content) and current.mode == f"0o{mode}"
-
-
-def _keep_previous(snapshot: Snapshot, path: str, previous: str | None):
+def _keep_previous(found: Found, path: str, previous: str | None):
     """Copy the file being replaced to `previous` (mode kept, in a 0700 directory): what a rollback restores."""
-    if previous and snapshot.file(path) is not None:
+    if previous and found.files.get(path) is not None:
         parent = previous.rsplit("/", 1)[0]
         yield StringCommand(f"install -d -m 700 {sh_word(parent)} && cp -p {sh_word(path)} {sh_word(previous)}")
 
 
 @operation()
-def programs(files: dict[str, str], snapshot: Snapshot):
+def programs(files: dict[str, str], found: Found):
     """spark-state's own files on the host (the helper, the checkpoint fetcher, the converter, a service's LLM API
     options), each with exactly this text and mode 644 (the probe reported their sha256 and modes); only those that
     differ are uploaded.
 
     + files: where on the host → the program's text
-    + snapshot: the host, as the deploy's probe found it (its `files` must name each path)
+    + found: the host, as the deploy's probe found it (its `files` must name each path)
     """
-    stale = [path for path, text in files.items() if not _up_to_date(snapshot, path, text, "644")]
+    stale = [path for path, text in files.items() if not holds_text(found.files.get(path), text, "0o644")]
     if not stale:
         host.noop(f"{', '.join(files)} up to date")
         return
@@ -278,7 +272,9 @@ def programs(files: dict[str, str], snapshot: Snapshot):
 
 
 @operation()
-def private_file(plan: HostPlan, path: str, content: Secret, snapshot: Snapshot, previous: str | None = None):
+def private_file(
+    plan: HostPlan, path: str, content: Secret, snapshot: Snapshot, found: Found, previous: str | None = None
+):
     """A file of secrets (0600, in a 0700 directory) with exactly this content. It travels base64 on the SSH
     channel's stdin to the helper, which writes a 0600 temp file beside it and renames it into place: no argv, no
     upload staging file in /tmp (pyinfra's upload under sudo stages one there), never a half-written file.
@@ -286,40 +282,39 @@ def private_file(plan: HostPlan, path: str, content: Secret, snapshot: Snapshot,
     + plan: the host's plan (helper path)
     + path: where on the host (an env file in the secrets directory)
     + content: the whole text, wrapped so it never prints
-    + snapshot: the host, as the deploy's probe found it (its `files` must name `path`, its `modes` the directory)
+    + snapshot: the host, as the deploy's probe found it (its `modes` must name the directory)
+    + found: the same, read against the plan (its `files` must name `path`)
     + previous: where to keep the file being replaced, for a rollback (none: not kept)
     """
     directory = path.rsplit("/", 1)[0]
     loose = snapshot.modes.get(directory) not in (None, "0o700")
-    if _up_to_date(snapshot, path, content.value, "600") and not loose:
+    if holds_text(found.files.get(path), content.value, "0o600") and not loose:
         host.noop(f"{path} is up to date")
         return
-    yield from _keep_previous(snapshot, path, previous)
+    yield from _keep_previous(found, path, previous)
     encoded = base64.b64encode(content.value.encode()).decode()
     yield StringCommand(write_private_command(plan, path), _stdin=encoded)
 
 
 @operation()
-def unit_file(path: str, content: str, snapshot: Snapshot, previous: str | None = None):
+def unit_file(path: str, content: str, found: Found, previous: str | None = None):
     """A systemd unit with exactly this text; systemd re-reads its units when it changed.
 
     + path: the unit file (in the units directory the probe lists)
     + content: the unit text
-    + snapshot: the host, as the deploy's probe found it
+    + found: the host, as the deploy's probe found it, read against the plan
     + previous: where to keep the unit being replaced, for a rollback (none: not kept)
     """
-    if _up_to_date(snapshot, path, content, "644"):
+    if holds_text(found.files.get(path), content, "0o644"):
         host.noop(f"{path} is up to date")
         return
-    yield from _keep_previous(snapshot, path, previous)
+    yield from _keep_previous(found, path, previous)
     yield from _upload(path, content, "644")
     yield from systemd.daemon_reload._inner()
 
 
 @operation()
-def docker_image(
-    plan: HostPlan, ref: str, snapshot: Snapshot, local: str | None = None, read_trtllm_version: bool = False
-):
+def docker_image(plan: HostPlan, ref: str, found: Found, local: str | None = None, read_trtllm_version: bool = False):
     """The image is present locally under `local` (pulled with progress lines); a pinned reference
     (`name:tag@sha256:...`) is pulled by its digest and tagged `name:tag`, and a local tag holding other bits is
     pulled again. For a TensorRT-LLM image, the version inside it is read once and remembered by image id.
@@ -328,11 +323,10 @@ def docker_image(
     + ref: the image reference as the state declares it
     + local: the name units and builds use (host_plan.local_ref; default: ref)
     + read_trtllm_version: read the TensorRT-LLM version inside it after the pull
-    + snapshot: the host, as the deploy's probe found it
+    + found: the host, as the deploy's probe found it, read against the plan
     """
     local = local or ref
-    digest = ref_digest(ref)
-    if snapshot.holds(local, digest):
+    if found.images.get(local):
         host.noop(f"image {ref} is present")
         return
     yield ShownCommand(pull_command(plan, ref, local))
@@ -357,7 +351,7 @@ def registry_login(
     user: str,
     password: Secret,
     image: str,
-    snapshot: Snapshot,
+    found: Found,
     local: str | None = None,
 ):
     """The host's docker is logged in to `registry` before `image` is pulled from it (only then: an image already
@@ -369,27 +363,27 @@ def registry_login(
     + user: e.g. $oauthtoken (NGC)
     + password: the key, wrapped so it never prints
     + image: the image that needs the login
-    + snapshot: the host, as the deploy's probe found it
+    + found: the host, as the deploy's probe found it, read against the plan
     + local: the name it is used by on the host (default: image)
     """
-    if snapshot.holds(local or image, ref_digest(image)):
+    if found.images.get(local or image):
         host.noop(f"image {image} is present: no login to {registry} needed")
         return
     yield StringCommand(docker_login_command(plan, registry, user, image), _stdin=password.value)
 
 
 @operation()
-def checkpoint(plan: HostPlan, ckpt: CheckpointPlan, snapshot: Snapshot):
+def checkpoint(plan: HostPlan, ckpt: CheckpointPlan, found: Found):
     """The checkpoint is downloaded at its pinned revision and verified (its manifest says so), inside its image
     by the fetcher (uploaded before, to plan.fetch_script_path), which prints progress while it downloads.
 
     + plan: the host's plan
     + ckpt: the checkpoint's plan (repo, revision, directory, image, secrets)
-    + snapshot: the host, as the deploy's probe found it
+    + found: the host, as the deploy's probe found it, read against the plan
     """
-    ok, found = snapshot.checkpoint(ckpt.repo, ckpt.revision, ckpt.dir, ckpt.tokenizer_only)
-    if ok:
-        host.noop(f"checkpoint {ckpt.name}: {found}")
+    download = found.checkpoints[ckpt.name]
+    if download.ready:
+        host.noop(f"checkpoint {ckpt.name}: {download.seen}")
         return
     yield ShownCommand(fetch_command(plan, ckpt))
 
@@ -410,16 +404,16 @@ def chat_template_guard(plan: HostPlan, service: str, checkpoint_dir: str, messa
 
 
 @operation()
-def engine(plan: HostPlan, engine_plan: EnginePlan, snapshot: Snapshot):
+def engine(plan: HostPlan, engine_plan: EnginePlan, found: Found):
     """The engine is built for its fingerprint; the served engine switches only after a successful build.
 
     + plan: the host's plan
     + engine_plan: the engine's plan (fingerprint, directories, convert and build commands)
-    + snapshot: the host, as the deploy's probe found it
+    + found: the host, as the deploy's probe found it, read against the plan
     """
-    ok, found = snapshot.engine(engine_plan.fingerprint, engine_plan.dir, engine_plan.name)
-    if ok:
-        host.noop(f"engine {engine_plan.name}: {found}")
+    build = found.engines[engine_plan.name]
+    if build.ready:
+        host.noop(f"engine {engine_plan.name}: {build.seen}")
         return
     yield ShownCommand(build_script(plan, engine_plan))
 
@@ -440,7 +434,7 @@ def nim_cache(path: str, uid: int, snapshot: Snapshot):
 
 
 @operation(is_idempotent=False)
-def service_restarted(plan: HostPlan, svc: ServicePlan, snapshot: Snapshot):
+def service_restarted(plan: HostPlan, svc: ServicePlan, found: Found):
     """Restart a running service and wait for it to answer; chain it with `_if=any_changed(unit_op, env_op)`.
     A service that was not running is left to `service_running`, which starts it (a new unit is started once,
     not started and restarted). The units that follow it (`PartOf=`) go down first and come up after it: they are
@@ -448,51 +442,40 @@ def service_restarted(plan: HostPlan, svc: ServicePlan, snapshot: Snapshot):
 
     + plan: the host's plan
     + svc: the service (unit, port, readiness path, health timeout, followers)
-    + snapshot: the host, as the deploy's probe found it
+    + found: the host, as the deploy's probe found it, read against the plan
     """
-    unit = snapshot.units.get(svc.unit_name)
-    if unit is None or unit.active != "active":
+    if not found.services[svc.name].active:
         host.noop(f"{svc.unit_name} is not running; it is started, not restarted")
         return
     yield from handle_service_control(host, svc.unit_name, {svc.unit_name: True}, SYSTEMCTL, restarted=True)
-    for restarted in [svc, *running_followers(plan, svc, snapshot)]:
+    for restarted in [svc, *running_followers(plan, svc, found)]:
         yield ShownCommand(wait_healthy_command(plan, restarted))
 
 
-def running_followers(plan: HostPlan, svc: ServicePlan, snapshot: Snapshot) -> list[ServicePlan]:
+def running_followers(plan: HostPlan, svc: ServicePlan, found: Found) -> list[ServicePlan]:
     """The running services a restart of `svc` restarts too (their units are `PartOf=` it; systemd restarts a
     follower that runs and leaves one that does not to its own start)."""
-    return [
-        s
-        for s in plan.services
-        if s.unit_name in svc.followers
-        and (unit := snapshot.units.get(s.unit_name)) is not None
-        and unit.active == "active"
-    ]
+    return [s for s in plan.services if s.unit_name in svc.followers and found.services[s.name].active]
 
 
 @operation()
-def service_running(plan: HostPlan, svc: ServicePlan, snapshot: Snapshot):
+def service_running(plan: HostPlan, svc: ServicePlan, found: Found):
     """The unit is enabled and active and answers its readiness path and /v1/models (waited for after a start).
     A container that runs but was started from an older unit than the current one (a restart an earlier run
     lost) is restarted, and the running units that follow it are waited for too (they restart with it).
 
     + plan: the host's plan
     + svc: the service (unit, port, container, identity, readiness path, health timeout)
-    + snapshot: the host, as the deploy's probe found it
+    + found: the host, as the deploy's probe found it, read against the plan
     """
-    found = snapshot
-    unit = found.units.get(svc.unit_name)
-    enabled = unit is not None and unit.enabled == "enabled"
-    active = unit is not None and unit.active == "active"
-    relaunch = not active or (
-        found.has_text(svc.unit_path, svc.unit_text) and found.lost_restart(svc.container_name, svc.identity)
-    )
+    service = found.services[svc.name]
+    enabled = service.enabled
+    relaunch = not service.active or service.lost_restart
     if not enabled:
         yield StringCommand("systemctl", "enable", QuoteString(svc.unit_name))
     if relaunch:  # a stopped unit is restarted as well: `restart` starts it
         yield from handle_service_control(host, svc.unit_name, {}, SYSTEMCTL, command="restart")
-    if relaunch or not found.answers(svc.port, svc.health_path):
+    if relaunch or not service.answers:
         yield ShownCommand(wait_healthy_command(plan, svc))
         for follower in running_followers(plan, svc, found) if relaunch else []:
             yield ShownCommand(wait_healthy_command(plan, follower))
@@ -501,15 +484,16 @@ def service_running(plan: HostPlan, svc: ServicePlan, snapshot: Snapshot):
 
 
 @operation()
-def stale_env_files_removed(directory: str, wanted: list[str], snapshot: Snapshot):
+def stale_env_files_removed(directory: str, wanted: list[str], snapshot: Snapshot, found: Found):
     """Env files in the secrets directory that nothing on this host uses any more (a service or checkpoint the
     state dropped, or whose env and secrets it emptied) are removed: a secret is kept no longer than it is used.
 
     + directory: the secrets directory
     + wanted: the names of the env files this host's plan writes (and those a stale unit's removal takes)
-    + snapshot: the host, as the deploy's probe found it (its `env_files_dir` lists the directory)
+    + snapshot: the host, as the deploy's probe found it (its `env_files` lists the directory)
+    + found: the same, read against the plan (whether the directory is spark-state's to change)
     """
-    if snapshot.secrets_dir is not None and snapshot.secrets_dir.refusal():
+    if found.secrets_dir_refusal:
         host.noop(f"{directory} is not spark-state's: nothing is removed there")
         return
     stale = sorted(set(snapshot.env_files) - set(wanted))
@@ -562,7 +546,14 @@ def service_rolled_back(plan: HostPlan, svc: ServicePlan, verification: Verifica
             # it restarted with svc if it ran (PartOf=): wait for it then
             active = sh_join(["systemctl", "is-active", "--quiet", follower.unit_name])
             yield ShownCommand(f"! {active} || {wait_healthy_command(plan, follower)}")
-        document = rollout.marker(svc, outcome.previous, outcome.reason, verification.at)
+        document = {  # what drift reads (probe's RollbackMarker): what the deploy wanted, what serves instead, why
+            "service": svc.name,
+            "desired": svc.serves,
+            "desired_identity": svc.identity,
+            "serving": outcome.previous,
+            "reason": outcome.reason,
+            "at": verification.at,
+        }
         yield write_file_command(plan.rollback_marker(svc), json.dumps(document, indent=2, sort_keys=True))
         return
     if not outcome.reason and outcome.marked:
@@ -581,7 +572,9 @@ def baseline_recorded(plan: HostPlan, verification: Verification):
     + plan: the host's plan
     + verification: what the verification step found (read when this operation runs)
     """
-    if not verification.earns_baseline():
+    # every service was benched and none failed (a miss under spark_bench_fail=no is not a failure)
+    earned = verification.done and all(o.benched and not o.fatal for o in verification.outcomes.values())
+    if not earned:
         host.noop("no new baseline: " + ("nothing verified" if not verification.done else "not every service passed"))
         return
     now = host.get_fact(SparkHostState, request=host_facts_request(plan))  # not the deploy's snapshot: after it
@@ -614,7 +607,16 @@ def verification_verdict(plan: HostPlan, verification: Verification, rollback: b
     + verification: what the verification step found (read when this operation runs)
     + rollback: the state's rollout.rollback
     """
-    failed = verification.failures(rollback)
+    failed = []
+    for name, o in verification.outcomes.items():
+        if not o.fatal:
+            continue
+        if o.rolled_back_to:
+            failed.append(f"{name}: {o.reason}; rolled back to {o.rolled_back_to}")
+        elif rollback and o.changed and not o.previous:
+            failed.append(f"{name}: {o.reason}; nothing to roll back to (it is new on this host)")
+        else:
+            failed.append(f"{name}: {o.reason}")
     if not failed:
         missed = any(o.reason for o in verification.outcomes.values())
         host.noop(

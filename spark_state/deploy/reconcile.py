@@ -33,7 +33,7 @@ from pyinfra.operations import python
 from pyinfra.operations.util import any_changed
 
 from .. import writer_lock
-from ..desired.compat import NGC_KEY_ENV, NGC_REGISTRY, NGC_USER, needs_ngc_login
+from ..desired.compat import NGC_KEY_ENV, NGC_REGISTRY, NGC_USER
 from ..desired.loader import load_state
 from ..desired.model import DesiredState
 from ..desired.names import UNIT_PREFIX
@@ -41,22 +41,17 @@ from ..errors import HostError, SparkStateError
 from ..inventory import state_path
 from ..observe import baseline
 from ..observe.observation import Observation, observe
-from ..observe.preflight import chat_template_message, preflight
+from ..observe.preflight import preflight
 from ..on_host import program
 from ..plan.engines import CONVERTER_TEXT
-from ..plan.host_plan import HostPlan
 from ..plan.quoting import env_file_text
 from ..stacks.nim import NIM_UID
 from . import operations as ops
 from .facts import snapshot
-from .rollout import ServiceRun, Verification, previous_version
+from .rollout import ServiceRun, Verification
 
 HELPER = program("spark_host.py")
 FETCHER = program("fetch_checkpoint.py")
-
-
-def _secrets_needed(plan: HostPlan) -> list[str]:
-    return [name for s in plan.services for name in s.secrets] + [n for c in plan.checkpoints for n in c.secrets]
 
 
 def _measure(state: Any, host: Any, **kwargs: Any) -> bool:
@@ -132,10 +127,10 @@ def serve_spark(state: DesiredState | None = None, host_name: str | None = None)
 
 def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> None:
     environ = dict(os.environ)
-    plan, request, observed = observation.plan, observation.request, observation.snapshot
+    plan, request, observed, found = observation.plan, observation.request, observation.snapshot, observation.found
     rollback = state.rollout.rollback
 
-    failures = preflight(plan, observed, environ, _secrets_needed(plan), state.fleet.reserved_memory_gib)
+    failures = preflight(observation, environ, state.fleet.reserved_memory_gib)
     ops.preflight_gate(name="spark-state preflight", failures=failures)
     if failures:
         return
@@ -146,9 +141,9 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
         programs[plan.fetch_script_path] = FETCHER
     if plan.engines:
         programs[plan.converter_path] = CONVERTER_TEXT
-    ops.programs(name="spark-state's programs on the host", files=programs, snapshot=observed)
+    ops.programs(name="spark-state's programs on the host", files=programs, found=found)
     for image in plan.images:
-        if needs_ngc_login(image.ref):  # preflight made sure the key is here when the image must be pulled
+        if image.ngc_login:  # preflight made sure the key is here when the image must be pulled
             ops.registry_login(
                 name=f"docker login {NGC_REGISTRY} for {image.ref}",
                 plan=plan,
@@ -157,14 +152,14 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
                 password=ops.Secret(NGC_KEY_ENV, environ.get(NGC_KEY_ENV, "")),
                 image=image.ref,
                 local=image.local,
-                snapshot=observed,
+                found=found,
             )
         changes["host"].append(
             ops.docker_image(
                 name=f"image {image.ref}",
                 plan=plan,
                 ref=image.ref,
-                snapshot=observed,
+                found=found,
                 local=image.local,
                 read_trtllm_version=image.local in (request.images.trtllm if request.images else ()),
             )
@@ -176,7 +171,12 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
             secret = ops.Secret(f"env file of {ckpt.name}", env_file_text({}, ckpt.secrets, environ) or "")
             changes["host"].append(
                 ops.private_file(
-                    name=f"secrets for {ckpt.name}", plan=plan, path=env_file, content=secret, snapshot=observed
+                    name=f"secrets for {ckpt.name}",
+                    plan=plan,
+                    path=env_file,
+                    content=secret,
+                    snapshot=observed,
+                    found=found,
                 )
             )
         # The download keeps the operator's login environment under sudo (HF_ENDPOINT for a mirror, proxies).
@@ -185,7 +185,7 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
                 name=f"checkpoint {ckpt.name} ({ckpt.repo}@{ckpt.revision})",
                 plan=plan,
                 ckpt=ckpt,
-                snapshot=observed,
+                found=found,
                 _preserve_sudo_env=True,
             )
         )
@@ -200,11 +200,11 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
                 service=svc.name,
                 checkpoint_dir=ckpt.dir,
                 snapshot=observed,
-                message=chat_template_message(svc.name, ckpt.name, ckpt.repo),
+                message=svc.no_chat_template,
             )
 
     engine_ops = {
-        e.name: ops.engine(name=f"engine {e.name} ({e.fingerprint[:16]})", plan=plan, engine_plan=e, snapshot=observed)
+        e.name: ops.engine(name=f"engine {e.name} ({e.fingerprint[:16]})", plan=plan, engine_plan=e, found=found)
         for e in plan.engines
     }
 
@@ -213,12 +213,9 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
     runs: dict[str, ServiceRun] = {}
     restart_after: dict[str, list[OperationMeta]] = {}
     for svc in plan.services:
+        service = found.services[svc.name]
         run = runs[svc.name] = ServiceRun(
-            svc,
-            previous=previous_version(plan, svc, observed),
-            marked=svc.unit_name in observed.rollback.markers,
-            relaunch=observed.has_text(svc.unit_path, svc.unit_text)
-            and observed.lost_restart(svc.container_name, svc.identity),
+            svc, previous=service.previous, marked=service.marked, relaunch=service.lost_restart
         )
         run.changes = [engine_ops[svc.engine]] if svc.engine else []
         restart_after[svc.name] = []
@@ -230,12 +227,13 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
                 path=svc.env_file,
                 content=secret,
                 snapshot=observed,
+                found=found,
                 previous=plan.rollback_env_file(svc) if rollback else None,
             )
             restart_after[svc.name].append(run.env_op)
         if svc.config_files:
             restart_after[svc.name].append(
-                ops.programs(name=f"{svc.name} options", files=svc.config_files, snapshot=observed)
+                ops.programs(name=f"{svc.name} options", files=svc.config_files, found=found)
             )
         if svc.cache_dir:
             run.changes.append(
@@ -246,7 +244,7 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
                 name=f"unit {svc.unit_name}",
                 path=svc.unit_path,
                 content=svc.unit_text,
-                snapshot=observed,
+                found=found,
                 previous=plan.rollback_unit(svc) if rollback else None,
             )
         )
@@ -267,6 +265,7 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
             name=f"stale env files in {plan.secrets_dir}",
             directory=plan.secrets_dir,
             snapshot=observed,
+            found=found,
             wanted=[path.rsplit("/", 1)[1] for path in env_files],
         )
     )
@@ -282,14 +281,14 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
             name=f"{svc.unit_name} restarted",
             plan=plan,
             svc=svc,
-            snapshot=observed,
+            found=found,
             _if=[any_changed(*restart_after[svc.name]), _none_changed(leaders)],
             _ignore_errors=rollback,
         )
         run.health = [
             restarts[svc.name],
             ops.service_running(
-                name=f"{svc.unit_name} running", plan=plan, svc=svc, snapshot=observed, _ignore_errors=rollback
+                name=f"{svc.unit_name} running", plan=plan, svc=svc, found=found, _ignore_errors=rollback
             ),
         ]
         run.changes += run.health

@@ -6,13 +6,10 @@ operations when they run)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from pyinfra.api.operation import OperationMeta
 
-from ..on_host.probe import Snapshot
-from ..plan.host_plan import HostPlan
-from ..plan.units import ServicePlan, unit_serves
+from ..plan.units import ServicePlan
 
 
 @dataclass
@@ -57,53 +54,3 @@ class Verification:
     at: str = ""  # when: the time a rollback marker and a baseline are recorded with
     outcomes: dict[str, ServiceOutcome] = field(default_factory=dict)
     figures: dict[str, dict[str, float]] = field(default_factory=dict)  # service → bench figures
-
-    def earns_baseline(self) -> bool:
-        """Every service was benched and none failed (a miss under spark_bench_fail=no is not a failure)."""
-        return self.done and all(o.benched and not o.fatal for o in self.outcomes.values())
-
-    def failures(self, rollback: bool) -> list[str]:
-        said = []
-        for name, o in self.outcomes.items():
-            if not o.fatal:
-                continue
-            if o.rolled_back_to:
-                said.append(f"{name}: {o.reason}; rolled back to {o.rolled_back_to}")
-            elif rollback and o.changed and not o.previous:
-                said.append(f"{name}: {o.reason}; nothing to roll back to (it is new on this host)")
-            else:
-                said.append(f"{name}: {o.reason}")
-        return said
-
-
-def previous_version(plan: HostPlan, svc: ServicePlan, found: Snapshot) -> str | None:
-    """What a rollback of `svc` would serve: the unit installed now when this run replaces it (the unit_file
-    operation keeps it in the rollback directory), else the one an earlier run kept there when the new unit
-    has not run yet (a lost restart). None when there is nothing to go back to."""
-    installed = found.file(svc.unit_path)
-    kept = found.rollback.units.get(svc.unit_name)
-    if installed is not None and not found.has_text(svc.unit_path, svc.unit_text):
-        return _describe(installed.text, installed.sha256)
-    if (
-        kept is not None
-        and found.has_text(svc.unit_path, svc.unit_text)
-        and found.lost_restart(svc.container_name, svc.identity)
-    ):
-        return _describe(kept.text, kept.sha256)
-    return None
-
-
-def _describe(text: str | None, digest: str) -> str:
-    return unit_serves(text) or f"the unit before (sha256 {digest[:12]})"
-
-
-def marker(svc: ServicePlan, serving: str, reason: str, at: str) -> dict[str, Any]:
-    """The rollback marker drift reads: what the deploy wanted, what serves instead, and why."""
-    return {
-        "service": svc.name,
-        "desired": svc.serves,
-        "desired_identity": svc.identity,
-        "serving": serving,
-        "reason": reason,
-        "at": at,
-    }

@@ -3,15 +3,15 @@ these items; the drift check reports them. Pure: no SSH, no pyinfra."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..on_host.probe import Snapshot
-from ..plan.host_plan import HostPlan
 from ..plan.quoting import env_file_text
 from ..plan.units import ServicePlan
 from ..stacks.nim import NIM_UID
+from .found import ServiceFound, sha256
+from .observation import Observation
 
 
 @dataclass(frozen=True)
@@ -25,45 +25,42 @@ class Item:
     unchecked: bool = False  # could not be checked from here (e.g. a secret not in this machine's environment)
 
 
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def compare(plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str]) -> list[Item]:
+def compare(observation: Observation, environ: Mapping[str, str]) -> list[Item]:
+    plan, snapshot, found = observation.plan, observation.snapshot, observation.found
     items: list[Item] = []
     host = plan.host
     for image in plan.images:
-        found = snapshot.images.get(image.local)
-        if found is None:
+        held = snapshot.images.get(image.local)
+        if held is None:
             items.append(Item(host, "image", image.ref, "present", "absent", False))
             continue
-        if not snapshot.holds(image.local, image.digest):
+        if not found.images[image.local]:
             items.append(
                 Item(
                     host,
                     "image",
                     image.ref,
                     f"{image.local} at {image.digest}",
-                    f"{image.local} is {', '.join(found.digests) or found.id}: the tag was re-pushed "
+                    f"{image.local} is {', '.join(held.digests) or held.id}: the tag was re-pushed "
                     "or pulled without the pin",
                     False,
                 )
             )
             continue
-        digest = (found.digests or (found.id,))[0]
-        observed = f"{digest}" + (f", TensorRT-LLM {found.trtllm_version}" if found.trtllm_version else "")
-        version_ok = image.trtllm_version is None or found.trtllm_version in (None, image.trtllm_version)
+        digest = (held.digests or (held.id,))[0]
+        observed = f"{digest}" + (f", TensorRT-LLM {held.trtllm_version}" if held.trtllm_version else "")
+        version_ok = image.trtllm_version is None or held.trtllm_version in (None, image.trtllm_version)
         desired = "present" + (f", TensorRT-LLM {image.trtllm_version}" if image.trtllm_version else "")
         items.append(Item(host, "image", image.ref, desired, observed, version_ok))
     for ckpt in plan.checkpoints:
-        ok, observed = snapshot.checkpoint(ckpt.repo, ckpt.revision, ckpt.dir, ckpt.tokenizer_only)
-        items.append(Item(host, "checkpoint", ckpt.name, f"{ckpt.repo}@{ckpt.revision}", observed, ok))
+        download = found.checkpoints[ckpt.name]
+        items.append(Item(host, "checkpoint", ckpt.name, f"{ckpt.repo}@{ckpt.revision}", download.seen, download.ready))
     for engine in plan.engines:
-        ok, observed = snapshot.engine(engine.fingerprint, engine.dir, engine.name)
+        build = found.engines[engine.name]
         desired = f"{engine.fingerprint[:16]} (TensorRT-LLM {engine.trtllm_version})"
-        items.append(Item(host, "engine", engine.name, desired, observed, ok))
+        items.append(Item(host, "engine", engine.name, desired, build.seen, build.ready))
     for svc in plan.services:
-        items += _service_items(host, svc, snapshot, environ)
+        items += _service_items(host, svc, snapshot, found.services[svc.name], environ)
     wanted = {s.unit_name for s in plan.services}
     for name, unit in sorted(snapshot.units.items()):
         if name not in wanted:
@@ -71,11 +68,13 @@ def compare(plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str]) -> l
     return items
 
 
-def _service_items(host: str, svc: ServicePlan, snapshot: Snapshot, environ: Mapping[str, str]) -> list[Item]:
+def _service_items(
+    host: str, svc: ServicePlan, snapshot: Snapshot, found: ServiceFound, environ: Mapping[str, str]
+) -> list[Item]:
     items = []
     unit = snapshot.units.get(svc.unit_name)
     observed_sha = unit.file.sha256 if unit and unit.file else None
-    unit_ok = observed_sha == sha256(svc.unit_text)
+    unit_ok = found.unit_current
     items.append(
         Item(
             host,
@@ -124,7 +123,7 @@ def _service_items(host: str, svc: ServicePlan, snapshot: Snapshot, environ: Map
         items.append(
             Item(host, "cache", svc.cache_dir, f"owned by {NIM_UID}:{NIM_UID}", seen, owner == (NIM_UID, NIM_UID))
         )
-    if unit_ok and snapshot.lost_restart(svc.container_name, svc.identity):
+    if found.lost_restart:
         running = snapshot.containers[svc.container_name]
         items.append(
             Item(
@@ -140,7 +139,7 @@ def _service_items(host: str, svc: ServicePlan, snapshot: Snapshot, environ: Map
     items.append(Item(host, "service", svc.name, "enabled/active", status, status == "enabled/active"))
     if svc.port in snapshot.health:
         answer = snapshot.health[svc.port]
-        healthy = snapshot.answers(svc.port, svc.health_path)
+        healthy = found.answers
         # Up (or coming up) but not ready yet — refused, reset or 503 while it loads after a boot or restart. A 404 or
         # another answer is not "starting": something else answers there.
         loading = all(not isinstance(code, int) or code == 503 for code in answer.values())

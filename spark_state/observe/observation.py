@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..desired.model import COMMIT_SHA, DesiredState
+from ..desired.model import DesiredState
 from ..desired.names import UNIT_PREFIX
 from ..on_host.probe import (
     ArtifactsAsked,
@@ -22,6 +22,7 @@ from ..on_host.probe import (
     manifest_path,
 )
 from ..plan.host_plan import HostPlan, plan_host
+from .found import Found, found_for
 
 
 def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = True) -> ProbeRequest:
@@ -93,6 +94,7 @@ class Observation:
     plan: HostPlan
     request: ProbeRequest
     snapshot: Snapshot
+    found: Found  # the snapshot read against the plan
 
 
 def observe(
@@ -102,38 +104,16 @@ def observe(
     TensorRT-LLM than its tag says (the version inside feeds the engine fingerprints), or a checkpoint pinned to
     a commit is already here, downloaded under the branch or tag it was pinned from (it is used where it is:
     same bits, same engines and units) — probing once more for the new plan."""
-    plan = plan_host(state, host)
-    request = probe_request(plan, read_only)
-    snapshot = probe(request)
-    probed = snapshot.trtllm_versions()
-    held = held_under(state, plan, snapshot)
-    if held or any(probed.get(i.local) not in (None, i.trtllm_version) for i in plan.images):
-        state = with_revisions(state, held)
+    probed: dict[str, str] = {}
+    for _ in range(2):  # a second round only when the first taught the plan something
         plan = plan_host(state, host, probed)
         request = probe_request(plan, read_only)
         snapshot = probe(request)
-    return Observation(plan, request, snapshot)
-
-
-def held_under(state: DesiredState, plan: HostPlan, snapshot: Snapshot) -> dict[str, str]:
-    """checkpoint → the revision name a pinned commit is held under on this host (when not under its sha)."""
-    held = {}
-    for ckpt in plan.checkpoints:
-        if not COMMIT_SHA.match(ckpt.revision) or snapshot.manifests.get(manifest_path(ckpt.dir)):
-            continue
-        for copy in snapshot.checkpoint_copies.get(ckpt.name, []):
-            if (copy.repo, copy.sha) == (ckpt.repo, ckpt.revision) and copy.revision:
-                held[ckpt.name] = copy.revision
-                break
-    return held
-
-
-def with_revisions(state: DesiredState, revisions: dict[str, str]) -> DesiredState:
-    """The state with these checkpoints' revisions replaced (each by a name for the same commit)."""
-    if not revisions:
-        return state
-    checkpoints = {
-        name: c.model_copy(update={"revision": revisions[name]}) if name in revisions else c
-        for name, c in state.checkpoints.items()
-    }
-    return state.model_copy(update={"checkpoints": checkpoints})
+        found = found_for(plan, snapshot)
+        versions, held = found.trtllm_versions, found.held_under
+        if not held and all(versions.get(i.local) in (None, i.trtllm_version) for i in plan.images):
+            break
+        probed = versions
+        revised = {n: c.model_copy(update={"revision": held.get(n, c.revision)}) for n, c in state.checkpoints.items()}
+        state = state.model_copy(update={"checkpoints": revised})
+    return Observation(plan, request, snapshot, found)

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..desired.compat import NGC_KEY_ENV, NGC_REGISTRY, Gpu, Support, known_bad_fix, needs_ngc_login, trtllm_support
+from ..desired.compat import NGC_KEY_ENV, NGC_REGISTRY, Gpu, Support, known_bad_fix, trtllm_support
 from ..desired.names import UNIT_PREFIX
 from ..on_host.probe import DiskFact, DockerFact, Snapshot
 from ..plan.host_plan import HostPlan
 from ..plan.quoting import env_file_problem
 from ..stacks import trtllm
+from .found import Found
+from .observation import Observation
 
 GIB_PER_GB = 1e9 / 2**30
 
 
-def preflight(
-    plan: HostPlan, snapshot: Snapshot, environ: Mapping[str, str], secrets_needed: list[str], reserved_gib: float
-) -> list[str]:
+def preflight(observation: Observation, environ: Mapping[str, str], reserved_gib: float) -> list[str]:
     """Every reason this host must not be changed; empty when it may."""
+    plan, snapshot, found = observation.plan, observation.snapshot, observation.found
+    secrets_needed = plan.secrets
     failures: list[str] = []
     gpu_fact = snapshot.gpu
     gpu: Gpu | None = None
@@ -28,7 +30,7 @@ def preflight(
         if plan.gpu and gpu.name != plan.gpu:
             failures.append(f"the state declares {plan.gpu} but this host has {gpu.name} ({gpu.compute_capability})")
 
-    probed = snapshot.trtllm_versions()
+    probed = found.trtllm_versions
     if gpu is not None:
         for image in plan.images:
             version = probed.get(image.local) or image.trtllm_version
@@ -49,12 +51,12 @@ def preflight(
     elif not docker.nvidia_runtime:
         failures.append("the NVIDIA container runtime is missing (nvidia-container-toolkit): `--gpus all` would fail")
 
-    failures += _disk(plan, snapshot)
+    failures += _disk(plan, snapshot, found)
     failures += _memory(plan, snapshot, reserved_gib)
     failures += _ports(plan, snapshot)
     failures += _chat_templates(plan, snapshot)
     for image in plan.images:
-        if needs_ngc_login(image.ref) and snapshot.images.get(image.local) is None and NGC_KEY_ENV not in environ:
+        if image.ngc_login and snapshot.images.get(image.local) is None and NGC_KEY_ENV not in environ:
             failures.append(
                 f"image {image.ref} must be pulled from {NGC_REGISTRY}, which needs an NGC API key: "
                 f"set {NGC_KEY_ENV} on the machine running the deploy"
@@ -70,9 +72,8 @@ def preflight(
         failures.append(
             f"secrets that cannot go into an env file (a newline or NUL in the value): {', '.join(unusable)}"
         )
-    directory = snapshot.secrets_dir
-    if plan.env_files and directory is not None and (refusal := directory.refusal()):
-        failures.append(refusal)
+    if plan.env_files and found.secrets_dir_refusal:
+        failures.append(found.secrets_dir_refusal)
     missing = sorted({name for name in secrets_needed if name not in environ})
     if missing:
         failures.append(f"secrets not set in the environment of the machine running the deploy: {', '.join(missing)}")
@@ -84,7 +85,7 @@ def preflight(
 PULL_SPACE = 2.0
 
 
-def _disk(plan: HostPlan, snapshot: Snapshot) -> list[str]:
+def _disk(plan: HostPlan, snapshot: Snapshot, found: Found) -> list[str]:
     """Room for what this run downloads and builds: checkpoints and engines on paths.root's file system, images
     still to pull (their size from the registry manifest) on docker's — one budget when they are the same file
     system, as on a Spark's single disk. Old builds are named: prune frees them."""
@@ -92,10 +93,10 @@ def _disk(plan: HostPlan, snapshot: Snapshot) -> list[str]:
     images_fs = root_fs if docker_fs is None or (root_fs and docker_fs.same_file_system(root_fs)) else docker_fs
     needs: dict[DiskFact, dict[str, float]] = {}
     for c in plan.checkpoints:
-        if root_fs and c.size_gb and not snapshot.checkpoint(c.repo, c.revision, c.dir, c.tokenizer_only)[0]:
+        if root_fs and c.size_gb and not found.checkpoints[c.name].ready:
             needs.setdefault(root_fs, {})[f"checkpoint {c.name}"] = c.size_gb
     for e in plan.engines:
-        if root_fs and e.size_gb and not snapshot.engine(e.fingerprint, e.dir, e.name)[0]:
+        if root_fs and e.size_gb and not found.engines[e.name].ready:
             needs.setdefault(root_fs, {})[f"engine {e.name}"] = 2 * e.size_gb
     for image in plan.images:
         download = snapshot.download_sizes.get(image.ref)
@@ -182,13 +183,5 @@ def _chat_templates(plan: HostPlan, snapshot: Snapshot) -> list[str]:
             continue
         ckpt = by_name[s.tokenizer_checkpoint]
         if templates.get(ckpt.dir) is False:
-            failures.append(chat_template_message(s.name, ckpt.name, ckpt.repo))
+            failures.append(s.no_chat_template)
     return failures
-
-
-def chat_template_message(service: str, checkpoint: str, repo: str) -> str:
-    return (
-        f"service {service}: the tokenizer of checkpoint {checkpoint} ({repo}) has no chat_template; "
-        "trtllm-serve would answer HTTP 400 'No chat template found for the given tokenizer and tools.' — "
-        "set tokenizer_from on the checkpoint (or tokenizer on the service) to a checkpoint that has one"
-    )

@@ -890,7 +890,7 @@ class UnitFact(_Fact):
 
 
 class RollbackMarker(_Fact):
-    """What a deploy wanted, what serves instead, why and when (deploy.rollout.marker)."""
+    """What a deploy wanted, what serves instead, why and when (written by deploy.operations.service_rolled_back)."""
 
     service: str | None = None
     desired: str | None = None
@@ -1058,71 +1058,6 @@ class Snapshot(_Fact):
                 f"the host's probe answered something unexpected in {', '.join(sections) or 'its answer'} "
                 f"({_brief(exc)})"
             ) from None
-
-    def trtllm_versions(self) -> dict[str, str]:
-        """image ref → the TensorRT-LLM version found inside it on this host (probed images only)."""
-        return {ref: image.trtllm_version for ref, image in self.images.items() if image and image.trtllm_version}
-
-    def file(self, path: str) -> FileFact | None:
-        """A managed file or a unit file, by its path on the host."""
-        if path in self.files:
-            return self.files[path]
-        unit = self.units.get(path.rsplit("/", 1)[-1])
-        return unit.file if unit else None
-
-    def answers(self, port: int, ready_path: str) -> bool:
-        """The service on `port` answered 200 on its readiness path and on /v1/models."""
-        answer = self.health.get(port) or {}
-        return answer.get(ready_path) == 200 and answer.get("/v1/models") == 200
-
-    def holds(self, local: str, digest: str | None) -> bool:
-        """The image is here under `local`, with the digest the state pins (any digest will do when it pins none)."""
-        found = self.images.get(local)
-        return found is not None and (digest is None or any(d.endswith(f"@{digest}") for d in found.digests))
-
-    def has_text(self, path: str, text: str) -> bool:
-        """The managed or unit file at `path` holds exactly `text`."""
-        found = self.file(path)
-        return found is not None and found.sha256 == hashlib.sha256(text.encode()).hexdigest()
-
-    def lost_restart(self, container: str, identity: str) -> bool:
-        """The container runs, but was started from another unit than the one it must have been started from
-        (`identity`): a restart an earlier run lost (meaningful once the unit file on the host is current)."""
-        running = self.containers.get(container)
-        return bool(identity) and running is not None and running.state == "running" and running.identity != identity
-
-    def artifact(self, directory: str) -> tuple[Manifest | None, tuple[str, ...]]:
-        """(manifest, files it lists that are missing or changed size) of an artifact directory."""
-        entry = self.manifests.get(manifest_path(directory))
-        return (entry.manifest, entry.missing) if entry else (None, ())
-
-    def checkpoint(self, repo: str, revision: str, directory: str, tokenizer_only: bool = False) -> tuple[bool, str]:
-        """(usable, what is there): a download as the plan needs it is complete and verified, and the whole
-        checkpoint unless only its tokenizer is wanted (a tokenizer-only copy does not do to build from)."""
-        manifest, missing = self.artifact(directory)
-        if manifest is None:
-            return False, "not downloaded"
-        if (manifest.repo, manifest.revision) != (repo, revision):
-            return False, f"{manifest.repo}@{manifest.revision}"
-        if manifest.scope == "tokenizer" and not tokenizer_only:
-            return False, f"{repo}@{revision}: tokenizer files only, the weights are needed"
-        if missing:
-            return False, f"files missing or changed: {', '.join(missing[:3])}"
-        scope = " tokenizer only" if manifest.scope == "tokenizer" else ""
-        return True, f"{repo}@{revision} ({str(manifest.sha or '')[:12]}){scope}"
-
-    def engine(self, fingerprint: str, directory: str, name: str) -> tuple[bool, str]:
-        """(built, what is there): the engine build for `fingerprint`, complete."""
-        manifest, missing = self.artifact(directory)
-        if manifest is not None and manifest.fingerprint == fingerprint and not missing:
-            return True, f"{fingerprint[:16]} (TensorRT-LLM {manifest.trtllm_version})"
-        if manifest is not None and missing:
-            return False, f"{fingerprint[:16]} built, but {', '.join(missing[:3])} missing or changed"
-        others = [m for m in self.engine_builds.get(name, ()) if m.fingerprint != fingerprint]
-        if others:
-            latest = others[-1]
-            return False, f"only {str(latest.fingerprint)[:16]} (TensorRT-LLM {latest.trtllm_version})"
-        return False, "not built"
 
 
 def manifest_path(directory: str) -> str:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from ..desired.downloads import download_image
 from ..desired.model import DesiredState
-from .images import local_ref
+from .images import ImagePlan
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,10 @@ def checkpoint_dir(state: DesiredState, name: str) -> str:
     return f"{state.paths.root}/checkpoints/{name}/{revision}"
 
 
-def plan_checkpoint(state: DesiredState, name: str, fetch_image: str, tokenizer_only: bool = False) -> CheckpointPlan:
+def plan_checkpoint(
+    state: DesiredState, name: str, fetch_image: ImagePlan, tokenizer_only: bool = False
+) -> CheckpointPlan:
+    """`fetch_image`: the image the download runs in (desired.downloads decides which)."""
     c = state.checkpoints[name]
     return CheckpointPlan(
         name,
@@ -42,16 +44,7 @@ def plan_checkpoint(state: DesiredState, name: str, fetch_image: str, tokenizer_
         checkpoint_dir(state, name),
         tuple(c.secrets),
         None if tokenizer_only else c.size_gb,
-        local_ref(state.images[fetch_image].ref),
+        fetch_image.local,
         tokenizer_only,
         () if tokenizer_only else tuple(c.files),
     )
-
-
-def fetch_image(state: DesiredState, checkpoint: str, services: list[str], engines: list[str]) -> str:
-    """The image that downloads `checkpoint` on this host (desired.downloads decides; validate refused a state
-    where nothing can)."""
-    image = download_image(state, checkpoint, services, engines)
-    if image is None:
-        raise AssertionError(f"checkpoint {checkpoint} is planned but nothing here can download it (validate refuses)")
-    return image

@@ -9,13 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..desired.checks import image_trtllm_version
 from ..desired.model import DesiredState
 from ..desired.names import build_container, convert_container
 from ..on_host import program
 from . import quoting
-from .checkpoints import checkpoint_dir
-from .images import local_ref
+from .checkpoints import CheckpointPlan
+from .images import ImagePlan
 
 PLAN_FORMAT = 1  # part of every engine fingerprint and of `plan --json`
 # The checkpoint converter spark-state ships (on_host/convert_checkpoint.py, TensorRT-LLM's library API), mounted
@@ -74,11 +73,14 @@ def engine_build_flags(state: DesiredState, name: str) -> list[str]:
     return flags + list(e.build_args)
 
 
-def plan_engine(state: DesiredState, name: str, probed: Mapping[str, str] | None = None) -> EnginePlan:
+def plan_engine(
+    state: DesiredState, name: str, images: Mapping[str, ImagePlan], checkpoints: Mapping[str, CheckpointPlan]
+) -> EnginePlan:
+    """`images` and `checkpoints`: the host's plans of them (the engine's image and checkpoint among them)."""
     e = state.engines[name]
     ckpt = state.checkpoints[e.checkpoint]
-    image_ref = local_ref(state.images[e.image].ref)
-    version = (probed or {}).get(image_ref) or image_trtllm_version(state, e.image)
+    image = images[e.image]
+    image_ref, version = image.local, image.trtllm_version
     build_flags = engine_build_flags(state, name)
     convert_flags = ["--dtype", e.dtype, *e.convert_args]
     inputs = {
@@ -100,7 +102,7 @@ def plan_engine(state: DesiredState, name: str, probed: Mapping[str, str] | None
         *gpu_run,
         convert_container(name),
         "-v",
-        f"{checkpoint_dir(state, e.checkpoint)}:/ckpt:ro",
+        f"{checkpoints[e.checkpoint].dir}:/ckpt:ro",
         "-v",
         f"{build_dir}:/work",
         *shipped,

@@ -12,21 +12,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..desired.compat import KNOWN_GPUS
-from ..desired.downloads import tokenizer_checkpoint
-from ..desired.model import (
-    CHECKPOINT_SERVICES,
-    DesiredState,
-    EngineService,
-    NimService,
-    host_gpu,
-    host_services,
-    service_kind,
-)
+from ..desired.downloads import host_needs
+from ..desired.model import DesiredState, host_gpu, host_services
 from ..desired.names import checkpoint_env_file, service_env_file
 from ..errors import MemoryBudgetError, UnknownHostError
 from ..stacks import STACKS
 from .budgets import Budget, memory_overflow, plan_budget
-from .checkpoints import CheckpointPlan, fetch_image, plan_checkpoint
+from .checkpoints import CheckpointPlan, plan_checkpoint
 from .engines import PLAN_FORMAT, EnginePlan, converter_path, plan_engine
 from .images import ImagePlan, plan_image
 from .units import ServicePlan, plan_service
@@ -112,6 +104,11 @@ class HostPlan:
         """Files the services' containers read (their LLM API options), path → text."""
         return {path: text for s in self.services for path, text in s.config_files.items()}
 
+    @property
+    def secrets(self) -> list[str]:
+        """The names of every secret this host's services and checkpoint downloads read (may repeat)."""
+        return [name for s in self.services for name in s.secrets] + [n for c in self.checkpoints for n in c.secrets]
+
     def service_env_file(self, service: str) -> str:
         """The 0600 env file of a service (also of one the state no longer declares, to remove it)."""
         return service_env_file(self.secrets_dir, service)
@@ -128,7 +125,9 @@ def plan_fleet(state: DesiredState, only_host: str | None = None) -> list[HostPl
 
 def plan_host(state: DesiredState, host_name: str, probed: Mapping[str, str] | None = None) -> HostPlan:
     """The plan for one host. `probed` maps image refs to the TensorRT-LLM version found inside the image on
-    the host, which wins over what the tag suggests (and so feeds the engine fingerprints)."""
+    the host, which wins over what the tag suggests (and so feeds the engine fingerprints). Each image, then each
+    checkpoint, engine and service is planned once; what comes later reads what came before (an image's local
+    name, a checkpoint's directory, an engine's fingerprint) instead of working it out again."""
     if host_name not in state.hosts:
         raise UnknownHostError(host_name, list(state.hosts))
     host = state.hosts[host_name]
@@ -136,38 +135,45 @@ def plan_host(state: DesiredState, host_name: str, probed: Mapping[str, str] | N
     gpu = KNOWN_GPUS.get(gpu_name) if gpu_name else None
     # Services that claim a fraction of the free memory start last, in the state's order (units ordered so):
     # what each gets is then what the budget below reckons, whatever order a deploy or a boot starts them in.
-    services = sorted(
-        (s for s in host_services(state, host_name) if s in state.services), key=lambda s: _takes_free(state, s)
-    )
-
-    engine_names = _ordered(svc.engine for s in services if isinstance(svc := state.services[s], EngineService))
-    checkpoint_names = _ordered(_checkpoints_needed(state, services, engine_names))
-    fetch_images = {n: fetch_image(state, n, services, engine_names) for n in checkpoint_names}
-    image_names = _ordered([*_images_needed(state, services, engine_names), *fetch_images.values()])
+    placed = [s for s in host_services(state, host_name) if s in state.services]
+    services = sorted(placed, key=lambda s: STACKS[state.services[s].stack].takes_free_memory)
+    needs = host_needs(state, services)
 
     probed = probed or {}
-    images = tuple(plan_image(state, n, gpu, probed) for n in image_names)
-    models = set(_models_needed(state, services, engine_names))
-    checkpoints = tuple(plan_checkpoint(state, n, fetch_images[n], n not in models) for n in checkpoint_names)
-    engines = tuple(plan_engine(state, n, probed) for n in engine_names)
-    engines_by_name = {e.name: e for e in engines}
-    chain = [s for s in services if _takes_free(state, s)]
+    images = {n: plan_image(state, n, gpu, probed) for n in needs.images}
+    checkpoints = {
+        n: plan_checkpoint(state, n, images[fetcher], n not in needs.models) for n, fetcher in needs.checkpoints.items()
+    }
+    engines = {n: plan_engine(state, n, images, checkpoints) for n in needs.engines}
+    chain = [s for s in services if STACKS[state.services[s].stack].takes_free_memory]
     service_plans = tuple(
         plan_service(
             state,
             s,
-            engines_by_name,
+            images,
+            checkpoints,
+            engines,
+            needs.tokenizers[s],
             after=chain[chain.index(s) - 1] if s in chain[1:] else None,
             followers=tuple(chain[chain.index(s) + 1 :]) if s in chain else (),
         )
         for s in services
     )
 
-    budget = plan_budget(state, gpu.unified_memory_gib if gpu else None, images, checkpoints, engines, service_plans)
+    budget = plan_budget(
+        state,
+        gpu.unified_memory_gib if gpu else None,
+        tuple(images.values()),
+        tuple(checkpoints.values()),
+        tuple(engines.values()),
+        service_plans,
+    )
     if overflow := memory_overflow(host_name, budget):
         raise MemoryBudgetError(overflow)
     warnings: list[str] = []
-    warnings += [f"image {i.ref}: {i.reason}" for i in images if i.support not in ("verified",) and i.trtllm_version]
+    warnings += [
+        f"image {i.ref}: {i.reason}" for i in images.values() if i.support not in ("verified",) and i.trtllm_version
+    ]
     return HostPlan(
         host=host_name,
         address=host.address,
@@ -179,47 +185,10 @@ def plan_host(state: DesiredState, host_name: str, probed: Mapping[str, str] | N
         docker=state.paths.docker,
         gpu=gpu.name if gpu else None,
         compute_capability=gpu.compute_capability if gpu else None,
-        images=images,
-        checkpoints=checkpoints,
-        engines=engines,
+        images=tuple(images.values()),
+        checkpoints=tuple(checkpoints.values()),
+        engines=tuple(engines.values()),
         services=service_plans,
         budget=budget,
         warnings=tuple(warnings),
     )
-
-
-def _takes_free(state: DesiredState, service: str) -> bool:
-    return STACKS[service_kind(state.services[service])].takes_free_memory
-
-
-def _ordered(names: Any) -> list[str]:
-    out: list[str] = []
-    for n in names:
-        if n is not None and n not in out:
-            out.append(n)
-    return out
-
-
-def _checkpoints_needed(state: DesiredState, services: list[str], engines: list[str]) -> list[str]:
-    needed = [state.engines[e].checkpoint for e in engines]
-    for s in services:
-        svc = state.services[s]
-        if isinstance(svc, CHECKPOINT_SERVICES):
-            needed.append(svc.checkpoint)
-        needed.append(tokenizer_checkpoint(state, s))  # type: ignore[arg-type]
-    return [n for n in needed if n is not None]
-
-
-def _models_needed(state: DesiredState, services: list[str], engines: list[str]) -> list[str]:
-    """Checkpoints whose weights this host needs (an engine builds from it, or a service serves it directly)."""
-    return [state.engines[e].checkpoint for e in engines] + [
-        svc.checkpoint for s in services if isinstance(svc := state.services[s], CHECKPOINT_SERVICES)
-    ]
-
-
-def _images_needed(state: DesiredState, services: list[str], engines: list[str]) -> list[str]:
-    needed: list[str | None] = [state.engines[e].image for e in engines]
-    for s in services:
-        svc = state.services[s]
-        needed.append(svc.container if isinstance(svc, NimService) else svc.image)
-    return [n for n in needed if n is not None]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..desired.checks import image_trtllm_version
-from ..desired.compat import trtllm_support
+from ..desired.compat import needs_ngc_login, trtllm_support
 from ..desired.model import DesiredState, PytorchService
 
 
@@ -21,6 +21,7 @@ class ImagePlan:
     reason: str
     local: str = ""  # what units, builds and the probe use on the host: `name:tag` (local_ref)
     digest: str | None = None  # the digest the state pins, checked against what `local` holds
+    ngc_login: bool = False  # pulling it needs `docker login nvcr.io` with an NGC API key
 
 
 def local_ref(ref: str) -> str:
@@ -39,11 +40,13 @@ def ref_digest(ref: str) -> str | None:
 def plan_image(state: DesiredState, name: str, gpu: Any, probed: Mapping[str, str]) -> ImagePlan:
     ref = state.images[name].ref
     local, digest = local_ref(ref), ref_digest(ref)
+    trtllm_image = _is_trtllm_image(state, name)
     version = probed.get(local) or image_trtllm_version(state, name)
-    if gpu is None or (version is None and not _is_trtllm_image(state, name)):
-        return ImagePlan(name, ref, version, "n/a", "", local, digest)
+    login = needs_ngc_login(ref)
+    if gpu is None or (version is None and not trtllm_image):
+        return ImagePlan(name, ref, version, "n/a", "", local, digest, login)
     verdict = trtllm_support(version, gpu)
-    return ImagePlan(name, ref, version, verdict.support.value, verdict.reason, local, digest)
+    return ImagePlan(name, ref, version, verdict.support.value, verdict.reason, local, digest, login)
 
 
 def _is_trtllm_image(state: DesiredState, name: str) -> bool:

@@ -4,19 +4,19 @@ ports, readiness path and health timeout, and the identity that tells which unit
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..desired.downloads import tokenizer_checkpoint
-from ..desired.model import DesiredState, EngineService, NimService, service_kind
+from ..desired.model import DesiredState, EngineService, NimService
 from ..desired.names import service_container, service_env_file, service_unit
 from ..stacks import STACKS
 from ..stacks.base import LaunchInputs
 from ..stacks.trtllm import SERVE_LIMITS
 from . import quoting
-from .checkpoints import checkpoint_dir
+from .checkpoints import CheckpointPlan
 from .engines import EnginePlan
-from .images import local_ref
+from .images import ImagePlan
 from .templates import render
 
 IDENTITY_LABEL = "spark-state.identity"
@@ -41,6 +41,7 @@ class ServicePlan:
     engine_fingerprint: str | None
     checkpoint: str | None
     tokenizer_checkpoint: str | None
+    no_chat_template: str  # what the host fails with when the tokenizer it loads has no chat template
     expect: dict[str, Any]
     memory_gib: float | None
     # NIM documents /v1/health/ready (503 until the model is loaded); trtllm-serve answers /health.
@@ -67,43 +68,54 @@ def unit_serves(unit_text: str | None) -> str | None:
     return None
 
 
+def no_chat_template(service: str, checkpoint: str, repo: str) -> str:
+    return (
+        f"service {service}: the tokenizer of checkpoint {checkpoint} ({repo}) has no chat_template; "
+        "trtllm-serve would answer HTTP 400 'No chat template found for the given tokenizer and tools.' — "
+        "set tokenizer_from on the checkpoint (or tokenizer on the service) to a checkpoint that has one"
+    )
+
+
 def plan_service(
     state: DesiredState,
     name: str,
-    engines: dict[str, EnginePlan],
+    images: Mapping[str, ImagePlan],
+    checkpoints: Mapping[str, CheckpointPlan],
+    engines: Mapping[str, EnginePlan],
+    tokenizer: str | None,
     after: str | None = None,
     followers: tuple[str, ...] = (),
 ) -> ServicePlan:
-    """One service's unit and container. `after`: the service it starts after; `followers`: those that start
-    after it, in order (both among the host's services that claim a fraction of the free memory)."""
+    """One service's unit and container, from the host's plans of its image, checkpoints and engine.
+    `tokenizer`: the checkpoint whose tokenizer it loads; `after`: the service it starts after; `followers`:
+    those that start after it, in order (both among the host's services that claim a fraction of the free
+    memory)."""
     svc = state.services[name]
-    stack = STACKS[service_kind(svc)]
+    stack = STACKS[svc.stack]
     docker = state.paths.docker
     container = service_container(name)
     env_file = service_env_file(state.paths.secrets, name) if (svc.env or svc.secrets) else None
     engine_plan = engines.get(svc.engine) if isinstance(svc, EngineService) else None
-    tokenizer = tokenizer_checkpoint(state, name)
     checkpoint: str | None = getattr(svc, "checkpoint", None)
+    tokenizer_dir = checkpoints[tokenizer].dir if tokenizer else None
+    no_template = no_chat_template(name, tokenizer, checkpoints[tokenizer].repo) if tokenizer else ""
     if isinstance(svc, NimService):
-        image_ref = local_ref(state.images[svc.container].ref)
+        image_ref = images[svc.container].local
         inputs = LaunchInputs(name, svc.port, image_ref, "", state.paths.root)
     elif isinstance(svc, EngineService):
         assert engine_plan is not None
         engine = state.engines[svc.engine]
-        image_ref = local_ref(state.images[svc.image or engine.image].ref)
+        image_ref = images[svc.image or engine.image].local
         served = f"engine {svc.engine} {engine_plan.fingerprint[:16]}"
         limits = {flag: getattr(engine, flag) for flag in SERVE_LIMITS}
-        tokenizer_dir = checkpoint_dir(state, tokenizer) if tokenizer else None
         inputs = LaunchInputs(
             name, svc.port, image_ref, served, state.paths.root, engine_plan.dir, tokenizer_dir, limits
         )
     else:
-        image_ref = local_ref(state.images[svc.image].ref)
-        ckpt = state.checkpoints[svc.checkpoint]
+        image_ref = images[svc.image].local
+        ckpt = checkpoints[svc.checkpoint]
         served = f"checkpoint {ckpt.repo}@{ckpt.revision}"
-        model_dir = checkpoint_dir(state, svc.checkpoint)
-        tokenizer_dir = checkpoint_dir(state, tokenizer) if tokenizer else None
-        inputs = LaunchInputs(name, svc.port, image_ref, served, state.paths.root, model_dir, tokenizer_dir)
+        inputs = LaunchInputs(name, svc.port, image_ref, served, state.paths.root, ckpt.dir, tokenizer_dir)
     launch = stack.launch(svc, inputs)
     run: list[str] = [docker, "run", "--rm", "--name", container, "--gpus", "all", *launch.docker]
     if env_file:
@@ -139,7 +151,7 @@ def plan_service(
     unit_text = unit(run)
     return ServicePlan(
         name=name,
-        kind=service_kind(svc),
+        kind=svc.stack,
         port=svc.port,
         image_ref=image_ref,
         unit_name=unit_name,
@@ -154,6 +166,7 @@ def plan_service(
         engine_fingerprint=engine_plan.fingerprint if engine_plan else None,
         checkpoint=checkpoint or (engine_plan.checkpoint if engine_plan else None),
         tokenizer_checkpoint=tokenizer,
+        no_chat_template=no_template,
         expect=svc.expect.model_dump(),
         memory_gib=svc.memory_gib,
         health_path=stack.health_path,
