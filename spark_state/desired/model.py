@@ -260,11 +260,6 @@ CHECKPOINT_SERVICES = (PytorchService, VllmService, SglangService, LlamaCppServi
 DOWNLOADING_SERVICES = (PytorchService, VllmService, SglangService)
 
 
-def service_kind(service: AnyService) -> str:
-    """The stack a service runs on (a key of stacks.STACKS)."""
-    return service.stack
-
-
 def host_services(state: DesiredState, host_name: str) -> list[str]:
     """Services placed on a host: its groups' services, then its own, each once, in order."""
     host = state.hosts[host_name]
