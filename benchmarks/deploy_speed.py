@@ -3,8 +3,8 @@
 For 1, 4 and 8 simulated Sparks, all already converged (one NVFP4 service each, bench off), times
   converged: pyinfra -y inventory/sim.py deploys/serve.py
   bare:      pyinfra -y inventory/sim.py benchmarks/bare_deploy.py   (one fact, no operation)
-  drift:     spark-state drift inventory/sim.py    (read-only, exit 0 on a converged fleet)
-  status:    spark-state status inventory/sim.py   (read-only)
+  drift:     spark-state drift STATE --inventory inventory/sim.py    (read-only, exit 0 on a converged fleet)
+  status:    spark-state status STATE --inventory inventory/sim.py   (read-only)
 interleaved in the same run, medians over --runs. Targets (issue 29): converged / bare ≤ 1.15 at 1 host, ≤ 1.3
 at 4, ≤ 1.5 at 8; drift and status ≤ 1.2 × converged.
 
@@ -44,8 +44,12 @@ def state(hosts: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+STATE_WORD = "{state}"  # stands for the state file in a command line
+
+
 def run(argv: list[str], state_file: Path) -> float:
     env = {**os.environ, "SPARK_STATE_FILE": str(state_file), "SPARK_STATE_BENCH": "off"}
+    argv = [str(state_file) if word == STATE_WORD else word for word in argv]
     started = time.perf_counter()
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
@@ -59,8 +63,8 @@ def run(argv: list[str], state_file: Path) -> float:
 COMMANDS = {
     "converged": [PYINFRA, "-y", "inventory/sim.py", "deploys/serve.py"],
     "bare": [PYINFRA, "-y", "inventory/sim.py", "benchmarks/bare_deploy.py"],
-    "drift": [SPARK_STATE, "drift", "inventory/sim.py"],
-    "status": [SPARK_STATE, "status", "inventory/sim.py"],
+    "drift": [SPARK_STATE, "drift", STATE_WORD, "--inventory", "inventory/sim.py"],
+    "status": [SPARK_STATE, "status", STATE_WORD, "--inventory", "inventory/sim.py"],
 }
 
 

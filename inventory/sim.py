@@ -3,6 +3,7 @@ simulated Sparks, as their operator account `nvidia` with sudo. Same state file,
 inventory/sparks.py; the state's groups are pyinfra groups here too.
 
     pyinfra inventory/sim.py deploys/serve.py
+The rehearsal package ships the same file (`spark-rehearsal inventory` prints its path) for use without a checkout.
 """
 
 from spark_rehearsal.hosts import sim_hosts

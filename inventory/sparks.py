@@ -1,6 +1,7 @@
 """pyinfra inventory of the real fleet: every host the state file declares, named as the state names it and
 reached at its declared address as its operator account (sudo for what needs root). The state's groups are
-pyinfra groups, so `--limit spark-01` and `--limit nvfp4-fleet` work.
+pyinfra groups, so `--limit spark-01` and `--limit nvfp4-fleet` work. `spark-state apply` hands pyinfra the same
+inventory from inside the package (spark_state/shipped/inventory.py).
 
     pyinfra inventory/sparks.py deploys/serve.py
 The state file is inventory/state.yaml, or $SPARK_STATE_FILE. A sudo password: pyinfra asks for it when sudo

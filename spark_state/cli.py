@@ -9,51 +9,103 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.panel import Panel
 from rich.text import Text
 
-from .console import make_console, make_table, shown
+from .console import make_console, make_table, print_table, shown
 from .defaults import DRIFT_MARGIN
 from .desired.loader import load_state
 from .desired.model import DesiredState
-from .errors import Outcome, SparkStateError, StateFileError
+from .errors import Outcome, SparkStateError, StateFileError, UsageError
 
+# Exit codes, one meaning each (README, "Exit codes"):
+EXIT_OK = 0  # done: converged, every expectation met
 EXIT_ERROR = 1  # an error: nothing or not everything could be done
+EXIT_FINDINGS = 2  # it ran to its end and found something: drift, a service down, a missed expectation, no pin
+EXIT_USAGE = 64  # the command was used wrongly (sysexits.h EX_USAGE; argparse's own 2 would read as findings)
 MAX_PROBLEMS_SHOWN = 50  # a file with thousands of problems is one mistake repeated: show the first ones
-EXIT_CODES = {Outcome.OK: 0, Outcome.FINDINGS: 2, Outcome.HOST_ERRORS: EXIT_ERROR}
+EXIT_CODES = {Outcome.OK: EXIT_OK, Outcome.FINDINGS: EXIT_FINDINGS, Outcome.HOST_ERRORS: EXIT_ERROR}
+JSON_FORMAT = "spark-state/{}/v1"  # every --json document names itself so: spark-state/drift/v1, ...
 
-Handler = Callable[[argparse.Namespace, Console], Outcome]
+Handler = Callable[[argparse.Namespace, Console], Outcome | int]  # an int: a code passed through (pyinfra's)
 
 
 def _validate(args: argparse.Namespace, console: Console) -> Outcome:
-    loaded = load_state(args.file)
+    loaded = load_state(args.state)
     for warning in loaded.warnings:
         print(f"{warning} (warning)", file=sys.stderr)
     s = loaded.state
-    counts = (
-        f" — {len(s.hosts)} hosts, {len(s.services)} services, {len(s.engines)} engines, "
-        f"{len(s.checkpoints)} checkpoints, {len(s.images)} images"
-    )
-    console.print(Text.assemble(("valid", "green"), ": ", shown(args.file), counts))
+    counts = {
+        "hosts": len(s.hosts),
+        "services": len(s.services),
+        "engines": len(s.engines),
+        "checkpoints": len(s.checkpoints),
+        "images": len(s.images),
+    }
+    if args.json:
+        document = {"file": args.state, "valid": True, "warnings": [str(w) for w in loaded.warnings], **counts}
+        print(json.dumps({"format": JSON_FORMAT.format("validate"), **document}, indent=2))
+        return Outcome.OK
+    said = ", ".join(f"{n} {what}" for what, n in counts.items())
+    console.print(Text.assemble(("valid", "green"), ": ", shown(args.state), f" — {said}"))
     return Outcome.OK
 
 
 def _schema(args: argparse.Namespace, console: Console) -> Outcome:
-    print(json.dumps(DesiredState.model_json_schema(), indent=2))
+    from . import tool
+
+    if args.install is None:
+        print(json.dumps(tool.schema_document(), indent=2))
+        return Outcome.OK
+    path = tool.install_schema(Path(args.install) if args.install else None)
+    console.print(Text.assemble("schema written: ", shown(path)))
+    console.print(
+        Text.assemble("first line of a state file: ", shown(f"# yaml-language-server: $schema={path.as_uri()}"))
+    )
     return Outcome.OK
 
 
+def _init(args: argparse.Namespace, console: Console) -> Outcome:
+    from . import tool
+
+    path = Path(args.file)
+    if path.exists() and not args.force:
+        raise SparkStateError(f"{path} exists: nothing was written (--force replaces it)")
+    hosts = tool.init_hosts(args.hosts, args.address or [])
+    path.write_text(tool.init_text(path, hosts, tool.install_schema()))
+    console.print(Text.assemble(("written", "green"), ": ", shown(path), f" ({len(hosts)} hosts); next: "))
+    console.print(
+        Text.assemble("  spark-state validate ", shown(path), "  then  spark-state apply ", shown(path), " --dry")
+    )
+    return Outcome.OK
+
+
+def _apply(args: argparse.Namespace, console: Console) -> int:
+    from . import tool
+
+    pyinfra_args = [word for word in args.pyinfra_args if word != "--"]
+    if args.limit:
+        pyinfra_args += ["--limit", args.limit]
+    if args.dry:
+        pyinfra_args.append("--dry")
+    if args.yes:
+        pyinfra_args.append("-y")
+    load_state(args.state)  # an invalid state is said here, in spark-state's words, before pyinfra starts
+    return tool.apply(Path(args.state), args.inventory, pyinfra_args)
+
+
 def _plan(args: argparse.Namespace, console: Console) -> Outcome:
-    from .plan.host_plan import plan_fleet
+    from .inventory import hosts_named
+    from .plan.host_plan import plan_host
     from .plan.view import show_plans
 
-    loaded = load_state(args.file)
-    plans = plan_fleet(loaded.state, args.host)
+    loaded = load_state(args.state)
+    plans = [plan_host(loaded.state, h) for h in hosts_named(loaded.state, args.host)]
     if args.json:
-        print(json.dumps([p.to_dict() for p in plans], indent=2))
+        print(json.dumps({"format": JSON_FORMAT.format("plan"), "hosts": [p.to_dict() for p in plans]}, indent=2))
     else:
         show_plans(console, plans, verbose=args.verbose)
     return Outcome.OK
@@ -86,14 +138,12 @@ def _bench(args: argparse.Namespace, console: Console) -> Outcome:
 
 
 def _fleet(args: argparse.Namespace) -> tuple[DesiredState, list[tuple[str, dict[str, Any]]], Path | None]:
-    """The state (--state, else $SPARK_STATE_FILE or inventory/state.yaml), the inventory's hosts and the bench
-    history directory, for the commands that read a fleet."""
-    from .inventory import STATE_ENV, load_entries, state_path
+    """The state, how to reach the hosts --host names (the inventory's connection data, else the state's) and
+    the bench history directory, for the commands that read a fleet."""
+    from .inventory import fleet
 
-    if args.state:
-        os.environ[STATE_ENV] = args.state  # the inventory file reads it too
-    state = load_state(state_path()).state
-    return state, load_entries(args.inventory), Path(args.results_dir) if args.results_dir else None
+    state, entries = fleet(args.state, args.inventory, args.host)
+    return state, entries, Path(args.results_dir) if args.results_dir else None
 
 
 def _drift(args: argparse.Namespace, console: Console) -> Outcome:
@@ -107,7 +157,6 @@ def _drift(args: argparse.Namespace, console: Console) -> Outcome:
         with_bench=args.bench,
         margin=args.margin,
         history_dir=history_dir,
-        host=args.host,
     )
     outcome = drift.outcome(results)
     if args.json:
@@ -128,7 +177,7 @@ def _drift(args: argparse.Namespace, console: Console) -> Outcome:
             )
             for item in r.drifted:
                 table.add_row(item.kind, item.name, shown(item.desired), shown(item.observed, "red"))
-            console.print(table)
+            print_table(console, table)
         if note:
             console.print(Text.assemble(f"{r.host}: ", shown(note)))
         for item in r.unchecked:
@@ -144,7 +193,7 @@ def _status(args: argparse.Namespace, console: Console) -> Outcome:
     from . import status
 
     state, entries, history_dir = _fleet(args)
-    hosts = status.fleet_status(state, entries, history_dir, args.host)
+    hosts = status.fleet_status(state, entries, history_dir)
     outcome = status.outcome(hosts)
     if args.json:
         print(json.dumps(status.to_json(hosts, EXIT_CODES[outcome]), indent=2))
@@ -164,15 +213,19 @@ def _status(args: argparse.Namespace, console: Console) -> Outcome:
             table.add_row(
                 s.service, str(s.port), shown(s.unit), shown(s.running), shown(s.since), health, bench, shown(s.image)
             )
-        console.print(table)
+        print_table(console, table)
     return outcome
 
 
 def _pin(args: argparse.Namespace, console: Console) -> Outcome:
     from . import pin
 
-    path = Path(args.file)
+    path = Path(args.state)
     pins = pin.pins_for(path)
+    if args.json and (args.check or not pins):
+        listed = [{"kind": p.kind, "name": p.name, "written": p.current} for p in pins]
+        print(json.dumps({"format": JSON_FORMAT.format("pin"), "file": str(path), "unpinned": listed}, indent=2))
+        return Outcome.FINDINGS if pins else Outcome.OK
     if not pins:
         console.print(f"[green]pinned[/]: every image of {path} has a digest and every revision is a commit")
         return Outcome.OK
@@ -180,23 +233,26 @@ def _pin(args: argparse.Namespace, console: Console) -> Outcome:
         table = make_table(f"{path}: {len(pins)} not pinned", "kind", "name", "written")
         for p in pins:
             table.add_row(p.kind, p.name, p.current)
-        console.print(table)
+        print_table(console, table)
         return Outcome.FINDINGS
     document = pin.request(pins, os.environ)
     if args.inventory:
-        from .inventory import STATE_ENV, load_entries
+        from .inventory import fleet
 
-        os.environ[STATE_ENV] = str(path)  # the inventory places the hosts this state declares
-        address, data = load_entries(args.inventory)[0]
+        address, data = fleet(path, args.inventory)[1][0]
         answer = pin.resolve_through(address, data, document)
     else:
         answer = pin.resolve_here(document)
     done = pin.resolved(pins, answer)
     pin.pin_file(path, done)
+    if args.json:
+        written = [{"kind": p.kind, "name": p.name, "was": p.current, "now": str(p.pinned)} for p in done]
+        print(json.dumps({"format": JSON_FORMAT.format("pin"), "file": str(path), "pinned": written}, indent=2))
+        return Outcome.OK
     table = make_table(f"{path}: pinned {len(done)}", "kind", "name", "was", "now")
     for p in done:
         table.add_row(p.kind, p.name, p.current, str(p.pinned))
-    console.print(table)
+    print_table(console, table)
     return Outcome.OK
 
 
@@ -210,14 +266,14 @@ def _prune(args: argparse.Namespace, console: Console) -> Outcome:
 
     state, entries, _ = _fleet(args)
     done = on_each_host(
-        entries, args.host, lambda address, data: prune.prune_host(state, address, data, args.keep, args.yes)
+        entries, None, lambda address, data: prune.prune_host(state, address, data, args.keep, args.yes)
     )
     results = [r for _, _, r in done]
     if args.json:
         print(
             json.dumps(
                 {
-                    "format": "spark-state/prune/v1",
+                    "format": JSON_FORMAT.format("prune"),
                     "removed": args.yes,
                     "hosts": [
                         {
@@ -246,7 +302,7 @@ def _prune(args: argparse.Namespace, console: Console) -> Outcome:
             table = make_table(f"{r.host} ({r.address}): {verb} {_gigabytes(r.bytes)}", "kind", "what", "size", "why")
             for i in r.items:
                 table.add_row(i.kind, shown(i.what), _gigabytes(i.bytes), i.why)
-            console.print(table)
+            print_table(console, table)
             if r.error:
                 console.print(Text.assemble((r.host, "bold red"), ": ", shown(r.error)))
         if not args.yes and any(r.items for r in results):
@@ -285,33 +341,88 @@ class _PrintVersion(argparse.Action):
         parser.exit()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake said in one line and exit code EXIT_USAGE."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _state_file(text: str) -> str:
+    """The state file argument: a Python file there is an inventory given in the state file's place."""
+    if text.endswith(".py"):
+        raise argparse.ArgumentTypeError(
+            f"{text} looks like a pyinfra inventory; the state file (YAML) comes first, the inventory with --inventory"
+        )
+    return text
+
+
+STATE_HELP = "the state file (YAML)"
+INVENTORY_HELP = "a pyinfra inventory for connection data (e.g. inventory/sim.py); default: the state's addresses"
+HOST_HELP = "only this host, or the hosts of this group (names as in the state file)"
+
+
+def _fleet_arguments(p: argparse.ArgumentParser, state_required: bool = True) -> None:
+    """The one convention of every command that reads the fleet: the state file, an optional inventory, --host."""
+    p.add_argument("state", type=_state_file, nargs=None if state_required else "?", help=STATE_HELP)
+    p.add_argument("--inventory", help=INVENTORY_HELP)
+    p.add_argument("--host", help=HOST_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="spark-state", description="Keep DGX Spark machines serving LLMs exactly as a state file says."
+    parser = _Parser(
+        prog="spark-state",
+        description="Keep DGX Spark machines serving LLMs exactly as a state file says.",
+        epilog="exit codes: 0 ok, 1 error, 2 findings (drift, down, missed expectation, not pinned), 64 usage",
     )
     parser.add_argument("--version", action=_PrintVersion, help="print the versions and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check a state file; every problem as FILE:LINE:COL field: message")
-    p.add_argument("file")
+    p.add_argument("state", type=_state_file, help=STATE_HELP)
+    p.add_argument("--json", action="store_true", help="print the result (or every problem) as JSON")
     p.set_defaults(handler=_validate)
 
     p = sub.add_parser("schema", help="print the state file's JSON Schema (for yaml-language-server)")
+    p.add_argument(
+        "--install",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="write it where editors find it (default ~/.local/share/spark-state) and print the modeline",
+    )
     p.set_defaults(handler=_schema)
 
+    p = sub.add_parser("init", help="write a minimal, commented state file for N Sparks (vLLM serving Llama 3.1 8B)")
+    p.add_argument("file", nargs="?", default="state.yaml", help="where (default state.yaml; never replaced)")
+    p.add_argument("--hosts", type=int, default=1, help="how many Sparks (spark-01, spark-02, ...)")
+    p.add_argument("--address", action="append", help="each host's address, in order (default spark-NN.local)")
+    p.add_argument("--force", action="store_true", help="replace the file when it exists")
+    p.set_defaults(handler=_init)
+
+    p = sub.add_parser(
+        "apply",
+        help="make the fleet match the state: the shipped deploy through pyinfra (its output and exit codes)",
+    )
+    p.add_argument("state", type=_state_file, help=STATE_HELP)
+    p.add_argument("--inventory", help="a pyinfra inventory (default: the state's hosts at their addresses)")
+    p.add_argument("--limit", help="only these hosts or groups (pyinfra's --limit)")
+    p.add_argument("--dry", action="store_true", help="show what would change; change nothing")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask before changing (pyinfra's -y)")
+    p.add_argument("pyinfra_args", nargs=argparse.REMAINDER, help="after --: more pyinfra options, e.g. --data k=v")
+    p.set_defaults(handler=_apply)
+
     p = sub.add_parser("plan", help="show what each host will get (pure: touches no host)")
-    p.add_argument("file")
-    p.add_argument("--host", help="only this host")
+    p.add_argument("state", type=_state_file, help=STATE_HELP)
+    p.add_argument("--host", help=HOST_HELP)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="also print unit texts")
     p.set_defaults(handler=_plan)
 
     p = sub.add_parser("bench", help="measure endpoints: TTFT, decode, aggregate tok/s; judge against the state")
-    p.add_argument("file", nargs="?", help="state file (its services, bench settings and expectations)")
-    p.add_argument("--inventory", help="pyinfra inventory to find the hosts (e.g. inventory/sim.py)")
-    p.add_argument("--host", help="only this host")
+    _fleet_arguments(p, state_required=False)
     p.add_argument("--service", help="only this service")
-    p.add_argument("--url", help="bench any OpenAI-compatible endpoint instead, e.g. http://10.0.0.5:8000")
+    p.add_argument("--url", help="bench any OpenAI-compatible endpoint instead, e.g. http://10.0.0.5:8000/v1")
     p.add_argument("--model", help="model name for --url (default: the first of /v1/models)")
     p.add_argument(
         "--metrics-path",
@@ -344,9 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_bench)
 
     p = sub.add_parser("drift", help="what differs from the state, per host (read-only; exit 0 / 2 drift / 1 error)")
-    p.add_argument("inventory", help="pyinfra inventory, e.g. inventory/sparks.py or inventory/sim.py")
-    p.add_argument("--state", help="state file (default: $SPARK_STATE_FILE or inventory/state.yaml)")
-    p.add_argument("--host", help="only this host (its name in the state file)")
+    _fleet_arguments(p)
     p.add_argument("--bench", action="store_true", help="also measure each service: expectations and last bench")
     p.add_argument(
         "--margin",
@@ -363,9 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="per host and service: what runs, since when, health, last bench verdict "
         "(read-only; exit 0 / 2 something down / 1 error)",
     )
-    p.add_argument("inventory", help="pyinfra inventory, e.g. inventory/sparks.py or inventory/sim.py")
-    p.add_argument("--state", help="state file (default: $SPARK_STATE_FILE or inventory/state.yaml)")
-    p.add_argument("--host", help="only this host (its name in the state file)")
+    _fleet_arguments(p)
     p.add_argument("--results-dir", help="bench history directory")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_status)
@@ -375,13 +482,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="write image digests and checkpoint commit shas into a state file, in place "
         "(--check: exit 2 when something is not pinned)",
     )
-    p.add_argument("file", help="the state file (rewritten in place; comments and formatting kept)")
+    p.add_argument("state", type=_state_file, help="the state file (rewritten in place; comments and formatting kept)")
     p.add_argument("--check", action="store_true", help="change nothing; list what is not pinned (exit 2)")
     p.add_argument(
         "--inventory",
         help="resolve through this inventory's first host (when only the hosts reach "
         "the registry and hub, as on the rehearsal fleet)",
     )
+    p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_pin)
 
     p = sub.add_parser(
@@ -389,9 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="list, per host, engine builds, checkpoints, images and files nothing needs any "
         "more, with the space each frees; remove them with --yes",
     )
-    p.add_argument("inventory", help="pyinfra inventory, e.g. inventory/sparks.py or inventory/sim.py")
-    p.add_argument("--state", help="state file (default: $SPARK_STATE_FILE or inventory/state.yaml)")
-    p.add_argument("--host", help="only this host (its name in the state file)")
+    _fleet_arguments(p)
     p.add_argument(
         "--keep",
         type=_keep,
@@ -411,19 +517,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = make_console(stderr=True)
     handler: Handler = args.handler
     try:
-        return EXIT_CODES[handler(args, console)]
+        result = handler(args, console)
+        return result if isinstance(result, int) else EXIT_CODES[result]
     except StateFileError as exc:
         if getattr(args, "json", False):  # whoever asked for JSON parses stdout: give them a document there too
-            print(
-                json.dumps(
-                    {
-                        "format": "spark-state/error/v1",
-                        "error": "invalid state",
-                        "problems": [asdict(p) for p in exc.problems],
-                    },
-                    indent=2,
-                )
-            )
+            document = {"error": exc.title, "problems": [asdict(p) for p in exc.problems]}
+            print(json.dumps({"format": JSON_FORMAT.format("error"), **document}, indent=2))
         for problem in exc.problems[:MAX_PROBLEMS_SHOWN]:
             print(problem, file=sys.stderr)
         if len(exc.problems) > MAX_PROBLEMS_SHOWN:
@@ -431,17 +530,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(
             Panel(
                 f"{len(exc.problems)} problem(s); nothing was changed on any host.",
-                title="invalid state",
+                title=exc.title,
                 border_style="red",
                 expand=False,
             )
         )
         return EXIT_ERROR
     except SparkStateError as exc:
+        code = EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
         if getattr(args, "json", False):
-            print(json.dumps({"format": "spark-state/error/v1", "error": type(exc).__name__, "message": str(exc)}))
-        err.print(Panel(shown(str(exc)), title=type(exc).__name__, border_style="red", expand=False))
-        return EXIT_ERROR
+            document = {"error": exc.title, "message": str(exc)}
+            print(json.dumps({"format": JSON_FORMAT.format("error"), **document}))
+        err.print(Panel(shown(str(exc)), title=exc.title, border_style="red", expand=False))
+        return code
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def bench_items(
                     f"{service} {check.metric}",
                     check.expected,
                     "-" if check.measured is None else f"{check.measured:g}",
-                    check.ok,
+                    not check.failed,
                 )
             )
         figures = baseline.bench_figures(result)

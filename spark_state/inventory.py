@@ -18,7 +18,7 @@ from typing import Any
 from .desired.loader import load_state
 from .desired.model import DesiredState
 from .desired.names import ALL_HOSTS_GROUP
-from .errors import InventoryError
+from .errors import InventoryError, SparkStateError, UnknownHostError
 
 STATE_ENV = "SPARK_STATE_FILE"
 DEFAULT_STATE = "inventory/state.yaml"
@@ -70,28 +70,73 @@ def address(name: str, data: dict[str, Any]) -> str:
     return str(data.get("ssh_hostname") or name)
 
 
-def load_entries(inventory_file: str | Path) -> list[HostEntry]:
-    """The (address, data) entries an inventory file (like inventory/sim.py) defines, in order, each host once
-    (a host is listed again in every group it belongs to)."""
-    namespace = runpy.run_path(str(inventory_file))
+def load_entries(inventory: str | Path, state: DesiredState) -> list[HostEntry]:
+    """The (address, data) of each host a pyinfra inventory file (like inventory/sim.py) lists, each once, in
+    order (a host is listed again in every group it is in): the lists of (name, data) pairs it defines, as
+    pyinfra's own loader reads them. That loader is not called: importing pyinfra_cli monkey-patches this whole
+    process for gevent (pyinfra_cli/__init__.py), and the bench must measure on a plain asyncio loop. A host is
+    the state's by its `spark_host` data, else by its name; hosts the state does not declare are left out."""
+    path = Path(inventory)
+    if not path.is_file():
+        raise InventoryError(f"{inventory}: no such inventory file")
+    try:
+        namespace = runpy.run_path(str(path))
+    except SparkStateError:
+        raise
+    except SyntaxError as exc:  # a YAML file, say, given where the inventory goes
+        raise InventoryError(
+            f"{inventory}:{exc.lineno}: not a pyinfra inventory (a Python file): {exc.msg}; "
+            "the state file comes first, the inventory with --inventory"
+        ) from None
+    except Exception as exc:  # what the inventory's own code raised: it is the user's
+        raise InventoryError(f"{inventory}: the inventory failed to load: {type(exc).__name__}: {exc}") from None
     entries: list[HostEntry] = []
     for value in namespace.values():
-        if (
-            isinstance(value, list)
-            and value
-            and all(
-                isinstance(e, tuple) and len(e) == 2 and isinstance(e[1], dict) and "spark_host" in e[1] for e in value
-            )
-        ):
-            entries.extend(entry for name, data in value if (entry := (address(name, data), data)) not in entries)
+        if not isinstance(value, list | tuple) or not all(_inventory_host(e) for e in value):
+            continue
+        for host, host_data in (e if isinstance(e, tuple) else (e, {}) for e in value):
+            name = host_data.get("spark_host") or (host if host in state.hosts else None)
+            if name is None:
+                continue
+            data = {**host_data, "spark_host": name}
+            if (entry := (address(host, data), data)) not in entries:
+                entries.append(entry)
     if not entries:
-        raise InventoryError(f"{inventory_file} defines no spark-state hosts")
+        raise InventoryError(f"{inventory} lists none of the state's hosts ({', '.join(state.hosts) or 'none'})")
     return entries
 
 
-def load(
-    inventory_file: str | Path | None, state_file: str | Path | None = None
+def _inventory_host(value: Any) -> bool:
+    """A host as a pyinfra inventory lists it: a name, or (name, data)."""
+    return isinstance(value, str) or (
+        isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], dict)
+    )
+
+
+def hosts_named(state: DesiredState, name: str | None) -> list[str]:
+    """The state's hosts a `--host` names: a host, or every host of a group; all of them for None."""
+    if name is None:
+        return list(state.hosts)
+    if name in state.hosts:
+        return [name]
+    members = [h for h, host in state.hosts.items() if name in host.groups]
+    if not members:
+        groups = sorted({g for host in state.hosts.values() for g in host.groups})
+        raise UnknownHostError(name, list(state.hosts), groups)
+    return members
+
+
+def fleet(
+    state_file: str | Path, inventory: str | Path | None = None, host: str | None = None
 ) -> tuple[DesiredState, list[HostEntry]]:
-    state = load_state(state_path(str(state_file) if state_file else None)).state
-    entries = load_entries(inventory_file) if inventory_file else [(address(n, d), d) for n, d in real_hosts(state)]
-    return state, entries
+    """The state and how to reach its hosts (only those `host` names, a host or a group): the inventory's
+    connection data when one is given (it reads the state file through $SPARK_STATE_FILE, as pyinfra runs it),
+    else the addresses and accounts the state declares."""
+    state = load_state(state_file).state
+    if inventory:
+        os.environ[STATE_ENV] = str(state_file)
+        entries = load_entries(inventory, state)
+    else:
+        entries = [(address(n, d), d) for n, d in real_hosts(state)]
+    chosen = set(hosts_named(state, host))
+    return state, [(a, d) for a, d in entries if d["spark_host"] in chosen]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.panel import Panel
@@ -108,6 +109,13 @@ def _mark(ok: bool) -> str:
     return "[green]up[/]" if ok else "[red]down[/]"
 
 
+def _inventory(args: argparse.Namespace, console: Console) -> int:
+    """The inventory file shipped in this package (spark_rehearsal/inventory.py), for `spark-state apply
+    --inventory` and `pyinfra` without a checkout."""
+    print(Path(__file__).with_name("inventory.py"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spark-rehearsal", description="The rehearsal fleet: simulated Sparks on this machine (root)."
@@ -137,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("host", help="a simulated host, e.g. spark-02")
     p.add_argument("factor", type=float, help="e.g. 1.5; 1 restores full speed")
     p.set_defaults(handler=_slow)
+    p = sub.add_parser("inventory", help="print the path of the pyinfra inventory file of the rehearsal fleet")
+    p.set_defaults(handler=_inventory)
     p = sub.add_parser("registry", help="take nvcr.io down (every /v2/ request answers 503) or bring it back")
     p.add_argument("state", choices=("down", "up"))
     p.add_argument(

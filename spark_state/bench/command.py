@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..console import make_console
-from ..errors import BenchError, Outcome, SparkStateError
+from ..errors import BenchError, Outcome, SparkStateError, UsageError
 from . import history, report
 from .results import EndpointResult, Verdict, to_document
 from .runner import BenchSettings, run_endpoint, run_measured
@@ -52,13 +52,13 @@ def run_bench(args: argparse.Namespace, console: Console) -> Outcome:
         jobs: list[tuple[str, Any]] = [(args.url, None)]
         baseline_name = None
     else:
-        if not args.file:
-            raise SparkStateError("give a state file, or --url for a single endpoint")
-        from ..inventory import load
+        if not args.state:
+            raise UsageError("give a state file, or --url for a single endpoint")
+        from ..inventory import fleet
 
-        state, entries = load(args.inventory, args.file)
+        state, entries = fleet(args.state, args.inventory, args.host)
         settings = settings_from_state(state.bench, **_overrides(args))
-        chosen = targets(state, entries, args.host, args.service)
+        chosen = targets(state, entries, None, args.service)
         if not chosen:
             raise SparkStateError("no service matches --host/--service on this fleet")
         jobs = [(t.url, t) for t in chosen]
@@ -112,7 +112,7 @@ async def _run_all(
                 resident = await asyncio.to_thread(
                     container_resident_gib, target.address, target.data, target.container
                 )
-            result, verdict = await bench_target(target, settings, resident, progress)
+            result, verdict = await bench_target(target, settings, resident, progress, not args.no_resident)
             results.append(result)
             verdicts.append(verdict)
             bar.remove_task(task)

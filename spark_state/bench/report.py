@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..console import shown
+from ..console import print_table, shown
 from ..plan.templates import render
 from .results import EndpointResult, LevelResult, Verdict
 from .verdict import Delta
@@ -187,7 +187,11 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
                 c.metric,
                 c.expected,
                 _f(c.measured, 2),
-                Text("pass", style="green") if c.ok else Text("FAIL", style="bold red"),
+                Text("pass", style="green")
+                if c.ok
+                else Text("skipped", style="dim")
+                if c.skipped
+                else Text("FAIL", style="bold red"),
                 c.note,
             )
         if not v.checks:
@@ -198,17 +202,17 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
 def show(
     console: Console, results: list[EndpointResult], verdicts: list[Verdict], deltas: list[Delta], baseline: str | None
 ) -> None:
-    console.print(serial_table(results))
-    console.print(tail_table(results))
-    console.print(concurrency_table(results))
+    print_table(console, serial_table(results))
+    print_table(console, tail_table(results))
+    print_table(console, concurrency_table(results))
     if any(r.levels for r in results):
-        console.print(latency_table(results))
+        print_table(console, latency_table(results))
     if any(r.rates for r in results):
-        console.print(rate_table(results))
+        print_table(console, rate_table(results))
     if deltas and baseline:
-        console.print(delta_table(deltas, baseline))
+        print_table(console, delta_table(deltas, baseline))
     if verdicts:
-        console.print(verdict_table(verdicts))
+        print_table(console, verdict_table(verdicts))
 
 
 def chart_svg(results: list[EndpointResult], width: int = 640, height: int = 320) -> dict:

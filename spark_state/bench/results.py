@@ -196,6 +196,11 @@ class Check:
     measured: float | None
     ok: bool
     note: str = ""
+    skipped: bool = False  # the run was asked not to measure it (--serial 0, other levels, --no-resident)
+
+    @property
+    def failed(self) -> bool:
+        return not self.ok and not self.skipped
 
 
 @dataclass
@@ -206,7 +211,7 @@ class Verdict:
 
     @property
     def passed(self) -> bool:
-        return all(c.ok for c in self.checks)
+        return not any(c.failed for c in self.checks)
 
 
 def to_document(results: list[EndpointResult], verdicts: list[Verdict], baseline: str | None = None) -> dict[str, Any]:

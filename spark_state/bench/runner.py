@@ -349,6 +349,12 @@ async def run_rate(
     )
 
 
+def server_root(url: str) -> str:
+    """The server's root from a base URL written either way, `http://h:8000` or OpenAI's `http://h:8000/v1`."""
+    root = url.rstrip("/")
+    return root.removesuffix("/v1").rstrip("/")
+
+
 async def run_endpoint(
     url: str,
     settings: BenchSettings,
@@ -360,7 +366,7 @@ async def run_endpoint(
     metrics_path: str | None = "/metrics",
 ) -> EndpointResult:
     """`metrics_path`: where the server's Prometheus metrics are read during the levels and rates (None: not)."""
-    url = url.rstrip("/")
+    url = server_root(url)
     metrics_url = f"{url}{metrics_path}" if metrics_path else None
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     if model is None:

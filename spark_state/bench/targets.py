@@ -71,8 +71,14 @@ def targets(
 
 
 async def bench_target(
-    target: Target, settings: BenchSettings, resident_gib: float | None, progress: Progress | None = None
+    target: Target,
+    settings: BenchSettings,
+    resident_gib: float | None,
+    progress: Progress | None = None,
+    resident_asked: bool = True,
 ) -> tuple[EndpointResult, Verdict]:
+    """`resident_gib`: the container's memory, measured beside the run (None: not, and `resident_asked` says
+    whether it was meant to be)."""
     result = await run_endpoint(
         target.url,
         settings,
@@ -83,4 +89,4 @@ async def bench_target(
         metrics_path=target.metrics_path,
     )
     result.resident_gib = resident_gib
-    return result, judge(result, target.expect, target.service, target.host)
+    return result, judge(result, target.expect, target.service, target.host, resident_asked)

@@ -26,35 +26,50 @@ def slo_for(expect: dict[str, Any]) -> Slo:
     return Slo(**{f"{metric}_ms": bound for metric, bound in largest.items()})
 
 
-def judge(result: EndpointResult, expect: dict[str, Any], service: str, host: str | None = None) -> Verdict:
+def judge(
+    result: EndpointResult,
+    expect: dict[str, Any],
+    service: str,
+    host: str | None = None,
+    resident_asked: bool = True,
+) -> Verdict:
     """One check per expectation: TTFT and resident memory are upper bounds, rates are lower bounds.
-    A figure that was not measured fails its check (it cannot be shown to meet it)."""
+    A figure the run set out to measure and did not fails its check (it cannot be shown to meet it); one the
+    run was asked to leave out (no serial requests, another concurrency, `resident_asked` off) is skipped."""
     checks: list[Check] = []
     serial = result.serial
+    no_serial = "not measured (no serial requests asked)" if not result.settings.get("serial_requests", 1) else ""
     for name in LATENCY_BOUNDS:  # on the serial run's METRIC_ms figures
         if expect.get(name) is not None:
             metric, q = _latency_bound(name)
             measured = getattr(serial, f"{metric}_ms").get(q) if serial else None
-            checks.append(_check(f"{metric.upper()} {q} (ms)", "<=", expect[name], measured))
+            checks.append(_check(f"{metric.upper()} {q} (ms)", "<=", expect[name], measured, no_serial))
     if expect.get("goodput_pct") is not None:
-        checks.append(_check("goodput (%)", ">=", expect["goodput_pct"], serial.goodput_pct if serial else None))
+        measured = serial.goodput_pct if serial else None
+        checks.append(_check("goodput (%)", ">=", expect["goodput_pct"], measured, no_serial))
     if expect.get("decode_tok_s") is not None:
         measured = serial.decode_tok_s.get("p50") if serial else None
-        checks.append(_check("decode (tok/s)", ">=", expect["decode_tok_s"], measured))
+        checks.append(_check("decode (tok/s)", ">=", expect["decode_tok_s"], measured, no_serial))
+    levels = result.settings.get("concurrency")
     for concurrency, floor in sorted((expect.get("aggregate_tok_s") or {}).items()):
         level = result.level(int(concurrency))
-        checks.append(
-            _check(f"aggregate c={concurrency} (tok/s)", ">=", floor, level.aggregate_tok_s if level else None)
-        )
+        other = levels is not None and int(concurrency) not in levels
+        why = f"not measured (levels asked: {', '.join(map(str, levels or []))})" if other else ""
+        measured = level.aggregate_tok_s if level else None
+        checks.append(_check(f"aggregate c={concurrency} (tok/s)", ">=", floor, measured, why))
     if expect.get("resident_gib") is not None:
-        checks.append(_check("resident (GiB)", "<=", expect["resident_gib"], result.resident_gib))
+        why = "" if resident_asked else "not measured (--no-resident)"
+        checks.append(_check("resident (GiB)", "<=", expect["resident_gib"], result.resident_gib, why))
     for check in checks:
         if check.measured is not None and _client_limited(result, check.metric):
             check.note = (check.note + "; " if check.note else "") + "client-limited: see client health"
     return Verdict(service=service, host=host, checks=checks)
 
 
-def _check(metric: str, op: str, bound: float, measured: float | None) -> Check:
+def _check(metric: str, op: str, bound: float, measured: float | None, skipped_because: str = "") -> Check:
+    """`skipped_because`: why the run left this figure out on purpose ("": it set out to measure it)."""
+    if measured is None and skipped_because:
+        return Check(metric, f"{op} {bound:g}", None, False, skipped_because, skipped=True)
     if measured is None:
         return Check(metric, f"{op} {bound:g}", None, False, "not measured")
     ok = measured <= bound if op == "<=" else measured >= bound

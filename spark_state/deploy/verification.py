@@ -23,7 +23,7 @@ from ..bench.results import from_document
 from ..bench.run_target import job
 from ..bench.runner import BenchSettings
 from ..bench.targets import Target, settings_from_state
-from ..console import make_console, make_table, shown
+from ..console import make_console, make_table, print_table, shown
 from ..desired.model import DesiredState
 from ..errors import StepError
 from ..observe import baseline
@@ -101,7 +101,7 @@ def measure(
             verification.figures[svc.name] = baseline.bench_figures(result)
             outcome.benched = True
             outcome.reason = ", ".join(
-                f"{c.metric} {c.measured} (want {c.expected})" for c in verdict.checks if not c.ok
+                f"{c.metric} {c.measured} (want {c.expected})" for c in verdict.checks if c.failed
             )
             outcome.fatal = bool(outcome.reason) and fail_on_miss
         said = Text("pass", style="green") if not outcome.reason else Text("FAIL", style="bold red")
@@ -121,7 +121,7 @@ def measure(
         )
     verification.done = True
     console = make_console()
-    console.print(table)
+    print_table(console, table)
     if since_baseline == [baseline.NO_BASELINE]:
         console.print(shown(f"{plan.host}: {baseline.NO_BASELINE}"))
     elif since_baseline:

@@ -280,5 +280,8 @@ class ServiceBase(Strict):
     secrets: list[EnvName] = secrets_field("its stack (HF_TOKEN; NGC_API_KEY for a NIM, VLLM_API_KEY, LLAMA_API_KEY)")
     allow_secrets: list[EnvName] = allow_secrets_field("its stack")
     extra_args: list[ExtraArg] = Field(default_factory=list, description="Extra server flags, verbatim.")
-    expect: Expect = Field(default_factory=Expect)
+    expect: Expect = Field(
+        default_factory=Expect,
+        description="What the bench must measure for the service to pass: upper bounds on latencies and memory, lower bounds on rates.",
+    )
     memory_gib: float | None = Field(default=None, gt=0, le=4096, description="Memory budget; overrides the estimate.")

@@ -87,6 +87,23 @@ _INVISIBLE = {
 }
 
 
+# What a YAML syntax error most likely means in a state file, by the words ruamel uses for it.
+YAML_HINTS = (
+    (
+        "mapping values are not allowed here",
+        "a value holding ': ' needs quotes, or this line is indented deeper than the key above it",
+    ),
+    ("found character '\\t' that cannot start any token", "YAML indents with spaces only: replace the tab"),
+    ("could not find expected ':'", "a key needs ': ' after it, or this line should be indented under the one above"),
+    ("expected <block end>", "this line is indented differently from the entries beside it"),
+    ("expected ',' or '}'", "entries of a {...} mapping are separated by ', '; a value holding ':' needs quotes"),
+    ("expected ',' or ']'", "items of a [...] list are separated by ', '; an item holding ':' needs quotes"),
+    ("while scanning a quoted scalar", "a quote is opened and never closed"),
+    ("found unexpected end of stream", "something opened ({, [ or a quote) is never closed"),
+    ("found duplicate key", "each key once per mapping: merge the two entries"),
+)
+
+
 def load_state(path: str | Path) -> LoadedState:
     """Read and validate a state file. Raises StateFileError listing every problem found."""
     file = str(path)
@@ -209,8 +226,10 @@ def load_state_text(text: str, file: str = "<string>") -> LoadedState:
         context = exc.context or ""
         if exc.context and exc.context_mark and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
             context += f" started at {exc.context_mark.line + 1}:{exc.context_mark.column + 1}"
-        message = ": ".join(str(part) for part in (context, exc.problem) if part)
-        raise StateFileError([Problem(file, line, col, "<yaml>", message or str(exc))]) from exc
+        message = ": ".join(str(part) for part in (context, exc.problem) if part) or str(exc)
+        hint = next((hint for said, hint in YAML_HINTS if said in message), None)
+        message += f" (hint: {hint})" if hint else ""
+        raise StateFileError([Problem(file, line, col, "<yaml>", message)]) from exc
     except YAMLError as exc:
         raise StateFileError([Problem(file, 1, 1, "<yaml>", str(exc))]) from exc
     except RecursionError:

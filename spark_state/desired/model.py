@@ -88,7 +88,7 @@ def _image_shorthand(value: Any) -> Any:
 
 
 class Image(Strict):
-    ref: ImageRef
+    ref: ImageRef = Field(description="The image reference: `name:tag`, or pinned `name:tag@sha256:...`.")
     trtllm_version: str | None = Field(
         default=None,
         pattern=r"^[0-9]+\.[0-9]+\.[0-9]+[A-Za-z0-9.+-]*$",
@@ -106,7 +106,7 @@ FETCH_SECRETS = frozenset({"HF_TOKEN"})
 
 
 class Checkpoint(Strict):
-    repo: HfRepo
+    repo: HfRepo = Field(description="The Hugging Face repo id, owner/name.")
     revision: Revision = Field(default="main", description="Pin a commit sha for reproducible engines.")
     tokenizer_from: Name | None = Field(
         default=None, description="Take tokenizer and chat template from this checkpoint (NVFP4 repos lack one)."
@@ -127,25 +127,35 @@ class Checkpoint(Strict):
 
 
 class Engine(Strict):
-    checkpoint: Name
-    image: Name
-    quantization: Quantization
+    checkpoint: Name = Field(description="The checkpoint it is built from.")
+    image: Name = Field(
+        description="The image it is converted and built in (its TensorRT-LLM must build for the host's GPU)."
+    )
+    quantization: Quantization = Field(description="The checkpoint's quantization (a ModelOpt export): fp8 or nvfp4.")
     gemm_plugin: Literal["fp8", "nvfp4", "auto", "bfloat16", "float16", "disable"] | None = Field(
         default=None, description="Defaults to the quantization (fp8 → fp8, nvfp4 → nvfp4)."
     )
-    max_batch_size: int = Field(default=8, ge=1, le=2048)
-    max_input_len: int = Field(default=2048, ge=1, le=1048576)
-    max_seq_len: int = Field(default=4096, ge=1, le=1048576)
-    max_num_tokens: int = Field(default=4096, ge=1, le=1048576)
-    use_paged_context_fmha: bool = True
+    max_batch_size: int = Field(default=8, ge=1, le=2048, description="trtllm-build --max_batch_size.")
+    max_input_len: int = Field(
+        default=2048, ge=1, le=1048576, description="trtllm-build --max_input_len: the longest prompt."
+    )
+    max_seq_len: int = Field(
+        default=4096, ge=1, le=1048576, description="trtllm-build --max_seq_len: prompt plus completion."
+    )
+    max_num_tokens: int = Field(
+        default=4096, ge=1, le=1048576, description="trtllm-build --max_num_tokens: tokens in one scheduler step."
+    )
+    use_paged_context_fmha: bool = Field(default=True, description="trtllm-build --use_paged_context_fmha enable.")
     use_fp8_context_fmha: bool | None = Field(default=None, description="Defaults to true for fp8, false for nvfp4.")
-    dtype: Literal["bfloat16", "float16"] = "bfloat16"
+    dtype: Literal["bfloat16", "float16"] = Field(
+        default="bfloat16", description="The converter's --dtype for weights that are not quantized."
+    )
     convert_script: AbsPath | None = Field(
         default=None,
         description="A checkpoint converter inside the image, run as `python3 SCRIPT --model_dir --output_dir "
         "--dtype`; default: the one spark-state ships (TensorRT-LLM's library API, no example scripts needed).",
     )
-    convert_args: list[ShellArg] = Field(default_factory=list)
+    convert_args: list[ShellArg] = Field(default_factory=list, description="Extra converter flags, verbatim.")
     build_args: list[ShellArg] = Field(default_factory=list, description="Extra trtllm-build flags, verbatim.")
 
 
@@ -186,12 +196,21 @@ class Bench(Strict):
         default="In one paragraph: what is retrieval-augmented generation and when is it the wrong tool?",
         min_length=1,
         max_length=100_000,
+        description="What every request asks (the field report's prompt by default).",
     )
-    max_tokens: int = Field(default=200, ge=1, le=131072)
-    temperature: float = Field(default=0.0, ge=0, le=2)
-    concurrency: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
-    serial_requests: int = Field(default=5, ge=1, le=1000)  # 1000 × 200 tokens at 40 tok/s: 1.4 h already
-    warmup_requests: int = Field(default=1, ge=0, le=100)
+    max_tokens: int = Field(default=200, ge=1, le=131072, description="Completion length asked of each request.")
+    temperature: float = Field(
+        default=0.0, ge=0, le=2, description="Sampling temperature (0: greedy, as the field report measured)."
+    )
+    concurrency: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=lambda: [1, 2, 4, 8],
+        min_length=1,
+        description="Closed-loop levels: each keeps this many requests in flight.",
+    )
+    serial_requests: int = Field(  # 1000 × 200 tokens at 40 tok/s: 1.4 h already
+        default=5, ge=1, le=1000, description="Requests one after another (streaming): TTFT, decode rate, tail latency."
+    )
+    warmup_requests: int = Field(default=1, ge=0, le=100, description="Requests sent first and not measured.")
     requests_per_level: int | None = Field(
         default=None, ge=1, le=100000, description="Requests per concurrency level; default 2 × concurrency."
     )
@@ -203,7 +222,7 @@ class Bench(Strict):
     requests_per_rate: int | None = Field(
         default=None, ge=2, le=100000, description="Requests per open-loop run; default 30 s of arrivals, at least 20."
     )
-    timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    timeout_s: float = Field(default=120.0, gt=0, le=3600, description="Per-request timeout, in seconds.")
     ignore_eos: bool = Field(
         default=False,
         description="Ask for exactly max_tokens tokens (trtllm-serve and vLLM/NIM accept ignore_eos) for figures "
@@ -213,21 +232,23 @@ class Bench(Strict):
 
 
 class Group(Strict):
-    services: list[Name] = Field(default_factory=list)
+    services: list[Name] = Field(default_factory=list, description="Services every host of the group serves.")
 
 
 class Host(Strict):
-    address: Address
+    address: Address = Field(description="Where it is reached: an IPv4 address or a host name.")
     ssh_user: UnixUser = Field(
         default="nvidia", description="The operator account (DGX OS's first user); it uses sudo. Root has no SSH login."
     )
-    ssh_port: Port = 22
-    ssh_key: AbsPath | None = None
+    ssh_port: Port = Field(default=22, description="Its SSH port.")
+    ssh_key: AbsPath | None = Field(
+        default=None, description="The private key to log in with (default: your agent and default keys)."
+    )
     gpu: GpuName | Literal["detect"] | None = Field(
         default=None, description="Overrides fleet.gpu for this host; 'detect': learn it at preflight only."
     )
-    groups: list[Name] = Field(default_factory=list)
-    services: list[Name] = Field(default_factory=list)
+    groups: list[Name] = Field(default_factory=list, description="The groups it is in: it serves their services too.")
+    services: list[Name] = Field(default_factory=list, description="Services it serves besides its groups'.")
 
 
 class DesiredState(Strict):
@@ -241,16 +262,45 @@ class DesiredState(Strict):
         json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "spark-state"},
     )
 
-    fleet: Fleet = Field(default_factory=Fleet)
-    paths: Paths = Field(default_factory=Paths)
-    images: dict[Name, ImageEntry] = Field(default_factory=dict)
-    checkpoints: dict[Name, Checkpoint] = Field(default_factory=dict)
-    engines: dict[Name, Engine] = Field(default_factory=dict)
-    services: dict[Name, Service] = Field(default_factory=dict)
-    bench: Bench = Field(default_factory=Bench)
-    rollout: Rollout = Field(default_factory=Rollout)
-    groups: dict[Name, Group] = Field(default_factory=dict)
-    hosts: dict[Name, Host] = Field(default_factory=dict)
+    fleet: Fleet = Field(
+        default_factory=Fleet,
+        description="What every host is expected to have: its GPU and the memory kept for the OS.",
+    )
+    paths: Paths = Field(
+        default_factory=Paths,
+        description="Where spark-state writes on each host (artifacts, units, secrets) and the docker CLI it runs.",
+    )
+    images: dict[Name, ImageEntry] = Field(
+        default_factory=dict,
+        description="Container images by a short name: a reference (`name:tag`, or pinned `name:tag@sha256:...`) or {ref, trtllm_version, size_gb}.",
+    )
+    checkpoints: dict[Name, Checkpoint] = Field(
+        default_factory=dict,
+        description="Hugging Face checkpoints by a short name, downloaded and verified on the hosts that use them.",
+    )
+    engines: dict[Name, Engine] = Field(
+        default_factory=dict,
+        description="TensorRT-LLM engines built from a checkpoint inside an image, each build in a fingerprinted directory.",
+    )
+    services: dict[Name, Service] = Field(
+        default_factory=dict,
+        description="OpenAI-compatible endpoints by name, each a systemd unit running its stack's server in a container.",
+    )
+    bench: Bench = Field(
+        default_factory=Bench,
+        description="The bench a deploy verifies with (and `spark-state bench` runs): prompt, lengths, concurrency, rates.",
+    )
+    rollout: Rollout = Field(
+        default_factory=Rollout,
+        description="How upgrades go: canary hosts first, and a changed service that fails goes back to what it ran.",
+    )
+    groups: dict[Name, Group] = Field(
+        default_factory=dict,
+        description="Named sets of services that every host of the group serves (pyinfra groups too: --limit GROUP).",
+    )
+    hosts: dict[Name, Host] = Field(
+        default_factory=dict, description="The Sparks by name: where each is reached and what it serves."
+    )
 
 
 AnyService = EngineService | PytorchService | NimService | VllmService | SglangService | LlamaCppService

@@ -19,7 +19,7 @@ from ..errors import MemoryBudgetError, UnknownHostError
 from ..stacks import STACKS
 from .budgets import Budget, memory_overflow, plan_budget
 from .checkpoints import CheckpointPlan, plan_checkpoint
-from .engines import PLAN_FORMAT, EnginePlan, converter_path, plan_engine
+from .engines import EnginePlan, converter_path, plan_engine
 from .images import ImagePlan, plan_image
 from .units import ServicePlan, plan_service
 
@@ -114,7 +114,7 @@ class HostPlan:
         return service_env_file(self.secrets_dir, service)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": PLAN_FORMAT, **asdict(self)}
+        return asdict(self)
 
 
 def plan_fleet(state: DesiredState, only_host: str | None = None) -> list[HostPlan]:

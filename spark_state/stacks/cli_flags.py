@@ -43,8 +43,10 @@ TOKENIZER_IN_CONTAINER = "/tokenizer"
 class CheckpointFlagService(ServiceBase):
     """What a service of a flag-configured server on a checkpoint declares besides its stack's own fields."""
 
-    checkpoint: Name
-    image: Name
+    checkpoint: Name = Field(description="The checkpoint it serves.")
+    image: Name = Field(
+        description="The image it runs in (its tag tells the server version its options are checked against)."
+    )
     tokenizer: Name | None = Field(default=None, description="Checkpoint whose tokenizer to serve with.")
     served_model_name: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$", description="The model id clients ask for."

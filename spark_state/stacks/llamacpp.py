@@ -57,15 +57,15 @@ OWNED_FLAGS: dict[str, str] = {
 class LlamaCppService(ServiceBase):
     """`llama-server` on one GGUF file of a hub checkpoint, in a llama.cpp server image."""
 
-    stack: Literal["llama.cpp"]
+    stack: Literal["llama.cpp"] = Field(description="The serving stack: llama.cpp (llama-server).")
     port: Port = Field(default=DEFAULT_PORT, description="Where it answers (default: llama-server's 8080).")
-    checkpoint: Name
+    checkpoint: Name = Field(description="The checkpoint whose GGUF file it serves.")
     gguf: str = Field(
         pattern=GGUF_FILE,
         description="The GGUF file in the checkpoint's repo to serve (of a split model, its first part: "
         "llama.cpp loads the others beside it).",
     )
-    image: Name
+    image: Name = Field(description="The llama.cpp server image it runs in (its build number tells the flags).")
     served_model_name: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$", description="The model id clients ask for."
     )

@@ -17,11 +17,13 @@ DEFAULT_PORT = 8000  # NIM's documented port
 class NimService(ServiceBase):
     """An NVIDIA NIM container."""
 
-    stack: Literal["nim"] = "nim"
+    stack: Literal["nim"] = Field(default="nim", description="The serving stack: nim.")
     port: Port = Field(default=DEFAULT_PORT, description="Where it answers on the host (default: NIM's 8000).")
-    container: Name
+    container: Name = Field(description="The NIM image (a name in images).")
     container_port: Port = Field(default=DEFAULT_PORT, description="Port the NIM listens on inside the container.")
-    shm_size: Annotated[str, AfterValidator(docker_shm_size)] = "16GB"
+    shm_size: Annotated[str, AfterValidator(docker_shm_size)] = Field(
+        default="16GB", description="The container's /dev/shm (docker --shm-size, e.g. 16GB)."
+    )
 
 
 def launch(svc: NimService, inputs: LaunchInputs) -> Launch:

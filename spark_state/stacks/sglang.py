@@ -53,7 +53,7 @@ OWNED_FLAGS: dict[str, str] = {
 class SglangService(CheckpointFlagService):
     """`python3 -m sglang.launch_server` on a checkpoint, in an SGLang image."""
 
-    stack: Literal["sglang"]
+    stack: Literal["sglang"] = Field(description="The serving stack: sglang.")
     port: Port = Field(default=DEFAULT_PORT, description="Where it answers (default: SGLang's 30000).")
     mem_fraction_static: float = Field(
         default=PLAYBOOK_MEM_FRACTION,
@@ -62,8 +62,10 @@ class SglangService(CheckpointFlagService):
         description="Share of the unified memory available when it starts that SGLang claims for weights and KV "
         "cache (default: the playbooks' 0.75); it refuses to start when the weights leave no KV cache.",
     )
-    context_length: int | None = Field(default=None, ge=1, le=1048576)
-    max_running_requests: int | None = Field(default=None, ge=1, le=65536)
+    context_length: int | None = Field(
+        default=None, ge=1, le=1048576, description="--context-length: the longest prompt plus completion."
+    )
+    max_running_requests: int | None = Field(default=None, ge=1, le=65536, description="--max-running-requests.")
     options: dict[str, OptionValue] = Field(
         default_factory=dict,
         description="Further `sglang.launch_server` flags by name (`attention-backend: flashinfer`, "

@@ -210,9 +210,9 @@ class TrtllmServeFlags(Strict):
         le=1,
         description="Share of free unified memory the KV cache may take (at least 0.01: less holds no sequence).",
     )
-    max_batch_size: int | None = Field(default=None, ge=1, le=2048)
-    max_num_tokens: int | None = Field(default=None, ge=1, le=1048576)
-    max_seq_len: int | None = Field(default=None, ge=1, le=1048576)
+    max_batch_size: int | None = Field(default=None, ge=1, le=2048, description="trtllm-serve --max_batch_size.")
+    max_num_tokens: int | None = Field(default=None, ge=1, le=1048576, description="trtllm-serve --max_num_tokens.")
+    max_seq_len: int | None = Field(default=None, ge=1, le=1048576, description="trtllm-serve --max_seq_len.")
     tokenizer: Name | None = Field(default=None, description="Checkpoint whose tokenizer to serve with.")
 
 
@@ -228,11 +228,13 @@ def _finite(value: Any) -> Any:
 class PytorchService(ServiceBase, TrtllmServeFlags):
     """trtllm-serve with the PyTorch backend, serving a checkpoint directly (no engine build)."""
 
-    stack: Literal["trtllm"] = "trtllm"
+    stack: Literal["trtllm"] = Field(
+        default="trtllm", description="The serving stack: trtllm (trtllm-serve's PyTorch backend on a checkpoint)."
+    )
     port: Port = Field(default=DEFAULT_PORT, description="Where it answers (default: the playbooks' 8355).")
-    checkpoint: Name
+    checkpoint: Name = Field(description="The checkpoint it serves.")
     backend: Literal["pytorch"] = Field(default="pytorch", description="The only backend TensorRT-LLM keeps.")
-    image: Name
+    image: Name = Field(description="The TensorRT-LLM image it runs in (its version checks llm_api_options).")
     llm_api_options: dict[str, Annotated[Any, AfterValidator(_finite)]] = Field(
         default_factory=dict,
         description="TensorRT-LLM LLM API options (kv_cache_config, cuda_graph_config, enable_chunked_prefill, "

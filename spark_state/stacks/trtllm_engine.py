@@ -17,9 +17,11 @@ DEFAULT_PORT = 8000  # trtllm-serve's default
 class EngineService(ServiceBase, TrtllmServeFlags):
     """trtllm-serve with the TensorRT backend, serving a built engine."""
 
-    stack: Literal["trtllm-engine"] = "trtllm-engine"
+    stack: Literal["trtllm-engine"] = Field(
+        default="trtllm-engine", description="The serving stack: trtllm-engine (trtllm-serve on a built engine)."
+    )
     port: Port = Field(default=DEFAULT_PORT, description="Where it answers (default: trtllm-serve's 8000).")
-    engine: Name
+    engine: Name = Field(description="The engine it serves (trtllm-serve --backend tensorrt).")
     image: Name | None = Field(default=None, description="Serving image; defaults to the engine's build image.")
 
 

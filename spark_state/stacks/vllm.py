@@ -63,7 +63,7 @@ DROP_PAGE_CACHE = ["/bin/sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"]
 class VllmService(CheckpointFlagService):
     """`vllm serve` on a checkpoint, in a vLLM image."""
 
-    stack: Literal["vllm"]
+    stack: Literal["vllm"] = Field(description="The serving stack: vllm.")
     port: Port = Field(default=DEFAULT_PORT, description="Where it answers (default: vLLM's 8000).")
     gpu_memory_utilization: float = Field(
         default=0.9,
@@ -72,8 +72,12 @@ class VllmService(CheckpointFlagService):
         description="Share of the Spark's total unified memory vLLM claims (weights and KV cache); vLLM refuses to "
         "start when that much is not free.",
     )
-    max_model_len: int | None = Field(default=None, ge=1, le=1048576)
-    max_num_seqs: int | None = Field(default=None, ge=1, le=65536)
+    max_model_len: int | None = Field(
+        default=None, ge=1, le=1048576, description="--max-model-len: the longest prompt plus completion."
+    )
+    max_num_seqs: int | None = Field(
+        default=None, ge=1, le=65536, description="--max-num-seqs: sequences in one batch."
+    )
     options: dict[str, OptionValue] = Field(
         default_factory=dict,
         description="Further `vllm serve` flags by name (`enable-prefix-caching: true`, `kv-cache-dtype: fp8`); "

@@ -459,3 +459,22 @@ def test_stand_in_stream_events_are_the_openai_chunk_shape(server: KnownServer, 
             assert choice["finish_reason"] in (None, "length")
     assert chunks[-1]["usage"]["completion_tokens"] == 7 and len("".join(texts).split()) == 7
     assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "length"
+
+
+@pytest.mark.parametrize("server", [("--stop-after", "5")], indirect=True)
+def test_every_table_fits_80_columns_with_every_column(
+    server: KnownServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """COLUMNS is honoured when piped, and at 80 no table hides or cuts a column: one too wide goes on in a
+    second table that repeats the stack, and every word of every header and note is shown whole."""
+    monkeypatch.setenv("COLUMNS", "80")
+    argv = ["bench", "--url", f"{server.url}/v1", "--max-tokens", "12", "--serial", "2", "--concurrency", "1,2"]
+    assert main([*argv, "--rate", "4", "--requests-per-rate", "4", "--no-save"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80 and "…" not in out
+    words = set(out.replace("┃", " ").replace("│", " ").split())
+    headers = ["TTFT p50 (ms)", "dispatch p50 (ms)", "decode (tok/s)", "wall p50 (s)", "tokens", "notes"]
+    headers += ["ITL p99", "TPOT p50", "E2EL p99", "goodput %", "achieved", "peak"]
+    for header in headers:
+        assert set(header.split()) <= words, header
+    assert {"ended", "before", "max_tokens", server.url} <= words  # a note, the stack: whole

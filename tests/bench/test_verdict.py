@@ -51,6 +51,27 @@ def test_unmeasured_expectation_fails() -> None:
     assert [(c.ok, c.note) for c in v.checks] == [(False, "not measured"), (False, "not measured")]
 
 
+def test_what_the_run_was_asked_not_to_measure_is_skipped_not_failed() -> None:
+    """--no-resident, --concurrency without the level, --serial 0: "skipped", and the verdict still passes."""
+    r = _result("nvfp4", ttft=30.8, decode=38.82, agg8=264.7, resident=None)
+    r.settings = {"concurrency": [8], "serial_requests": 5}
+    expect = {"ttft_p50_ms": 35, "aggregate_tok_s": {4: 120, 8: 250}, "resident_gib": 4}
+    v = judge(r, expect, "nvfp4", resident_asked=False)
+    assert [(c.metric, c.ok, c.skipped) for c in v.checks] == [
+        ("TTFT p50 (ms)", True, False),
+        ("aggregate c=4 (tok/s)", False, True),
+        ("aggregate c=8 (tok/s)", True, False),
+        ("resident (GiB)", False, True),
+    ]
+    assert v.passed and "levels asked: 8" in v.checks[1].note and "--no-resident" in v.checks[3].note
+    r.serial, r.settings = None, {"concurrency": [8], "serial_requests": 0}
+    (ttft,) = judge(r, {"ttft_p50_ms": 35}, "nvfp4").checks
+    assert ttft.skipped and not ttft.failed
+    # asked for and still missing: a failure
+    r.settings = {"concurrency": [4, 8], "serial_requests": 5}
+    assert not judge(r, expect, "nvfp4").passed
+
+
 def test_deltas_like_the_seed() -> None:
     nim = _result("nim", 54.0, 22.06, 175.2)
     nvfp4 = _result("nvfp4", 30.8, 38.82, 264.7)

@@ -98,12 +98,18 @@ def deploy_in_background(workdir: Path, name: str, text: str, *extra: str) -> su
     )
 
 
+def spark_state_bin() -> str:
+    """The `spark-state` command of this environment."""
+    return str(Path(sys.executable).parent / "spark-state")
+
+
 def drift(workdir: Path, text: str, *extra: str) -> tuple[int, dict]:
     return read_fleet("drift", workdir, text, *extra)
 
 
 def read_fleet(command: str, workdir: Path, text: str, *extra: str) -> tuple[int, dict]:
-    """`spark-state drift|status inventory/sim.py --json` with this state text: (exit code, report)."""
+    """`spark-state drift|status|prune STATE --inventory inventory/sim.py --json` with this state text: (exit
+    code, report)."""
     state = workdir / f"{command}-state.yaml"
     state.write_text(text)
     env = {
@@ -113,7 +119,7 @@ def read_fleet(command: str, workdir: Path, text: str, *extra: str) -> tuple[int
         "SPARK_STATE_HOME": str(workdir / "home"),
     }
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "spark-state"), command, "inventory/sim.py", "--json", *extra],
+        [spark_state_bin(), command, str(state), "--inventory", "inventory/sim.py", "--json", *extra],
         cwd=REPO,
         env=env,
         capture_output=True,
