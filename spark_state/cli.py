@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK  (argcomplete's marker: completion answers before any command runs)
 """The `spark-state` command. The only place errors become exit codes and rich panels."""
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ EXIT_OK = 0  # done: converged, every expectation met
 EXIT_ERROR = 1  # an error: nothing or not everything could be done
 EXIT_FINDINGS = 2  # it ran to its end and found something: drift, a service down, a missed expectation, no pin
 EXIT_USAGE = 64  # the command was used wrongly (sysexits.h EX_USAGE; argparse's own 2 would read as findings)
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report a process SIGINT ended (128 + 2)
 MAX_PROBLEMS_SHOWN = 50  # a file with thousands of problems is one mistake repeated: show the first ones
 EXIT_CODES = {Outcome.OK: EXIT_OK, Outcome.FINDINGS: EXIT_FINDINGS, Outcome.HOST_ERRORS: EXIT_ERROR}
 JSON_FORMAT = "spark-state/{}/v1"  # every --json document names itself so: spark-state/drift/v1, ...
@@ -80,6 +82,13 @@ def _init(args: argparse.Namespace, console: Console) -> Outcome:
     console.print(
         Text.assemble("  spark-state validate ", shown(path), "  then  spark-state apply ", shown(path), " --dry")
     )
+    return Outcome.OK
+
+
+def _completion(args: argparse.Namespace, console: Console) -> Outcome:
+    import argcomplete
+
+    print(argcomplete.shellcode(["spark-state"], shell=args.shell))
     return Outcome.OK
 
 
@@ -412,6 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pyinfra_args", nargs=argparse.REMAINDER, help="after --: more pyinfra options, e.g. --data k=v")
     p.set_defaults(handler=_apply)
 
+    p = sub.add_parser(
+        "completion",
+        help="print the shell code that completes spark-state's commands, options and files "
+        '(bash: eval "$(spark-state completion bash)" in ~/.bashrc)',
+    )
+    p.add_argument("shell", choices=("bash", "zsh", "fish", "tcsh", "powershell"))
+    p.set_defaults(handler=_completion)
+
     p = sub.add_parser("plan", help="show what each host will get (pure: touches no host)")
     p.add_argument("state", type=_state_file, help=STATE_HELP)
     p.add_argument("--host", help=HOST_HELP)
@@ -512,7 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if argv is None:  # a completion request from the shell is answered here, and the process ends
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     console = make_console()
     err = make_console(stderr=True)
     handler: Handler = args.handler
@@ -536,6 +558,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
         return EXIT_ERROR
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say, and no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own advice (signal docs)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("spark-state: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except SparkStateError as exc:
         code = EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
         if getattr(args, "json", False):

@@ -92,3 +92,40 @@ def test_every_json_document_names_its_format(tmp_path: Path, capsys: pytest.Cap
     assert _run(["validate", str(bad), "--json"]) == EXIT_ERROR
     document = json.loads(capsys.readouterr().out)
     assert document["format"] == "spark-state/error/v1" and document["error"] == "invalid state"
+
+
+def test_the_shell_completes_commands_and_options(tmp_path: Path) -> None:
+    """argcomplete answers a completion request (as bash's `complete` asks it) before any command runs."""
+    import os
+    import subprocess
+    import sys
+
+    answer = tmp_path / "completions"
+    spark_state = str(Path(sys.executable).parent / "spark-state")
+
+    def complete(line: str) -> list[str]:
+        env = {
+            **os.environ,
+            "_ARGCOMPLETE": "1",
+            "COMP_LINE": line,
+            "COMP_POINT": str(len(line)),
+            "_ARGCOMPLETE_STDOUT_FILENAME": str(answer),
+        }
+        subprocess.run([spark_state], env=env, check=True, timeout=60, capture_output=True)
+        return answer.read_text().split()
+
+    assert complete("spark-state dr") == ["drift"]
+    assert "--inventory" in complete("spark-state drift state.yaml --i")
+    shell = subprocess.run([spark_state, "completion", "bash"], capture_output=True, text=True, timeout=60)
+    assert shell.returncode == 0 and "complete " in shell.stdout and "spark-state" in shell.stdout
+
+
+def test_the_plan_fits_80_columns_when_piped(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """COLUMNS is honoured without a terminal, and nothing is cut to fit it (long paths fold)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    assert _run(["plan", STATE]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) == 80 and "…" not in out
+    assert "spark-state-convert-llama31-8b-nvfp4" in out  # a long word, folded or whole but there

@@ -8,6 +8,7 @@ from rich.text import Text
 
 from ..console import print_table, shown
 from ..plan.templates import render
+from .charts import charts_html
 from .results import EndpointResult, LevelResult, Verdict
 from .verdict import Delta
 
@@ -16,7 +17,7 @@ def _f(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _name(r: EndpointResult) -> str:
+def endpoint_label(r: EndpointResult) -> str:
     if r.service:
         return f"{r.host}/{r.service}" if r.host else r.service
     return r.url
@@ -42,7 +43,7 @@ def serial_table(results: list[EndpointResult]) -> Table:
         if s.client.limited:
             notes.append("client-limited: " + "; ".join(s.client.reasons))
         t.add_row(
-            _name(r),
+            endpoint_label(r),
             _f(s.ttft_ms["p50"]),
             _f(s.ttft_ms["p90"]),
             _f(s.dispatch_lag_ms.get("p50"), 2),
@@ -73,7 +74,7 @@ def tail_table(results: list[EndpointResult]) -> Table:
     for r in results:
         if r.serial is not None:
             figures = (_f(getattr(r.serial, figure).get(q)) for _, figure, q in columns)
-            t.add_row(_name(r), *figures, _f(r.serial.goodput_pct))
+            t.add_row(endpoint_label(r), *figures, _f(r.serial.goodput_pct))
     return t
 
 
@@ -115,7 +116,7 @@ def concurrency_table(results: list[EndpointResult]) -> Table:
                 notes.append(f"c={c} client-limited ({'; '.join(lv.client.reasons)})")
             if lv and lv.server:
                 notes.append(f"c={c} {server_note(lv.server)}")
-        t.add_row(_name(r), *cells, shown("; ".join(notes), "yellow"))
+        t.add_row(endpoint_label(r), *cells, shown("; ".join(notes), "yellow"))
     return t
 
 
@@ -134,7 +135,7 @@ def rate_table(results: list[EndpointResult]) -> Table:
             if run.server:
                 notes.append(server_note(run.server))
             t.add_row(
-                _name(r),
+                endpoint_label(r),
                 f"{run.rate_rps:g}",
                 _f(run.achieved_rps, 2),
                 str(run.peak_in_flight),
@@ -158,7 +159,7 @@ def latency_cell(level: LevelResult | None) -> str:
 def latency_table(results: list[EndpointResult]) -> Table:
     t, levels = _levels_table(results, "TTFT p50 + dispatch lag p50 (ms) under load")
     for r in results:
-        t.add_row(_name(r), *(latency_cell(r.level(c)) for c in levels))
+        t.add_row(endpoint_label(r), *(latency_cell(r.level(c)) for c in levels))
     return t
 
 
@@ -215,45 +216,27 @@ def show(
         print_table(console, verdict_table(verdicts))
 
 
-def chart_svg(results: list[EndpointResult], width: int = 640, height: int = 320) -> dict:
-    """Geometry for the throughput-vs-concurrency chart (x: concurrency on a log2 axis)."""
-    import math
-
-    levels = sorted({lv.concurrency for r in results for lv in r.levels})
-    top = max((lv.aggregate_tok_s or 0 for r in results for lv in r.levels), default=0) or 1.0
-    left, right, bottom, upper = 60, 20, 40, 20
-    span_x = max(math.log2(levels[-1]) - math.log2(levels[0]), 1) if levels else 1
-
-    def x(c: int) -> float:
-        return left + (math.log2(c) - math.log2(levels[0])) / span_x * (width - left - right)
-
-    def y(v: float) -> float:
-        return height - bottom - v / (top * 1.1) * (height - bottom - upper)
-
-    palette = ["#76b900", "#1f77b4", "#d62728", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
-    series = []
-    for i, r in enumerate(results):
-        points = [(x(lv.concurrency), y(lv.aggregate_tok_s)) for lv in r.levels if lv.aggregate_tok_s]
-        series.append(
+def measured(results: list[EndpointResult]) -> list[dict[str, str]]:
+    """What each endpoint's figures are of: model, stack, image, prompt, lengths, load, when, by which version."""
+    rows = []
+    for r in results:
+        settings = r.settings
+        prompt = str(settings.get("prompt", ""))
+        rows.append(
             {
-                "name": _name(r),
-                "color": palette[i % len(palette)],
-                "points": " ".join(f"{px:.1f},{py:.1f}" for px, py in points),
-                "dots": points,
+                "endpoint": endpoint_label(r),
+                "model": r.model,
+                "stack": r.stack or "-",
+                "image": r.image or "-",
+                "prompt": f"{len(prompt)} characters: {prompt[:80]}{'…' if len(prompt) > 80 else ''}",
+                "max_tokens": str(settings.get("max_tokens", "-")),
+                "concurrency": ", ".join(str(c) for c in settings.get("concurrency", [])) or "-",
+                "rates (req/s)": ", ".join(f"{x:g}" for x in settings.get("rates", [])) or "-",
+                "started": r.started_at,
+                "spark-state": r.spark_state or "-",
             }
         )
-    ticks_y = [top * 1.1 * k / 4 for k in range(5)]
-    return {
-        "width": width,
-        "height": height,
-        "left": left,
-        "bottom": bottom,
-        "upper": upper,
-        "right": right,
-        "x_ticks": [(x(c), c) for c in levels],
-        "y_ticks": [(y(v), round(v)) for v in ticks_y],
-        "series": series,
-    }
+    return rows
 
 
 def html_report(
@@ -265,8 +248,10 @@ def html_report(
         verdicts=verdicts,
         deltas=deltas,
         baseline=baseline,
-        chart=chart_svg(results),
-        name=_name,
+        charts=charts_html(results, endpoint_label),
+        levels=sorted({lv.concurrency for r in results for lv in r.levels}),
+        measured=measured(results),
+        name=endpoint_label,
         f=_f,
         latency=latency_cell,
     )

@@ -182,6 +182,9 @@ class EndpointResult:
     levels: list[LevelResult]
     resident_gib: float | None = None
     rates: list[RateResult] = field(default_factory=list)
+    stack: str | None = None  # what served it (a service's stack; None for a bare --url)
+    image: str | None = None  # the image it ran from, as the host names it
+    spark_state: str = ""  # the spark-state version that measured it
 
     def level(self, concurrency: int) -> LevelResult | None:
         return next((lv for lv in self.levels if lv.concurrency == concurrency), None)

@@ -380,9 +380,12 @@ async def run_endpoint(
     rates = [
         await run_rate(url, model, settings, r, progress, slo=slo, metrics_url=metrics_url) for r in settings.rates
     ]
+    from .. import __version__
+
     return EndpointResult(
         url=url,
         model=model,
+        spark_state=__version__,
         host=host,
         service=service,
         started_at=started_at,

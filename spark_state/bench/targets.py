@@ -24,13 +24,17 @@ class Target:
     expect: dict[str, Any]
     container: str
     metrics_path: str | None = None  # where its stack serves Prometheus metrics (read during the bench)
+    stack: str | None = None
+    image: str | None = None
 
     @classmethod
     def for_service(cls, address: str, data: dict[str, Any], plan: HostPlan, svc: ServicePlan) -> Target:
         """The one way a service becomes a bench target (deploy, drift and `spark-state bench` alike)."""
         url = service_url(address, svc.port)
         metrics = STACKS[svc.kind].metrics_path
-        return cls(plan.host, address, data, svc.name, url, svc.expect, svc.container_name, metrics)
+        return cls(
+            plan.host, address, data, svc.name, url, svc.expect, svc.container_name, metrics, svc.kind, svc.image_ref
+        )
 
 
 def service_url(address: str, port: int) -> str:
@@ -89,4 +93,5 @@ async def bench_target(
         metrics_path=target.metrics_path,
     )
     result.resident_gib = resident_gib
+    result.stack, result.image = target.stack, target.image
     return result, judge(result, target.expect, target.service, target.host, resident_asked)

@@ -304,7 +304,7 @@ def test_cli_url_mode_json_and_html(server: KnownServer, tmp_path: Path, capsys:
     doc = json.loads(capsys.readouterr().out)
     assert doc["format"] == "spark-state/bench/v1" and len(doc["results"]) == 1
     text = html.read_text()
-    assert "<svg" in text and "<polyline" in text and "c=2" in text
+    assert "Plotly.newPlot" in text and "c=2" in text and "What was measured" in text
     assert len(list((tmp_path / "hist").rglob("*.json"))) == 1
 
 
