@@ -274,9 +274,7 @@ def _prune(args: argparse.Namespace, console: Console) -> Outcome:
     from .remote import on_each_host
 
     state, entries, _ = _fleet(args)
-    done = on_each_host(
-        entries, None, lambda address, data: prune.prune_host(state, address, data, args.keep, args.yes)
-    )
+    done = on_each_host(entries, lambda address, data: prune.prune_host(state, address, data, args.keep, args.yes))
     results = [r for _, _, r in done]
     if args.json:
         print(

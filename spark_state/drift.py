@@ -126,9 +126,8 @@ def run_drift(
     with_bench: bool = False,
     margin: float = DRIFT_MARGIN,
     history_dir: Path | None = None,
-    host: str | None = None,
 ) -> list[HostDrift]:
-    checked = on_each_host(entries, host, lambda address, data: check_host(state, address, data, environ))
+    checked = on_each_host(entries, lambda address, data: check_host(state, address, data, environ))
     results = [drift for _, _, drift in checked]
     if with_bench:  # benches run one at a time: they share this machine's CPU
         for address, data, drift in checked:

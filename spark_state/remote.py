@@ -50,14 +50,13 @@ def connected(address: str, data: dict[str, Any]) -> Any:
 
 
 def on_each_host(
-    entries: list[tuple[str, dict[str, Any]]], host: str | None, read: Callable[[str, dict[str, Any]], T]
+    entries: list[tuple[str, dict[str, Any]]], read: Callable[[str, dict[str, Any]], T]
 ) -> list[tuple[str, dict[str, Any], T]]:
-    """`read(address, data)` for every inventory entry (or only the state host `host`), hosts side by side
-    (each read is a few SSH round trips); results in inventory order."""
-    chosen = [(address, data) for address, data in entries if host in (None, data["spark_host"])]
+    """`read(address, data)` for every entry, hosts side by side (each read is a few SSH round trips); results
+    in the entries' order."""
     with ThreadPoolExecutor(max_workers=16) as pool:
-        results = list(pool.map(lambda entry: read(*entry), chosen))
-    return [(address, data, result) for (address, data), result in zip(chosen, results, strict=True)]
+        results = list(pool.map(lambda entry: read(*entry), entries))
+    return [(address, data, result) for (address, data), result in zip(entries, results, strict=True)]
 
 
 def run(

@@ -92,12 +92,11 @@ def fleet_status(
     state: DesiredState,
     entries: list[tuple[str, dict[str, Any]]],
     history_dir: Path | None = None,
-    host: str | None = None,
 ) -> list[HostStatus]:
     def read(address: str, data: dict[str, Any]) -> HostStatus:
         return host_status(state, address, data, history_dir, lambda request: probe_host(address, data, request))
 
-    return [status for _, _, status in on_each_host(entries, host, read)]
+    return [status for _, _, status in on_each_host(entries, read)]
 
 
 def outcome(hosts: list[HostStatus]) -> Outcome:

@@ -16,10 +16,13 @@ HOVER = "%{fullData.name}<br>%{x}: %{y:.1f} %{meta}<extra></extra>"
 
 
 def _style(index: int) -> dict[str, object]:
+    """A marker, a dash, and a size that shrinks with the index: a series drawn over an identical one leaves the
+    one beneath showing around it."""
+    step = index % 3
     return {
         "mode": "lines+markers",
-        "marker": {"symbol": MARKERS[index % len(MARKERS)], "size": 9},
-        "line": {"dash": DASHES[index % len(DASHES)], "width": 2},
+        "marker": {"symbol": MARKERS[index % len(MARKERS)], "size": 14 - 4 * step},
+        "line": {"dash": DASHES[index % len(DASHES)], "width": 5 - 2 * step},
     }
 
 

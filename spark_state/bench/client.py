@@ -153,6 +153,6 @@ class LoopLagMonitor:
                 pass
         return self.samples
 
-    def p(self, q: float) -> float | None:
+    def p(self, q: int) -> float | None:
         value = percentile(self.samples, q)
         return None if value is None else value * 1000

@@ -58,7 +58,7 @@ def run_bench(args: argparse.Namespace, console: Console) -> Outcome:
 
         state, entries = fleet(args.state, args.inventory, args.host)
         settings = settings_from_state(state.bench, **_overrides(args))
-        chosen = targets(state, entries, None, args.service)
+        chosen = targets(state, entries, args.service)
         if not chosen:
             raise SparkStateError("no service matches --host/--service on this fleet")
         jobs = [(t.url, t) for t in chosen]

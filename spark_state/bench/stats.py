@@ -1,21 +1,19 @@
-"""Small, exact statistics for bench figures (no numpy needed)."""
+"""Percentiles of bench figures, by the standard library's statistics.quantiles."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0-100) with linear interpolation between closest ranks; None for no values."""
+def percentile(values: Sequence[float], q: int) -> float | None:
+    """The q-th percentile (1-99) with linear interpolation between closest ranks (statistics.quantiles'
+    "inclusive" method: numpy's default, and vLLM's benchmark's); None for no values, the value for one."""
     if not values:
         return None
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    rank = (len(ordered) - 1) * q / 100.0
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+    if len(values) == 1:
+        return float(values[0])
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def summary(values: Sequence[float]) -> dict[str, float | None]:

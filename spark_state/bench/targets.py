@@ -62,13 +62,10 @@ def settings_from_state(bench: Bench, **overrides: Any) -> BenchSettings:
     return settings
 
 
-def targets(
-    state: DesiredState, entries: list[tuple[str, dict[str, Any]]], host: str | None = None, service: str | None = None
-) -> list[Target]:
+def targets(state: DesiredState, entries: list[tuple[str, dict[str, Any]]], service: str | None = None) -> list[Target]:
+    """Every placed service of these hosts (or only `service`) as a bench target."""
     out = []
     for address, data in entries:
-        if host not in (None, data["spark_host"]):
-            continue
         plan = plan_host(state, data["spark_host"])
         out += [Target.for_service(address, data, plan, svc) for svc in plan.services if service in (None, svc.name)]
     return out

@@ -11,20 +11,23 @@ from pathlib import Path
 from spark_state.bench.charts import figures
 from spark_state.bench.report import endpoint_label, html_report
 from spark_state.bench.results import ClientHealth, EndpointResult, LevelResult, SerialResult
+from spark_state.bench.stats import summary
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _result(host: str) -> EndpointResult:
-    serial = SerialResult(5, 5, {"p50": 30.8}, {"p50": 38.8}, {"p50": 5.2}, 200, 0, [], 0, ClientHealth())
+    serial = SerialResult(
+        5, 5, summary([30.8, 31.0]), summary([38.8, 38.6]), summary([5.2, 5.3]), 200, 0, [], 0, ClientHealth()
+    )
     levels = [
         LevelResult(
             concurrency=c,
             requests=2 * c,
             ok=2 * c,
             aggregate_tok_s=33.0 * c,
-            per_stream_decode_tok_s={"p50": 38.0},
-            ttft_ms={"p50": 31.0 + c},
+            per_stream_decode_tok_s=summary([38.0]),
+            ttft_ms=summary([31.0 + c, 32.0 + c]),
             duration_s=10.0,
             completion_tokens=400 * c,
             early_stops=0,
