@@ -95,7 +95,7 @@ def _completion(args: argparse.Namespace, console: Console) -> Outcome:
 def _apply(args: argparse.Namespace, console: Console) -> int:
     from . import tool
 
-    pyinfra_args = [word for word in args.pyinfra_args if word != "--"]
+    pyinfra_args = list(args.pyinfra_args)
     if args.limit:
         pyinfra_args += ["--limit", args.limit]
     if args.dry:
@@ -409,14 +409,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "apply",
-        help="make the fleet match the state: the shipped deploy through pyinfra (its output and exit codes)",
+        help="make the fleet match the state: the shipped deploy through pyinfra (its output and exit codes); "
+        "pyinfra's own options after --, e.g. -- --data spark_bench=off",
     )
     p.add_argument("state", type=_state_file, help=STATE_HELP)
     p.add_argument("--inventory", help="a pyinfra inventory (default: the state's hosts at their addresses)")
     p.add_argument("--limit", help="only these hosts or groups (pyinfra's --limit)")
     p.add_argument("--dry", action="store_true", help="show what would change; change nothing")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask before changing (pyinfra's -y)")
-    p.add_argument("pyinfra_args", nargs=argparse.REMAINDER, help="after --: more pyinfra options, e.g. --data k=v")
     p.set_defaults(handler=_apply)
 
     p = sub.add_parser(
@@ -532,7 +532,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         import argcomplete
 
         argcomplete.autocomplete(parser)
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    passed_on = words[words.index("--") + 1 :] if "--" in words else []  # apply's: for pyinfra itself
+    args = parser.parse_args(words[: words.index("--")] if "--" in words else words)
+    if passed_on and args.command != "apply":
+        parser.error(f"only apply passes options on after --: {' '.join(passed_on)}")
+    args.pyinfra_args = passed_on
     console = make_console()
     err = make_console(stderr=True)
     handler: Handler = args.handler

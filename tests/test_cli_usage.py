@@ -37,6 +37,8 @@ USAGE_MISTAKES = {
     "prune keeping nothing": ["prune", STATE, "--keep", "0"],
     "pin with the inventory where the state goes": ["pin", SIM_INVENTORY],
     "bench with neither a state file nor --url": ["bench", "--no-save"],
+    "pyinfra options for a command that is not apply": ["plan", STATE, "--", "--data", "x=y"],
+    "apply with the inventory where the state goes": ["apply", SIM_INVENTORY, "--dry"],
     "bench with a concurrency that is not a number": ["bench", "--url", "http://127.0.0.1:9", "--concurrency", "x"],
 }
 

@@ -105,71 +105,6 @@ def test_second_run_changes_nothing(fleet: Fleet, workdir: Path) -> None:
     assert "spark-state: alpha" not in proc.stdout  # nothing changed: no bench, no summary table
 
 
-def test_the_installed_tool_inits_validates_and_applies_without_a_checkout(
-    fleet: Fleet, workdir: Path, tmp_path: Path
-) -> None:
-    """The built wheel in an empty venv is the whole tool: `init`, `validate`, `apply --dry` and `apply` from a
-    folder outside any checkout, with the rehearsal package's own inventory (what a user installs; nothing of
-    this repository on the path)."""
-    wheels, venv, outside = tmp_path / "wheels", tmp_path / "venv", tmp_path / "elsewhere"
-    outside.mkdir()
-    built = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "-q",
-            "-w",
-            str(wheels),
-            str(REPO),
-            str(REPO / "rehearsal"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert built.returncode == 0, built.stderr[-3000:]
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    installed = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", *map(str, sorted(wheels.glob("*.whl")))],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert installed.returncode == 0, installed.stderr[-3000:]
-    env = {
-        key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV", "SPARK_STATE_FILE")
-    }
-    env |= {"NGC_API_KEY": NGC_KEY, "SPARK_STATE_HOME": str(workdir / "home"), "XDG_DATA_HOME": str(tmp_path)}
-
-    def tool(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(venv / "bin" / argv[0]), *argv[1:]], cwd=outside, env=env, capture_output=True, text=True, timeout=900
-        )
-
-    assert tool("spark-state", "--version").stdout.startswith("spark-state ")
-    assert tool("spark-state", "init", "--hosts", "3").returncode == 0
-    first = (outside / "state.yaml").read_text().splitlines()[0]
-    assert first == f"# yaml-language-server: $schema={(tmp_path / 'spark-state' / 'spark-state.schema.json').as_uri()}"
-    assert tool("spark-state", "validate", "state.yaml").returncode == 0
-    inventory = tool("spark-rehearsal", "inventory").stdout.strip()
-    assert inventory.startswith(str(venv)), inventory  # the installed package's, not the checkout's
-    marks = [host_clock(fleet, i) for i in range(3)]
-    units = [unit_files(fleet, i) for i in range(3)]
-    dry = tool("spark-state", "apply", "state.yaml", "--inventory", inventory, "--dry")
-    assert dry.returncode == 0 and "unit spark-state-vllm-fp8.service" in dry.stdout, dry.stdout[-3000:]
-    assert [unit_files(fleet, i) for i in range(3)] == units and all(events(fleet, i, marks[i]) == [] for i in range(3))
-    # the fleet's own state, converged: apply changes nothing, in pyinfra's words and exit code
-    (outside / "fleet.yaml").write_text(state_text())
-    proc = tool("spark-state", "apply", "fleet.yaml", "--inventory", inventory, "-y")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    total = next(line for line in proc.stdout.splitlines() if "Grand total" in line).split()
-    assert total[-3:] == ["-", "-", total[-4]], f"changes reported: {total}"
-    assert all(events(fleet, i, marks[i]) == [] for i in range(3))
-
-
 def test_one_build_flag_rebuilds_one_engine_and_restarts_its_services(fleet: Fleet, workdir: Path) -> None:
     marks = [host_clock(fleet, i) for i in range(3)]
     proc = deploy(workdir, state_text(nvfp4_batch=16))
@@ -308,3 +243,70 @@ def test_one_writer_per_spark_a_second_stops_or_waits_and_a_killed_one_leaves_no
     proc = deploy(workdir, text)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "writer lock" not in proc.stdout
+
+
+def test_the_installed_tool_inits_validates_and_applies_without_a_checkout(
+    fleet: Fleet, workdir: Path, tmp_path: Path
+) -> None:
+    """The built wheel in an empty venv is the whole tool: `init`, `validate`, `apply --dry` and `apply` from a
+    folder outside any checkout, with the rehearsal package's own inventory (what a user installs; nothing of
+    this repository on the path)."""
+    wheels, venv, outside = tmp_path / "wheels", tmp_path / "venv", tmp_path / "elsewhere"
+    outside.mkdir()
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(wheels),
+            str(REPO),
+            str(REPO / "rehearsal"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    installed = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", *map(str, sorted(wheels.glob("*.whl")))],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV", "SPARK_STATE_FILE")
+    }
+    env |= {"NGC_API_KEY": NGC_KEY, "SPARK_STATE_HOME": str(workdir / "home"), "XDG_DATA_HOME": str(tmp_path)}
+
+    def tool(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(venv / "bin" / argv[0]), *argv[1:]], cwd=outside, env=env, capture_output=True, text=True, timeout=900
+        )
+
+    assert tool("spark-state", "--version").stdout.startswith("spark-state ")
+    assert tool("spark-state", "init", "--hosts", "3").returncode == 0
+    first = (outside / "state.yaml").read_text().splitlines()[0]
+    assert first == f"# yaml-language-server: $schema={(tmp_path / 'spark-state' / 'spark-state.schema.json').as_uri()}"
+    assert tool("spark-state", "validate", "state.yaml").returncode == 0
+    inventory = tool("spark-rehearsal", "inventory").stdout.strip()
+    assert inventory.startswith(str(venv)), inventory  # the installed package's, not the checkout's
+    marks = [host_clock(fleet, i) for i in range(3)]
+    units = [unit_files(fleet, i) for i in range(3)]
+    dry = tool("spark-state", "apply", "state.yaml", "--inventory", inventory, "--dry")
+    said = dry.stdout + dry.stderr  # pyinfra's own output, as it prints it
+    assert dry.returncode == 0 and "unit spark-state-vllm-fp8.service" in said, said[-3000:]
+    assert [unit_files(fleet, i) for i in range(3)] == units and all(events(fleet, i, marks[i]) == [] for i in range(3))
+    # the fleet's own state, converged by the tests before: apply changes nothing, in pyinfra's words and code
+    (outside / "fleet.yaml").write_text(state_text(nvfp4_batch=16))
+    proc = tool("spark-state", "apply", "fleet.yaml", "--inventory", inventory, "-y")
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 0, said[-3000:]
+    total = next(line for line in said.splitlines() if "Grand total" in line).split()
+    assert total[-3:] == ["-", "-", total[-4]], f"changes reported: {total}"
+    assert all(events(fleet, i, marks[i]) == [] for i in range(3))
