@@ -78,6 +78,7 @@ def fitted(table: Table, width: int) -> list[Table]:
     if sum(map(_natural, columns)) + _CELL_COST * len(columns) + 1 <= width:
         return [table]
     needs = {id(c): _need(c) for c in columns}
+    natural = {id(c): _natural(c) for c in columns}
     label, rest = columns[0], columns[1:]
     chunks: list[list[Column]] = [[]]
     used = needs[id(label)] + _CELL_COST + 1
@@ -93,7 +94,7 @@ def fitted(table: Table, width: int) -> list[Table]:
         widths = [needs[id(c)] for c in shown_columns]
         spare = width - sum(widths) - _CELL_COST * len(widths) - 1
         while spare > 0:  # room left: widen, one character at a time, the columns that would wrap less
-            wider = [i for i, c in enumerate(shown_columns) if widths[i] < _natural(c)]
+            wider = [i for i, c in enumerate(shown_columns) if widths[i] < natural[id(c)]]
             if not wider:
                 break
             for i in wider[:spare]:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from .. import __version__
 from ..desired.model import Bench
 from ..errors import BenchError
 from .client import LoopLagMonitor, stream_completion
@@ -380,8 +381,6 @@ async def run_endpoint(
     rates = [
         await run_rate(url, model, settings, r, progress, slo=slo, metrics_url=metrics_url) for r in settings.rates
     ]
-    from .. import __version__
-
     return EndpointResult(
         url=url,
         model=model,

@@ -10,7 +10,7 @@ from ..on_host.probe import Snapshot
 from ..plan.quoting import env_file_text
 from ..plan.units import ServicePlan
 from ..stacks.nim import NIM_UID
-from .found import ServiceFound, sha256
+from .found import ServiceFound, holds_text, sha256
 from .observation import Observation
 
 
@@ -110,12 +110,12 @@ def _service_items(
                 )
             )
         else:
-            ok = seen_env is not None and seen_env.sha256 == sha256(text) and seen_env.mode == "0o600"
+            ok = holds_text(seen_env, text, "0o600")
             items.append(Item(host, "env", svc.env_file, f"sha256 {sha256(text)[:12]}, 0600", seen, ok))
     for path, text in svc.config_files.items():
         want, seen_file = sha256(text), snapshot.files.get(path)
         seen = "absent" if seen_file is None else f"sha256 {seen_file.sha256[:12]}"
-        ok = seen_file is not None and seen_file.sha256 == want
+        ok = holds_text(seen_file, text)
         items.append(Item(host, "options", path, f"sha256 {want[:12]}", seen, ok))
     if svc.cache_dir:
         owner = snapshot.owners.get(svc.cache_dir)

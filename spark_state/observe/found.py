@@ -48,9 +48,8 @@ class Found:
     services: dict[str, ServiceFound] = field(default_factory=dict)
     trtllm_versions: dict[str, str] = field(default_factory=dict)  # local image name → the version inside it
     secrets_dir_refusal: str | None = None  # why spark-state must not write env files there (None: it may)
-    held_under: dict[str, str] = field(
-        default_factory=dict
-    )  # checkpoint → the revision its pinned commit is held under
+    # checkpoint → the revision its pinned commit is held under
+    held_under: dict[str, str] = field(default_factory=dict)
 
 
 def sha256(text: str) -> str:
@@ -65,9 +64,6 @@ def holds_text(found: FileFact | None, text: str, mode: str | None = None) -> bo
 def found_for(plan: HostPlan, snapshot: Snapshot) -> Found:
     """The snapshot read against the plan: one entry per image, checkpoint, engine, file and service it names."""
     files = dict(snapshot.files)
-    for svc in plan.services:
-        unit = snapshot.units.get(svc.unit_name)
-        files[svc.unit_path] = unit.file if unit else files.get(svc.unit_path)
     images = {}
     for image in plan.images:
         held = snapshot.images.get(image.local)
@@ -80,7 +76,8 @@ def found_for(plan: HostPlan, snapshot: Snapshot) -> Found:
     services = {}
     for svc in plan.services:
         unit = snapshot.units.get(svc.unit_name)
-        current = holds_text(files.get(svc.unit_path), svc.unit_text)
+        installed = files[svc.unit_path] = unit.file if unit else files.get(svc.unit_path)
+        current = holds_text(installed, svc.unit_text)
         running = snapshot.containers.get(svc.container_name)
         lost = (
             current
@@ -90,12 +87,12 @@ def found_for(plan: HostPlan, snapshot: Snapshot) -> Found:
             and running.identity != svc.identity
         )
         answer = snapshot.health.get(svc.port) or {}
-        installed, kept = files.get(svc.unit_path), snapshot.rollback.units.get(svc.unit_name)
+        kept = snapshot.rollback.units.get(svc.unit_name)
         previous = None
         if installed is not None and not current:  # the unit_file operation keeps it for a rollback
-            previous = unit_serves(installed.text) or f"the unit before (sha256 {installed.sha256[:12]})"
+            previous = _serves(installed)
         elif kept is not None and lost:  # the new unit has not run yet: what an earlier run kept
-            previous = unit_serves(kept.text) or f"the unit before (sha256 {kept.sha256[:12]})"
+            previous = _serves(kept)
         services[svc.name] = ServiceFound(
             unit=unit,
             unit_current=current,
@@ -114,6 +111,11 @@ def found_for(plan: HostPlan, snapshot: Snapshot) -> Found:
         held_under=held_under,
         secrets_dir_refusal=snapshot.secrets_dir.refusal() if snapshot.secrets_dir else None,
     )
+
+
+def _serves(unit: FileFact) -> str:
+    """What a unit file serves, in words (its `# Serves:` line, else its hash)."""
+    return unit_serves(unit.text) or f"the unit before (sha256 {unit.sha256[:12]})"
 
 
 def trtllm_versions(snapshot: Snapshot) -> dict[str, str]:
