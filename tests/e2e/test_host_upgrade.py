@@ -72,7 +72,13 @@ def test_a_driver_upgrade_is_host_drift_on_that_host_only_and_the_deploy_rebench
         "nvidia-smi --query-gpu=driver_version --format=csv,noheader; "
         "nvidia-smi | grep -o 'CUDA Version: [0-9.]*'; cat /proc/sys/kernel/osrelease",
     )
-    assert smi.stdout.split("\n")[:3] == ["590.10.01", "CUDA Version: 13.1", "6.14.0-1001-nvidia"]
+    seen = fleet.root(
+        fleet.hosts[BETA],
+        "stat -c '%d %i %n' /proc/sys/kernel/osrelease /etc/spark-sim/osrelease; cat /etc/spark-sim/osrelease; "
+        "grep -E 'osrelease|boot_id' /proc/self/mountinfo; systemctl status spark-sim-proc --no-pager",
+        check=False,
+    )
+    assert smi.stdout.split("\n")[:3] == ["590.10.01", "CUDA Version: 13.1", "6.14.0-1001-nvidia"], seen.stdout
     packages = fleet.root(fleet.hosts[BETA], "dpkg-query -W -f '${Package} ${Version}\\n' 'nvidia-driver-*'").stdout
     assert packages.split() == ["nvidia-driver-590-open", "590.10.01-0ubuntu1"]  # as apt leaves it
 
