@@ -1,19 +1,28 @@
 """One writer per Spark at a time: a deploy (or `prune --yes`) holds the Spark's lock for its whole run, through
 a channel of its own SSH connection to a small program on the host (on_host/lock.py). A second writer is told
 who holds it (operator, control machine, command, since) and stops, or waits when asked; a run killed on the
-control machine releases it with its connection."""
+control machine releases it with its connection.
+
+Waiting runs take their locks in one order every writer shares (by each Spark's SSH host key, which names the
+machine whatever an inventory calls it), one after another, before anything is probed: pyinfra loads a deploy on
+every host at once, and two waiting runs that each took some hosts first would each wait for the other's for ever.
+Held locks in one global order cannot form such a cycle."""
 
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import os
 import secrets
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from gevent.event import AsyncResult
 
 from .console import escaped
 from .errors import HostError, LockHeld
@@ -25,6 +34,7 @@ LOCK_PATH = "/run/lock/spark-state-writer.lock"  # sticky and world-writable on 
 HOLDER_PATH = LOCK_PATH + ".holder"  # who holds it, written by on_host/lock.py once it does
 BUSY_EXIT = 3
 _HELD: dict[int, Any] = {}  # id(pyinfra host) → the open channel: held until this process ends
+_TAKEN: dict[int, AsyncResult] = {}  # id(pyinfra State) → {id(host): Asked | None | HostError}, wait mode
 
 
 def holder() -> dict[str, Any]:
@@ -60,6 +70,12 @@ class Asked:
     key: int  # the pyinfra host's, in _HELD
     token: str  # written beside the lock by this run's lock program once it holds it (the probe waits for it)
     waited: bool = False  # another writer held it first: what was probed before is not to be trusted
+    held: bool = False  # settled: this run holds it
+
+
+def _transport(pyinfra_host: Any) -> Any:
+    client = getattr(pyinfra_host.connector, "client", None)
+    return client.get_transport() if client is not None else None
 
 
 def ask(pyinfra_host: Any, wait: bool) -> Asked | None:
@@ -68,8 +84,7 @@ def ask(pyinfra_host: Any, wait: bool) -> Asked | None:
     reached without SSH (pyinfra's @local: not locked) and for a host this process holds already."""
     if id(pyinfra_host) in _HELD:
         return None
-    client = getattr(pyinfra_host.connector, "client", None)
-    transport = client.get_transport() if client is not None else None
+    transport = _transport(pyinfra_host)
     if transport is None:
         return None
     token = secrets.token_hex(16)
@@ -84,7 +99,7 @@ def ask(pyinfra_host: Any, wait: bool) -> Asked | None:
 def settle(asked: Asked | None, name: str, wait: bool, say: Any = print) -> None:
     """Read the lock program's answer and keep the lock until this process ends; LockHeld when another writer
     has it and `wait` is off (after saying who, when it is on, once it is ours)."""
-    if asked is None:
+    if asked is None or asked.held:
         return
     answers = asked.channel.makefile("r")
     line = answers.readline().strip()
@@ -102,6 +117,40 @@ def settle(asked: Asked | None, name: str, wait: bool, say: Any = print) -> None
     if line != "held":
         _release(asked)
         raise HostError(f"{name}: could not take the writer lock ({line or 'no answer'})")
+    asked.held = True
+
+
+def _machine_order(pyinfra_host: Any) -> tuple[str, str]:
+    """Where a host comes in the order every waiting writer takes locks in: its SSH host key's digest (the same
+    machine whichever name or address reaches it), then its name."""
+    transport = _transport(pyinfra_host)
+    key = transport.get_remote_server_key().asbytes() if transport is not None else b""
+    return hashlib.sha256(key).hexdigest(), pyinfra_host.name
+
+
+def take_in_order(pyinfra_host: Any, name_of: Callable[[Any], str], say: Callable[[Any, str], None]) -> Asked | None:
+    """Wait mode: this run's locks on every host it deploys, taken by the first of its hosts to ask, one after
+    another in the shared order, waiting for each; every host then gets its own. Raises this host's HostError."""
+    state = pyinfra_host.state
+    if id(state) not in _TAKEN:
+        result = _TAKEN[id(state)] = AsyncResult()
+        taken: dict[int, Asked | HostError | None] = {}
+        try:
+            for each in sorted(state.inventory.get_active_hosts(), key=_machine_order):
+                try:
+                    asked = ask(each, wait=True)
+                    settle(asked, name_of(each), wait=True, say=lambda said, each=each: say(each, said))
+                    taken[id(each)] = asked
+                except HostError as exc:  # this host fails alone; the others are still taken
+                    taken[id(each)] = exc
+        except BaseException as exc:
+            result.set_exception(exc)
+            raise
+        result.set(taken)
+    mine = _TAKEN[id(state)].get().get(id(pyinfra_host))
+    if isinstance(mine, HostError):
+        raise mine
+    return mine
 
 
 def _release(asked: Asked) -> None:

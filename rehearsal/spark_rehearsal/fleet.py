@@ -285,10 +285,12 @@ def gpu_description() -> dict[str, object]:
     return dict(DEFAULT_GPU)
 
 
-# The boot id: proc(5) documents /proc/sys/kernel/random/boot_id as a random UUID made anew at each boot; every
-# simulated boot gets its own, as a real Spark's kernel gives it (tools key what they cache on it).
+# No boot id here: systemd-nspawn already mounts a random one over /proc/sys/kernel/random/boot_id at each start
+# of the machine (src/nspawn/nspawn.c, setup_boot_id; seen here in the machine's mountinfo), and a reboot starts
+# nspawn again, so every simulated boot gets its own, as proc(5) documents for a real kernel. A second bind over
+# that mount fails (ENOENT: its source is an unlinked file) and failed this unit at every boot.
 PROC_UNIT = """[Unit]
-Description=Rehearsal fleet: the Spark's 121.7 GiB unified memory in /proc/meminfo, its kernel release and a boot id of its own (new at every boot, as the kernel makes one) in /proc/sys
+Description=Rehearsal fleet: the Spark's 121.7 GiB unified memory in /proc/meminfo and its kernel release in /proc/sys
 DefaultDependencies=no
 Before=sysinit.target
 
@@ -297,8 +299,6 @@ Type=oneshot
 RemainAfterExit=yes
 ExecStart=/bin/mount --bind /etc/spark-sim/meminfo /proc/meminfo
 ExecStart=/bin/mount --bind /etc/spark-sim/osrelease /proc/sys/kernel/osrelease
-ExecStart=/bin/sh -c 'cat /proc/sys/kernel/random/uuid > /etc/spark-sim/boot_id'
-ExecStart=/bin/mount --bind /etc/spark-sim/boot_id /proc/sys/kernel/random/boot_id
 
 [Install]
 WantedBy=sysinit.target
@@ -482,11 +482,21 @@ def wait_ready(host: SimHost, timeout: float = 60) -> None:
     while time.monotonic() < deadline:
         proc = host_exec(host, ["systemctl", "is-active", "docker"])
         if proc.stdout.strip() == "active":
+            _check_proc_binds(host)
             return
         if proc.stdout.strip() == "failed":
             host_exec(host, ["sh", "-c", "systemctl reset-failed docker.service docker.socket; systemctl start docker"])
         time.sleep(0.3)
     raise SimError(f"docker did not become active on {host.name}; see `journalctl -u docker` there")
+
+
+def _check_proc_binds(host: SimHost) -> None:
+    """The host reads the Spark's memory and kernel release (spark-sim-proc.service), or the fleet says so now
+    rather than letting a test read this machine's own figures."""
+    proc = host_exec(host, ["systemctl", "is-active", "spark-sim-proc.service"])
+    if proc.stdout.strip() != "active":
+        said = host_exec(host, ["systemctl", "status", "--no-pager", "spark-sim-proc.service"]).stdout
+        raise SimError(f"{host.name}: spark-sim-proc.service is {proc.stdout.strip()}:\n{said[-1500:]}")
 
 
 # --------------------------------------------------------------------------- down

@@ -97,17 +97,26 @@ def _deploy_file_known_as_module() -> None:
         sys.modules[name] = module
 
 
+def _spark_name(pyinfra_host: Any) -> str:
+    """The state's name of the Spark pyinfra reaches as `pyinfra_host`."""
+    return str(pyinfra_host.data.get("spark_host") or pyinfra_host.name)
+
+
 @deploy("spark-state: serve this Spark as the state file says")
 def serve_spark(state: DesiredState | None = None, host_name: str | None = None) -> None:
     _deploy_file_known_as_module()
     state = state or load_state(host.data.get("spark_state_file") or state_path()).state
-    name = host_name or host.data.get("spark_host") or host.name
+    name = host_name or _spark_name(host)
     wait = _setting("spark_lock", "SPARK_STATE_LOCK", "stop", ("stop", "wait")) == "wait"
     try:  # one writer per Spark, held until this run ends; the probe reads the host only once it is this run's
-        asked = writer_lock.ask(host, wait)
+        if wait:  # every host's lock taken first, in the order all writers share (no two runs wait on each other)
+            asked = writer_lock.take_in_order(host, _spark_name, lambda each, said: each.log_styled(said, fg="yellow"))
+        else:
+            asked = writer_lock.ask(host, wait)
+        held_first = asked is not None and asked.held
         observation = observe(state, name, lambda request: snapshot(writer_lock.guarded(request, asked)))
         writer_lock.settle(asked, name, wait, say=lambda said: host.log_styled(said, fg="yellow"))
-        if asked and (asked.waited or not observation.snapshot.writer):  # probed before the lock was this run's
+        if asked and not held_first and (asked.waited or not observation.snapshot.writer):  # probed before it was ours
             observation = observe(state, name, snapshot)
     except HostError as exc:  # this host is held by another writer or cannot be read: it fails alone
         ops.preflight_gate(name="spark-state writer lock and probe", failures=[str(exc)])

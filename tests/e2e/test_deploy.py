@@ -225,8 +225,15 @@ def test_one_writer_per_spark_a_second_stops_or_waits_and_a_killed_one_leaves_no
         assert "another spark-state writer holds alpha: tester on other-laptop since 2026-12-03T08:00:00" in proc.stdout
         assert "another spark-state writer holds beta" not in proc.stdout  # the others went ahead
 
-        # two deploys started together, both asked to wait: they wait for the holder, then for each other
-        runs = [deploy_in_background(workdir, f"run-{i}", text, "--data", "spark_lock=wait") for i in range(2)]
+        # two deploys asked to wait: the second starts once the first waits for alpha (holding whatever it took
+        # before); they wait for the holder, then for each other, and neither waits for ever for the other
+        runs = [deploy_in_background(workdir, "run-0", text, "--data", "spark_lock=wait")]
+        deadline = time.monotonic() + 120
+        waiting = f"pgrep -fc '[/]{LOCK_PATH[1:]} wait'"  # lock programs waiting (the bracket: not this shell)
+        while fleet.root(fleet.hosts[ALPHA], waiting, check=False).stdout.strip() != "1":
+            assert time.monotonic() < deadline and runs[0].poll() is None, "run-0 never waited for alpha"
+            time.sleep(0.5)
+        runs.append(deploy_in_background(workdir, "run-1", text, "--data", "spark_lock=wait"))
         time.sleep(5)
         assert all(run.poll() is None for run in runs), "both wait while the lock is held"
     finally:
