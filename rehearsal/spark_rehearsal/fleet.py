@@ -482,7 +482,7 @@ def wait_ready(host: SimHost, timeout: float = 60) -> None:
     while time.monotonic() < deadline:
         proc = host_exec(host, ["systemctl", "is-active", "docker"])
         if proc.stdout.strip() == "active":
-            _check_proc_binds(host)
+            check_proc_binds(host)
             return
         if proc.stdout.strip() == "failed":
             host_exec(host, ["sh", "-c", "systemctl reset-failed docker.service docker.socket; systemctl start docker"])
@@ -490,13 +490,23 @@ def wait_ready(host: SimHost, timeout: float = 60) -> None:
     raise SimError(f"docker did not become active on {host.name}; see `journalctl -u docker` there")
 
 
-def _check_proc_binds(host: SimHost) -> None:
-    """The host reads the Spark's memory and kernel release (spark-sim-proc.service), or the fleet says so now
-    rather than letting a test read this machine's own figures."""
-    proc = host_exec(host, ["systemctl", "is-active", "spark-sim-proc.service"])
-    if proc.stdout.strip() != "active":
-        said = host_exec(host, ["systemctl", "status", "--no-pager", "spark-sim-proc.service"]).stdout
-        raise SimError(f"{host.name}: spark-sim-proc.service is {proc.stdout.strip()}:\n{said[-1500:]}")
+PROC_BINDS = {"/proc/meminfo": f"/{GPU_DIR}/meminfo", "/proc/sys/kernel/osrelease": f"/{GPU_DIR}/osrelease"}
+
+
+def check_proc_binds(host: SimHost) -> None:
+    """The host reads the Spark's memory and kernel release where tools read them (spark-sim-proc.service's
+    binds), or the binds are made again once; a host that still reads this machine's own fails here, loudly,
+    rather than letting a test or a deploy read figures no Spark has."""
+    compare = " && ".join(f"cmp -s {seen} {ours}" for seen, ours in PROC_BINDS.items())
+    if host_exec(host, ["sh", "-c", compare]).returncode == 0:
+        return
+    host_exec(host, ["systemctl", "restart", "spark-sim-proc.service"])
+    if host_exec(host, ["sh", "-c", compare]).returncode == 0:
+        return
+    said = host_exec(
+        host, ["sh", "-c", "systemctl status --no-pager spark-sim-proc.service; grep /proc /proc/self/mountinfo"]
+    )
+    raise SimError(f"{host.name} does not read its simulated /proc files:\n{said.stdout[-2500:]}")
 
 
 # --------------------------------------------------------------------------- down

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import packages
 from .errors import SimError
-from .fleet import GPU_DIR, FleetRecord, SimHost, host_exec, init_pid, require_root, wait_ready
+from .fleet import GPU_DIR, FleetRecord, SimHost, check_proc_binds, host_exec, init_pid, require_root, wait_ready
 from .layout import Layout
 
 GPU_JSON = f"/{GPU_DIR}/gpu.json"
@@ -63,6 +63,7 @@ def upgrade(
         with open(release, "r+") as f:
             f.truncate(0)
             f.write(kernel + "\n")
+        check_proc_binds(host)  # the host reads the new release now, or this says why not
     if changes or kernel:  # as apt would: the package database says what is installed now
         packages.record_installed(_root(host), gpu, release.read_text().strip())
     return {
