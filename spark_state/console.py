@@ -7,12 +7,13 @@ and every table column folds long values onto a second line instead of cutting t
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 from rich.console import Console
 from rich.table import Column, Table
 from rich.text import Text
+
+from .safe_text import escaped
 
 LOG_WIDTH = 200  # without a terminal: wide enough for a whole row of any of our tables
 
@@ -30,17 +31,6 @@ def make_table(title: str, *columns: str) -> Table:
     for column in columns:
         table.add_column(column, overflow="fold")
     return table
-
-
-# C0 controls but tab and newline, DEL and C1 (ESC starts terminal escapes, CR rewrites a line), zero-width and
-# direction-override characters: what must not reach an operator's terminal as it came.
-_UNSHOWABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
-
-
-def escaped(value: object) -> str:
-    """A value that came from a host, a server or a file, with control, escape, zero-width and direction
-    characters written out as \\uXXXX: safe in a message any terminal prints."""
-    return _UNSHOWABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(value))
 
 
 def shown(value: object, style: str = "") -> Text:

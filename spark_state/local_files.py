@@ -9,6 +9,14 @@ from pathlib import Path
 NEW_FILE_MODE = 0o644
 
 
+def state_home() -> Path:
+    """Where spark-state keeps what it remembers on the control machine ($SPARK_STATE_HOME, else XDG state)."""
+    base = os.environ.get("SPARK_STATE_HOME") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "spark-state"
+    )
+    return Path(base)
+
+
 def write_atomically(path: Path, text: str) -> None:
     """`text` into `path`: a temp file beside it, then a rename, so a reader never sees half a file. A file
     that is replaced keeps its permission bits; a new one gets NEW_FILE_MODE."""

@@ -22,18 +22,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import gevent
+from gevent import Greenlet
 from gevent.event import AsyncResult
 
-from .console import escaped
 from .errors import HostError, LockHeld
 from .on_host import program
 from .on_host.probe import ProbeRequest, WriterAsked
 from .plan.quoting import sh_join
+from .safe_text import escaped
 
 LOCK_PATH = "/run/lock/spark-state-writer.lock"  # sticky and world-writable on DGX OS (systemd tmpfiles), tmpfs
 HOLDER_PATH = LOCK_PATH + ".holder"  # who holds it, written by on_host/lock.py once it does
 BUSY_EXIT = 3
-_HELD: dict[int, Any] = {}  # id(pyinfra host) → the open channel: held until this process ends
+_HELD: dict[int, Greenlet] = {}  # id(pyinfra host) → what opens its channel: held until this process ends
 _TAKEN: dict[int, AsyncResult] = {}  # id(pyinfra State) → {id(host): Asked | None | HostError}, wait mode
 
 
@@ -66,7 +68,7 @@ def describe(document: str) -> str:
 class Asked:
     """A lock asked for over a channel of its own, its answer not read yet (`settle` reads it)."""
 
-    channel: Any
+    opening: Greenlet  # opens the channel and starts the lock program; its value is the channel
     key: int  # the pyinfra host's, in _HELD
     token: str  # written beside the lock by this run's lock program once it holds it (the probe waits for it)
     waited: bool = False  # another writer held it first: what was probed before is not to be trusted
@@ -88,12 +90,20 @@ def ask(pyinfra_host: Any, wait: bool) -> Asked | None:
     if transport is None:
         return None
     token = secrets.token_hex(16)
-    channel = transport.open_session()
     mode = "wait" if wait else "stop"
     document = json.dumps({**holder(), "token": token}, sort_keys=True)
-    channel.exec_command(sh_join(["python3", "-I", "-S", "-c", program("lock.py"), LOCK_PATH, mode, document]))
-    _HELD[id(pyinfra_host)] = channel
-    return Asked(channel, id(pyinfra_host), token)
+    command = sh_join(["python3", "-I", "-S", "-c", program("lock.py"), LOCK_PATH, mode, document])
+    # Opened beside the probe, not before it: a connection's first session waits for sshd's PAM session setup
+    # (≈45 ms on the rehearsal hosts), which the probe's session then shares instead of waiting for it after.
+    opening = gevent.spawn(_start_lock_program, transport, command)
+    _HELD[id(pyinfra_host)] = opening
+    return Asked(opening, id(pyinfra_host), token)
+
+
+def _start_lock_program(transport: Any, command: str) -> Any:
+    channel = transport.open_session()
+    channel.exec_command(command)
+    return channel
 
 
 def settle(asked: Asked | None, name: str, wait: bool, say: Any = print) -> None:
@@ -101,7 +111,7 @@ def settle(asked: Asked | None, name: str, wait: bool, say: Any = print) -> None
     has it and `wait` is off (after saying who, when it is on, once it is ours)."""
     if asked is None or asked.held:
         return
-    answers = asked.channel.makefile("r")
+    answers = asked.opening.get().makefile("r")
     line = answers.readline().strip()
     if line.startswith("busy "):
         asked.waited = True
@@ -154,7 +164,8 @@ def take_in_order(pyinfra_host: Any, name_of: Callable[[Any], str], say: Callabl
 
 
 def _release(asked: Asked) -> None:
-    asked.channel.close()
+    if asked.opening.successful():
+        asked.opening.value.close()
     _HELD.pop(asked.key, None)
 
 

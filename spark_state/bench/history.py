@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..local_files import write_atomically
+from ..local_files import state_home, write_atomically
 from .results import EndpointResult, Verdict, from_document, to_document
-
-
-def state_home() -> Path:
-    """Where spark-state keeps what it remembers on the control machine ($SPARK_STATE_HOME, else XDG state)."""
-    base = os.environ.get("SPARK_STATE_HOME") or os.path.join(
-        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "spark-state"
-    )
-    return Path(base)
 
 
 def default_dir() -> Path:

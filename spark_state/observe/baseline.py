@@ -13,14 +13,15 @@ import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..bench.history import state_home
-from ..bench.results import EndpointResult
-from ..local_files import write_atomically
+from ..local_files import state_home, write_atomically
 from ..on_host.probe import Snapshot
 from ..plan.host_plan import HostPlan
 from .compare import Item
+
+if TYPE_CHECKING:  # the bench's results are read here, never built: the deploy does not import the bench
+    from ..bench.results import EndpointResult
 
 BASELINE_FORMAT = "spark-state/baseline/v1"
 
