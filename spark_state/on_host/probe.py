@@ -27,11 +27,13 @@ import subprocess
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING as type checkers read it, without importing typing on every probe
 ON_HOST = __name__ == "__main__"
 if TYPE_CHECKING or not ON_HOST:
+    from typing import Any
+
     from pydantic import BaseModel, ConfigDict, ValidationError
 else:  # on a Spark: class statements below need a base, and nothing builds them
 
@@ -549,10 +551,13 @@ def read_units(asked):
         else []
     )
     result = {n: {"file": file_info(os.path.join(directory, n), with_text=True)} for n in names}
-    if names:
-        for field, verb in (("active", "is-active"), ("enabled", "is-enabled")):
-            _, out, _ = run(["systemctl", verb, *names], 30)
-            for name, state in zip(names, out.split(), strict=False):
+    if names:  # both questions at once: each is a systemctl process waiting on systemd
+        verbs = {"active": "is-active", "enabled": "is-enabled"}
+        asked = side_by_side({field: (run, (["systemctl", verb, *names], 30)) for field, verb in verbs.items()})
+        for field, (said, exc) in asked.items():
+            if exc is not None:
+                raise exc
+            for name, state in zip(names, said[1].split(), strict=False):
                 result[name][field] = state
     return result
 
