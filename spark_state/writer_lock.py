@@ -68,7 +68,7 @@ def describe(document: str) -> str:
 class Asked:
     """A lock asked for over a channel of its own, its answer not read yet (`settle` reads it)."""
 
-    opening: Greenlet  # opens the channel and starts the lock program; its value is the channel
+    opening: Greenlet  # opens the channel and starts the lock program; its value: the channel, or why not
     key: int  # the pyinfra host's, in _HELD
     token: str  # written beside the lock by this run's lock program once it holds it (the probe waits for it)
     waited: bool = False  # another writer held it first: what was probed before is not to be trusted
@@ -101,8 +101,12 @@ def ask(pyinfra_host: Any, wait: bool) -> Asked | None:
 
 
 def _start_lock_program(transport: Any, command: str) -> Any:
-    channel = transport.open_session()
-    channel.exec_command(command)
+    """The channel, or what stopped it opening (settle raises it: a greenlet that raised would be printed too)."""
+    try:
+        channel = transport.open_session()
+        channel.exec_command(command)
+    except Exception as exc:  # paramiko's errors, mapped to HostError where settle reads this
+        return exc
     return channel
 
 
@@ -111,7 +115,11 @@ def settle(asked: Asked | None, name: str, wait: bool, say: Any = print) -> None
     has it and `wait` is off (after saying who, when it is on, once it is ours)."""
     if asked is None or asked.held:
         return
-    answers = asked.opening.get().makefile("r")
+    opened = asked.opening.get()
+    if isinstance(opened, Exception):
+        _release(asked)
+        raise HostError(f"{name}: could not ask for the writer lock ({escaped(opened)})") from opened
+    answers = opened.makefile("r")
     line = answers.readline().strip()
     if line.startswith("busy "):
         asked.waited = True
@@ -164,8 +172,9 @@ def take_in_order(pyinfra_host: Any, name_of: Callable[[Any], str], say: Callabl
 
 
 def _release(asked: Asked) -> None:
-    if asked.opening.successful():
-        asked.opening.value.close()
+    opened = asked.opening.get()
+    if not isinstance(opened, Exception):
+        opened.close()
     _HELD.pop(asked.key, None)
 
 
