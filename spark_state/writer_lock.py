@@ -17,7 +17,6 @@ import os
 import secrets
 import socket
 import sys
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,8 +36,7 @@ LOCK_PATH = "/run/lock/spark-state-writer.lock"  # sticky and world-writable on 
 HOLDER_PATH = LOCK_PATH + ".holder"  # who holds it, written by on_host/lock.py once it does
 BUSY_EXIT = 3
 _HELD: dict[int, Greenlet] = {}  # id(pyinfra host) → what opens its channel: held until this process ends
-# Wait mode, per pyinfra State (weakly, as deploy/facts.py keeps its snapshots): {id(host): Asked | None | HostError}
-_TAKEN: weakref.WeakKeyDictionary[Any, AsyncResult] = weakref.WeakKeyDictionary()
+_TAKEN: dict[int, AsyncResult] = {}  # id(pyinfra State) → {id(host): Asked | None | HostError}, wait mode
 
 
 def holder() -> dict[str, Any]:
@@ -73,6 +71,8 @@ class Asked:
     opening: Greenlet  # opens the channel and starts the lock program; its value: the channel, or why not
     key: int  # the pyinfra host's, in _HELD
     token: str  # written beside the lock by this run's lock program once it holds it (the probe waits for it)
+    waited: bool = False  # another writer held it first: what was probed before is not to be trusted
+    held: bool = False  # settled: this run holds it
 
 
 def _transport(pyinfra_host: Any) -> Any:
@@ -113,7 +113,7 @@ def _start_lock_program(transport: Any, command: str) -> Any:
 def settle(asked: Asked | None, name: str, wait: bool, say: Any = print) -> None:
     """Read the lock program's answer and keep the lock until this process ends; LockHeld when another writer
     has it and `wait` is off (after saying who, when it is on, once it is ours)."""
-    if asked is None:
+    if asked is None or asked.held:
         return
     opened = asked.opening.get()
     if isinstance(opened, Exception):
@@ -122,6 +122,7 @@ def settle(asked: Asked | None, name: str, wait: bool, say: Any = print) -> None
     answers = opened.makefile("r")
     line = answers.readline().strip()
     if line.startswith("busy "):
+        asked.waited = True
         who = describe(line[len("busy ") :])
         if not wait:
             _release(asked)
@@ -134,6 +135,7 @@ def settle(asked: Asked | None, name: str, wait: bool, say: Any = print) -> None
     if line != "held":
         _release(asked)
         raise HostError(f"{name}: could not take the writer lock ({line or 'no answer'})")
+    asked.held = True
 
 
 def _machine_order(pyinfra_host: Any) -> tuple[str, str]:
@@ -148,8 +150,8 @@ def take_in_order(pyinfra_host: Any, name_of: Callable[[Any], str], say: Callabl
     """Wait mode: this run's locks on every host it deploys, taken by the first of its hosts to ask, one after
     another in the shared order, waiting for each; every host then gets its own. Raises this host's HostError."""
     state = pyinfra_host.state
-    if state not in _TAKEN:
-        result = _TAKEN[state] = AsyncResult()
+    if id(state) not in _TAKEN:
+        result = _TAKEN[id(state)] = AsyncResult()
         taken: dict[int, Asked | HostError | None] = {}
         try:
             for each in sorted(state.inventory.get_active_hosts(), key=_machine_order):
@@ -163,7 +165,7 @@ def take_in_order(pyinfra_host: Any, name_of: Callable[[Any], str], say: Callabl
             result.set_exception(exc)
             raise
         result.set(taken)
-    mine = _TAKEN[state].get().get(id(pyinfra_host))
+    mine = _TAKEN[id(state)].get().get(id(pyinfra_host))
     if isinstance(mine, HostError):
         raise mine
     return mine
