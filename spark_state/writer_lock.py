@@ -35,8 +35,8 @@ from .safe_text import escaped
 LOCK_PATH = "/run/lock/spark-state-writer.lock"  # sticky and world-writable on DGX OS (systemd tmpfiles), tmpfs
 HOLDER_PATH = LOCK_PATH + ".holder"  # who holds it, written by on_host/lock.py once it does
 BUSY_EXIT = 3
-_HELD: dict[int, Greenlet] = {}  # id(pyinfra host) → what opens its channel: held until this process ends
-_TAKEN: dict[int, AsyncResult] = {}  # id(pyinfra State) → {id(host): Asked | None | HostError}, wait mode
+_HELD: dict[int, Greenlet] = {}  # id(the Host) → what opens its channel: held until this process ends
+_TAKEN: dict[int, AsyncResult] = {}  # id(pyinfra State) → {id(the Host): Asked | None | HostError}, wait mode
 
 
 def holder() -> dict[str, Any]:
@@ -75,6 +75,14 @@ class Asked:
     held: bool = False  # settled: this run holds it
 
 
+def _the_host(pyinfra_host: Any) -> Any:
+    """The Host itself. pyinfra prepares a deploy on every host at once, one greenlet each, and its `host` is a
+    greenlet-local stand-in for the current one (pyinfra/context.py, LocalContextObject): one object, one id(),
+    for every host. Keyed by the stand-in, the first host to ask took the key, and every other host was taken
+    for one this process already held: it went ahead unlocked."""
+    return pyinfra_host.state.inventory.get_host(pyinfra_host.name)
+
+
 def _transport(pyinfra_host: Any) -> Any:
     client = getattr(pyinfra_host.connector, "client", None)
     return client.get_transport() if client is not None else None
@@ -84,6 +92,7 @@ def ask(pyinfra_host: Any, wait: bool) -> Asked | None:
     """Ask for the lock over `pyinfra_host`'s SSH connection, without waiting for the answer: the probe can set
     out at the same time and wait on the host for this run's token (probe section `writer`). None for hosts
     reached without SSH (pyinfra's @local: not locked) and for a host this process holds already."""
+    pyinfra_host = _the_host(pyinfra_host)
     if id(pyinfra_host) in _HELD:
         return None
     transport = _transport(pyinfra_host)
@@ -165,7 +174,7 @@ def take_in_order(pyinfra_host: Any, name_of: Callable[[Any], str], say: Callabl
             result.set_exception(exc)
             raise
         result.set(taken)
-    mine = _TAKEN[id(state)].get().get(id(pyinfra_host))
+    mine = _TAKEN[id(state)].get().get(id(_the_host(pyinfra_host)))
     if isinstance(mine, HostError):
         raise mine
     return mine

@@ -220,10 +220,20 @@ def test_one_writer_per_spark_a_second_stops_or_waits_and_a_killed_one_leaves_no
     text = state_text(nvfp4_batch=16)  # what the fleet serves now: each run below changes nothing
     holder = _hold_writer_lock(fleet, ALPHA)
     try:
-        proc = deploy(workdir, text)
+        # two hosts held: pyinfra prepares every host at once, and each must ask for its own lock (they once
+        # shared one key, pyinfra's greenlet-local `host`, and only the first to ask was locked)
+        second = _hold_writer_lock(fleet, BETA)
+        try:
+            proc = deploy(workdir, text)
+        finally:
+            second.stdin.close()  # type: ignore[union-attr]
+            second.wait(timeout=60)
         assert proc.returncode != 0
-        assert "another spark-state writer holds alpha: tester on other-laptop since 2026-12-03T08:00:00" in proc.stdout
-        assert "another spark-state writer holds beta" not in proc.stdout  # the others went ahead
+        for name in ("alpha", "beta"):
+            said = f"another spark-state writer holds {name}: tester on other-laptop since 2026-12-03T08:00:00"
+            assert said in proc.stdout, proc.stdout[-3000:]
+        assert "another spark-state writer holds gamma" not in proc.stdout  # the other went ahead
+        assert "[gamma] No changes" in proc.stdout  # converged: it went ahead and found nothing to do
 
         # two deploys asked to wait: the second starts once the first waits for alpha (holding whatever it took
         # before); they wait for the holder, then for each other, and neither waits for ever for the other
