@@ -17,6 +17,7 @@ import os
 import secrets
 import socket
 import sys
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,7 +37,8 @@ LOCK_PATH = "/run/lock/spark-state-writer.lock"  # sticky and world-writable on 
 HOLDER_PATH = LOCK_PATH + ".holder"  # who holds it, written by on_host/lock.py once it does
 BUSY_EXIT = 3
 _HELD: dict[int, Greenlet] = {}  # id(the Host) → what opens its channel: held until this process ends
-_TAKEN: dict[int, AsyncResult] = {}  # id(pyinfra State) → {id(the Host): Asked | None | HostError}, wait mode
+# Wait mode, per pyinfra State (weakly, as deploy/facts.py keeps its snapshots): {id(the Host): Asked | None | HostError}
+_TAKEN: weakref.WeakKeyDictionary[Any, AsyncResult] = weakref.WeakKeyDictionary()
 
 
 def holder() -> dict[str, Any]:
@@ -71,8 +73,6 @@ class Asked:
     opening: Greenlet  # opens the channel and starts the lock program; its value: the channel, or why not
     key: int  # the pyinfra host's, in _HELD
     token: str  # written beside the lock by this run's lock program once it holds it (the probe waits for it)
-    waited: bool = False  # another writer held it first: what was probed before is not to be trusted
-    held: bool = False  # settled: this run holds it
 
 
 def _the_host(pyinfra_host: Any) -> Any:
@@ -122,7 +122,7 @@ def _start_lock_program(transport: Any, command: str) -> Any:
 def settle(asked: Asked | None, name: str, wait: bool, say: Any = print) -> None:
     """Read the lock program's answer and keep the lock until this process ends; LockHeld when another writer
     has it and `wait` is off (after saying who, when it is on, once it is ours)."""
-    if asked is None or asked.held:
+    if asked is None:
         return
     opened = asked.opening.get()
     if isinstance(opened, Exception):
@@ -131,7 +131,6 @@ def settle(asked: Asked | None, name: str, wait: bool, say: Any = print) -> None
     answers = opened.makefile("r")
     line = answers.readline().strip()
     if line.startswith("busy "):
-        asked.waited = True
         who = describe(line[len("busy ") :])
         if not wait:
             _release(asked)
@@ -144,7 +143,6 @@ def settle(asked: Asked | None, name: str, wait: bool, say: Any = print) -> None
     if line != "held":
         _release(asked)
         raise HostError(f"{name}: could not take the writer lock ({line or 'no answer'})")
-    asked.held = True
 
 
 def _machine_order(pyinfra_host: Any) -> tuple[str, str]:
@@ -159,8 +157,8 @@ def take_in_order(pyinfra_host: Any, name_of: Callable[[Any], str], say: Callabl
     """Wait mode: this run's locks on every host it deploys, taken by the first of its hosts to ask, one after
     another in the shared order, waiting for each; every host then gets its own. Raises this host's HostError."""
     state = pyinfra_host.state
-    if id(state) not in _TAKEN:
-        result = _TAKEN[id(state)] = AsyncResult()
+    if state not in _TAKEN:
+        result = _TAKEN[state] = AsyncResult()
         taken: dict[int, Asked | HostError | None] = {}
         try:
             for each in sorted(state.inventory.get_active_hosts(), key=_machine_order):
@@ -174,7 +172,7 @@ def take_in_order(pyinfra_host: Any, name_of: Callable[[Any], str], say: Callabl
             result.set_exception(exc)
             raise
         result.set(taken)
-    mine = _TAKEN[id(state)].get().get(id(_the_host(pyinfra_host)))
+    mine = _TAKEN[state].get().get(id(_the_host(pyinfra_host)))
     if isinstance(mine, HostError):
         raise mine
     return mine

@@ -4,9 +4,10 @@
     serve_spark()                     # this host, the state file of $SPARK_STATE_FILE or inventory/state.yaml
 
 Order: ask for this Spark's writer lock and probe at once (the probe reads nothing before the lock is this
-run's; held until the run ends; another writer's holder is named, and this host stops, or waits with
-spark_lock=wait) → (with `rollout.canary`: the canaries do everything below first, then a gate every host shares
-lets the others go ahead only when every canary passed) → preflight (fail this host only, before any change) →
+run's; held until the run ends; another writer's holder is named, and this host stops; with spark_lock=wait
+every host's lock is taken first, one after another in an order all writers share) → (with `rollout.canary`:
+the canaries do everything below first, then a gate every host shares lets the others go ahead only when every
+canary passed) → preflight (fail this host only, before any change) →
 spark-state's programs (helper, fetcher, converter) → images → checkpoints → chat-template guard → engines → env
 files and units (the replaced ones kept for a rollback; daemon-reload when one changed) → remove dropped services
 → restart what changed (chained with `_if` on its unit and env file), start what is not running, wait for health
@@ -109,15 +110,17 @@ def serve_spark(state: DesiredState | None = None, host_name: str | None = None)
     name = host_name or _spark_name(host)
     wait = _setting("spark_lock", "SPARK_STATE_LOCK", "stop", ("stop", "wait")) == "wait"
     try:  # one writer per Spark, held until this run ends; the probe reads the host only once it is this run's
-        if wait:  # every host's lock taken first, in the order all writers share (no two runs wait on each other)
+        # Waiting: every host's lock is taken first, in the order all writers share (no two runs wait on each
+        # other). Not waiting: asked for and probed at once; a busy lock fails this host in settle.
+        if wait:
             asked = writer_lock.take_in_order(host, _spark_name, lambda each, said: each.log_styled(said, fg="yellow"))
         else:
             asked = writer_lock.ask(host, wait)
-        held_first = asked is not None and asked.held
         observation = observe(state, name, lambda request: snapshot(writer_lock.guarded(request, asked)))
-        writer_lock.settle(asked, name, wait, say=lambda said: host.log_styled(said, fg="yellow"))
-        if asked and not held_first and (asked.waited or not observation.snapshot.writer):  # probed before it was ours
-            observation = observe(state, name, snapshot)
+        if not wait:
+            writer_lock.settle(asked, name, wait)
+            if asked and not observation.snapshot.writer:  # the probe stopped waiting for this run's token
+                observation = observe(state, name, snapshot)
     except HostError as exc:  # this host is held by another writer or cannot be read: it fails alone
         ops.preflight_gate(name="spark-state writer lock and probe", failures=[str(exc)])
         return
