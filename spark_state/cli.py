@@ -140,6 +140,16 @@ def _rates(text: str) -> list[float]:
     return values
 
 
+def _repeat(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError("--repeat is a number of runs, from 1 to 100")
+    return value
+
+
 def _bench(args: argparse.Namespace, console: Console) -> Outcome:
     from .bench.command import run_bench
 
@@ -460,6 +470,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="ask for exactly --max-tokens tokens (trtllm-serve, vLLM/NIM): figures comparable across stacks",
+    )
+    p.add_argument(
+        "--repeat",
+        type=_repeat,
+        help="run the whole bench N times (1-100): each headline figure's mean and 95%% confidence interval",
     )
     p.add_argument("--baseline", help="service for the delta table (default: the state's bench.baseline)")
     p.add_argument("--json", action="store_true", help="print the result document to stdout")

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..console import make_console
 from ..errors import BenchError, Outcome, SparkStateError, UsageError
 from . import history, report
+from .repeats import combined
 from .results import EndpointResult, Verdict, to_document
 from .runner import BenchSettings, run_endpoint, run_measured
 from .targets import Target, bench_target, settings_from_state, targets
@@ -87,33 +88,44 @@ def run_bench(args: argparse.Namespace, console: Console) -> Outcome:
 async def _run_all(
     jobs: list[tuple[str, Target | None]], settings: BenchSettings, args: argparse.Namespace, console: Console
 ) -> tuple[list[EndpointResult], list[Verdict]]:
+    """Each job `--repeat` times (the verdict is the last run's, judged as a single run's; the spread of the
+    runs goes with the result)."""
     results: list[EndpointResult] = []
     verdicts: list[Verdict] = []
+    repeat = args.repeat or 1
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         for url, target in jobs:
-            label = f"{target.host}/{target.service}" if target else url
-            task = bar.add_task(label, total=None)
+            runs: list[EndpointResult] = []
+            verdict = None
+            for run in range(repeat):
+                label = f"{target.host}/{target.service}" if target else url
+                label += f" (run {run + 1} of {repeat})" if repeat > 1 else ""
+                task = bar.add_task(label, total=None)
 
-            def progress(stage: str, done: int, total: int, task: Any = task, label: str = label) -> None:
-                bar.update(task, description=f"{label} {stage}", completed=done, total=total)
+                def progress(stage: str, done: int, total: int, task: Any = task, label: str = label) -> None:
+                    bar.update(task, description=f"{label} {stage}", completed=done, total=total)
 
-            if target is None:
-                results.append(
-                    await run_endpoint(
-                        url, settings, model=args.model, progress=progress, metrics_path=args.metrics_path or None
-                    )
-                )
-                continue
-            resident = None
-            if not args.no_resident:
-                from ..remote import container_resident_gib
-
-                resident = await asyncio.to_thread(
-                    container_resident_gib, target.address, target.data, target.container
-                )
-            result, verdict = await bench_target(target, settings, resident, progress, not args.no_resident)
-            results.append(result)
-            verdicts.append(verdict)
-            bar.remove_task(task)
+                result, verdict = await _run_once(url, target, settings, args, progress)
+                runs.append(result)
+                bar.remove_task(task)
+            results.append(combined(runs) if repeat > 1 else runs[0])
+            if verdict is not None:
+                verdicts.append(verdict)
     return results, verdicts
+
+
+async def _run_once(
+    url: str, target: Target | None, settings: BenchSettings, args: argparse.Namespace, progress: Any
+) -> tuple[EndpointResult, Verdict | None]:
+    if target is None:
+        result = await run_endpoint(
+            url, settings, model=args.model, progress=progress, metrics_path=args.metrics_path or None
+        )
+        return result, None
+    resident = None
+    if not args.no_resident:
+        from ..remote import container_resident_gib
+
+        resident = await asyncio.to_thread(container_resident_gib, target.address, target.data, target.container)
+    return await bench_target(target, settings, resident, progress, not args.no_resident)

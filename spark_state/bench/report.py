@@ -200,6 +200,26 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
     return t
 
 
+def repeat_table(results: list[EndpointResult]) -> Table:
+    """How each headline figure moved over `--repeat` runs: the mean, its 95 % confidence interval, the range."""
+    t = Table(title="over repeated runs (mean, 95 % confidence interval)", title_justify="left")
+    t.add_column("stack", overflow="fold", min_width=12)
+    t.add_column("figure", overflow="fold")
+    for col in ("mean", "95 % CI", "min – max", "runs"):
+        t.add_column(col, justify="right", overflow="fold")
+    for r in results:
+        for figure, i in r.spread.items():
+            t.add_row(
+                endpoint_label(r),
+                figure,
+                _f(i.mean, 2),
+                f"{_f(i.low, 2)} – {_f(i.high, 2)}",
+                f"{_f(i.least, 2)} – {_f(i.most, 2)}",
+                str(i.runs),
+            )
+    return t
+
+
 def show(
     console: Console, results: list[EndpointResult], verdicts: list[Verdict], deltas: list[Delta], baseline: str | None
 ) -> None:
@@ -210,6 +230,8 @@ def show(
         print_table(console, latency_table(results))
     if any(r.rates for r in results):
         print_table(console, rate_table(results))
+    if any(r.spread for r in results):
+        print_table(console, repeat_table(results))
     if deltas and baseline:
         print_table(console, delta_table(deltas, baseline))
     if verdicts:

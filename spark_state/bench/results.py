@@ -171,6 +171,18 @@ class RateResult(LoadFigures):
 
 
 @dataclass
+class Interval:
+    """One figure over repeated runs of the same bench: mean with its 95 % confidence interval, and the range."""
+
+    mean: float
+    low: float
+    high: float
+    least: float
+    most: float
+    runs: int
+
+
+@dataclass
 class EndpointResult:
     url: str
     model: str
@@ -185,6 +197,10 @@ class EndpointResult:
     stack: str | None = None  # what served it (a service's stack; None for a bare --url)
     image: str | None = None  # the image it ran from, as the host names it
     spark_state: str = ""  # the spark-state version that measured it
+    # With --repeat N: the headline figures of each run (bench.repeats), and how each moved over the runs.
+    # The figures above are the last run's.
+    repeats: list[dict[str, float | None]] = field(default_factory=list)
+    spread: dict[str, Interval] = field(default_factory=dict)
 
     def level(self, concurrency: int) -> LevelResult | None:
         return next((lv for lv in self.levels if lv.concurrency == concurrency), None)
@@ -240,7 +256,8 @@ def from_document(doc: dict[str, Any]) -> tuple[list[EndpointResult], list[Verdi
             serial = SerialResult(**{**serial, "client": _client(serial["client"])})
         levels = [LevelResult(**{**lv, "client": _client(lv["client"])}) for lv in r.get("levels", [])]
         rates = [RateResult(**{**rr, "client": _client(rr["client"])}) for rr in r.get("rates", [])]
-        results.append(EndpointResult(**{**r, "serial": serial, "levels": levels, "rates": rates}))
+        spread = {name: Interval(**i) for name, i in r.get("spread", {}).items()}
+        results.append(EndpointResult(**{**r, "serial": serial, "levels": levels, "rates": rates, "spread": spread}))
     verdicts = [
         Verdict(v["service"], v.get("host"), [Check(**c) for c in v["checks"]]) for v in doc.get("verdicts", [])
     ]

@@ -308,6 +308,39 @@ def test_cli_url_mode_json_and_html(server: KnownServer, tmp_path: Path, capsys:
     assert len(list((tmp_path / "hist").rglob("*.json"))) == 1
 
 
+def test_repeated_runs_give_each_figure_its_mean_and_confidence_interval(
+    server: KnownServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--repeat 3`: three whole runs, each run's headline figures kept, and per figure the mean with Student's
+    t interval over them, around the server's known timing (TTFT 40 ms, a token every 10 ms)."""
+    html = tmp_path / "report.html"
+    argv = ["bench", "--url", server.url, "--max-tokens", "20", "--serial", "4", "--concurrency", "2"]
+    assert main([*argv, "--repeat", "3", "--json", "--html", str(html), "--no-save"]) == 0
+    (result,) = from_document(json.loads(capsys.readouterr().out))[0]
+    assert len(result.repeats) == 3
+    assert (
+        set(result.spread)
+        == set(result.repeats[0])
+        == {
+            "serial TTFT p50 (ms)",
+            "serial ITL p50 (ms)",
+            "serial decode p50 (tok/s)",
+            "c=2 aggregate (tok/s)",
+            "c=2 TTFT p95 (ms)",
+        }
+    )
+    for figure, interval in result.spread.items():
+        values = [run[figure] for run in result.repeats]
+        mean = statistics.fmean(values)
+        half = 4.303 * statistics.stdev(values) / 3**0.5  # t(0.975, 2 degrees of freedom)
+        assert interval.runs == 3 and interval.least == min(values) and interval.most == max(values)
+        assert interval.mean == pytest.approx(mean) and interval.high - interval.low == pytest.approx(2 * half)
+    assert result.spread["serial TTFT p50 (ms)"].mean == pytest.approx(TTFT_MS, abs=3)
+    assert result.spread["serial ITL p50 (ms)"].mean == pytest.approx(GAP_MS, abs=1)
+    assert result.repeats[-1]["serial TTFT p50 (ms)"] == result.serial.ttft_ms["p50"]  # type: ignore[union-attr]
+    assert "Over repeated runs" in html.read_text()
+
+
 def test_reports_show_dispatch_lag_beside_ttft(
     server: KnownServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -469,12 +502,13 @@ def test_every_table_fits_80_columns_with_every_column(
     second table that repeats the stack, and every word of every header and note is shown whole."""
     monkeypatch.setenv("COLUMNS", "80")
     argv = ["bench", "--url", f"{server.url}/v1", "--max-tokens", "12", "--serial", "2", "--concurrency", "1,2"]
-    assert main([*argv, "--rate", "4", "--requests-per-rate", "4", "--no-save"]) == 0
+    assert main([*argv, "--rate", "4", "--requests-per-rate", "4", "--repeat", "2", "--no-save"]) == 0
     out = capsys.readouterr().out
     assert max(len(line) for line in out.splitlines()) <= 80 and "…" not in out
     words = set(out.replace("┃", " ").replace("│", " ").split())
     headers = ["TTFT p50 (ms)", "dispatch p50 (ms)", "decode (tok/s)", "wall p50 (s)", "tokens", "notes"]
     headers += ["ITL p99", "TPOT p50", "E2EL p99", "goodput %", "achieved", "peak"]
+    headers += ["figure", "95 % CI", "min – max", "runs", "serial decode p50 (tok/s)", "4 req/s E2EL p50 (ms)"]
     for header in headers:
         assert set(header.split()) <= words, header
     assert {"ended", "before", "max_tokens", server.url} <= words  # a note, the stack: whole

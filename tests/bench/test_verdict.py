@@ -1,9 +1,13 @@
-"""Pure logic of the verdict and the delta table."""
+"""Pure logic of the verdict, the delta table and the figures' statistics."""
 
 from __future__ import annotations
 
+import statistics
+
+import pytest
+
 from spark_state.bench.results import ClientHealth, EndpointResult, LevelResult, SerialResult
-from spark_state.bench.stats import percentile
+from spark_state.bench.stats import mean_interval, percentile
 from spark_state.bench.verdict import deltas, judge
 
 
@@ -77,3 +81,15 @@ def test_deltas_like_the_seed() -> None:
     nvfp4 = _result("nvfp4", 30.8, 38.82, 264.7)
     (d,) = deltas([nim, nvfp4], nim)
     assert round(d.ttft_pct, 1) == -43.0 and round(d.decode_pct, 1) == 76.0 and round(d.aggregate_pct, 1) == 51.1
+
+
+def test_a_figures_confidence_interval_is_students_t_over_its_runs() -> None:
+    assert mean_interval([]) is None and mean_interval([5.0]) is None  # one run: no spread to speak of
+    mean, low, high = mean_interval([10.0, 12.0, 14.0])  # type: ignore[misc]
+    assert (
+        mean == 12.0
+        and low == pytest.approx(12 - 4.303 * 2 / 3**0.5)
+        and high == pytest.approx(12 + 4.303 * 2 / 3**0.5)
+    )
+    mean, low, high = mean_interval([1.0, 3.0] * 30)  # type: ignore[misc]  # past the table: t for 30, a wider interval
+    assert high - mean == pytest.approx(2.042 * statistics.stdev([1.0, 3.0] * 30) / 60**0.5)
