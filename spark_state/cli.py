@@ -140,6 +140,26 @@ def _rates(text: str) -> list[float]:
     return values
 
 
+def _depths(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers") from None
+    if not values or any(not 0 <= v <= 1_048_576 for v in values):
+        raise argparse.ArgumentTypeError("context depths are token counts, from 0 to 1048576")
+    return values
+
+
+def _prompt_tokens(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1_048_576:
+        raise argparse.ArgumentTypeError("--pp is a number of prompt tokens, from 1 to 1048576")
+    return value
+
+
 def _repeat(text: str) -> int:
     try:
         value = int(text)
@@ -463,6 +483,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, dest="duration_s", help="seconds per level instead of a count")
     p.add_argument("--rate", type=_rates, dest="rates", help="open-loop runs at these requests/s (Poisson arrivals)")
     p.add_argument("--requests-per-rate", type=int)
+    p.add_argument(
+        "--depth",
+        type=_depths,
+        dest="depths",
+        help="context depths in tokens, e.g. 0,4096,8192: prefill and generation t/s at each (llama-bench's table)",
+    )
+    p.add_argument(
+        "--pp",
+        type=_prompt_tokens,
+        dest="prompt_tokens",
+        help="with --depth: the prompt's own tokens after the context (2048)",
+    )
     p.add_argument("--timeout", type=float, dest="timeout_s", help="per-request timeout (s)")
     p.add_argument("--completions", action="store_true", help="use /v1/completions instead of chat")
     p.add_argument(

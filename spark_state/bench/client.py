@@ -100,6 +100,8 @@ def _handle_line(line: bytes, now: float, result: RequestResult) -> int | None:
     usage_tokens = None
     if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
         usage_tokens = int(usage["completion_tokens"])
+    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+        result.prompt_tokens = usage["prompt_tokens"]  # the server's own count: its tokenizer, its chat template
     for choice in chunk.get("choices") or []:
         delta = choice.get("delta")
         content = delta.get("content") if isinstance(delta, dict) else choice.get("text")

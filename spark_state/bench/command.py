@@ -30,6 +30,8 @@ OVERRIDES = (
     "requests_per_level",
     "rates",
     "requests_per_rate",
+    "depths",
+    "prompt_tokens",
     "duration_s",
     "timeout_s",
     "ignore_eos",

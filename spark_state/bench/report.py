@@ -9,6 +9,7 @@ from rich.text import Text
 from ..console import print_table, shown
 from ..plan.templates import render
 from .charts import charts_html
+from .depth import row_name
 from .results import EndpointResult, LevelResult, Verdict
 from .verdict import Delta
 
@@ -200,6 +201,34 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
     return t
 
 
+def depth_rows(r: EndpointResult) -> list[tuple[str, str, str]]:
+    """llama-bench's rows for one endpoint: test (`pp2048 @ d4096`), t/s as mean ± sd, TTFT p50 (pp rows)."""
+    rows = []
+    for d in r.depths:
+        for kind, tokens, rate in (("pp", d.prompt_tokens, d.pp_tok_s), ("tg", d.max_tokens, d.tg_tok_s)):
+            speed = "-" if rate["mean"] is None else f"{rate['mean']:.2f} ± {_f(rate['sd'], 2)}"
+            ttft = _f(d.ttft_ms.get("p50")) if kind == "pp" else ""
+            rows.append((row_name(kind, tokens, d.depth), speed, ttft))
+    return rows
+
+
+def depth_table(results: list[EndpointResult]) -> Table:
+    """Prefill (pp) and generation (tg) by context depth, in the layout the Spark community publishes."""
+    t = Table(title="by context depth (llama-bench's pp/tg rows; mean ± sd)", title_justify="left")
+    t.add_column("stack", overflow="fold", min_width=12)
+    t.add_column("test", overflow="fold")
+    t.add_column("t/s", justify="right", overflow="fold")
+    t.add_column("TTFT p50 (ms)", justify="right", overflow="fold")
+    t.add_column("notes", overflow="fold")
+    for r in results:
+        for d in r.depths:
+            if d.errors:
+                t.add_row(endpoint_label(r), row_name("pp", d.prompt_tokens, d.depth), "", "", "; ".join(d.errors))
+        for test, speed, ttft in depth_rows(r):
+            t.add_row(endpoint_label(r), test, speed, ttft, "")
+    return t
+
+
 def repeat_table(results: list[EndpointResult]) -> Table:
     """How each headline figure moved over `--repeat` runs: the mean, its 95 % confidence interval, the range."""
     t = Table(title="over repeated runs (mean, 95 % confidence interval)", title_justify="left")
@@ -230,6 +259,8 @@ def show(
         print_table(console, latency_table(results))
     if any(r.rates for r in results):
         print_table(console, rate_table(results))
+    if any(r.depths for r in results):
+        print_table(console, depth_table(results))
     if any(r.spread for r in results):
         print_table(console, repeat_table(results))
     if deltas and baseline:
@@ -276,4 +307,5 @@ def html_report(
         name=endpoint_label,
         f=_f,
         latency=latency_cell,
+        depth_rows=depth_rows,
     )

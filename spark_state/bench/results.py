@@ -22,6 +22,7 @@ class RequestResult:
     first_token: float | None = None  # first chunk with non-empty content
     last_token: float | None = None
     completion_tokens: int = 0
+    prompt_tokens: int | None = None  # usage.prompt_tokens: what the server counted (None: it sent no usage)
     tokens_from: str = "usage"  # "usage", or "chunks" when the server sent no usage (a flagged fallback)
     content_chunks: int = 0
     finish_reason: str | None = None
@@ -171,6 +172,22 @@ class RateResult(LoadFigures):
 
 
 @dataclass
+class DepthResult:
+    """Serial requests at one context depth (bench/depth.py): prefill and generation rates as mean ± sd."""
+
+    depth: int  # context tokens before the prompt's own
+    prompt_tokens: int  # the prompt's own tokens (llama-bench's pp)
+    max_tokens: int  # tokens asked for (llama-bench's tg)
+    requests: int
+    ok: int
+    counted_prompt_tokens: float | None  # the server's count of the whole prompt, median over the requests
+    pp_tok_s: dict[str, float | None]  # mean, sd
+    tg_tok_s: dict[str, float | None]  # mean, sd
+    ttft_ms: dict[str, float | None]
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Interval:
     """One figure over repeated runs of the same bench: mean with its 95 % confidence interval, and the range."""
 
@@ -194,6 +211,7 @@ class EndpointResult:
     levels: list[LevelResult]
     resident_gib: float | None = None
     rates: list[RateResult] = field(default_factory=list)
+    depths: list[DepthResult] = field(default_factory=list)
     stack: str | None = None  # what served it (a service's stack; None for a bare --url)
     image: str | None = None  # the image it ran from, as the host names it
     spark_state: str = ""  # the spark-state version that measured it
@@ -256,8 +274,10 @@ def from_document(doc: dict[str, Any]) -> tuple[list[EndpointResult], list[Verdi
             serial = SerialResult(**{**serial, "client": _client(serial["client"])})
         levels = [LevelResult(**{**lv, "client": _client(lv["client"])}) for lv in r.get("levels", [])]
         rates = [RateResult(**{**rr, "client": _client(rr["client"])}) for rr in r.get("rates", [])]
+        depths = [DepthResult(**d) for d in r.get("depths", [])]
         spread = {name: Interval(**i) for name, i in r.get("spread", {}).items()}
-        results.append(EndpointResult(**{**r, "serial": serial, "levels": levels, "rates": rates, "spread": spread}))
+        parsed = {"serial": serial, "levels": levels, "rates": rates, "depths": depths, "spread": spread}
+        results.append(EndpointResult(**{**r, **parsed}))
     verdicts = [
         Verdict(v["service"], v.get("host"), [Check(**c) for c in v["checks"]]) for v in doc.get("verdicts", [])
     ]

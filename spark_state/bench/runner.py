@@ -20,6 +20,7 @@ from .. import __version__
 from ..desired.model import Bench
 from ..errors import BenchError
 from .client import LoopLagMonitor, stream_completion
+from .depth import run_depth
 from .results import ClientHealth, EndpointResult, LevelResult, RateResult, RequestResult, SerialResult, Slo
 from .server_metrics import MetricsSampler
 from .stats import percentile, summary
@@ -64,6 +65,8 @@ class BenchSettings:
     rates: list[float] = field(default_factory=lambda: list(_DEFAULTS.rates))  # open-loop runs, requests/s
     requests_per_rate: int | None = _DEFAULTS.requests_per_rate  # None: RATE_WINDOW_S of arrivals, at least 20
     duration_s: float | None = None  # run each level this long instead of a request count
+    depths: list[int] = field(default_factory=list)  # context depths (tokens) for the pp/tg table (bench/depth.py)
+    prompt_tokens: int = 2048  # at each depth, the prompt's own tokens after the context (llama-benchy's default)
     timeout_s: float = _DEFAULTS.timeout_s
     chat: bool = True
     # Ask for exactly max_tokens tokens (`ignore_eos`, which trtllm-serve and vLLM/NIM accept; plain OpenAI
@@ -381,6 +384,13 @@ async def run_endpoint(
     rates = [
         await run_rate(url, model, settings, r, progress, slo=slo, metrics_url=metrics_url) for r in settings.rates
     ]
+    depths = []
+    if settings.depths:
+        connection = stream_connection(url, settings)
+        try:
+            depths = [await run_depth(connection, model, settings, d, progress) for d in settings.depths]
+        finally:
+            connection.close()
     return EndpointResult(
         url=url,
         model=model,
@@ -392,4 +402,5 @@ async def run_endpoint(
         serial=serial,
         levels=levels,
         rates=rates,
+        depths=depths,
     )

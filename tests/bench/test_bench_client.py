@@ -341,6 +341,41 @@ def test_repeated_runs_give_each_figure_its_mean_and_confidence_interval(
     assert "Over repeated runs" in html.read_text()
 
 
+@pytest.mark.parametrize("server", [("--prefill-tok-s", "20000")], indirect=True)
+def test_depth_rows_give_prefill_and_generation_rates_as_the_community_tables_do(
+    server: KnownServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--depth 0,4000 --pp 1000`: prompts the server itself counts as 1,000 and 5,000 tokens (within 1 %), and
+    the pp/tg rows at the server's known timing: TTFT = 40 ms + prompt / 20,000 tok/s, a token every 10 ms."""
+    html = tmp_path / "report.html"
+    argv = ["bench", "--url", server.url, "--max-tokens", "32", "--serial", "3", "--concurrency", "1"]
+    assert main([*argv, "--depth", "0,4000", "--pp", "1000", "--json", "--html", str(html), "--no-save"]) == 0
+    (result,) = from_document(json.loads(capsys.readouterr().out))[0]
+    assert [(d.depth, d.prompt_tokens, d.max_tokens, d.ok) for d in result.depths] == [
+        (0, 1000, 32, 3),
+        (4000, 1000, 32, 3),
+    ]
+    for d in result.depths:
+        counted = d.counted_prompt_tokens
+        total = d.depth + d.prompt_tokens
+        assert counted is not None and abs(counted - total) <= total * 0.01, (d.depth, counted)
+        truth = counted / (TTFT_MS / 1000 + counted / 20000)
+        assert d.pp_tok_s["mean"] == pytest.approx(truth, rel=0.03), (d.depth, d.pp_tok_s)
+        assert d.tg_tok_s["mean"] == pytest.approx(1000 / GAP_MS, rel=0.03)
+    assert main([*argv, "--depth", "0,4000", "--pp", "1000", "--no-save"]) == 0
+    out = capsys.readouterr().out
+    assert all(row in out for row in ("pp1000 ", "tg32 ", "pp1000 @ d4000", "tg32 @ d4000")), out
+    assert re.search(r"tg32 @ d4000 .* \d+\.\d\d ± \d+\.\d\d", out), out
+    assert "pp1000 @ d4000" in html.read_text()
+
+
+@pytest.mark.parametrize("server", [("--usage", "none")], indirect=True)
+def test_depth_rows_need_the_servers_own_prompt_count(server: KnownServer, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "--url", server.url, "--max-tokens", "8", "--serial", "1", "--concurrency", "1"]
+    assert main([*argv, "--depth", "1000", "--no-save"]) == 1
+    assert "usage.prompt_tokens" in capsys.readouterr().err
+
+
 def test_reports_show_dispatch_lag_beside_ttft(
     server: KnownServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -502,13 +537,15 @@ def test_every_table_fits_80_columns_with_every_column(
     second table that repeats the stack, and every word of every header and note is shown whole."""
     monkeypatch.setenv("COLUMNS", "80")
     argv = ["bench", "--url", f"{server.url}/v1", "--max-tokens", "12", "--serial", "2", "--concurrency", "1,2"]
-    assert main([*argv, "--rate", "4", "--requests-per-rate", "4", "--repeat", "2", "--no-save"]) == 0
+    extra = ["--rate", "4", "--requests-per-rate", "4", "--repeat", "2", "--depth", "0,64", "--pp", "16"]
+    assert main([*argv, *extra, "--no-save"]) == 0
     out = capsys.readouterr().out
     assert max(len(line) for line in out.splitlines()) <= 80 and "…" not in out
     words = set(out.replace("┃", " ").replace("│", " ").split())
     headers = ["TTFT p50 (ms)", "dispatch p50 (ms)", "decode (tok/s)", "wall p50 (s)", "tokens", "notes"]
     headers += ["ITL p99", "TPOT p50", "E2EL p99", "goodput %", "achieved", "peak"]
     headers += ["figure", "95 % CI", "min – max", "runs", "serial decode p50 (tok/s)", "4 req/s E2EL p50 (ms)"]
+    headers += ["test", "t/s", "pp16 @ d64", "tg12 @ d64"]
     for header in headers:
         assert set(header.split()) <= words, header
     assert {"ended", "before", "max_tokens", server.url} <= words  # a note, the stack: whole

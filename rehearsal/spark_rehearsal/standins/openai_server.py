@@ -283,6 +283,10 @@ class Pacing:
 
     ttft_ms: float
     step_ms: dict[int, float]  # active streams -> milliseconds per decode step
+    # Prefill is compute-bound and grows with the prompt: llama-bench on a Spark reads pp2048 at 3,611 tok/s with
+    # an empty context and 2,686 tok/s at depth 16,384 (jetsonhacks.com, "llama.cpp on NVIDIA DGX Spark",
+    # b6767). Given a rate, the first token waits ttft_ms plus prompt tokens / rate; None: ttft_ms alone.
+    prefill_tok_s: float | None = None
     slowdown: float = 1.0  # >1 simulates a regressed host
     # A GPU description whose "slowdown" is followed while serving (`spark-rehearsal slow`): like a GPU whose
     # clocks drop, a running server gets slower at once, with no restart.
@@ -319,8 +323,9 @@ class Pacing:
                 ms = t1 + (t1 - t0) / (n1 - n0) * (active - n1)
         return ms * self._factor() / 1000.0
 
-    def ttft_seconds(self) -> float:
-        return self.ttft_ms * self._factor() / 1000.0
+    def ttft_seconds(self, prompt_tokens: int = 0) -> float:
+        prefill = prompt_tokens / self.prefill_tok_s if self.prefill_tok_s else 0.0
+        return (self.ttft_ms / 1000.0 + prefill) * self._factor()
 
 
 @dataclass
@@ -414,6 +419,7 @@ class BatchScheduler:
         emit: Callable[[int], None],
         arrived: float | None = None,
         held: Mapping[int, int] | None = None,
+        prompt_tokens: int = 0,
     ) -> None:
         """Call `emit(index)` for token indices 0..count-1, paced: prefill for the first, then one per decode
         step (plus `held[index]` steps before that index, for a known late token). `emit` raising
@@ -430,7 +436,8 @@ class BatchScheduler:
             self.waiting -= 1
         try:
             begun = time.perf_counter() if waited or arrived is None else arrived
-            await asyncio.sleep(max(0.0, begun + self.config.pacing.ttft_seconds() - time.perf_counter()))
+            prefilled = begun + self.config.pacing.ttft_seconds(prompt_tokens)
+            await asyncio.sleep(max(0.0, prefilled - time.perf_counter()))
             emit(0)
             if count == 1:
                 return
@@ -465,10 +472,11 @@ class BatchScheduler:
         finally:
             self.slots.release()
 
-    async def tokens(self, count: int, arrived: float | None = None) -> AsyncIterator[int]:
+    async def tokens(self, count: int, arrived: float | None = None, prompt_tokens: int = 0) -> AsyncIterator[int]:
         """Token indices 0..count-1 with the same pacing, for answers that are not streamed."""
         queue: asyncio.Queue[int] = asyncio.Queue()
-        producer = asyncio.get_running_loop().create_task(self.stream(count, queue.put_nowait, arrived))
+        streaming = self.stream(count, queue.put_nowait, arrived, prompt_tokens=prompt_tokens)
+        producer = asyncio.get_running_loop().create_task(streaming)
         try:
             for _ in range(count):
                 yield await queue.get()
@@ -728,7 +736,7 @@ class OpenAIServer:
             include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
             await self._stream(writer, chat, rid, count, finish, include_usage, prompt_tokens)
             return quirks.send_done
-        text = "".join([t async for t in self._texts(count, arrived)])
+        text = "".join([t async for t in self._texts(count, arrived, prompt_tokens)])
         self._account(count)
         message = {"role": "assistant", "content": text} if chat else None
         choice = {"index": 0, "finish_reason": finish, **({"message": message} if chat else {"text": text})}
@@ -746,8 +754,8 @@ class OpenAIServer:
             },
         )
 
-    async def _texts(self, count: int, arrived: float) -> AsyncIterator[str]:
-        async for index in self.scheduler.tokens(count, arrived):
+    async def _texts(self, count: int, arrived: float, prompt_tokens: int) -> AsyncIterator[str]:
+        async for index in self.scheduler.tokens(count, arrived, prompt_tokens):
             yield _word(index)
 
     def _refused_fields(self, request: Any, chat: bool) -> str | None:
@@ -847,7 +855,7 @@ class OpenAIServer:
 
         number = int(rid.rsplit("-", 1)[1])
         held = dict.fromkeys(quirks.late_tokens, quirks.late_steps) if number in quirks.late_requests else None
-        await self.scheduler.stream(count, emit, timing[0], held)
+        await self.scheduler.stream(count, emit, timing[0], held, prompt_tokens)
         self._account(count)
         await writer.drain()
 
@@ -881,6 +889,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default="standin")
     p.add_argument("--ttft-ms", type=float, default=30.0)
     p.add_argument("--step-ms", type=float, default=20.0, help="inter-token gap, whatever the number of streams")
+    p.add_argument("--prefill-tok-s", type=float, default=None, help="prompt tokens prefilled per second (TTFT grows)")
     p.add_argument("--max-batch-size", type=int, default=1024)
     p.add_argument("--no-role-chunk", action="store_true")
     p.add_argument("--usage", choices=["separate", "last", "none"], default="separate")
@@ -912,7 +921,7 @@ def main(argv: list[str] | None = None) -> None:
 
     config = ServerConfig(
         model=args.model,
-        pacing=Pacing(ttft_ms=args.ttft_ms, step_ms={1: args.step_ms}),
+        pacing=Pacing(ttft_ms=args.ttft_ms, step_ms={1: args.step_ms}, prefill_tok_s=args.prefill_tok_s),
         quirks=Quirks(
             role_first_chunk=not args.no_role_chunk,
             usage=args.usage,
