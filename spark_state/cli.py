@@ -150,24 +150,19 @@ def _depths(text: str) -> list[int]:
     return values
 
 
-def _prompt_tokens(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 1_048_576:
-        raise argparse.ArgumentTypeError("--pp is a number of prompt tokens, from 1 to 1048576")
-    return value
+def _whole_number(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`; `what` names it in the error."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what}, from {low} to {high}")
+        return value
 
-def _repeat(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 100:
-        raise argparse.ArgumentTypeError("--repeat is a number of runs, from 1 to 100")
-    return value
+    return parse
 
 
 def _bench(args: argparse.Namespace, console: Console) -> Outcome:
@@ -491,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--pp",
-        type=_prompt_tokens,
+        type=_whole_number(1, 1_048_576, "a number of prompt tokens"),
         dest="prompt_tokens",
         help="with --depth: the prompt's own tokens after the context (2048)",
     )
@@ -505,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--repeat",
-        type=_repeat,
+        type=_whole_number(1, 100, "a number of runs"),
         help="run the whole bench N times (1-100): each headline figure's mean and 95%% confidence interval",
     )
     p.add_argument("--baseline", help="service for the delta table (default: the state's bench.baseline)")
