@@ -479,6 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=_rates, dest="rates", help="open-loop runs at these requests/s (Poisson arrivals)")
     p.add_argument("--requests-per-rate", type=int)
     p.add_argument(
+        "--input-tokens",
+        type=_whole_number(1, 1_048_576, "a number of prompt tokens"),
+        help="every request a synthetic prompt of N tokens as the server counts them, instead of --prompt",
+    )
+    p.add_argument(
         "--depth",
         type=_depths,
         dest="depths",

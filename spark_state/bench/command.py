@@ -32,6 +32,7 @@ OVERRIDES = (
     "requests_per_rate",
     "depths",
     "prompt_tokens",
+    "input_tokens",
     "duration_s",
     "timeout_s",
     "ignore_eos",
@@ -46,6 +47,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_bench(args: argparse.Namespace, console: Console) -> Outcome:
+    if args.prompt is not None and args.input_tokens is not None:
+        raise UsageError("--prompt and --input-tokens both say what to ask: give one")
     out = make_console(stderr=True) if args.json else console
     if args.url:
         settings = BenchSettings()

@@ -275,13 +275,17 @@ def measured(results: list[EndpointResult]) -> list[dict[str, str]]:
     for r in results:
         settings = r.settings
         prompt = str(settings.get("prompt", ""))
+        sized = settings.get("input_tokens")
+        said = f"{len(prompt)} characters: {prompt[:80]}{'…' if len(prompt) > 80 else ''}"
+        if sized:
+            said = f"synthetic, {sized} tokens as the server counts them ({settings.get('input_words')} words)"
         rows.append(
             {
                 "endpoint": endpoint_label(r),
                 "model": r.model,
                 "stack": r.stack or "-",
                 "image": r.image or "-",
-                "prompt": f"{len(prompt)} characters: {prompt[:80]}{'…' if len(prompt) > 80 else ''}",
+                "prompt": said,
                 "max_tokens": str(settings.get("max_tokens", "-")),
                 "concurrency": ", ".join(str(c) for c in settings.get("concurrency", [])) or "-",
                 "rates (req/s)": ", ".join(f"{x:g}" for x in settings.get("rates", [])) or "-",

@@ -20,7 +20,7 @@ from .. import __version__
 from ..desired.model import Bench
 from ..errors import BenchError
 from .client import LoopLagMonitor, stream_completion
-from .depth import run_depth
+from .depth import run_depth, sized_words, synthetic_prompt
 from .results import ClientHealth, EndpointResult, LevelResult, RateResult, RequestResult, SerialResult, Slo
 from .server_metrics import MetricsSampler
 from .stats import percentile, summary
@@ -67,6 +67,10 @@ class BenchSettings:
     duration_s: float | None = None  # run each level this long instead of a request count
     depths: list[int] = field(default_factory=list)  # context depths (tokens) for the pp/tg table (bench/depth.py)
     prompt_tokens: int = 2048  # at each depth, the prompt's own tokens after the context (llama-benchy's default)
+    # Instead of `prompt`, every request a synthetic prompt of this many tokens as the server counts them, each
+    # opening with its own line (no cached prefix reused); `input_words` is what sizing it found (bench/depth.py).
+    input_tokens: int | None = None
+    input_words: int | None = None
     timeout_s: float = _DEFAULTS.timeout_s
     chat: bool = True
     # Ask for exactly max_tokens tokens (`ignore_eos`, which trtllm-serve and vLLM/NIM accept; plain OpenAI
@@ -121,9 +125,13 @@ def _latencies(results: list[RequestResult], slo: Slo) -> dict[str, Any]:
     }
 
 
+_REQUEST_NUMBERS = itertools.count(1)  # each synthetic prompt's own first line
+
+
 async def _one(connection: StreamConnection, model: str, s: BenchSettings) -> RequestResult:
+    prompt = s.prompt if s.input_words is None else synthetic_prompt(s.input_words, next(_REQUEST_NUMBERS))
     return await stream_completion(
-        connection, model, s.prompt, s.max_tokens, s.temperature, s.chat, s.timeout_s, s.ignore_eos
+        connection, model, prompt, s.max_tokens, s.temperature, s.chat, s.timeout_s, s.ignore_eos
     )
 
 
@@ -376,6 +384,12 @@ async def run_endpoint(
     if model is None:
         async with httpx.AsyncClient(timeout=httpx.Timeout(settings.timeout_s, connect=10.0)) as client:
             model = await discover_model(client, url)
+    if settings.input_tokens and settings.input_words is None:
+        connection = stream_connection(url, settings)
+        try:
+            settings.input_words = await sized_words(connection, model, settings, settings.input_tokens)
+        finally:
+            connection.close()
     serial = await run_serial(url, model, settings, progress, slo=slo) if settings.serial_requests else None
     levels = [
         await run_level(url, model, settings, c, progress, slo=slo, metrics_url=metrics_url)

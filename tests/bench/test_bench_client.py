@@ -205,6 +205,24 @@ def test_usage_in_the_last_content_chunk(server: KnownServer) -> None:
     assert result.serial.completion_tokens_p50 == 40 and result.serial.fallback_token_counts == 0
 
 
+@pytest.mark.parametrize("server", [("--prefill-tok-s", "20000")], indirect=True)
+def test_input_tokens_ask_every_request_with_a_prompt_of_that_many_tokens(
+    server: KnownServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--input-tokens 2000`: serial runs and levels alike send prompts the server counts as 2,000 tokens, so
+    TTFT is the server's 40 ms plus 2,000 tokens at 20,000 tok/s (100 ms)."""
+    html = tmp_path / "report.html"
+    argv = ["bench", "--url", server.url, "--max-tokens", "16", "--serial", "3", "--concurrency", "2"]
+    assert main([*argv, "--input-tokens", "2000", "--json", "--html", str(html), "--no-save"]) == 0
+    (result,) = from_document(json.loads(capsys.readouterr().out))[0]
+    assert result.serial is not None and result.serial.ttft_ms["p50"] == pytest.approx(TTFT_MS + 100, rel=0.03)
+    assert result.levels[0].ttft_ms["p50"] == pytest.approx(TTFT_MS + 100, rel=0.05)
+    assert result.settings["input_tokens"] == 2000 and result.settings["input_words"]
+    assert "synthetic, 2000 tokens as the server counts them" in html.read_text()
+    assert main([*argv, "--input-tokens", "2000", "--prompt", "hi", "--no-save"]) == 64  # a usage error
+    assert "give one" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("server", [("--usage", "none")], indirect=True)
 def test_missing_usage_falls_back_to_chunks_and_says_so(server: KnownServer) -> None:
     result = _run(server.url)
