@@ -3,13 +3,14 @@ mean with its 95 % confidence interval, so a difference between two configuratio
 
 from __future__ import annotations
 
+from .depth import row_name
 from .results import EndpointResult, Interval
 from .stats import mean_interval
 
 
 def headline(result: EndpointResult) -> dict[str, float | None]:
     """The figures a run is compared by: the serial run's latency and decode rate, each concurrency level's
-    aggregate rate and TTFT tail, each request rate's TTFT tail and end-to-end latency."""
+    aggregate rate and TTFT tail, each request rate's TTFT tail and end-to-end latency, each depth's pp and tg."""
     figures: dict[str, float | None] = {}
     if result.serial is not None:
         figures["serial TTFT p50 (ms)"] = result.serial.ttft_ms.get("p50")
@@ -21,6 +22,9 @@ def headline(result: EndpointResult) -> dict[str, float | None]:
     for rate in result.rates:
         figures[f"{rate.rate_rps:g} req/s TTFT p95 (ms)"] = rate.ttft_ms.get("p95")
         figures[f"{rate.rate_rps:g} req/s E2EL p50 (ms)"] = rate.e2el_ms.get("p50")
+    for d in result.depths:
+        figures[f"{row_name('pp', d.prompt_tokens, d.depth)} (t/s)"] = d.pp_tok_s.get("mean")
+        figures[f"{row_name('tg', d.max_tokens, d.depth)} (t/s)"] = d.tg_tok_s.get("mean")
     return figures
 
 

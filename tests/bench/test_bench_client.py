@@ -563,7 +563,7 @@ def test_every_table_fits_80_columns_with_every_column(
     headers = ["TTFT p50 (ms)", "dispatch p50 (ms)", "decode (tok/s)", "wall p50 (s)", "tokens", "notes"]
     headers += ["ITL p99", "TPOT p50", "E2EL p99", "goodput %", "achieved", "peak"]
     headers += ["figure", "95 % CI", "min – max", "runs", "serial decode p50 (tok/s)", "4 req/s E2EL p50 (ms)"]
-    headers += ["test", "t/s", "pp16 @ d64", "tg12 @ d64"]
+    headers += ["test", "t/s", "pp16 @ d64", "tg12 @ d64", "pp16 @ d64 (t/s)"]
     for header in headers:
         assert set(header.split()) <= words, header
     assert {"ended", "before", "max_tokens", server.url} <= words  # a note, the stack: whole
