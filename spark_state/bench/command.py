@@ -64,6 +64,8 @@ def run_bench(args: argparse.Namespace, console: Console) -> Outcome:
 
         state, entries = fleet(args.state, args.inventory, args.host)
         settings = settings_from_state(state.bench, **_overrides(args))
+        if args.prompt is not None:  # the command line's prompt over the state's input_tokens
+            settings.input_tokens = None
         chosen = targets(state, entries, args.service)
         if not chosen:
             raise SparkStateError("no service matches --host/--service on this fleet")

@@ -65,11 +65,11 @@ class BenchSettings:
     rates: list[float] = field(default_factory=lambda: list(_DEFAULTS.rates))  # open-loop runs, requests/s
     requests_per_rate: int | None = _DEFAULTS.requests_per_rate  # None: RATE_WINDOW_S of arrivals, at least 20
     duration_s: float | None = None  # run each level this long instead of a request count
-    depths: list[int] = field(default_factory=list)  # context depths (tokens) for the pp/tg table (bench/depth.py)
-    prompt_tokens: int = 2048  # at each depth, the prompt's own tokens after the context (llama-benchy's default)
-    # Instead of `prompt`, every request a synthetic prompt of this many tokens as the server counts them, each
-    # opening with its own line (no cached prefix reused); `input_words` is what sizing it found (bench/depth.py).
-    input_tokens: int | None = None
+    depths: list[int] = field(default_factory=lambda: list(_DEFAULTS.depths))  # the pp/tg table (bench/depth.py)
+    prompt_tokens: int = _DEFAULTS.prompt_tokens  # at each depth, the prompt's own tokens after the context
+    # Instead of `prompt`, every request a synthetic prompt of this many tokens as the server counts them;
+    # `input_words` is what sizing it found (bench/depth.py).
+    input_tokens: int | None = _DEFAULTS.input_tokens
     input_words: int | None = None
     timeout_s: float = _DEFAULTS.timeout_s
     chat: bool = True

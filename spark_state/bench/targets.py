@@ -55,6 +55,9 @@ def settings_from_state(bench: Bench, **overrides: Any) -> BenchSettings:
         requests_per_rate=bench.requests_per_rate,
         timeout_s=bench.timeout_s,
         ignore_eos=bench.ignore_eos,
+        input_tokens=bench.input_tokens,
+        depths=list(bench.depths),
+        prompt_tokens=bench.prompt_tokens,
     )
     for key, value in overrides.items():
         if value is not None:

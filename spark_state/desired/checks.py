@@ -97,6 +97,7 @@ def _check_repeats(state: DesiredState, c: _Collector) -> None:
     """A list that names the same thing twice says it once too often (and 40,000 repeats cost the checks
     after it their time): each repeat is refused where it stands."""
     lists: list[tuple[Path, list[object]]] = [(("bench", "concurrency"), list(state.bench.concurrency))]
+    lists.append((("bench", "depths"), list(state.bench.depths)))
     lists += [(("groups", name, "services"), list(g.services)) for name, g in state.groups.items()]
     for name, host in state.hosts.items():
         lists += [(("hosts", name, "services"), list(host.services)), (("hosts", name, "groups"), list(host.groups))]
@@ -299,6 +300,8 @@ def _check_downloads(state: DesiredState, c: _Collector) -> None:
 
 def _check_bench(state: DesiredState, c: _Collector) -> None:
     c.ref(("bench", "baseline"), "services", state.bench.baseline, "service")
+    if state.bench.input_tokens is not None and "prompt" in state.bench.model_fields_set:
+        c.error(("bench", "input_tokens"), "prompt and input_tokens both say what every request asks: give one")
 
 
 def _check_rollout(state: DesiredState, c: _Collector) -> None:

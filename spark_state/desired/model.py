@@ -223,6 +223,21 @@ class Bench(Strict):
         default=None, ge=2, le=100000, description="Requests per open-loop run; default 30 s of arrivals, at least 20."
     )
     timeout_s: float = Field(default=120.0, gt=0, le=3600, description="Per-request timeout, in seconds.")
+    input_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_048_576,
+        description="Instead of prompt, every request a synthetic prompt of this many tokens as the server counts "
+        "them (its usage.prompt_tokens), each opening with its own line so no cached prefix is reused.",
+    )
+    depths: list[Annotated[int, Field(ge=0, le=1_048_576)]] = Field(
+        default_factory=list,
+        description="Context depths (tokens) for the community's pp/tg table: at each, serial requests of depth + "
+        "prompt_tokens tokens as the server counts them; prefill and generation t/s as mean ± sd.",
+    )
+    prompt_tokens: int = Field(
+        default=2048, ge=1, le=1_048_576, description="At each depth, the prompt's own tokens after the context."
+    )
     ignore_eos: bool = Field(
         default=False,
         description="Ask for exactly max_tokens tokens (trtllm-serve and vLLM/NIM accept ignore_eos) for figures "
