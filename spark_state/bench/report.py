@@ -58,7 +58,7 @@ def serial_table(results: list[EndpointResult]) -> Table:
 
 def tail_table(results: list[EndpointResult]) -> Table:
     """The serial run's tail, as vLLM's benchmark_serving.py reports it (ms), and goodput where objectives exist."""
-    t = Table(title="serial tail latency (ms) and goodput", title_justify="left")
+    t = Table(title="serial tail latency (ms), prefill rate and goodput", title_justify="left")
     t.add_column("stack", overflow="fold", min_width=12)
     columns = (
         ("TTFT p95", "ttft_ms", "p95"),
@@ -68,6 +68,7 @@ def tail_table(results: list[EndpointResult]) -> Table:
         ("ITL p99", "itl_ms", "p99"),
         ("TPOT p50", "tpot_ms", "p50"),
         ("E2EL p99", "e2el_ms", "p99"),
+        ("prefill p50 (tok/s)", "prefill_tok_s", "p50"),
     )
     for title, _, _ in columns:
         t.add_column(title, justify="right", overflow="fold")

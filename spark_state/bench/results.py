@@ -119,6 +119,7 @@ class RunFigures:
     itl_ms: dict[str, float | None] = field(default_factory=dict)
     tpot_ms: dict[str, float | None] = field(default_factory=dict)
     e2el_ms: dict[str, float | None] = field(default_factory=dict)
+    prefill_tok_s: dict[str, float | None] = field(default_factory=dict)  # prompt tokens / TTFT, per request
     goodput_pct: float | None = None  # share of requests meeting the service's Slo; None when it declares none
     server: dict[str, float] = field(default_factory=dict)
 

@@ -114,13 +114,15 @@ def _ms(values: list[float]) -> dict[str, float | None]:
 
 
 def _latencies(results: list[RequestResult], slo: Slo) -> dict[str, Any]:
-    """ITL (every gap, pooled over the requests), TPOT and E2EL of the answers that arrived, and goodput: the
-    share of all requests (failed ones included) that met every objective of `slo`."""
+    """ITL (every gap, pooled over the requests), TPOT, E2EL and prefill rate of the answers that arrived, and
+    goodput: the share of all requests (failed ones included) that met every objective of `slo`."""
     good = [r for r in results if r.ok]
     return {
         "itl_ms": _ms([gap for r in good for gap in r.itls]),
         "tpot_ms": _ms([r.tpot for r in good if r.tpot is not None]),
         "e2el_ms": _ms([r.e2el for r in good if r.e2el is not None]),
+        # prompt tokens (the server's count) / TTFT: the prefill rate each request saw
+        "prefill_tok_s": summary([r.prompt_tokens / r.ttft for r in good if r.prompt_tokens and r.ttft]),
         "goodput_pct": 100.0 * sum(r.meets(slo) for r in results) / len(results) if slo and results else None,
     }
 

@@ -217,6 +217,8 @@ def test_input_tokens_ask_every_request_with_a_prompt_of_that_many_tokens(
     (result,) = from_document(json.loads(capsys.readouterr().out))[0]
     assert result.serial is not None and result.serial.ttft_ms["p50"] == pytest.approx(TTFT_MS + 100, rel=0.03)
     assert result.levels[0].ttft_ms["p50"] == pytest.approx(TTFT_MS + 100, rel=0.05)
+    prefill = result.serial.prefill_tok_s["p50"]  # the server's own count of each prompt / its TTFT
+    assert prefill == pytest.approx(1000 * 2000 / (TTFT_MS + 100), rel=0.04)
     assert result.settings["input_tokens"] == 2000 and result.settings["input_words"]
     assert "synthetic, 2000 tokens as the server counts them" in html.read_text()
     assert main([*argv, "--input-tokens", "2000", "--prompt", "hi", "--no-save"]) == 64  # a usage error
@@ -563,7 +565,7 @@ def test_every_table_fits_80_columns_with_every_column(
     headers = ["TTFT p50 (ms)", "dispatch p50 (ms)", "decode (tok/s)", "wall p50 (s)", "tokens", "notes"]
     headers += ["ITL p99", "TPOT p50", "E2EL p99", "goodput %", "achieved", "peak"]
     headers += ["figure", "95 % CI", "min – max", "runs", "serial decode p50 (tok/s)", "4 req/s E2EL p50 (ms)"]
-    headers += ["test", "t/s", "pp16 @ d64", "tg12 @ d64", "pp16 @ d64 (t/s)"]
+    headers += ["prefill p50 (tok/s)", "test", "t/s", "pp16 @ d64", "tg12 @ d64", "pp16 @ d64 (t/s)"]
     for header in headers:
         assert set(header.split()) <= words, header
     assert {"ended", "before", "max_tokens", server.url} <= words  # a note, the stack: whole
