@@ -10,7 +10,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -386,12 +386,13 @@ async def run_endpoint(
     if model is None:
         async with httpx.AsyncClient(timeout=httpx.Timeout(settings.timeout_s, connect=10.0)) as client:
             model = await discover_model(client, url)
-    if settings.input_tokens and settings.input_words is None:
+    if settings.input_tokens:  # sized for this endpoint: each served model counts with its own tokenizer
         connection = stream_connection(url, settings)
         try:
-            settings.input_words = await sized_words(connection, model, settings, settings.input_tokens)
+            words = await sized_words(connection, model, settings, settings.input_tokens)
         finally:
             connection.close()
+        settings = replace(settings, input_words=words)
     serial = await run_serial(url, model, settings, progress, slo=slo) if settings.serial_requests else None
     levels = [
         await run_level(url, model, settings, c, progress, slo=slo, metrics_url=metrics_url)
