@@ -16,12 +16,20 @@ import sys
 
 
 def _shared(path):
-    """A file every operator account may open for writing (the lock directory is sticky and world-writable)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    """A file every operator account may open for writing (the lock directory is sticky and world-writable).
+
+    An existing one is opened without O_CREAT: in a sticky world-writable directory the kernel refuses O_CREAT
+    on a file another account owns (fs.protected_regular, 1 in systemd's sysctl.d/50-default.conf, 2 in
+    Ubuntu's protect-links.conf), even where its mode lets everyone write it."""
     try:
-        os.fchmod(fd, 0o666)
-    except PermissionError:
-        pass  # another account made it, already shared
+        return os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        pass
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:  # another writer made it in between
+        return os.open(path, os.O_RDWR)
+    os.fchmod(fd, 0o666)  # whatever this account's umask: every operator account writes it
     return fd
 
 
