@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .runner import BenchSettings, Progress
     from .wire import StreamConnection
 
-# Plain words that every tokenizer splits about the same way; the text is sized by the server's count.
+# Plain words; how many make a prompt is the server's count, whatever its tokenizer makes of them.
 _PASSAGE = (
     "the quiet river carried small boats past the old mill while people on the bridge watched the light change "
     "over the hills and talked about the harvest the weather the long road north and the news from town"
@@ -35,7 +35,7 @@ _SIZING_ROUNDS = 6
 
 
 def synthetic_prompt(words: int, request: int) -> str:
-    """`words` filler words after a first line of the request's own (same length for every request)."""
+    """`words` filler words after a first line of the request's own (the same width for every request)."""
     body = " ".join(_FILLER[i % len(_FILLER)] for i in range(words))
     return f"Passage {request:06d}.\n{body}\nSummarize the passage."
 
@@ -45,26 +45,30 @@ def _counted(result: RequestResult, target: int) -> int:
         raise BenchError(f"sizing a {target}-token prompt: {result.error}")
     if result.prompt_tokens is None:
         raise BenchError(
-            "depth runs size their prompts by the server's usage.prompt_tokens, and this server sends none"
+            "sized prompts (--depth, --input-tokens) are counted by the server's usage.prompt_tokens, "
+            "and this server sends none"
         )
     return result.prompt_tokens
 
 
 async def sized_words(connection: StreamConnection, model: str, s: BenchSettings, target: int) -> int:
     """How many filler words make a prompt the server counts as `target` tokens (one token asked per try)."""
-    words = max(1, target)
+    words, tried = max(1, target), []
     for _ in range(_SIZING_ROUNDS):
         result = await stream_completion(
             connection, model, synthetic_prompt(words, 0), 1, s.temperature, s.chat, s.timeout_s
         )
         counted = _counted(result, target)
+        tried.append(f"{words} words: {counted}")
         if abs(counted - target) <= max(2, target * _TOLERANCE):
             return words
+        if words == 1 and counted > target:
+            raise BenchError(
+                f"a prompt of {target} tokens is shorter than the shortest this bench makes (its first line, one "
+                f"word and its closing line: {counted} tokens as the server counts them)"
+            )
         words = max(1, words + round((target - counted) * words / max(counted, 1)))
-    raise BenchError(
-        f"could not size a prompt of {target} tokens: {words} words, and the server counted {counted} "
-        f"after {_SIZING_ROUNDS} tries"
-    )
+    raise BenchError(f"could not size a prompt of {target} tokens; the server counted {', '.join(tried)}")
 
 
 async def run_depth(

@@ -396,6 +396,14 @@ def test_depth_rows_need_the_servers_own_prompt_count(server: KnownServer, capsy
     assert "usage.prompt_tokens" in capsys.readouterr().err
 
 
+def test_a_prompt_shorter_than_the_shortest_synthetic_one_is_refused(
+    server: KnownServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "--url", server.url, "--max-tokens", "8", "--serial", "1", "--concurrency", "1"]
+    assert main([*argv, "--depth", "0", "--pp", "2", "--no-save"]) == 1
+    assert "shorter than the shortest this bench makes" in capsys.readouterr().err
+
+
 def test_reports_show_dispatch_lag_beside_ttft(
     server: KnownServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
