@@ -14,8 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from rich.console import Console
 
-from spark_state.bench.report import html_report
+from spark_state.bench.report import depth_table, html_report
 from spark_state.bench.results import (
     ClientHealth,
     EndpointResult,
@@ -334,7 +335,7 @@ def test_repeated_runs_give_each_figure_its_mean_and_confidence_interval(
     """`--repeat 3`: three whole runs, each run's headline figures kept, and per figure the mean with Student's
     t interval over them, around the server's known timing (TTFT 40 ms, a token every 10 ms)."""
     html = tmp_path / "report.html"
-    argv = ["bench", "--url", server.url, "--max-tokens", "20", "--serial", "4", "--concurrency", "2"]
+    argv = ["bench", "--url", server.url, "--max-tokens", "8", "--serial", "3", "--concurrency", "2"]
     assert main([*argv, "--repeat", "3", "--json", "--html", str(html), "--no-save"]) == 0
     (result,) = from_document(json.loads(capsys.readouterr().out))[0]
     assert len(result.repeats) == 3
@@ -368,12 +369,12 @@ def test_depth_rows_give_prefill_and_generation_rates_as_the_community_tables_do
     """`--depth 0,4000 --pp 1000`: prompts the server itself counts as 1,000 and 5,000 tokens (within 1 %), and
     the pp/tg rows at the server's known timing: TTFT = 40 ms + prompt / 20,000 tok/s, a token every 10 ms."""
     html = tmp_path / "report.html"
-    argv = ["bench", "--url", server.url, "--max-tokens", "32", "--serial", "3", "--concurrency", "1"]
+    argv = ["bench", "--url", server.url, "--max-tokens", "16", "--serial", "3", "--concurrency", "1"]
     assert main([*argv, "--depth", "0,4000", "--pp", "1000", "--json", "--html", str(html), "--no-save"]) == 0
     (result,) = from_document(json.loads(capsys.readouterr().out))[0]
     assert [(d.depth, d.prompt_tokens, d.max_tokens, d.ok) for d in result.depths] == [
-        (0, 1000, 32, 3),
-        (4000, 1000, 32, 3),
+        (0, 1000, 16, 3),
+        (4000, 1000, 16, 3),
     ]
     for d in result.depths:
         counted = d.counted_prompt_tokens
@@ -382,10 +383,11 @@ def test_depth_rows_give_prefill_and_generation_rates_as_the_community_tables_do
         truth = counted / (TTFT_MS / 1000 + counted / 20000)
         assert d.pp_tok_s["mean"] == pytest.approx(truth, rel=0.03), (d.depth, d.pp_tok_s)
         assert d.tg_tok_s["mean"] == pytest.approx(1000 / GAP_MS, rel=0.03)
-    assert main([*argv, "--depth", "0,4000", "--pp", "1000", "--no-save"]) == 0
-    out = capsys.readouterr().out
-    assert all(row in out for row in ("pp1000 ", "tg32 ", "pp1000 @ d4000", "tg32 @ d4000")), out
-    assert re.search(r"tg32 @ d4000 .* \d+\.\d\d ± \d+\.\d\d", out), out
+    console = Console(width=120, record=True)
+    console.print(depth_table([result]))
+    out = console.export_text()
+    assert all(row in out for row in ("pp1000 ", "tg16 ", "pp1000 @ d4000", "tg16 @ d4000")), out
+    assert re.search(r"tg16 @ d4000 .* \d+\.\d\d ± \d+\.\d\d", out), out
     assert "pp1000 @ d4000" in html.read_text()
 
 

@@ -7,7 +7,6 @@ started here use 18004-18006 and /srv."""
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import time
 
@@ -16,6 +15,7 @@ import pytest
 from conftest import REPO, Fleet
 
 from spark_rehearsal.registry import NGC_KEY
+from spark_state.bench.runner import BenchSettings, run_measured, run_serial
 
 TRITON = "nvcr.io/nvidia/tritonserver:{}-trtllm-python-py3"
 NIM = "nvcr.io/nim/meta/llama-3.1-8b-instruct-dgx-spark:latest"
@@ -241,42 +241,17 @@ def _serve(fleet: Fleet, host, name: str, port: int, tokenizer: str, engine_dir:
     raise AssertionError(fleet.root(host, f"docker logs {name}", check=False).stdout)
 
 
-def _stream_200(url: str) -> tuple[float, float, int]:
-    """(ttft s, decode tok/s, tokens) of one streamed 200-token chat completion."""
-    body = {
-        "model": "/engine",
-        "messages": [{"role": "user", "content": "What is RAG?"}],
-        "max_tokens": 200,
-        "temperature": 0,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    start = time.perf_counter()
-    first = last = 0.0
-    tokens = 0
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
-        assert r.status_code == 200
-        for line in r.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                last = time.perf_counter()
-                first = first or last
-    return first - start, (tokens - 1) / (last - first), tokens
-
-
 def _stream_median(url: str, runs: int = 3) -> tuple[float, float, int]:
-    """Medians of `_stream_200` over `runs` requests, as the bench reports them: one request's TTFT is a single
-    scheduling delay away from the band on a loaded 2-core machine."""
-    samples = [_stream_200(url) for _ in range(runs)]
-    return (
-        statistics.median(s[0] for s in samples),
-        statistics.median(s[1] for s in samples),
-        min(s[2] for s in samples),
+    """(TTFT s, decode tok/s, tokens) as p50s of `runs` streamed 200-token chat completions, measured as the
+    product's bench measures them: TTFT from the request on the wire, over one connection, so connection setup
+    on a loaded 2-core machine is not taken for the stand-in's prefill."""
+    settings = BenchSettings(
+        prompt="What is RAG?", max_tokens=200, serial_requests=runs, warmup_requests=0, concurrency=[], timeout_s=60
     )
+    serial = run_measured(run_serial(url, "/engine", settings))
+    ttft, decode, tokens = serial.ttft_ms["p50"], serial.decode_tok_s["p50"], serial.completion_tokens_p50
+    assert ttft is not None and decode is not None and tokens is not None, serial
+    return ttft / 1000, decode, int(tokens)
 
 
 def test_served_standin_streams_at_the_seed_rate_and_refuses_chat_without_template(fleet: Fleet) -> None:
