@@ -19,7 +19,7 @@ from rich.text import Text
 from .console import make_console, make_table, print_table, shown
 from .defaults import DRIFT_MARGIN
 from .desired.loader import load_state
-from .desired.model import DesiredState
+from .desired.model import MAX_PROMPT_TOKENS, DesiredState
 from .errors import Outcome, SparkStateError, StateFileError, UsageError
 
 # Exit codes, one meaning each (README, "Exit codes"):
@@ -145,8 +145,8 @@ def _depths(text: str) -> list[int]:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers") from None
-    if not values or any(not 0 <= v <= 1_048_576 for v in values):
-        raise argparse.ArgumentTypeError("context depths are token counts, from 0 to 1048576")
+    if not values or any(not 0 <= v <= MAX_PROMPT_TOKENS for v in values):
+        raise argparse.ArgumentTypeError(f"context depths are token counts, from 0 to {MAX_PROMPT_TOKENS}")
     return values
 
 
@@ -480,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--requests-per-rate", type=int)
     p.add_argument(
         "--input-tokens",
-        type=_whole_number(1, 1_048_576, "a number of prompt tokens"),
+        type=_whole_number(1, MAX_PROMPT_TOKENS, "a number of prompt tokens"),
         help="every request a synthetic prompt of N tokens as the server counts them, instead of --prompt",
     )
     p.add_argument(
@@ -491,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--pp",
-        type=_whole_number(1, 1_048_576, "a number of prompt tokens"),
+        type=_whole_number(1, MAX_PROMPT_TOKENS, "a number of prompt tokens"),
         dest="prompt_tokens",
         help="with --depth: the prompt's own tokens after the context (2048)",
     )

@@ -191,6 +191,9 @@ Service = Annotated[
 ]
 
 
+MAX_PROMPT_TOKENS = 1_048_576  # the longest prompt or context depth a bench asks for (state file and CLI)
+
+
 class Bench(Strict):
     prompt: str = Field(
         default="In one paragraph: what is retrieval-augmented generation and when is it the wrong tool?",
@@ -226,17 +229,20 @@ class Bench(Strict):
     input_tokens: int | None = Field(
         default=None,
         ge=1,
-        le=1_048_576,
+        le=MAX_PROMPT_TOKENS,
         description="Instead of prompt, every request a synthetic prompt of this many tokens as the server counts "
         "them (its usage.prompt_tokens), each opening with its own line so no cached prefix is reused.",
     )
-    depths: list[Annotated[int, Field(ge=0, le=1_048_576)]] = Field(
+    depths: list[Annotated[int, Field(ge=0, le=MAX_PROMPT_TOKENS)]] = Field(
         default_factory=list,
         description="Context depths (tokens) for the community's pp/tg table: at each, serial requests of depth + "
         "prompt_tokens tokens as the server counts them; prefill and generation t/s as mean ± sd.",
     )
     prompt_tokens: int = Field(
-        default=2048, ge=1, le=1_048_576, description="At each depth, the prompt's own tokens after the context."
+        default=2048,
+        ge=1,
+        le=MAX_PROMPT_TOKENS,
+        description="At each depth, the prompt's own tokens after the context.",
     )
     ignore_eos: bool = Field(
         default=False,
