@@ -224,7 +224,8 @@ def depth_table(results: list[EndpointResult]) -> Table:
     for r in results:
         for d in r.depths:
             if d.errors:
-                t.add_row(endpoint_label(r), row_name("pp", d.prompt_tokens, d.depth), "", "", "; ".join(d.errors))
+                errors = shown("; ".join(d.errors), "yellow")  # the servers' words: data, never markup
+                t.add_row(endpoint_label(r), row_name("pp", d.prompt_tokens, d.depth), "", "", errors)
         for test, speed, ttft in depth_rows(r):
             t.add_row(endpoint_label(r), test, speed, ttft, "")
     return t

@@ -93,3 +93,18 @@ def test_a_figures_confidence_interval_is_students_t_over_its_runs() -> None:
     )
     mean, low, high = mean_interval([1.0, 3.0] * 30)  # type: ignore[misc]  # past the table: t for 30, a wider interval
     assert high - mean == pytest.approx(2.042 * statistics.stdev([1.0, 3.0] * 30) / 60**0.5)
+
+
+def test_a_servers_error_in_the_depth_table_is_data_never_markup() -> None:
+    from rich.console import Console
+
+    from spark_state.bench.report import depth_table
+    from spark_state.bench.results import DepthResult
+
+    nothing = {"mean": None, "sd": None}
+    depth = DepthResult(0, 16, 8, 1, 0, None, nothing, nothing, {}, ["HTTP 500: [bold]x[/bold] \x1b[31m"])
+    result = EndpointResult("http://h", "m", None, None, "t", {}, None, [], depths=[depth])
+    console = Console(width=120, record=True)
+    console.print(depth_table([result]))
+    shown = console.export_text()
+    assert "[bold]x[/bold]" in shown and "\x1b" not in shown
