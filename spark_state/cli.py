@@ -52,7 +52,8 @@ def _validate(args: argparse.Namespace, console: Console) -> Outcome:
         print(json.dumps({"format": JSON_FORMAT.format("validate"), **document}, indent=2))
         return Outcome.OK
     said = ", ".join(f"{n} {what}" for what, n in counts.items())
-    console.print(Text.assemble(("valid", "green"), ": ", shown(args.state), f" — {said}"))
+    # soft_wrap: a long path is one line a reader can copy, never broken at the console's width
+    console.print(Text.assemble(("valid", "green"), ": ", shown(args.state), f" — {said}"), soft_wrap=True)
     return Outcome.OK
 
 

@@ -101,6 +101,13 @@ class Fleet:
         return proc
 
 
+@pytest.fixture(autouse=True)
+def _no_inherited_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest-xdist's workers start with COLUMNS=80; a test sees the width it sets itself, or none (as under plain
+    pytest), so tables lay out alike however the suite is run."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
 @pytest.fixture(scope="session")
 def fleet() -> Iterator[Fleet]:
     """One rehearsal fleet for the whole session; torn down at the end, and proven to leave nothing behind."""

@@ -381,8 +381,10 @@ def test_depth_rows_give_prefill_and_generation_rates_as_the_community_tables_do
         total = d.depth + d.prompt_tokens
         assert counted is not None and abs(counted - total) <= total * 0.01, (d.depth, counted)
         truth = counted / (TTFT_MS / 1000 + counted / 20000)
-        assert d.pp_tok_s["mean"] == pytest.approx(truth, rel=0.03), (d.depth, d.pp_tok_s)
-        assert d.tg_tok_s["mean"] == pytest.approx(1000 / GAP_MS, rel=0.03)
+        # A busy machine only delays tokens (rates read low), so the band is wider below than above; a wrong
+        # formula (depth or prompt alone, or the first token counted) is off by far more than either side.
+        assert truth * 0.93 <= d.pp_tok_s["mean"] <= truth * 1.03, (d.depth, d.pp_tok_s)
+        assert 1000 / GAP_MS * 0.93 <= d.tg_tok_s["mean"] <= 1000 / GAP_MS * 1.03, (d.depth, d.tg_tok_s)
     console = Console(width=120, record=True)
     console.print(depth_table([result]))
     out = console.export_text()
