@@ -2,9 +2,11 @@
 # Install what spark-state and its rehearsal fleet need on a Debian machine (as root), and the package in .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# chromium draws the bench report in the suite's browser test; nodejs runs yaml-language-server for the schema test.
+# chromium draws the bench report in the suite's browser test; nodejs runs yaml-language-server for the schema test;
+# dpkg-dev and gpg build the rehearsal fleet's signed package mirror.
 APT_PACKAGES=(python3 python3-venv python3-pip debootstrap systemd-container docker-registry openssh-client openssl
-              iproute2 ca-certificates tar gzip e2fsprogs util-linux coreutils chromium nodejs)
+              iproute2 ca-certificates tar gzip e2fsprogs util-linux coreutils chromium nodejs dpkg-dev gpg
+              debian-archive-keyring)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -3,8 +3,8 @@ operation's arguments in, the commands it yields (or its noop) out.
 
 A case file:
     {"args": {...}, "probe": {...}, "commands": [...], "noop": "..."}
-- args: the operation's arguments. `plan`, `svc`, `ckpt` and `engine_plan` name objects of the example state's
-  plan for spark-01 (a host name, a service, a checkpoint, an engine); `snapshot` is always the case's probe,
+- args: the operation's arguments. `plan`, `svc`, `ckpt`, `engine_plan` and `daemon` name objects of the example
+  state's plan for spark-01 (a host name, a service, a checkpoint, an engine, a daemon from a package); `snapshot` is always the case's probe,
   `found` the probe read against that plan.
 - verification (service_rolled_back, baseline_recorded, verification_verdict): what the verification step found,
   {"done", "at", "outcomes": {service: ServiceOutcome fields}, "figures"}.
@@ -12,7 +12,10 @@ A case file:
   inventory, the hosts that failed so far and --limit, as the gate sees them when it runs.
 - probe: what on_host/probe.py answered (only the sections the case needs): the operation's `snapshot`, and the
   fact an operation reads itself (baseline_recorded's host facts). "@unit_sha:SERVICE",
-  "@identity:SERVICE" and "@env_sha:SERVICE" stand for the values of the plan, so cases survive a unit change.
+  "@identity:SERVICE", "@env_sha:SERVICE" and "@config_sha:DAEMON" (a daemon from a package) stand for the
+  values of the plan, so cases survive a unit change.
+- facts: pyinfra's own facts, by class name, for the pyinfra operations ours run (apt.packages reads
+  DebPackages, systemd.service SystemdStatus and SystemdEnabled), as pyinfra's tests give them.
 - commands: each a string, ["shown", string] for a command whose output pyinfra prints as it runs,
   ["stdin", string, what it reads on stdin], ["upload", path, sha256 of the content], or ["call", function] for
   a function run on this machine.
@@ -64,16 +67,25 @@ class FakeState:
 class FakeHost:
     """What an operation touches of pyinfra's host: its name, state, facts and noop."""
 
-    def __init__(self, probe: dict[str, Any], name: str = "spark-under-test", state: FakeState | None = None) -> None:
+    def __init__(
+        self,
+        probe: dict[str, Any],
+        name: str = "spark-under-test",
+        state: FakeState | None = None,
+        facts: dict[str, Any] | None = None,
+    ) -> None:
         self.name = name
         self.state = state or FakeState({})
         self.data: dict[str, Any] = {"spark_host": name}
         self.probe = probe
+        self.facts = facts or {}
         self.noops: list[str] = []
 
-    def get_fact(self, cls: type, **kwargs: Any) -> Snapshot:
-        assert cls is SparkHostState, cls
-        return Snapshot.parse(self.probe)
+    def get_fact(self, cls: type, **kwargs: Any) -> Any:
+        if cls is SparkHostState:
+            return Snapshot.parse(self.probe)
+        assert cls.__name__ in self.facts, f"the case gives no {cls.__name__} fact"
+        return self.facts[cls.__name__]
 
     def noop(self, description: str) -> None:
         self.noops.append(description)
@@ -81,12 +93,15 @@ class FakeHost:
 
 def _placeholders(value: Any, plan: HostPlan) -> Any:
     services = {s.name: s for s in plan.services}
+    daemons = {s.name: s for s in plan.system_services}
     if isinstance(value, dict):
         return {_placeholders(k, plan): _placeholders(v, plan) for k, v in value.items()}
     if isinstance(value, list):
         return [_placeholders(v, plan) for v in value]
     if isinstance(value, str) and value.startswith("@"):
         kind, _, name = value[1:].partition(":")
+        if kind == "config_sha":
+            return sha256(daemons[name].config_text)
         svc = services[name]
         return {
             "unit_sha": lambda: sha256(svc.unit_text),
@@ -99,6 +114,7 @@ def _placeholders(value: Any, plan: HostPlan) -> Any:
 def _arguments(op: Any, args: dict[str, Any], plan: HostPlan, probe: dict[str, Any]) -> dict[str, Any]:
     resolved = dict(args)
     by_name = {"svc": plan.services, "ckpt": plan.checkpoints, "engine_plan": plan.engines}
+    by_name["daemon"] = plan.system_services
     for key, items in by_name.items():
         if key in resolved:
             resolved[key] = next(i for i in items if i.name == resolved[key])
@@ -148,7 +164,7 @@ def test_operation(path: Path) -> None:
     op = getattr(operations, path.parent.name)
     fleet = FakeState(case.get("fleet", {}))
     probe = _placeholders(case.get("probe", {}), plan)
-    fake = FakeHost(probe, case.get("fleet", {}).get("me", "spark-01"), fleet)
+    fake = FakeHost(probe, case.get("fleet", {}).get("me", "spark-01"), fleet, case.get("facts"))
     with ctx_host.use(fake), ctx_state.use(fleet):
         commands = [_rendered(c) for c in op._inner(**_arguments(op._inner, case["args"], plan, probe))]
     noop = fake.noops[0] if fake.noops else None

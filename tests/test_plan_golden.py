@@ -1,4 +1,5 @@
-"""Golden files: the exact unit texts and command lines the example state renders.
+"""Golden files: the exact unit texts, daemon files (/etc/default/earlyoom) and command lines the example state
+renders.
 
 Regenerate after an intended change with `UPDATE_GOLDEN=1 pytest tests/test_plan_golden.py` and review the diff.
 """
@@ -19,6 +20,7 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def _rendered(plan: HostPlan) -> dict[str, str]:
     files = {s.unit_name: s.unit_text for s in plan.services}
+    files |= {d.config_path.rsplit("/", 1)[1]: d.config_text for d in plan.system_services}
     lines = []
     for e in plan.engines:
         lines += [f"# {e.name} fingerprint {e.fingerprint}", e.convert_command, e.build_command]

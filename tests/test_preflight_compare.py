@@ -49,9 +49,15 @@ def converged(plan: HostPlan) -> dict[str, Any]:
         "engine_builds": {},
         "chat_templates": {c.dir: c.name != "llama31-8b-nvfp4" for c in plan.checkpoints},
         "files": {
-            s.env_file: {"sha256": sha256(env_file_text(s.env, s.secrets, ENV)), "mode": "0o600"}
-            for s in plan.services
-            if s.env_file
+            **{
+                s.env_file: {"sha256": sha256(env_file_text(s.env, s.secrets, ENV)), "mode": "0o600"}
+                for s in plan.services
+                if s.env_file
+            },
+            **{d.config_path: {"sha256": sha256(d.config_text), "mode": "0o644"} for d in plan.system_services},
+        },
+        "system_units": {
+            d.unit: {"load": "loaded", "active": "active", "enabled": "enabled"} for d in plan.system_services
         },
         "units": {
             s.unit_name: {
@@ -89,7 +95,10 @@ def test_converged_host_passes_preflight_and_compares_clean() -> None:
     assert _preflight(snap) == []
     items = compare(observed(PLAN, snap), ENV)
     assert [i for i in items if not i.ok] == []
-    assert {i.kind for i in items} == {"image", "checkpoint", "engine", "unit", "env", "service", "health", "cache"}
+    assert {i.kind for i in items} == {
+        *("image", "checkpoint", "engine", "unit", "env", "service", "health", "cache"),
+        *("system-service", "system-config"),
+    }
     nim = next(i for i in items if i.kind == "health" and i.name.startswith("nim-fp8"))
     assert nim.desired == "/v1/health/ready 200, /v1/models 200"
 
@@ -177,6 +186,31 @@ def test_compare_names_each_drifted_item() -> None:
     assert {(i.kind, i.ok) for i in compare(observed(PLAN, snap), {"NGC_API_KEY": "other"}) if i.kind == "env"} == {
         ("env", False)
     }
+
+
+def test_a_memory_guard_removed_stopped_or_edited_is_drift() -> None:
+    snap = converged(PLAN)
+    removed = copy.deepcopy(snap)
+    removed["system_units"]["earlyoom.service"] = {"load": "not-found", "active": "inactive", "enabled": ""}
+    removed["files"]["/etc/default/earlyoom"] = None
+    drifted = {(i.kind, i.name, i.observed) for i in compare(observed(PLAN, removed), ENV) if not i.ok}
+    assert drifted == {
+        ("system-service", "earlyoom", "not installed"),
+        ("system-config", "/etc/default/earlyoom", "absent"),
+    }
+    stopped = copy.deepcopy(snap)
+    stopped["system_units"]["earlyoom.service"]["active"] = "failed"
+    stopped["files"]["/etc/default/earlyoom"]["sha256"] = "0" * 64
+    drifted = {(i.kind, i.observed) for i in compare(observed(PLAN, stopped), ENV) if not i.ok}
+    assert drifted == {("system-service", "enabled/failed"), ("system-config", "sha256 000000000000")}
+
+
+def test_no_memory_guard_when_the_state_turns_it_off() -> None:
+    guard = STATE.fleet.memory_guard.model_copy(update={"enabled": False})
+    state = STATE.model_copy(update={"fleet": STATE.fleet.model_copy(update={"memory_guard": guard})})
+    plan = plan_host(state, "spark-01")
+    assert plan.system_services == () and probe_request(plan).system_units is None
+    assert not [i for i in compare(observed(plan, converged(plan)), ENV) if i.kind.startswith("system-")]
 
 
 def test_a_container_started_from_an_older_unit_is_drift() -> None:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import images, ngc_auth, packages, registry
+from . import apt_repo, images, ngc_auth, packages, registry
 from .errors import SimError
 from .layout import HUB_PORT, Layout, host_name
 from .rootfs import OPERATOR, OPERATOR_UID, ensure_rootfs
@@ -43,6 +43,10 @@ REQUIRED_TOOLS = (
     "tar",
     "mkfs.ext4",
     "chroot",
+    "apt-get",
+    "dpkg-scanpackages",
+    "gpg",
+    "gpgconf",
 )
 
 
@@ -69,6 +73,7 @@ class FleetRecord:
     password_hosts: tuple[str, ...] = ()  # sudo asks these hosts' operator for a password; the others do not
     docker_hosts: tuple[str, ...] = ()  # the operator may use docker without sudo here only (the docker group)
     door_pid: int = 0  # nvcr.io's token-auth front (ngc_auth.py) before the registry
+    apt_pid: int = 0  # the package mirror (apt_repo.py)
 
     @classmethod
     def load(cls, layout: Layout) -> FleetRecord:
@@ -98,7 +103,7 @@ def require_root() -> None:
     if missing:
         raise SimError(
             f"missing tools: {', '.join(missing)}; on Debian: apt-get install debootstrap systemd-container "
-            "docker-registry openssh-client openssl iproute2"
+            "docker-registry openssh-client openssl iproute2 dpkg-dev gpg"
         )
 
 
@@ -209,6 +214,7 @@ def up(count: int, layout: Layout | None = None, log=print) -> FleetRecord:
     with _cache_lock(layout):  # fleets in other slots, starting now, build the shared caches once
         host_root = ensure_rootfs(layout, "host", log)
         image_root = ensure_rootfs(layout, "image", log)
+        apt = apt_repo.ensure_repo(layout, host_root, log)
         _ensure_ssh_key(layout)
         ca_crt, _, _ = registry.ensure_certificates(layout)
     layout.fleet.mkdir(parents=True, exist_ok=True)
@@ -224,6 +230,7 @@ def up(count: int, layout: Layout | None = None, log=print) -> FleetRecord:
         [sys.executable, "-m", "spark_rehearsal.hub", "--host", layout.gateway, "--port", str(HUB_PORT)],
         layout.fleet / "hub.log",
     )
+    apt_pid = _spawn(apt_repo.serve_command(apt, layout.gateway), layout.fleet / "apt.log")
     # Both sudo paths are exercised: the second host asks its operator for a password, the others do not; only
     # the first lets the operator use docker without sudo.
     names = [host_name(i) for i in range(count)]
@@ -238,19 +245,27 @@ def up(count: int, layout: Layout | None = None, log=print) -> FleetRecord:
         password_hosts=tuple(names[1:2]),
         docker_hosts=tuple(names[:1]),
         door_pid=door_pid,
+        apt_pid=apt_pid,
     )
     record.save(layout)
     backend_host, _, backend_port = layout.backend.partition(":")
     if not all(
         _wait_port(a, p, 15)
-        for a, p in ((layout.gateway, 443), (layout.gateway, HUB_PORT), (backend_host, int(backend_port)))
+        for a, p in (
+            (layout.gateway, 443),
+            (layout.gateway, HUB_PORT),
+            (layout.gateway, apt_repo.APT_PORT),
+            (backend_host, int(backend_port)),
+        )
     ):
-        raise SimError(f"registry, its nvcr.io door or the hub did not start; see {layout.fleet}/*.log")
+        raise SimError(
+            f"registry, its nvcr.io door, the hub or the package mirror did not start; see {layout.fleet}/*.log"
+        )
     with _cache_lock(layout):  # the layer cache is shared
         images.publish_images(layout, image_root, f"http://{layout.backend}", ca_crt, log)
 
     for index in range(count):
-        record.hosts.append(_boot_host(layout, index, host_root, ca_crt, record))
+        record.hosts.append(_boot_host(layout, index, host_root, ca_crt, record, apt))
         record.save(layout)
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(wait_ready, record.hosts))
@@ -315,7 +330,7 @@ def _meminfo() -> str:
     )
 
 
-def _boot_host(layout: Layout, index: int, lower: Path, ca_crt: Path, record: FleetRecord) -> SimHost:
+def _boot_host(layout: Layout, index: int, lower: Path, ca_crt: Path, record: FleetRecord, apt: Path) -> SimHost:
     name, address = host_name(index), layout.host_address(index)
     netns, veth = f"{layout.netns_prefix}{name}", f"{layout.veth_prefix}{index + 1:02d}"
     d = layout.host_dir(name)
@@ -348,6 +363,7 @@ def _boot_host(layout: Layout, index: int, lower: Path, ca_crt: Path, record: Fl
         ]
     )
     _personalise(merged, name, address, ca_crt, layout, record)
+    apt_repo.install_on_host(merged, apt, layout.gateway)
 
     disk = _data_disk(d)
     argv = [
@@ -527,7 +543,9 @@ def down(layout: Layout | None = None, log=print) -> list[str]:
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda p: _stop(p, 20), set(pids)))
     removed += [f"machine pid {p}" for p in set(pids)]
-    for pid in ([record.registry_pid, record.hub_pid, record.door_pid] if record else []) + _stray_service_pids(layout):
+    for pid in (
+        [record.registry_pid, record.hub_pid, record.door_pid, record.apt_pid] if record else []
+    ) + _stray_service_pids(layout):
         if _alive(pid):
             _stop(pid, 5)
             removed.append(f"service pid {pid}")
@@ -579,6 +597,7 @@ def _stray_service_pids(layout: Layout) -> list[int]:
         if (c.startswith("docker-registry serve") and registry_config in c)
         or ("spark_rehearsal.hub" in c and f"--host {layout.gateway} " in c)
         or ("spark_rehearsal.ngc_auth" in c and f"--listen {layout.gateway}:443 " in c)
+        or (c.rstrip().endswith(f" {apt_repo.APT_PORT}") and "http.server" in c and f"--bind {layout.gateway} " in c)
     ]
 
 
@@ -626,6 +645,8 @@ def status(layout: Layout | None = None) -> tuple[FleetRecord, list[HostStatus],
         and _alive(record.door_pid)
         and _wait_port(layout.gateway, 443, 1),
         f"hub ({record.hub_endpoint})": _alive(record.hub_pid) and _wait_port(layout.gateway, HUB_PORT, 1),
+        f"package mirror (http://{layout.gateway}:{apt_repo.APT_PORT}/)": _alive(record.apt_pid)
+        and _wait_port(layout.gateway, apt_repo.APT_PORT, 1),
     }
     return record, hosts, services
 

@@ -18,7 +18,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra import state as pyinfra_state
 from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
-from pyinfra.operations import systemd
+from pyinfra.operations import apt, systemd
 from pyinfra.operations.util.files import chmod
 from pyinfra.operations.util.service import handle_service_control
 
@@ -27,11 +27,12 @@ from ..desired.names import build_container, convert_container, fetch_container
 from ..observe import baseline
 from ..observe.found import Found, holds_text
 from ..observe.observation import host_facts_request
-from ..on_host.probe import MANIFEST_NAME, Snapshot, manifest_path
+from ..on_host.probe import MANIFEST_NAME, Snapshot, SystemUnitFact, manifest_path
 from ..plan.checkpoints import CheckpointPlan
 from ..plan.engines import EnginePlan
 from ..plan.host_plan import HostPlan
 from ..plan.quoting import sh_join, sh_word
+from ..plan.system_services import SystemServicePlan
 from ..plan.templates import render
 from ..plan.units import ServicePlan
 from ..stacks import trtllm
@@ -311,6 +312,34 @@ def unit_file(path: str, content: str, found: Found, previous: str | None = None
     yield from _keep_previous(found, path, previous)
     yield from _upload(path, content, "644")
     yield from systemd.daemon_reload._inner()
+
+
+@operation()
+def system_service(daemon: SystemServicePlan, snapshot: Snapshot, found: Found):
+    """A daemon from a package as the state configures it: the package installed (pyinfra's apt.packages, after
+    `apt-get update`), its file with exactly this text (mode 644), the unit enabled and running, restarted when
+    the file changed. Decided from the probe alone: nothing is asked of the host when it saw all of it in place.
+
+    + daemon: the daemon's plan (package, unit, its file and that file's text)
+    + snapshot: the host, as the deploy's probe found it (its `system_units` must name the unit)
+    + found: the same, read against the plan (its `files` must name the file)
+    """
+    unit = snapshot.system_units.get(daemon.unit) or SystemUnitFact()
+    configured = holds_text(found.files.get(daemon.config_path), daemon.config_text, "0o644")
+    if unit.load == "loaded" and configured and (unit.enabled, unit.active) == ("enabled", "active"):
+        host.noop(f"{daemon.name} is installed, configured, enabled and running")
+        return
+    if unit.load != "loaded":
+        yield from apt.packages._inner(packages=[daemon.package], update=True)
+    if not configured:
+        yield from _upload(daemon.config_path, daemon.config_text, "644")
+    if unit.active == "failed":  # systemd refuses to start a unit that failed too often until it is reset
+        yield SYSTEMCTL.format(daemon.unit, "reset-failed")
+    # A restart, not a start: the package's postinst has already started the daemon with its packaged file.
+    if not configured or unit.active != "active":
+        yield SYSTEMCTL.format(daemon.unit, "restart")
+    if unit.enabled != "enabled":
+        yield SYSTEMCTL.format(daemon.unit, "enable")
 
 
 @operation()

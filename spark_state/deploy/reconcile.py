@@ -8,9 +8,9 @@ run's; held until the run ends; another writer's holder is named, and this host 
 every host's lock is taken first, one after another in an order all writers share) → (with `rollout.canary`:
 the canaries do everything below first, then a gate every host shares lets the others go ahead only when every
 canary passed) → preflight (fail this host only, before any change) →
-spark-state's programs (helper, fetcher, converter) → images → checkpoints → chat-template guard → engines → env
-files and units (the replaced ones kept for a rollback; daemon-reload when one changed) → remove dropped services
-→ restart what changed (chained with `_if` on its unit and env file), start what is not running, wait for health
+spark-state's programs (helper, fetcher, converter) → daemons from packages (earlyoom) → images → checkpoints →
+chat-template guard → engines → env files and units (the replaced ones kept for a rollback; daemon-reload when
+one changed) → remove dropped services → restart what changed (chained with `_if` on its unit and env file), start what is not running, wait for health
 → verification: the bench (after a change, when the host changed since its baseline, or spark_bench=always) and
 the summary → one operation per service that rolls it back when it changed and failed its health wait or its
 bench (`rollout.rollback`, default on) → the host's new baseline when every service passed (written there, and
@@ -154,6 +154,8 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
     if plan.engines:
         programs[plan.converter_path] = CONVERTER_TEXT
     ops.programs(name="spark-state's programs on the host", files=programs, found=found)
+    for system in plan.system_services:  # not among the changes a bench follows: they do not touch a service
+        ops.system_service(name=f"{system.name} ({system.package})", daemon=system, snapshot=observed, found=found)
     for image in plan.images:
         if image.ngc_login:  # preflight made sure the key is here when the image must be pulled
             ops.registry_login(

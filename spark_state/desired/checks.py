@@ -85,6 +85,7 @@ def check(state: DesiredState, declared: Mapping[str, set[str]] | None = None) -
     _check_services(state, c)
     _check_hosts(state, c)
     _check_bench(state, c)
+    _check_memory_guard(state, c)
     _check_rollout(state, c)
     _check_build_images(state, c)
     _check_image_versions(state, c)
@@ -302,6 +303,16 @@ def _check_bench(state: DesiredState, c: _Collector) -> None:
     c.ref(("bench", "baseline"), "services", state.bench.baseline, "service")
     if state.bench.input_tokens is not None and "prompt" in state.bench.model_fields_set:
         c.error(("bench", "input_tokens"), "prompt and input_tokens both say what every request asks: give one")
+
+
+def _check_memory_guard(state: DesiredState, c: _Collector) -> None:
+    guard, reserved = state.fleet.memory_guard, state.fleet.reserved_memory_gib
+    if guard.enabled and guard.available_below_gib >= reserved:
+        c.error(
+            ("fleet", "memory_guard", "available_below_gib"),
+            f"{guard.available_below_gib:g} GiB is not under fleet.reserved_memory_gib ({reserved:g} GiB): earlyoom "
+            "would end servers that fit their budget; lower it, or reserve more",
+        )
 
 
 def _check_rollout(state: DesiredState, c: _Collector) -> None:

@@ -56,12 +56,31 @@ __all__ = [
 # ---------------------------------------------------------------- sections
 
 
+class MemoryGuard(Strict):
+    """earlyoom on every Spark: on the unified pool a runaway server can freeze the whole host before the kernel's
+    OOM killer acts (open-gpu-kernel-modules#1358); earlyoom ends it first."""
+
+    enabled: bool = Field(default=True, description="Install, configure and run earlyoom on every host.")
+    available_below_gib: float = Field(
+        default=4.0,
+        gt=0,
+        le=12,
+        description="SIGTERM the process with the highest oom_score once available memory (and free swap, if any) "
+        "falls below this; SIGKILL below half of it. Must stay under fleet.reserved_memory_gib, or a server "
+        "inside its budget could be chosen; at most 12 (earlyoom's own -m default, 10 % of 121.7 GiB, "
+        "would otherwise be the lower bound and win).",
+    )
+
+
 class Fleet(Strict):
     gpu: GpuName | None = Field(
         default="GB10", description="GPU every host is expected to have; null: learn it at preflight only."
     )
     reserved_memory_gib: float = Field(
         default=8.0, ge=0, le=64, description="Unified memory kept for the OS and everything that is not a service."
+    )
+    memory_guard: MemoryGuard = Field(
+        default_factory=MemoryGuard, description="earlyoom on every host, before memory pressure freezes it."
     )
 
 

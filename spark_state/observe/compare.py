@@ -17,7 +17,7 @@ from .observation import Observation
 @dataclass(frozen=True)
 class Item:
     host: str
-    kind: str  # image, checkpoint, engine, unit, rollback, env, service, health, stale-unit
+    kind: str  # image, checkpoint, engine, unit, rollback, env, service, health, stale-unit, system-service, …
     name: str
     desired: str
     observed: str
@@ -59,6 +59,15 @@ def compare(observation: Observation, environ: Mapping[str, str]) -> list[Item]:
         build = found.engines[engine.name]
         desired = f"{engine.fingerprint[:16]} (TensorRT-LLM {engine.trtllm_version})"
         items.append(Item(host, "engine", engine.name, desired, build.seen, build.ready))
+    for system in plan.system_services:
+        daemon = snapshot.system_units.get(system.unit)
+        status = daemon.status if daemon else "not installed"
+        items.append(Item(host, "system-service", system.name, "enabled/active", status, status == "enabled/active"))
+        seen_file = snapshot.files.get(system.config_path)
+        seen = "absent" if seen_file is None else f"sha256 {seen_file.sha256[:12]}"
+        want = f"sha256 {sha256(system.config_text)[:12]}"
+        ok = holds_text(seen_file, system.config_text, "0o644")
+        items.append(Item(host, "system-config", system.config_path, want, seen, ok))
     for svc in plan.services:
         items += _service_items(host, svc, snapshot, found.services[svc.name], environ)
     wanted = {s.unit_name for s in plan.services}

@@ -49,7 +49,14 @@ def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = T
         engine_builds=tuple(sorted({e.dir.rsplit("/", 1)[0] for e in plan.engines})),
         checkpoint_copies=tuple(sorted({c.dir.rsplit("/", 1)[0] for c in plan.checkpoints})),
         chat_templates=tuple(sorted({c.dir for c in plan.checkpoints})),
-        files=(*plan.env_files, *plan.config_files, plan.helper_path, plan.fetch_script_path, plan.converter_path),
+        files=(
+            *plan.env_files,
+            *plan.config_files,
+            *(s.config_path for s in plan.system_services),
+            plan.helper_path,
+            plan.fetch_script_path,
+            plan.converter_path,
+        ),
         owners=tuple(s.cache_dir for s in plan.services if s.cache_dir),
         modes=(plan.secrets_dir,),
         download_sizes=pulls,
@@ -61,6 +68,7 @@ def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = T
         containers=UNIT_PREFIX,
         health=tuple(HealthAsked(port=s.port, ready_path=s.health_path) for s in plan.services) if with_health else (),
         secrets_dir=plan.secrets_dir,
+        system_units=tuple(s.unit for s in plan.system_services) or None,
     )
 
 

@@ -125,6 +125,7 @@ class ProbeRequest(_Asked):
     containers: str | None = None  # name prefix of our containers
     health: tuple[HealthAsked, ...] | None = None
     secrets_dir: str | None = None  # the secrets directory: whose it is, what it holds, what lies above it
+    system_units: tuple[str, ...] | None = None  # units of daemons from packages (earlyoom.service)
 
 
 ANSWER_MODELS = "\n# 3. The answer, typed"  # where the part a host runs ends
@@ -727,6 +728,23 @@ def read_secrets_dir(path):
     return found
 
 
+def read_system_units(names):
+    """unit → whether systemd knows it (LoadState "not-found": its package is not installed), and its
+    active and enabled states, in one `systemctl show` (it answers for units it does not know too)."""
+    rc, out, err = run(["systemctl", "show", "--property=Id,LoadState,ActiveState,UnitFileState", "--", *names], 30)
+    if rc != 0:
+        raise OSError(f"systemctl show exited {rc}: {err.strip()[:200]}")
+    result = {}
+    for block, name in zip(out.strip().split("\n\n"), names, strict=False):
+        said = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        result[name] = {
+            "load": said.get("LoadState") or None,
+            "active": said.get("ActiveState") or None,
+            "enabled": said.get("UnitFileState") or None,
+        }
+    return result
+
+
 READERS = {
     "writer": read_writer,
     "gpu": read_gpu,
@@ -753,6 +771,7 @@ READERS = {
     "containers": read_containers,
     "health": read_health,
     "secrets_dir": read_secrets_dir,
+    "system_units": read_system_units,
 }
 
 
@@ -894,6 +913,18 @@ class UnitFact(_Fact):
         return f"{self.enabled or 'absent'}/{self.active or 'absent'}"
 
 
+class SystemUnitFact(_Fact):
+    load: str | None = None  # "loaded"; "not-found" when its package is not installed
+    active: str | None = None
+    enabled: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.load != "loaded":
+            return "not installed"
+        return f"{self.enabled or 'absent'}/{self.active or 'absent'}"
+
+
 class RollbackMarker(_Fact):
     """What a deploy wanted, what serves instead, why and when (written by deploy.operations.service_rolled_back)."""
 
@@ -1024,6 +1055,7 @@ class Snapshot(_Fact):
     containers: dict[str, ContainerFact] = {}
     health: dict[int, dict[str, int | str]] = {}
     secrets_dir: SecretsDirFact | None = None
+    system_units: dict[str, SystemUnitFact] = {}
 
     @classmethod
     def from_output(cls, output: str) -> Snapshot:

@@ -2,7 +2,8 @@
 
 What a host should end up with, gathered here from one module per concern: images (images.py), checkpoint
 downloads (checkpoints.py), engine builds and their fingerprints (engines.py), services and their systemd units
-(units.py), disk and unified-memory budgets (budgets.py); the host's own paths are HostPlan's.
+(units.py), daemons from packages (system_services.py), disk and unified-memory budgets (budgets.py); the
+host's own paths are HostPlan's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .budgets import Budget, memory_overflow, plan_budget
 from .checkpoints import CheckpointPlan, plan_checkpoint
 from .engines import EnginePlan, converter_path, plan_engine
 from .images import ImagePlan, plan_image
+from .system_services import SystemServicePlan, plan_system_services
 from .units import ServicePlan, plan_service
 
 
@@ -41,6 +43,7 @@ class HostPlan:
     engines: tuple[EnginePlan, ...]
     services: tuple[ServicePlan, ...]
     budget: Budget
+    system_services: tuple[SystemServicePlan, ...] = ()  # daemons from packages (earlyoom)
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -190,5 +193,6 @@ def plan_host(state: DesiredState, host_name: str, probed: Mapping[str, str] | N
         engines=tuple(engines.values()),
         services=service_plans,
         budget=budget,
+        system_services=plan_system_services(state),
         warnings=tuple(warnings),
     )

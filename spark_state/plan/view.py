@@ -92,6 +92,8 @@ def _host_panel(plan: HostPlan, verbose: bool) -> Panel:
     unknown_disk = f"; not counted: {', '.join(b.disk_unknown)}" if b.disk_unknown else ""
     parts.append(Text(f"disk ≈ {b.disk_gb:.1f} GB{unknown_disk}"))
     parts.append(Text(f"unified memory ≈ {b.memory_gib:.1f} GiB{total}{unknown_mem}"))
+    for d in plan.system_services:
+        parts.append(Text(f"{d.name} ({d.unit}, configured in {d.config_path}): {d.summary}"))
     for w in plan.warnings:
         parts.append(Text(f"warning: {w}", style="yellow"))
     return Panel(Group(*parts), title=f"[bold]{plan.host}[/]", title_align="left")

@@ -182,9 +182,34 @@ def test_unreachable_host_is_an_error_for_that_host_only(fleet: Fleet, workdir: 
         subprocess.run(["ip", "-n", netns, "route", "replace", "default", "via", fleet.layout.gateway], check=True)
 
 
+def earlyoom_argv(fleet: Fleet, index: int) -> list[str]:
+    """The running earlyoom's arguments on a host ([] when none runs)."""
+    out = fleet.root(
+        fleet.hosts[index], "for p in $(pgrep -x earlyoom); do tr '\\0' '\\n' < /proc/$p/cmdline; done", check=False
+    ).stdout
+    return out.splitlines()
+
+
+def test_the_memory_guard_runs_everywhere_and_its_removal_is_drift(fleet: Fleet, workdir: Path, converged: str) -> None:
+    """earlyoom from the package mirror, with the state's threshold (4 GiB: -M in KiB) and the daemons it spares."""
+    for index in HOSTS:
+        argv = earlyoom_argv(fleet, index)
+        assert argv[:3] == ["/usr/bin/earlyoom", "-M", str(4 * 2**20)] and "--avoid" in argv, (index, argv)
+        assert fleet.root(fleet.hosts[index], "systemctl is-enabled earlyoom").stdout.strip() == "enabled"
+    fleet.root(fleet.hosts[BETA], "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q earlyoom")
+    code, report = drift(workdir, converged)
+    assert (code, drifted(report)) == (
+        2,
+        {("beta", "system-service", "earlyoom"), ("beta", "system-config", "/etc/default/earlyoom")},
+    )
+    (item,) = [d for h in report["hosts"] for d in h["drift"] if d["kind"] == "system-service"]
+    assert item["observed"] == "not installed"
+
+
 def test_after_a_deploy_drift_exits_0_again(fleet: Fleet, workdir: Path, converged: str) -> None:
     bumped = converged.replace("tritonserver:25.12-trtllm-python-py3", "tritonserver:26.03-trtllm-python-py3")
     proc = deploy(workdir, bumped)
     assert proc.returncode == 0, proc.stdout[-4000:]
     code, report = drift(workdir, bumped)
     assert (code, drifted(report)) == (0, set())
+    assert earlyoom_argv(fleet, BETA)[:3] == ["/usr/bin/earlyoom", "-M", str(4 * 2**20)]  # installed again
