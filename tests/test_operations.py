@@ -100,8 +100,9 @@ def _placeholders(value: Any, plan: HostPlan) -> Any:
         return [_placeholders(v, plan) for v in value]
     if isinstance(value, str) and value.startswith("@"):
         kind, _, name = value[1:].partition(":")
-        if kind == "config_sha":
-            return sha256(daemons[name].config_text)
+        if kind == "config_sha":  # @config_sha:DAEMON (its first file) or @config_sha:DAEMON:N
+            daemon, _, index = name.partition(":")
+            return sha256(daemons[daemon].files[int(index or 0)].text)
         svc = services[name]
         return {
             "unit_sha": lambda: sha256(svc.unit_text),

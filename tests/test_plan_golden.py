@@ -20,7 +20,7 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def _rendered(plan: HostPlan) -> dict[str, str]:
     files = {s.unit_name: s.unit_text for s in plan.services}
-    files |= {d.config_path.rsplit("/", 1)[1]: d.config_text for d in plan.system_services}
+    files |= {f.path.rsplit("/", 1)[1]: f.text for d in plan.system_services for f in d.files}
     lines = []
     for e in plan.engines:
         lines += [f"# {e.name} fingerprint {e.fingerprint}", e.convert_command, e.build_command]

@@ -54,7 +54,7 @@ def converged(plan: HostPlan) -> dict[str, Any]:
                 for s in plan.services
                 if s.env_file
             },
-            **{d.config_path: {"sha256": sha256(d.config_text), "mode": "0o644"} for d in plan.system_services},
+            **{f.path: {"sha256": sha256(f.text), "mode": "0o644"} for d in plan.system_services for f in d.files},
         },
         "system_units": {
             d.unit: {"load": "loaded", "active": "active", "enabled": "enabled"} for d in plan.system_services
@@ -207,10 +207,13 @@ def test_a_memory_guard_removed_stopped_or_edited_is_drift() -> None:
 
 def test_no_memory_guard_when_the_state_turns_it_off() -> None:
     guard = STATE.fleet.memory_guard.model_copy(update={"enabled": False})
-    state = STATE.model_copy(update={"fleet": STATE.fleet.model_copy(update={"memory_guard": guard})})
+    fleet = STATE.fleet.model_copy(update={"memory_guard": guard})
+    state = STATE.model_copy(update={"fleet": fleet, "monitoring": None})
     plan = plan_host(state, "spark-01")
     assert plan.system_services == () and probe_request(plan).system_units is None
     assert not [i for i in compare(observed(plan, converged(plan)), ENV) if i.kind.startswith("system-")]
+    with_monitoring = plan_host(STATE.model_copy(update={"fleet": fleet}), "spark-01")
+    assert [d.name for d in with_monitoring.system_services] == ["node exporter", "prometheus"]
 
 
 def test_a_container_started_from_an_older_unit_is_drift() -> None:

@@ -1,8 +1,9 @@
 """The simulated Sparks' package mirror: a signed APT repository served on the bridge's gateway, holding Debian's
 own packages (and the dependencies they need beyond the host's root filesystem) for what spark-state installs
-on a Spark with apt (earlyoom). A Spark installs from Ubuntu's signed archive; the simulated ones have no route
-out, so they get a mirror that apt treats the same way: `apt-get update` checks its InRelease signature against
-a key in /etc/apt/keyrings (signed-by), and a package missing from it fails the install as a real mirror would.
+on a Spark with apt (earlyoom, the node exporter, Prometheus). A Spark installs from Ubuntu's signed archive;
+the simulated ones have no route out, so they get a mirror that apt treats the same way: `apt-get update` checks
+its InRelease signature against a key in /etc/apt/keyrings (signed-by), and a package missing from it fails the
+install as a real mirror would.
 
 Built once into the cache from deb.debian.org (apt on this machine, with the host root filesystem's dpkg status,
 so exactly the missing packages are downloaded), then served read-only by a plain HTTP server.
@@ -25,8 +26,8 @@ from .layout import Layout
 from .rootfs import MIRROR, SUITE
 
 APT_PORT = 8091
-# What spark-state installs with apt on a Spark (spark_state/plan/system_services.py).
-PACKAGES = ("earlyoom",)
+# What spark-state installs with apt on a Spark (spark_state/plan/system_services.py): every package it names.
+PACKAGES = ("earlyoom", "prometheus-node-exporter", "prometheus")
 KEY_NAME = "spark-rehearsal-archive.gpg"  # /etc/apt/keyrings/ on each host (signed-by)
 DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from datetime import datetime
 from typing import Any
 
 from pyinfra import host
@@ -32,7 +33,7 @@ from ..plan.checkpoints import CheckpointPlan
 from ..plan.engines import EnginePlan
 from ..plan.host_plan import HostPlan
 from ..plan.quoting import sh_join, sh_word
-from ..plan.system_services import SystemServicePlan
+from ..plan.system_services import BenchMetricsPlan, SystemServicePlan
 from ..plan.templates import render
 from ..plan.units import ServicePlan
 from ..stacks import trtllm
@@ -317,26 +318,31 @@ def unit_file(path: str, content: str, found: Found, previous: str | None = None
 @operation()
 def system_service(daemon: SystemServicePlan, snapshot: Snapshot, found: Found):
     """A daemon from a package as the state configures it: the package installed (pyinfra's apt.packages, after
-    `apt-get update`), its file with exactly this text (mode 644), the unit enabled and running, restarted when
-    the file changed. Decided from the probe alone: nothing is asked of the host when it saw all of it in place.
+    `apt-get update`), its files with exactly their text (mode 644; a file with a check is replaced only once the
+    check accepts it), the unit enabled and running, restarted when a file changed. Decided from the probe alone:
+    nothing is asked of the host when it saw all of it in place.
 
-    + daemon: the daemon's plan (package, unit, its file and that file's text)
+    + daemon: the daemon's plan (package, unit, its files and their text)
     + snapshot: the host, as the deploy's probe found it (its `system_units` must name the unit)
     + found: the same, read against the plan (its `files` must name the file)
     """
     unit = snapshot.system_units.get(daemon.unit) or SystemUnitFact()
-    configured = holds_text(found.files.get(daemon.config_path), daemon.config_text, "0o644")
-    if unit.load == "loaded" and configured and (unit.enabled, unit.active) == ("enabled", "active"):
+    stale = [f for f in daemon.files if not holds_text(found.files.get(f.path), f.text, "0o644")]
+    if unit.load == "loaded" and not stale and (unit.enabled, unit.active) == ("enabled", "active"):
         host.noop(f"{daemon.name} is installed, configured, enabled and running")
         return
     if unit.load != "loaded":
         yield from apt.packages._inner(packages=[daemon.package], update=True)
-    if not configured:
-        yield from _upload(daemon.config_path, daemon.config_text, "644")
+    for file in stale:  # beside it first, checked when the daemon has a check, then renamed over it
+        new = f"{file.path}.spark-state-new"
+        yield from _upload(new, file.text, "644")
+        if file.check:
+            yield sh_join([new if word == "{}" else word for word in file.check])
+        yield sh_join(["mv", "-f", new, file.path])
     if unit.active == "failed":  # systemd refuses to start a unit that failed too often until it is reset
         yield SYSTEMCTL.format(daemon.unit, "reset-failed")
     # A restart, not a start: the package's postinst has already started the daemon with its packaged file.
-    if not configured or unit.active != "active":
+    if stale or unit.active != "active":
         yield SYSTEMCTL.format(daemon.unit, "restart")
     if unit.enabled != "enabled":
         yield SYSTEMCTL.format(daemon.unit, "enable")
@@ -618,6 +624,70 @@ def baseline_recorded(plan: HostPlan, verification: Verification):
     text = json.dumps(document, indent=2, sort_keys=True)
     yield write_file_command(plan.baseline_path, text, private_directory=False)
     yield FunctionCommand(keep_baseline_here, (document,), {})
+
+
+# What a verification bench's figures are called in Prometheus (observe.baseline's names → metric, unit scale).
+BENCH_METRICS = {
+    baseline.TTFT: ("spark_state_bench_ttft_p50_seconds", "Serial time to first token, p50", 0.001),
+    baseline.DECODE: ("spark_state_bench_decode_tokens_per_second", "Serial decode rate, p50", 1.0),
+}
+AGGREGATE = ("spark_state_bench_aggregate_tokens_per_second", "Aggregate output rate at a concurrency")
+
+
+def bench_metrics_text(metrics: BenchMetricsPlan, verification: Verification) -> str:
+    """The node exporter's textfile (Prometheus text): each benched service's figures, whether it passed, and
+    when; labelled service, stack and model (Prometheus adds the host's own labels when it scrapes)."""
+    samples: dict[str, tuple[str, list[str]]] = {}
+
+    def add(name: str, about: str, labels: dict[str, str], value: float) -> None:
+        said = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(labels.items()))
+        samples.setdefault(name, (about, []))[1].append(f"{name}{{{said}}} {value:.15g}")
+
+    at = datetime.fromisoformat(verification.at).timestamp() if verification.at else 0.0
+    for service, outcome in sorted(verification.outcomes.items()):
+        labels = metrics.labels.get(service, {"service": service})
+        if not outcome.benched:
+            continue
+        for figure, value in sorted(verification.figures.get(service, {}).items()):
+            if figure in BENCH_METRICS:
+                name, about, scale = BENCH_METRICS[figure]
+                add(name, about, labels, value * scale)
+            elif figure.startswith("aggregate c="):
+                level = figure.removeprefix("aggregate c=").split(" ", 1)[0]
+                add(AGGREGATE[0], AGGREGATE[1], labels | {"concurrency": level}, value)
+        add("spark_state_bench_passed", "1 when the service met its expectations", labels, float(not outcome.reason))
+        add("spark_state_bench_timestamp_seconds", "When the bench ran (unix time)", labels, at)
+    lines = []
+    for name, (about, values) in samples.items():
+        lines += [
+            f"# HELP {name} {about} (the last verification bench by spark-state).",
+            f"# TYPE {name} gauge",
+            *values,
+        ]
+    return "\n".join(lines)
+
+
+def _label_value(value: str) -> str:
+    """A label value as Prometheus' text format escapes it (backslash, double quote, newline)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+@operation(is_idempotent=False)
+def bench_metrics_written(plan: HostPlan, verification: Verification):
+    """When this run's verification benched the host: its figures as Prometheus text in the node exporter's
+    textfile directory (plan.bench_metrics), replaced whole (a temp file renamed over it: the collector reads
+    *.prom files only, never a half-written one).
+
+    + plan: the host's plan (its bench_metrics, set with `monitoring:`)
+    + verification: what the verification step found (read when this operation runs)
+    """
+    if plan.bench_metrics is None:
+        host.noop("no monitoring declared")
+        return
+    if not (verification.done and any(o.benched for o in verification.outcomes.values())):
+        host.noop("nothing benched in this run")
+        return
+    yield write_file_command(plan.bench_metrics.path, bench_metrics_text(plan.bench_metrics, verification), False)
 
 
 def keep_baseline_here(document: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from .model import (
     host_gpu,
     host_services,
 )
-from .names import ALL_HOSTS_GROUP
+from .names import ALL_HOSTS_GROUP, NODE_EXPORTER_PORT
 
 Path = tuple[str | int, ...]
 
@@ -86,6 +86,7 @@ def check(state: DesiredState, declared: Mapping[str, set[str]] | None = None) -
     _check_hosts(state, c)
     _check_bench(state, c)
     _check_memory_guard(state, c)
+    _check_monitoring(state, c)
     _check_rollout(state, c)
     _check_build_images(state, c)
     _check_image_versions(state, c)
@@ -313,6 +314,24 @@ def _check_memory_guard(state: DesiredState, c: _Collector) -> None:
             f"{guard.available_below_gib:g} GiB is not under fleet.reserved_memory_gib ({reserved:g} GiB): earlyoom "
             "would end servers that fit their budget; lower it, or reserve more",
         )
+
+
+def _check_monitoring(state: DesiredState, c: _Collector) -> None:
+    """Prometheus on a declared host, on a port no service there takes; the node exporter's port free on every
+    host."""
+    monitoring = state.monitoring
+    if monitoring is None:
+        return
+    c.ref(("monitoring", "host"), "hosts", monitoring.host, "host")
+    taken = {(monitoring.host, monitoring.port): "Prometheus"} if monitoring.host in state.hosts else {}
+    taken |= {(hname, NODE_EXPORTER_PORT): "the node exporter" for hname in state.hosts}
+    for hname in state.hosts:
+        for sname in host_services(state, hname):
+            svc = state.services.get(sname)
+            if svc is not None and (hname, svc.port) in taken:
+                owner = taken[hname, svc.port]
+                fix = "monitoring.port or this one" if owner == "Prometheus" else "this one"
+                c.error(("services", sname, "port"), f"port {svc.port} on host {hname!r} is {owner}'s: change {fix}")
 
 
 def _check_rollout(state: DesiredState, c: _Collector) -> None:

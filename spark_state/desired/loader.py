@@ -32,6 +32,7 @@ from .model import (
     Host,
     Image,
     ImageEntry,
+    Monitoring,
     Paths,
     Rollout,
     Service,
@@ -412,6 +413,10 @@ def _partial_state(data: dict[str, Any]) -> DesiredState:
             except ValidationError:
                 continue
         parts[section] = valid
+    try:  # optional, and without defaults for everything: absent or invalid, it is left out
+        parts["monitoring"] = Monitoring.model_validate(data["monitoring"]) if data.get("monitoring") else None
+    except ValidationError:
+        parts["monitoring"] = None
     return DesiredState.model_construct(**parts)
 
 
@@ -485,6 +490,8 @@ def _model_at(loc: list[Any]) -> type[BaseModel] | None:
     head = loc[0]
     if len(loc) == 2 and head in _SECTION_SINGLE:
         return _SECTION_SINGLE[head]
+    if len(loc) == 2 and head == "monitoring":
+        return Monitoring
     if head == "services" and len(loc) >= 3:
         if len(loc) >= 5 and loc[3] == "expect":
             return Expect

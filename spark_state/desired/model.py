@@ -72,6 +72,17 @@ class MemoryGuard(Strict):
     )
 
 
+class Monitoring(Strict):
+    """Prometheus for the fleet: Debian's `prometheus` on one host, scraping every service's own metrics, each
+    host's node exporter (`prometheus-node-exporter`, with spark-state's bench results as textfile metrics) and
+    itself."""
+
+    host: Name = Field(description="The host of this state that runs Prometheus.")
+    port: Port = Field(default=9090, description="Where Prometheus listens on that host.")
+    scrape_interval_s: int = Field(default=15, ge=1, le=300, description="How often every target is scraped.")
+    retention_days: int = Field(default=15, ge=1, le=3650, description="How long Prometheus keeps its samples.")
+
+
 class Fleet(Strict):
     gpu: GpuName | None = Field(
         default="GB10", description="GPU every host is expected to have; null: learn it at preflight only."
@@ -333,6 +344,11 @@ class DesiredState(Strict):
     rollout: Rollout = Field(
         default_factory=Rollout,
         description="How upgrades go: canary hosts first, and a changed service that fails goes back to what it ran.",
+    )
+    monitoring: Monitoring | None = Field(
+        default=None,
+        description="Prometheus on one host scraping every service, every host's node exporter and the bench "
+        "results (none: no monitoring is installed).",
     )
     groups: dict[Name, Group] = Field(
         default_factory=dict,

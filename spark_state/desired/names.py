@@ -7,6 +7,10 @@ from __future__ import annotations
 import hashlib
 
 UNIT_PREFIX = "spark-state-"
+# Debian's and Ubuntu's prometheus-node-exporter: its port, and the directory its textfile collector reads
+# (the packages' default --collector.textfile.directory); spark-state's bench results go there.
+NODE_EXPORTER_PORT = 9100
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 
 
 def service_container(service: str) -> str:

@@ -63,11 +63,11 @@ def compare(observation: Observation, environ: Mapping[str, str]) -> list[Item]:
         daemon = snapshot.system_units.get(system.unit)
         status = daemon.status if daemon else "not installed"
         items.append(Item(host, "system-service", system.name, "enabled/active", status, status == "enabled/active"))
-        seen_file = snapshot.files.get(system.config_path)
-        seen = "absent" if seen_file is None else f"sha256 {seen_file.sha256[:12]}"
-        want = f"sha256 {sha256(system.config_text)[:12]}"
-        ok = holds_text(seen_file, system.config_text, "0o644")
-        items.append(Item(host, "system-config", system.config_path, want, seen, ok))
+        for file in system.files:
+            seen_file = snapshot.files.get(file.path)
+            seen = "absent" if seen_file is None else f"sha256 {seen_file.sha256[:12]}"
+            ok = holds_text(seen_file, file.text, "0o644")
+            items.append(Item(host, "system-config", file.path, f"sha256 {sha256(file.text)[:12]}", seen, ok))
     for svc in plan.services:
         items += _service_items(host, svc, snapshot, found.services[svc.name], environ)
     wanted = {s.unit_name for s in plan.services}

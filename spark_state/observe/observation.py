@@ -52,7 +52,7 @@ def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = T
         files=(
             *plan.env_files,
             *plan.config_files,
-            *(s.config_path for s in plan.system_services),
+            *(f.path for s in plan.system_services for f in s.files),
             plan.helper_path,
             plan.fetch_script_path,
             plan.converter_path,

@@ -22,7 +22,7 @@ from .budgets import Budget, memory_overflow, plan_budget
 from .checkpoints import CheckpointPlan, plan_checkpoint
 from .engines import EnginePlan, converter_path, plan_engine
 from .images import ImagePlan, plan_image
-from .system_services import SystemServicePlan, plan_system_services
+from .system_services import BenchMetricsPlan, SystemServicePlan, plan_bench_metrics, plan_system_services
 from .units import ServicePlan, plan_service
 
 
@@ -43,7 +43,8 @@ class HostPlan:
     engines: tuple[EnginePlan, ...]
     services: tuple[ServicePlan, ...]
     budget: Budget
-    system_services: tuple[SystemServicePlan, ...] = ()  # daemons from packages (earlyoom)
+    system_services: tuple[SystemServicePlan, ...] = ()  # daemons from packages (earlyoom, monitoring)
+    bench_metrics: BenchMetricsPlan | None = None  # where its bench results go for Prometheus (`monitoring:`)
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -126,9 +127,15 @@ def plan_fleet(state: DesiredState, only_host: str | None = None) -> list[HostPl
     return [plan_host(state, h) for h in state.hosts if only_host in (None, h)]
 
 
-def plan_host(state: DesiredState, host_name: str, probed: Mapping[str, str] | None = None) -> HostPlan:
+def plan_host(
+    state: DesiredState,
+    host_name: str,
+    probed: Mapping[str, str] | None = None,
+    addresses: Mapping[str, str] | None = None,
+) -> HostPlan:
     """The plan for one host. `probed` maps image refs to the TensorRT-LLM version found inside the image on
-    the host, which wins over what the tag suggests (and so feeds the engine fingerprints). Each image, then each
+    the host, which wins over what the tag suggests (and so feeds the engine fingerprints). `addresses`: where
+    each host is reached (the inventory's), for what this host's Prometheus scrapes; the state's when not given. Each image, then each
     checkpoint, engine and service is planned once; what comes later reads what came before (an image's local
     name, a checkpoint's directory, an engine's fingerprint) instead of working it out again."""
     if host_name not in state.hosts:
@@ -193,6 +200,7 @@ def plan_host(state: DesiredState, host_name: str, probed: Mapping[str, str] | N
         engines=tuple(engines.values()),
         services=service_plans,
         budget=budget,
-        system_services=plan_system_services(state),
+        system_services=plan_system_services(state, host_name, addresses),
+        bench_metrics=plan_bench_metrics(state, host_name),
         warnings=tuple(warnings),
     )

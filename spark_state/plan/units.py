@@ -3,6 +3,7 @@ ports, readiness path and health timeout, and the identity that tells which unit
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -116,7 +117,7 @@ def plan_service(
         ckpt = checkpoints[svc.checkpoint]
         served = f"checkpoint {ckpt.repo}@{ckpt.revision}"
         inputs = LaunchInputs(name, svc.port, image_ref, served, state.paths.root, ckpt.dir, tokenizer_dir)
-    launch = stack.launch(svc, inputs)
+    launch = stack.launch(svc, dataclasses.replace(inputs, scraped=state.monitoring is not None))
     run: list[str] = [docker, "run", "--rm", "--name", container, "--gpus", "all", *launch.docker]
     if env_file:
         run += ["--env-file", env_file]

@@ -93,7 +93,8 @@ def _host_panel(plan: HostPlan, verbose: bool) -> Panel:
     parts.append(Text(f"disk ≈ {b.disk_gb:.1f} GB{unknown_disk}"))
     parts.append(Text(f"unified memory ≈ {b.memory_gib:.1f} GiB{total}{unknown_mem}"))
     for d in plan.system_services:
-        parts.append(Text(f"{d.name} ({d.unit}, configured in {d.config_path}): {d.summary}"))
+        files = ", ".join(f.path for f in d.files)
+        parts.append(Text(f"{d.name} ({d.unit}, configured in {files}): {d.summary}"))
     for w in plan.warnings:
         parts.append(Text(f"warning: {w}", style="yellow"))
     return Panel(Group(*parts), title=f"[bold]{plan.host}[/]", title_align="left")

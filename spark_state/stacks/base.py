@@ -22,6 +22,7 @@ class LaunchInputs:
     model_dir: str | None = None  # the checkpoint or engine directory the service serves
     tokenizer_dir: str | None = None
     limits: Mapping[str, int] = field(default_factory=dict)  # an engine's build limits (max_batch_size, ...)
+    scraped: bool = False  # Prometheus scrapes it (`monitoring:`): the stack turns on what serves its metrics
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Stack:
     service: type  # the state's service model for this stack
     default_port: int
     health_path: str  # 200 once the model is loaded
-    metrics_path: str
+    metrics_path: str | None  # where its server answers Prometheus text (None: nowhere)
     health_timeout_s: int  # how long a start may take, unless the service says
     launch: Callable[[Any, LaunchInputs], Launch]
     # It claims a fraction of the memory free when it starts (TensorRT-LLM's KV cache, SGLang's static pool): what

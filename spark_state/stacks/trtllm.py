@@ -270,8 +270,11 @@ def launch(svc: PytorchService, inputs: LaunchInputs) -> Launch:
     docker += ["-v", f"{inputs.model_dir}:/model:ro", "-v", f"{inputs.tokenizer_dir}:/tokenizer:ro"]
     config_files: dict[str, str] = {}
     options_flag: list[str] = []
-    if svc.llm_api_options:
-        text = options_text(svc.llm_api_options)
+    options = dict(svc.llm_api_options)
+    if inputs.scraped:  # trtllm-serve mounts /prometheus/metrics only with it (serve/openai_server.py)
+        options.setdefault("return_perf_metrics", True)
+    if options:
+        text = options_text(options)
         path = service_options_file(inputs.root, inputs.service, text)
         config_files[path] = text
         docker += ["-v", f"{path}:{OPTIONS_IN_CONTAINER}:ro"]
@@ -290,7 +293,9 @@ STACK = Stack(
     service=PytorchService,
     default_port=DEFAULT_PORT,
     health_path="/health",
-    metrics_path="/metrics",
+    # trtllm-serve's /metrics answers JSON iteration stats; Prometheus text is /prometheus/metrics, mounted only
+    # with the LLM API option return_perf_metrics (tensorrt_llm/serve/openai_server.py, mount_metrics).
+    metrics_path="/prometheus/metrics",
     health_timeout_s=600,
     launch=launch,
     takes_free_memory=True,

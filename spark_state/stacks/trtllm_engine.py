@@ -41,7 +41,9 @@ STACK = Stack(
     service=EngineService,
     default_port=DEFAULT_PORT,
     health_path="/health",
-    metrics_path="/metrics",
+    # trtllm-serve's /metrics answers JSON iteration stats; its Prometheus text needs the LLM API option
+    # return_perf_metrics, which an engine service is not given: not scraped, not sampled by the bench.
+    metrics_path=None,
     health_timeout_s=600,
     launch=launch,
     takes_free_memory=True,

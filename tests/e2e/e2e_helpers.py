@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from conftest import REPO, Fleet
@@ -132,6 +134,30 @@ def read_fleet(command: str, workdir: Path, text: str, *extra: str) -> tuple[int
 
 def drifted(report: dict) -> set[tuple[str, str, str]]:
     return {(h["host"], d["kind"], d["name"]) for h in report["hosts"] for d in h["drift"]}
+
+
+def prometheus(fleet: Fleet, index: int, path: str, **params: str) -> Any:
+    """The `data` of an answer of the Prometheus HTTP API on host `index` (:9090)."""
+    answer = httpx.get(f"http://{fleet.hosts[index].address}:9090{path}", params=params, timeout=10).json()
+    assert answer["status"] == "success", answer
+    return answer["data"]
+
+
+def targets_when_scraped(fleet: Fleet, index: int, timeout: float = 90) -> list[dict[str, Any]]:
+    """Prometheus' active targets once each has been scraped (health no longer "unknown"), or as they stand at
+    the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        active = prometheus(fleet, index, "/api/v1/targets")["activeTargets"]
+        if all(t["health"] != "unknown" for t in active) or time.monotonic() > deadline:
+            return active
+        time.sleep(2)
+
+
+def series(fleet: Fleet, index: int, query: str) -> dict[tuple[str, ...], float]:
+    """A PromQL instant query's result: (host, service) of each series → its value."""
+    result = prometheus(fleet, index, "/api/v1/query", query=query)["result"]
+    return {(r["metric"].get("host", ""), r["metric"].get("service", "")): float(r["value"][1]) for r in result}
 
 
 def host_clock(fleet: Fleet, index: int) -> str:

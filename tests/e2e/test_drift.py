@@ -9,7 +9,20 @@ from pathlib import Path
 
 import pytest
 from conftest import Fleet
-from e2e_helpers import ALPHA, BETA, ENGINE_ROOT, GAMMA, answers, deploy, drift, drifted, read_fleet, state_text
+from e2e_helpers import (
+    ALPHA,
+    BETA,
+    ENGINE_ROOT,
+    GAMMA,
+    answers,
+    deploy,
+    drift,
+    drifted,
+    read_fleet,
+    series,
+    state_text,
+    targets_when_scraped,
+)
 
 HOSTS = {ALPHA: "alpha", BETA: "beta", GAMMA: "gamma"}
 NVFP4_HOSTS = ("alpha", "beta", "gamma")
@@ -30,7 +43,7 @@ def host_fingerprint(fleet: Fleet, index: int) -> str:
 
 @pytest.fixture(scope="module")
 def converged(fleet: Fleet, workdir: Path) -> str:
-    text = state_text(nvfp4_batch=16)
+    text = state_text(nvfp4_batch=16) + "monitoring: {host: alpha, scrape_interval_s: 5}\n"
     proc = deploy(workdir, text)
     assert proc.returncode == 0, proc.stdout[-4000:]
     return text
@@ -42,6 +55,28 @@ def test_converged_fleet_exits_0_and_the_check_changes_nothing(fleet: Fleet, wor
     assert (code, drifted(report)) == (0, set())
     assert all(h["in_sync"] for h in report["hosts"])
     assert [host_fingerprint(fleet, i) for i in HOSTS] == before
+
+
+def test_prometheus_scrapes_every_declared_target_and_each_services_bench(fleet: Fleet, converged: str) -> None:
+    """Prometheus on alpha: itself, every host's node exporter and the NIM's /v1/metrics (the engine services'
+    trtllm-serve has no Prometheus text without return_perf_metrics: not declared), all up; the deploy's bench
+    TTFT of every service on every host, from each host's node exporter."""
+    targets = targets_when_scraped(fleet, ALPHA)
+    declared = {(t["labels"]["job"], t["labels"]["host"], t["labels"].get("service", "")) for t in targets}
+    assert declared == {
+        ("prometheus", "alpha", ""),
+        *(("node", host, "") for host in HOSTS.values()),
+        ("llm", "alpha", "nim-fp8"),
+    }
+    assert all(t["health"] == "up" for t in targets), [(t["scrapeUrl"], t["lastError"]) for t in targets]
+    ttft = series(fleet, ALPHA, "spark_state_bench_ttft_p50_seconds")
+    assert set(ttft) == {
+        ("alpha", "nim-fp8"),
+        ("alpha", "trtllm-fp8"),
+        *((host, "trtllm-nvfp4") for host in NVFP4_HOSTS),
+    }, ttft
+    assert all(0 < value < 5 for value in ttft.values()), ttft
+    assert series(fleet, ALPHA, 'generation_tokens_total{service="nim-fp8"}')["alpha", "nim-fp8"] > 0
 
 
 def test_status_shows_what_runs_since_when_health_and_the_last_verdict(workdir: Path, converged: str) -> None:

@@ -3,7 +3,8 @@ modules): a checkpoint served by trtllm-serve's PyTorch backend from the TensorR
 trtllm-build in it) with LLM API options in the file it reads, one served by `vllm serve` from NGC's vLLM
 image with its flags, one by SGLang from its own image on Docker Hub, and one GGUF file of a hub repo by
 llama-server from ggml-org's image on ghcr.io (downloaded by the vLLM image: llama.cpp's has no Python); the plan's
-memory budget holds all four."""
+memory budget holds all four. Prometheus runs on gamma (`monitoring:`) and scrapes each of them on its stack's
+metrics path."""
 
 from __future__ import annotations
 
@@ -13,7 +14,19 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import Fleet
-from e2e_helpers import GAMMA, answers, deploy, drift, drifted, events, host_clock, started, state_text
+from e2e_helpers import (
+    GAMMA,
+    answers,
+    deploy,
+    drift,
+    drifted,
+    events,
+    host_clock,
+    series,
+    started,
+    state_text,
+    targets_when_scraped,
+)
 from openai import OpenAI
 
 from spark_state.stacks.trtllm import options_text
@@ -23,6 +36,17 @@ VLLM_PORT = 8100
 SGLANG_PORT = 30000  # SGLang's default: the service leaves its port out
 LLAMA_PORT = 8080  # llama-server's default, likewise
 GGUF = "Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf"
+
+
+def trt_options(chunked: bool) -> str:
+    """The options file trt-pt reads: the state's options, and return_perf_metrics (Prometheus scrapes it)."""
+    return options_text(
+        {
+            "enable_chunked_prefill": chunked,
+            "kv_cache_config": {"enable_block_reuse": True},
+            "return_perf_metrics": True,
+        }
+    )
 
 
 def stack_state(chunked: bool = True, prefix_caching: bool = True, sglang_chunk: int = 4096, flash: str = "on") -> str:
@@ -61,6 +85,7 @@ def stack_state(chunked: bool = True, prefix_caching: bool = True, sglang_chunk:
             "  gamma: {address: 10.9.0.3, groups: [nvfp4]}",
             "  gamma: {address: 10.9.0.3, services: [trt-pt, chat-vllm, chat-sglang, chat-llama]}",
         )
+        + "monitoring: {host: gamma, scrape_interval_s: 5}\n"
     )
 
 
@@ -140,10 +165,37 @@ def test_the_official_openai_client_streams_from_each_stack(fleet: Fleet, served
         assert text.strip(), port
 
 
+# Each stack's count of what it served, as its server names it: vLLM's and SGLang's generated tokens, llama-server's
+# predicted tokens; TensorRT-LLM's Prometheus metrics count requests, not tokens (tensorrt_llm/metrics/collector.py).
+SERVED_COUNTERS = {
+    "chat-vllm": "vllm:generation_tokens_total",
+    "chat-sglang": "sglang:generation_tokens_total",
+    "chat-llama": "llamacpp:tokens_predicted_total",
+    "trt-pt": "request_success_total",
+}
+
+
+def test_prometheus_scrapes_each_stack_on_its_metrics_path_and_the_bench_results(fleet: Fleet, served: str) -> None:
+    targets = targets_when_scraped(fleet, GAMMA)
+    on_gamma = {
+        (t["labels"]["job"], t["labels"].get("service", "")): (t["health"], t["lastError"], t["scrapeUrl"])
+        for t in targets
+        if t["labels"]["host"] == "gamma"
+    }
+    assert set(on_gamma) == {("prometheus", ""), ("node", "")} | {("llm", s) for s in SERVED_COUNTERS}, on_gamma
+    assert all(health == "up" for health, _, _ in on_gamma.values()), on_gamma
+    assert on_gamma["llm", "trt-pt"][2].endswith(f":{PORT}/prometheus/metrics")  # /metrics is JSON there
+    for service, counter in SERVED_COUNTERS.items():
+        counted = series(fleet, GAMMA, f'{counter}{{job="llm",service="{service}"}}')
+        assert list(counted) == [("gamma", service)] and counted["gamma", service] > 0, (service, counted)
+    # the deploy's bench, through gamma's node exporter: TTFT p50 in seconds, one series per service
+    ttft = series(fleet, GAMMA, 'spark_state_bench_ttft_p50_seconds{host="gamma"}')
+    assert set(ttft) == {("gamma", s) for s in SERVED_COUNTERS} and all(0 < v < 5 for v in ttft.values()), ttft
+
+
 def test_serves_the_checkpoint_with_its_options_file(fleet: Fleet, served: str) -> None:
     assert answers(fleet, GAMMA, PORT)
-    want = options_text({"enable_chunked_prefill": True, "kv_cache_config": {"enable_block_reuse": True}})
-    assert list(options_files(fleet).values()) == [want]
+    assert list(options_files(fleet).values()) == [trt_options(True)]
     argv = fleet.root(fleet.hosts[GAMMA], "docker inspect --format '{{json .Args}}' spark-state-trt-pt").stdout
     args = json.loads(argv)
     assert args[args.index("--backend") + 1] == "pytorch"
@@ -184,8 +236,7 @@ def test_a_changed_option_restarts_that_service_and_the_one_that_starts_after_it
     }
     assert free_at_start["trt-pt"] - free_at_start["chat-sglang"] > 2  # what trt-pt holds was claimed first
     assert answers(fleet, GAMMA, PORT) and answers(fleet, GAMMA, SGLANG_PORT)
-    want = options_text({"enable_chunked_prefill": False, "kv_cache_config": {"enable_block_reuse": True}})
-    assert want in options_files(fleet).values()  # the earlier file stays: a rollback's unit names it
+    assert trt_options(False) in options_files(fleet).values()  # the earlier file stays: a rollback's unit names it
 
 
 def test_a_changed_vllm_flag_restarts_that_service_only(fleet: Fleet, workdir: Path, served: str) -> None:
@@ -221,8 +272,7 @@ def test_changed_sglang_and_llama_server_flags_restart_those_services_only(
 
 def test_drift_names_a_hand_changed_option(fleet: Fleet, workdir: Path) -> None:
     text = stack_state(chunked=False, prefix_caching=False, sglang_chunk=2048, flash="off")
-    want = options_text({"enable_chunked_prefill": False, "kv_cache_config": {"enable_block_reuse": True}})
-    path = next(p for p, t in options_files(fleet).items() if t == want)
+    path = next(p for p, t in options_files(fleet).items() if t == trt_options(False))
     fleet.root(fleet.hosts[GAMMA], f"cp {path} /root/options.bak && sed -i 's/false/true/' {path}")
     try:
         _, report = drift(workdir, text)

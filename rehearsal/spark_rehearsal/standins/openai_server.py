@@ -360,12 +360,38 @@ class ServerConfig:
     # "vllm": vLLM's names (vllm/v1/metrics/loggers.py), labelled by model_name and engine; "sglang": SGLang's
     # (sglang/srt/observability/metrics_collector.py, labelled as its scheduler labels them); "llamacpp":
     # llama-server's (tools/server/server-task.cpp to_metrics, unlabelled, with HELP lines); "none": no /metrics
-    # (SGLang without --enable-metrics); "llamacpp-off": llama-server without --metrics (501)
+    # (SGLang without --enable-metrics); "llamacpp-off": llama-server without --metrics (501); "trtllm":
+    # trtllm-serve's /metrics, JSON iteration stats (serve/openai_server.py get_iteration_stats), and with
+    # "trtllm-perf" (the LLM API option return_perf_metrics) /prometheus/metrics too; "plain": NIM's
+    # unprefixed names on /v1/metrics
     metrics: str = "plain"
     # llama-server (tools/server/server-http.cpp middleware_server_state): until the model is loaded every route
     # answers 503 with this error; once loaded /health answers {"status": "ok"}.
     loading_error: dict[str, Any] | None = None
     health_body: dict[str, Any] | None = None
+
+
+# tensorrt_llm/metrics/collector.py (MetricsCollector): each histogram's documentation and buckets.
+_LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0)
+TRTLLM_HISTOGRAMS = {
+    "e2e_request_latency_seconds": (
+        "Histogram of end to end request latency in seconds.",
+        (*_LATENCY_BUCKETS, 480.0, 960.0, 1920.0, 7680.0),
+    ),
+    "time_to_first_token_seconds": (
+        "Histogram of time to first token in seconds.",
+        (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0)
+        + (80.0, 160.0, 640.0, 2560.0),
+    ),
+    "time_per_output_token_seconds": (
+        "Histogram of time per output token in seconds.",
+        (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0),
+    ),
+    "request_queue_time_seconds": (
+        "Histogram of time spent in WAITING phase for request.",
+        (*_LATENCY_BUCKETS, 480.0, 960.0, 1920.0, 7680.0),
+    ),
+}
 
 
 def _labelled(labels: str, families: tuple[tuple[str, str, str, Any], ...]) -> str:
@@ -523,6 +549,8 @@ class OpenAIServer:
         # Per request: [arrived, first token sent, last token sent, tokens, [when each chunk was sent]] on the
         # monotonic clock, so a client on the same machine can separate its own overhead from the server's.
         self.timings: dict[int, list[Any]] = {}
+        self.finished: list[tuple[float, float, float | None]] = []  # TTFT, end to end, time per output token
+        self.stats_read_at = 0  # completed requests when trtllm-serve's iteration stats were last read
         self.started = time.time()
         self.ready = False
         self._server: asyncio.base_events.Server | None = None
@@ -640,11 +668,55 @@ class OpenAIServer:
             message = "This server does not support metrics endpoint. Start it with `--metrics`"
             error = {"code": 501, "message": message, "type": "not_supported_error"}
             return await self._respond(writer, 501, {"error": error})
+        if path == metrics_path and self.config.metrics.startswith("trtllm"):
+            return await self._respond(writer, 200, self._iteration_stats())
+        if path in ("/prometheus/metrics", "/prometheus/metrics/") and self.config.metrics == "trtllm-perf":
+            return await self._respond(writer, 200, self._trtllm_prometheus().encode(), "text/plain; version=0.0.4")
         if path == metrics_path and self.config.metrics != "none":
             return await self._respond(writer, 200, self._metrics().encode(), "text/plain; version=0.0.4")
         if path in ("/v1/chat/completions", "/v1/completions") and method == "POST":
             return await self._completion(path.endswith("chat/completions"), body, writer, arrived)
         return await self._respond(writer, 404, {"object": "error", "message": f"Not Found: {path}", "code": 404})
+
+    def _iteration_stats(self) -> list[dict[str, Any]]:
+        """trtllm-serve's /metrics: the iteration stats queued since the last read (`get_stats_async`), as a JSON
+        list; one entry here, with the fields every backend fills (camelCase, as the executor names them)."""
+        s = self.scheduler
+        if s.completed_requests == self.stats_read_at and not s.active:
+            return []
+        self.stats_read_at = s.completed_requests
+        return [
+            {
+                "iter": s.completed_tokens,
+                "numActiveRequests": len(s.active),
+                "numQueuedRequests": s.waiting,
+                "maxNumActiveRequests": self.config.max_batch_size,
+                "numCompletedRequests": s.completed_requests,
+                "timestamp": time.strftime("%m-%d-%Y %H:%M:%S"),
+            }
+        ]
+
+    def _trtllm_prometheus(self) -> str:
+        """trtllm-serve's /prometheus/metrics (only with return_perf_metrics): tensorrt_llm/metrics/collector.py's
+        counter and histograms, labelled model_name and engine_type "undefined" as openai_server.py creates them,
+        observed from the requests this server finished."""
+        labels = 'engine_type="undefined",model_name="undefined"'
+        text = "# HELP request_success_total Count of successfully processed requests.\n"
+        text += "# TYPE request_success_total counter\n"
+        text += f'request_success_total{{{labels},finished_reason="stop"}} {self.scheduler.completed_requests}\n'
+        observed = {
+            "e2e_request_latency_seconds": [e2e for _, e2e, _ in self.finished],
+            "time_to_first_token_seconds": [ttft for ttft, _, _ in self.finished],
+            "time_per_output_token_seconds": [tpot for _, _, tpot in self.finished if tpot is not None],
+        }
+        for name, (about, buckets) in TRTLLM_HISTOGRAMS.items():
+            values = observed.get(name, [])
+            text += f"# HELP {name} {about}\n# TYPE {name} histogram\n"
+            for bound in [*buckets, float("inf")]:
+                le = "+Inf" if bound == float("inf") else repr(float(bound))
+                text += f'{name}_bucket{{{labels},le="{le}"}} {sum(1 for v in values if v <= bound)}\n'
+            text += f"{name}_count{{{labels}}} {len(values)}\n{name}_sum{{{labels}}} {sum(values)}\n"
+        return text
 
     def _metrics(self) -> str:
         s = self.scheduler
@@ -781,9 +853,13 @@ class OpenAIServer:
             return "; ".join(f"{name}: Extra inputs are not permitted" for name in extra)
         return None
 
-    def _account(self, tokens: int) -> None:
+    def _account(self, tokens: int, timing: list[Any] | None = None) -> None:
         self.scheduler.completed_tokens += tokens
         self.scheduler.completed_requests += 1
+        if timing is not None and timing[2]:  # arrived, first token, last token: what trtllm-serve observes
+            arrived, first, last = timing[0], timing[1], timing[2]
+            tpot = (last - first) / (tokens - 1) if tokens > 1 else None
+            self.finished.append((first - arrived, last - arrived, tpot))
 
     async def _error(
         self, writer: asyncio.StreamWriter, status: int, message: str, kind: str = "BadRequestError"
@@ -856,7 +932,7 @@ class OpenAIServer:
         number = int(rid.rsplit("-", 1)[1])
         held = dict.fromkeys(quirks.late_tokens, quirks.late_steps) if number in quirks.late_requests else None
         await self.scheduler.stream(count, emit, timing[0], held, prompt_tokens)
-        self._account(count)
+        self._account(count, timing)
         await writer.drain()
 
     @staticmethod
@@ -901,7 +977,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-chat-template", action="store_true")
     p.add_argument(
         "--metrics",
-        choices=["plain", "vllm", "sglang", "llamacpp", "none"],
+        choices=["plain", "vllm", "sglang", "llamacpp", "trtllm", "trtllm-perf", "none"],
         default="plain",
         help="metric names served",
     )

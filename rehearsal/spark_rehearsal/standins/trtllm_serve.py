@@ -108,10 +108,12 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    options: dict = {}
     if args.extra_llm_api_options is not None:
         from .llm_args import load_options
 
-        _, problem = load_options(args.extra_llm_api_options)
+        loaded, problem = load_options(args.extra_llm_api_options)
+        options = loaded or {}
         if problem:
             print(f"Traceback (most recent call last):\n  ...\n{problem}", file=sys.stderr)
             return 1
@@ -151,6 +153,8 @@ def main(argv: list[str]) -> int:
         chat_template=has_chat_template(tokenizer),
         max_batch_size=max_batch,
         max_seq_len=args.max_seq_len or 4096,
+        # /prometheus/metrics is mounted only with return_perf_metrics (serve/openai_server.py, mount_metrics)
+        metrics="trtllm-perf" if options.get("return_perf_metrics") else "trtllm",
     )
     memory = hold_memory(profile, gpu)  # noqa: F841 - held for the process lifetime
     print(f"[TRT-LLM] [I] Serving {profile} on {args.host}:{args.port}", flush=True)
