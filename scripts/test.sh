@@ -12,8 +12,9 @@ cd "$(dirname "$0")/.."
 if [ $# -gt 0 ]; then
   exec .venv/bin/python -m pytest "$@"
 fi
-# The fast subset first (no fleet: a failure shows in two minutes; two workers, a file each, as most of its time
-# is spent waiting on known-timing servers), then the fleet modules in their two groups side by side, each on a
-# fleet of its own (tests/conftest.py FLEET_GROUPS; the simulated Sparks mostly wait).
-.venv/bin/python -m pytest -m "not fleet" -n 2 --dist loadfile
+# The fast subset first (no fleet: a failure shows in two minutes): its timing tests alone, the rest on two
+# workers, a file each; then the fleet modules in their two groups side by side, each on a fleet of its own
+# (tests/conftest.py FLEET_GROUPS; the simulated Sparks mostly wait).
+.venv/bin/python -m pytest -m "not fleet and timing"
+.venv/bin/python -m pytest -m "not fleet and not timing" -n 2 --dist loadfile
 exec .venv/bin/python -m pytest -m fleet -n 2 --dist loadgroup

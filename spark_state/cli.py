@@ -183,6 +183,7 @@ def _fleet(args: argparse.Namespace) -> tuple[DesiredState, list[tuple[str, dict
 
 def _drift(args: argparse.Namespace, console: Console) -> Outcome:
     from . import drift
+    from .inventory import every_address
 
     state, entries, history_dir = _fleet(args)
     results = drift.run_drift(
@@ -192,6 +193,7 @@ def _drift(args: argparse.Namespace, console: Console) -> Outcome:
         with_bench=args.bench,
         margin=args.margin,
         history_dir=history_dir,
+        addresses=every_address(args.state, args.inventory) if args.host else None,
     )
     outcome = drift.outcome(results)
     if args.json:

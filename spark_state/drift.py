@@ -52,11 +52,20 @@ class HostDrift:
         return f"bench: all {len(figures)} figures within the margin of the baseline{since} — performance unchanged"
 
 
-def check_host(state: DesiredState, address: str, data: dict[str, Any], environ: Mapping[str, str]) -> HostDrift:
+def check_host(
+    state: DesiredState,
+    address: str,
+    data: dict[str, Any],
+    environ: Mapping[str, str],
+    addresses: Mapping[str, str] | None = None,
+) -> HostDrift:
+    """`addresses`: where the inventory reaches each host (what the deploy wrote into Prometheus' targets)."""
     name = data["spark_host"]
     result = HostDrift(name, address)
     try:
-        observed = observe(state, name, lambda request: probe_host(address, data, request), read_only=True)
+        observed = observe(
+            state, name, lambda request: probe_host(address, data, request), read_only=True, addresses=addresses
+        )
     except (ProbeError, ConnectError) as exc:
         result.error = str(exc)
         return result
@@ -126,8 +135,12 @@ def run_drift(
     with_bench: bool = False,
     margin: float = DRIFT_MARGIN,
     history_dir: Path | None = None,
+    addresses: Mapping[str, str] | None = None,
 ) -> list[HostDrift]:
-    checked = on_each_host(entries, lambda address, data: check_host(state, address, data, environ))
+    """`addresses`: where the inventory reaches every host, --host or not (Prometheus' targets name them all);
+    by default the entries'."""
+    addresses = addresses or {data["spark_host"]: address for address, data in entries}
+    checked = on_each_host(entries, lambda address, data: check_host(state, address, data, environ, addresses))
     results = [drift for _, _, drift in checked]
     if with_bench:  # benches run one at a time: they share this machine's CPU
         for address, data, drift in checked:

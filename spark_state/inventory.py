@@ -126,6 +126,11 @@ def hosts_named(state: DesiredState, name: str | None) -> list[str]:
     return members
 
 
+def every_address(state_file: str | Path, inventory: str | Path | None = None) -> dict[str, str]:
+    """Where the inventory (else the state) reaches every host of the state, by its name in the state."""
+    return {data["spark_host"]: reached for reached, data in fleet(state_file, inventory)[1]}
+
+
 def fleet(
     state_file: str | Path, inventory: str | Path | None = None, host: str | None = None
 ) -> tuple[DesiredState, list[HostEntry]]:

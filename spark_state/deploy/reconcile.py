@@ -39,7 +39,7 @@ from ..desired.loader import load_state
 from ..desired.model import DesiredState
 from ..desired.names import UNIT_PREFIX
 from ..errors import HostError, SparkStateError
-from ..inventory import state_path
+from ..inventory import address, state_path
 from ..observe import baseline
 from ..observe.observation import Observation, observe
 from ..observe.preflight import preflight
@@ -103,6 +103,11 @@ def _spark_name(pyinfra_host: Any) -> str:
     return str(pyinfra_host.data.get("spark_host") or pyinfra_host.name)
 
 
+def _addresses(pyinfra_host: Any) -> dict[str, str]:
+    """Where this deploy's inventory reaches each Spark, by its state name."""
+    return {_spark_name(h): address(h.name, h.data) for h in pyinfra_host.state.inventory}
+
+
 @deploy("spark-state: serve this Spark as the state file says")
 def serve_spark(state: DesiredState | None = None, host_name: str | None = None) -> None:
     _deploy_file_known_as_module()
@@ -116,11 +121,13 @@ def serve_spark(state: DesiredState | None = None, host_name: str | None = None)
             asked = writer_lock.take_in_order(host, _spark_name, lambda each, said: each.log_styled(said, fg="yellow"))
         else:
             asked = writer_lock.ask(host, wait)
-        observation = observe(state, name, lambda request: snapshot(writer_lock.guarded(request, asked)))
+        observation = observe(
+            state, name, lambda request: snapshot(writer_lock.guarded(request, asked)), addresses=_addresses(host)
+        )
         if not wait:
             writer_lock.settle(asked, name, wait)
             if asked and not observation.snapshot.writer:  # the probe stopped waiting for this run's token
-                observation = observe(state, name, snapshot)
+                observation = observe(state, name, snapshot, addresses=_addresses(host))
     except HostError as exc:  # this host is held by another writer or cannot be read: it fails alone
         ops.preflight_gate(name="spark-state writer lock and probe", failures=[str(exc)])
         return

@@ -6,7 +6,7 @@ The probe itself — its sections, how a host reads them, the typed answer — i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..desired.model import DesiredState
@@ -106,15 +106,20 @@ class Observation:
 
 
 def observe(
-    state: DesiredState, host: str, probe: Callable[[ProbeRequest], Snapshot], read_only: bool = False
+    state: DesiredState,
+    host: str,
+    probe: Callable[[ProbeRequest], Snapshot],
+    read_only: bool = False,
+    addresses: Mapping[str, str] | None = None,
 ) -> Observation:
-    """Plan the host, probe it, and plan it again when the host knows better: an image carries another
+    """Plan the host (`addresses`: where the inventory reaches each host, for what its Prometheus scrapes), probe
+    it, and plan it again when the host knows better: an image carries another
     TensorRT-LLM than its tag says (the version inside feeds the engine fingerprints), or a checkpoint pinned to
     a commit is already here, downloaded under the branch or tag it was pinned from (it is used where it is:
     same bits, same engines and units) — probing once more for the new plan."""
     probed: dict[str, str] = {}
     for _ in range(2):  # a second round only when the first taught the plan something
-        plan = plan_host(state, host, probed)
+        plan = plan_host(state, host, probed, addresses)
         request = probe_request(plan, read_only)
         snapshot = probe(request)
         found = found_for(plan, snapshot)
