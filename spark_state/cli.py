@@ -71,6 +71,13 @@ def _schema(args: argparse.Namespace, console: Console) -> Outcome:
     return Outcome.OK
 
 
+def _dashboard(args: argparse.Namespace, console: Console) -> Outcome:
+    from importlib.resources import files
+
+    print(files("spark_state").joinpath("shipped", "grafana-fleet.json").read_text(), end="")
+    return Outcome.OK
+
+
 def _init(args: argparse.Namespace, console: Console) -> Outcome:
     from . import tool
 
@@ -427,6 +434,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="write it where editors find it (default ~/.local/share/spark-state) and print the modeline",
     )
     p.set_defaults(handler=_schema)
+
+    p = sub.add_parser(
+        "dashboard",
+        help="print the Grafana dashboard of the fleet's Prometheus (monitoring:), for Grafana's Import dashboard",
+    )
+    p.set_defaults(handler=_dashboard)
 
     p = sub.add_parser("init", help="write a minimal, commented state file for N Sparks (vLLM serving Llama 3.1 8B)")
     p.add_argument("file", nargs="?", default="state.yaml", help="where (default state.yaml; never replaced)")

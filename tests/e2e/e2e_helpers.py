@@ -154,10 +154,17 @@ def targets_when_scraped(fleet: Fleet, index: int, timeout: float = 90) -> list[
         time.sleep(2)
 
 
-def series(fleet: Fleet, index: int, query: str) -> dict[tuple[str, ...], float]:
-    """A PromQL instant query's result: (host, service) of each series → its value."""
-    result = prometheus(fleet, index, "/api/v1/query", query=query)["result"]
-    return {(r["metric"].get("host", ""), r["metric"].get("service", "")): float(r["value"][1]) for r in result}
+def series(
+    fleet: Fleet, index: int, query: str, wait_for: int = 0, timeout: float = 60
+) -> dict[tuple[str, ...], float]:
+    """A PromQL instant query's result: (host, service) of each series → its value; asked again until it has
+    `wait_for` series (what a deploy wrote last shows at the next scrape), or as it stands at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = prometheus(fleet, index, "/api/v1/query", query=query)["result"]
+        if len(result) >= wait_for or time.monotonic() > deadline:
+            return {(r["metric"].get("host", ""), r["metric"].get("service", "")): float(r["value"][1]) for r in result}
+        time.sleep(2)
 
 
 def host_clock(fleet: Fleet, index: int) -> str:

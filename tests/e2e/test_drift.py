@@ -69,7 +69,7 @@ def test_prometheus_scrapes_every_declared_target_and_each_services_bench(fleet:
         ("llm", "alpha", "nim-fp8"),
     }
     assert all(t["health"] == "up" for t in targets), [(t["scrapeUrl"], t["lastError"]) for t in targets]
-    ttft = series(fleet, ALPHA, "spark_state_bench_ttft_p50_seconds")
+    ttft = series(fleet, ALPHA, "spark_state_bench_ttft_p50_seconds", wait_for=5)
     assert set(ttft) == {
         ("alpha", "nim-fp8"),
         ("alpha", "trtllm-fp8"),

@@ -9,6 +9,7 @@ metrics path."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -22,7 +23,9 @@ from e2e_helpers import (
     drifted,
     events,
     host_clock,
+    prometheus,
     series,
+    spark_state_bin,
     started,
     state_text,
     targets_when_scraped,
@@ -189,8 +192,14 @@ def test_prometheus_scrapes_each_stack_on_its_metrics_path_and_the_bench_results
         counted = series(fleet, GAMMA, f'{counter}{{job="llm",service="{service}"}}')
         assert list(counted) == [("gamma", service)] and counted["gamma", service] > 0, (service, counted)
     # the deploy's bench, through gamma's node exporter: TTFT p50 in seconds, one series per service
-    ttft = series(fleet, GAMMA, 'spark_state_bench_ttft_p50_seconds{host="gamma"}')
+    ttft = series(fleet, GAMMA, 'spark_state_bench_ttft_p50_seconds{host="gamma"}', wait_for=len(SERVED_COUNTERS))
     assert set(ttft) == {("gamma", s) for s in SERVED_COUNTERS} and all(0 < v < 5 for v in ttft.values()), ttft
+    # the shipped Grafana dashboard: every panel's query is PromQL this Prometheus evaluates, and each finds data
+    dashboard = json.loads(subprocess.run([spark_state_bin(), "dashboard"], capture_output=True, check=True).stdout)
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            query = target["expr"].replace("$__rate_interval", "1m")
+            assert prometheus(fleet, GAMMA, "/api/v1/query", query=query)["result"], (panel["title"], query)
 
 
 def test_serves_the_checkpoint_with_its_options_file(fleet: Fleet, served: str) -> None:
