@@ -7,14 +7,16 @@ Order: ask for this Spark's writer lock and probe at once (the probe reads nothi
 run's; held until the run ends; another writer's holder is named, and this host stops; with spark_lock=wait
 every host's lock is taken first, one after another in an order all writers share) → (with `rollout.canary`:
 the canaries do everything below first, then a gate every host shares lets the others go ahead only when every
-canary passed) → preflight (fail this host only, before any change) →
-spark-state's programs (helper, fetcher, converter) → daemons from packages (earlyoom) → images → checkpoints →
-chat-template guard → engines → env files and units (the replaced ones kept for a rollback; daemon-reload when
-one changed) → remove dropped services → restart what changed (chained with `_if` on its unit and env file), start what is not running, wait for health
-→ verification: the bench (after a change, when the host changed since its baseline, or spark_bench=always) and
-the summary → one operation per service that rolls it back when it changed and failed its health wait or its
-bench (`rollout.rollback`, default on) → the host's new baseline when every service passed (written there, and
-kept on this machine) → the verdict that fails the host when a service failed. `--dry` lists each of them.
+canary passed) → preflight (fail this host only, before any change) → spark-state's programs (helper, fetcher,
+converter) → daemons from packages (earlyoom; with `monitoring:` the node exporter and Prometheus) → images →
+checkpoints → chat-template guard → engines → env files and units (the replaced ones kept for a rollback;
+daemon-reload when one changed) → remove dropped services → restart what changed (chained with `_if` on its
+unit and env file), start what is not running, wait for health → verification: the bench (after a change, when
+the host changed since its baseline, or spark_bench=always) and the summary → one operation per service that
+rolls it back when it changed and failed its health wait or its bench (`rollout.rollback`, default on) → the
+host's new baseline when every service passed (written there, and kept on this machine) → its bench results for
+Prometheus (with `monitoring:`) → the verdict that fails the host when a service failed. `--dry` lists each of
+them.
 """
 
 from __future__ import annotations
