@@ -38,7 +38,7 @@ from ..plan.templates import render
 from ..plan.units import ServicePlan
 from ..stacks import trtllm
 from .facts import SparkHostState
-from .rollout import Verification
+from .rollout import ServiceOutcome, Verification
 
 # Command builders (pure; every word quoted by plan.quoting) ------------------------------------------------
 
@@ -673,21 +673,34 @@ def _label_value(value: str) -> str:
 
 
 @operation(is_idempotent=False)
-def bench_metrics_written(plan: HostPlan, verification: Verification):
+def bench_metrics_written(plan: HostPlan, verification: Verification, snapshot: Snapshot, found: Found):
     """When this run's verification benched the host: its figures as Prometheus text in the node exporter's
     textfile directory (plan.bench_metrics), replaced whole (a temp file renamed over it: the collector reads
-    *.prom files only, never a half-written one).
+    *.prom files only, never a half-written one). When nothing was benched and the file is not there yet (the
+    monitoring is new), the bench of the host's baseline (its last good deploy) is written instead.
 
     + plan: the host's plan (its bench_metrics, set with `monitoring:`)
     + verification: what the verification step found (read when this operation runs)
+    + snapshot: the host, as the deploy's probe found it (its baseline)
+    + found: the same, read against the plan (its `files` must name the textfile)
     """
     if plan.bench_metrics is None:
         host.noop("no monitoring declared")
         return
-    if not (verification.done and any(o.benched for o in verification.outcomes.values())):
-        host.noop("nothing benched in this run")
+    if verification.done and any(o.benched for o in verification.outcomes.values()):
+        yield write_file_command(plan.bench_metrics.path, bench_metrics_text(plan.bench_metrics, verification), False)
         return
-    yield write_file_command(plan.bench_metrics.path, bench_metrics_text(plan.bench_metrics, verification), False)
+    recorded = baseline.valid(snapshot.baseline)
+    if found.files.get(plan.bench_metrics.path) is None and recorded and recorded["bench"]:
+        last = Verification(
+            done=True,
+            at=str(recorded.get("recorded_at") or ""),
+            outcomes={service: ServiceOutcome(benched=True) for service in recorded["bench"]},
+            figures={service: dict(figures) for service, figures in recorded["bench"].items()},
+        )
+        yield write_file_command(plan.bench_metrics.path, bench_metrics_text(plan.bench_metrics, last), False)
+        return
+    host.noop("nothing benched in this run")
 
 
 def keep_baseline_here(document: dict[str, Any]) -> None:

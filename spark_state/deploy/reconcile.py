@@ -371,5 +371,7 @@ def _reconcile(state: DesiredState, observation: Observation, canary: bool) -> N
         )
     ops.baseline_recorded(name="baseline: recorded when every service passed", plan=plan, verification=verification)
     if plan.bench_metrics is not None:
-        ops.bench_metrics_written(name="bench results for Prometheus", plan=plan, verification=verification)
+        ops.bench_metrics_written(
+            name="bench results for Prometheus", plan=plan, verification=verification, snapshot=observed, found=found
+        )
     ops.verification_verdict(name="verification verdict", plan=plan, verification=verification, rollback=rollback)

@@ -53,6 +53,7 @@ def probe_request(plan: HostPlan, read_only: bool = False, with_health: bool = T
             *plan.env_files,
             *plan.config_files,
             *(f.path for s in plan.system_services for f in s.files),
+            *([plan.bench_metrics.path] if plan.bench_metrics else []),
             plan.helper_path,
             plan.fetch_script_path,
             plan.converter_path,

@@ -145,11 +145,11 @@ def prometheus(fleet: Fleet, index: int, path: str, **params: str) -> Any:
 
 def targets_when_scraped(fleet: Fleet, index: int, timeout: float = 90) -> list[dict[str, Any]]:
     """Prometheus' active targets once each has been scraped (health no longer "unknown"), or as they stand at
-    the timeout."""
+    the timeout. None at all: Prometheus has just (re)started and not yet synced its targets (every 5 s)."""
     deadline = time.monotonic() + timeout
     while True:
         active = prometheus(fleet, index, "/api/v1/targets")["activeTargets"]
-        if all(t["health"] != "unknown" for t in active) or time.monotonic() > deadline:
+        if (active and all(t["health"] != "unknown" for t in active)) or time.monotonic() > deadline:
             return active
         time.sleep(2)
 

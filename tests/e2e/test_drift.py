@@ -57,28 +57,6 @@ def test_converged_fleet_exits_0_and_the_check_changes_nothing(fleet: Fleet, wor
     assert [host_fingerprint(fleet, i) for i in HOSTS] == before
 
 
-def test_prometheus_scrapes_every_declared_target_and_each_services_bench(fleet: Fleet, converged: str) -> None:
-    """Prometheus on alpha: itself, every host's node exporter and the NIM's /v1/metrics (the engine services'
-    trtllm-serve has no Prometheus text without return_perf_metrics: not declared), all up; the deploy's bench
-    TTFT of every service on every host, from each host's node exporter."""
-    targets = targets_when_scraped(fleet, ALPHA)
-    declared = {(t["labels"]["job"], t["labels"]["host"], t["labels"].get("service", "")) for t in targets}
-    assert declared == {
-        ("prometheus", "alpha", ""),
-        *(("node", host, "") for host in HOSTS.values()),
-        ("llm", "alpha", "nim-fp8"),
-    }
-    assert all(t["health"] == "up" for t in targets), [(t["scrapeUrl"], t["lastError"]) for t in targets]
-    ttft = series(fleet, ALPHA, "spark_state_bench_ttft_p50_seconds", wait_for=5)
-    assert set(ttft) == {
-        ("alpha", "nim-fp8"),
-        ("alpha", "trtllm-fp8"),
-        *((host, "trtllm-nvfp4") for host in NVFP4_HOSTS),
-    }, ttft
-    assert all(0 < value < 5 for value in ttft.values()), ttft
-    assert series(fleet, ALPHA, 'generation_tokens_total{service="nim-fp8"}')["alpha", "nim-fp8"] > 0
-
-
 def test_status_shows_what_runs_since_when_health_and_the_last_verdict(workdir: Path, converged: str) -> None:
     code, report = read_fleet("status", workdir, converged)
     rows = {(h["host"], s["service"]): s for h in report["hosts"] for s in h["services"]}
@@ -248,3 +226,26 @@ def test_after_a_deploy_drift_exits_0_again(fleet: Fleet, workdir: Path, converg
     code, report = drift(workdir, bumped)
     assert (code, drifted(report)) == (0, set())
     assert earlyoom_argv(fleet, BETA)[:3] == ["/usr/bin/earlyoom", "-M", str(4 * 2**20)]  # installed again
+
+
+def test_prometheus_scrapes_every_declared_target_and_each_services_bench(fleet: Fleet, converged: str) -> None:
+    """Prometheus on alpha (installed by the first deploy of this module): itself, every host's node exporter and
+    the NIM's /v1/metrics (the engine services' trtllm-serve has no Prometheus text without return_perf_metrics:
+    not declared), all up; the last deploy's bench TTFT of every service on every host, from each host's node
+    exporter."""
+    targets = targets_when_scraped(fleet, ALPHA)
+    declared = {(t["labels"]["job"], t["labels"]["host"], t["labels"].get("service", "")) for t in targets}
+    assert declared == {
+        ("prometheus", "alpha", ""),
+        *(("node", host, "") for host in HOSTS.values()),
+        ("llm", "alpha", "nim-fp8"),
+    }
+    assert all(t["health"] == "up" for t in targets), [(t["scrapeUrl"], t["lastError"]) for t in targets]
+    ttft = series(fleet, ALPHA, "spark_state_bench_ttft_p50_seconds", wait_for=5)
+    assert set(ttft) == {
+        ("alpha", "nim-fp8"),
+        ("alpha", "trtllm-fp8"),
+        *((host, "trtllm-nvfp4") for host in NVFP4_HOSTS),
+    }, ttft
+    assert all(0 < value < 5 for value in ttft.values()), ttft
+    assert series(fleet, ALPHA, 'generation_tokens_total{service="nim-fp8"}')["alpha", "nim-fp8"] > 0
