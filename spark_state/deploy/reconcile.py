@@ -123,13 +123,14 @@ def serve_spark(state: DesiredState | None = None, host_name: str | None = None)
             asked = writer_lock.take_in_order(host, _spark_name, lambda each, said: each.log_styled(said, fg="yellow"))
         else:
             asked = writer_lock.ask(host, wait)
+        addresses = _addresses(host)
         observation = observe(
-            state, name, lambda request: snapshot(writer_lock.guarded(request, asked)), addresses=_addresses(host)
+            state, name, lambda request: snapshot(writer_lock.guarded(request, asked)), addresses=addresses
         )
         if not wait:
             writer_lock.settle(asked, name, wait)
             if asked and not observation.snapshot.writer:  # the probe stopped waiting for this run's token
-                observation = observe(state, name, snapshot, addresses=_addresses(host))
+                observation = observe(state, name, snapshot, addresses=addresses)
     except HostError as exc:  # this host is held by another writer or cannot be read: it fails alone
         ops.preflight_gate(name="spark-state writer lock and probe", failures=[str(exc)])
         return

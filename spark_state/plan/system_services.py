@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from ..desired.model import DesiredState, PytorchService, host_services
 from ..desired.names import NODE_EXPORTER_PORT, TEXTFILE_DIR
-from ..stacks import STACKS
+from ..stacks import STACKS, trtllm
 
 EARLYOOM_DEFAULTS = "/etc/default/earlyoom"
 NODE_EXPORTER_DEFAULTS = "/etc/default/prometheus-node-exporter"
@@ -147,10 +147,9 @@ def plan_system_services(
 def scraped_path(state: DesiredState, service: str) -> str | None:
     """Where Prometheus reads a service's metrics (None: its server serves none in Prometheus' format)."""
     svc = state.services[service]
-    path = STACKS[svc.stack].metrics_path
-    if isinstance(svc, PytorchService) and svc.llm_api_options.get("return_perf_metrics") is False:
-        return None  # trtllm-serve mounts /prometheus/metrics only with return_perf_metrics
-    return path
+    if isinstance(svc, PytorchService) and not trtllm.served_options(svc, scraped=True).get("return_perf_metrics"):
+        return None  # the options it reads turn its Prometheus text off
+    return STACKS[svc.stack].metrics_path
 
 
 def plan_bench_metrics(state: DesiredState, host: str) -> BenchMetricsPlan | None:

@@ -265,14 +265,22 @@ def options_text(options: Mapping[str, Any]) -> str:
     return json.dumps(options, indent=2, sort_keys=True) + "\n"
 
 
+def served_options(svc: PytorchService, scraped: bool) -> dict[str, Any]:
+    """The LLM API options trtllm-serve reads: the state's, and return_perf_metrics when Prometheus scrapes it
+    (trtllm-serve mounts /prometheus/metrics only with it: serve/openai_server.py, mount_metrics), unless the
+    state says otherwise."""
+    options = dict(svc.llm_api_options)
+    if scraped:
+        options.setdefault("return_perf_metrics", True)
+    return options
+
+
 def launch(svc: PytorchService, inputs: LaunchInputs) -> Launch:
     docker = ["-p", f"{inputs.port}:{inputs.port}"]
     docker += ["-v", f"{inputs.model_dir}:/model:ro", "-v", f"{inputs.tokenizer_dir}:/tokenizer:ro"]
     config_files: dict[str, str] = {}
     options_flag: list[str] = []
-    options = dict(svc.llm_api_options)
-    if inputs.scraped:  # trtllm-serve mounts /prometheus/metrics only with it (serve/openai_server.py)
-        options.setdefault("return_perf_metrics", True)
+    options = served_options(svc, inputs.scraped)
     if options:
         text = options_text(options)
         path = service_options_file(inputs.root, inputs.service, text)
